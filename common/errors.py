@@ -1,0 +1,25 @@
+"""Errors as types: each says what the caller should do about it."""
+
+
+class PmtaBounceError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class ConfigError(PmtaBounceError):
+    """A setting is missing or invalid: the process stops and names it."""
+
+
+class FatalError(PmtaBounceError):
+    """The process cannot go on (missing table, no permission): exit non-zero, ack nothing."""
+
+
+class TransientError(PmtaBounceError):
+    """Worth retrying: the database or broker went away, a deadlock, a lock wait timeout."""
+
+
+class PermanentError(PmtaBounceError):
+    """This one message or record can never be applied: dead-letter it with the reason."""
+
+
+class InvalidMessage(PermanentError):
+    """A queue message that does not decode into a valid bounce record."""

@@ -1,0 +1,97 @@
+"""The bounce record: one `b` or `rb` accounting row, as both sides see it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+BOUNCE_TYPES = frozenset({"b", "rb"})
+INT32_MAX = 2**31 - 1  # IEM stores ids and times in int(11) columns
+_LEADING_DIGITS = re.compile(r"\s*(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class BounceRecord:
+    """One bounce, with where it came from. `fingerprint` identifies its content."""
+
+    type: str
+    time_logged: int
+    rcpt: str
+    dsn_status: str
+    dsn_diag: str
+    category: str
+    list_ids: tuple[int, ...]
+    statid: int
+    source_file: str = ""
+    source_line: int = 0
+    fingerprint: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fingerprint", fingerprint(self))
+
+
+def fingerprint(record: BounceRecord) -> str:
+    """A hash of the record's content, not of its position.
+
+    The same bounce met on another line or in a file copied back must count
+    once, so the source file and line stay out of it.
+    """
+    parts = (
+        record.type,
+        str(record.time_logged),
+        record.rcpt.lower(),
+        record.dsn_status,
+        record.dsn_diag,
+        record.category,
+        ",".join(map(str, record.list_ids)),
+        str(record.statid),
+    )
+    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def parse_list_ids(raw: str) -> tuple[int, ...]:
+    """`7, 8,13` -> (7, 8, 13); entries that are not all digits are dropped."""
+    ids = set()
+    for entry in raw.split(","):
+        entry = entry.strip()
+        if entry.isascii() and entry.isdigit():
+            value = int(entry)
+            if 0 < value <= INT32_MAX:
+                ids.add(value)
+    return tuple(sorted(ids))
+
+
+def parse_statid(raw: str) -> int:
+    """IEM's intval(): leading digits count (`12abc` -> 12); nothing numeric -> 0."""
+    match = _LEADING_DIGITS.match(raw)
+    if not match or not match.group(1).isascii():
+        return 0
+    value = int(match.group(1))
+    # A statid beyond int(11) names no campaign; it can only mean "no statistics".
+    return value if value <= INT32_MAX else 0
+
+
+def parse_time(raw: str) -> int:
+    """Unix seconds, or PowerMTA's `iso-times yes` form, to Unix seconds.
+
+    Raises ValueError with a readable reason. Never returns a year as a time
+    (the original's intval('2024-11-19 ...') did).
+    """
+    text = raw.strip()
+    if not text:
+        raise ValueError("timeLogged is empty")
+    if text.isascii() and text.isdigit():
+        value = int(text)
+    else:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"timeLogged {text!r} is neither Unix seconds nor an ISO time") from None
+        if moment.tzinfo is None:
+            raise ValueError(f"timeLogged {text!r} has no UTC offset")
+        value = int(moment.timestamp())
+    if not 0 < value <= INT32_MAX:
+        raise ValueError(f"timeLogged {text!r} is out of range")
+    return value

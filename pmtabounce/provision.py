@@ -1,0 +1,40 @@
+"""`pmtabounce setup`: create or upgrade our own tables (never IEM's), and the RabbitMQ topology."""
+
+from __future__ import annotations
+
+import logging
+
+from .common.config import Settings
+from .worker import ledger
+from .worker.db import Tables, connect
+
+log = logging.getLogger("pmtabounce.setup")
+
+
+def setup_database(settings: Settings) -> int:
+    """Run the ledger migrations not yet applied; returns the schema version now in place."""
+    tables = Tables(settings.table_prefix)
+    connection = connect(settings.mysql)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(ledger.meta_table_sql(tables))
+            cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
+            row = cursor.fetchone()
+            current = int(row[0]) if row else 0
+            for version, statements in ledger.migrations(tables):
+                if version <= current:
+                    continue
+                for statement in statements:
+                    cursor.execute(statement)
+                cursor.execute(
+                    f"INSERT INTO {tables.meta} (name, value) VALUES ('schema_version', %s) "
+                    "ON DUPLICATE KEY UPDATE value = VALUES(value)",
+                    (str(version),),
+                )
+                log.info("database: applied schema version %d (%s)", version, tables.ledger)
+                current = version
+        connection.commit()
+    finally:
+        connection.close()
+    log.info("database ready: schema version %d in %s", current, settings.mysql.safe_url())
+    return current

@@ -1,0 +1,1 @@
+"""Consumes bounce records and applies them to IEM's tables, exactly once."""

@@ -1,0 +1,196 @@
+"""Apply a batch of bounces to IEM in one transaction, with retries and isolation of bad records."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import pymysql
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_never
+from tenacity.wait import wait_exponential_jitter
+
+from ..common import metrics
+from ..common.config import MySQLTarget
+from ..common.errors import FatalError, PermanentError, TransientError
+from ..common.policy import Policy
+from ..common.record import BounceRecord
+from . import iem, ledger
+from .db import Tables, connect
+from .plan import Outcome, plan_batch
+
+log = logging.getLogger("pmtabounce.worker")
+
+# MySQL/MariaDB error numbers, by what the caller should do about them.
+TRANSIENT = {
+    1040,  # too many connections
+    1053,  # server shutdown in progress
+    1062,  # duplicate ledger key: another worker committed the same record first
+    1205,  # lock wait timeout
+    1213,  # deadlock
+    1290,  # --read-only (a failover in progress)
+    1927,  # connection killed (MariaDB)
+    2002, 2003, 2006, 2013, 2055,  # cannot connect, gone away, lost connection
+}
+FATAL = {
+    1044, 1045, 1049,  # access denied, unknown database
+    1142, 1143,  # command or column denied: the grants are wrong
+    1146, 1054,  # table or column missing: setup not run, or the wrong prefix
+}
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    failed: list[tuple[BounceRecord, str]] = field(default_factory=list)  # (record, reason)
+
+
+def classify_error(exc: BaseException) -> Exception:
+    """Turn a driver exception into one of our three kinds."""
+    if isinstance(exc, (TransientError, PermanentError, FatalError)):
+        return exc
+    if isinstance(exc, pymysql.err.InterfaceError) or isinstance(exc, (ConnectionError, TimeoutError)):
+        return TransientError(f"database connection lost: {exc}")
+    if isinstance(exc, pymysql.err.MySQLError):
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        message = exc.args[1] if len(exc.args) > 1 else str(exc)
+        if code in TRANSIENT:
+            return TransientError(f"MySQL error {code}: {message}")
+        if code in FATAL:
+            return FatalError(f"MySQL error {code}: {message}")
+        return PermanentError(f"MySQL error {code}: {message}")
+    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
+
+
+class BatchApplier:
+    """Owns one MySQL connection (one per thread) and applies batches of records through it."""
+
+    def __init__(
+        self,
+        target: MySQLTarget,
+        tables: Tables,
+        policy: Policy,
+        *,
+        retry_max_wait: float = 30.0,
+        give_up_after: float | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.target = target
+        self.tables = tables
+        self.policy = policy
+        self._connection = None
+        self._retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=wait_exponential_jitter(initial=0.1, max=retry_max_wait, jitter=0.5),
+            stop=stop_after_delay(give_up_after) if give_up_after else stop_never,
+            sleep=sleep,
+            before_sleep=self._before_retry,
+            reraise=True,
+        )
+
+    def apply(self, records: Sequence[BounceRecord]) -> BatchResult:
+        """All records in one transaction; a record the database refuses is isolated, the rest commit.
+
+        Transient failures are retried (forever unless `give_up_after`); a FatalError propagates.
+        """
+        if not records:
+            return BatchResult()
+        try:
+            return BatchResult(self._retrying(self._apply_once, records))
+        except PermanentError as exc:
+            if len(records) == 1:
+                return BatchResult(failed=[(records[0], str(exc))])
+        log.warning("a batch of %d records was refused; applying them one by one to find the bad ones", len(records))
+        result = BatchResult()
+        for record in records:
+            single = self.apply([record])
+            result.outcomes += single.outcomes
+            result.failed += single.failed
+        return result
+
+    def _apply_once(self, records: Sequence[BounceRecord]) -> list[Outcome]:
+        started = time.perf_counter()
+        try:
+            connection = self._connect()
+            with connection.cursor() as cursor:
+                plan = self._plan(cursor, records)
+                self._write(cursor, plan)
+            connection.commit()
+        except BaseException as exc:
+            self._rollback()
+            error = classify_error(exc)
+            if isinstance(error, TransientError):
+                self.close()
+            if error is exc:
+                raise
+            raise error from exc
+        metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+        metrics.BATCH_SIZE.observe(len(records))
+        metrics.LAST_SUCCESS.set(time.time())
+        for outcome in plan.outcomes:
+            metrics.RECORDS_PROCESSED.labels(outcome.outcome).inc()
+        return plan.outcomes
+
+    def _plan(self, cursor, records: Sequence[BounceRecord]):
+        t = self.tables
+        known = ledger.known(cursor, t, (r.fingerprint for r in records))
+        fresh = [r for r in records if r.fingerprint not in known and r.list_ids]
+        emails = sorted({r.rcpt for r in fresh})
+        candidates = iem.find_active_subscribers(cursor, t, emails, (i for r in fresh for i in r.list_ids))
+        bounce_rows = iem.existing_bounces(cursor, t, (c.subscriberid for c in candidates))
+        stats = iem.stats_tables(cursor, t, (r.statid for r in fresh))
+        return plan_batch(
+            records,
+            policy=self.policy,
+            known=known,
+            candidates=candidates,
+            bounce_rows=bounce_rows,
+            stats_tables=stats,
+        )
+
+    def _write(self, cursor, plan) -> None:
+        t = self.tables
+        ledger.record(cursor, t, plan.new_outcomes)
+        iem.add_campaign_bounces(cursor, t, plan.stats)
+        iem.insert_bounces(cursor, t, plan.bounce_rows)
+        iem.disable_subscribers(cursor, t, plan.disable, plan.list_bounces)
+        ledger.count_repeats(cursor, t, plan.repeats)
+
+    def _connect(self):
+        if self._connection is None:
+            self._connection = connect(self.target)
+        return self._connection
+
+    def _rollback(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.rollback()
+            except Exception:  # the connection is already gone; close() below forgets it
+                self.close()
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except Exception:
+                pass
+            self._connection = None
+
+    def ping(self) -> bool:
+        """Readiness: can we reach the database right now?"""
+        try:
+            self._connect().ping(reconnect=False)
+            return True
+        except Exception:
+            self.close()
+            return False
+
+    def _before_retry(self, state) -> None:
+        metrics.RETRIES.labels("database").inc()
+        log.warning(
+            "database not available (%s); trying again in %.1f s (attempt %d)",
+            state.outcome.exception(),
+            state.next_action.sleep if state.next_action else 0,
+            state.attempt_number,
+        )

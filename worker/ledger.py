@@ -1,0 +1,117 @@
+"""The project's own ledger: one row per bounce record ever applied, keyed by its fingerprint.
+
+Written in the same transaction as the IEM changes, so a record that is
+delivered again finds its row and changes nothing the second time.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from .db import Tables
+from .plan import Outcome
+
+SCHEMA_VERSION = 1
+
+
+def migrations(t: Tables) -> list[tuple[int, list[str]]]:
+    """(version, statements) in order; `setup` runs those above the recorded version."""
+    return [
+        (
+            1,
+            [
+                f"""CREATE TABLE IF NOT EXISTS {t.ledger} (
+  id bigint unsigned NOT NULL AUTO_INCREMENT,
+  fingerprint char(32) CHARACTER SET ascii NOT NULL,
+  source_file varchar(255) NOT NULL DEFAULT '',
+  source_line int unsigned NOT NULL DEFAULT 0,
+  record_type varchar(4) NOT NULL,
+  time_logged int NOT NULL,
+  email varchar(255) NOT NULL,
+  list_ids varchar(1024) NOT NULL DEFAULT '',
+  statid int NOT NULL DEFAULT 0,
+  category varchar(255) NOT NULL DEFAULT '',
+  dsn_status varchar(1024) NOT NULL DEFAULT '',
+  dsn_diag mediumtext NOT NULL,
+  decision varchar(8) NOT NULL,
+  outcome varchar(16) NOT NULL,
+  subscriberid int DEFAULT NULL,
+  listid int DEFAULT NULL,
+  seen_count int unsigned NOT NULL DEFAULT 1,
+  applied_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  PRIMARY KEY (id),
+  UNIQUE KEY pmtabounce_ledger_fingerprint (fingerprint),
+  KEY pmtabounce_ledger_applied (applied_at, outcome),
+  KEY pmtabounce_ledger_email (email)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+            ],
+        ),
+    ]
+
+
+def meta_table_sql(t: Tables) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {t.meta} ("
+        "name varchar(64) NOT NULL, value varchar(255) NOT NULL, PRIMARY KEY (name)"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    )
+
+
+def known(cursor, t: Tables, fingerprints: Iterable[str]) -> set[str]:
+    """Fingerprints of these that the ledger already holds."""
+    wanted = sorted(set(fingerprints))
+    if not wanted:
+        return set()
+    marks = ", ".join(["%s"] * len(wanted))
+    cursor.execute(f"SELECT fingerprint FROM {t.ledger} WHERE fingerprint IN ({marks})", wanted)
+    return {row[0] for row in cursor.fetchall()}
+
+
+def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
+    """One ledger row per new record. A concurrent worker inserting the same fingerprint
+    makes this fail with a duplicate key, and the whole batch is retried (it then sees it)."""
+    if not outcomes:
+        return
+    cursor.executemany(
+        f"INSERT INTO {t.ledger} (fingerprint, source_file, source_line, record_type, time_logged, "
+        "email, list_ids, statid, category, dsn_status, dsn_diag, decision, outcome, "
+        "subscriberid, listid) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        [_row(o) for o in outcomes],
+    )
+
+
+def count_repeats(cursor, t: Tables, repeats: Counter) -> None:
+    """Evidence that a record was met again (redelivery, a file copied back)."""
+    if not repeats:
+        return
+    fingerprints = sorted(repeats)
+    cases = " ".join(["WHEN %s THEN %s"] * len(fingerprints))
+    params = [value for fp in fingerprints for value in (fp, repeats[fp])]
+    marks = ", ".join(["%s"] * len(fingerprints))
+    cursor.execute(
+        f"UPDATE {t.ledger} SET seen_count = seen_count + CASE fingerprint {cases} ELSE 0 END "
+        f"WHERE fingerprint IN ({marks})",
+        params + fingerprints,
+    )
+
+
+def _row(o: Outcome) -> tuple:
+    r = o.record
+    return (
+        r.fingerprint,
+        r.source_file[:255],
+        max(0, r.source_line),
+        r.type,
+        r.time_logged,
+        r.rcpt[:255],
+        ",".join(map(str, r.list_ids))[:1024],
+        r.statid,
+        r.category[:255],
+        r.dsn_status[:1024],
+        r.dsn_diag,
+        o.decision,
+        o.outcome,
+        o.subscriberid,
+        o.listid,
+    )
