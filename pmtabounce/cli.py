@@ -90,7 +90,7 @@ def producer(settings: Settings, directory: Path | None, once: bool) -> None:
 @run_command
 def worker(settings: Settings, exit_when_idle: float | None) -> None:
     """Consume bounces from RabbitMQ and apply them to IEM, acking only after commit."""
-    from .consumer import run_worker
+    from .worker.consume import run_worker
 
     sys.exit(run_worker(settings, exit_when_idle=exit_when_idle))
 

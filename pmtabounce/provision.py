@@ -38,3 +38,21 @@ def setup_database(settings: Settings) -> int:
         connection.close()
     log.info("database ready: schema version %d in %s", current, settings.mysql.safe_url())
     return current
+
+
+def setup_broker(settings: Settings) -> None:
+    """Declare the exchanges and queues. Idempotent; safe to run while workers run."""
+    from .common import broker
+    from .common.topology import Topology
+
+    topology = Topology(settings.queue_prefix, settings.delivery_limit)
+    connection = broker.connect(settings.amqp, "setup")
+    try:
+        broker.declare_topology(connection.channel(), topology)
+    finally:
+        connection.close()
+    log.info(
+        "broker ready at %s: exchange %s -> quorum queue %s (delivery limit %d), dead letters in %s",
+        broker.safe_url(settings.amqp), topology.exchange, topology.queue,
+        topology.delivery_limit, topology.dead_queue,
+    )
