@@ -24,7 +24,7 @@ run: services
 
 test: services
 	$(BIN)/ruff check .
-	cd tests && ../$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -47,7 +47,9 @@ def main() -> None:
 
 @main.command()
 @click.option("--database/--no-database", default=True, help="Create or upgrade our own MySQL tables.")
-@click.option("--broker/--no-broker", default=None, help="Declare the RabbitMQ topology (default: if PMTABOUNCE_AMQP_URL is set).")
+@click.option(
+    "--broker/--no-broker", default=None, help="Declare the RabbitMQ topology (default: if PMTABOUNCE_AMQP_URL is set)."
+)
 @run_command
 def setup(settings: Settings, database: bool, broker: bool | None) -> None:
     """Create or upgrade pmtabounce's own tables and queues. Idempotent; never alters IEM's tables."""

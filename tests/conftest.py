@@ -17,12 +17,12 @@ from pathlib import Path
 import pika
 import pymysql
 import pytest
-
 from pmtabounce.common.config import MySQLTarget, Settings, parse_mysql_url
 from pmtabounce.common.topology import Topology
+from pmtabounce.worker.db import Tables, connect
+
 from pmtabounce.fixture import create_iem_tables
 from pmtabounce.provision import setup_database
-from pmtabounce.worker.db import Tables, connect
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = DATA / "samples"
