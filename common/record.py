@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -36,7 +37,8 @@ def fingerprint(record: BounceRecord) -> str:
     """A hash of the record's content, not of its position.
 
     The same bounce met on another line or in a file copied back must count
-    once, so the source file and line stay out of it.
+    once, so the source file and line stay out of it. The parts are JSON-encoded
+    rather than joined on a separator, which a remote server could put in dsnDiag.
     """
     parts = (
         record.type,
@@ -48,7 +50,7 @@ def fingerprint(record: BounceRecord) -> str:
         ",".join(map(str, record.list_ids)),
         str(record.statid),
     )
-    return hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+    return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
 
 
 def parse_list_ids(raw: str) -> tuple[int, ...]:
