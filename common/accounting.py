@@ -94,7 +94,8 @@ class AccountingFile:
     def _row(self, cells: list[str], line: int, index: dict[str, int]) -> BounceRecord | RejectedRow | None:
         counts = self.counts
         counts.rows += 1
-        kind = cells[0].strip().lower()
+        position = index.get("type", 0)
+        kind = cells[position].strip().lower() if position < len(cells) else ""
         counts.by_type[kind] = counts.by_type.get(kind, 0) + 1
         if kind not in BOUNCE_TYPES:
             counts.skipped += 1
