@@ -15,6 +15,8 @@ from pathlib import Path
 
 from .record import BOUNCE_TYPES, BounceRecord, parse_list_ids, parse_statid, parse_time
 
+RECORD_TYPES = frozenset({"b", "rb", "d", "t", "tq", "r", "f", "rs"})  # PowerMTA's accounting record types
+
 # A runaway quote would otherwise make one field of the rest of the file.
 MAX_FIELD = 1024 * 1024
 csv.field_size_limit(MAX_FIELD)
@@ -96,7 +98,9 @@ class AccountingFile:
         counts.rows += 1
         position = index.get("type", 0)
         kind = cells[position].strip().lower() if position < len(cells) else ""
-        counts.by_type[kind] = counts.by_type.get(kind, 0) + 1
+        # Unknown types are counted together: a garbage file must not fill memory with its lines.
+        key = kind if kind in RECORD_TYPES else "other"
+        counts.by_type[key] = counts.by_type.get(key, 0) + 1
         if kind not in BOUNCE_TYPES:
             counts.skipped += 1
             return None
