@@ -88,6 +88,10 @@ class AccountingFile:
             if self.header is None:
                 self.header = cells
                 index = _column_index(cells)
+                if "type" not in index:
+                    # Not a header: a bounce here must be seen by the operator, not swallowed.
+                    self.counts.rejected += 1
+                    yield RejectedRow(self.name, line, "the first line is not a header (no type column)", tuple(cells))
                 continue
             item = self._row(cells, line, index)
             if item is not None:
@@ -121,6 +125,8 @@ class AccountingFile:
             position = index.get(name)
             return cells[position] if position is not None else ""
 
+        if "rcpt" not in index:
+            raise ValueError("the file's header has no rcpt column")
         rcpt = cell("rcpt").strip()
         if not rcpt:
             raise ValueError("rcpt is empty")
