@@ -59,6 +59,7 @@ class Settings:
     health_port: int = 0
     rescan_seconds: float = 5.0
     retry_max_wait: float = 30.0
+    publish_window: int = 2000  # producer: records read but not yet safe (confirmed), at most
 
     @property
     def mysql(self) -> MySQLTarget:
@@ -135,6 +136,7 @@ class Settings:
             ("max_replays", 0, 1000),
             ("metrics_port", 0, 65535),
             ("health_port", 0, 65535),
+            ("publish_window", 1, 100000),
         ):
             values[name] = _int(*get(name, getattr(cls, name)), low, high)
         for name in ("rescan_seconds", "retry_max_wait"):
