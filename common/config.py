@@ -21,8 +21,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-_PREFIX = re.compile(r"^[A-Za-z0-9_]{0,32}$")
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,100}$")
+# fullmatch only: `$` alone would let a trailing newline through.
+_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class MySQLTarget:
 class Settings:
     mysql_url: str | None = field(default=None, repr=False)
     amqp_url: str | None = field(default=None, repr=False)
+    rabbitmq_api_url: str | None = field(default=None, repr=False)  # management API, for unacked counts
     table_prefix: str = "email_"
     bounce_dir: Path | None = None
     done_action: str = "rename"  # or "delete"
@@ -105,13 +107,17 @@ class Settings:
             parse_mysql_url(values["mysql_url"])
         if values["amqp_url"]:
             _check_amqp_url(values["amqp_url"])
+        api_url, where = get("rabbitmq_api_url")
+        if api_url and urlsplit(api_url).scheme not in ("http", "https"):
+            raise ConfigError(f"{where} must start with http:// or https:// (the management API, port 15672)")
+        values["rabbitmq_api_url"] = api_url
 
         prefix, where = get("table_prefix", "email_")
-        if not _PREFIX.match(str(prefix)):
+        if not _PREFIX.fullmatch(str(prefix)):
             raise ConfigError(f"{where}={prefix!r}: only letters, digits and _ (at most 32)")
         values["table_prefix"] = prefix
         queue_prefix, where = get("queue_prefix", "pmtabounce")
-        if not _NAME.match(str(queue_prefix)):
+        if not _NAME.fullmatch(str(queue_prefix)):
             raise ConfigError(f"{where}={queue_prefix!r}: only letters, digits, '.', '-' and '_'")
         values["queue_prefix"] = queue_prefix
 

@@ -10,7 +10,7 @@ import pymysql
 from ..common.config import MySQLTarget
 from ..common.errors import ConfigError
 
-_PREFIX = re.compile(r"^[A-Za-z0-9_]{0,32}$")
+_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")  # fullmatch: `$` would let a trailing newline through
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class Tables:
     prefix: str = "email_"
 
     def __post_init__(self) -> None:
-        if not _PREFIX.match(self.prefix):
+        if not _PREFIX.fullmatch(self.prefix):
             raise ConfigError(f"table prefix {self.prefix!r}: only letters, digits and _ (at most 32)")
 
     def _name(self, base: str) -> str:
