@@ -5,6 +5,7 @@ Nothing else in the project reads the environment.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -201,8 +202,8 @@ def _float(value, where: str) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}={value!r}: not a number") from None
-    if number <= 0:
-        raise ConfigError(f"{where}={number}: must be more than 0")
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{where}={number}: must be a finite number more than 0")
     return number
 
 
