@@ -148,15 +148,19 @@ class Settings:
             values[name] = _int(*get(name, getattr(cls, name)), low, high)
         for name in ("rescan_seconds", "retry_max_wait"):
             values[name] = _float(*get(name, getattr(cls, name)))
-        values["policy"] = _policy(get, file_values)
+        values["policy"] = _policy(get, file_values, env.get("PMTABOUNCE_CONFIG"))
         return cls(**values)
 
 
-def _policy(get, file_values: Mapping) -> Policy:
+def _policy(get, file_values: Mapping, config_path: str | None) -> Policy:
     section = file_values.get("policy", {})
     hard_raw, _ = get("hard_categories", section.get("hard"))
     soft_raw, _ = get("soft_categories", section.get("soft"))
-    threshold, where = get("soft_threshold", section.get("soft_threshold", DEFAULT_SOFT_THRESHOLD))
+    threshold, where = get("soft_threshold")
+    if threshold is None:
+        threshold = section.get("soft_threshold", DEFAULT_SOFT_THRESHOLD)
+        if "soft_threshold" in section:  # name where a bad value came from, not a variable nobody set
+            where = f"[policy] soft_threshold in {config_path}"
 
     def categories(raw, default):
         if raw is None:
