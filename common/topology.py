@@ -12,6 +12,7 @@ H_ERROR = "x-pmtabounce-error"  # short class of the failure: invalid, permanent
 H_DEAD_AT = "x-pmtabounce-dead-at"  # Unix seconds
 H_WORKER = "x-pmtabounce-worker"  # host:pid that dead-lettered it
 H_REPLAYS = "x-pmtabounce-replays"  # how often the DLQ tool replayed it
+H_HISTORY = "x-pmtabounce-history"  # earlier deaths, moved aside by the DLQ tool on replay
 
 
 @dataclass(frozen=True)
