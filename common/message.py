@@ -43,7 +43,7 @@ def decode(body: bytes) -> BounceRecord:
         raise InvalidMessage(f"message body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidMessage("message body is not a JSON object")
-    if data.get("v") != SCHEMA_VERSION:
+    if type(data.get("v")) is not int or data["v"] != SCHEMA_VERSION:  # true and 1.0 equal 1 in Python
         raise InvalidMessage(f"unknown schema version {data.get('v')!r} (this worker reads {SCHEMA_VERSION})")
     kind = _field(data, "type", str)
     if kind not in BOUNCE_TYPES:
