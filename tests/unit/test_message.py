@@ -1,0 +1,105 @@
+"""The queue message: a round trip keeps everything, and untrusted bodies are refused with a reason."""
+
+import orjson
+import pytest
+from pmtabounce.common.errors import InvalidMessage, PermanentError
+from pmtabounce.common.message import MAX_BODY, SCHEMA_VERSION, decode, encode
+from pmtabounce.common.record import INT32_MAX, BounceRecord
+
+RECORDS = [
+    BounceRecord("b", 1732010733, "john@example.com", "5.1.1 (bad destination mailbox address)",
+                 "smtp;550 5.1.1 <john@example.com>: User unknown", "bad-mailbox", (3,), 42,
+                 "bounces-2024-11-19-1000.csv", 2),
+    BounceRecord("rb", 1732010790, "mary@example.net", "5.2.2", 'Mailbox full, "quota exceeded"\nline two',
+                 "quota-issues", (7, 8, 13), 0, "b.csv", 3),
+    BounceRecord("b", INT32_MAX, "ünïcødé@exämple.com", "", "Benutzer unbekannt \ufffd\u0000", "", (), INT32_MAX),
+    BounceRecord("b", 1, "a@b", "s", "d" * 100_000, "some-new-category", (INT32_MAX,), 12, "f" * 300, INT32_MAX),
+]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=range(len(RECORDS)))
+def test_round_trip(record):
+    back = decode(encode(record))
+    assert back == record
+    assert back.fingerprint == record.fingerprint
+    assert (back.source_file, back.source_line) == (record.source_file, record.source_line)
+
+
+def test_the_body_is_versioned_json():
+    body = orjson.loads(encode(RECORDS[0]))
+    assert body["v"] == SCHEMA_VERSION == 1
+    assert body["list_ids"] == [3] and body["statid"] == 42 and body["time"] == 1732010733
+
+
+def body(**changes) -> bytes:
+    data = orjson.loads(encode(RECORDS[0]))
+    for key, value in changes.items():
+        if value is ...:
+            del data[key]
+        else:
+            data[key] = value
+    return orjson.dumps(data)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "not JSON"),
+        (b"not json", "not JSON"),
+        (b"\xff\xfe", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'"text"', "not a JSON object"),
+        (b"null", "not a JSON object"),
+        (b"x" * (MAX_BODY + 1), "bytes"),
+        (body(v=...), "schema version"),
+        (body(v=2), "schema version"),
+        (body(v="1"), "schema version"),
+        (body(v=True), "schema version"),  # JSON true == 1 in Python
+        (body(v=1.0), "schema version"),
+        (body(type="d"), "not a bounce"),
+        (body(type=...), "'type'"),
+        (body(type=1), "'type'"),
+        (body(rcpt=""), "rcpt"),
+        (body(rcpt="   "), "rcpt"),
+        (body(rcpt="x" * 256), "rcpt"),
+        (body(rcpt=None), "'rcpt'"),
+        (body(list_ids=...), "'list_ids'"),
+        (body(list_ids="3,4"), "'list_ids'"),
+        (body(list_ids=[3, "4"]), "list_ids"),
+        (body(list_ids=[0]), "list_ids"),
+        (body(list_ids=[-3]), "list_ids"),
+        (body(list_ids=[3.0]), "list_ids"),
+        (body(list_ids=[True]), "list_ids"),
+        (body(list_ids=[INT32_MAX + 1]), "list_ids"),
+        (body(time=0), "'time'"),
+        (body(time=-1), "'time'"),
+        (body(time="1732010733"), "'time'"),
+        (body(time=1732010733.5), "'time'"),
+        (body(time=True), "'time'"),
+        (body(time=INT32_MAX + 1), "'time'"),
+        (body(statid=-1), "'statid'"),
+        (body(statid=None), "'statid'"),
+        (body(statid=...), "'statid'"),
+        (body(status=5), "'status'"),
+        (body(diag=None), "'diag'"),
+        (body(category=["bad-mailbox"]), "'category'"),
+        (body(file=None), "'file'"),
+        (body(line=-1), "'line'"),
+        (body(line="2"), "'line'"),
+    ],
+)
+def test_every_invalid_body_is_refused_with_a_reason(raw, reason):
+    with pytest.raises(InvalidMessage, match=reason) as caught:
+        decode(raw)
+    assert isinstance(caught.value, PermanentError)  # the worker dead-letters it, never retries
+
+
+def test_unknown_extra_fields_are_ignored():
+    data = orjson.loads(encode(RECORDS[0]))
+    data["future_field"] = {"nested": True}
+    assert decode(orjson.dumps(data)) == RECORDS[0]
+
+
+def test_rcpt_is_trimmed_and_list_ids_normalised_on_the_way_in():
+    record = decode(body(rcpt="  john@example.com ", list_ids=[13, 7, 7]))
+    assert record.rcpt == "john@example.com" and record.list_ids == (7, 13)
