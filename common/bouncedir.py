@@ -17,7 +17,8 @@ _DIGITS = re.compile(r"(\d+)")
 
 def natural_key(name: str) -> tuple:
     """`b-2.csv` before `b-10.csv`: PowerMTA's dated names sort chronologically this way."""
-    return tuple(int(part) if part.isdigit() else part.lower() for part in _DIGITS.split(name))
+    # Odd parts are the digit runs; str.isdigit() would also take '²', which int() refuses.
+    return tuple(int(part) if i % 2 else part.lower() for i, part in enumerate(_DIGITS.split(name)))
 
 
 def pending_files(directory: Path) -> list[Path]:
