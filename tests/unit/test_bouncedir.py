@@ -1,0 +1,122 @@
+"""The move-to directory: which files are input and in what order, finishing a file, NAME.rejected."""
+
+import pytest
+from pmtabounce.common.accounting import AccountingFile, RejectedRow
+from pmtabounce.common.bouncedir import (
+    REJECT_COLUMN,
+    DirectoryLock,
+    RejectFile,
+    mark_done,
+    natural_key,
+    pending_files,
+)
+from pmtabounce.common.record import BounceRecord
+
+HEADER = ["type", "timeLogged", "rcpt", "dsnStatus", "dsnDiag", "bounceCat", "header_X-Mailer-LID",
+          "header_X-Mailer-SID"]
+
+
+@pytest.mark.parametrize(
+    ("names", "ordered"),
+    [
+        (["b-10.csv", "b-2.csv", "b-1.csv"], ["b-1.csv", "b-2.csv", "b-10.csv"]),
+        (["bounces-2024-11-19-1005.csv", "bounces-2024-11-19-0000.csv", "bounces-2024-11-18-2355.csv",
+          "bounces-2024-11-19-10000.csv"],
+         ["bounces-2024-11-18-2355.csv", "bounces-2024-11-19-0000.csv", "bounces-2024-11-19-1005.csv",
+          "bounces-2024-11-19-10000.csv"]),
+        (["B.csv", "a.csv"], ["a.csv", "B.csv"]),
+        (["10.csv", "9.csv", "x.csv"], ["9.csv", "10.csv", "x.csv"]),
+        (["a²1.csv", "a1.csv", "²².csv"], ["a1.csv", "a²1.csv", "²².csv"]),  # digit-like, not digits
+        (["b1²2.csv", "b1.csv", "b1x2.csv"], ["b1.csv", "b1x2.csv", "b1²2.csv"]),
+        (["a٣.csv", "a2.csv"], ["a2.csv", "a٣.csv"]),
+    ],
+)
+def test_natural_order(names, ordered):
+    assert sorted(names, key=natural_key) == ordered
+
+
+def test_pending_files_are_the_csv_files_in_natural_order(tmp_path):
+    for name in ["b-10.csv", "b-9.csv", "b-1.CSV", "b-2.csv.done", "b-3.csv.rejected", ".b-4.csv", "b-5.tmp",
+                 "b-6.csv.part", ".pmtabounce.lock"]:
+        (tmp_path / name).write_text("")
+    (tmp_path / "dir.csv").mkdir()
+    assert [p.name for p in pending_files(tmp_path)] == ["b-1.CSV", "b-9.csv", "b-10.csv"]
+
+
+def test_mark_done_renames(tmp_path):
+    path = tmp_path / "b-1.csv"
+    path.write_text("type\n")
+    (tmp_path / "b-1.csv.done").write_text("an older copy")  # a file copied back and done again
+    target = mark_done(path, "rename")
+    assert target == tmp_path / "b-1.csv.done" and target.read_text() == "type\n"
+    assert not path.exists() and pending_files(tmp_path) == []
+
+
+def test_mark_done_deletes(tmp_path):
+    path = tmp_path / "b-1.csv"
+    path.write_text("type\n")
+    assert mark_done(path, "delete") is None
+    assert list(tmp_path.iterdir()) == []
+    assert mark_done(path, "delete") is None  # already gone after a crash: still done
+
+
+def test_reject_file_keeps_rows_with_reasons_and_can_be_fed_back(tmp_path):
+    source = tmp_path / "b-1.csv"
+    rejects = RejectFile(source, HEADER)
+    rejects.add(RejectedRow("b-1.csv", 3, "row has 4 of 8 columns (cut short?)", ("b", "1732010733", "a@x.com", "5.1")))
+    rejects.add(RejectedRow("b-1.csv", 7, "rcpt is empty",
+                            ("b", "1732010734", "", "5.1.1", 'diag, "quoted"\nline', "bad-mailbox", "3", "42")))
+    rejects.close()
+    assert rejects.count == 2 and rejects.path == tmp_path / "b-1.csv.rejected"
+    lines = rejects.path.read_text().splitlines()
+    assert lines[0] == ",".join(HEADER + [REJECT_COLUMN])
+    assert lines[1].endswith(",line 3: row has 4 of 8 columns (cut short?)")
+    # an operator fixes the rows and moves the file back as a .csv: the extra column is ignored
+    fixed = rejects.path.read_text().replace(",5.1,", ",5.1,gone,bad-mailbox,3,42").replace(",,5.1.1", ",b@x.com,5.1.1")
+    (tmp_path / "b-1-fixed.csv").write_text(fixed)
+    records = list(AccountingFile(tmp_path / "b-1-fixed.csv"))
+    assert all(isinstance(r, BounceRecord) for r in records), records
+    assert [(r.rcpt, r.list_ids, r.statid, r.source_line) for r in records] == [
+        ("a@x.com", (3,), 42, 2), ("b@x.com", (3,), 42, 3)]
+    assert records[1].dsn_diag == 'diag, "quoted"\nline'
+
+
+def test_a_new_reject_file_replaces_one_from_an_earlier_run(tmp_path):
+    source = tmp_path / "b-1.csv"
+    (tmp_path / "b-1.csv.rejected").write_text("left over from a crashed run\n")
+    rejects = RejectFile(source, HEADER)
+    assert not rejects.path.exists()  # the file is parsed again from the start
+    rejects.add(RejectedRow("b-1.csv", 2, "rcpt is empty", ("b",)))
+    rejects.close()
+    assert "left over" not in rejects.path.read_text()
+
+
+def test_a_reject_file_resumes_at_a_checkpointed_size(tmp_path):
+    source = tmp_path / "b-1.csv"
+    first = RejectFile(source, HEADER)
+    first.add(RejectedRow("b-1.csv", 2, "one", ("b",)))
+    kept = first.size()
+    first.add(RejectedRow("b-1.csv", 3, "written after the checkpoint", ("b",)))
+    first.close()
+    again = RejectFile(source, HEADER, keep_bytes=kept)
+    again.add(RejectedRow("b-1.csv", 3, "two", ("b",)))
+    again.close()
+    text = again.path.read_text()
+    assert "after the checkpoint" not in text
+    assert text.count(REJECT_COLUMN) == 1 and "line 2: one" in text and "line 3: two" in text
+
+
+def test_no_reject_file_when_nothing_is_rejected(tmp_path):
+    rejects = RejectFile(tmp_path / "b-1.csv", HEADER)
+    rejects.close()
+    assert not rejects.path.exists() and rejects.size() == 0
+
+
+def test_directory_lock_is_exclusive_and_released(tmp_path):
+    first, second = DirectoryLock(tmp_path), DirectoryLock(tmp_path)
+    assert first.acquire(wait=False)
+    assert not second.acquire(wait=False)
+    assert first.holder().isdigit()
+    first.release()
+    assert second.acquire(wait=False)
+    second.release()
