@@ -63,6 +63,7 @@ class Settings:
     rescan_seconds: float = 5.0
     retry_max_wait: float = 30.0
     publish_window: int = 2000  # producer: records read but not yet safe (confirmed), at most
+    dlq_audit_file: Path | None = None  # `dlq replay`/`purge` also append their audit lines here
 
     @property
     def mysql(self) -> MySQLTarget:
@@ -124,6 +125,8 @@ class Settings:
 
         bounce_dir, _ = get("bounce_dir")
         values["bounce_dir"] = Path(bounce_dir) if bounce_dir else None
+        audit_file, _ = get("dlq_audit_file")
+        values["dlq_audit_file"] = Path(audit_file) if audit_file else None
         done_action, where = get("done_action", "rename")
         if done_action not in ("rename", "delete"):
             raise ConfigError(f"{where}={done_action!r}: must be 'rename' or 'delete'")
