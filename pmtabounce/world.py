@@ -1,0 +1,355 @@
+"""Realistic IEM worlds and PowerMTA accounting files, the same for the same seed.
+
+The tests, the demo (`make run`) and the benchmark need an IEM database and a
+directory of bounce files that look like a real sender's: subscribers on
+several lists, unconfirmed, unsubscribed and already-bounced rows, bounce
+history near the soft threshold, newsletters and autoresponders, and files
+with every quirk PowerMTA and remote servers produce. Usage::
+
+    world = World.generate(7, subscribers=2000, records=5000, files=8)
+    world.create_database(connection, Tables("email_"))  # IEM tables must exist
+    world.write_files(directory)
+
+`independent=True` gives a world in which no bounce's effect depends on the
+order bounces are applied (each address bounces at most once, no duplicates),
+so any number of parallel workers must reach the same database.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from .world_records import RecordMaker, Row, bounce_rule
+
+# Columns of an accounting row, in the order of Row's fields.
+_VARIANTS = {
+    "mailer": ("header_X-Mailer-LID", "header_X-Mailer-SID"),
+    "patched": ("header_X-List-ID", "header_X-Mailing-ID"),
+}
+_BASE_COLUMNS = ("type", "timeLogged", "rcpt", "dsnAction", "dsnStatus", "dsnDiag", "bounceCat")
+_EXTRA_COLUMNS = ("vmta", "jobId")
+FIRST_NAMES = ("anna", "ben", "carla", "david", "eva", "frank", "greta", "hugo", "ines", "jan", "kim", "lena",
+               "marco", "nina", "otto", "paula", "rosa", "sven", "tina", "uwe", "vera", "willem", "yara", "zoe")
+LAST_NAMES = ("berg", "costa", "dekker", "evans", "fischer", "garcia", "haas", "jansen", "klein", "lopez",
+              "meyer", "novak", "olsen", "peters", "rossi", "schmidt", "smit", "visser", "weber", "young")
+DOMAINS = ("example.com", "example.net", "example.org", "mail.example.com", "post.example.de", "inbox.example.nl",
+           "example.co.uk", "mx.example.fr")
+
+
+@dataclass(frozen=True, slots=True)
+class ListRow:
+    listid: int
+    name: str
+    createdate: int
+    subscribecount: int
+    unsubscribecount: int
+    bouncecount: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberRow:
+    subscriberid: int
+    listid: int
+    emailaddress: str
+    confirmed: str
+    subscribedate: int
+    bounced: int
+    unsubscribed: int
+
+
+@dataclass(frozen=True, slots=True)
+class BounceRow:
+    bounceid: int
+    subscriberid: int
+    statid: int
+    listid: int
+    bouncetime: int
+    bouncetype: str
+    bouncerule: str
+
+
+@dataclass(frozen=True, slots=True)
+class Campaign:
+    """A newsletter or autoresponder send (or a deleted one: its statid is in the sequence only)."""
+
+    statid: int
+    kind: str  # 'newsletter', 'autoresponder' or 'deleted'
+    list_ids: tuple[int, ...]
+    starttime: int
+    bouncecount_soft: int
+    bouncecount_hard: int
+    bouncecount_unknown: int
+
+
+@dataclass
+class FileSpec:
+    """One accounting file: its name, how PowerMTA was configured, and its rows (None: an empty file)."""
+
+    name: str
+    header: list[str] | None
+    fields: list[int]  # index into Row for each column
+    iso_offset: int | None = None  # minutes east of UTC when `iso-times yes`, else Unix seconds
+    line_end: str = "\r\n"
+    bom: bool = False
+    rows: list[Row] = field(default_factory=list)
+
+    @property
+    def bounce_rows(self) -> int:
+        return sum(1 for row in self.rows if row.type in ("b", "rb"))
+
+
+@dataclass
+class World:
+    """An IEM database's content and the accounting files that bounce against it."""
+
+    seed: int
+    lists: list[ListRow]
+    subscribers: list[SubscriberRow]
+    bounces: list[BounceRow]
+    campaigns: list[Campaign]
+    files: list[FileSpec]
+    independent: bool = False
+
+    @classmethod
+    def generate(
+        cls,
+        seed: int,
+        *,
+        subscribers: int = 2000,
+        records: int = 5000,
+        files: int = 8,
+        lists: int | None = None,
+        campaigns: int | None = None,
+        independent: bool = False,
+        edge_files: bool = True,
+        soft_threshold: int = 5,
+        start_time: int = 1732000000,
+    ) -> World:
+        """A world with `subscribers` addresses and `records` b/rb rows (plus d/t rows) over `files` files.
+
+        `independent`: every address bounces at most once and nothing repeats,
+        so the result cannot depend on the order records are applied in.
+        `edge_files`: add an empty file, a header-only file and a d/t-only file.
+        """
+        rng = random.Random(seed)
+        list_count = lists or max(4, min(40, subscribers // 400))
+        people = _People(rng, subscribers, list_count, start_time)
+        sends = _campaigns(rng, campaigns or max(12, min(400, records // 300)), list_count, start_time)
+        history = _history(rng, people.rows, sends, soft_threshold, start_time)
+        maker = RecordMaker(rng, people.addresses, people.lists_of, sends, independent, start_time + 86400)
+        specs = _files(rng, maker.rows(records), files, start_time + 86400)
+        if edge_files:
+            specs = sorted(specs + _edge_files(specs[0], [maker.skip_row() for _ in range(5)]), key=_name)
+        return cls(seed, people.list_rows(), people.rows, history, sends, specs, independent)
+
+    @property
+    def record_count(self) -> int:
+        """b/rb rows in the files (duplicates and malformed rows included; d/t rows not)."""
+        return sum(spec.bounce_rows for spec in self.files)
+
+    def create_database(self, connection, tables) -> None:
+        """Insert the world into IEM tables that exist and are empty (`tables`: worker.db.Tables)."""
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {tables.lists} (listid, name, ownername, owneremail, bounceemail, replytoemail, "
+                "format, createdate, subscribecount, unsubscribecount, bouncecount, processbounce, visiblefields, "
+                "ownerid) VALUES (%s, %s, 'Owner', 'owner@example.com', 'bounce@example.com', "
+                "'reply@example.com', 'h', %s, %s, %s, %s, '1', 'emailaddress,subscribedate', 1)",
+                [(r.listid, r.name, r.createdate, r.subscribecount, r.unsubscribecount, r.bouncecount)
+                 for r in self.lists],
+            )
+            cursor.executemany(
+                f"INSERT INTO {tables.subscribers} (subscriberid, listid, emailaddress, domainname, format, "
+                "confirmed, confirmcode, requestdate, requestip, confirmdate, subscribedate, bounced, unsubscribed, "
+                "unsubscribeconfirmed, formid) VALUES (%s, %s, %s, %s, 'h', %s, 'c0de', %s, '192.0.2.1', %s, %s, "
+                "%s, %s, %s, 0)",
+                [(r.subscriberid, r.listid, r.emailaddress, r.emailaddress.rsplit("@", 1)[1].lower(), r.confirmed,
+                  r.subscribedate, r.subscribedate if r.confirmed == "1" else 0, r.subscribedate, r.bounced,
+                  r.unsubscribed, "1" if r.unsubscribed else "0") for r in self.subscribers],
+            )
+            cursor.executemany(
+                f"INSERT INTO {tables.prefix}list_subscribers_unsubscribe (subscriberid, unsubscribetime, "
+                "unsubscribeip, listid, statid, unsubscribearea) VALUES (%s, %s, '192.0.2.9', %s, 0, 'form')",
+                [(r.subscriberid, r.unsubscribed, r.listid) for r in self.subscribers if r.unsubscribed],
+            )
+            cursor.executemany(
+                f"INSERT INTO {tables.bounces} (bounceid, subscriberid, statid, listid, bouncetime, bouncetype, "
+                "bouncerule, bouncemessage) VALUES (%s, %s, %s, %s, %s, %s, %s, '')",
+                [(b.bounceid, b.subscriberid, b.statid, b.listid, b.bouncetime, b.bouncetype, b.bouncerule)
+                 for b in self.bounces],
+            )
+            self._insert_campaigns(cursor, tables)
+        connection.commit()
+
+    def _insert_campaigns(self, cursor, tables) -> None:
+        cursor.executemany(f"INSERT INTO {tables.prefix}stats_sequence (id) VALUES (%s)",
+                           [(c.statid,) for c in self.campaigns])
+        counts = [(c.statid, c.bouncecount_soft, c.bouncecount_hard, c.bouncecount_unknown, c.starttime)
+                  for c in self.campaigns if c.kind == "newsletter"]
+        cursor.executemany(
+            f"INSERT INTO {tables.stats_newsletters} (statid, bouncecount_soft, bouncecount_hard, "
+            "bouncecount_unknown, starttime, finishtime, htmlrecipients, newsletterid, sendfromname, "
+            "sendfromemail, sendinformation, sendtype) VALUES (%s, %s, %s, %s, %s, %s + 3600, 1000, %s, "
+            "'News', 'news@example.com', '', 'newsletter')",
+            [(*row, row[4], row[0] % 50 + 1) for row in counts],
+        )
+        cursor.executemany(
+            f"INSERT INTO {tables.stats_autoresponders} (statid, bouncecount_soft, bouncecount_hard, "
+            "bouncecount_unknown, htmlrecipients, autoresponderid) VALUES (%s, %s, %s, %s, 100, %s)",
+            [(c.statid, c.bouncecount_soft, c.bouncecount_hard, c.bouncecount_unknown, c.statid % 20 + 1)
+             for c in self.campaigns if c.kind == "autoresponder"],
+        )
+
+    def write_files(self, directory: Path | str) -> list[Path]:
+        """Write every accounting file into `directory` (created if missing); returns their paths in order."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        return [_write(spec, directory) for spec in self.files]
+
+
+class _People:
+    """Addresses and their subscriber rows: several lists each, stored in mixed case for some."""
+
+    def __init__(self, rng: random.Random, count: int, list_count: int, start: int) -> None:
+        self.addresses: list[str] = []  # as the files write them (lower case)
+        self.lists_of: list[tuple[int, ...]] = []
+        self.rows: list[SubscriberRow] = []
+        self.list_count = list_count
+        self.createdate = start - 400 * 86400
+        next_id = 1
+        for n in range(count):
+            address = f"{rng.choice(FIRST_NAMES)}.{rng.choice(LAST_NAMES)}{n}@{rng.choice(DOMAINS)}"
+            stored = address.title() if rng.random() < 0.2 else address
+            on = rng.sample(range(1, list_count + 1), rng.choices((1, 2, 3), (55, 33, 12))[0])
+            self.addresses.append(address)
+            self.lists_of.append(tuple(sorted(on)))
+            for listid in on:  # unsorted: the lowest listid is not always the lowest subscriberid
+                self.rows.append(self._row(rng, next_id, listid, stored, start))
+                next_id += 1
+
+    @staticmethod
+    def _row(rng: random.Random, subscriberid: int, listid: int, address: str, start: int) -> SubscriberRow:
+        joined = start - rng.randrange(86400, 300 * 86400)
+        roll = rng.random()
+        unsubscribed = joined + rng.randrange(3600, 80000) if roll < 0.05 else 0
+        bounced = joined + rng.randrange(3600, 80000) if 0.05 <= roll < 0.09 else 0
+        confirmed = "0" if rng.random() < 0.1 else "1"
+        return SubscriberRow(subscriberid, listid, address, confirmed, joined, bounced, unsubscribed)
+
+    def list_rows(self) -> list[ListRow]:
+        active, unsubscribed, bounced = Counter(), Counter(), Counter()
+        for row in self.rows:
+            target = unsubscribed if row.unsubscribed else bounced if row.bounced else active
+            target[row.listid] += 1
+        return [
+            ListRow(listid, f"List {listid}", self.createdate + listid * 3600, active[listid],
+                    unsubscribed[listid], bounced[listid] + listid % 3)
+            for listid in range(1, self.list_count + 1)
+        ]
+
+
+def _campaigns(rng: random.Random, count: int, list_count: int, start: int) -> list[Campaign]:
+    """Statids 1..count from one sequence, shared by newsletters and autoresponders; some deleted since."""
+    result = []
+    for statid in range(1, count + 1):
+        kind = rng.choices(("newsletter", "autoresponder", "deleted"), (70, 20, 10))[0]
+        width = 1 if kind == "autoresponder" else rng.choices((1, 2, 3), (50, 35, 15))[0]
+        lists = tuple(sorted(rng.sample(range(1, list_count + 1), min(width, list_count))))
+        hard, soft, unknown = (rng.randrange(0, 30) for _ in range(3))
+        result.append(Campaign(statid, kind, lists, start - (count - statid) * 7200, soft, hard, unknown))
+    return result
+
+
+def _history(rng: random.Random, rows: list[SubscriberRow], sends: list[Campaign], threshold: int,
+             start: int) -> list[BounceRow]:
+    """Earlier bounce rows: some active subscribers one or two short of the soft threshold."""
+    result: list[BounceRow] = []
+    for row in rows:
+        if rng.random() >= (0.3 if row.bounced else 0.06):
+            continue
+        for _ in range(rng.choice((1, 2, max(1, threshold - 2), max(1, threshold - 1), max(1, threshold - 1)))):
+            campaign = rng.choice(sends)
+            kind = "hard" if rng.random() < 0.1 else "soft"
+            category = rng.choice(("bad-mailbox",) if kind == "hard" else ("quota-issues", "no-answer-from-host"))
+            result.append(BounceRow(len(result) + 1, row.subscriberid, campaign.statid, row.listid,
+                                    start - rng.randrange(3600, 90 * 86400), kind, bounce_rule(category)))
+    return result
+
+
+def _files(rng: random.Random, rows: list[Row], count: int, start: int) -> list[FileSpec]:
+    """Spread the rows over `count` files, each with its own PowerMTA configuration.
+
+    File 1 uses the patched header names and LF line ends, file 2 ISO times and
+    file 3 a BOM, so even a small world has each; the others draw theirs.
+    """
+    count = max(1, count)
+    bounds = sorted(rng.sample(range(1, len(rows)), count - 1)) if len(rows) > count else []
+    cuts = [0, *bounds, len(rows)] if bounds else [0] * count + [len(rows)]
+    day = datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%d")
+    specs = []
+    for index in range(count):
+        spec = _configure(rng, f"bounces-{day}-{2 * index:04d}.csv", index)
+        spec.rows = rows[cuts[index]:cuts[index + 1]]
+        specs.append(spec)
+    return specs
+
+
+def _configure(rng: random.Random, name: str, index: int) -> FileSpec:
+    variant = "patched" if index == 1 or (index > 2 and rng.random() < 0.3) else "mailer"
+    columns = list(_BASE_COLUMNS) + list(_VARIANTS[variant]) + list(_EXTRA_COLUMNS[: rng.randrange(3)])
+    fields = list(range(len(columns)))
+    if rng.random() < 0.3:  # the operator listed the fields in another order; `type` stays first
+        tail = list(zip(columns[1:], fields[1:], strict=True))
+        rng.shuffle(tail)
+        columns[1:], fields[1:] = [c for c, _ in tail], [f for _, f in tail]
+    if rng.random() < 0.2:
+        columns = [c.lower() if c.startswith("header_") else c for c in columns]
+    iso = index == 2 or (index > 2 and rng.random() < 0.25)
+    return FileSpec(
+        name, columns, fields,
+        iso_offset=rng.choice((60, -300, 0, 330)) if iso else None,
+        line_end="\n" if index == 1 or (index > 2 and rng.random() < 0.3) else "\r\n",
+        bom=index == 3,
+    )
+
+
+def _edge_files(first: FileSpec, skip_rows: list[Row]) -> list[FileSpec]:
+    """An empty file, a header-only file and one with only d/t rows, between the first data files:
+    each must simply be done."""
+    stem = first.name[: -len("0000.csv")]
+    empty = FileSpec(f"{stem}0001.csv", None, [])
+    header_only = FileSpec(f"{stem}0003.csv", first.header, first.fields)
+    skips = FileSpec(f"{stem}0005.csv", first.header, first.fields, rows=skip_rows)
+    return [empty, header_only, skips]
+
+
+def _name(spec: FileSpec) -> str:
+    return spec.name
+
+
+def _write(spec: FileSpec, directory: Path) -> Path:
+    path = directory / spec.name
+    # surrogateescape: diagnostics with bytes that are not UTF-8 reach the disk as those bytes.
+    with open(path, "w", encoding="utf-8-sig" if spec.bom else "utf-8", errors="surrogateescape",
+              newline="") as handle:
+        if spec.header is None:
+            return path
+        writer = csv.writer(handle, lineterminator=spec.line_end)
+        writer.writerow(spec.header)
+        zone = timezone(timedelta(minutes=spec.iso_offset)) if spec.iso_offset is not None else None
+        for row in spec.rows:
+            cells = [_cell(row, index, zone) for index in spec.fields]
+            writer.writerow(cells[: row.cut] if row.cut else cells)
+    return path
+
+
+def _cell(row: Row, index: int, zone: timezone | None) -> str:
+    value = row[index]
+    if index == 1 and zone is not None and isinstance(value, int):
+        return datetime.fromtimestamp(value, zone).strftime("%Y-%m-%d %H:%M:%S%z")
+    return str(value)
