@@ -1,0 +1,226 @@
+"""An expected-state model of the IEM bounce contract, written from the spec alone.
+
+It does not import the worker's planner or SQL: it is a second, deliberately
+naive reading of the five steps (one record at a time, in file and line
+order, over plain dicts), so that a full run of the real code can be checked
+against it table by table. Only the accounting-file parser is shared.
+
+    expected = IemState.from_database(connection, tables)
+    outcomes = BounceModel(expected).apply_directory(directory)   # before the run renames the files
+    ... run pmtabounce ...
+    assert not differences(expected, IemState.from_database(connection, tables))
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pmtabounce.common.accounting import AccountingFile, RejectedRow
+from pmtabounce.common.record import BounceRecord
+
+HARD = frozenset({"bad-mailbox", "inactive-mailbox", "bad-domain"})
+SOFT = frozenset({"quota-issues", "no-answer-from-host", "relaying-issues", "routing-errors"})
+STAT_COLUMN = {"hard": 1, "soft": 0, "ignore": 2}  # index into (soft, hard, unknown)
+
+
+@dataclass
+class Subscriber:
+    listid: int
+    emailaddress: str
+    confirmed: str
+    bounced: int
+    unsubscribed: int
+
+
+@dataclass
+class LedgerEntry:
+    """What the ledger must say about the first occurrence of a record."""
+
+    outcome: str
+    decision: str
+    subscriberid: int | None
+    listid: int | None
+    email: str
+    statid: int
+    category: str
+    time_logged: int
+    dsn_status: str
+    dsn_diag: str
+
+
+@dataclass
+class IemState:
+    """The rows of IEM's tables that bounces touch, and our ledger, as plain data."""
+
+    subscribers: dict[int, Subscriber] = field(default_factory=dict)
+    # (subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, bouncemessage) -> how many such rows
+    bounces: Counter = field(default_factory=Counter)
+    # listid -> [subscribecount, unsubscribecount, bouncecount]
+    lists: dict[int, list[int]] = field(default_factory=dict)
+    newsletters: dict[int, list[int]] = field(default_factory=dict)  # statid -> [soft, hard, unknown]
+    autoresponders: dict[int, list[int]] = field(default_factory=dict)
+    ledger: dict[tuple[str, int], LedgerEntry] = field(default_factory=dict)  # (file, line) -> entry
+    seen: dict[tuple[str, int], int] = field(default_factory=dict)  # (file, line) -> times met
+
+    @classmethod
+    def from_database(cls, connection, tables) -> IemState:
+        """Read every row that matters (`tables`: worker.db.Tables, for the names only)."""
+        state = cls()
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT subscriberid, listid, emailaddress, confirmed, bounced, unsubscribed "
+                           f"FROM {tables.subscribers}")
+            state.subscribers = {row[0]: Subscriber(*row[1:]) for row in cursor.fetchall()}
+            cursor.execute(f"SELECT subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, bouncemessage "
+                           f"FROM {tables.bounces}")
+            state.bounces = Counter(tuple(row) for row in cursor.fetchall())
+            cursor.execute(f"SELECT listid, subscribecount, unsubscribecount, bouncecount FROM {tables.lists}")
+            state.lists = {row[0]: list(row[1:]) for row in cursor.fetchall()}
+            for name, table in (("newsletters", tables.stats_newsletters),
+                                ("autoresponders", tables.stats_autoresponders)):
+                cursor.execute(f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown FROM {table}")
+                setattr(state, name, {row[0]: list(row[1:]) for row in cursor.fetchall()})
+            cursor.execute(f"SELECT source_file, source_line, outcome, decision, subscriberid, listid, email, statid, "
+                           f"category, time_logged, dsn_status, dsn_diag, seen_count FROM {tables.ledger}")
+            for row in cursor.fetchall():
+                state.ledger[(row[0], row[1])] = LedgerEntry(*row[2:12])
+                state.seen[(row[0], row[1])] = row[12]
+        connection.commit()
+        return state
+
+    @classmethod
+    def from_world(cls, world) -> IemState:
+        """The state a pmtabounce.world.World describes, before any file is applied."""
+        state = cls()
+        state.subscribers = {r.subscriberid: Subscriber(r.listid, r.emailaddress, r.confirmed, r.bounced,
+                                                        r.unsubscribed) for r in world.subscribers}
+        state.bounces = Counter((b.subscriberid, b.statid, b.listid, b.bouncetime, b.bouncetype, b.bouncerule, "")
+                                for b in world.bounces)
+        state.lists = {r.listid: [r.subscribecount, r.unsubscribecount, r.bouncecount] for r in world.lists}
+        for kind, target in (("newsletter", state.newsletters), ("autoresponder", state.autoresponders)):
+            for c in world.campaigns:
+                if c.kind == kind:
+                    target[c.statid] = [c.bouncecount_soft, c.bouncecount_hard, c.bouncecount_unknown]
+        return state
+
+
+class BounceModel:
+    """Applies records to an IemState exactly as the spec's five steps say, one at a time."""
+
+    def __init__(self, state: IemState, *, soft_threshold: int = 5, hard=HARD, soft=SOFT) -> None:
+        self.state = state
+        self.threshold = soft_threshold
+        self.hard, self.soft = hard, soft
+        self.by_email: dict[str, list[int]] = {}
+        for subscriberid, row in state.subscribers.items():
+            self.by_email.setdefault(row.emailaddress.lower(), []).append(subscriberid)
+        self.campaign_bounces = {(key[0], key[1], key[2]) for key in state.bounces}
+        self.rows_of = Counter()
+        for key, count in state.bounces.items():
+            self.rows_of[key[0]] += count
+        self.first_seen: dict[tuple, tuple[str, int]] = {}  # record content -> (file, line) of its first meeting
+        self.outcomes: Counter = Counter()
+        self.rejected = 0
+
+    def apply_directory(self, directory: Path) -> Counter:
+        """Every *.csv of `directory` in natural name order; returns the count of each outcome."""
+        for path in sorted(Path(directory).glob("*.csv"), key=lambda p: _natural(p.name)):
+            self.apply_file(path)
+        return self.outcomes
+
+    def apply_file(self, path: Path) -> None:
+        for item in AccountingFile(path):
+            if isinstance(item, RejectedRow):
+                self.rejected += 1
+            else:
+                self.outcomes[self.apply(item)] += 1
+
+    def classify(self, category: str) -> str:
+        key = category.strip().lower()
+        return "hard" if key in self.hard else "soft" if key in self.soft else "ignore"
+
+    def apply(self, record: BounceRecord) -> str:
+        """One record; returns its outcome and records it in the ledger as the spec lists it."""
+        content = (record.type, record.time_logged, record.rcpt.lower(), record.dsn_status, record.dsn_diag,
+                   record.category, record.list_ids, record.statid)
+        if content in self.first_seen:
+            self.state.seen[self.first_seen[content]] += 1
+            return "duplicate"
+        where = (record.source_file, record.source_line)
+        self.first_seen[content] = where
+        self.state.seen[where] = 1
+        decision = self.classify(record.category)
+        outcome, subscriberid, listid = self._steps(record, decision)
+        self.state.ledger[where] = LedgerEntry(outcome, decision, subscriberid, listid, record.rcpt, record.statid,
+                                               record.category, record.time_logged, record.dsn_status,
+                                               record.dsn_diag)
+        return outcome
+
+    def _steps(self, record: BounceRecord, decision: str) -> tuple[str, int | None, int | None]:
+        if not record.list_ids:
+            return "unroutable", None, None
+        # 1. the active row with the lowest listid among the record's lists; confirmed is not checked
+        rows = self.state.subscribers
+        found = [sid for sid in self.by_email.get(record.rcpt.lower(), ())
+                 if rows[sid].listid in record.list_ids and not rows[sid].unsubscribed and not rows[sid].bounced]
+        if not found:
+            return "not_found", None, None
+        subscriberid = min(found, key=lambda sid: rows[sid].listid)
+        listid = rows[subscriberid].listid
+        # 2. one bounce per (subscriber, campaign, list): a repeat changes nothing, not even statistics
+        if (subscriberid, record.statid, listid) in self.campaign_bounces:
+            return "already_bounced", subscriberid, listid
+        # 3. statistics: autoresponders first, then newsletters; statid 0 names no campaign
+        stats = self.state.autoresponders.get(record.statid) or self.state.newsletters.get(record.statid)
+        if stats is not None and record.statid > 0:
+            stats[STAT_COLUMN[decision]] += 1
+        if decision == "ignore":
+            return "applied", subscriberid, listid
+        # 4. the bounce row (bouncemessage '' as IEM 6.x stores it)
+        rule = record.category.strip().lower().replace("-", "_")
+        self.state.bounces[(subscriberid, record.statid, listid, record.time_logged, decision, rule, "")] += 1
+        self.campaign_bounces.add((subscriberid, record.statid, listid))
+        self.rows_of[subscriberid] += 1
+        # 5. disable: hard at once, soft when the subscriber has `threshold` rows of any type
+        if decision == "hard" or self.rows_of[subscriberid] >= self.threshold:
+            rows[subscriberid].bounced = record.time_logged
+            counters = self.state.lists[listid]
+            counters[0] -= 1
+            counters[2] += 1
+            return "disabled", subscriberid, listid
+        return "applied", subscriberid, listid
+
+
+def _natural(name: str) -> tuple:
+    return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
+
+
+def differences(expected: IemState, actual: IemState, *, ledger: bool = True, seen_counts: bool = False,
+                limit: int = 8) -> list[str]:
+    """Readable lines for every way `actual` differs from `expected` (at most `limit` per table)."""
+    found: list[str] = []
+    tables = ["subscribers", "lists", "newsletters", "autoresponders"] + (["ledger"] if ledger else [])
+    tables += ["seen"] if seen_counts else []
+    for name in tables:
+        found += _table_differences(name, getattr(expected, name), getattr(actual, name), limit)
+    missing = expected.bounces - actual.bounces
+    extra = actual.bounces - expected.bounces
+    for label, rows in (("missing", missing), ("unexpected", extra)):
+        for row in sorted(rows)[:limit]:
+            found.append(f"bounces: {label} row (subscriberid, statid, listid, time, type, rule, message) = {row}")
+        if len(rows) > limit:
+            found.append(f"bounces: ... {len(rows) - limit} more {label} rows")
+    return found
+
+
+def _table_differences(name: str, expected: dict, actual: dict, limit: int) -> list[str]:
+    lines = []
+    for key in sorted(expected.keys() | actual.keys()):
+        want, got = expected.get(key), actual.get(key)
+        if want != got:
+            lines.append(f"{name}[{key}]: expected {want}, found {got}")
+    if len(lines) > limit:
+        lines = lines[:limit] + [f"{name}: ... {len(lines) - limit} more differences"]
+    return lines
