@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -97,16 +98,19 @@ def worker(settings: Settings, exit_when_idle: float | None) -> None:
     sys.exit(run_worker(settings, exit_when_idle=exit_when_idle))
 
 
+# (module, command) pairs: commands that live in their own modules.
+OPTIONAL_COMMANDS = (("dlq", "dlq"), ("status", "status"), ("demo", "demo"))
+
+
 def _register_optional() -> None:
-    """Commands that live in their own modules."""
-    from .dlq import dlq
-    from .status import status
+    """Each on its own, so a module still being written does not hide the others."""
+    for module_name, command_name in OPTIONAL_COMMANDS:
+        try:
+            module = importlib.import_module(f".{module_name}", __package__)
+        except ImportError as exc:  # pragma: no cover - only while a module is being written
+            log.debug("optional command %s missing: %s", command_name, exc)
+            continue
+        main.add_command(getattr(module, command_name))
 
-    main.add_command(dlq)
-    main.add_command(status)
 
-
-try:
-    _register_optional()
-except ImportError as exc:  # pragma: no cover - only while a module is being written
-    log.debug("optional command missing: %s", exc)
+_register_optional()

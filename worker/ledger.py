@@ -115,3 +115,29 @@ def _row(o: Outcome) -> tuple:
         o.subscriberid,
         o.listid,
     )
+
+
+def outcomes_since(cursor, t: Tables, seconds: int | None = None) -> dict[str, int]:
+    """Ledger rows by outcome applied in the last `seconds` (all of them when None), by the server's clock."""
+    if seconds is None:
+        cursor.execute(f"SELECT outcome, COUNT(*) FROM {t.ledger} GROUP BY outcome")
+    else:
+        cursor.execute(
+            f"SELECT outcome, COUNT(*) FROM {t.ledger} "
+            "WHERE applied_at >= NOW(6) - INTERVAL %s SECOND GROUP BY outcome",
+            (seconds,),
+        )
+    return {outcome: int(count) for outcome, count in cursor.fetchall()}
+
+
+def last_applied(cursor, t: Tables) -> float | None:
+    """Unix time of the newest ledger row: the last batch that committed something new."""
+    cursor.execute(f"SELECT UNIX_TIMESTAMP(MAX(applied_at)) FROM {t.ledger}")
+    value = cursor.fetchone()[0]
+    return float(value) if value is not None else None
+
+
+def records_seen(cursor, t: Tables) -> int:
+    """Every record the ledger has met, repeats included (each row's seen_count)."""
+    cursor.execute(f"SELECT COALESCE(SUM(seen_count), 0) FROM {t.ledger}")
+    return int(cursor.fetchone()[0])

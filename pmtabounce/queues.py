@@ -1,0 +1,134 @@
+"""What RabbitMQ says about our queues: messages ready, unacked, consumers, dead letters.
+
+Ready counts and consumers come from a passive declare over AMQP (it never
+creates anything). RabbitMQ tells unacked counts only through the management
+HTTP API, so those need PMTABOUNCE_RABBITMQ_API_URL. Failures come out as our
+error types: TransientError when a service cannot be reached, FatalError when
+it answers that something is missing or refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit
+
+import pika
+from pika.exceptions import AMQPError, ChannelClosedByBroker
+
+from .common import broker
+from .common.errors import FatalError, TransientError
+from .common.topology import Topology
+
+API_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    name: str
+    ready: int
+    consumers: int
+
+
+@dataclass(frozen=True)
+class ApiCounts:
+    """One queue as the management API sees it (its statistics lag by a few seconds)."""
+
+    ready: int
+    unacked: int
+    consumers: int
+
+
+def read_queues(amqp_url: str, topology: Topology) -> tuple[QueueCounts, QueueCounts]:
+    """(work queue, dead-letter queue) from passive declares on a short-lived connection."""
+    try:
+        connection = broker.connect(amqp_url, "status")
+    except (AMQPError, OSError) as exc:
+        raise TransientError(f"cannot reach RabbitMQ at {broker.safe_url(amqp_url)} ({_describe(exc)})") from None
+    try:
+        return _passive(connection, topology.queue), _passive(connection, topology.dead_queue)
+    except ChannelClosedByBroker as exc:
+        raise FatalError(f"RabbitMQ refused: {exc.reply_text}") from None
+    except (AMQPError, OSError) as exc:
+        raise TransientError(f"lost RabbitMQ at {broker.safe_url(amqp_url)} ({_describe(exc)})") from None
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _passive(connection: pika.BlockingConnection, queue: str) -> QueueCounts:
+    channel = connection.channel()
+    try:
+        ok = channel.queue_declare(queue, passive=True).method
+    except ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:
+            raise FatalError(f"queue {queue} does not exist (run `pmtabounce setup`)") from None
+        raise
+    channel.close()
+    return QueueCounts(queue, ok.message_count, ok.consumer_count)
+
+
+def vhost_of(amqp_url: str) -> str:
+    return pika.URLParameters(amqp_url).virtual_host
+
+
+def read_api_counts(api_url: str, vhost: str, queue: str) -> ApiCounts:
+    """GET /api/queues/VHOST/QUEUE of the management plugin."""
+    data = _get_json(api_url, f"/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
+    return ApiCounts(
+        ready=int(data.get("messages_ready", 0)),
+        unacked=int(data.get("messages_unacknowledged", 0)),
+        consumers=int(data.get("consumers", 0)),
+    )
+
+
+def management_available(api_url: str) -> bool:
+    """Does the management API answer (and accept our login)?"""
+    try:
+        _get_json(api_url, "/api/overview")
+        return True
+    except (TransientError, FatalError):
+        return False
+
+
+def console_url(api_url: str) -> str:
+    """The management console's address, for people: the API URL without credentials."""
+    parts = urlsplit(api_url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/"
+
+
+def default_api_url(amqp_url: str) -> str:
+    """Where the management API usually is for this broker: same host and login, port 15672."""
+    params = pika.URLParameters(amqp_url)
+    user = quote(params.credentials.username, safe="")
+    password = quote(params.credentials.password, safe="")
+    return f"http://{user}:{password}@{params.host}:15672"
+
+
+def _get_json(api_url: str, path: str) -> dict:
+    parts = urlsplit(api_url)
+    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + parts.path.rstrip("/")
+    request = urllib.request.Request(base + path, headers={"Accept": "application/json"})
+    if parts.username is not None:
+        login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(login).decode())
+    where = console_url(api_url)
+    try:
+        with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise FatalError(f"the management API at {where} has no {path.rsplit('/', 1)[-1]} (404)") from None
+        raise FatalError(f"the management API at {where} answered {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TransientError(f"cannot reach the management API at {where} ({reason})") from None
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,233 @@
+"""`pmtabounce status`: what an operator looks at first.
+
+Files waiting in the bounce directory, the work queue (ready, unacked,
+consumers), dead letters, what the ledger says was applied in the last hour
+and day, and when the last apply was. Each part is read on its own: a part
+whose service cannot be reached says so and the others still show. The exit
+code is 1 when any part is down, so a cron job or a probe can alert on it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+import orjson
+import pymysql
+from rich.console import Console
+from rich.table import Table
+
+from . import queues
+from .cli import run_command
+from .common.bouncedir import pending_files
+from .common.broker import safe_url
+from .common.config import Settings
+from .common.errors import PmtaBounceError
+from .common.topology import Topology
+from .worker import ledger
+from .worker.db import Tables, connect
+from .worker.plan import OUTCOMES
+
+OK, DOWN, NOT_CONFIGURED = "ok", "down", "not configured"
+HOUR, DAY = 3600, 86400
+
+
+@dataclass
+class Part:
+    """One thing status looks at: its state, what it found, and what went wrong."""
+
+    name: str
+    state: str = OK
+    facts: dict = field(default_factory=dict)
+    problem: str | None = None
+
+    def as_dict(self) -> dict:
+        entry = {"state": self.state, **self.facts}
+        if self.problem:
+            entry["problem"] = self.problem
+        return entry
+
+
+@dataclass
+class Report:
+    parts: list[Part]
+
+    @property
+    def ok(self) -> bool:
+        return all(part.state != DOWN for part in self.parts)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, **{part.name: part.as_dict() for part in self.parts}}
+
+
+def gather(settings: Settings, directory: Path | None = None, now: float | None = None) -> Report:
+    """Read every part; never raises for a service that is down."""
+    now = time.time() if now is None else now
+    return Report([bounce_dir_part(directory or settings.bounce_dir, now), *broker_parts(settings),
+                   ledger_part(settings, now)])
+
+
+def bounce_dir_part(directory: Path | None, now: float) -> Part:
+    part = Part("bounce_dir")
+    if directory is None:
+        return _not_configured(part, "PMTABOUNCE_BOUNCE_DIR is not set")
+    part.facts["path"] = str(directory)
+    try:
+        files = pending_files(directory)
+        mtimes = [path.stat().st_mtime for path in files]
+    except OSError as exc:
+        return _down(part, f"cannot read {directory}: {exc.strerror or exc}")
+    part.facts["pending_files"] = len(files)
+    part.facts["oldest_pending_age_seconds"] = round(now - min(mtimes), 1) if mtimes else None
+    return part
+
+
+def broker_parts(settings: Settings) -> list[Part]:
+    """The work queue and the dead-letter queue; unacked counts from the management API if it is set."""
+    queue, dead = Part("queue"), Part("dead_letter")
+    if not settings.amqp_url:
+        return [_not_configured(p, "PMTABOUNCE_AMQP_URL is not set") for p in (queue, dead)]
+    topology = Topology(settings.queue_prefix, settings.delivery_limit)
+    queue.facts.update(broker=safe_url(settings.amqp_url), name=topology.queue)
+    dead.facts["name"] = topology.dead_queue
+    try:
+        work, dead_counts = queues.read_queues(settings.amqp_url, topology)
+    except PmtaBounceError as exc:
+        return [_down(queue, str(exc)), _down(dead, str(exc))]
+    queue.facts.update(ready=work.ready, unacked=None, consumers=work.consumers)
+    dead.facts["messages"] = dead_counts.ready
+    if not settings.rabbitmq_api_url:
+        queue.facts["unacked_note"] = "unknown: set PMTABOUNCE_RABBITMQ_API_URL (the management API) to see it"
+        return [queue, dead]
+    try:
+        counts = queues.read_api_counts(settings.rabbitmq_api_url, queues.vhost_of(settings.amqp_url), work.name)
+    except PmtaBounceError as exc:
+        queue.facts["unacked_note"] = "unknown: the management API did not answer"
+        return [_down(queue, str(exc)), dead]
+    queue.facts["unacked"] = counts.unacked
+    return [queue, dead]
+
+
+def ledger_part(settings: Settings, now: float) -> Part:
+    part = Part("ledger")
+    if not settings.mysql_url:
+        return _not_configured(part, "PMTABOUNCE_MYSQL_URL is not set")
+    target = settings.mysql
+    part.facts["database"] = target.safe_url()
+    tables = Tables(settings.table_prefix)
+    try:
+        connection = connect(target, timeout=5.0)
+    except pymysql.err.MySQLError as exc:
+        return _down(part, f"cannot reach the database at {target.safe_url()} ({_mysql_reason(exc)})")
+    try:
+        with connection.cursor() as cursor:
+            hour = ledger.outcomes_since(cursor, tables, HOUR)
+            day = ledger.outcomes_since(cursor, tables, DAY)
+            last = ledger.last_applied(cursor, tables)
+    except pymysql.err.MySQLError as exc:
+        return _down(part, f"cannot read {tables.ledger} ({_mysql_reason(exc)}); has `pmtabounce setup` run?")
+    finally:
+        connection.close()
+    part.facts.update(
+        last_hour={name: hour.get(name, 0) for name in OUTCOMES},
+        last_day={name: day.get(name, 0) for name in OUTCOMES},
+        last_applied_at=_iso(last),
+        last_applied_age_seconds=round(now - last, 1) if last is not None else None,
+    )
+    return part
+
+
+def _not_configured(part: Part, why: str) -> Part:
+    part.state, part.problem = NOT_CONFIGURED, why
+    return part
+
+
+def _down(part: Part, why: str) -> Part:
+    part.state, part.problem = DOWN, why
+    return part
+
+
+def _mysql_reason(exc: pymysql.err.MySQLError) -> str:
+    if len(exc.args) >= 2:
+        return f"MySQL error {exc.args[0]}: {exc.args[1]}"
+    return str(exc) or type(exc).__name__
+
+
+def _iso(moment: float | None) -> str | None:
+    if moment is None:
+        return None
+    return datetime.fromtimestamp(moment, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def age(seconds: float | None) -> str:
+    """12 s, 4 min 12 s, 3 h 5 min, 2 d 4 h: how long ago, for people."""
+    if seconds is None:
+        return "never"
+    seconds = int(max(seconds, 0))
+    for unit, size, small, small_size in (("d", 86400, "h", 3600), ("h", 3600, "min", 60), ("min", 60, "s", 1)):
+        if seconds >= size:
+            return f"{seconds // size} {unit} {seconds % size // small_size} {small}"
+    return f"{seconds} s"
+
+
+def render(report: Report, console: Console | None = None) -> None:
+    """Two tables: the state of each part, then the ledger's outcomes over the last hour and day."""
+    console = console or Console()
+    parts = Table(title="pmtabounce status")
+    for column in ("part", "state", "details"):
+        parts.add_column(column)
+    for part in report.parts:
+        colour = {OK: "green", DOWN: "bold red"}.get(part.state, "yellow")
+        parts.add_row(part.name.replace("_", " "), f"[{colour}]{part.state}[/]", _details(part))
+    console.print(parts)
+    ledger_part = next(p for p in report.parts if p.name == "ledger")
+    if ledger_part.state == OK:
+        outcomes = Table(title="applied (ledger)")
+        for column, justify in (("outcome", "left"), ("last hour", "right"), ("last day", "right")):
+            outcomes.add_column(column, justify=justify)
+        for name in OUTCOMES:
+            outcomes.add_row(name.replace("_", " "), str(ledger_part.facts["last_hour"][name]),
+                             str(ledger_part.facts["last_day"][name]))
+        console.print(outcomes)
+
+
+def _details(part: Part) -> str:
+    f = part.facts
+    if part.name == "bounce_dir" and "pending_files" in f:
+        oldest = f", oldest {age(f['oldest_pending_age_seconds'])} old" if f["pending_files"] else ""
+        text = f"{f['path']}: {f['pending_files']} files waiting{oldest}"
+    elif part.name == "queue" and "ready" in f:
+        unacked = f["unacked"] if f["unacked"] is not None else "unknown"
+        text = f"{f['name']} at {f['broker']}: {f['ready']} ready, {unacked} unacked, {f['consumers']} consumers"
+        if f.get("unacked_note") and f["unacked"] is None:
+            text += f" ({f['unacked_note']})"
+    elif part.name == "dead_letter" and "messages" in f:
+        text = f"{f['name']}: {f['messages']} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
+    elif part.name == "ledger" and "last_day" in f:
+        text = (f"{f['database']}: {sum(f['last_hour'].values())} records in the last hour, "
+                f"{sum(f['last_day'].values())} in the last day; last apply {age(f['last_applied_age_seconds'])}"
+                + (" ago" if f["last_applied_at"] else ""))
+    else:
+        text = ""
+    return "; ".join(t for t in (text, part.problem) if t)
+
+
+@click.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@run_command
+def status(settings: Settings, directory: Path | None, as_json: bool) -> None:
+    """Files waiting, queue depth, unacked, consumers, dead letters, and what was applied lately.
+
+    Exits 1 if any part (bounce directory, RabbitMQ, the management API, MySQL) is down.
+    """
+    report = gather(settings, directory)
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        render(report)
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,154 @@
+"""`pmtabounce status` against the real RabbitMQ (and its management API) and MariaDB."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pika
+import pytest
+from rabbit_management import ensure_management_api
+from tcp_proxy import TcpProxy
+from worker_fleet import publish, wait_for, worker_env
+
+from pmtabounce.common.config import parse_mysql_url
+from pmtabounce.common.record import BounceRecord
+from pmtabounce.provision import setup_broker
+
+
+@pytest.fixture(scope="module")
+def api_url() -> str:
+    return ensure_management_api()
+
+
+def status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pmtabounce", "status", *args], env={**env, "COLUMNS": "200"},
+                          capture_output=True, text=True, timeout=60)
+
+
+def status_json(env: dict[str, str]) -> tuple[int, dict]:
+    done = status(env, "--json")
+    return done.returncode, json.loads(done.stdout)
+
+
+def bounces(count: int) -> list[BounceRecord]:
+    return [BounceRecord("b", 1_732_000_000 + n, f"user{n}@example.com", "5.1.1", "smtp;550 unknown",
+                         "bad-mailbox", (1,), 0, "bounces-1.csv", n + 2) for n in range(count)]
+
+
+def add_ledger_rows(db, *rows: tuple[str, int]) -> None:
+    """(outcome, seconds ago) rows, as if workers had applied records then."""
+    db.execute_many(
+        "INSERT INTO {t.ledger} (fingerprint, record_type, time_logged, email, dsn_diag, decision, outcome, "
+        "applied_at) VALUES (%s, 'b', 1732000000, 'x@example.com', '', 'hard', %s, NOW(6) - INTERVAL %s SECOND)",
+        [(f"{n:032x}", outcome, ago) for n, (outcome, ago) in enumerate(rows)],
+    )
+
+
+def pending(directory, *names_and_ages: tuple[str, int]) -> None:
+    for name, ago in names_and_ages:
+        path = directory / name
+        path.write_text("type,rcpt\r\n")
+        os.utime(path, (time.time() - ago, time.time() - ago))
+
+
+def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_db, vhost, tmp_path, api_url):
+    setup_broker(iem_db.settings(amqp_url=vhost.url))
+    pending(tmp_path, ("bounces-2.csv", 30), ("bounces-10.csv", 600), ("bounces-1.csv.done", 9000))
+    publish(vhost.url, vhost.topology, bounces(5))
+    connection, channel = vhost.channel()
+    channel.basic_publish(vhost.topology.dead_exchange, vhost.topology.routing_key, b"{}",
+                          pika.BasicProperties(delivery_mode=2))
+    # A consumer that holds two messages unacked, as a busy worker would.
+    channel.basic_qos(prefetch_count=2)
+    channel.basic_consume(vhost.topology.queue, lambda *a: None)
+    connection.process_data_events(time_limit=0.5)
+    add_ledger_rows(iem_db, ("applied", 10), ("applied", 20), ("disabled", 5), ("not_found", 7200),
+                    ("disabled", 3 * 86400))
+    env = worker_env(iem_db.url, vhost.url, bounce_dir=tmp_path, rabbitmq_api_url=api_url)
+    try:
+        # The management API's statistics are refreshed every few seconds: wait for them to show the consumer.
+        wait_for(lambda: status_json(env)[1]["queue"]["unacked"] == 2, "the API to count 2 unacked", 30)
+        code, report = status_json(env)
+    finally:
+        connection.close()
+
+    assert code == 0 and report["ok"] is True
+    assert report["bounce_dir"]["pending_files"] == 2
+    assert 590 <= report["bounce_dir"]["oldest_pending_age_seconds"] < 900
+    queue = report["queue"]
+    assert (queue["name"], queue["ready"], queue["unacked"], queue["consumers"]) == ("pmtabounce.bounces", 3, 2, 1)
+    assert report["dead_letter"] == {"state": "ok", "name": "pmtabounce.dead-letter", "messages": 1}
+    ledger = report["ledger"]
+    assert ledger["last_hour"] == {"applied": 2, "disabled": 1, "already_bounced": 0, "not_found": 0,
+                                   "unroutable": 0, "duplicate": 0}
+    assert ledger["last_day"]["not_found"] == 1 and ledger["last_day"]["disabled"] == 1
+    assert 0 <= ledger["last_applied_age_seconds"] < 60 and ledger["last_applied_at"].endswith("Z")
+    assert "guest" not in json.dumps(report)  # URLs are shown without credentials
+
+
+def test_without_the_management_api_unacked_is_unknown_and_a_database_outage_is_reported(iem_db, vhost, tmp_path):
+    setup_broker(iem_db.settings(amqp_url=vhost.url))
+    target = parse_mysql_url(iem_db.url)
+    proxy = TcpProxy(target.host, target.port)
+    proxy.cut()
+    try:
+        env = worker_env(proxy.url_for(iem_db.url), vhost.url, bounce_dir=tmp_path)
+        code, report = status_json(env)
+        text = status(env)
+    finally:
+        proxy.close()
+
+    assert code == 1 and report["ok"] is False
+    assert report["queue"]["state"] == "ok" and report["queue"]["unacked"] is None
+    assert "PMTABOUNCE_RABBITMQ_API_URL" in report["queue"]["unacked_note"]
+    assert report["ledger"]["state"] == "down"
+    assert report["ledger"]["problem"].startswith("cannot reach the database at mysql://root@127.0.0.1:")
+    assert report["bounce_dir"] == {"state": "ok", "path": str(tmp_path), "pending_files": 0,
+                                    "oldest_pending_age_seconds": None}
+    assert text.returncode == 1
+    assert "down" in text.stdout and "cannot reach the database" in text.stdout and "unknown unacked" in text.stdout
+
+
+def test_a_broker_outage_is_reported_and_the_database_part_still_shows(iem_db, vhost, tmp_path):
+    proxy = TcpProxy("127.0.0.1", 5672)
+    proxy.cut()
+    try:
+        env = worker_env(iem_db.url, proxy.url_for(vhost.url), bounce_dir=tmp_path / "missing")
+        code, report = status_json(env)
+    finally:
+        proxy.close()
+
+    assert code == 1
+    assert report["queue"]["state"] == "down"
+    assert report["queue"]["problem"].startswith(f"cannot reach RabbitMQ at amqp://127.0.0.1:{proxy.port}/")
+    assert report["dead_letter"]["state"] == "down"
+    assert report["bounce_dir"]["state"] == "down" and "cannot read" in report["bounce_dir"]["problem"]
+    assert report["ledger"]["state"] == "ok" and report["ledger"]["last_applied_at"] is None
+
+
+def test_a_management_api_that_does_not_answer_is_down_but_ready_and_consumers_still_show(iem_db, vhost):
+    setup_broker(iem_db.settings(amqp_url=vhost.url))
+    api = TcpProxy("127.0.0.1", 15672)
+    api.cut()
+    try:
+        code, report = status_json(worker_env(iem_db.url, vhost.url,
+                                              rabbitmq_api_url=f"http://guest:guest@127.0.0.1:{api.port}"))
+    finally:
+        api.close()
+
+    assert code == 1
+    queue = report["queue"]
+    assert queue["state"] == "down" and (queue["ready"], queue["consumers"], queue["unacked"]) == (0, 0, None)
+    assert queue["problem"].startswith(f"cannot reach the management API at http://127.0.0.1:{api.port}/")
+    assert report["dead_letter"]["state"] == "ok"
+
+
+def test_a_vhost_without_the_topology_says_to_run_setup(iem_db, vhost):
+    code, report = status_json(worker_env(iem_db.url, vhost.url))
+    assert code == 1
+    assert report["queue"]["problem"] == "queue pmtabounce.bounces does not exist (run `pmtabounce setup`)"
+    assert report["bounce_dir"]["state"] == "not configured"
