@@ -119,6 +119,9 @@ class BatchApplier:
             connection.commit()
         except BaseException as exc:
             self._rollback()
+            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: roll back and let them through
+                self.close()
+                raise
             error = classify_error(exc)
             if isinstance(error, TransientError):
                 self.close()
