@@ -34,7 +34,8 @@ TRANSIENT = {
     2002, 2003, 2006, 2013, 2055,  # cannot connect, gone away, lost connection
 }
 FATAL = {
-    1044, 1045, 1049,  # access denied, unknown database
+    1044, 1045, 1049, 1698,  # access denied, unknown database
+    1130,  # this host may not connect
     1142, 1143,  # command or column denied: the grants are wrong
     1146, 1054,  # table or column missing: setup not run, or the wrong prefix
 }
@@ -111,6 +112,7 @@ class BatchApplier:
 
     def _apply_once(self, records: Sequence[BounceRecord]) -> list[Outcome]:
         started = time.perf_counter()
+        connection = None
         try:
             connection = self._connect()
             with connection.cursor() as cursor:
@@ -125,6 +127,9 @@ class BatchApplier:
             error = classify_error(exc)
             if isinstance(error, TransientError):
                 self.close()
+            elif error is not exc and (connection is None or isinstance(error, FatalError)):
+                # No record can stop a connection being made: that, like a missing table, is the settings' fault.
+                error = FatalError(f"{error} ({self._setting_to_check(exc)})")
             if error is exc:
                 raise
             raise error from exc
@@ -159,6 +164,15 @@ class BatchApplier:
         iem.insert_bounces(cursor, t, plan.bounce_rows)
         iem.disable_subscribers(cursor, t, plan.disable, plan.list_bounces)
         ledger.count_repeats(cursor, t, plan.repeats)
+
+    def _setting_to_check(self, exc: BaseException) -> str:
+        """Name the setting an operator should look at for a fatal database error."""
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        if code in (1146, 1054):
+            return f"check PMTABOUNCE_TABLE_PREFIX={self.tables.prefix!r} and that `pmtabounce setup` was run"
+        if code in (1142, 1143):
+            return f"the user of PMTABOUNCE_MYSQL_URL={self.target.safe_url()} lacks a grant"
+        return f"check PMTABOUNCE_MYSQL_URL={self.target.safe_url()}"
 
     def _connect(self):
         if self._connection is None:
