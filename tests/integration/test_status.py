@@ -10,12 +10,12 @@ import time
 
 import pika
 import pytest
+from pmtabounce.common.config import parse_mysql_url
+from pmtabounce.common.record import BounceRecord
 from rabbit_management import ensure_management_api
 from tcp_proxy import TcpProxy
 from worker_fleet import publish, wait_for, worker_env
 
-from pmtabounce.common.config import parse_mysql_url
-from pmtabounce.common.record import BounceRecord
 from pmtabounce.provision import setup_broker
 
 

@@ -1,0 +1,54 @@
+-- pmtabounce: least-privilege MySQL/MariaDB grants.
+--
+-- Exactly what the worker (and `pmtabounce process`, `status`, `setup`) needs,
+-- column by column, and nothing else: it can never DELETE, ALTER or DROP an IEM
+-- table, never read list passwords, never change an address.
+--
+-- Placeholders (envsubst / Python string.Template syntax):
+--   ${IEM_DATABASE}  the IEM database, e.g. iem
+--   ${TABLE_PREFIX}  IEM's table prefix, e.g. email_ (PMTABOUNCE_TABLE_PREFIX)
+--   ${DB_USER}       the account pmtabounce connects as, e.g. pmtabounce
+--   ${DB_HOST}       where it connects from, e.g. 10.0.0.% or %
+--   ${DB_PASSWORD}   its password
+--
+-- Apply as an administrator:
+--   IEM_DATABASE=iem TABLE_PREFIX=email_ DB_USER=pmtabounce DB_HOST='%' DB_PASSWORD='...' \
+--     envsubst < grants.sql | mysql -u root -p
+--
+-- Table-level grants work before the table exists, so this can run before
+-- `pmtabounce setup` creates pmtabounce's own two tables.
+
+CREATE USER IF NOT EXISTS '${DB_USER}'@'${DB_HOST}' IDENTIFIED BY '${DB_PASSWORD}';
+
+-- Step 1 (find the active subscriber, locked) and step 5 (disable it).
+GRANT SELECT (subscriberid, listid, emailaddress, unsubscribed, bounced),
+      UPDATE (bounced)
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}list_subscribers` TO '${DB_USER}'@'${DB_HOST}';
+
+-- Steps 2 and 4: one bounce row per (subscriber, campaign, list).
+GRANT SELECT (subscriberid, statid, listid),
+      INSERT (subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, bouncemessage)
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}list_subscriber_bounces` TO '${DB_USER}'@'${DB_HOST}';
+
+-- Step 5: the list's counters.
+GRANT SELECT (listid, bouncecount, subscribecount),
+      UPDATE (bouncecount, subscribecount)
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}lists` TO '${DB_USER}'@'${DB_HOST}';
+
+-- Step 3: the campaign's bounce counters.
+GRANT SELECT (statid, bouncecount_hard, bouncecount_soft, bouncecount_unknown),
+      UPDATE (bouncecount_hard, bouncecount_soft, bouncecount_unknown)
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}stats_newsletters` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT (statid, bouncecount_hard, bouncecount_soft, bouncecount_unknown),
+      UPDATE (bouncecount_hard, bouncecount_soft, bouncecount_unknown)
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}stats_autoresponders` TO '${DB_USER}'@'${DB_HOST}';
+
+-- pmtabounce's own tables: the ledger (one row per applied record) and the
+-- schema version. CREATE, ALTER and INDEX let `pmtabounce setup` create and
+-- migrate them; they cover these two tables only. No DELETE and no DROP: the
+-- ledger is the evidence of what was applied. (Table-wide UPDATE because a
+-- column grant needs the table to exist already.)
+GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_ledger` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_meta` TO '${DB_USER}'@'${DB_HOST}';

@@ -1,0 +1,211 @@
+"""deploy/: what can be checked without a container engine or a cluster here.
+
+The compose file and the Kubernetes manifests are parsed and checked for the
+things that make them work (every role, a scalable worker, non-root, probes on
+/readyz and /healthz, secrets by reference, settings the program accepts); the
+systemd units parse and pass `systemd-analyze verify`; the PowerMTA snippet
+configures files our parser reads.
+"""
+
+from __future__ import annotations
+
+import configparser
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from pmtabounce.common.accounting import AccountingFile
+from pmtabounce.common.config import Settings
+from pmtabounce.common.record import BounceRecord
+from pmtabounce.common.topology import Topology
+
+ROOT = Path(__file__).parents[2]
+DEPLOY = ROOT / "deploy"
+DEFAULTS = re.compile(r"\$\{(\w+):-([^}]*)\}")  # compose's ${NAME:-default}
+
+
+def compose() -> dict:
+    return yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+
+def compose_settings(service: dict) -> Settings:
+    """What the program makes of a service's environment, with compose's defaults filled in."""
+    env = {key: DEFAULTS.sub(lambda m: m.group(2), str(value)) for key, value in service["environment"].items()}
+    return Settings.from_env(env)
+
+
+def test_compose_runs_every_role_from_one_image_and_scales_workers():
+    services = compose()["services"]
+    assert {"rabbitmq", "mariadb", "setup", "producer", "worker"} <= set(services)
+    assert "management" in services["rabbitmq"]["image"]
+    ours = {name: s for name, s in services.items() if s.get("image") == "pmtabounce:latest"}
+    assert {"setup", "producer", "worker", "status"} == set(ours)
+    assert {name: s["command"][0] for name, s in ours.items()} == {
+        "setup": "setup", "producer": "producer", "worker": "worker", "status": "status"}
+    assert all(s["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"} for s in ours.values())
+
+    worker = services["worker"]
+    assert "container_name" not in worker and "ports" not in worker  # --scale worker=N needs both absent
+    assert worker["deploy"]["replicas"] >= 2
+    for name in ("producer", "worker"):
+        assert "/readyz" in " ".join(services[name]["healthcheck"]["test"])
+        assert services[name]["depends_on"]["setup"] == {"condition": "service_completed_successfully"}
+    assert services["setup"]["restart"] == "no"
+    assert services["setup"]["depends_on"] == {"mariadb": {"condition": "service_healthy"},
+                                               "rabbitmq": {"condition": "service_healthy"}}
+
+
+def test_compose_settings_are_accepted_and_the_producer_watches_its_volume():
+    services = compose()["services"]
+    settings = compose_settings(services["producer"])
+    assert settings.bounce_dir == Path("/bounces") and settings.metrics_port == 9300
+    assert settings.mysql.user == "pmtabounce" and settings.mysql.database == "iem"
+    assert any(volume.endswith(":/bounces") for volume in services["producer"]["volumes"])
+    healthcheck = " ".join(services["producer"]["healthcheck"]["test"])
+    assert f":{settings.metrics_port}/readyz" in healthcheck
+
+
+def test_compose_seeds_mariadb_from_files_that_exist():
+    mounts = compose()["services"]["mariadb"]["volumes"]
+    sources = [m.split(":")[0] for m in mounts if m.startswith(".")]
+    assert len(sources) == 4
+    for source in sources:
+        assert (DEPLOY / source).resolve().is_file(), source
+    init = sorted(m.split(":")[1] for m in mounts if "docker-entrypoint-initdb.d" in m)
+    assert [Path(p).name for p in init] == ["10-iem-schema.sql", "20-demo-seed.sql", "30-grants.sh"]
+
+
+def test_dockerfile_installs_the_package_as_a_non_root_user_with_pmtabounce_as_entrypoint():
+    text = (DEPLOY / "Dockerfile").read_text()
+    instructions = [line for line in text.splitlines() if line and not line.startswith("#")]
+    user = [line.split()[1] for line in instructions if line.startswith("USER ")]
+    assert user and user[-1].split(":")[0] not in ("0", "root")
+    assert 'ENTRYPOINT ["pmtabounce"]' in instructions
+    assert re.search(r"pip install [^\n]*\s\.(\s|$)", text)
+    copied = {line.split()[1] for line in instructions if line.startswith("COPY ")}
+    # Every folder pyproject maps into the package is copied, and every copied path exists.
+    package_dirs = set(re.findall(r'"pmtabounce[.\w]*" = "(\w+)"', (ROOT / "pyproject.toml").read_text()))
+    assert package_dirs and package_dirs <= copied
+    assert all((ROOT / path).exists() for path in copied)
+
+
+def k8s() -> dict[tuple[str, str], dict]:
+    found = {}
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc:
+                found[(doc["kind"], doc["metadata"]["name"] if "metadata" in doc else path.name)] = doc
+    return found
+
+
+def test_kustomization_lists_every_manifest_but_the_secret_example():
+    manifests = k8s()
+    listed = set(manifests[("Kustomization", "kustomization.yaml")]["resources"])
+    on_disk = {p.name for p in (DEPLOY / "k8s").glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
+    assert listed == on_disk
+
+
+@pytest.mark.parametrize("name", ["pmtabounce-worker", "pmtabounce-producer"])
+def test_k8s_deployments_run_non_root_with_probes_and_secret_urls(name):
+    manifests = k8s()
+    config = manifests[("ConfigMap", "pmtabounce")]["data"]
+    spec = manifests[("Deployment", name)]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    port = int(config["PMTABOUNCE_METRICS_PORT"])
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {"metrics": port}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    urls = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert all(ref["name"] == "pmtabounce" for ref in urls.values())
+    assert "PMTABOUNCE_AMQP_URL" in urls
+    assert container["args"] == [name.split("-")[1]]
+    Settings.from_env(config)  # the ConfigMap holds only values the program accepts
+
+
+def test_k8s_producer_is_a_single_replica_on_a_volume_and_keda_scales_the_workers_on_the_queue():
+    manifests = k8s()
+    producer = manifests[("Deployment", "pmtabounce-producer")]["spec"]
+    assert producer["replicas"] == 1 and producer["strategy"]["type"] == "Recreate"
+    (claim,) = [v["persistentVolumeClaim"]["claimName"] for v in producer["template"]["spec"]["volumes"]]
+    assert ("PersistentVolumeClaim", claim) in manifests
+    (mount,) = producer["template"]["spec"]["containers"][0]["volumeMounts"]
+    assert mount["mountPath"] == manifests[("ConfigMap", "pmtabounce")]["data"]["PMTABOUNCE_BOUNCE_DIR"]
+
+    scaled = manifests[("ScaledObject", "pmtabounce-worker")]["spec"]
+    assert scaled["scaleTargetRef"]["name"] == "pmtabounce-worker"
+    (trigger,) = scaled["triggers"]
+    assert trigger["type"] == "rabbitmq" and trigger["metadata"]["mode"] == "QueueLength"
+    assert trigger["metadata"]["queueName"] == Topology().queue
+    auth = manifests[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
+    assert auth["secretTargetRef"] == [{"parameter": "host", "name": "pmtabounce", "key": "amqp-url"}]
+
+
+def unit(name: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # systemd keys are case-sensitive
+    parser.read_string((DEPLOY / "systemd" / name).read_text())
+    return parser
+
+
+@pytest.mark.parametrize("name, role", [("pmtabounce-producer.service", "producer"),
+                                        ("pmtabounce-worker@.service", "worker")])
+def test_systemd_units_have_their_sections_an_environment_file_and_hardening(name, role):
+    parsed = unit(name)
+    assert set(parsed.sections()) == {"Unit", "Service", "Install"}
+    service = parsed["Service"]
+    assert f"pmtabounce {role}" in service["ExecStart"]
+    assert service["EnvironmentFile"] == "/etc/pmtabounce/pmtabounce.env"
+    assert service["User"] == "pmtabounce" and service["KillSignal"] == "SIGTERM"
+    assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
+    assert service["CapabilityBoundingSet"] == ""
+    assert parsed["Install"]["WantedBy"] == "multi-user.target"
+
+
+def test_worker_instances_get_a_metrics_port_each_and_the_producer_may_write_only_the_bounce_directory():
+    assert "%i" in unit("pmtabounce-worker@.service")["Service"]["ExecStart"]
+    env = dict(line.split("=", 1) for line in (DEPLOY / "systemd" / "pmtabounce.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    settings = Settings.from_env(env)
+    assert unit("pmtabounce-producer.service")["Service"]["ReadWritePaths"] == str(settings.bounce_dir)
+
+
+def test_systemd_analyze_verifies_the_units(tmp_path):
+    tool = shutil.which("systemd-analyze")
+    assert tool, "systemd-analyze is part of this machine's tools"
+    binary = Path(sys.executable).with_name("pmtabounce")
+    units = []
+    for name, target in (("pmtabounce-producer.service", "pmtabounce-producer.service"),
+                         ("pmtabounce-worker@.service", "pmtabounce-worker@3.service")):
+        text = (DEPLOY / "systemd" / name).read_text().replace("/usr/local/bin/pmtabounce", str(binary))
+        (tmp_path / target).write_text(text)
+        units.append(str(tmp_path / target))
+    done = subprocess.run([tool, "verify", "--man=no", *units], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+
+
+def test_the_powermta_snippet_logs_what_the_parser_needs(tmp_path):
+    text = (DEPLOY / "pmta" / "acct-file.conf").read_text()
+    assert re.search(r"^\s*records b, rb\s*$", text, re.M)
+    fields = {kind: [f.strip() for f in rest.split(",")]
+              for kind, rest in re.findall(r"^\s*record-fields (\w+)\s+(.+)$", text, re.M)}
+    assert set(fields) == {"b", "rb"} and fields["b"] == fields["rb"]
+    move_to = re.search(r"^\s*move-to (\S+)$", text, re.M).group(1)
+    assert move_to == "/var/log/pmta/bounces"  # what the systemd EnvironmentFile points the producer at
+
+    # A file as PowerMTA writes it with this configuration parses into the bounce it describes.
+    path = tmp_path / "bounces-2024-11-19-0000.csv"
+    values = {"timeLogged": "1732010733", "rcpt": "john@example.com", "dsnAction": "failed",
+              "dsnStatus": "5.1.1 (bad destination mailbox address)", "dsnDiag": "smtp;550 5.1.1 unknown",
+              "bounceCat": "bad-mailbox", "header_X-Mailer-LID": "3,7", "header_X-Mailer-SID": "42"}
+    path.write_text(",".join(["type", *fields["b"]]) + "\r\n" + ",".join(
+        ["b", *(f'"{values[f]}"' for f in fields["b"])]) + "\r\n")
+    (record,) = list(AccountingFile(path))
+    assert isinstance(record, BounceRecord)
+    assert (record.rcpt, record.time_logged, record.category, record.list_ids, record.statid) == (
+        "john@example.com", 1732010733, "bad-mailbox", (3, 7), 42)

@@ -1,0 +1,116 @@
+"""deploy/rabbitmq/definitions.json imports into the real RabbitMQ, matches `pmtabounce setup`,
+and its user can do a worker's job and nothing outside pmtabounce's names."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pika
+import pytest
+from pika.exceptions import ChannelClosedByBroker
+from pmtabounce.common.record import BounceRecord
+from pmtabounce.common.topology import Topology
+from worker_fleet import Fleet, drain, ledger_count, publish, publish_raw, wait_for, worker_env
+
+DEFINITIONS = Path(__file__).parents[2] / "deploy" / "rabbitmq" / "definitions.json"
+PASSWORD = "defs-" + uuid.uuid4().hex
+
+
+def rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    tool = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    return subprocess.run([tool, "-q", *args], check=check, capture_output=True, text=True, timeout=120)
+
+
+def by_name(items: list[dict]) -> dict[str, dict]:
+    return {item["name"]: item for item in items}
+
+
+def test_definitions_declare_exactly_the_topology_of_setup():
+    definitions = json.loads(DEFINITIONS.read_text())
+    topology = Topology()
+    queues, exchanges = by_name(definitions["queues"]), by_name(definitions["exchanges"])
+    assert queues[topology.queue]["arguments"] == topology.queue_arguments()
+    assert queues[topology.dead_queue]["arguments"] == topology.dead_queue_arguments()
+    assert all(q["durable"] and not q["auto_delete"] for q in queues.values())
+    assert {(e["name"], e["type"], e["durable"]) for e in exchanges.values()} == {
+        (topology.exchange, "direct", True), (topology.dead_exchange, "direct", True)}
+    assert {(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]} == {
+        (topology.exchange, topology.queue, topology.routing_key),
+        (topology.dead_exchange, topology.dead_queue, topology.routing_key)}
+    (user,) = definitions["users"]
+    assert user["password_hash"] == "" and user["tags"] == []  # no password, no console or admin rights
+
+
+@pytest.fixture
+def imported():
+    """definitions.json imported with its vhost and user renamed for this test; both deleted after."""
+    name = f"pmtt-defs-{uuid.uuid4().hex[:10]}"
+    text = DEFINITIONS.read_text().replace('"pmtabounce"', json.dumps(name))
+    assert text.count(json.dumps(name)) >= 8  # the vhost of every object, the user and its permissions
+    # rabbitmqctl runs as the rabbitmq user, who cannot read pytest's tmp_path: a readable file in /tmp.
+    handle, path = tempfile.mkstemp(prefix="pmtt-definitions-", suffix=".json")
+    os.write(handle, text.encode())
+    os.close(handle)
+    os.chmod(path, 0o644)
+    try:
+        rabbitmqctl("import_definitions", path)
+        wait_for(lambda: Topology().queue in rabbitmqctl("list_queues", "-p", name, "name").stdout,
+                 "the definitions import", 60)
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        os.unlink(path)
+        rabbitmqctl("delete_vhost", name, check=False)
+        rabbitmqctl("delete_user", name, check=False)
+
+
+def setup(amqp_url: str) -> subprocess.CompletedProcess:
+    env = worker_env("mysql://unused@127.0.0.1/unused", amqp_url)
+    return subprocess.run([sys.executable, "-m", "pmtabounce", "setup", "--no-database", "--broker"], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_imported_definitions_are_what_setup_declares_and_the_user_can_run_a_worker_only(imported, iem_db, tmp_path):
+    vhost = imported
+    # setup redeclares everything: any argument that differed would be PRECONDITION_FAILED (406).
+    done = setup(f"amqp://guest:guest@127.0.0.1:5672/{vhost}")
+    assert done.returncode == 0, done.stderr
+
+    rabbitmqctl("change_password", vhost, PASSWORD)
+    url = f"amqp://{vhost}:{PASSWORD}@127.0.0.1:5672/{vhost}"
+    assert setup(url).returncode == 0  # the user may (re)declare pmtabounce's own names
+    iem_db.query("INSERT INTO {t.lists} (listid, name, subscribecount, visiblefields) VALUES (1, 'L', 1, '')")
+    iem_db.query("INSERT INTO {t.subscribers} (listid, emailaddress) VALUES (1, 'ann@example.com')")
+    record = BounceRecord("b", 1_732_000_000, "ann@example.com", "5.1.1", "smtp;550 unknown", "bad-mailbox",
+                          (1,), 0, "bounces-1.csv", 2)
+    publish(url, Topology(), [record])
+    publish_raw(url, Topology(), b"not json", "poison")
+    with Fleet(worker_env(iem_db.url, url), tmp_path) as fleet:
+        fleet.start("--exit-when-idle", "1")
+        assert fleet.finish() == [0], fleet.log()
+    assert ledger_count(iem_db) == 1
+    assert [p.message_id for p, _ in drain(url, Topology().dead_queue)] == ["poison"]
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        with pytest.raises(ChannelClosedByBroker) as refused:
+            connection.channel().queue_declare("someone-elses-queue")
+        assert refused.value.reply_code == 403
+        with pytest.raises(ChannelClosedByBroker) as refused:
+            connection.channel().basic_get("amq.rabbitmq.trace")
+        assert refused.value.reply_code == 403
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def test_the_imported_user_cannot_log_in_before_an_operator_sets_its_password(imported):
+    with pytest.raises(pika.exceptions.AMQPConnectionError):
+        pika.BlockingConnection(pika.URLParameters(f"amqp://{imported}:@127.0.0.1:5672/{imported}"))

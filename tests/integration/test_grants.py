@@ -1,0 +1,160 @@
+"""deploy/mysql/grants.sql is enough and no more: setup, `process` and a worker run as its user and
+leave the database exactly as root would, and statements outside the grants are refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from string import Template
+
+import pymysql
+import pytest
+from conftest import MYSQL_URL, SAMPLES, drop_database, make_database
+from pmtabounce.common.config import parse_mysql_url
+from worker_fleet import Fleet, publish, records_of, snapshot, worker_env
+
+DEPLOY = Path(__file__).parents[2] / "deploy"
+GRANTS = DEPLOY / "mysql" / "grants.sql"
+
+
+def render(**values: str) -> str:
+    """grants.sql with its placeholders filled; a placeholder left unnamed raises KeyError."""
+    return Template(GRANTS.read_text()).substitute(values)
+
+
+def statements(sql: str) -> list[str]:
+    body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in body.split(";") if s.strip()]
+
+
+def as_root(sql: str, database: str | None = None, params: tuple | None = None) -> None:
+    admin = parse_mysql_url(MYSQL_URL)
+    connection = pymysql.connect(host=admin.host, port=admin.port, user=admin.user, password=admin.password,
+                                 database=database, autocommit=True)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+    finally:
+        connection.close()
+
+
+def seed(db) -> None:
+    """The demo rows of deploy/mysql/demo-seed.sql: the subscribers the sample files bounce."""
+    connection = db.connect()
+    with connection.cursor() as cursor:
+        for statement in statements((DEPLOY / "mysql" / "demo-seed.sql").read_text()):
+            cursor.execute(statement)
+    connection.commit()
+    connection.close()
+
+
+@pytest.fixture
+def granted():
+    """A seeded IEM database without our tables, and a user holding exactly grants.sql on it."""
+    db = make_database()
+    user, password = f"pmtt_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    try:
+        db.query("DROP TABLE {t.ledger}, {t.meta}")
+        seed(db)
+        for statement in statements(render(IEM_DATABASE=db.name, TABLE_PREFIX="email_", DB_USER=user,
+                                           DB_HOST="%", DB_PASSWORD=password)):
+            as_root(statement)
+        target = parse_mysql_url(db.url)
+        yield db, f"mysql://{user}:{password}@{target.host}:{target.port}/{db.name}"
+    finally:
+        as_root("DROP USER IF EXISTS %s@'%%'", params=(user,))
+        drop_database(db)
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pmtabounce", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def copy_samples(directory: Path, names: list[str]) -> Path:
+    directory.mkdir()
+    for name in names:
+        shutil.copy(SAMPLES / name, directory / name)
+    return directory
+
+
+def test_setup_process_and_a_worker_run_as_the_granted_user_and_match_a_root_run(granted, vhost, tmp_path):
+    db, url = granted
+    names = sorted(p.name for p in SAMPLES.glob("*.csv"))
+    inline_part, worker_part = names[:3], names[3:]
+    env = worker_env(url, vhost.url)
+
+    done = cli(env, "setup")
+    assert done.returncode == 0, done.stderr
+    done = cli(env, "process", str(copy_samples(tmp_path / "inline", inline_part)))
+    assert done.returncode == 0, done.stderr
+    publish(vhost.url, vhost.topology, records_of(copy_samples(tmp_path / "queued", worker_part)))
+    with Fleet(env, tmp_path) as fleet:
+        fleet.start("--exit-when-idle", "1")
+        assert fleet.finish() == [0], fleet.log()
+    assert "denied" not in done.stderr + fleet.log()
+
+    reference = make_database()
+    try:
+        seed(reference)
+        done = cli(worker_env(reference.url, vhost.url), "process", str(copy_samples(tmp_path / "all", names)))
+        assert done.returncode == 0, done.stderr
+        assert snapshot(db) == snapshot(reference)
+    finally:
+        drop_database(reference)
+    assert db.query("SELECT bounced > 0 FROM {t.subscribers} WHERE emailaddress = 'john@example.com'") == [(1,)]
+    assert db.query("SELECT COUNT(*) FROM {t.ledger}")[0][0] >= 10
+
+
+REFUSED = [
+    "ALTER TABLE {t.subscribers} ADD COLUMN pmtt_extra int",
+    "DELETE FROM {t.subscribers}",
+    "DELETE FROM {t.bounces}",
+    "DROP TABLE {t.lists}",
+    "UPDATE {t.subscribers} SET emailaddress = 'someone@example.com'",
+    "UPDATE {t.lists} SET name = 'renamed'",
+    "SELECT bouncepassword FROM {t.lists}",
+    "INSERT INTO {t.subscribers} (listid, emailaddress) VALUES (2, 'new@example.com')",
+    "SELECT * FROM `email_list_subscribers_unsubscribe`",
+    "DELETE FROM {t.ledger}",
+    "DROP TABLE {t.ledger}",
+]
+
+
+def test_statements_outside_the_grants_are_refused(granted):
+    db, url = granted
+    target = parse_mysql_url(url)
+    as_root(f"CREATE TABLE {db.tables.ledger} (id int)", database=db.name)  # so DROP and DELETE have a target
+    connection = pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
+                                 database=target.database)
+    results = {}
+    try:
+        for sql in REFUSED:
+            with connection.cursor() as cursor:
+                try:
+                    cursor.execute(sql.format(t=db.tables))
+                    results[sql] = "allowed"
+                except pymysql.err.MySQLError as exc:
+                    results[sql] = exc.args[0]
+    finally:
+        connection.close()
+    # 1142: the command is denied on the table; 1143: denied on the column.
+    assert {sql: code for sql, code in results.items() if code not in (1142, 1143)} == {}
+
+
+def test_the_compose_init_script_fills_the_placeholders_as_documented(tmp_path):
+    capture = tmp_path / "piped.sql"
+    stub = tmp_path / "bin" / "mariadb"
+    stub.parent.mkdir()
+    stub.write_text(f'#!/bin/sh\ncat > "{capture}"\n')
+    stub.chmod(0o755)
+    env = {**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}", "MARIADB_DATABASE": "iem",
+           "MARIADB_ROOT_PASSWORD": "root-secret", "DB_PASSWORD": "s3cret"}
+    script = (DEPLOY / "mysql" / "compose-grants.sh").read_text().replace("/pmtabounce/grants.sql", str(GRANTS))
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    assert capture.read_text() == render(IEM_DATABASE="iem", TABLE_PREFIX="email_", DB_USER="pmtabounce",
+                                         DB_HOST="%", DB_PASSWORD="s3cret")
