@@ -83,7 +83,7 @@ def test_sample_file(name):
     rejected = [i for i in items if isinstance(i, RejectedRow)]
     assert [brief(r) for r in records] == expected_records
     assert [r.source_line for r in rejected] == [line for line, _ in expected_rejected]
-    for row, (_, reason) in zip(rejected, expected_rejected):
+    for row, (_, reason) in zip(rejected, expected_rejected, strict=True):
         assert reason in row.reason and row.source_file == name
     assert all(r.source_file == name for r in records)
     assert source.counts.bounces == len(records)
@@ -189,12 +189,13 @@ def test_hand_made_file(tmp_path, case):
     _, records, rejected = parse(tmp_path, data)
     assert [(r.source_line, r.rcpt, r.list_ids, r.statid) for r in records] == expected_records
     assert [r.source_line for r in rejected] == [line for line, _ in expected_rejected]
-    for row, (_, reason) in zip(rejected, expected_rejected):
+    for row, (_, reason) in zip(rejected, expected_rejected, strict=True):
         assert reason in row.reason
 
 
 def test_bad_bytes_are_replaced_never_fatal(tmp_path):
-    data = (HEADER + "\n").encode() + b"b,1732010733,a@example.com,failed,5.1.1,\"\xff\xfe\xc3(\x80 bad\",bad-mailbox,3,42\n"
+    row = b'b,1732010733,a@example.com,failed,5.1.1,"\xff\xfe\xc3(\x80 bad",bad-mailbox,3,42\n'
+    data = (HEADER + "\n").encode() + row
     _, records, rejected = parse(tmp_path, data)
     assert not rejected
     assert records[0].dsn_diag.endswith(" bad") and "\ufffd" in records[0].dsn_diag

@@ -17,7 +17,10 @@ def rec(kind="hard", email="a@x.com", lists=(3,), statid=42, time=T0, line=1) ->
                         statid, "f.csv", line)
 
 
-def plan(records, candidates=(), rows=(), stats=None, known=(), policy=Policy()):
+DEFAULT = Policy()
+
+
+def plan(records, candidates=(), rows=(), stats=None, known=(), policy=DEFAULT):
     return plan_batch(records, policy=policy, known=known, candidates=candidates, bounce_rows=rows,
                       stats_tables={42: "newsletters"} if stats is None else stats)
 

@@ -1,0 +1,142 @@
+"""Small, exact IEM rows for integration tests, and a snapshot of everything a bounce may touch.
+
+Where the world generator (pmtabounce.world) makes thousands of random rows,
+this makes the three rows a spec case needs, with the ids the test names.
+"""
+
+from __future__ import annotations
+
+import csv
+import weakref
+from pathlib import Path
+
+from pmtabounce.common.accounting import record_cells
+from pmtabounce.common.record import BounceRecord
+from pmtabounce.worker.db import Tables
+
+from pmtabounce.fixture import create_iem_tables
+from pmtabounce.provision import setup_database
+
+T0 = 1732010733
+CATEGORY = {"hard": "bad-mailbox", "soft": "quota-issues", "ignore": "policy-related"}
+HEADER = ["type", "timeLogged", "rcpt", "dsnAction", "dsnStatus", "dsnDiag", "bounceCat",
+          "header_X-Mailer-LID", "header_X-Mailer-SID"]
+
+
+def bounce(kind: str = "hard", email: str = "ann@example.com", lists=(3,), statid: int = 42, time: int = T0,
+           *, file: str = "bounces-test.csv", line: int = 2, diag: str | None = None) -> BounceRecord:
+    """A record whose content differs by (kind, email, lists, statid, time); `kind` may be a raw category."""
+    return BounceRecord("b", time, email, "5.0.0 (test)", diag if diag is not None else f"smtp;550 {kind} {time}",
+                        CATEGORY.get(kind, kind), tuple(lists), statid, file, line)
+
+
+def write_file(path: Path, records: list[BounceRecord], *, extra_rows: list[list[str]] = ()) -> Path:
+    """An accounting file with the usual header, CRLF line ends, then any raw rows."""
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(HEADER)
+        for record in records:
+            writer.writerow(record_cells(record, HEADER))
+        writer.writerows(extra_rows)
+    return path
+
+
+class Seed:
+    """Inserts IEM rows into one database under one table prefix."""
+
+    def __init__(self, db, tables: Tables | None = None) -> None:
+        self.db = db
+        self.t = tables or db.tables
+        self._connection = None
+
+    def _run(self, sql: str, params=()) -> int:
+        """One statement, committed at once; one connection for the seed's life (a connect costs 50 ms)."""
+        if self._connection is None:
+            self._connection = self.db.connect()
+            weakref.finalize(self, self._connection.close)
+        with self._connection.cursor() as cursor:
+            cursor.execute(sql.format(t=self.t), params)
+            last = cursor.lastrowid
+        self._connection.commit()
+        return last
+
+    def create_tables(self) -> Seed:
+        """IEM's fixture tables and our ledger under this seed's prefix (for a second prefix in one database)."""
+        connection = self.db.connect()
+        try:
+            create_iem_tables(connection, self.t)
+        finally:
+            connection.close()
+        setup_database(self.db.settings(table_prefix=self.t.prefix))
+        return self
+
+    def lists(self, *listids: int, subscribecount: int = 100, bouncecount: int = 0) -> None:
+        for listid in listids:
+            self._run("INSERT INTO {t.lists} (listid, name, subscribecount, unsubscribecount, bouncecount, "
+                      "visiblefields) VALUES (%s, %s, %s, 7, %s, '')",
+                      (listid, f"list {listid}", subscribecount, bouncecount))
+
+    def subscriber(self, email: str, listid: int, *, subscriberid: int | None = None, confirmed: str = "1",
+                   bounced: int = 0, unsubscribed: int = 0) -> int:
+        return self._run(
+            "INSERT INTO {t.subscribers} (subscriberid, listid, emailaddress, domainname, format, confirmed, "
+            "subscribedate, bounced, unsubscribed) VALUES (%s, %s, %s, %s, 'h', %s, %s, %s, %s)",
+            (subscriberid, listid, email, email.rsplit("@", 1)[-1], confirmed, T0 - 86400, bounced, unsubscribed),
+        )
+
+    def newsletter(self, statid: int) -> None:
+        self._run("INSERT INTO {t.stats_newsletters} (statid, bouncecount_soft, bouncecount_hard, "
+                  "bouncecount_unknown, sendinformation) VALUES (%s, 10, 20, 30, '')", (statid,))
+
+    def autoresponder(self, statid: int) -> None:
+        self._run("INSERT INTO {t.stats_autoresponders} (statid, bouncecount_soft, bouncecount_hard, "
+                  "bouncecount_unknown) VALUES (%s, 1, 2, 3)", (statid,))
+
+    def bounce_row(self, subscriberid: int, statid: int, listid: int, bouncetype: str = "soft",
+                   bouncetime: int = T0 - 3600) -> None:
+        """A bounce row from IEM's history (the original addon, or IEM's own bounce processing)."""
+        self._run("INSERT INTO {t.bounces} (subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, "
+                  "bouncemessage) VALUES (%s, %s, %s, %s, %s, 'history', 'from before')",
+                  (subscriberid, statid, listid, bouncetime, bouncetype))
+
+
+def snapshot(db, tables: Tables | None = None, *, ledger: bool = True) -> dict[str, list[tuple]]:
+    """Every row a bounce may touch, in a stable order (bounceid, ledger ids and times left out)."""
+    t = tables or db.tables
+    queries = {
+        "subscribers": f"SELECT * FROM {t.subscribers} ORDER BY subscriberid",
+        "lists": f"SELECT * FROM {t.lists} ORDER BY listid",
+        "bounces": f"SELECT subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, bouncemessage "
+                   f"FROM {t.bounces} ORDER BY subscriberid, statid, listid, bouncetime, bouncetype",
+        "newsletters": f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown "
+                       f"FROM {t.stats_newsletters} ORDER BY statid",
+        "autoresponders": f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown "
+                          f"FROM {t.stats_autoresponders} ORDER BY statid",
+    }
+    if ledger:
+        queries["ledger"] = (f"SELECT fingerprint, record_type, time_logged, email, list_ids, statid, category, "
+                             f"dsn_status, dsn_diag, decision, outcome, subscriberid, listid "
+                             f"FROM {t.ledger} ORDER BY fingerprint")
+    connection = db.connect()
+    try:
+        with connection.cursor() as cursor:
+            result = {}
+            for name, sql in queries.items():
+                cursor.execute(sql)
+                result[name] = [tuple(row) for row in cursor.fetchall()]
+            return result
+    finally:
+        connection.close()
+
+
+def ledger_rows(db, tables: Tables | None = None) -> list[dict]:
+    """The ledger as dicts, oldest first."""
+    t = tables or db.tables
+    connection = db.connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {t.ledger} ORDER BY id")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        connection.close()
