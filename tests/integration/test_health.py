@@ -1,0 +1,158 @@
+"""/metrics, /healthz and /readyz of real worker and producer processes, and the metric naming rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+from conftest import SAMPLES
+from pmtabounce.common.config import parse_mysql_url
+from pmtabounce.common.record import BounceRecord
+from prometheus_client.parser import text_string_to_metric_families
+from tcp_proxy import TcpProxy
+from worker_fleet import Fleet, ledger_count, publish, wait_for, worker_env
+
+# Prometheus base units; anything ending in another unit (ms, minutes, kilobytes...) breaks the rules.
+OTHER_UNITS = re.compile(r"_(ms|milliseconds|microseconds|minutes|hours|days|kb|kilobytes|mb|megabytes|percent)(_|$)")
+FORBIDDEN_LABELS = re.compile(r"(email|rcpt|address|recipient|fingerprint|message_?id|subscriber|file|line|^id$|id$)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except (urllib.error.URLError, OSError):
+        return 0, ""
+
+
+def families(port: int) -> dict:
+    _, text = get(port, "/metrics")
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def value(found: dict, sample_name: str, **labels: str) -> float:
+    """The value of one sample (0 when it has not been exported yet)."""
+    for family in found.values():
+        for sample in family.samples:
+            if sample.name == sample_name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+def assert_naming_rules(found: dict) -> None:
+    ours = {name: f for name, f in found.items() if not name.startswith(("python_", "process_"))}
+    assert ours, "no pmtabounce metrics exported"
+    for name, family in ours.items():
+        assert name.startswith("pmtabounce_"), name
+        assert not OTHER_UNITS.search(name), f"{name}: not in base units"
+        if family.type == "counter":
+            assert all(s.name.endswith(("_total", "_created")) for s in family.samples), name
+        if family.type in ("gauge", "histogram") and name.endswith(("_age", "_duration", "_time", "_timestamp")):
+            raise AssertionError(f"{name}: a time without its unit (_seconds)")
+        for sample in family.samples:
+            for label, text in sample.labels.items():
+                if label in ("le", "quantile"):
+                    continue
+                assert not FORBIDDEN_LABELS.search(label), f"{name}: label {label} names a record or a person"
+                assert "@" not in text and not re.fullmatch(r"[0-9a-f]{32}", text), f"{name}: label value {text}"
+
+
+def bounces(count: int) -> list[BounceRecord]:
+    return [BounceRecord("b", 1_732_000_000 + n, f"user{n}@example.com", "5.1.1", "smtp;550 unknown",
+                         "bad-mailbox", (1,), 0, "bounces-1.csv", n + 2) for n in range(count)]
+
+
+def add_subscribers(db, count: int) -> None:
+    db.query("INSERT INTO {t.lists} (listid, name, subscribecount, visiblefields) VALUES (1, 'L', %s, '')",
+             (count,))
+    db.execute_many("INSERT INTO {t.subscribers} (listid, emailaddress) VALUES (1, %s)",
+                    [(f"user{n}@example.com",) for n in range(count)])
+
+
+def ready(port: int) -> bool:
+    return get(port, "/readyz")[0] == 200
+
+
+def test_a_worker_serves_health_and_readiness_and_counts_what_it_applied(iem_db, vhost, tmp_path):
+    add_subscribers(iem_db, 30)
+    target = parse_mysql_url(iem_db.url)
+    mysql = TcpProxy(target.host, target.port)
+    amqp = TcpProxy("127.0.0.1", 5672)
+    port = free_port()
+    env = worker_env(mysql.url_for(iem_db.url), amqp.url_for(vhost.url), metrics_port=port, retry_max_wait=1)
+    started = time.time()
+    try:
+        with Fleet(env, tmp_path) as fleet:
+            fleet.start()
+            wait_for(lambda: ready(port), "the worker to be ready", 60)
+            assert get(port, "/healthz") == (200, "ok\n")
+            publish(vhost.url, vhost.topology, bounces(25) + bounces(5))  # five met again: duplicates
+            wait_for(lambda: value(families(port), "pmtabounce_records_processed_total", outcome="duplicate") == 5,
+                     "the worker to apply 30 records")
+            found = families(port)
+            assert value(found, "pmtabounce_records_processed_total", outcome="disabled") == 25
+            assert value(found, "pmtabounce_batch_duration_seconds_count") >= 1
+            assert value(found, "pmtabounce_last_success_timestamp_seconds") >= started
+            assert_naming_rules(found)
+
+            mysql.cut()  # the database goes away: alive, but not ready
+            wait_for(lambda: not ready(port), "/readyz to say not ready without the database", 30)
+            assert get(port, "/healthz")[0] == 200
+            mysql.restore()
+            wait_for(lambda: ready(port), "/readyz to recover with the database", 30)
+
+            amqp.cut()  # the broker goes away: not consuming, not ready
+            wait_for(lambda: not ready(port), "/readyz to say not ready without the broker", 30)
+            amqp.restore()
+            wait_for(lambda: ready(port), "/readyz to recover with the broker", 30)
+            assert fleet.terminate(fleet.processes[0]) == 0
+    finally:
+        mysql.close()
+        amqp.close()
+    assert ledger_count(iem_db) == 25
+
+
+def test_a_producer_serves_health_and_counts_what_it_published(vhost, tmp_path):
+    bounce_dir = tmp_path / "bounces"
+    bounce_dir.mkdir()
+    port = free_port()
+    env = worker_env("mysql://unused@127.0.0.1/unused", vhost.url, metrics_port=port, bounce_dir=bounce_dir)
+    log = open(tmp_path / "producer.log", "wb")
+    producer = subprocess.Popen([sys.executable, "-m", "pmtabounce", "producer"], env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: ready(port), "the producer to be ready", 60)
+        assert get(port, "/healthz") == (200, "ok\n")
+        found = families(port)
+        assert value(found, "pmtabounce_pending_files") == 0
+        for sample in sorted(SAMPLES.glob("*.csv")):
+            shutil.copy(sample, bounce_dir / sample.name)
+        wait_for(lambda: not list(bounce_dir.glob("*.csv")), "the producer to finish the sample files")
+        wait_for(lambda: value(families(port), "pmtabounce_files_done_total", role="producer") == 6,
+                 "the producer to count six files done")
+        found = families(port)
+        published = value(found, "pmtabounce_records_published_total")
+        assert published == value(found, "pmtabounce_records_confirmed_total") == vhost.queue_depth(
+            vhost.topology.queue) > 0
+        assert value(found, "pmtabounce_records_read_total", role="producer") == published
+        assert value(found, "pmtabounce_records_rejected_total", role="producer") >= 1
+        assert_naming_rules(found)
+    finally:
+        producer.terminate()
+        code = producer.wait(timeout=30)
+        log.close()
+    assert code == 0, (tmp_path / "producer.log").read_text()
