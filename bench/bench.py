@@ -1,0 +1,270 @@
+"""Throughput on one generated world: the original's one-by-one pattern, inline `process`, and the fleet.
+
+    python bench/bench.py [--records 30000] [--workers 1,2,4] [--big-file-mb 200]
+
+Every variant runs on its own fresh database (and RabbitMQ vhost) built from
+the same seed, and must end with exactly the tables of the expected-state
+model (tests/iem_model.py); the world is an order-independent one, so the
+fleet's parallel workers must reach them too. Prints rows/s, the ratio to the
+original, and peak RSS (VmHWM, from wait4) of the producer and the workers.
+`--big-file-mb N` also measures the producer's peak memory on an N MB file
+against a small one: it must not grow with the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every variant
+
+import original  # noqa: E402
+from iem_model import BounceModel, IemState, differences  # noqa: E402
+from pmtabounce.common.policy import Policy  # noqa: E402
+from scratch import Scratch  # noqa: E402
+
+from pmtabounce.world import World  # noqa: E402
+
+
+@dataclass
+class Result:
+    name: str
+    records: int
+    seconds: float
+    rss_kb: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, scratch: Scratch, work: Path) -> None:
+        self.args = args
+        self.scratch = scratch
+        self.work = work
+        started = time.perf_counter()
+        self.world = World.generate(args.seed, subscribers=args.subscribers or args.records, records=args.records,
+                                    files=args.files, independent=True)
+        self.template = self.world.write_files(work / "template")[0].parent
+        self.expected = IemState.from_world(self.world)
+        model = BounceModel(self.expected)
+        model.apply_directory(self.template)
+        self.records = sum(model.outcomes.values())
+        self.outcomes = model.outcomes
+        print(f"world: seed {args.seed}, {self.records} bounce records in {len(self.world.files)} files, "
+              f"{len(self.world.subscribers)} subscriber rows (built in {time.perf_counter() - started:.1f} s)")
+        print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
+
+    def directory(self, name: str) -> Path:
+        target = self.work / name
+        shutil.copytree(self.template, target)
+        return target
+
+    def check(self, result: Result, url: str, *, ledger: bool = True) -> Result:
+        connection = self.scratch.connect(url)
+        try:
+            actual = IemState.from_database(connection, self.scratch.tables)
+        finally:
+            connection.close()
+        result.problems = differences(self.expected, actual, ledger=ledger)
+        return result
+
+    def original(self) -> Result:
+        url = self.scratch.database(self.world)
+        directory = self.directory("original")
+        connection = self.scratch.connect(url)
+        started = time.perf_counter()
+        try:
+            records, trips = original.process_directory(connection, self.scratch.tables, directory, Policy())
+        finally:
+            connection.close()
+        result = Result("(a) original, one by one", records, time.perf_counter() - started,
+                        note=f"{trips / records:.1f} round trips per bounce")
+        return self.check(result, url, ledger=False)
+
+    def inline(self) -> Result:
+        url = self.scratch.database(self.world)
+        env = self.scratch.env(url, None)
+        directory = self.directory("inline")
+        started = time.perf_counter()
+        child = self.scratch.start(["process", str(directory)], env, self.work / "inline.log")
+        rss = wait_rss(child)
+        result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss})
+        return self.check(result, url)
+
+    def fleet(self, workers: int) -> Result:
+        url = self.scratch.database(self.world)
+        env = self.scratch.env(url, self.scratch.vhost())
+        self.scratch.run(["setup"], env)
+        directory = self.directory(f"fleet-{workers}")
+        logs = self.work / f"fleet-{workers}"
+        fleet = [self.scratch.start(["worker", "--exit-when-idle", "60"], env, logs / f"worker-{n}.log")
+                 for n in range(workers)]
+        started = time.perf_counter()
+        producer = self.scratch.start(["producer", "--once", str(directory)], env, logs / "producer.log")
+        try:
+            self.scratch.wait_for_ledger(url, len(self.expected.ledger), [producer, *fleet])
+            seconds = time.perf_counter() - started
+            rss = {"producer": wait_rss(producer)}
+            for child in fleet:  # every record is committed: a clean stop, rather than idling out
+                child.send_signal(signal.SIGTERM)
+            rss["worker"] = max(wait_rss(child) for child in fleet)
+        finally:
+            for child in (producer, *fleet):
+                if child.poll() is None:
+                    child.kill()
+        name = f"(c) fleet, {workers} worker{'s' if workers > 1 else ''}"
+        return self.check(Result(name, self.records, seconds, rss), url)
+
+
+def wait_rss(child: subprocess.Popen) -> int:
+    """Wait for a child and return its peak resident set (kB), as the kernel counted it."""
+    _, status, usage = os.wait4(child.pid, 0)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise RuntimeError(f"{' '.join(child.args[3:5])} exited with {child.returncode}; see {child.log_path}")
+    return usage.ru_maxrss
+
+
+def print_results(results: list[Result]) -> None:
+    base = results[0].rate if results and results[0].name.startswith("(a)") else 0.0
+    print(f"\n{'variant':<28}{'records':>9}{'seconds':>9}{'rows/s':>9}{'x (a)':>8}  peak RSS")
+    for r in results:
+        ratio = f"{r.rate / base:7.1f}x" if base else "      -"
+        rss = ", ".join(f"{k} {v / 1024:.0f} MB" for k, v in r.rss_kb.items())
+        print(f"{r.name:<28}{r.records:>9}{r.seconds:>9.1f}{r.rate:>9.0f}{ratio:>8}  {rss}  {r.note}")
+    for r in results:
+        status = "equals the expected-state model" if not r.problems else "DIFFERS from the model:"
+        print(f"{r.name}: {status}")
+        for line in r.problems:
+            print(f"    {line}")
+
+
+def big_file_memory(scratch: Scratch, work: Path, megabytes: int) -> None:
+    """The producer's peak RSS on a small file and on a big one: streaming keeps them equal."""
+    print(f"\nproducer memory: a 1 MB file against a {megabytes} MB file (a consumer drains the queue)")
+    for label, size in (("small", 1), ("big", megabytes)):
+        amqp = scratch.vhost()
+        env = scratch.env(None, amqp)
+        scratch.run(["setup", "--no-database", "--broker"], env)
+        directory = work / f"memory-{label}"
+        directory.mkdir()
+        path = directory / "bounces-2024-11-19-0000.csv"
+        rows = write_big_file(path, size * 1024 * 1024)
+        megabytes = path.stat().st_size / 1024 / 1024
+        drain = Drain(amqp, scratch.topology.queue)
+        started = time.perf_counter()
+        try:
+            rss = wait_rss(scratch.start(["producer", "--once", str(directory)], env, work / f"memory-{label}.log"))
+        finally:
+            drain.stop()
+        seconds = time.perf_counter() - started
+        print(f"  {label:<6}{megabytes:>7.0f} MB {rows:>9} rows {seconds:7.1f} s {rows / seconds:8.0f} rows/s  "
+              f"producer peak RSS {rss / 1024:.0f} MB")
+
+
+_ROW = ("b,{t},user{n}@example.com,failed,5.1.1 (bad destination mailbox address),"
+        "\"smtp;550 5.1.1 <user{n}@example.com>: Recipient address rejected: User unknown, \"\"{n}\"\"\","
+        "bad-mailbox,\"3,7\",42\r\n")
+
+
+def write_big_file(path: Path, size: int) -> int:
+    """A file of about `size` bytes of distinct bounce rows, written in chunks; returns the row count."""
+    header = "type,timeLogged,rcpt,dsnAction,dsnStatus,dsnDiag,bounceCat,header_X-Mailer-LID,header_X-Mailer-SID\r\n"
+    rows, written = 0, len(header)
+    with open(path, "w", newline="") as handle:
+        handle.write(header)
+        while written < size:
+            chunk = "".join(_ROW.format(t=1732000000 + (rows + i) // 50, n=rows + i) for i in range(1000))
+            handle.write(chunk)
+            written += len(chunk)
+            rows += 1000
+    return rows
+
+
+class Drain:
+    """Consumes and drops everything the producer publishes, so a big file does not pile up in RabbitMQ."""
+
+    def __init__(self, url: str, queue: str) -> None:
+        import pika
+
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+        self.channel.basic_qos(prefetch_count=2000)
+        self.channel.basic_consume(queue, self._drop)
+        self.thread = threading.Thread(target=self.channel.start_consuming, daemon=True)
+        self.thread.start()
+
+    def _drop(self, channel, method, properties, body) -> None:
+        if method.delivery_tag % 500 == 0:
+            channel.basic_ack(method.delivery_tag, multiple=True)
+
+    def stop(self) -> None:
+        self.connection.add_callback_threadsafe(self.channel.stop_consuming)
+        self.thread.join(timeout=30)
+        self.connection.close()
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+    return f"{os.cpu_count()} cores ({cpu}), {memory} GB RAM, Python {platform.python_version()}"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--records", type=int, default=30000, help="bounce records in the world (default 30000)")
+    parser.add_argument("--subscribers", type=int, default=0, help="addresses (default: as many as records)")
+    parser.add_argument("--files", type=int, default=10, help="accounting files (default 10)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", default="1,2,4", help="fleet sizes to measure, comma separated ('' for none)")
+    parser.add_argument("--skip-original", action="store_true", help="leave out (a), the slow baseline")
+    parser.add_argument("--big-file-mb", type=int, default=0, help="also measure producer memory on a file this big")
+    parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306", help="MariaDB server (no database)")
+    parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
+    parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"machine: {machine()}; MariaDB, RabbitMQ and every process below share it")
+    work = Path(tempfile.mkdtemp(prefix="pmtabounce-bench-"))
+    scratch = Scratch(args.mysql_url, args.amqp_url)
+    results: list[Result] = []
+    try:
+        bench = Bench(args, scratch, work)
+        if not args.skip_original:
+            results.append(bench.original())
+        results.append(bench.inline())
+        for workers in (int(n) for n in args.workers.split(",") if n.strip()):
+            results.append(bench.fleet(workers))
+        print_results(results)
+        if args.big_file_mb:
+            big_file_memory(scratch, work, args.big_file_mb)
+    finally:
+        if args.keep:
+            print(f"\nkept: {work}, databases {', '.join(scratch.databases)}, vhosts {', '.join(scratch.vhosts)}")
+        else:
+            scratch.cleanup()
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if any(r.problems for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Throwaway databases, vhosts and pmtabounce processes for the benchmark, removed afterwards."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pymysql
+from pmtabounce.common.config import Settings, parse_mysql_url
+from pmtabounce.common.topology import Topology
+from pmtabounce.worker.db import Tables, connect
+
+from pmtabounce.fixture import create_iem_tables
+from pmtabounce.provision import setup_database
+
+
+class Scratch:
+    def __init__(self, mysql_server: str, amqp_server: str) -> None:
+        self.mysql_server = mysql_server.rstrip("/")
+        self.amqp_server = amqp_server.rstrip("/")
+        self.tables = Tables("email_")
+        self.topology = Topology()
+        self.databases: list[str] = []
+        self.vhosts: list[str] = []
+
+    def connect(self, url: str):
+        return connect(parse_mysql_url(url))
+
+    def _server(self):
+        admin = parse_mysql_url(f"{self.mysql_server}/mysql")
+        return pymysql.connect(host=admin.host, port=admin.port, user=admin.user, password=admin.password,
+                               unix_socket=admin.unix_socket, autocommit=True)
+
+    def database(self, world) -> str:
+        """A fresh database holding IEM's fixture tables, `world` and our (empty) ledger; its URL."""
+        name = f"pmtbench_{uuid.uuid4().hex[:10]}"
+        server = self._server()
+        with server.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        server.close()
+        self.databases.append(name)
+        url = f"{self.mysql_server}/{name}"
+        connection = self.connect(url)
+        try:
+            create_iem_tables(connection, self.tables)
+            world.create_database(connection, self.tables)
+        finally:
+            connection.close()
+        setup_database(Settings(mysql_url=url))
+        return url
+
+    def vhost(self) -> str:
+        """A fresh RabbitMQ virtual host (rabbitmqctl, as root); its URL."""
+        name = f"pmtbench-{uuid.uuid4().hex[:10]}"
+        self._rabbitmqctl("add_vhost", name)
+        self.vhosts.append(name)
+        self._rabbitmqctl("set_permissions", "-p", name, parse_user(self.amqp_server), ".*", ".*", ".*")
+        return f"{self.amqp_server}/{name}"
+
+    @staticmethod
+    def _rabbitmqctl(*args: str) -> None:
+        tool = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+        subprocess.run([tool, "-q", *args], check=True, capture_output=True, timeout=120)
+
+    def env(self, mysql_url: str | None, amqp_url: str | None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
+        env["PMTABOUNCE_LOG_LEVEL"] = "WARNING"
+        if mysql_url:
+            env["PMTABOUNCE_MYSQL_URL"] = mysql_url
+        if amqp_url:
+            env["PMTABOUNCE_AMQP_URL"] = amqp_url
+        return env
+
+    def run(self, args: list[str], env: dict[str, str]) -> None:
+        done = subprocess.run([sys.executable, "-m", "pmtabounce", *args], env=env, capture_output=True, text=True,
+                              timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"pmtabounce {' '.join(args)} failed: {done.stderr.strip()}")
+
+    def start(self, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "wb") as handle:
+            child = subprocess.Popen([sys.executable, "-m", "pmtabounce", *args], env=env, stdout=handle,
+                                     stderr=subprocess.STDOUT)
+        child.log_path = log
+        return child
+
+    def wait_for_ledger(self, url: str, rows: int, children: list[subprocess.Popen], timeout: float = 1800) -> None:
+        """Until the ledger holds `rows` records: the moment every bounce is committed."""
+        connection = self.connect(url)
+        deadline = time.monotonic() + timeout
+        try:
+            with connection.cursor() as cursor:
+                while time.monotonic() < deadline:
+                    cursor.execute(f"SELECT COUNT(*) FROM {self.tables.ledger}")
+                    connection.commit()
+                    if cursor.fetchone()[0] >= rows:
+                        return
+                    if all(map(ended, children)):
+                        raise RuntimeError(f"every process ended with the ledger short of {rows} rows")
+                    time.sleep(0.1)
+        finally:
+            connection.close()
+        raise RuntimeError(f"the ledger did not reach {rows} rows in {timeout:.0f} s")
+
+    def cleanup(self) -> None:
+        if self.databases:
+            server = self._server()
+            with server.cursor() as cursor:
+                for name in self.databases:
+                    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+            server.close()
+        for name in self.vhosts:
+            self._rabbitmqctl("delete_vhost", name)
+
+
+def ended(child: subprocess.Popen) -> bool:
+    """Has it exited? Without reaping it, so wait4 can still read its peak memory."""
+    return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def parse_user(amqp_url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(amqp_url).username or "guest"
