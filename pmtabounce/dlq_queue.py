@@ -1,0 +1,174 @@
+"""The dead-letter queue over AMQP: hold its messages without taking them, remove one, publish with confirms.
+
+How browsing stays harmless (RabbitMQ 3.10 quorum queues, checked against
+the real broker): one consumer with a prefetch of exactly the queue's depth
+receives every message, unacknowledged; closing its channel hands them all
+back in their original order. `basic.get` followed by closing, or nacking
+while the consumer is still active, shuffles them, so neither is used. The
+queue counts each hand-back in `x-delivery-count`; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pika
+from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError, UnroutableError
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from .common import broker
+from .common.config import Settings
+from .common.errors import FatalError
+from .common.topology import Topology
+from .deadletters import DeadLetter
+
+log = logging.getLogger("pmtabounce.dlq")
+
+MAX_HELD = 65535  # the largest prefetch AMQP allows: what one command sees of a longer queue
+QUIET_SECONDS = 2.0  # a browse ends early when the broker has sent nothing for this long
+PROPERTY_NAMES = (
+    "content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
+    "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id",
+)
+# Not republished: user_id (RabbitMQ accepts it only from that very login) and expiration
+# (a message put back must not vanish on a timer), as the worker does when it dead-letters.
+NOT_REPUBLISHED = ("user_id", "expiration")
+RESOURCE_LOCKED = 405
+NOT_FOUND = 404
+
+
+class QueueInUse(Exception):
+    """Another `pmtabounce dlq` holds the dead-letter queue right now."""
+
+
+class PublishRefused(FatalError):
+    """RabbitMQ did not take a message we published (nacked, or no queue bound)."""
+
+
+def properties_dict(properties: pika.BasicProperties) -> dict:
+    """Every property that is set, as a plain dict (headers as pika decoded them)."""
+    return {name: getattr(properties, name) for name in PROPERTY_NAMES if getattr(properties, name) is not None}
+
+
+class DeadLetterQueue:
+    """One session on the dead-letter queue, holding the lock that keeps other `dlq` commands out."""
+
+    def __init__(self, connection: pika.BlockingConnection, topology: Topology, lock_wait: float) -> None:
+        self.connection = connection
+        self.topology = topology
+        self.name = topology.dead_queue
+        self._browse_channel = None
+        self._publish_channel = None
+        self._lock(lock_wait)
+
+    @classmethod
+    @contextmanager
+    def open(cls, settings: Settings, lock_wait: float = 10.0) -> Iterator[DeadLetterQueue]:
+        """Connect and take the lock; closing returns every message still held to the queue."""
+        topology = Topology(settings.queue_prefix, settings.delivery_limit)
+        try:
+            connection = broker.connect(settings.amqp, "dlq")
+        except AMQPConnectionError as exc:
+            raise FatalError(f"cannot reach RabbitMQ at {broker.safe_url(settings.amqp)} ({exc!r})") from None
+        try:
+            yield cls(connection, topology, lock_wait)
+        finally:
+            if connection.is_open:
+                connection.close()
+
+    def _lock(self, wait: float) -> None:
+        """An exclusive queue is a lock the broker keeps for us: it goes when our connection goes,
+        however the process ends. Two `dlq` commands at once would each see only part of the queue."""
+        lock_name = f"{self.name}.in-use"
+
+        def declare() -> None:
+            channel = self.connection.channel()
+            try:
+                channel.queue_declare(lock_name, exclusive=True, auto_delete=True,
+                                      arguments={"x-queue-type": "classic"})
+            except ChannelClosedByBroker as exc:
+                if exc.reply_code == RESOURCE_LOCKED:
+                    raise QueueInUse() from None
+                raise
+
+        try:
+            Retrying(retry=retry_if_exception_type(QueueInUse), stop=stop_after_delay(wait), wait=wait_fixed(1.0),
+                     reraise=True)(declare)
+        except QueueInUse:
+            raise FatalError(
+                f"another `pmtabounce dlq` command is working on {self.name} (it holds {lock_name}; "
+                "the management console shows its connection); try again when it has finished"
+            ) from None
+
+    def depth(self) -> int:
+        """Messages ready in the dead-letter queue (not counting any we hold)."""
+        channel = self.connection.channel()
+        try:
+            return channel.queue_declare(self.name, passive=True).method.message_count
+        except ChannelClosedByBroker as exc:
+            if exc.reply_code == NOT_FOUND:
+                raise FatalError(f"there is no queue {self.name}: run `pmtabounce setup` first") from None
+            raise
+        finally:
+            if channel.is_open:
+                channel.close()
+
+    def browse(self, quiet: float = QUIET_SECONDS) -> list[DeadLetter]:
+        """Every message now in the queue (up to MAX_HELD), in queue order, held unacknowledged.
+
+        Until `remove` or `release`, no other consumer gets them.
+        """
+        self.release()
+        wanted = min(self.depth(), MAX_HELD)
+        if not wanted:
+            return []
+        letters: list[DeadLetter] = []
+        channel = self.connection.channel()
+        channel.basic_qos(prefetch_count=wanted)
+
+        def on_message(_channel, method, properties, body) -> None:
+            letters.append(DeadLetter(body, properties_dict(properties), method.delivery_tag))
+
+        channel.basic_consume(self.name, on_message)
+        self._browse_channel = channel
+        last_count, last_change = 0, time.monotonic()
+        while len(letters) < wanted and time.monotonic() - last_change < quiet:
+            self.connection.process_data_events(time_limit=0.1)
+            if len(letters) != last_count:
+                last_count, last_change = len(letters), time.monotonic()
+        return letters
+
+    def remove(self, letter: DeadLetter) -> None:
+        """Take one held message out of the queue for good."""
+        self._browse_channel.basic_ack(letter.tag)
+
+    def release(self) -> None:
+        """Hand every held message back, in order (closing the channel, not nacking: see the module doc)."""
+        channel, self._browse_channel = self._browse_channel, None
+        if channel is not None and channel.is_open:
+            channel.close()
+
+    def publish(self, exchange: str, body: bytes, properties: dict) -> None:
+        """Publish persistently and return once RabbitMQ has confirmed it; PublishRefused otherwise."""
+        if self._publish_channel is None or not self._publish_channel.is_open:
+            self._publish_channel = self.connection.channel()
+            self._publish_channel.confirm_delivery()
+        kept = {k: v for k, v in properties.items() if k not in NOT_REPUBLISHED}
+        kept["delivery_mode"] = pika.DeliveryMode.Persistent
+        try:
+            self._publish_channel.basic_publish(
+                exchange, self.topology.routing_key, body, pika.BasicProperties(**kept), mandatory=True
+            )
+        except UnroutableError:
+            raise PublishRefused(f"RabbitMQ returned the message: no queue is bound to {exchange} "
+                                 "(run `pmtabounce setup`)") from None
+        except NackError:
+            raise PublishRefused(f"RabbitMQ refused the message published to {exchange} "
+                                 "(is the queue full?)") from None
+
+    def sleep(self, seconds: float) -> None:
+        """Wait while keeping the connection alive (heartbeats)."""
+        self.connection.sleep(seconds)
