@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -98,16 +97,14 @@ def test_process_killed_mid_file_then_run_again_gives_the_model_database(iem_db,
     target = in_first + int(in_second * random.Random(5).uniform(0.2, 0.7))  # somewhere inside the second file
 
     command, environ = process_command(iem_db, directory, PMTABOUNCE_BATCH_SIZE="10")
-    child = subprocess.Popen(command, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with open(tmp_path / "killed-run.log", "wb") as log:
+        child = subprocess.Popen(command, env=environ, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_ledger_rows(iem_db, target, child)
         assert child.poll() is None, "the run finished before it could be killed"
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=30)
     finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        child.kill()  # SIGKILL: no chance to finish the batch or the file
+        child.wait(timeout=30)
     committed = actual_state(iem_db)
     assert (directory / world.files[1].name).exists(), "the killed file must not be marked done"
     assert any(where[0] == world.files[1].name for where in committed.ledger), "the kill was not mid-file"
