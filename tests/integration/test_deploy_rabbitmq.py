@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -17,15 +16,11 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import Topology
+from service_admin import rabbitmqctl
 from worker_fleet import Fleet, drain, ledger_count, publish, publish_raw, wait_for, worker_env
 
 DEFINITIONS = Path(__file__).parents[2] / "deploy" / "rabbitmq" / "definitions.json"
 PASSWORD = "defs-" + uuid.uuid4().hex
-
-
-def rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    tool = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    return subprocess.run([tool, "-q", *args], check=check, capture_output=True, text=True, timeout=120)
 
 
 def by_name(items: list[dict]) -> dict[str, dict]:

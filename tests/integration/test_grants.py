@@ -13,9 +13,11 @@ from string import Template
 
 import pymysql
 import pytest
-from conftest import MYSQL_URL, SAMPLES, drop_database, make_database
+from conftest import SAMPLES, drop_database, make_database
+from iem_seed import snapshot
 from pmtabounce.common.config import parse_mysql_url
-from worker_fleet import Fleet, publish, records_of, snapshot, worker_env
+from service_admin import as_root
+from worker_fleet import Fleet, publish, records_of, worker_env
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
 GRANTS = DEPLOY / "mysql" / "grants.sql"
@@ -29,17 +31,6 @@ def render(**values: str) -> str:
 def statements(sql: str) -> list[str]:
     body = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
     return [s.strip() for s in body.split(";") if s.strip()]
-
-
-def as_root(sql: str, database: str | None = None, params: tuple | None = None) -> None:
-    admin = parse_mysql_url(MYSQL_URL)
-    connection = pymysql.connect(host=admin.host, port=admin.port, user=admin.user, password=admin.password,
-                                 database=database, autocommit=True)
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-    finally:
-        connection.close()
 
 
 def seed(db) -> None:

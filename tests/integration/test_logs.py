@@ -1,0 +1,99 @@
+"""Logs of real commands: one JSON object per line when asked, readable text otherwise, and never a
+password, an address from a bounce or a message body."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pika
+import pytest
+from conftest import SAMPLES
+from pmtabounce.common.config import parse_mysql_url
+from pmtabounce.common.record import BounceRecord
+from pmtabounce.common.topology import H_SOURCE_FILE, H_SOURCE_LINE
+from service_admin import as_root, rabbitmqctl
+from worker_fleet import Fleet, publish, worker_env
+
+SECRET = "pw" + uuid.uuid4().hex  # the same distinctive password for the MySQL and the RabbitMQ user
+# An address with a named domain; `user@127.0.0.1` in a URL without its password is fine.
+EMAIL = re.compile(r"[\w.+-]+@[A-Za-z][\w-]*\.[A-Za-z][\w.-]*")
+
+
+@pytest.fixture
+def urls(iem_db, vhost):
+    """MySQL and AMQP URLs of users of this test whose password is SECRET."""
+    name = f"pmtt_{uuid.uuid4().hex[:10]}"
+    as_root("CREATE USER %s@'%%' IDENTIFIED BY %s", (name, SECRET))
+    as_root(f"GRANT ALL ON `{iem_db.name}`.* TO %s@'%%'", (name,))
+    rabbitmqctl("add_user", name, SECRET)
+    rabbitmqctl("set_permissions", "-p", vhost.name, name, ".*", ".*", ".*")
+    target = parse_mysql_url(iem_db.url)
+    try:
+        yield (f"mysql://{name}:{SECRET}@{target.host}:{target.port}/{iem_db.name}",
+               f"amqp://{name}:{SECRET}@127.0.0.1:5672/{vhost.name}")
+    finally:
+        as_root("DROP USER IF EXISTS %s@'%%'", (name,))
+        rabbitmqctl("delete_user", name)
+
+
+def json_lines(text: str) -> list[dict]:
+    """Every line must be one JSON object: a line that is not fails here, naming it."""
+    entries = []
+    for line in text.splitlines():
+        entry = json.loads(line)
+        assert isinstance(entry, dict), line
+        entries.append(entry)
+    return entries
+
+
+def test_process_logs_one_json_object_per_line_without_passwords_or_addresses(urls, tmp_path):
+    mysql_url, amqp_url = urls
+    for sample in SAMPLES.glob("*.csv"):
+        shutil.copy(sample, tmp_path / sample.name)
+    env = worker_env(mysql_url, amqp_url, log_format="json")
+    done = subprocess.run([sys.executable, "-m", "pmtabounce", "process", str(tmp_path), "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+    entries = json_lines(done.stderr)
+    assert len(entries) >= 6  # a line per file done, and the rejected rows of the troubled one
+    assert all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
+    assert {e["level"] for e in entries} <= {"debug", "info", "warning", "error"}
+    assert any("bounces-2024-11-19-1025.csv" in e["msg"] and e["level"] == "error" for e in entries)
+    assert SECRET not in done.stderr + done.stdout
+    assert EMAIL.findall(done.stderr) == []
+
+
+def test_a_worker_logs_json_without_bodies_passwords_or_addresses_and_text_when_not_asked(urls, iem_db, vhost,
+                                                                                           tmp_path):
+    mysql_url, amqp_url = urls
+    records = [BounceRecord("b", 1_732_000_000 + n, f"private{n}@example.com", "5.1.1", "smtp;550 unknown",
+                            "bad-mailbox", (1,), 0, "bounces-1.csv", n + 2) for n in range(5)]
+    publish(vhost.url, vhost.topology, records)
+    poison = b'{"v": 1, "rcpt": "poison@example.com", "marker": "BODY-MARKER"}'
+    connection, channel = vhost.channel()
+    channel.basic_publish(vhost.topology.exchange, vhost.topology.routing_key, poison,
+                          pika.BasicProperties(headers={H_SOURCE_FILE: "bounces-9.csv", H_SOURCE_LINE: 3}))
+    connection.close()
+
+    with Fleet(worker_env(mysql_url, amqp_url, log_format="json"), tmp_path) as fleet:
+        fleet.start("--exit-when-idle", "1")
+        assert fleet.finish() == [0]
+    text = fleet.log()
+    entries = json_lines(text)
+    assert any(e["level"] == "error" and "bounces-9.csv line 3" in e["msg"] for e in entries)  # the dead letter
+    assert SECRET not in text and "BODY-MARKER" not in text
+    assert EMAIL.findall(text) == []
+
+    (tmp_path / "text").mkdir()
+    with Fleet(worker_env(mysql_url, amqp_url), tmp_path / "text") as fleet:
+        fleet.start("--exit-when-idle", "0.5")
+        assert fleet.finish() == [0]
+    lines = fleet.log().splitlines()
+    assert lines and all(" INFO " in line or " WARNING " in line for line in lines)
+    assert not any(line.startswith("{") for line in lines) and SECRET not in fleet.log()
