@@ -1,0 +1,162 @@
+"""Publishing bounce records with pipelined publisher confirms on one channel of pika's asynchronous adapter.
+
+Messages go out without waiting; confirms come back later, often one frame for
+many messages. Each message is reported confirmed exactly once. A nacked or
+returned (unroutable) message is held and sent again after a growing pause,
+never dropped, and whatever was unconfirmed when a channel dies is sent again
+on the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import pika
+from pika.spec import Basic
+
+from ..common import metrics
+from ..common.message import CONTENT_TYPE, encode
+from ..common.record import BounceRecord
+from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
+from .confirms import Unconfirmed
+
+log = logging.getLogger("pmtabounce.producer")
+
+APP_ID = "pmtabounce-producer"
+MESSAGE_TYPE = "bounce"
+PERSISTENT = 2
+FIRST_PAUSE = 0.1
+
+
+@dataclass(slots=True, eq=False)
+class Outgoing:
+    """One message ready to (re)publish, with the progress entry to settle once it is confirmed."""
+
+    body: bytes
+    properties: pika.BasicProperties
+    file: str
+    line: int
+    token: object
+
+
+def outgoing(record: BounceRecord, token: object, now: int) -> Outgoing:
+    properties = pika.BasicProperties(
+        content_type=CONTENT_TYPE,
+        delivery_mode=PERSISTENT,
+        message_id=record.fingerprint,
+        type=MESSAGE_TYPE,
+        app_id=APP_ID,
+        timestamp=now,
+        headers={H_SOURCE_FILE: record.source_file, H_SOURCE_LINE: record.source_line},
+    )
+    return Outgoing(encode(record), properties, record.source_file, record.source_line, token)
+
+
+class ConfirmingPublisher:
+    """Sends messages on a confirm-mode channel; `on_confirmed` hears about each safe message once."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        loop,
+        on_confirmed: Callable[[list[Outgoing]], None],
+        max_pause: float,
+    ) -> None:
+        self._exchange = topology.exchange
+        self._queue = topology.queue
+        self._routing_key = topology.routing_key
+        self._loop = loop
+        self._on_confirmed = on_confirmed
+        self._max_pause = max_pause
+        self._channel = None
+        self._unconfirmed: Unconfirmed[Outgoing] = Unconfirmed()
+        self._again: deque[Outgoing] = deque()
+        self._refusals = 0  # refusals in a row, for the pause before sending again
+        self._timer = None
+        self._return_reason = ""
+
+    @property
+    def ready(self) -> bool:
+        channel = self._channel
+        return channel is not None and channel.is_open
+
+    @property
+    def outstanding(self) -> int:
+        """Messages not yet confirmed: in flight, or waiting to be sent again."""
+        return len(self._unconfirmed) + len(self._again)
+
+    def enable(self, channel, on_ready: Callable[[], None]) -> None:
+        """Put a freshly opened channel in confirm mode; `on_ready` runs once the broker agreed."""
+
+        def selected(_frame) -> None:
+            self._channel = channel
+            self._unconfirmed = Unconfirmed()
+            self._send_again()
+            on_ready()
+
+        channel.add_on_return_callback(self._on_return)
+        channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=selected)
+
+    def detach(self) -> int:
+        """The channel is gone: what it left unconfirmed goes first on the next one. Returns how many."""
+        self._channel = None
+        lost = self._unconfirmed.drain()
+        self._again.extendleft(reversed(lost))
+        return len(lost)
+
+    def publish_all(self, messages: Iterable[Outgoing]) -> int:
+        """Publish without waiting, written to the socket together (see BatchingConnection); returns how many."""
+        channel, unconfirmed = self._channel, self._unconfirmed
+        exchange, routing_key = self._exchange, self._routing_key
+        count = 0
+        with channel.connection.batched():
+            for message in messages:
+                channel.basic_publish(exchange, routing_key, message.body, message.properties, mandatory=True)
+                unconfirmed.add(message)
+                count += 1
+        metrics.RECORDS_PUBLISHED.inc(count)
+        return count
+
+    def _on_confirm(self, frame) -> None:
+        method = frame.method
+        confirmed, refused = self._unconfirmed.confirm(
+            method.delivery_tag, multiple=method.multiple, ack=isinstance(method, Basic.Ack)
+        )
+        if confirmed:
+            self._refusals = 0
+            metrics.RECORDS_CONFIRMED.inc(len(confirmed))
+            self._on_confirmed(confirmed)
+        if refused:
+            self._refuse(refused, "unroutable: " + self._return_reason if self._return_reason else "nacked")
+
+    def _on_return(self, _channel, method, properties, _body) -> None:
+        headers = properties.headers or {}
+        file, line = headers.get(H_SOURCE_FILE), headers.get(H_SOURCE_LINE)
+        self._unconfirmed.mark_returned(lambda m: m.line == line and m.file == file)
+        self._return_reason = f"{method.reply_code} {method.reply_text}"
+        log.debug("%s line %s returned by RabbitMQ: %s", file, line, self._return_reason)
+
+    def _refuse(self, refused: list[Outgoing], why: str) -> None:
+        metrics.PUBLISH_NACKED.inc(len(refused))
+        self._again.extend(refused)
+        self._return_reason = ""
+        if self._timer is not None:
+            return
+        pause = min(self._max_pause, FIRST_PAUSE * 2**self._refusals)
+        self._refusals += 1
+        log.warning(
+            "RabbitMQ did not take %d messages (%s); sending them again in %.1f s. "
+            "If this goes on, check that queue %s exists and is bound to exchange %s (pmtabounce setup).",
+            len(refused), why, pause, self._queue, self._exchange,
+        )
+        self._timer = self._loop.call_later(pause, self._send_again)
+
+    def _send_again(self) -> None:
+        self._timer = None
+        if not self.ready:
+            return  # enable() sends them once a channel is back
+        again, self._again = self._again, deque()
+        self.publish_all(again)

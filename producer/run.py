@@ -1,0 +1,55 @@
+"""`pmtabounce producer [--once] [DIR]`: the directory lock, signals and health around the producer's loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from ..common import health
+from ..common.bouncedir import DirectoryLock
+from ..common.config import Settings
+from .loop import Producer
+
+log = logging.getLogger("pmtabounce.producer")
+
+
+def run_producer(settings: Settings, directory: Path, *, once: bool = False) -> int:
+    """Publish the bounce directory until SIGTERM/SIGINT (or, with `once`, until it is empty); the exit code."""
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    producer: Producer | None = None
+    server = health.serve(settings.metrics_port, ready=lambda: producer is not None and producer.ready)
+    lock = DirectoryLock(directory)
+    try:
+        if not _take_lock(lock, directory, stop):
+            return 0
+        producer = Producer(settings, directory, once=once, stop=stop)
+        return producer.run()
+    finally:
+        lock.release()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _take_lock(lock: DirectoryLock, directory: Path, stop: threading.Event) -> bool:
+    """Wait while another process works the directory; False if told to stop meanwhile."""
+    if lock.acquire(wait=False):
+        return True
+    log.info("waiting: %s is being worked by another process (pid %s); taking over when it stops",
+             directory, lock.holder())
+    if not lock.acquire(wait=True, should_stop=stop.is_set):
+        log.info("stopped while waiting for %s", directory)
+        return False
+    log.info("took over %s", directory)
+    return True
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT ask for a clean stop; the loop notices within a tick."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
