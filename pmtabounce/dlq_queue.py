@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import pika
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError, UnroutableError
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from .common import broker
 from .common.config import Settings
@@ -29,6 +29,7 @@ log = logging.getLogger("pmtabounce.dlq")
 
 MAX_HELD = 65535  # the largest prefetch AMQP allows: what one command sees of a longer queue
 QUIET_SECONDS = 2.0  # a browse ends early when the broker has sent nothing for this long
+SETTLE_SECONDS = 5.0  # how long a release waits for the queue to count the handed-back messages
 PROPERTY_NAMES = (
     "content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
     "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id",
@@ -61,6 +62,7 @@ class DeadLetterQueue:
         self.topology = topology
         self.name = topology.dead_queue
         self._browse_channel = None
+        self._held = 0  # delivered to us on the browse channel, not removed
         self._publish_channel = None
         self._lock(lock_wait)
 
@@ -139,17 +141,33 @@ class DeadLetterQueue:
             self.connection.process_data_events(time_limit=0.1)
             if len(letters) != last_count:
                 last_count, last_change = len(letters), time.monotonic()
+        self._held = len(letters)
         return letters
 
     def remove(self, letter: DeadLetter) -> None:
         """Take one held message out of the queue for good."""
         self._browse_channel.basic_ack(letter.tag)
+        self._held -= 1
 
     def release(self) -> None:
-        """Hand every held message back, in order (closing the channel, not nacking: see the module doc)."""
+        """Hand every held message back, in order (closing the channel, not nacking: see the module doc).
+
+        Returns once the queue counts them again: the quorum queue takes them back a moment after the
+        channel is closed, and the next browse, ours or the next command's, must see them all.
+        """
         channel, self._browse_channel = self._browse_channel, None
-        if channel is not None and channel.is_open:
+        if channel is None:
+            return
+        if channel.is_open:
             channel.close()
+        held, self._held = self._held, 0
+        depth = Retrying(
+            retry=retry_if_result(lambda ready: ready < held), stop=stop_after_delay(SETTLE_SECONDS),
+            wait=wait_fixed(0.05), sleep=self.connection.sleep, retry_error_callback=lambda s: s.outcome.result(),
+        )(self.depth)
+        if depth < held:
+            log.warning("%s counts %d ready messages %.0f s after %d were handed back; a command run right "
+                        "now may see fewer than there are", self.name, depth, SETTLE_SECONDS, held)
 
     def publish(self, exchange: str, body: bytes, properties: dict) -> None:
         """Publish persistently and return once RabbitMQ has confirmed it; PublishRefused otherwise."""
