@@ -25,9 +25,11 @@ HEADER = ["type", "timeLogged", "rcpt", "dsnAction", "dsnStatus", "dsnDiag", "bo
 
 def bounce(kind: str = "hard", email: str = "ann@example.com", lists=(3,), statid: int = 42, time: int = T0,
            *, file: str = "bounces-test.csv", line: int = 2, diag: str | None = None) -> BounceRecord:
-    """A record whose content differs by (kind, email, lists, statid, time); `kind` may be a raw category."""
+    """A record whose content differs by (kind, email, lists, statid, time); `kind` may be a raw category.
+
+    List ids are sorted as the parser sorts them, so the record read back from a file is this one."""
     return BounceRecord("b", time, email, "5.0.0 (test)", diag if diag is not None else f"smtp;550 {kind} {time}",
-                        CATEGORY.get(kind, kind), tuple(lists), statid, file, line)
+                        CATEGORY.get(kind, kind), tuple(sorted(set(lists))), statid, file, line)
 
 
 def write_file(path: Path, records: list[BounceRecord], *, extra_rows: list[list[str]] = ()) -> Path:
