@@ -21,7 +21,7 @@ from contextlib import contextmanager
 import pika
 from pika.exceptions import AMQPError, ChannelClosedByBroker, ConsumerCancelled
 from tenacity import Retrying, retry_if_exception_type
-from tenacity.wait import wait_exponential_jitter
+from tenacity.wait import wait_exponential, wait_random
 
 from ..common import broker, health, metrics
 from ..common.config import Settings
@@ -47,6 +47,8 @@ class ShutdownRequested(Exception):
 def run_worker(settings: Settings, exit_when_idle: float | None = None) -> int:
     """Consume until SIGTERM/SIGINT (or `exit_when_idle` seconds with no message); the exit code."""
     worker = Worker(settings, exit_when_idle)
+    # pika logs every lost connection at ERROR with a traceback; our one-line warning says it plainly.
+    logging.getLogger("pika").setLevel(logging.CRITICAL)
     with stop_on_signals(worker.stopping.set):
         return worker.run()
 
@@ -211,6 +213,8 @@ class Worker:
         self.idle = False
         self.consumer: Consumer | None = None
         self.database_ok = False
+        self.database_down = False
+        self.broker_down = False
         self.database_checked = 0.0
         self.tally = Tally()
 
@@ -248,15 +252,19 @@ class Worker:
         """Connect, declare and start consuming, retrying with backoff; None if asked to stop meanwhile."""
         retrying = Retrying(
             retry=retry_if_exception_type(AMQPError),
-            wait=wait_exponential_jitter(initial=0.5, max=self.settings.retry_max_wait, jitter=0.5),
+            wait=wait_exponential(multiplier=0.5, max=self.settings.retry_max_wait) + wait_random(0, 0.5),
             sleep=self._pause,
             before_sleep=self._before_reconnect,
             reraise=True,
         )
         try:
-            return retrying(Consumer.open, self.settings, self.topology)
+            consumer = retrying(Consumer.open, self.settings, self.topology)
         except ShutdownRequested:
             return None
+        if self.broker_down:
+            log.info("connected to RabbitMQ again; consuming")
+            self.broker_down = False
+        return consumer
 
     def _serve(self, consumer: Consumer) -> None:
         """Batches until stopped or idle; a lost connection ends it and run() reconnects."""
@@ -270,6 +278,7 @@ class Worker:
             self._flush(consumer)
         except AMQPError as exc:
             metrics.RETRIES.labels("broker").inc()
+            self.broker_down = True
             log.warning(
                 "RabbitMQ connection or channel failed (%s); reconnecting. Messages not yet acknowledged "
                 "go back to the queue and come again (the ledger makes repeats harmless)", _describe(exc),
@@ -315,12 +324,16 @@ class Worker:
             self.database_checked = time.monotonic()
 
     def _database_answered(self) -> None:
+        if self.database_down:
+            log.info("the database answers again; carrying on")
+            self.database_down = False
         self.database_ok = True
         self.database_checked = time.monotonic()
 
     def _database_pause(self, seconds: float) -> None:
         """BatchApplier's retry pause: keeps the AMQP connection alive (heartbeats) while MySQL is away."""
         self.database_ok = False
+        self.database_down = True
         self._pause(seconds)
 
     def _pause(self, seconds: float) -> None:
@@ -335,6 +348,7 @@ class Worker:
 
     def _before_reconnect(self, state) -> None:
         metrics.RETRIES.labels("broker").inc()
+        self.broker_down = True
         log.warning(
             "cannot reach RabbitMQ at %s (%s); trying again in %.1f s",
             broker.safe_url(self.amqp_url), _describe(state.outcome.exception()), state.next_action.sleep,

@@ -1,0 +1,115 @@
+"""The fleet against the inline result: one worker, four workers, and workers killed at random.
+
+Each test loads one generated world into two fresh databases: `pmtabounce
+process` works one copy inline, the fleet the other through RabbitMQ, and the
+two must end identical (every IEM table a bounce touches, and the ledger).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+from conftest import drop_database, make_database
+from iem_model import IemState, differences
+from worker_fleet import Fleet, drain, ledger_count, publish, records_of, wait_for, worker_env
+
+from pmtabounce.inline import process_directory
+from pmtabounce.world import World
+
+
+@pytest.fixture
+def inline_db():
+    db = make_database()
+    yield db
+    drop_database(db)
+
+
+def build(world: World, fleet_db, inline_db, directory):
+    """The world in both databases and on disk; `inline_db` then gets the files applied inline."""
+    for db in (fleet_db, inline_db):
+        connection = db.connect()
+        world.create_database(connection, db.tables)
+        connection.close()
+    world.write_files(directory)
+    records = records_of(directory)
+    process_directory(inline_db.settings(), directory)
+    return records
+
+
+def assert_same_database(fleet_db, inline_db) -> None:
+    states = []
+    for db in (inline_db, fleet_db):
+        connection = db.connect()
+        states.append(IemState.from_database(connection, db.tables))
+        connection.close()
+    problems = differences(*states)
+    assert not problems, "the fleet's database differs from the inline one:\n" + "\n".join(problems)
+
+
+def assert_drained(vhost) -> None:
+    assert vhost.queue_depth(vhost.topology.queue) == 0
+    assert drain(vhost.url, vhost.topology.dead_queue) == []
+
+
+def test_one_worker_gives_exactly_the_inline_result(iem_db, inline_db, vhost, tmp_path):
+    world = World.generate(1, subscribers=1500, records=3000, files=4)
+    records = build(world, iem_db, inline_db, tmp_path / "bounces")
+    publish(vhost.url, vhost.topology, records)
+
+    with Fleet(worker_env(iem_db.url, vhost.url, batch_size=200), tmp_path) as fleet:
+        fleet.start("--exit-when-idle", "2")
+        assert fleet.finish() == [0], fleet.log()
+
+    assert_same_database(iem_db, inline_db)
+    assert_drained(vhost)
+
+
+def test_four_workers_give_the_inline_result_when_order_does_not_matter(iem_db, inline_db, vhost, tmp_path):
+    world = World.generate(2, subscribers=3000, records=2500, files=4, independent=True)
+    records = build(world, iem_db, inline_db, tmp_path / "bounces")
+
+    with Fleet(worker_env(iem_db.url, vhost.url, batch_size=50), tmp_path) as fleet:
+        workers = [fleet.start() for _ in range(4)]
+        for process in workers:
+            fleet.wait_consuming(process)
+        publish(vhost.url, vhost.topology, records)
+        wait_for(lambda: ledger_count(iem_db) == len(records), "every record in the ledger")
+        assert [fleet.terminate(process) for process in workers] == [0, 0, 0, 0], fleet.log()
+        assert fleet.log().count(" records in ") == 4, "every worker should have had a share"
+
+    assert_same_database(iem_db, inline_db)
+    assert_drained(vhost)
+
+
+def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(iem_db, inline_db, vhost, tmp_path):
+    world = World.generate(3, subscribers=3000, records=3000, files=4, independent=True)
+    records = build(world, iem_db, inline_db, tmp_path / "bounces")
+    publish(vhost.url, vhost.topology, records)
+    rng = random.Random(3)
+
+    with Fleet(worker_env(iem_db.url, vhost.url, batch_size=50), tmp_path) as fleet:
+        for _ in range(2):
+            fleet.start()
+        kills = 0
+        while kills < 6:
+            victim = rng.choice(fleet.running())
+            fleet.wait_consuming(victim)
+            time.sleep(rng.uniform(0.05, 0.6))  # a random moment of its work
+            if ledger_count(iem_db) == len(records):
+                break
+            victim.kill()  # SIGKILL: no clean-up of any kind
+            victim.wait()
+            kills += 1
+            fleet.start()
+        assert kills >= 3, "the workers finished before enough of them were killed: give them more to do"
+        last = fleet.start("--exit-when-idle", "2")
+        for process in fleet.running():
+            if process is not last:
+                fleet.wait_consuming(process)
+                assert fleet.terminate(process) == 0, fleet.log()
+        assert last.wait(timeout=120) == 0, fleet.log()
+
+    assert_same_database(iem_db, inline_db)
+    assert_drained(vhost)

@@ -1,0 +1,203 @@
+"""One worker process against the real RabbitMQ and MariaDB: poison, refusals, SIGTERM and outages."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from pmtabounce.common.config import parse_mysql_url
+from pmtabounce.common.record import BounceRecord
+from pmtabounce.common.topology import H_DEAD_AT, H_ERROR, H_REASON, H_SOURCE_FILE, H_SOURCE_LINE, H_WORKER
+from tcp_proxy import TcpProxy
+from worker_fleet import Fleet, drain, ledger_count, publish, publish_raw, wait_for, worker_env
+
+
+def add_subscribers(db, count: int) -> list[str]:
+    """List 1 with `count` active subscribers; subscriberid n+1 is user{n}."""
+    emails = [f"user{n}@example.com" for n in range(count)]
+    db.query("INSERT INTO {t.lists} (listid, name, subscribecount, visiblefields) VALUES (1, 'List 1', %s, '')",
+             (count,))
+    db.execute_many("INSERT INTO {t.subscribers} (listid, emailaddress) VALUES (1, %s)", [(e,) for e in emails])
+    return emails
+
+
+def hard_bounces(emails: list[str], start: int = 0) -> list[BounceRecord]:
+    return [
+        BounceRecord("b", 1_732_000_000 + n, email, "5.1.1", "smtp;550 5.1.1 user unknown", "bad-mailbox",
+                     (1,), 0, "bounces-2024-11-19-1000.csv", start + n + 2)
+        for n, email in enumerate(emails)
+    ]
+
+
+def bounced_count(db) -> int:
+    return db.query("SELECT COUNT(*) FROM {t.subscribers} WHERE bounced > 0")[0][0]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:  # not listening yet
+        return 0, ""
+
+
+def test_a_malformed_message_is_dead_lettered_with_a_readable_reason_and_the_rest_applied(iem_db, vhost, tmp_path):
+    emails = add_subscribers(iem_db, 20)
+    publish(vhost.url, vhost.topology, hard_bounces(emails[:10]))
+    publish_raw(vhost.url, vhost.topology, b"{not json", "poison-1", {H_SOURCE_FILE: "b.csv", H_SOURCE_LINE: 7})
+    publish_raw(vhost.url, vhost.topology, b'{"v": 2, "type": "b"}', "poison-2")
+    publish(vhost.url, vhost.topology, hard_bounces(emails[10:], start=10))
+    port = free_port()
+
+    with Fleet(worker_env(iem_db.url, vhost.url, metrics_port=port), tmp_path) as fleet:
+        worker = fleet.start()
+        wait_for(lambda: ledger_count(iem_db) == 20 and vhost.queue_depth(vhost.topology.dead_queue) == 2,
+                 "the good records applied and the bad ones dead-lettered")
+        wait_for(lambda: http_get(port, "/readyz") == (200, "ready\n"), "/readyz to say ready")
+        status, metrics = http_get(port, "/metrics")
+        assert 'pmtabounce_dead_lettered_total{reason="invalid_message"} 2.0' in metrics
+        assert 'pmtabounce_records_processed_total{outcome="disabled"} 20.0' in metrics
+        assert fleet.terminate(worker) == 0, fleet.log()
+
+    assert bounced_count(iem_db) == 20
+    dead = {props.message_id: (props, body) for props, body in drain(vhost.url, vhost.topology.dead_queue)}
+    assert set(dead) == {"poison-1", "poison-2"}
+    properties, body = dead["poison-1"]
+    assert body == b"{not json"
+    assert properties.headers[H_ERROR] == "invalid_message"
+    assert properties.headers[H_REASON].startswith("invalid message: message body is not JSON")
+    assert properties.headers[H_SOURCE_FILE] == "b.csv" and properties.headers[H_SOURCE_LINE] == 7
+    assert properties.headers[H_WORKER] and properties.headers[H_DEAD_AT] > 1_700_000_000
+    assert properties.delivery_mode == 2
+    assert "unknown schema version 2" in dead["poison-2"][0].headers[H_REASON]
+    assert "dead-lettered b.csv line 7: invalid message" in fleet.log()
+    assert vhost.queue_depth(vhost.topology.queue) == 0
+
+
+def test_a_fatal_database_error_stops_the_worker_without_acking(iem_db, vhost, tmp_path):
+    emails = add_subscribers(iem_db, 30)
+    iem_db.query("DROP TABLE {t.ledger}")
+    publish(vhost.url, vhost.topology, hard_bounces(emails))
+
+    with Fleet(worker_env(iem_db.url, vhost.url), tmp_path) as fleet:
+        fleet.start()
+        assert fleet.finish() == [1], fleet.log()
+
+    assert "worker stops" in fleet.log() and "pmtabounce setup" in fleet.log()
+    assert vhost.queue_depth(vhost.topology.queue) == 30  # all back in the queue, none acked
+    assert vhost.queue_depth(vhost.topology.dead_queue) == 0
+    assert bounced_count(iem_db) == 0
+
+
+def test_a_record_the_database_refuses_is_dead_lettered_while_its_batch_commits(iem_db, vhost, tmp_path):
+    emails = add_subscribers(iem_db, 30)
+    iem_db.query(
+        "CREATE TRIGGER refuse_subscriber_7 BEFORE INSERT ON {t.bounces} FOR EACH ROW "
+        "IF NEW.subscriberid = 7 THEN SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'subscriber 7 is frozen'; END IF"
+    )
+    records = hard_bounces(emails)
+    publish(vhost.url, vhost.topology, records)
+
+    with Fleet(worker_env(iem_db.url, vhost.url), tmp_path) as fleet:
+        fleet.start("--exit-when-idle", "1")
+        assert fleet.finish() == [0], fleet.log()
+
+    assert ledger_count(iem_db) == 29 and bounced_count(iem_db) == 29
+    assert iem_db.query("SELECT bounced FROM {t.subscribers} WHERE subscriberid = 7") == [(0,)]
+    [(properties, body)] = drain(vhost.url, vhost.topology.dead_queue)
+    assert properties.message_id == records[6].fingerprint
+    assert properties.headers[H_ERROR] == "database_refused"
+    assert "subscriber 7 is frozen" in properties.headers[H_REASON]
+    assert "dead-lettered bounces-2024-11-19-1000.csv line 8: the database refused it" in fleet.log()
+
+
+def test_sigterm_stops_the_worker_with_exit_0_and_loses_nothing(iem_db, vhost, tmp_path):
+    emails = add_subscribers(iem_db, 3000)
+    publish(vhost.url, vhost.topology, hard_bounces(emails))
+
+    with Fleet(worker_env(iem_db.url, vhost.url, batch_size=50), tmp_path) as fleet:
+        first = fleet.start()
+        wait_for(lambda: ledger_count(iem_db) > 0, "the first batches")
+        assert fleet.terminate(first, timeout=10) == 0, fleet.log()
+        assert "SIGTERM received" in fleet.log()
+        stopped_at = ledger_count(iem_db)
+        assert stopped_at < 3000, "the worker finished before the signal: give it more to do"
+        fleet.start("--exit-when-idle", "1")
+        assert fleet.finish()[-1] == 0, fleet.log()
+
+    assert ledger_count(iem_db) == 3000 and bounced_count(iem_db) == 3000
+    assert iem_db.query("SELECT bouncecount, subscribecount FROM {t.lists}") == [(3000, 0)]
+    assert vhost.queue_depth(vhost.topology.queue) == 0
+
+
+@pytest.fixture
+def proxy_to():
+    proxies = []
+
+    def make(host: str, port: int) -> TcpProxy:
+        proxies.append(TcpProxy(host, port))
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+def test_a_mysql_outage_is_waited_out_and_nothing_is_dead_lettered(iem_db, vhost, tmp_path, proxy_to):
+    emails = add_subscribers(iem_db, 400)
+    target = parse_mysql_url(iem_db.url)
+    proxy = proxy_to(target.host, target.port)
+    env = worker_env(proxy.url_for(iem_db.url), vhost.url, batch_size=50, retry_max_wait=1)
+
+    with Fleet(env, tmp_path) as fleet:
+        worker = fleet.start()
+        publish(vhost.url, vhost.topology, hard_bounces(emails[:200]))
+        wait_for(lambda: ledger_count(iem_db) == 200, "the first half")
+        proxy.cut()
+        publish(vhost.url, vhost.topology, hard_bounces(emails[200:], start=200))
+        wait_for(lambda: fleet.log().count("database not available") >= 3, "the worker to retry three times")
+        assert ledger_count(iem_db) == 200
+        proxy.restore()
+        wait_for(lambda: ledger_count(iem_db) == 400, "the second half, after the outage")
+        assert "the database answers again" in fleet.log()
+        assert fleet.terminate(worker) == 0, fleet.log()
+
+    assert bounced_count(iem_db) == 400
+    assert drain(vhost.url, vhost.topology.dead_queue) == []
+    assert "RabbitMQ connection or channel failed" not in fleet.log()  # heartbeats kept it alive
+    assert vhost.queue_depth(vhost.topology.queue) == 0
+
+
+def test_an_amqp_outage_ends_in_a_reconnect_and_nothing_is_lost(iem_db, vhost, tmp_path, proxy_to):
+    emails = add_subscribers(iem_db, 400)
+    proxy = proxy_to("127.0.0.1", 5672)
+    env = worker_env(iem_db.url, proxy.url_for(vhost.url), batch_size=50, retry_max_wait=1)
+
+    with Fleet(env, tmp_path) as fleet:
+        worker = fleet.start()
+        publish(vhost.url, vhost.topology, hard_bounces(emails[:200]))
+        wait_for(lambda: ledger_count(iem_db) == 200, "the first half")
+        proxy.cut()
+        publish(vhost.url, vhost.topology, hard_bounces(emails[200:], start=200))
+        wait_for(lambda: "cannot reach RabbitMQ" in fleet.log(), "the worker to try reconnecting")
+        time.sleep(1)
+        assert ledger_count(iem_db) == 200
+        proxy.restore()
+        wait_for(lambda: ledger_count(iem_db) == 400, "the second half, after the outage")
+        assert "connected to RabbitMQ again" in fleet.log()
+        assert fleet.terminate(worker) == 0, fleet.log()
+
+    assert bounced_count(iem_db) == 400
+    assert drain(vhost.url, vhost.topology.dead_queue) == []
+    assert vhost.queue_depth(vhost.topology.queue) == 0
