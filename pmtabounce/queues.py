@@ -44,10 +44,7 @@ class ApiCounts:
 
 def read_queues(amqp_url: str, topology: Topology) -> tuple[QueueCounts, QueueCounts]:
     """(work queue, dead-letter queue) from passive declares on a short-lived connection."""
-    try:
-        connection = broker.connect(amqp_url, "status")
-    except (AMQPError, OSError) as exc:
-        raise TransientError(f"cannot reach RabbitMQ at {broker.safe_url(amqp_url)} ({_describe(exc)})") from None
+    connection = _connect(amqp_url, "status")
     try:
         return _passive(connection, topology.queue), _passive(connection, topology.dead_queue)
     except ChannelClosedByBroker as exc:
@@ -57,6 +54,25 @@ def read_queues(amqp_url: str, topology: Topology) -> tuple[QueueCounts, QueueCo
     finally:
         if connection.is_open:
             connection.close()
+
+
+def delete_queues(amqp_url: str, topology: Topology) -> None:
+    """Delete the work and dead-letter queues (messages included): only for the demo's own names."""
+    connection = _connect(amqp_url, "demo")
+    try:
+        channel = connection.channel()
+        for queue in (topology.queue, topology.dead_queue):
+            channel.queue_delete(queue)
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _connect(amqp_url: str, role: str) -> pika.BlockingConnection:
+    try:
+        return broker.connect(amqp_url, role)
+    except (AMQPError, OSError) as exc:
+        raise TransientError(f"cannot reach RabbitMQ at {broker.safe_url(amqp_url)} ({_describe(exc)})") from None
 
 
 def _passive(connection: pika.BlockingConnection, queue: str) -> QueueCounts:

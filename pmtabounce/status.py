@@ -33,6 +33,8 @@ from .worker.db import Tables, connect
 from .worker.plan import OUTCOMES
 
 OK, DOWN, NOT_CONFIGURED = "ok", "down", "not configured"
+# A record met again adds to its first row's seen_count: the ledger never holds a "duplicate" row.
+LEDGER_OUTCOMES = tuple(name for name in OUTCOMES if name != "duplicate")
 HOUR, DAY = 3600, 86400
 
 
@@ -133,8 +135,8 @@ def ledger_part(settings: Settings, now: float) -> Part:
     finally:
         connection.close()
     part.facts.update(
-        last_hour={name: hour.get(name, 0) for name in OUTCOMES},
-        last_day={name: day.get(name, 0) for name in OUTCOMES},
+        last_hour={name: hour.get(name, 0) for name in LEDGER_OUTCOMES},
+        last_day={name: day.get(name, 0) for name in LEDGER_OUTCOMES},
         last_applied_at=_iso(last),
         last_applied_age_seconds=round(now - last, 1) if last is not None else None,
     )
@@ -189,7 +191,7 @@ def render(report: Report, console: Console | None = None) -> None:
         outcomes = Table(title="applied (ledger)")
         for column, justify in (("outcome", "left"), ("last hour", "right"), ("last day", "right")):
             outcomes.add_column(column, justify=justify)
-        for name in OUTCOMES:
+        for name in LEDGER_OUTCOMES:
             outcomes.add_row(name.replace("_", " "), str(ledger_part.facts["last_hour"][name]),
                              str(ledger_part.facts["last_day"][name]))
         console.print(outcomes)

@@ -10,14 +10,15 @@ from conftest import MYSQL_URL
 from pmtabounce.common.config import parse_mysql_url
 
 
-def as_root(sql: str, params: tuple | None = None, database: str | None = None) -> None:
-    """One statement as the administrator of PMTABOUNCE_TEST_MYSQL_URL (users, grants, tables)."""
+def as_root(sql: str, params: tuple | None = None, database: str | None = None) -> list[tuple]:
+    """One statement as the administrator of PMTABOUNCE_TEST_MYSQL_URL (users, grants, tables); its rows."""
     admin = parse_mysql_url(MYSQL_URL)
     connection = pymysql.connect(host=admin.host, port=admin.port, user=admin.user, password=admin.password,
                                  unix_socket=admin.unix_socket, database=database, autocommit=True)
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
+            return list(cursor.fetchall())
     finally:
         connection.close()
 

@@ -1,0 +1,315 @@
+"""`pmtabounce demo` (what `make run` runs): the whole fleet on a generated world, on local services.
+
+It resets a demo database (`pmtabounce_demo` on the server of
+PMTABOUNCE_MYSQL_URL, else root@127.0.0.1:3306), loads IEM's tables and a
+generated world, writes the world's accounting files, runs setup, starts the
+producer and the workers as real subprocesses, shows a progress bar while the
+queue drains, prints a summary, and stops every process it started.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+import pymysql
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import queues
+from .cli import run_command
+from .common.accounting import AccountingFile
+from .common.bouncedir import pending_files
+from .common.broker import safe_url
+from .common.config import MySQLTarget, Settings
+from .common.errors import ConfigError, FatalError
+from .common.record import BounceRecord
+from .common.topology import Topology
+from .fixture import create_iem_tables
+from .provision import setup_broker, setup_database
+from .status import LEDGER_OUTCOMES
+from .worker import ledger
+from .worker.db import Tables, connect
+from .world import World
+
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/pmtabounce_demo"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+QUEUE_PREFIX = "pmtabounce-demo"  # its own queues, so a real fleet on the same broker is never touched
+POLL_SECONDS = 0.5
+_DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+@dataclass
+class DemoOptions:
+    database: str = "pmtabounce_demo"
+    directory: Path = Path("demo")
+    subscribers: int = 10000
+    records: int = 20000
+    files: int = 10
+    workers: int = 2
+    seed: int = 7
+    timeout: float = 600.0
+
+
+@dataclass
+class Drained:
+    """What the run came to, for the summary."""
+
+    expected: int
+    seen: int = 0
+    dead: int = 0
+    elapsed: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    exit_codes: dict[str, int | None] = field(default_factory=dict)
+
+
+def demo_settings(settings: Settings, options: DemoOptions) -> Settings:
+    """The demo's database on the configured server, its own queue names and bounce directory."""
+    if not _DATABASE_NAME.fullmatch(options.database):
+        raise ConfigError(f"--database {options.database!r}: only letters, digits and _")
+    parts = urlsplit(settings.mysql_url or DEFAULT_MYSQL_URL)
+    return replace(
+        settings,
+        mysql_url=urlunsplit(parts._replace(path="/" + options.database)),
+        amqp_url=settings.amqp_url or DEFAULT_AMQP_URL,
+        queue_prefix=QUEUE_PREFIX,
+        bounce_dir=(options.directory / "bounces").resolve(),
+    )
+
+
+def run_demo(given: Settings, options: DemoOptions, console: Console) -> int:
+    settings = demo_settings(given, options)
+    api_url = _console_api(given, settings)
+    _say_what_is_used(console, given, settings, api_url)
+    world, expected = _prepare(settings, options, console)
+    processes = Processes(_child_env(settings), options.directory / "logs")
+    try:
+        started = time.monotonic()
+        processes.start("producer", "producer")
+        for n in range(1, options.workers + 1):
+            processes.start(f"worker-{n}", "worker")
+        result = watch(settings, expected, processes, options.timeout, console)
+        result.elapsed = time.monotonic() - started
+    finally:
+        codes = processes.stop()
+    result.exit_codes = codes
+    result.outcomes = _ledger_outcomes(settings)
+    print_summary(console, settings, world, result, processes, api_url)
+    clean = all(code == 0 for code in codes.values())
+    return 0 if clean and result.seen + result.dead >= expected else 1
+
+
+def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tuple[World, int]:
+    """Fresh database, world and files, then setup; returns the world and the records to publish."""
+    reset_database(settings.mysql)
+    tables = Tables(settings.table_prefix)
+    world = World.generate(options.seed, subscribers=options.subscribers, records=options.records,
+                           files=options.files)
+    connection = connect(settings.mysql)
+    try:
+        create_iem_tables(connection, tables)
+        world.create_database(connection, tables)
+    finally:
+        connection.close()
+    shutil.rmtree(settings.bounce_dir, ignore_errors=True)
+    paths = world.write_files(settings.bounce_dir)
+    expected = sum(isinstance(item, BounceRecord) for path in paths for item in AccountingFile(path))
+    queues.delete_queues(settings.amqp, Topology(settings.queue_prefix, settings.delivery_limit))
+    setup_database(settings)
+    setup_broker(settings)
+    console.print(
+        f"world: {len(world.subscribers)} subscriber rows on {len(world.lists)} lists, {len(world.campaigns)} "
+        f"campaigns; {len(paths)} accounting files with {world.record_count} bounce rows "
+        f"({expected} readable, the rest are the files' deliberate faults)"
+    )
+    return world, expected
+
+
+def reset_database(target: MySQLTarget) -> None:
+    """DROP and CREATE the demo database (its name is checked: letters, digits and _ only)."""
+    server = pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
+                             unix_socket=target.unix_socket, autocommit=True, connect_timeout=10)
+    try:
+        with server.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{target.database}`")
+            cursor.execute(f"CREATE DATABASE `{target.database}` CHARACTER SET utf8mb4")
+    finally:
+        server.close()
+
+
+def watch(settings: Settings, expected: int, processes: Processes, timeout: float, console: Console) -> Drained:
+    """A progress bar until every published record is in the ledger or dead-lettered and nothing waits."""
+    result = Drained(expected)
+    tables, topology = Tables(settings.table_prefix), Topology(settings.queue_prefix, settings.delivery_limit)
+    deadline = time.monotonic() + timeout
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[state]}"))
+    connection = connect(settings.mysql)
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("applying bounces", total=expected, state="")
+            while True:
+                with connection.cursor() as cursor:
+                    result.seen = ledger.records_seen(cursor, tables)
+                connection.commit()  # a fresh snapshot on the next read
+                work, dead = queues.read_queues(settings.amqp, topology)
+                result.dead = dead.ready
+                waiting = len(pending_files(settings.bounce_dir))
+                state = f"files {waiting} · queued {work.ready} · consumers {work.consumers}"
+                progress.update(task, completed=result.seen + result.dead, state=state)
+                if result.seen + result.dead >= expected and work.ready == 0 and waiting == 0:
+                    return result
+                _check(processes, deadline, timeout)
+                time.sleep(POLL_SECONDS)
+    finally:
+        connection.close()
+
+
+def _check(processes: Processes, deadline: float, timeout: float) -> None:
+    if processes.exited():
+        raise FatalError(f"{', '.join(processes.exited())} stopped before the queue drained; see {processes.logs}")
+    if time.monotonic() > deadline:
+        raise FatalError(f"the queue did not drain within {timeout:.0f} s; see {processes.logs}")
+
+
+def _ledger_outcomes(settings: Settings) -> dict[str, int]:
+    connection = connect(settings.mysql)
+    try:
+        with connection.cursor() as cursor:
+            return ledger.outcomes_since(cursor, Tables(settings.table_prefix))
+    finally:
+        connection.close()
+
+
+class Processes:
+    """The producer and workers as real subprocesses, each with a log file and a metrics port."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env = env
+        self.logs = logs
+        self.running: dict[str, subprocess.Popen] = {}
+        self.ports: dict[str, int] = {}
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True)
+
+    def start(self, name: str, *args: str) -> None:
+        port = _free_port()
+        with open(self.logs / f"{name}.log", "wb") as log:
+            self.running[name] = subprocess.Popen(
+                [sys.executable, "-m", "pmtabounce", *args],
+                env={**self.env, "PMTABOUNCE_METRICS_PORT": str(port)},
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        self.ports[name] = port
+
+    def exited(self) -> list[str]:
+        return [name for name, process in self.running.items() if process.poll() is not None]
+
+    def stop(self, grace: float = 20.0) -> dict[str, int | None]:
+        """SIGTERM to each (they finish what they hold and exit 0); SIGKILL only if one hangs."""
+        for process in self.running.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        codes: dict[str, int | None] = {}
+        for name, process in self.running.items():
+            try:
+                codes[name] = process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+                codes[name] = None  # had to be killed
+        return codes
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    """This environment (PATH and the operator's other PMTABOUNCE_* choices) with the demo's settings."""
+    return {
+        **os.environ,
+        "PMTABOUNCE_MYSQL_URL": settings.mysql_url or "",
+        "PMTABOUNCE_AMQP_URL": settings.amqp,
+        "PMTABOUNCE_QUEUE_PREFIX": settings.queue_prefix,
+        "PMTABOUNCE_TABLE_PREFIX": settings.table_prefix,
+        "PMTABOUNCE_BOUNCE_DIR": str(settings.bounce_dir),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _console_api(given: Settings, settings: Settings) -> str | None:
+    """The management API if it answers (the configured one, else the broker's host on :15672)."""
+    api_url = given.rabbitmq_api_url or queues.default_api_url(settings.amqp)
+    return api_url if queues.management_available(api_url) else None
+
+
+def _say_what_is_used(console: Console, given: Settings, settings: Settings, api_url: str | None) -> None:
+    mysql_from = "PMTABOUNCE_MYSQL_URL's server" if given.mysql_url else "local default; set PMTABOUNCE_MYSQL_URL"
+    amqp_from = "PMTABOUNCE_AMQP_URL" if given.amqp_url else "local default; set PMTABOUNCE_AMQP_URL"
+    console.print(f"MySQL:    {settings.mysql.safe_url()} ({mysql_from}); the demo database is dropped and made anew")
+    console.print(f"RabbitMQ: {safe_url(settings.amqp)} ({amqp_from}), queues {QUEUE_PREFIX}.*")
+    console.print(f"files:    {settings.bounce_dir}")
+    if api_url is None:
+        console.print("console:  management plugin not answering (rabbitmq-plugins enable rabbitmq_management)")
+
+
+def print_summary(console: Console, settings: Settings, world: World, result: Drained, processes: Processes,
+                  api_url: str | None) -> None:
+    table = Table(title="pmtabounce demo")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    rows = [("records published", result.expected)]
+    rows += [(f"  {name.replace('_', ' ')}", result.outcomes.get(name, 0)) for name in LEDGER_OUTCOMES]
+    rows += [
+        ("  met again (duplicates)", result.seen - sum(result.outcomes.values())),
+        ("  dead-lettered", result.dead),
+        ("subscribers disabled by this run", result.outcomes.get("disabled", 0)),
+        ("subscribers bounced before", sum(1 for s in world.subscribers if s.bounced)),
+    ]
+    for name, value in rows:
+        table.add_row(name, str(value))
+    rate = (result.seen + result.dead) / result.elapsed if result.elapsed else 0.0
+    table.add_row("elapsed", f"{result.elapsed:.1f} s")
+    table.add_row("records per second", f"{rate:.0f}")
+    console.print(table)
+    stopped = ", ".join(f"{name} {'killed' if code is None else f'exit {code}'}"
+                        for name, code in result.exit_codes.items())
+    console.print(f"processes: {stopped}; logs in {processes.logs}")
+    if api_url:
+        console.print(f"RabbitMQ console: {queues.console_url(api_url)} (queues {QUEUE_PREFIX}.bounces and "
+                      f"{QUEUE_PREFIX}.dead-letter in vhost {queues.vhost_of(settings.amqp)})")
+    console.print(f"look around: PMTABOUNCE_MYSQL_URL={settings.mysql.safe_url()} PMTABOUNCE_AMQP_URL="
+                  f"{safe_url(settings.amqp)} PMTABOUNCE_QUEUE_PREFIX={QUEUE_PREFIX} pmtabounce status "
+                  "(with your passwords in the URLs)")
+
+
+@click.command()
+@click.option("--subscribers", type=click.IntRange(10), default=DemoOptions.subscribers, show_default=True)
+@click.option("--records", type=click.IntRange(10), default=DemoOptions.records, show_default=True,
+              help="Bounce rows in the generated accounting files.")
+@click.option("--files", type=click.IntRange(1), default=DemoOptions.files, show_default=True)
+@click.option("--workers", type=click.IntRange(1, 16), default=DemoOptions.workers, show_default=True)
+@click.option("--seed", type=int, default=DemoOptions.seed, show_default=True)
+@click.option("--database", default=DemoOptions.database, show_default=True,
+              help="Demo database on PMTABOUNCE_MYSQL_URL's server: dropped and made anew.")
+@click.option("--directory", type=click.Path(path_type=Path, file_okay=False), default=DemoOptions.directory,
+              show_default=True, help="Where the accounting files and the process logs go.")
+@click.option("--timeout", type=float, default=DemoOptions.timeout, show_default=True,
+              help="Give up if the queue has not drained after this many seconds.")
+@run_command
+def demo(settings: Settings, **options) -> None:
+    """The whole fleet on a generated IEM world: setup, a producer and workers, a progress bar, a summary."""
+    sys.exit(run_demo(settings, DemoOptions(**options), Console()))

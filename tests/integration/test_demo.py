@@ -1,0 +1,73 @@
+"""`pmtabounce demo` end to end on a tiny world: real subprocesses, a drained queue, a summary, nothing left running."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from conftest import MYSQL_URL
+from pmtabounce.common.accounting import AccountingFile
+from pmtabounce.common.record import BounceRecord
+from pmtabounce.common.topology import Topology
+from rabbit_management import ensure_management_api
+from service_admin import as_root
+from worker_fleet import worker_env
+
+
+def processes_working(directory: Path) -> list[int]:
+    """Pids of live processes whose bounce directory is `directory` (read from /proc, as root may)."""
+    marker = f"PMTABOUNCE_BOUNCE_DIR={directory}".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+def summary_count(output: str, what: str) -> int:
+    match = re.search(rf"│\s*{re.escape(what)}\s*│\s*(\d+)\s*│", output)
+    assert match, f"no '{what}' row in the summary:\n{output}"
+    return int(match.group(1))
+
+
+def test_the_demo_runs_the_fleet_on_a_tiny_world_and_stops_everything(vhost, tmp_path):
+    ensure_management_api()
+    database = f"pmtt_demo_{uuid.uuid4().hex[:10]}"
+    env = {**worker_env(MYSQL_URL, vhost.url), "COLUMNS": "160"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pmtabounce", "demo", "--subscribers", "150", "--records", "300", "--files", "3",
+             "--workers", "2", "--seed", "3", "--database", database, "--directory", str(tmp_path / "demo"),
+             "--timeout", "180"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        out = done.stdout
+        ledger = dict(as_root(f"SELECT outcome, COUNT(*) FROM `{database}`.`email_pmtabounce_ledger` "
+                                   "GROUP BY outcome"))
+        seen = as_root(f"SELECT SUM(seen_count) FROM `{database}`.`email_pmtabounce_ledger`")[0][0]
+    finally:
+        as_root(f"DROP DATABASE IF EXISTS `{database}`")
+
+    bounce_dir = (tmp_path / "demo" / "bounces").resolve()
+    published = sum(isinstance(item, BounceRecord) for path in sorted(bounce_dir.glob("*.csv.done"))
+                    for item in AccountingFile(path))
+    assert published > 250 and not list(bounce_dir.glob("*.csv"))  # every file done
+    assert summary_count(out, "records published") == published == seen
+    assert summary_count(out, "disabled") == ledger["disabled"] > 0
+    assert summary_count(out, "not found") == ledger.get("not_found", 0)
+    assert summary_count(out, "dead-lettered") == 0
+    assert "processes: producer exit 0, worker-1 exit 0, worker-2 exit 0" in out
+    assert f"mysql://root@127.0.0.1:3306/{database}" in out
+    assert "RabbitMQ console: http://127.0.0.1:15672/" in out
+    topology = Topology("pmtabounce-demo")
+    assert vhost.queue_depth(topology.queue) == 0 and vhost.queue_depth(topology.dead_queue) == 0
+    assert processes_working(bounce_dir) == []
+    assert sorted(p.name for p in (tmp_path / "demo" / "logs").iterdir()) == [
+        "producer.log", "worker-1.log", "worker-2.log"]
