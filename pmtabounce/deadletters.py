@@ -180,7 +180,7 @@ _BROKER_REASONS = {
 
 
 def _to_datetime(value) -> datetime | None:
-    """Unix seconds (int, float or digits) or a naive UTC datetime (pika's AMQP timestamp) to aware UTC."""
+    """Unix seconds (int, float or digits) or an AMQP timestamp (pika: UTC, naive before 1.4) to aware UTC."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     number = _to_float(value)

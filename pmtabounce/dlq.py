@@ -23,12 +23,11 @@ from pika.exceptions import AMQPError
 from .cli import run_command
 from .common.config import Settings
 from .common.errors import FatalError
-from .deadletters import DeadLetter
 from .dlq_audit import audit, operator
 from .dlq_file import ExportFileError, ExportWriter, read_lines, to_line
 from .dlq_queue import DeadLetterQueue
-from .dlq_replay import ReplayPlan, ReplayRun, parse_rate, plan_replay, stop_requests
-from .dlq_select import Selection, parse_age
+from .dlq_replay import ReplayRun, parse_rate, plan_replay, stop_requests
+from .dlq_select import Selection, only_confirmed, parse_age
 from .dlq_transfer import export_letters, import_letters
 from .dlq_view import (
     SHOW_ROWS,
@@ -37,9 +36,11 @@ from .dlq_view import (
     letters_table,
     listing_json,
     print_letter,
+    print_plan,
     progress_bar,
 )
 
+LIST_ROWS = 500  # rows `dlq list` prints without --limit; the counts cover them all
 CONSUMER_TIMEOUT_MINUTES = 25  # RabbitMQ takes back unacked messages after 30 minutes by default
 INTERRUPTED = 130
 
@@ -115,7 +116,9 @@ def list_command(settings: Settings, selection: Selection, as_json: bool) -> Non
         return
     out = console()
     title = f"{queue.name}: {len(chosen)} of {len(letters)} messages match ({selection.describe()})"
-    out.print(letters_table(shown, title, rows=len(shown)))
+    if depth > len(letters):
+        title += f"; only the first {len(letters)} of {depth} could be read at once"
+    out.print(letters_table(shown, title, rows=selection.limit or LIST_ROWS))
     if chosen:
         out.print(counts_table(chosen))
 
@@ -214,7 +217,7 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, rate: str | 
     confirmed = None
     if dry_run or not yes:
         plan = _with_queue(settings, lambda q: plan_replay(selection.pick(q.browse()), limit, force))
-        _print_plan(plan, "would replay" if dry_run else "to replay", limit)
+        print_plan(plan, "would replay" if dry_run else "to replay", limit)
         if dry_run or not plan.replay:
             return
         click.confirm(f"Replay {len(plan.replay)} messages to the work queue?", abort=True, err=True)
@@ -225,19 +228,19 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, rate: str | 
 def _replay(settings: Settings, selection: Selection, limit: int, force: bool, rate: float | None,
             confirmed: Counter | None, show_plan: bool) -> None:
     with broker_errors(), DeadLetterQueue.open(settings) as queue, stop_requests() as stop:
-        plan = plan_replay(_confirmed(selection.pick(queue.browse()), confirmed), limit, force)
+        plan = plan_replay(only_confirmed(selection.pick(queue.browse()), confirmed), limit, force)
         if show_plan:
-            _print_plan(plan, "to replay", limit)
+            print_plan(plan, "to replay", limit)
         _warn_if_slow(len(plan.replay), rate)
         run = ReplayRun(queue, queue.topology.exchange, operator(), rate)
         finished = False
         try:
             with progress_bar(len(plan.replay), "replaying") as advance:
                 finished = run.run(plan.replay, stop, advance)
-        finally:
-            queue.release()
+        finally:  # audited even when the run fails half-way: what was replayed stays replayed
             audit(settings, "replay", selection, queue.name, replayed=len(run.done), refused=len(plan.refused),
                   forced=force, completed=finished)
+            queue.release()
     click.echo(f"replayed {len(run.done)} messages to {queue.topology.exchange}; "
                f"{len(plan.refused)} refused by the loop guard")
     if not finished:
@@ -261,7 +264,7 @@ def purge(settings: Settings, selection: Selection, yes: bool) -> None:
         click.confirm(f"Remove these {len(chosen)} messages for good?", abort=True, err=True)
         confirmed = Counter(letter.identity for letter in chosen)
     with broker_errors(), DeadLetterQueue.open(settings) as queue:
-        chosen = _confirmed(selection.pick(queue.browse()), confirmed)
+        chosen = only_confirmed(selection.pick(queue.browse()), confirmed)
         for letter in chosen:
             queue.remove(letter)
         queue.release()
@@ -279,31 +282,6 @@ def _with_queue(settings: Settings, read):
             return read(queue)
         finally:
             queue.release()
-
-
-def _confirmed(letters: list[DeadLetter], confirmed: Counter | None) -> list[DeadLetter]:
-    """Of the letters now in the queue, those the operator said yes to (counting copies)."""
-    if confirmed is None:
-        return letters
-    left = Counter(confirmed)
-    chosen = []
-    for letter in letters:
-        if left[letter.identity] > 0:
-            left[letter.identity] -= 1
-            chosen.append(letter)
-    return chosen
-
-
-def _print_plan(plan: ReplayPlan, title: str, limit: int) -> None:
-    out = console()
-    out.print(letters_table(plan.replay, f"{title}: {len(plan.replay)} messages", rows=SHOW_ROWS))
-    if plan.refused:
-        out.print(letters_table(
-            plan.refused,
-            f"refused by the loop guard: {len(plan.refused)} messages replayed {limit} times already "
-            "(--force replays them anyway)",
-            rows=SHOW_ROWS,
-        ))
 
 
 def _warn_if_slow(count: int, rate: float | None) -> None:

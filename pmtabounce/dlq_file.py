@@ -108,7 +108,7 @@ def json_to_amqp(value):
     if len(value) == 1:
         (tag, inner), = value.items()
         if tag == "$timestamp":
-            return datetime.fromtimestamp(int(inner), timezone.utc).replace(tzinfo=None)
+            return datetime.fromtimestamp(int(inner), timezone.utc)
         if tag == "$bytes":
             return base64.b64decode(inner, validate=True)
         if tag == "$decimal":

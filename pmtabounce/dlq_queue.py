@@ -5,7 +5,9 @@ the real broker): one consumer with a prefetch of exactly the queue's depth
 receives every message, unacknowledged; closing its channel hands them all
 back in their original order. `basic.get` followed by closing, or nacking
 while the consumer is still active, shuffles them, so neither is used. The
-queue counts each hand-back in `x-delivery-count`; nothing else changes.
+queue takes them back a moment after the close, so a release waits until it
+counts them again. The queue counts each hand-back in `x-delivery-count`;
+nothing else about a message changes.
 """
 
 from __future__ import annotations

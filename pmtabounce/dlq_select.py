@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -105,3 +106,19 @@ def _age_text(age: timedelta) -> str:
         if seconds >= _UNITS[unit] and seconds % _UNITS[unit] == 0:
             return f"{int(seconds // _UNITS[unit])}{unit}"
     return f"{seconds:g}s"
+
+
+def only_confirmed(letters: list[DeadLetter], confirmed: Counter | None) -> list[DeadLetter]:
+    """Of the letters now in the queue, those the operator said yes to (by identity, counting copies).
+
+    None means nobody was asked: all of them.
+    """
+    if confirmed is None:
+        return letters
+    left = Counter(confirmed)
+    chosen = []
+    for letter in letters:
+        if left[letter.identity] > 0:
+            left[letter.identity] -= 1
+            chosen.append(letter)
+    return chosen

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .deadletters import DeadLetter
 from .dlq_file import amqp_to_json
+from .dlq_replay import ReplayPlan
 
 ID_WIDTH = 16
 SHOW_ROWS = 50  # rows a replay or purge prints of what it works on; the counts cover the rest
@@ -69,6 +70,19 @@ def counts_table(letters: Sequence[DeadLetter]) -> Table:
     for reason, count in reason_counts(letters).most_common():
         table.add_row(reason, str(count))
     return table
+
+
+def print_plan(plan: ReplayPlan, title: str, limit: int) -> None:
+    """What a replay will do (or would, with --dry-run), and what the loop guard holds back."""
+    out = console()
+    out.print(letters_table(plan.replay, f"{title}: {len(plan.replay)} messages", rows=SHOW_ROWS))
+    if plan.refused:
+        out.print(letters_table(
+            plan.refused,
+            f"refused by the loop guard: {len(plan.refused)} messages replayed {limit} times already "
+            "(--force replays them anyway)",
+            rows=SHOW_ROWS,
+        ))
 
 
 def reason_counts(letters: Sequence[DeadLetter]) -> Counter:

@@ -12,6 +12,7 @@ from pmtabounce.dlq_file import read_lines
 
 NOT_UTF8 = b"\xff\xfe{not json at all"
 OLD_SCHEMA = b'{"v": 99, "rcpt": "someone@example.com"}'
+REJECTED = b'{"v": 1, "held": "by a consumer that gave up"}'
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def world(iem_db, vhost, tmp_path):
         (OLD_SCHEMA, pika.BasicProperties(delivery_mode=2, message_id="poison-schema-99")),
     ])
     world.run_worker()
-    _reject_one(world, b'{"v": 1, "held": "by a consumer that gave up"}')
+    _reject_one(world, REJECTED)
     return world
 
 
@@ -91,11 +92,11 @@ def test_export_and_import_give_back_the_same_bytes_and_take_only_when_asked(wor
     assert world.dlq("export", str(before), check=False).returncode == 1  # never overwrites an export
 
     taken = world.tmp / "taken.jsonl"
-    world.dlq("export", str(taken), "--take", "--reason", "invalid_message")
-    assert world.vhost.queue_depth(queue) == 4
-    assert {letter.body for letter in read_lines(taken)} == {NOT_UTF8, OLD_SCHEMA}
+    world.dlq("export", str(taken), "--take", "--reason", "invalid_message", "--reason", "rejected")
+    assert world.vhost.queue_depth(queue) == 3
+    assert {letter.body for letter in read_lines(taken)} == {NOT_UTF8, OLD_SCHEMA, REJECTED}
 
-    assert "imported 2 messages" in world.dlq("import", str(taken)).stdout
+    assert "imported 3 messages" in world.dlq("import", str(taken)).stdout
     assert "imported 0 messages" in world.dlq("import", str(taken)).stdout  # not doubled
     assert world.vhost.queue_depth(queue) == 6
 
@@ -104,7 +105,7 @@ def test_export_and_import_give_back_the_same_bytes_and_take_only_when_asked(wor
     assert _by_id(after) == _by_id(before)
     audit = [orjson.loads(line) for line in world.audit_file.read_bytes().splitlines()]
     assert [(a["action"], a.get("taken"), a.get("published")) for a in audit] == [
-        ("export --take", 2, None), ("import", None, 2), ("import", None, 0)
+        ("export --take", 3, None), ("import", None, 3), ("import", None, 0)
     ]
 
 

@@ -19,7 +19,7 @@ from pmtabounce.deadletters import UNKNOWN, DeadLetter, body_id
 
 BODY = b'{"v":1,"type":"b","rcpt":"ann@example.com","category":"bad-mailbox","file":"in-body.csv","line":7}'
 DEAD_AT = 1_732_000_000
-X_DEATH_TIME = datetime(2024, 11, 19, 10, 0, 0)  # pika gives AMQP timestamps as naive UTC
+X_DEATH_TIME = datetime(2024, 11, 19, 10, 0, 0)  # naive UTC, as pika before 1.4 gives AMQP timestamps
 
 
 def worker_letter(**headers) -> DeadLetter:

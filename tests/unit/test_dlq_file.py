@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import orjson
@@ -20,8 +20,8 @@ from pmtabounce.dlq_file import (
 )
 
 HEADERS = {
-    "x-death": [{"count": 2, "reason": "delivery_limit", "queue": "q", "time": datetime(2024, 11, 19, 10, 0, 5),
-                 "routing-keys": ["bounce"]}],
+    "x-death": [{"count": 2, "reason": "delivery_limit", "queue": "q", "routing-keys": ["bounce"],
+                 "time": datetime(2024, 11, 19, 10, 0, 5, tzinfo=timezone.utc)}],
     "x-pmtabounce-line": 12,
     "big": 2**40,
     "ratio": 0.25,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from pmtabounce.common.topology import H_DEAD_AT, H_ERROR, H_REASON, H_SOURCE_FILE
 
 from pmtabounce.deadletters import DeadLetter
-from pmtabounce.dlq_select import Selection, parse_age
+from pmtabounce.dlq_select import Selection, only_confirmed, parse_age
 
 NOW = datetime(2024, 11, 20, 12, 0, tzinfo=timezone.utc)
 
@@ -90,3 +91,10 @@ def test_describe_gives_the_options_back():
         "--reason rejected --older-than 2h --newer-than 90s --file a.csv --grep '1644' --id abcdefgh --limit 5"
     )
     assert Selection().describe() == "everything"
+
+
+def test_only_what_the_operator_confirmed_counting_copies():
+    a, b, c = letter(message_id="a" * 32), letter(message_id="b" * 32), letter(message_id="c" * 32)
+    confirmed = Counter([a.identity, b.identity])
+    assert only_confirmed([a, c, a, b], confirmed) == [a, b]  # one copy of a was shown, so one goes
+    assert only_confirmed([a, c], None) == [a, c]
