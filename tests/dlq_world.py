@@ -3,17 +3,15 @@ refuses, bounce messages published as the producer does, and the real worker to 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import orjson
 import pika
-from pmtabounce.common.message import CONTENT_TYPE, encode
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.common.topology import H_SOURCE_FILE, H_SOURCE_LINE
+from worker_fleet import publish, publisher, worker_env
 
 from pmtabounce.provision import setup_broker
 
@@ -28,6 +26,7 @@ class DlqWorld:
     db: object  # conftest IemDatabase
     vhost: object  # conftest Vhost
     tmp: Path
+    processes: list[subprocess.Popen] = field(default_factory=list)
 
     @property
     def settings(self):
@@ -38,14 +37,8 @@ class DlqWorld:
         return self.tmp / "audit.jsonl"
 
     def env(self) -> dict:
-        return {
-            **os.environ,
-            "PMTABOUNCE_MYSQL_URL": self.db.url,
-            "PMTABOUNCE_AMQP_URL": self.vhost.url,
-            "PMTABOUNCE_TABLE_PREFIX": self.db.tables.prefix,
-            "PMTABOUNCE_DLQ_AUDIT_FILE": str(self.audit_file),
-            "PMTABOUNCE_LOG_LEVEL": "INFO",
-        }
+        return worker_env(self.db.url, self.vhost.url, table_prefix=self.db.tables.prefix,
+                          dlq_audit_file=self.audit_file, log_level="INFO")
 
     def dlq(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
         """Run `pmtabounce dlq ARGS` as an operator would."""
@@ -61,8 +54,17 @@ class DlqWorld:
         return orjson.loads(self.dlq("list", "--json", *args).stdout)
 
     def spawn_dlq(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "pmtabounce", "dlq", *args], env=self.env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        """`pmtabounce dlq ARGS` in the background (killed by kill_leftovers if still running)."""
+        process = subprocess.Popen([sys.executable, "-m", "pmtabounce", "dlq", *args], env=self.env(),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.processes.append(process)
+        return process
+
+    def kill_leftovers(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
     def run_worker(self) -> None:
         """The real worker, until the queue has been quiet for 3 s."""
@@ -84,18 +86,12 @@ class DlqWorld:
 
     def publish(self, records: list[BounceRecord]) -> None:
         """As the producer does: persistent, the fingerprint as message id, source file and line."""
-        self.publish_raw([
-            (encode(r), pika.BasicProperties(
-                content_type=CONTENT_TYPE, delivery_mode=2, message_id=r.fingerprint,
-                headers={H_SOURCE_FILE: r.source_file, H_SOURCE_LINE: r.source_line},
-            ))
-            for r in records
-        ])
+        publish(self.vhost.url, self.vhost.topology, records)
 
     def publish_raw(self, messages: list[tuple[bytes, pika.BasicProperties]]) -> None:
-        connection, channel = self.vhost.channel()
+        """Anything at all, as a broken producer might send it (poison has no message id)."""
+        connection, channel = publisher(self.vhost.url, self.vhost.topology)
         try:
-            channel.confirm_delivery()
             topology = self.vhost.topology
             for body, properties in messages:
                 channel.basic_publish(topology.exchange, topology.routing_key, body, properties, mandatory=True)

@@ -7,6 +7,7 @@ import pika
 import pytest
 from pmtabounce.common.config import Settings
 from pmtabounce.common.errors import FatalError
+from worker_fleet import drain
 
 from pmtabounce.dlq_queue import DeadLetterQueue
 from pmtabounce.provision import setup_broker
@@ -37,15 +38,7 @@ def _dead_letter(vhost, count: int) -> None:
 
 def _drain(vhost) -> list[str]:
     """Take everything out of the dead-letter queue, in the order RabbitMQ hands it out."""
-    connection, channel = vhost.channel()
-    ids = []
-    while True:
-        method, properties, _ = channel.basic_get(vhost.topology.dead_queue, auto_ack=True)
-        if method is None:
-            break
-        ids.append(properties.message_id)
-    connection.close()
-    return ids
+    return [properties.message_id for properties, _ in drain(vhost.url, vhost.topology.dead_queue)]
 
 
 def test_browsing_and_removing_keep_the_rest_in_order(settings, vhost):

@@ -5,13 +5,28 @@ doubles nothing."""
 from __future__ import annotations
 
 import signal
-import time
 
 import orjson
 import pika
+import pytest
 from dlq_world import REFUSAL, REFUSING_LIST, address, hard_bounce, make_world
+from worker_fleet import wait_for
 
 REFUSED = "database_refused"
+
+
+@pytest.fixture
+def dead_lettered(iem_db, vhost, tmp_path):
+    """A maker of worlds where the worker dead-lettered records; background dlq commands die with the test."""
+    made = []
+
+    def make(records: int):
+        made.append(_dead_lettered_world(iem_db, vhost, tmp_path, records))
+        return made[-1]
+
+    yield make
+    for world in made:
+        world.kill_leftovers()
 
 
 def _dead_lettered_world(iem_db, vhost, tmp_path, records: int):
@@ -35,8 +50,8 @@ def _applied_once(records: int) -> list[tuple]:
     return sorted((address(REFUSING_LIST, n), 1, 1, 1) for n in range(records))
 
 
-def test_replay_after_the_fix_applies_exactly_once_and_the_loop_guard_stops_repeats(iem_db, vhost, tmp_path):
-    world = _dead_lettered_world(iem_db, vhost, tmp_path, records=3)
+def test_replay_after_the_fix_applies_exactly_once_and_the_loop_guard_stops_repeats(dead_lettered):
+    world = dead_lettered(3)
 
     dry = world.dlq("replay", "--reason", REFUSED, "--dry-run")
     assert "would replay: 3 messages" in dry.stdout and _depths(world) == (4, 0)
@@ -66,9 +81,9 @@ def test_replay_after_the_fix_applies_exactly_once_and_the_loop_guard_stops_repe
     assert {a["filter"] for a in audit} == {f"--reason {REFUSED}"}
 
 
-def test_an_interrupted_replay_run_again_loses_and_doubles_nothing(iem_db, vhost, tmp_path):
+def test_an_interrupted_replay_run_again_loses_and_doubles_nothing(dead_lettered):
     records = 12
-    world = _dead_lettered_world(iem_db, vhost, tmp_path, records=records)
+    world = dead_lettered(records)
     world.accept_list_2()
 
     # Ctrl-C: it stops between two messages; each one is either replayed or still dead.
@@ -97,7 +112,4 @@ def test_an_interrupted_replay_run_again_loses_and_doubles_nothing(iem_db, vhost
 
 def _wait_until_replayed(world, count: int) -> None:
     """Until the work queue holds `count` replayed messages (no worker runs meanwhile)."""
-    deadline = time.monotonic() + 30
-    while _depths(world)[1] < count:
-        assert time.monotonic() < deadline, "the replay did not get going"
-        time.sleep(0.1)
+    wait_for(lambda: _depths(world)[1] >= count, f"{count} messages replayed", timeout=30)
