@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -140,3 +143,21 @@ def records_of(directory: Path) -> list[BounceRecord]:
 
 def ledger_count(db) -> int:
     return db.query("SELECT COUNT(*) FROM {t.ledger}")[0][0]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for PMTABOUNCE_METRICS_PORT)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """(status, body) of a GET on the local health server; (0, '') while it does not listen."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:  # not listening yet
+        return 0, ""

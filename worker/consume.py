@@ -112,7 +112,7 @@ class Consumer:
         """Take in what the broker sends (messages, heartbeats) for up to `seconds`."""
         self.connection.process_data_events(time_limit=seconds)
         if self.tag not in self.channel.consumer_tags:
-            raise ConsumerCancelled()  # the queue was deleted, or a node went down: consume afresh
+            raise ConsumerCancelled("RabbitMQ cancelled the consumer (queue deleted, or its node went down)")
 
     def batch_ready(self) -> bool:
         if not self.received:
