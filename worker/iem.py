@@ -90,14 +90,18 @@ def add_campaign_bounces(cursor, t: Tables, stats: Mapping[tuple[str, int], Coun
 
 
 def insert_bounces(cursor, t: Tables, rows: Sequence[tuple[int, int, int, int, str, str]]) -> None:
-    """Step 4. IEM 6.x stores bouncemessage as '' unless the rule is blockedcontent."""
+    """Step 4. IEM 6.x stores bouncemessage as '' unless the rule is blockedcontent.
+
+    Every value is a parameter: only then does PyMySQL send one multi-row
+    INSERT (a literal in VALUES makes executemany one round trip per row).
+    """
     if not rows:
         return
     cursor.executemany(
         f"INSERT INTO {t.bounces} "
         "(subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, bouncemessage) "
-        "VALUES (%s, %s, %s, %s, %s, %s, '')",
-        rows,
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        [(*row, "") for row in rows],
     )
 
 
