@@ -153,57 +153,51 @@ class World:
         return sum(spec.bounce_rows for spec in self.files)
 
     def create_database(self, connection, tables) -> None:
-        """Insert the world into IEM tables that exist and are empty (`tables`: worker.db.Tables)."""
+        """Insert the world into IEM tables that exist and are empty (`tables`: worker.db.Tables).
+
+        Every value is a parameter: PyMySQL turns executemany into multi-row
+        INSERTs only then (a literal in VALUES makes it one round trip per row).
+        """
         with connection.cursor() as cursor:
-            cursor.executemany(
-                f"INSERT INTO {tables.lists} (listid, name, ownername, owneremail, bounceemail, replytoemail, "
-                "format, createdate, subscribecount, unsubscribecount, bouncecount, processbounce, visiblefields, "
-                "ownerid) VALUES (%s, %s, 'Owner', 'owner@example.com', 'bounce@example.com', "
-                "'reply@example.com', 'h', %s, %s, %s, %s, '1', 'emailaddress,subscribedate', 1)",
-                [(r.listid, r.name, r.createdate, r.subscribecount, r.unsubscribecount, r.bouncecount)
-                 for r in self.lists],
-            )
-            cursor.executemany(
-                f"INSERT INTO {tables.subscribers} (subscriberid, listid, emailaddress, domainname, format, "
-                "confirmed, confirmcode, requestdate, requestip, confirmdate, subscribedate, bounced, unsubscribed, "
-                "unsubscribeconfirmed, formid) VALUES (%s, %s, %s, %s, 'h', %s, 'c0de', %s, '192.0.2.1', %s, %s, "
-                "%s, %s, %s, 0)",
-                [(r.subscriberid, r.listid, r.emailaddress, r.emailaddress.rsplit("@", 1)[1].lower(), r.confirmed,
-                  r.subscribedate, r.subscribedate if r.confirmed == "1" else 0, r.subscribedate, r.bounced,
-                  r.unsubscribed, "1" if r.unsubscribed else "0") for r in self.subscribers],
-            )
-            cursor.executemany(
-                f"INSERT INTO {tables.prefix}list_subscribers_unsubscribe (subscriberid, unsubscribetime, "
-                "unsubscribeip, listid, statid, unsubscribearea) VALUES (%s, %s, '192.0.2.9', %s, 0, 'form')",
-                [(r.subscriberid, r.unsubscribed, r.listid) for r in self.subscribers if r.unsubscribed],
-            )
-            cursor.executemany(
-                f"INSERT INTO {tables.bounces} (bounceid, subscriberid, statid, listid, bouncetime, bouncetype, "
-                "bouncerule, bouncemessage) VALUES (%s, %s, %s, %s, %s, %s, %s, '')",
-                [(b.bounceid, b.subscriberid, b.statid, b.listid, b.bouncetime, b.bouncetype, b.bouncerule)
-                 for b in self.bounces],
-            )
-            self._insert_campaigns(cursor, tables)
+            for table, columns, rows in self._table_rows(tables):
+                if rows:
+                    marks = ", ".join(["%s"] * len(columns))
+                    cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
         connection.commit()
 
-    def _insert_campaigns(self, cursor, tables) -> None:
-        cursor.executemany(f"INSERT INTO {tables.prefix}stats_sequence (id) VALUES (%s)",
-                           [(c.statid,) for c in self.campaigns])
-        counts = [(c.statid, c.bouncecount_soft, c.bouncecount_hard, c.bouncecount_unknown, c.starttime)
-                  for c in self.campaigns if c.kind == "newsletter"]
-        cursor.executemany(
-            f"INSERT INTO {tables.stats_newsletters} (statid, bouncecount_soft, bouncecount_hard, "
-            "bouncecount_unknown, starttime, finishtime, htmlrecipients, newsletterid, sendfromname, "
-            "sendfromemail, sendinformation, sendtype) VALUES (%s, %s, %s, %s, %s, %s + 3600, 1000, %s, "
-            "'News', 'news@example.com', '', 'newsletter')",
-            [(*row, row[4], row[0] % 50 + 1) for row in counts],
-        )
-        cursor.executemany(
-            f"INSERT INTO {tables.stats_autoresponders} (statid, bouncecount_soft, bouncecount_hard, "
-            "bouncecount_unknown, htmlrecipients, autoresponderid) VALUES (%s, %s, %s, %s, 100, %s)",
-            [(c.statid, c.bouncecount_soft, c.bouncecount_hard, c.bouncecount_unknown, c.statid % 20 + 1)
-             for c in self.campaigns if c.kind == "autoresponder"],
-        )
+    def _table_rows(self, tables):
+        """(table, columns, rows) for every IEM table the world fills."""
+        yield tables.lists, ("listid", "name", "ownername", "owneremail", "bounceemail", "format", "createdate",
+                             "subscribecount", "unsubscribecount", "bouncecount", "processbounce", "visiblefields",
+                             "ownerid"), [
+            (r.listid, r.name, "Owner", "owner@example.com", "bounce@example.com", "h", r.createdate,
+             r.subscribecount, r.unsubscribecount, r.bouncecount, "1", "emailaddress,subscribedate", 1)
+            for r in self.lists]
+        yield tables.subscribers, ("subscriberid", "listid", "emailaddress", "domainname", "format", "confirmed",
+                                   "requestdate", "confirmdate", "subscribedate", "bounced", "unsubscribed",
+                                   "unsubscribeconfirmed"), [
+            (r.subscriberid, r.listid, r.emailaddress, r.emailaddress.rsplit("@", 1)[1].lower(), "h", r.confirmed,
+             r.subscribedate, r.subscribedate if r.confirmed == "1" else 0, r.subscribedate, r.bounced,
+             r.unsubscribed, "1" if r.unsubscribed else "0")
+            for r in self.subscribers]
+        yield f"`{tables.prefix}list_subscribers_unsubscribe`", (
+            "subscriberid", "unsubscribetime", "listid", "statid", "unsubscribearea"), [
+            (r.subscriberid, r.unsubscribed, r.listid, 0, "form") for r in self.subscribers if r.unsubscribed]
+        yield tables.bounces, ("bounceid", "subscriberid", "statid", "listid", "bouncetime", "bouncetype",
+                               "bouncerule", "bouncemessage"), [
+            (b.bounceid, b.subscriberid, b.statid, b.listid, b.bouncetime, b.bouncetype, b.bouncerule, "")
+            for b in self.bounces]
+        yield f"`{tables.prefix}stats_sequence`", ("id",), [(c.statid,) for c in self.campaigns]
+        yield tables.stats_newsletters, ("statid", "bouncecount_soft", "bouncecount_hard", "bouncecount_unknown",
+                                         "starttime", "finishtime", "htmlrecipients", "newsletterid",
+                                         "sendfromemail", "sendinformation", "sendtype"), [
+            (c.statid, c.bouncecount_soft, c.bouncecount_hard, c.bouncecount_unknown, c.starttime,
+             c.starttime + 3600, 1000, c.statid % 50 + 1, "news@example.com", "", "newsletter")
+            for c in self.campaigns if c.kind == "newsletter"]
+        yield tables.stats_autoresponders, ("statid", "bouncecount_soft", "bouncecount_hard",
+                                            "bouncecount_unknown", "htmlrecipients", "autoresponderid"), [
+            (c.statid, c.bouncecount_soft, c.bouncecount_hard, c.bouncecount_unknown, 100, c.statid % 20 + 1)
+            for c in self.campaigns if c.kind == "autoresponder"]
 
     def write_files(self, directory: Path | str) -> list[Path]:
         """Write every accounting file into `directory` (created if missing); returns their paths in order."""
