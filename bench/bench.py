@@ -6,7 +6,7 @@ Every variant runs on its own fresh database (and RabbitMQ vhost) built from
 the same seed, and must end with exactly the tables of the expected-state
 model (tests/iem_model.py); the world is an order-independent one, so the
 fleet's parallel workers must reach them too. Prints rows/s, the ratio to the
-original, and peak RSS (VmHWM, from wait4) of the producer and the workers.
+original, and peak RSS (VmHWM, sampled from /proc) of the producer and the workers.
 `--big-file-mb N` also measures the producer's peak memory on an N MB file
 against a small one: it must not grow with the file.
 """
@@ -18,7 +18,6 @@ import os
 import platform
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -102,7 +101,7 @@ class Bench:
         directory = self.directory("inline")
         started = time.perf_counter()
         child = self.scratch.start(["process", str(directory)], env, self.work / "inline.log")
-        rss = wait_rss(child)
+        rss = self.scratch.finish(child)
         result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss})
         return self.check(result, url)
 
@@ -119,25 +118,16 @@ class Bench:
         try:
             self.scratch.wait_for_ledger(url, len(self.expected.ledger), [producer, *fleet])
             seconds = time.perf_counter() - started
-            rss = {"producer": wait_rss(producer)}
+            rss = {"producer": self.scratch.finish(producer)}
             for child in fleet:  # every record is committed: a clean stop, rather than idling out
                 child.send_signal(signal.SIGTERM)
-            rss["worker"] = max(wait_rss(child) for child in fleet)
+            rss["worker"] = max(self.scratch.finish(child) for child in fleet)
         finally:
             for child in (producer, *fleet):
                 if child.poll() is None:
                     child.kill()
         name = f"(c) fleet, {workers} worker{'s' if workers > 1 else ''}"
         return self.check(Result(name, self.records, seconds, rss), url)
-
-
-def wait_rss(child: subprocess.Popen) -> int:
-    """Wait for a child and return its peak resident set (kB), as the kernel counted it."""
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode != 0:
-        raise RuntimeError(f"{' '.join(child.args[3:5])} exited with {child.returncode}; see {child.log_path}")
-    return usage.ru_maxrss
 
 
 def print_results(results: list[Result]) -> None:
@@ -169,7 +159,8 @@ def big_file_memory(scratch: Scratch, work: Path, megabytes: int) -> None:
         drain = Drain(amqp, scratch.topology.queue)
         started = time.perf_counter()
         try:
-            rss = wait_rss(scratch.start(["producer", "--once", str(directory)], env, work / f"memory-{label}.log"))
+            producer = scratch.start(["producer", "--once", str(directory)], env, work / f"memory-{label}.log")
+            rss = scratch.finish(producer, timeout=7200)
         finally:
             drain.stop()
         seconds = time.perf_counter() - started

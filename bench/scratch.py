@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,6 +28,7 @@ class Scratch:
         self.topology = Topology()
         self.databases: list[str] = []
         self.vhosts: list[str] = []
+        self.memory = PeakMemory()
 
     def connect(self, url: str):
         return connect(parse_mysql_url(url))
@@ -88,7 +90,14 @@ class Scratch:
             child = subprocess.Popen([sys.executable, "-m", "pmtabounce", *args], env=env, stdout=handle,
                                      stderr=subprocess.STDOUT)
         child.log_path = log
+        self.memory.watch(child)
         return child
+
+    def finish(self, child: subprocess.Popen, timeout: float = 600) -> int:
+        """Wait for a child to exit 0; its peak resident set in kB."""
+        if child.wait(timeout=timeout) != 0:
+            raise RuntimeError(f"pmtabounce {child.args[3]} exited with {child.returncode}; see {child.log_path}")
+        return self.memory.peak_kb(child)
 
     def wait_for_ledger(self, url: str, rows: int, children: list[subprocess.Popen], timeout: float = 1800) -> None:
         """Until the ledger holds `rows` records: the moment every bounce is committed."""
@@ -101,7 +110,7 @@ class Scratch:
                     connection.commit()
                     if cursor.fetchone()[0] >= rows:
                         return
-                    if all(map(ended, children)):
+                    if all(child.poll() is not None for child in children):
                         raise RuntimeError(f"every process ended with the ledger short of {rows} rows")
                     time.sleep(0.1)
         finally:
@@ -119,9 +128,43 @@ class Scratch:
             self._rabbitmqctl("delete_vhost", name)
 
 
-def ended(child: subprocess.Popen) -> bool:
-    """Has it exited? Without reaping it, so wait4 can still read its peak memory."""
-    return os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+class PeakMemory:
+    """Samples each child's VmHWM (peak resident set) from /proc while it runs.
+
+    Not wait4's ru_maxrss: a child started by vfork and exec inherits the
+    parent's high-water mark there, so every child would report the bench's.
+    """
+
+    def __init__(self, interval: float = 0.05) -> None:
+        self.interval = interval
+        self.peaks: dict[int, int] = {}
+        self._children: list[subprocess.Popen] = []
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def watch(self, child: subprocess.Popen) -> None:
+        self.peaks[child.pid] = 0
+        self._children.append(child)
+
+    def peak_kb(self, child: subprocess.Popen) -> int:
+        return self.peaks.get(child.pid, 0)
+
+    def _sample(self) -> None:
+        while True:
+            for child in list(self._children):
+                if child.returncode is None:
+                    self.peaks[child.pid] = max(self.peaks[child.pid], vm_hwm_kb(child.pid))
+            time.sleep(self.interval)
+
+
+def vm_hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0  # gone, or a zombie with no memory left to report
 
 
 def parse_user(amqp_url: str) -> str:
