@@ -46,11 +46,13 @@ def rejected_path(path: Path) -> Path:
 
 
 class RejectFile:
-    """NAME.rejected: the bad rows of NAME, in CSV under the file's own header plus a reason column.
+    """NAME.rejected: the bad rows of NAME, in CSV under the file's own header, a reason column first.
 
     An operator can read it, fix a row and move it back as a `.csv`: the parser
-    finds columns by name and ignores the extra one. Written and flushed row by
-    row, so a crash keeps what was found.
+    finds columns by name and ignores the extra one. Rows are kept as they
+    were, not padded, so a row cut short stays cut short (and is refused
+    again) until someone fixes it. Written and flushed row by row, so a crash
+    keeps what was found.
     """
 
     def __init__(self, source: Path, header: list[str] | None, keep_bytes: int = 0) -> None:
@@ -66,8 +68,7 @@ class RejectFile:
     def add(self, row: RejectedRow) -> None:
         if self._writer is None:
             self._open()
-        cells = list(row.cells) + [""] * (len(self.header) - len(row.cells))
-        self._writer.writerow(cells + [f"line {row.source_line}: {row.reason}"])
+        self._writer.writerow([f"line {row.source_line}: {row.reason}", *row.cells])
         self._handle.flush()
         self.count += 1
 
@@ -79,7 +80,7 @@ class RejectFile:
             self._handle.seek(self._keep)
         self._writer = csv.writer(self._handle, lineterminator="\r\n")
         if not exists:
-            self._writer.writerow(self.header + [REJECT_COLUMN])
+            self._writer.writerow([REJECT_COLUMN, *self.header])
 
     def size(self) -> int:
         """Bytes written so far: a checkpoint records it so a resume can cut back to it."""

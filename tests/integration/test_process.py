@@ -91,8 +91,9 @@ def test_process_the_sample_files(iem_db, samples):
     }
     assert iem_db.query("SELECT listid FROM {t.bounces} WHERE subscriberid = %s", (ids["mary"],)) == [(8,)]
     rejected = list(csv.reader(open(samples / "bounces-2024-11-19-1025.csv.rejected", newline="")))
-    assert rejected[0][-1] == "pmtabounce_reject_reason"
-    assert [row[-1].split(":")[0] for row in rejected[1:]] == ["line 3", "line 4", "line 10"]
+    assert rejected[0][0] == "pmtabounce_reject_reason"
+    assert [row[0].split(":")[0] for row in rejected[1:]] == ["line 3", "line 4", "line 10"]
+    assert rejected[1][1:] == ["b", "1732012002", "short@example.com", "failed"]  # kept as it was, not padded
 
 
 def test_files_processed_again_change_nothing(iem_db, samples):
@@ -142,7 +143,7 @@ def test_the_rejected_file_can_be_fixed_and_fed_back(iem_db, samples):
     fixes = {"line 3": ["b", "1732012002", "short@example.com", "failed", "5.2.2", "full", "quota-issues", "4", "45"],
              "line 4": ["b", "1732012003", "newcat@example.com", "failed", "5.1.1", "gone", "bad-mailbox", "4", "45"],
              "line 10": ["b", "1732012008", "trunc@example.com", "failed", "5.1.1", "gone", "bad-mailbox", "4", "45"]}
-    fixed = [rows[0]] + [fixes[row[-1].split(":")[0]] + [row[-1]] for row in rows[1:]]
+    fixed = [rows[0]] + [[row[0]] + fixes[row[0].split(":")[0]] for row in rows[1:]]
     with open(samples / "bounces-2024-11-19-1025-fixed.csv", "w", newline="") as handle:
         csv.writer(handle).writerows(fixed)
     rejected.unlink()

@@ -69,10 +69,14 @@ def test_reject_file_keeps_rows_with_reasons_and_can_be_fed_back(tmp_path):
     rejects.close()
     assert rejects.count == 2 and rejects.path == tmp_path / "b-1.csv.rejected"
     lines = rejects.path.read_text().splitlines()
-    assert lines[0] == ",".join(HEADER + [REJECT_COLUMN])
-    assert lines[1].endswith(",line 3: row has 4 of 8 columns (cut short?)")
+    assert lines[0] == ",".join([REJECT_COLUMN] + HEADER)
+    assert lines[1] == "line 3: row has 4 of 8 columns (cut short?),b,1732010733,a@x.com,5.1"
+    # fed back unfixed, the short row is refused again: it was not padded into a valid record
+    (tmp_path / "b-1-unfixed.csv").write_text(rejects.path.read_text())
+    unfixed = list(AccountingFile(tmp_path / "b-1-unfixed.csv"))
+    assert [type(r).__name__ for r in unfixed] == ["RejectedRow", "RejectedRow"]
     # an operator fixes the rows and moves the file back as a .csv: the extra column is ignored
-    fixed = rejects.path.read_text().replace(",5.1,", ",5.1,gone,bad-mailbox,3,42").replace(",,5.1.1", ",b@x.com,5.1.1")
+    fixed = rejects.path.read_text().replace(",5.1\n", ",5.1,gone,bad-mailbox,3,42\n").replace(",,5.1.1", ",b@x.com,5.1.1")
     (tmp_path / "b-1-fixed.csv").write_text(fixed)
     records = list(AccountingFile(tmp_path / "b-1-fixed.csv"))
     assert all(isinstance(r, BounceRecord) for r in records), records
