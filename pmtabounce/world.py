@@ -26,7 +26,7 @@ from pathlib import Path
 
 from .world_records import RecordMaker, Row, bounce_rule
 
-# Columns of an accounting row, in the order of Row's fields.
+# Column names in the order of Row's fields: the base columns, one variant's list and statid headers, extras.
 _VARIANTS = {
     "mailer": ("header_X-Mailer-LID", "header_X-Mailer-SID"),
     "patched": ("header_X-List-ID", "header_X-Mailing-ID"),
