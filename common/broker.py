@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from urllib.parse import quote
 
 import pika
 
@@ -31,7 +32,7 @@ def connect(url: str, role: str) -> pika.BlockingConnection:
 def safe_url(url: str) -> str:
     """For logs: host, port and vhost, never the credentials."""
     p = pika.URLParameters(url)
-    return f"amqp://{p.host}:{p.port}/{p.virtual_host}"
+    return f"amqp://{p.host}:{p.port}/{quote(p.virtual_host, safe='')}"
 
 
 def declare_topology(channel, topology: Topology) -> None:

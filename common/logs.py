@@ -34,4 +34,6 @@ def configure(log_format: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("pika").setLevel(logging.WARNING)
+    # pika logs every failed connection attempt as several ERROR lines with tracebacks; we say
+    # what happened in one line of our own, so its own lines only show when debugging.
+    logging.getLogger("pika").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)

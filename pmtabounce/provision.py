@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import pymysql
+
 from .common.config import Settings
+from .common.errors import FatalError
 from .worker import ledger
 from .worker.db import Tables, connect
 
@@ -14,6 +17,17 @@ log = logging.getLogger("pmtabounce.setup")
 def setup_database(settings: Settings) -> int:
     """Run the ledger migrations not yet applied; returns the schema version now in place."""
     tables = Tables(settings.table_prefix)
+    try:
+        return _migrate(settings, tables)
+    except pymysql.err.MySQLError as exc:
+        reason = exc.args[-1] if exc.args else exc
+        raise FatalError(
+            f"database setup failed at {settings.mysql.safe_url()}: {reason} "
+            "(check PMTABOUNCE_MYSQL_URL and its grants)"
+        ) from None
+
+
+def _migrate(settings: Settings, tables: Tables) -> int:
     connection = connect(settings.mysql)
     try:
         with connection.cursor() as cursor:
@@ -42,11 +56,18 @@ def setup_database(settings: Settings) -> int:
 
 def setup_broker(settings: Settings) -> None:
     """Declare the exchanges and queues. Idempotent; safe to run while workers run."""
+    import pika
+
     from .common import broker
     from .common.topology import Topology
 
     topology = Topology(settings.queue_prefix, settings.delivery_limit)
-    connection = broker.connect(settings.amqp, "setup")
+    try:
+        connection = broker.connect(settings.amqp, "setup")
+    except pika.exceptions.AMQPError as exc:
+        raise FatalError(
+            f"cannot reach RabbitMQ at {broker.safe_url(settings.amqp)}: {exc!r} (check PMTABOUNCE_AMQP_URL)"
+        ) from None
     try:
         broker.declare_topology(connection.channel(), topology)
     finally:
