@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pymysql
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_never
-from tenacity.wait import wait_exponential_jitter
+from tenacity.wait import wait_exponential, wait_random
 
 from ..common import metrics
 from ..common.config import MySQLTarget
@@ -83,7 +83,7 @@ class BatchApplier:
         self._connection = None
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
-            wait=wait_exponential_jitter(initial=0.1, max=retry_max_wait, jitter=0.5),
+            wait=wait_exponential(multiplier=0.1, max=retry_max_wait) + wait_random(0, 0.5),
             stop=stop_after_delay(give_up_after) if give_up_after else stop_never,
             sleep=sleep,
             before_sleep=self._before_retry,
