@@ -60,10 +60,18 @@ class Fleet:
 
     def wait_consuming(self, process: subprocess.Popen) -> None:
         """Until the worker says it consumes (its signal handlers are in place by then)."""
-        wait_for(lambda: "consuming" in Path(process.log_path).read_text(errors="replace"), "a worker to start")
+        wait_for(lambda: self._started(process), "a worker to start")
 
     def running(self) -> list[subprocess.Popen]:
         return [p for p in self.processes if p.poll() is None]
+
+    def consuming(self) -> list[subprocess.Popen]:
+        """Running workers past their start-up."""
+        return [p for p in self.running() if self._started(p)]
+
+    @staticmethod
+    def _started(process: subprocess.Popen) -> bool:
+        return "consuming" in Path(process.log_path).read_text(errors="replace")
 
     def finish(self, timeout: float = 120) -> list[int]:
         """Wait for every worker to exit by itself (--exit-when-idle); their exit codes."""
@@ -75,6 +83,14 @@ class Fleet:
 
     def log(self) -> str:
         return "\n".join(Path(p.log_path).read_text(errors="replace") for p in self.processes)
+
+
+def produce_once(env: dict[str, str], directory: Path, log: Path) -> None:
+    """`pmtabounce producer --once DIR`: every file published, confirmed and marked done, or the test fails."""
+    with open(log, "wb") as output:
+        done = subprocess.run([sys.executable, "-m", "pmtabounce", "producer", "--once", str(directory)],
+                              env=env, stdout=output, stderr=subprocess.STDOUT, timeout=300)
+    assert done.returncode == 0, log.read_text(errors="replace")
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:

@@ -1,19 +1,20 @@
 """The fleet against the inline result: one worker, four workers, and workers killed at random.
 
-Each test loads one generated world into two fresh databases: `pmtabounce
-process` works one copy inline, the fleet the other through RabbitMQ, and the
-two must end identical (every IEM table a bounce touches, and the ledger).
+Each test loads one generated world into two fresh databases and writes its
+files twice: `pmtabounce process` works one copy inline, `pmtabounce producer
+--once` and the workers the other through RabbitMQ, and the two databases must
+end identical (every IEM table a bounce touches, and the ledger).
 """
 
 from __future__ import annotations
 
 import random
-import time
+from pathlib import Path
 
 import pytest
 from conftest import drop_database, make_database
 from iem_model import IemState, differences
-from worker_fleet import Fleet, drain, ledger_count, publish, records_of, wait_for, worker_env
+from worker_fleet import Fleet, drain, ledger_count, produce_once, records_of, wait_for, worker_env
 
 from pmtabounce.inline import process_directory
 from pmtabounce.world import World
@@ -26,16 +27,20 @@ def inline_db():
     drop_database(db)
 
 
-def build(world: World, fleet_db, inline_db, directory):
-    """The world in both databases and on disk; `inline_db` then gets the files applied inline."""
+def build(world: World, fleet_db, inline_db, tmp_path: Path) -> tuple[Path, int]:
+    """The world in both databases and its files in two directories; the inline copy is then processed.
+
+    Returns the fleet's directory and how many distinct records it holds.
+    """
     for db in (fleet_db, inline_db):
         connection = db.connect()
         world.create_database(connection, db.tables)
         connection.close()
-    world.write_files(directory)
-    records = records_of(directory)
-    process_directory(inline_db.settings(), directory)
-    return records
+    fleet_dir, inline_dir = tmp_path / "fleet-bounces", tmp_path / "inline-bounces"
+    world.write_files(fleet_dir)
+    world.write_files(inline_dir)
+    process_directory(inline_db.settings(), inline_dir)
+    return fleet_dir, len({record.fingerprint for record in records_of(fleet_dir)})
 
 
 def assert_same_database(fleet_db, inline_db) -> None:
@@ -55,11 +60,12 @@ def assert_drained(vhost) -> None:
 
 def test_one_worker_gives_exactly_the_inline_result(iem_db, inline_db, vhost, tmp_path):
     world = World.generate(1, subscribers=1500, records=3000, files=4)
-    records = build(world, iem_db, inline_db, tmp_path / "bounces")
-    publish(vhost.url, vhost.topology, records)
+    directory, _ = build(world, iem_db, inline_db, tmp_path)
+    env = worker_env(iem_db.url, vhost.url, batch_size=200)
 
-    with Fleet(worker_env(iem_db.url, vhost.url, batch_size=200), tmp_path) as fleet:
-        fleet.start("--exit-when-idle", "2")
+    with Fleet(env, tmp_path) as fleet:
+        fleet.wait_consuming(fleet.start("--exit-when-idle", "2"))
+        produce_once(env, directory, tmp_path / "producer.log")
         assert fleet.finish() == [0], fleet.log()
 
     assert_same_database(iem_db, inline_db)
@@ -68,14 +74,15 @@ def test_one_worker_gives_exactly_the_inline_result(iem_db, inline_db, vhost, tm
 
 def test_four_workers_give_the_inline_result_when_order_does_not_matter(iem_db, inline_db, vhost, tmp_path):
     world = World.generate(2, subscribers=3000, records=2500, files=4, independent=True)
-    records = build(world, iem_db, inline_db, tmp_path / "bounces")
+    directory, distinct = build(world, iem_db, inline_db, tmp_path)
+    env = worker_env(iem_db.url, vhost.url, batch_size=50)
 
-    with Fleet(worker_env(iem_db.url, vhost.url, batch_size=50), tmp_path) as fleet:
+    with Fleet(env, tmp_path) as fleet:
         workers = [fleet.start() for _ in range(4)]
         for process in workers:
             fleet.wait_consuming(process)
-        publish(vhost.url, vhost.topology, records)
-        wait_for(lambda: ledger_count(iem_db) == len(records), "every record in the ledger")
+        produce_once(env, directory, tmp_path / "producer.log")
+        wait_for(lambda: ledger_count(iem_db) == distinct, "every record in the ledger")
         assert [fleet.terminate(process) for process in workers] == [0, 0, 0, 0], fleet.log()
         assert fleet.log().count(" records in ") == 4, "every worker should have had a share"
 
@@ -85,20 +92,22 @@ def test_four_workers_give_the_inline_result_when_order_does_not_matter(iem_db, 
 
 def test_workers_killed_at_random_lose_nothing_and_apply_nothing_twice(iem_db, inline_db, vhost, tmp_path):
     world = World.generate(3, subscribers=3000, records=3000, files=4, independent=True)
-    records = build(world, iem_db, inline_db, tmp_path / "bounces")
-    publish(vhost.url, vhost.topology, records)
+    directory, distinct = build(world, iem_db, inline_db, tmp_path)
+    env = worker_env(iem_db.url, vhost.url, batch_size=20)
+    produce_once(env, directory, tmp_path / "producer.log")
     rng = random.Random(3)
+    # Random moments, measured in progress rather than seconds, so that every kill lands mid-flow.
+    kill_points = sorted(rng.sample(range(50, distinct - 300), 6))
 
-    with Fleet(worker_env(iem_db.url, vhost.url, batch_size=50), tmp_path) as fleet:
+    with Fleet(env, tmp_path) as fleet:
         for _ in range(2):
             fleet.start()
         kills = 0
-        while kills < 6:
-            victim = rng.choice(fleet.running())
-            fleet.wait_consuming(victim)
-            time.sleep(rng.uniform(0.05, 0.6))  # a random moment of its work
-            if ledger_count(iem_db) == len(records):
+        for point in kill_points:
+            wait_for(lambda point=point: ledger_count(iem_db) >= point, f"{point} records applied")
+            if ledger_count(iem_db) == distinct:
                 break
+            victim = rng.choice(fleet.consuming() or fleet.running())
             victim.kill()  # SIGKILL: no clean-up of any kind
             victim.wait()
             kills += 1
