@@ -1,9 +1,9 @@
-"""The worker's RabbitMQ side: consume in batches, ack after commit, dead-letter with confirms,
-reconnect with backoff, and stop cleanly on SIGTERM or SIGINT.
+"""The worker's life: batches off the queue, acks after commit, reconnects with backoff,
+rides out database outages, and stops cleanly on SIGTERM or SIGINT.
 
-What a message means and what becomes of it is decided in handle.py; this
-module only moves messages and acknowledgements. pika lives here; the
-database is reached through BatchApplier alone.
+What a message means and what becomes of it is decided in handle.py; the
+frames sent to RabbitMQ are in amqp.py. The database is reached through
+BatchApplier alone (no PyMySQL here, as no pika there).
 """
 
 from __future__ import annotations
@@ -18,26 +18,24 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import pika
-from pika.exceptions import AMQPError, ChannelClosedByBroker, ConsumerCancelled
+from pika.exceptions import AMQPError
 from tenacity import Retrying, retry_if_exception_type
 from tenacity.wait import wait_exponential, wait_random
 
 from ..common import broker, health, metrics
 from ..common.config import Settings
 from ..common.errors import FatalError
-from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
+from ..common.topology import Topology
+from .amqp import Consumer
 from .apply import BatchApplier
 from .db import Tables
-from .handle import DeadLetter, DeadLetterGuard, Delivery, Handled, ack_plan, dead_letter_headers, handle_batch
+from .handle import DeadLetterGuard, Handled, handle_batch
 
 log = logging.getLogger("pmtabounce.worker")
 
-COLLECT_SECONDS = 0.05  # how long a part-filled batch waits for more messages
 SUMMARY_SECONDS = 10.0
 PING_SECONDS = 5.0  # how often an idle worker checks the database, for /readyz
 PAUSE_SLICE = 0.25  # a retry pause looks for a stop request this often
-REFUSALS = {403: "access refused", 406: "a queue or exchange exists with other arguments"}
 
 
 class ShutdownRequested(Exception):
@@ -68,100 +66,6 @@ def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-class Consumer:
-    """One connection's worth of consuming: its channels, deliveries not yet handled, and unacked tags."""
-
-    def __init__(self, connection: pika.BlockingConnection, topology: Topology, prefetch: int) -> None:
-        self.connection = connection
-        self.topology = topology
-        self.prefetch = prefetch
-        self.channel = connection.channel()
-        broker.declare_topology(self.channel, topology)
-        self.channel.basic_qos(prefetch_count=prefetch)
-        self.dead_channel = connection.channel()
-        self.dead_channel.confirm_delivery()
-        self.received: list[tuple[Delivery, pika.BasicProperties]] = []
-        self.in_hand: dict[int, pika.BasicProperties] = {}
-        self.outstanding: set[int] = set()
-        self.quiet_since = time.monotonic()
-        self.tag = self.channel.basic_consume(topology.queue, self._on_message)
-
-    @classmethod
-    def open(cls, settings: Settings, topology: Topology) -> Consumer:
-        connection = broker.connect(settings.amqp, "worker")
-        try:
-            return cls(connection, topology, settings.batch_size)
-        except ChannelClosedByBroker as exc:
-            _close_quietly(connection)
-            if exc.reply_code in REFUSALS:
-                raise FatalError(f"RabbitMQ refused the worker's set-up ({REFUSALS[exc.reply_code]}): "
-                                 f"{exc.reply_text}") from None
-            raise
-        except BaseException:
-            _close_quietly(connection)
-            raise
-
-    def _on_message(self, _channel, method, properties: pika.BasicProperties, body: bytes) -> None:
-        self.received.append((Delivery(method.delivery_tag, body, _source(properties)), properties))
-        self.outstanding.add(method.delivery_tag)
-        self.quiet_since = time.monotonic()
-
-    def wait(self, seconds: float) -> None:
-        """Take in what the broker sends (messages, heartbeats) for up to `seconds`."""
-        self.connection.process_data_events(time_limit=seconds)
-        if self.tag not in self.channel.consumer_tags:
-            raise ConsumerCancelled("RabbitMQ cancelled the consumer (queue deleted, or its node went down)")
-
-    def batch_ready(self) -> bool:
-        if not self.received:
-            return False
-        return len(self.received) >= self.prefetch or time.monotonic() - self.quiet_since >= COLLECT_SECONDS
-
-    def take(self) -> list[Delivery]:
-        taken, self.received = self.received, []
-        self.in_hand.update((d.tag, properties) for d, properties in taken)
-        return [d for d, _ in taken]
-
-    def dead_letter(self, dead: DeadLetter, worker: str) -> None:
-        """Publish a copy to the dead-letter exchange; returns once RabbitMQ has confirmed it."""
-        original = self.in_hand[dead.delivery.tag]
-        headers = dead_letter_headers(original.headers, dead, worker, time.time())
-        self.dead_channel.basic_publish(
-            self.topology.dead_exchange,
-            self.topology.routing_key,
-            dead.delivery.body,
-            _dead_letter_properties(original, headers),
-            mandatory=True,
-        )
-
-    def ack(self, tags: list[int]) -> None:
-        up_to, singles = ack_plan(tags, self.outstanding)
-        if up_to is not None:
-            self.channel.basic_ack(up_to, multiple=True)
-        for tag in singles:
-            self.channel.basic_ack(tag)
-        done = {t for t in self.outstanding if up_to is not None and t <= up_to}.union(singles)
-        self.outstanding -= done
-        for tag in done:
-            self.in_hand.pop(tag, None)
-        self.quiet_since = time.monotonic()
-
-    def sleep(self, seconds: float) -> None:
-        self.connection.sleep(seconds)
-
-    def consuming(self) -> bool:
-        return self.channel.is_open and self.tag in self.channel.consumer_tags
-
-    def cancel(self) -> None:
-        """No more deliveries; those received but not yet handled go back to the queue (pika nacks them)."""
-        if self.consuming():
-            self.channel.basic_cancel(self.tag)
-
-    def close(self) -> None:
-        """Unacked messages return to the queue when the connection closes."""
-        _close_quietly(self.connection)
 
 
 class Tally:
@@ -258,7 +162,7 @@ class Worker:
             reraise=True,
         )
         try:
-            consumer = retrying(Consumer.open, self.settings, self.topology)
+            consumer = retrying(Consumer.open, self.amqp_url, self.topology, self.settings.batch_size)
         except ShutdownRequested:
             return None
         if self.broker_down:
@@ -270,15 +174,19 @@ class Worker:
         """Batches until stopped or idle; a lost connection ends it and run() reconnects."""
         try:
             while not self._should_stop(consumer):
-                consumer.wait(COLLECT_SECONDS)
+                consumer.wait()
                 if consumer.batch_ready():
                     self._flush(consumer)
                 self._look_after(consumer)
             consumer.cancel()
             self._flush(consumer)
         except AMQPError as exc:
-            metrics.RETRIES.labels("broker").inc()
             self.broker_down = True
+            if self.stopping.is_set():
+                log.warning("RabbitMQ connection failed while stopping (%s); messages not yet acknowledged "
+                            "go back to the queue", _describe(exc))
+                return
+            metrics.RETRIES.labels("broker").inc()
             log.warning(
                 "RabbitMQ connection or channel failed (%s); reconnecting. Messages not yet acknowledged "
                 "go back to the queue and come again (the ledger makes repeats harmless)", _describe(exc),
@@ -355,39 +263,6 @@ class Worker:
         )
 
 
-def _source(properties: pika.BasicProperties) -> str:
-    """Names a message for logs without its body: source file and line, else its message id."""
-    headers = properties.headers or {}
-    if H_SOURCE_FILE in headers:
-        return f"{headers[H_SOURCE_FILE]} line {headers.get(H_SOURCE_LINE, '?')}"
-    return f"message {properties.message_id}" if properties.message_id else ""
-
-
-def _dead_letter_properties(original: pika.BasicProperties, headers: dict) -> pika.BasicProperties:
-    # Not copied: expiration (a dead letter must stay) and user_id (RabbitMQ checks it against our login).
-    return pika.BasicProperties(
-        content_type=original.content_type,
-        content_encoding=original.content_encoding,
-        headers=headers,
-        delivery_mode=pika.DeliveryMode.Persistent,
-        priority=original.priority,
-        correlation_id=original.correlation_id,
-        reply_to=original.reply_to,
-        message_id=original.message_id,
-        timestamp=original.timestamp,
-        type=original.type,
-        app_id=original.app_id,
-    )
-
-
 def _describe(exc: BaseException | None) -> str:
     text = str(exc) if exc is not None else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _close_quietly(connection: pika.BlockingConnection) -> None:
-    try:
-        if connection.is_open:
-            connection.close()
-    except AMQPError:  # already gone: the broker returns unacked messages either way
-        pass
