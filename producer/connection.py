@@ -121,6 +121,12 @@ class BrokerLink:
         else:
             self._loop.stop()
 
+    def drop(self, reason: BaseException) -> None:
+        """Close the connection as if it were lost: the producer reconnects."""
+        if self.is_open:
+            self._error = reason
+            self._connection.close()
+
     def _opened(self, connection) -> None:
         connection.channel(on_open_callback=self._channel_opened)
 

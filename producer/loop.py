@@ -58,7 +58,8 @@ class Producer:
         self.window = settings.publish_window
         self.loop = IOLoop()
         self.watch = DirectoryWatch(directory, settings.rescan_seconds)
-        self.publisher = ConfirmingPublisher(self.topology, self.loop, self._confirmed, settings.retry_max_wait)
+        self.publisher = ConfirmingPublisher(self.topology, self.loop, self._confirmed, self._stuck,
+                                             settings.retry_max_wait)
         self.link = BrokerLink(settings.amqp, self.loop, self._lost)
         self.job: FileJob | None = None
         self.unreadable: set[str] = set()
@@ -120,6 +121,10 @@ class Producer:
         log.warning("lost the connection to RabbitMQ (%s); %d unconfirmed messages will be sent again",
                     reason or "closed", unconfirmed)
 
+    def _stuck(self, why: str) -> None:
+        log.warning("RabbitMQ keeps refusing messages (%s); reconnecting, which declares the topology again", why)
+        self.link.drop(TransientError(f"reconnecting after refused messages: {why}"))
+
     def _close(self) -> None:
         self._finished = True
         self.link.close()
@@ -141,8 +146,8 @@ class Producer:
         outstanding = self.publisher.outstanding
         if self._stopping_since is None:
             self._stopping_since = now
-            log.info("stopping: reading no more; waiting up to %.0f s for %d unconfirmed messages",
-                     STOP_GRACE, outstanding)
+            waiting = f"; waiting up to {STOP_GRACE:.0f} s for {outstanding} confirms" if outstanding else ""
+            log.info("stopping: reading no more%s", waiting)
         if outstanding and now - self._stopping_since < STOP_GRACE:
             return
         if outstanding:

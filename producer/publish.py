@@ -10,6 +10,7 @@ on the next one.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ APP_ID = "pmtabounce-producer"
 MESSAGE_TYPE = "bounce"
 PERSISTENT = 2
 FIRST_PAUSE = 0.1
+REPORT_SECONDS = 30.0
+STUCK_AFTER = 8  # refusal rounds in a row before asking for a new connection
 
 
 @dataclass(slots=True, eq=False)
@@ -63,6 +66,7 @@ class ConfirmingPublisher:
         topology: Topology,
         loop,
         on_confirmed: Callable[[list[Outgoing]], None],
+        on_stuck: Callable[[str], None],
         max_pause: float,
     ) -> None:
         self._exchange = topology.exchange
@@ -70,6 +74,7 @@ class ConfirmingPublisher:
         self._routing_key = topology.routing_key
         self._loop = loop
         self._on_confirmed = on_confirmed
+        self._on_stuck = on_stuck
         self._max_pause = max_pause
         self._channel = None
         self._unconfirmed: Unconfirmed[Outgoing] = Unconfirmed()
@@ -77,6 +82,10 @@ class ConfirmingPublisher:
         self._refusals = 0  # refusals in a row, for the pause before sending again
         self._timer = None
         self._return_reason = ""
+        self._why = ""
+        self._refusing = False
+        self._unreported = 0  # refused since the last warning
+        self._next_report = 0.0
 
     @property
     def ready(self) -> bool:
@@ -101,11 +110,10 @@ class ConfirmingPublisher:
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=selected)
 
     def detach(self) -> int:
-        """The channel is gone: what it left unconfirmed goes first on the next one. Returns how many."""
+        """The channel is gone: what it left unconfirmed goes first on the next one. Returns how many wait."""
         self._channel = None
-        lost = self._unconfirmed.drain()
-        self._again.extendleft(reversed(lost))
-        return len(lost)
+        self._again.extendleft(reversed(self._unconfirmed.drain()))
+        return len(self._again)
 
     def publish_all(self, messages: Iterable[Outgoing]) -> int:
         """Publish without waiting, written to the socket together (see BatchingConnection); returns how many."""
@@ -127,6 +135,9 @@ class ConfirmingPublisher:
         )
         if confirmed:
             self._refusals = 0
+            if self._refusing:
+                log.info("RabbitMQ takes messages again")
+                self._refusing, self._next_report, self._unreported = False, 0.0, 0
             metrics.RECORDS_CONFIRMED.inc(len(confirmed))
             self._on_confirmed(confirmed)
         if refused:
@@ -142,21 +153,37 @@ class ConfirmingPublisher:
     def _refuse(self, refused: list[Outgoing], why: str) -> None:
         metrics.PUBLISH_NACKED.inc(len(refused))
         self._again.extend(refused)
-        self._return_reason = ""
-        if self._timer is not None:
+        self._return_reason, self._why = "", why
+        self._refusing = True
+        self._unreported += len(refused)
+        if self._timer is None:
+            pause = min(self._max_pause, FIRST_PAUSE * 2**self._refusals)
+            self._refusals += 1
+            self._timer = self._loop.call_later(pause, self._send_again)
+            self._report_refusals(why, pause)
+
+    def _report_refusals(self, why: str, pause: float) -> None:
+        """One warning, then one every REPORT_SECONDS while it goes on: a full queue must not flood the log."""
+        now = time.monotonic()
+        if now < self._next_report:
             return
-        pause = min(self._max_pause, FIRST_PAUSE * 2**self._refusals)
-        self._refusals += 1
+        self._next_report = now + REPORT_SECONDS
         log.warning(
-            "RabbitMQ did not take %d messages (%s); sending them again in %.1f s. "
-            "If this goes on, check that queue %s exists and is bound to exchange %s (pmtabounce setup).",
-            len(refused), why, pause, self._queue, self._exchange,
+            "RabbitMQ did not take %d message(s) (%s); sending them again, next try in %.1f s. If this goes on, "
+            "check that queue %s exists, is bound to exchange %s and is not full.",
+            self._unreported, why, pause, self._queue, self._exchange,
         )
-        self._timer = self._loop.call_later(pause, self._send_again)
+        self._unreported = 0
 
     def _send_again(self) -> None:
         self._timer = None
         if not self.ready:
             return  # enable() sends them once a channel is back
+        if self._refusals >= STUCK_AFTER:
+            # A new connection declares the topology again (a deleted queue or binding comes back) and a new
+            # channel forgets a quorum queue's "full" signal that clearing its length limit never lifts (3.10).
+            self._refusals = 0
+            self._on_stuck(self._why)
+            return
         again, self._again = self._again, deque()
         self.publish_all(again)
