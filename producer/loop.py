@@ -139,6 +139,8 @@ class Producer:
         elif self.job is not None:
             if now - self._last_save >= CHECKPOINT_SECONDS:
                 self._save(now)
+            if self.watch.due(now):
+                self.watch.scan(now)  # keeps the backlog gauges true during a long file
         elif self.watch.due(now):
             self._next_file()
 
@@ -210,6 +212,8 @@ class Producer:
 
     def _confirmed(self, messages: list[Outgoing]) -> None:
         job = self.job
+        if job is None:
+            return
         settle = job.progress.settle
         for message in messages:
             settle(message.token)
@@ -225,8 +229,8 @@ class Producer:
         self._last_save = now
 
     def _finish_job(self) -> None:
-        job, self.job = self.job, None
-        job.finish(self.settings.done_action)
+        self.job.finish(self.settings.done_action)  # if it fails, the way out saves a complete checkpoint
+        self.job = None
         _FILES_DONE.inc()
         metrics.LAST_SUCCESS.set_to_current_time()
         self._next_file()

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..common import metrics
 from ..common.accounting import AccountingFile, RejectedRow
 from ..common.bouncedir import RejectFile, mark_done
+from ..common.errors import FatalError
 from ..common.record import BounceRecord
 from .checkpoint import Checkpoint, FileProgress, Pending, load_checkpoint, remove_checkpoint, save_checkpoint
 
@@ -38,6 +39,7 @@ class FileJob:
         self._rejected_bytes = kept
         self._items = iter(self.source)
         self._saved = (self.resumed_after, self.progress.advanced)
+        self._save_failed = False
 
     def step(self) -> BounceRecord | None:
         """Read one item: the next record to publish, or None (a skipped or rejected row, or the end)."""
@@ -66,17 +68,32 @@ class FileJob:
         return self.progress.advanced - self._saved[1] >= every
 
     def save(self) -> None:
-        """Write the checkpoint if the safe prefix moved since the last one."""
+        """Write the checkpoint if the safe prefix moved since the last one.
+
+        A checkpoint that cannot be written costs only duplicates after a crash,
+        so it is a warning (once per file), not a reason to stop publishing.
+        """
         progress = self.progress
         if progress.line == self._saved[0]:
             return
-        save_checkpoint(self.path, Checkpoint(progress.line, progress.rejected_bytes, self.size))
+        try:
+            save_checkpoint(self.path, Checkpoint(progress.line, progress.rejected_bytes, self.size))
+        except OSError as exc:
+            if not self._save_failed:
+                log.warning("%s: cannot write its checkpoint (%s); after a crash it would be sent again "
+                            "from line %d", self.name, exc, self._saved[0] + 1)
+            self._save_failed = True
+            return
         self._saved = (progress.line, progress.advanced)
 
     def finish(self, done_action: str) -> Path | None:
         """Rename or delete the file, then forget its checkpoint. Only once `finished`."""
         self.close()
-        target = mark_done(self.path, done_action)
+        try:
+            target = mark_done(self.path, done_action)
+        except OSError as exc:
+            raise FatalError(f"every record of {self.path} is confirmed, but it cannot be "
+                             f"{'deleted' if done_action == 'delete' else 'renamed'}: {exc.strerror}") from exc
         remove_checkpoint(self.path)
         counts = self.source.counts
         note = f"; {counts.rejected} rejected rows kept in {self.rejects.path.name}" if counts.rejected else ""
