@@ -44,6 +44,7 @@ PUMP_STEPS = 500  # rows read per turn of the loop, so confirms and heartbeats a
 CHECKPOINT_SECONDS = 1.0
 STOP_GRACE = 10.0  # how long a stop request waits for outstanding confirms
 ONCE_ATTEMPTS = 10  # --once gives up after this many failed connection attempts in a row
+SETTLE_SECONDS = 1.0  # a file written this recently may still be growing; PowerMTA's moved files are older
 
 _FILES_DONE = metrics.FILES_DONE.labels("producer")
 _READ = metrics.RECORDS_READ.labels("producer")
@@ -163,6 +164,9 @@ class Producer:
             if path.name in self.unreadable:
                 continue
             try:
+                if time.time() - path.stat().st_mtime < SETTLE_SECONDS:
+                    self.watch.poke()  # still being written (copied in, not moved): look again soon
+                    return
                 job = FileJob(path)
             except FileNotFoundError:
                 continue  # taken away since the listing
@@ -229,7 +233,13 @@ class Producer:
         self._last_save = now
 
     def _finish_job(self) -> None:
-        self.job.finish(self.settings.done_action)  # if it fails, the way out saves a complete checkpoint
+        job = self.job
+        if job.changed():
+            log.warning("%s changed or vanished while it was read; if it is still there, it is read again "
+                        "from the top", job.name)
+            job.abandon()
+        else:
+            job.finish(self.settings.done_action)  # if it fails, the way out saves a complete checkpoint
         self.job = None
         _FILES_DONE.inc()
         metrics.LAST_SUCCESS.set_to_current_time()

@@ -103,6 +103,18 @@ class FileJob:
                  self.name, resumed, counts.bounces, counts.skipped, note, where)
         return target
 
+    def changed(self) -> bool:
+        """The file is gone, or not the size it had when reading began (it was still being written)."""
+        try:
+            return self.path.stat().st_size != self.size
+        except FileNotFoundError:
+            return True
+
+    def abandon(self) -> None:
+        """Forget this pass: the next one starts from the top (what was sent is absorbed as duplicates)."""
+        self.close()
+        remove_checkpoint(self.path)
+
     def close(self) -> None:
         """Stop reading (shutdown or done); the checkpoint, if any, stays for the next run."""
         self._items.close()

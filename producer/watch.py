@@ -61,6 +61,10 @@ class DirectoryWatch:
             self._observer.join(timeout=5)
             self._observer = None
 
+    def poke(self) -> None:
+        """List the directory again at the next chance."""
+        self._changed.set()
+
     def due(self, now: float) -> bool:
         return self._changed.is_set() or now >= self._next_rescan
 
