@@ -136,12 +136,14 @@ def remove_checkpoint(source: Path) -> None:
 
 
 def orphaned_checkpoints(directory: Path) -> list[Path]:
-    """Checkpoints whose file is gone (done, or removed by hand): nothing will ever read them."""
+    """Checkpoints whose file is gone (done, or removed by hand), and temporary files a crash left behind."""
     orphans = []
-    for entry in os.scandir(directory):
+    for entry in sorted(os.scandir(directory), key=lambda e: e.name):
         name = entry.name
-        if name.startswith(".") and name.endswith(SUFFIX):
-            source = directory / name[1 : -len(SUFFIX)]
-            if not source.exists():
-                orphans.append(Path(entry.path))
+        if not name.startswith("."):
+            continue
+        left_by_a_crash = name.endswith(SUFFIX + ".tmp")
+        source_gone = name.endswith(SUFFIX) and not (directory / name[1 : -len(SUFFIX)]).exists()
+        if left_by_a_crash or source_gone:
+            orphans.append(Path(entry.path))
     return orphans

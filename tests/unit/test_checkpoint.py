@@ -131,9 +131,11 @@ def test_a_checkpoint_for_a_file_of_another_size_is_ignored(tmp_path):
     assert load_checkpoint(source, size=999) is None
 
 
-def test_orphaned_checkpoints_are_those_whose_file_is_gone(tmp_path):
+def test_orphaned_checkpoints_are_those_whose_file_is_gone_and_leftover_temporaries(tmp_path):
     kept, gone = tmp_path / "a.csv", tmp_path / "b.csv"
     kept.write_text("")
     for source in (kept, gone):
         save_checkpoint(source, Checkpoint(1, 0, 0))
-    assert orphaned_checkpoints(tmp_path) == [checkpoint_path(gone)]
+    leftover = checkpoint_path(kept).with_name(checkpoint_path(kept).name + ".tmp")  # a crash mid-write
+    leftover.write_bytes(b"{")
+    assert orphaned_checkpoints(tmp_path) == sorted([leftover, checkpoint_path(gone)])
