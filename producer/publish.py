@@ -112,6 +112,9 @@ class ConfirmingPublisher:
     def detach(self) -> int:
         """The channel is gone: what it left unconfirmed goes first on the next one. Returns how many wait."""
         self._channel = None
+        if self._timer is not None:
+            self._loop.remove_timeout(self._timer)  # the new channel sends them at once
+            self._timer = None
         self._again.extendleft(reversed(self._unconfirmed.drain()))
         return len(self._again)
 
