@@ -210,6 +210,9 @@ class Processes:
                 [sys.executable, "-m", "pmtabounce", *args],
                 env={**self.env, "PMTABOUNCE_METRICS_PORT": str(port)},
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                # `-m` puts the working directory first on sys.path: in a clone's top folder the
+                # source tree's pmtabounce/ would shadow the installed package.
+                cwd=self.logs,
             )
         self.ports[name] = port
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,13 @@ DATA = Path(__file__).parent / "data"
 SAMPLES = DATA / "samples"
 MYSQL_URL = os.environ.get("PMTABOUNCE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 AMQP_URL = os.environ.get("PMTABOUNCE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+def pytest_configure(config) -> None:
+    """Work from an empty folder: `python -m pmtabounce` in subprocesses puts the working directory
+    first on sys.path, and in the clone's top folder the source tree's pmtabounce/ (which holds only
+    the edge modules) would shadow the installed package."""
+    os.chdir(tempfile.mkdtemp(prefix="pmtabounce-tests-"))
 
 
 @dataclass
