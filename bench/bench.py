@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"machine: {machine()}; MariaDB, RabbitMQ and every process below share it")
     work = Path(tempfile.mkdtemp(prefix="pmtabounce-bench-"))
-    scratch = Scratch(args.mysql_url, args.amqp_url)
+    scratch = Scratch(args.mysql_url, args.amqp_url, work)
     results: list[Result] = []
     try:
         bench = Bench(args, scratch, work)

@@ -21,7 +21,7 @@ from pmtabounce.provision import setup_database
 
 
 class Scratch:
-    def __init__(self, mysql_server: str, amqp_server: str) -> None:
+    def __init__(self, mysql_server: str, amqp_server: str, workdir: Path) -> None:
         self.mysql_server = mysql_server.rstrip("/")
         self.amqp_server = amqp_server.rstrip("/")
         self.tables = Tables("email_")
@@ -29,6 +29,9 @@ class Scratch:
         self.databases: list[str] = []
         self.vhosts: list[str] = []
         self.memory = PeakMemory()
+        # `python -m` puts the working directory first on sys.path: in the clone's top folder the source
+        # tree's pmtabounce/ would shadow the installed package, so children run in the bench's own folder.
+        self.workdir = workdir
 
     def connect(self, url: str):
         return connect(parse_mysql_url(url))
@@ -80,7 +83,7 @@ class Scratch:
 
     def run(self, args: list[str], env: dict[str, str]) -> None:
         done = subprocess.run([sys.executable, "-m", "pmtabounce", *args], env=env, capture_output=True, text=True,
-                              timeout=300)
+                              timeout=300, cwd=self.workdir)
         if done.returncode != 0:
             raise RuntimeError(f"pmtabounce {' '.join(args)} failed: {done.stderr.strip()}")
 
@@ -88,7 +91,7 @@ class Scratch:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "wb") as handle:
             child = subprocess.Popen([sys.executable, "-m", "pmtabounce", *args], env=env, stdout=handle,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, cwd=self.workdir)
         child.log_path = log
         self.memory.watch(child)
         return child
