@@ -17,6 +17,7 @@ from .common.accounting import AccountingFile, RejectedRow, record_cells
 from .common.bouncedir import DirectoryLock, RejectFile, mark_done, pending_files
 from .common.config import Settings
 from .common.errors import FatalError
+from .common.readahead import read_ahead
 from .common.record import BounceRecord
 from .summary import Summary
 from .worker.apply import BatchApplier
@@ -78,7 +79,7 @@ def process_file(
         rejects.add(row)
 
     try:
-        for item in source:
+        for item in (item for chunk in read_ahead(source, settings.batch_size) for item in chunk):
             if isinstance(item, RejectedRow):
                 log.error("%s line %d: rejected: %s", path.name, item.source_line, item.reason)
                 reject(item)

@@ -179,7 +179,8 @@ class Worker:
                     self._flush(consumer)
                 self._look_after(consumer)
             consumer.cancel()
-            self._flush(consumer)
+            while consumer.received:  # up to two batches were prefetched
+                self._flush(consumer)
         except AMQPError as exc:
             self.broker_down = True
             if self.stopping.is_set():

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pymysql
+from pymysql.constants import SERVER_STATUS
+from pymysql.converters import escape_string
 
 from ..common.config import MySQLTarget
 from ..common.errors import ConfigError
@@ -75,3 +78,42 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0) -> pymysql.connection
         cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cursor.execute("SET SESSION innodb_lock_wait_timeout = 20")
     return connection
+
+
+MAX_STATEMENT = 1_000_000  # bytes; below MySQL's default max_allowed_packet, as PyMySQL's executemany
+
+
+def insert_rows(cursor, statement: str, rows: Sequence[Sequence]) -> None:
+    """`statement` (INSERT INTO t (cols) VALUES) with the rows appended, many per statement.
+
+    The same escaping as PyMySQL's executemany, done in one pass: there every
+    value goes through several layers of calls, and for the ledger's fifteen
+    columns that was a third of a batch's time.
+    """
+    if cursor.connection.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES:
+        def escape(text: str) -> str:
+            return text.replace("'", "''")
+    else:
+        escape = escape_string
+
+    def literal(value) -> str:
+        kind = type(value)
+        if kind is str:
+            return "'" + escape(value) + "'"
+        if kind is int:
+            return str(value)
+        if value is None:
+            return "NULL"
+        raise TypeError(f"insert_rows takes str, int and None, not {kind.__name__}")
+
+    values: list[str] = []
+    size = len(statement)
+    for row in rows:
+        value = "(" + ",".join([literal(v) for v in row]) + ")"
+        if values and size + len(value) > MAX_STATEMENT:
+            cursor.execute(statement + ",".join(values))
+            values, size = [], len(statement)
+        values.append(value)
+        size += len(value) + 1
+    if values:
+        cursor.execute(statement + ",".join(values))

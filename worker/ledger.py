@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from .db import Tables
+from .db import Tables, insert_rows
 from .plan import Outcome
 
 SCHEMA_VERSION = 1
@@ -73,10 +73,11 @@ def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
     makes this fail with a duplicate key, and the whole batch is retried (it then sees it)."""
     if not outcomes:
         return
-    cursor.executemany(
+    insert_rows(
+        cursor,
         f"INSERT INTO {t.ledger} (fingerprint, source_file, source_line, record_type, time_logged, "
         "email, list_ids, statid, category, dsn_status, dsn_diag, decision, outcome, "
-        "subscriberid, listid) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "subscriberid, listid) VALUES ",
         [_row(o) for o in outcomes],
     )
 
