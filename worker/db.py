@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pymysql
@@ -78,6 +78,14 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0) -> pymysql.connection
         cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cursor.execute("SET SESSION innodb_lock_wait_timeout = 20")
     return connection
+
+
+def case_of(key: str, values: Mapping) -> tuple[str, list]:
+    """`CASE key WHEN k THEN v ... ELSE 0 END` and its parameters, for one set-based UPDATE
+    that gives each row of a batch its own value."""
+    keys = sorted(values)
+    params = [item for k in keys for item in (k, values[k])]
+    return f"CASE {key} {' '.join(['WHEN %s THEN %s'] * len(keys))} ELSE 0 END", params
 
 
 MAX_STATEMENT = 1_000_000  # bytes; below MySQL's default max_allowed_packet, as PyMySQL's executemany

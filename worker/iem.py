@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from .db import Tables, insert_rows
+from .db import Tables, case_of, insert_rows
 from .plan import Candidate
 
 
@@ -79,10 +79,9 @@ def add_campaign_bounces(cursor, t: Tables, stats: Mapping[tuple[str, int], Coun
             continue
         sets, params = [], []
         for column in ("bouncecount_hard", "bouncecount_soft", "bouncecount_unknown"):
-            cases = " ".join(["WHEN %s THEN %s"] * len(rows))
-            sets.append(f"{column} = {column} + CASE statid {cases} ELSE 0 END")
-            for statid, counts in rows:
-                params += [statid, counts.get(column, 0)]
+            case, case_params = case_of("statid", {statid: counts.get(column, 0) for statid, counts in rows})
+            sets.append(f"{column} = {column} + {case}")
+            params += case_params
         ids = [statid for statid, _ in rows]
         cursor.execute(
             f"UPDATE {table} SET {', '.join(sets)} WHERE statid IN ({_marks(len(ids))})", params + ids
@@ -104,21 +103,15 @@ def insert_bounces(cursor, t: Tables, rows: Sequence[tuple[int, int, int, int, s
 def disable_subscribers(cursor, t: Tables, bounced: Mapping[int, int], list_bounces: Mapping[int, int]) -> None:
     """Step 5: bounced = time on the row, and the list's counters move by one per row."""
     if bounced:
-        ids = sorted(bounced)
-        cases = " ".join(["WHEN %s THEN %s"] * len(ids))
-        params = [value for sid in ids for value in (sid, bounced[sid])]
+        case, params = case_of("subscriberid", bounced)
         cursor.execute(
-            f"UPDATE {t.subscribers} SET bounced = CASE subscriberid {cases} END "
-            f"WHERE subscriberid IN ({_marks(len(ids))})",
-            params + ids,
+            f"UPDATE {t.subscribers} SET bounced = {case} WHERE subscriberid IN ({_marks(len(bounced))})",
+            params + sorted(bounced),
         )
     if list_bounces:
-        ids = sorted(list_bounces)
-        cases = " ".join(["WHEN %s THEN %s"] * len(ids))
-        params = [value for listid in ids for value in (listid, list_bounces[listid])]
+        case, params = case_of("listid", list_bounces)
         cursor.execute(
-            f"UPDATE {t.lists} SET bouncecount = bouncecount + CASE listid {cases} END, "
-            f"subscribecount = subscribecount - CASE listid {cases} END "
-            f"WHERE listid IN ({_marks(len(ids))})",
-            params + params + ids,
+            f"UPDATE {t.lists} SET bouncecount = bouncecount + {case}, subscribecount = subscribecount - {case} "
+            f"WHERE listid IN ({_marks(len(list_bounces))})",
+            params + params + sorted(list_bounces),
         )

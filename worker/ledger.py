@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from .db import Tables, insert_rows
+from .db import Tables, case_of, insert_rows
 from .plan import Outcome
 
 SCHEMA_VERSION = 1
@@ -86,14 +86,11 @@ def count_repeats(cursor, t: Tables, repeats: Counter) -> None:
     """Evidence that a record was met again (redelivery, a file copied back)."""
     if not repeats:
         return
-    fingerprints = sorted(repeats)
-    cases = " ".join(["WHEN %s THEN %s"] * len(fingerprints))
-    params = [value for fp in fingerprints for value in (fp, repeats[fp])]
-    marks = ", ".join(["%s"] * len(fingerprints))
+    case, params = case_of("fingerprint", repeats)
+    marks = ", ".join(["%s"] * len(repeats))
     cursor.execute(
-        f"UPDATE {t.ledger} SET seen_count = seen_count + CASE fingerprint {cases} ELSE 0 END "
-        f"WHERE fingerprint IN ({marks})",
-        params + fingerprints,
+        f"UPDATE {t.ledger} SET seen_count = seen_count + {case} WHERE fingerprint IN ({marks})",
+        params + sorted(repeats),
     )
 
 

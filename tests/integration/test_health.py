@@ -4,43 +4,24 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from conftest import SAMPLES
 from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.record import BounceRecord
 from prometheus_client.parser import text_string_to_metric_families
 from tcp_proxy import TcpProxy
-from worker_fleet import Fleet, ledger_count, publish, wait_for, worker_env
+from worker_fleet import Fleet, free_port, http_get, ledger_count, publish, wait_for, worker_env
 
 # Prometheus base units; anything ending in another unit (ms, minutes, kilobytes...) breaks the rules.
 OTHER_UNITS = re.compile(r"_(ms|milliseconds|microseconds|minutes|hours|days|kb|kilobytes|mb|megabytes|percent)(_|$)")
 FORBIDDEN_LABELS = re.compile(r"(email|rcpt|address|recipient|fingerprint|message_?id|subscriber|file|line|^id$|id$)")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except (urllib.error.URLError, OSError):
-        return 0, ""
-
-
 def families(port: int) -> dict:
-    _, text = get(port, "/metrics")
+    _, text = http_get(port, "/metrics")
     return {f.name: f for f in text_string_to_metric_families(text)}
 
 
@@ -84,7 +65,7 @@ def add_subscribers(db, count: int) -> None:
 
 
 def ready(port: int) -> bool:
-    return get(port, "/readyz")[0] == 200
+    return http_get(port, "/readyz")[0] == 200
 
 
 def test_a_worker_serves_health_and_readiness_and_counts_what_it_applied(iem_db, vhost, tmp_path):
@@ -99,7 +80,7 @@ def test_a_worker_serves_health_and_readiness_and_counts_what_it_applied(iem_db,
         with Fleet(env, tmp_path) as fleet:
             fleet.start()
             wait_for(lambda: ready(port), "the worker to be ready", 60)
-            assert get(port, "/healthz") == (200, "ok\n")
+            assert http_get(port, "/healthz") == (200, "ok\n")
             publish(vhost.url, vhost.topology, bounces(25) + bounces(5))  # five met again: duplicates
             wait_for(lambda: value(families(port), "pmtabounce_records_processed_total", outcome="duplicate") == 5,
                      "the worker to apply 30 records")
@@ -111,7 +92,7 @@ def test_a_worker_serves_health_and_readiness_and_counts_what_it_applied(iem_db,
 
             mysql.cut()  # the database goes away: alive, but not ready
             wait_for(lambda: not ready(port), "/readyz to say not ready without the database", 30)
-            assert get(port, "/healthz")[0] == 200
+            assert http_get(port, "/healthz")[0] == 200
             mysql.restore()
             wait_for(lambda: ready(port), "/readyz to recover with the database", 30)
 
@@ -136,7 +117,7 @@ def test_a_producer_serves_health_and_counts_what_it_published(vhost, tmp_path):
                                 stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: ready(port), "the producer to be ready", 60)
-        assert get(port, "/healthz") == (200, "ok\n")
+        assert http_get(port, "/healthz") == (200, "ok\n")
         found = families(port)
         assert value(found, "pmtabounce_pending_files") == 0
         for sample in sorted(SAMPLES.glob("*.csv")):
