@@ -57,11 +57,14 @@ class ParseCounts:
 class AccountingFile:
     """Iterate one accounting file as BounceRecord and RejectedRow items, never holding it whole."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, skip_through: int = 0) -> None:
+        """`skip_through`: lines up to this one are read past (CSV-parsed for their line
+        breaks, nothing more): a producer resuming after a checkpoint."""
         self.path = Path(path)
         self.name = self.path.name
         self.header: list[str] | None = None
         self.counts = ParseCounts()
+        self.skip_through = skip_through
 
     def __iter__(self) -> Iterator[BounceRecord | RejectedRow]:
         # utf-8-sig strips a BOM if one is there; remote servers put any bytes in dsnDiag.
@@ -79,6 +82,8 @@ class AccountingFile:
                 return
             except csv.Error as exc:
                 start, first_line = first_line, reader.line_num + 1
+                if start <= self.skip_through:
+                    continue
                 self.counts.rejected += 1
                 yield RejectedRow(self.name, start, f"unreadable CSV: {exc}", ())
                 continue
@@ -92,6 +97,8 @@ class AccountingFile:
                     # Not a header: a bounce here must be seen by the operator, not swallowed.
                     self.counts.rejected += 1
                     yield RejectedRow(self.name, line, "the first line is not a header (no type column)", tuple(cells))
+                continue
+            if line <= self.skip_through:
                 continue
             item = self._row(cells, line, index)
             if item is not None:

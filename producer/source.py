@@ -30,7 +30,7 @@ class FileJob:
         saved = load_checkpoint(path, self.size)
         self.resumed_after = saved.line if saved else 0
         kept = saved.rejected_bytes if saved else 0
-        self.source = AccountingFile(path)
+        self.source = AccountingFile(path, skip_through=self.resumed_after)
         self.rejects = RejectFile(path, None, keep_bytes=kept)
         self.progress = FileProgress(self.resumed_after, kept)
         self.exhausted = False

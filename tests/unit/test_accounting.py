@@ -290,3 +290,20 @@ def test_record_cells_round_trips_through_the_parser(tmp_path):
     csv.writer(out, lineterminator="\r\n").writerows([header, record_cells(record, header)])
     _, records, _ = parse(tmp_path, out.getvalue())
     assert records == [record] and records[0].fingerprint == record.fingerprint
+
+
+def test_skip_through_reads_past_lines_without_making_records(tmp_path):
+    path = tmp_path / "b.csv"
+    path.write_bytes(
+        b"type,timeLogged,rcpt,bounceCat\r\n"
+        b'b,1732010733,a@x.com,"two\r\nlines"\r\n'  # lines 2-3
+        b"b,yesterday,b@x.com,bad-mailbox\r\n"  # line 4: rejected when read
+        b"b,1732010735,c@x.com,bad-mailbox\r\n"  # line 5
+    )
+    everything = list(AccountingFile(path))
+    assert [(type(i).__name__, i.source_line) for i in everything] == [
+        ("BounceRecord", 2), ("RejectedRow", 4), ("BounceRecord", 5)]
+    resumed = AccountingFile(path, skip_through=4)
+    assert [(i.rcpt, i.source_line) for i in resumed] == [("c@x.com", 5)]
+    assert (resumed.counts.bounces, resumed.counts.rejected) == (1, 0)
+    assert list(AccountingFile(path, skip_through=3))[0].source_line == 4
