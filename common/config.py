@@ -59,7 +59,6 @@ class Settings:
     log_format: str = "text"
     log_level: str = "INFO"
     metrics_port: int = 0
-    health_port: int = 0
     rescan_seconds: float = 5.0
     retry_max_wait: float = 30.0
     publish_window: int = 2000  # producer: records read but not yet safe (confirmed), at most
@@ -145,7 +144,6 @@ class Settings:
             ("delivery_limit", 1, 1000),
             ("max_replays", 0, 1000),
             ("metrics_port", 0, 65535),
-            ("health_port", 0, 65535),
             ("publish_window", 1, 100000),
         ):
             values[name] = _int(*get(name, getattr(cls, name)), low, high)
