@@ -21,6 +21,9 @@ class Policy:
     soft_threshold: int = DEFAULT_SOFT_THRESHOLD
 
     def __post_init__(self) -> None:
+        # classify() compares lower case: a map written `Bad-Mailbox` must still match.
+        object.__setattr__(self, "hard", frozenset(c.strip().lower() for c in self.hard))
+        object.__setattr__(self, "soft", frozenset(c.strip().lower() for c in self.soft))
         overlap = self.hard & self.soft
         if overlap:
             raise ValueError(f"categories both hard and soft: {', '.join(sorted(overlap))}")

@@ -102,3 +102,8 @@ def test_bounce_rule(category, rule):
 )
 def test_parse_categories(text, categories):
     assert parse_categories(text) == categories
+
+
+def test_a_map_written_in_another_case_still_matches():
+    policy = Policy(hard=frozenset({"HardBnc"}), soft=frozenset({" Quota-Issues "}))
+    assert (policy.classify("hardbnc"), policy.classify("quota-issues")) == ("hard", "soft")
