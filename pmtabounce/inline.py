@@ -16,7 +16,7 @@ from .common import metrics
 from .common.accounting import AccountingFile, RejectedRow, record_cells
 from .common.bouncedir import DirectoryLock, RejectFile, mark_done, pending_files
 from .common.config import Settings
-from .common.errors import FatalError
+from .common.errors import FatalError, TransientError
 from .common.readahead import read_ahead
 from .common.record import BounceRecord
 from .summary import Summary
@@ -32,18 +32,31 @@ def process_directory(
     *,
     applier: BatchApplier | None = None,
     on_batch: Callable[[int], None] | None = None,
+    give_up_after: float | None = None,
 ) -> Summary:
-    """Process every pending file of `directory` once; returns what was done."""
+    """Process every pending file of `directory` once; returns what was done.
+
+    A database outage is waited out, for ever by default; with `give_up_after`
+    seconds (a cron job that must end) it stops with a FatalError instead, the
+    file in hand not marked done, so the next run takes it up again.
+    """
     lock = DirectoryLock(directory)
     if not lock.acquire(wait=False):
         raise FatalError(f"{directory} is being worked by another process (pid {lock.holder()})")
     applier = applier or BatchApplier(
-        settings.mysql, Tables(settings.table_prefix), settings.policy, retry_max_wait=settings.retry_max_wait
+        settings.mysql, Tables(settings.table_prefix), settings.policy,
+        retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
     )
     summary = Summary()
+    path = None
     try:
         for path in pending_files(directory):
             process_file(path, applier, settings, summary, on_batch=on_batch)
+    except TransientError as exc:
+        raise FatalError(
+            f"gave up after {give_up_after:g} s without the database ({exc}); {path.name} is not marked done "
+            "and the next run takes it up again"
+        ) from None
     finally:
         applier.close()
         lock.release()

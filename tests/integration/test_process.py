@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from iem_seed import T0, Seed, bounce, ledger_rows, snapshot, write_file
 from pmtabounce.worker.db import Tables
+from tcp_proxy import TcpProxy
 
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"
 
@@ -225,6 +226,21 @@ def test_a_missing_or_bad_setting_stops_with_its_name_and_keeps_the_files(iem_db
 def test_a_missing_directory_is_named(iem_db, tmp_path):
     result = run_process(tmp_path / "nowhere", cli_env(iem_db))
     assert result.returncode != 0 and "nowhere" in result.stderr
+
+
+def test_give_up_after_stops_when_the_database_stays_away_and_leaves_the_file(iem_db, samples):
+    proxy = TcpProxy(iem_db.target.host, iem_db.target.port)
+    try:
+        proxy.cut()
+        env = cli_env(retry_max_wait="0.5", mysql_url=proxy.url_for(iem_db.url))
+        result = run_process(samples, env, "--give-up-after", "2")
+    finally:
+        proxy.close()
+    assert result.returncode == 1
+    assert "gave up after 2 s without the database" in result.stderr
+    assert "bounces-2024-11-19-1000.csv is not marked done" in result.stderr
+    assert (samples / "bounces-2024-11-19-1000.csv").exists()
+    assert not list(samples.glob("*.done"))
 
 
 # --- a run killed mid-file, then run again, against one clean run -------------------------------------------------
