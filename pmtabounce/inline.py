@@ -17,7 +17,6 @@ from .common.accounting import AccountingFile, RejectedRow, record_cells
 from .common.bouncedir import DirectoryLock, RejectFile, mark_done, pending_files
 from .common.config import Settings
 from .common.errors import FatalError, TransientError
-from .common.readahead import read_ahead
 from .common.record import BounceRecord
 from .summary import Summary
 from .worker.apply import BatchApplier
@@ -92,7 +91,7 @@ def process_file(
         rejects.add(row)
 
     try:
-        for item in (item for chunk in read_ahead(source, settings.batch_size) for item in chunk):
+        for item in source:
             if isinstance(item, RejectedRow):
                 log.error("%s line %d: rejected: %s", path.name, item.source_line, item.reason)
                 reject(item)
