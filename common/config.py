@@ -23,7 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 # fullmatch only: `$` alone would let a trailing newline through.
-_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")
+TABLE_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")  # table names are built from it: identifiers cannot be parameters
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
 
 
@@ -114,7 +114,7 @@ class Settings:
         values["rabbitmq_api_url"] = api_url
 
         prefix, where = get("table_prefix", "email_")
-        if not _PREFIX.fullmatch(str(prefix)):
+        if not TABLE_PREFIX.fullmatch(str(prefix)):
             raise ConfigError(f"{where}={prefix!r}: only letters, digits and _ (at most 32)")
         values["table_prefix"] = prefix
         queue_prefix, where = get("queue_prefix", "pmtabounce")

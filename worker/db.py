@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -10,10 +9,8 @@ import pymysql
 from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
 
-from ..common.config import MySQLTarget
+from ..common.config import TABLE_PREFIX, MySQLTarget
 from ..common.errors import ConfigError
-
-_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")  # fullmatch: `$` would let a trailing newline through
 
 
 @dataclass(frozen=True)
@@ -23,7 +20,7 @@ class Tables:
     prefix: str = "email_"
 
     def __post_init__(self) -> None:
-        if not _PREFIX.fullmatch(self.prefix):
+        if not TABLE_PREFIX.fullmatch(self.prefix):
             raise ConfigError(f"table prefix {self.prefix!r}: only letters, digits and _ (at most 32)")
 
     def _name(self, base: str) -> str:
