@@ -10,7 +10,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -83,9 +83,6 @@ class Settings:
         if not directory.is_dir():
             raise ConfigError(f"bounce directory {directory} does not exist or is not a directory")
         return directory
-
-    def with_overrides(self, **changes) -> Settings:
-        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
