@@ -17,7 +17,7 @@ install: $(BIN)/.deps
 	$(BIN)/pip install -q --no-deps --force-reinstall .
 
 services: install
-	$(BIN)/python -m pmtabounce.preflight
+	$(BIN)/python tests/preflight.py
 
 run: services
 	$(BIN)/pmtabounce demo

@@ -31,9 +31,9 @@ sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every
 import original  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
-from scratch import Scratch  # noqa: E402
+from sandbox import Scratch  # noqa: E402
 
-from pmtabounce.world import World  # noqa: E402
+from pmtabounce.demo.world import World  # noqa: E402
 
 
 @dataclass

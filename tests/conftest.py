@@ -21,9 +21,9 @@ import pytest
 from pmtabounce.common.config import MySQLTarget, Settings, parse_mysql_url
 from pmtabounce.common.topology import Topology
 from pmtabounce.worker.db import Tables, connect
+from pmtabounce.worker.migrate import setup_database
 
-from pmtabounce.fixture import create_iem_tables
-from pmtabounce.provision import setup_database
+from pmtabounce.demo.fixture import create_iem_tables
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = DATA / "samples"

@@ -11,9 +11,8 @@ from pathlib import Path
 import orjson
 import pika
 from pmtabounce.common.record import BounceRecord
+from pmtabounce.worker.migrate import setup_broker
 from worker_fleet import publish, publisher, worker_env
-
-from pmtabounce.provision import setup_broker
 
 OK_LIST = 1
 REFUSING_LIST = 2

@@ -92,7 +92,7 @@ class IemState:
 
     @classmethod
     def from_world(cls, world) -> IemState:
-        """The state a pmtabounce.world.World describes, before any file is applied."""
+        """The state a pmtabounce.demo.world.World describes, before any file is applied."""
         state = cls()
         state.subscribers = {r.subscriberid: Subscriber(r.listid, r.emailaddress, r.confirmed, r.bounced,
                                                         r.unsubscribed) for r in world.subscribers}

@@ -1,6 +1,6 @@
 """Small, exact IEM rows for integration tests, and a snapshot of everything a bounce may touch.
 
-Where the world generator (pmtabounce.world) makes thousands of random rows,
+Where the world generator (pmtabounce.demo.world) makes thousands of random rows,
 this makes the three rows a spec case needs, with the ids the test names.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 from pmtabounce.common.accounting import record_cells
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.worker.db import Tables
+from pmtabounce.worker.migrate import setup_database
 
-from pmtabounce.fixture import create_iem_tables
-from pmtabounce.provision import setup_database
+from pmtabounce.demo.fixture import create_iem_tables
 
 T0 = 1732010733
 CATEGORY = {"hard": "bad-mailbox", "soft": "quota-issues", "ignore": "policy-related"}

@@ -8,7 +8,7 @@ import pytest
 from dlq_world import OK_LIST, REFUSAL, REFUSING_LIST, SOURCE, hard_bounce, make_world
 from pmtabounce.common.topology import H_SOURCE_FILE, H_SOURCE_LINE
 
-from pmtabounce.dlq_file import read_lines
+from pmtabounce.dlq.export_file import read_lines
 
 NOT_UTF8 = b"\xff\xfe{not json at all"
 OLD_SCHEMA = b'{"v": 99, "rcpt": "someone@example.com"}'

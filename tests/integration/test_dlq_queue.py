@@ -7,10 +7,10 @@ import pika
 import pytest
 from pmtabounce.common.config import Settings
 from pmtabounce.common.errors import FatalError
+from pmtabounce.worker.migrate import setup_broker
 from worker_fleet import drain
 
-from pmtabounce.dlq_queue import DeadLetterQueue
-from pmtabounce.provision import setup_broker
+from pmtabounce.dlq.session import DeadLetterQueue
 
 MESSAGES = 120  # more than 32: RabbitMQ returns small sets in order whatever one does
 

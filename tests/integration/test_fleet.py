@@ -16,8 +16,8 @@ from conftest import drop_database, make_database
 from iem_model import IemState, differences
 from worker_fleet import Fleet, drain, ledger_count, produce_once, records_of, wait_for, worker_env
 
+from pmtabounce.demo.world import World
 from pmtabounce.inline import process_directory
-from pmtabounce.world import World
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from iem_model import BounceModel, IemState, differences
 
-from pmtabounce.world import World
+from pmtabounce.demo.world import World
 
 OUTCOME_KEYS = {"applied": "applied", "disabled": "disabled", "not_found": "not_found",
                 "already_bounced": "already_bounced", "unroutable": "unroutable", "duplicate": "duplicates"}

@@ -15,7 +15,7 @@ from pmtabounce.common.topology import (
     H_WORKER,
 )
 
-from pmtabounce.deadletters import UNKNOWN, DeadLetter, body_id
+from pmtabounce.dlq.letter import UNKNOWN, DeadLetter, body_id
 
 BODY = b'{"v":1,"type":"b","rcpt":"ann@example.com","category":"bad-mailbox","file":"in-body.csv","line":7}'
 DEAD_AT = 1_732_000_000

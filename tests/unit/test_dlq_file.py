@@ -8,8 +8,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from pmtabounce.deadletters import DeadLetter
-from pmtabounce.dlq_file import (
+from pmtabounce.dlq.export_file import (
     ExportFileError,
     ExportWriter,
     amqp_to_json,
@@ -18,6 +17,7 @@ from pmtabounce.dlq_file import (
     read_lines,
     to_line,
 )
+from pmtabounce.dlq.letter import DeadLetter
 
 HEADERS = {
     "x-death": [{"count": 2, "reason": "delivery_limit", "queue": "q", "routing-keys": ["bounce"],

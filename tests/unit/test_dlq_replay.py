@@ -8,10 +8,10 @@ import threading
 import pytest
 from pmtabounce.common.topology import H_DEAD_AT, H_ERROR, H_HISTORY, H_REASON, H_REPLAYS, H_WORKER
 
-from pmtabounce.deadletters import DeadLetter
-from pmtabounce.dlq_queue import PublishRefused
-from pmtabounce.dlq_replay import MAX_HISTORY, Pacer, ReplayRun, parse_rate, plan_replay, replay_properties
-from pmtabounce.dlq_transfer import export_letters, import_letters
+from pmtabounce.dlq.letter import DeadLetter
+from pmtabounce.dlq.replay import MAX_HISTORY, Pacer, ReplayRun, parse_rate, plan_replay, replay_properties
+from pmtabounce.dlq.session import PublishRefused
+from pmtabounce.dlq.transfer import export_letters, import_letters
 
 X_DEATH = [{"reason": "rejected", "queue": "pmtabounce.bounces", "count": 1}]
 
@@ -146,7 +146,7 @@ class RecordingWriter:
 
 
 def test_export_take_removes_each_message_only_after_its_line_is_synced(monkeypatch):
-    monkeypatch.setattr("pmtabounce.dlq_transfer.SYNC_EVERY", 2)
+    monkeypatch.setattr("pmtabounce.dlq.transfer.SYNC_EVERY", 2)
     queue = FakeQueue()
     events = queue.events
     assert export_letters(queue, [dead(n) for n in range(3)], RecordingWriter(events), "dlq", take=True) == 3

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pmtabounce.common.topology import H_DEAD_AT, H_ERROR, H_REASON, H_SOURCE_FILE
 
-from pmtabounce.deadletters import DeadLetter
-from pmtabounce.dlq_select import Selection, only_confirmed, parse_age
+from pmtabounce.dlq.letter import DeadLetter
+from pmtabounce.dlq.selection import Selection, only_confirmed, parse_age
 
 NOW = datetime(2024, 11, 20, 12, 0, tzinfo=timezone.utc)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pmtabounce.common.accounting import AccountingFile, RejectedRow
 
-from pmtabounce.world import World
+from pmtabounce.demo.world import World
 
 ISO_TIME = re.compile(r"(^|,)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d{4}(,|$)", re.M)
 

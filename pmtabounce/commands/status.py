@@ -22,16 +22,16 @@ import pymysql
 from rich.console import Console
 from rich.table import Table
 
-from . import queues
-from .cli import run_command
-from .common.bouncedir import pending_files
-from .common.broker import safe_url
-from .common.config import Settings
-from .common.errors import PmtaBounceError
-from .common.topology import Topology
-from .worker import ledger
-from .worker.db import Tables, connect
-from .worker.plan import OUTCOMES
+from .. import queues
+from ..common.bouncedir import pending_files
+from ..common.broker import safe_url
+from ..common.config import Settings
+from ..common.errors import PmtaBounceError
+from ..common.topology import Topology
+from ..runner import run_command
+from ..worker import ledger
+from ..worker.db import Tables, connect
+from ..worker.plan import OUTCOMES
 
 OK, DOWN, NOT_CONFIGURED = "ok", "down", "not configured"
 # A record met again adds to its first row's seen_count: the ledger never holds a "duplicate" row.

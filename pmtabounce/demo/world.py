@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .world_records import RecordMaker, Row, bounce_rule
+from .accounting_rows import RecordMaker, Row, bounce_rule
 
 # Column names in the order of Row's fields: the base columns, one variant's list and statid headers, extras.
 _VARIANTS = {

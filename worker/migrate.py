@@ -6,10 +6,10 @@ import logging
 
 import pymysql
 
-from .common.config import Settings
-from .common.errors import FatalError
-from .worker import ledger
-from .worker.db import Tables, connect
+from ..common.config import Settings
+from ..common.errors import FatalError
+from . import ledger
+from .db import Tables, connect
 
 log = logging.getLogger("pmtabounce.setup")
 
@@ -58,8 +58,8 @@ def setup_broker(settings: Settings) -> None:
     """Declare the exchanges and queues. Idempotent; safe to run while workers run."""
     import pika
 
-    from .common import broker
-    from .common.topology import Topology
+    from ..common import broker
+    from ..common.topology import Topology
 
     topology = Topology(settings.queue_prefix, settings.delivery_limit)
     try:

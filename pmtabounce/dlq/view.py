@@ -13,9 +13,9 @@ from rich.markup import escape
 from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
-from .deadletters import DeadLetter
-from .dlq_file import amqp_to_json
-from .dlq_replay import ReplayPlan
+from .export_file import amqp_to_json
+from .letter import DeadLetter
+from .replay import ReplayPlan
 
 ID_WIDTH = 16
 SHOW_ROWS = 50  # rows a replay or purge prints of what it works on; the counts cover the rest

@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 
 import orjson
 
-from .common.config import Settings
-from .dlq_select import Selection
+from ..common.config import Settings
+from .selection import Selection
 
 log = logging.getLogger("pmtabounce.dlq.audit")
 

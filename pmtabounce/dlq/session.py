@@ -21,11 +21,11 @@ import pika
 from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError, UnroutableError
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
-from .common import broker
-from .common.config import Settings
-from .common.errors import FatalError
-from .common.topology import Topology
-from .deadletters import DeadLetter
+from ..common import broker
+from ..common.config import Settings
+from ..common.errors import FatalError
+from ..common.topology import Topology
+from .letter import DeadLetter
 
 log = logging.getLogger("pmtabounce.dlq")
 

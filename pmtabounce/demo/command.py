@@ -27,20 +27,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import queues
-from .cli import run_command
-from .common.accounting import AccountingFile
-from .common.bouncedir import pending_files
-from .common.broker import safe_url
-from .common.config import MySQLTarget, Settings
-from .common.errors import ConfigError, FatalError
-from .common.record import BounceRecord
-from .common.topology import Topology
+from .. import queues
+from ..commands.status import LEDGER_OUTCOMES
+from ..common.accounting import AccountingFile
+from ..common.bouncedir import pending_files
+from ..common.broker import safe_url
+from ..common.config import MySQLTarget, Settings
+from ..common.errors import ConfigError, FatalError
+from ..common.record import BounceRecord
+from ..common.topology import Topology
+from ..runner import run_command
+from ..worker import ledger
+from ..worker.db import Tables, connect
+from ..worker.migrate import setup_broker, setup_database
 from .fixture import create_iem_tables
-from .provision import setup_broker, setup_database
-from .status import LEDGER_OUTCOMES
-from .worker import ledger
-from .worker.db import Tables, connect
 from .world import World
 
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/pmtabounce_demo"

@@ -7,9 +7,9 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .deadletters import X_DELIVERY_COUNT, DeadLetter
-from .dlq_file import ExportWriter
-from .dlq_replay import Republisher
+from .export_file import ExportWriter
+from .letter import X_DELIVERY_COUNT, DeadLetter
+from .replay import Republisher
 
 SYNC_EVERY = 200  # lines per fsync when taking messages out: each is removed only after its fsync
 

@@ -20,16 +20,16 @@ from pathlib import Path
 import click
 from pika.exceptions import AMQPError
 
-from .cli import run_command
-from .common.config import Settings
-from .common.errors import FatalError
-from .dlq_audit import audit, operator
-from .dlq_file import ExportFileError, ExportWriter, read_lines, to_line
-from .dlq_queue import DeadLetterQueue
-from .dlq_replay import ReplayRun, parse_rate, plan_replay, stop_requests
-from .dlq_select import Selection, only_confirmed, parse_age
-from .dlq_transfer import export_letters, import_letters
-from .dlq_view import (
+from ..common.config import Settings
+from ..common.errors import FatalError
+from ..runner import run_command
+from .audit import audit, operator
+from .export_file import ExportFileError, ExportWriter, read_lines, to_line
+from .replay import ReplayRun, parse_rate, plan_replay, stop_requests
+from .selection import Selection, only_confirmed, parse_age
+from .session import DeadLetterQueue
+from .transfer import export_letters, import_letters
+from .view import (
     SHOW_ROWS,
     console,
     counts_table,

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import orjson
 
-from .deadletters import X_DELIVERY_COUNT, DeadLetter
+from .letter import X_DELIVERY_COUNT, DeadLetter
 
 FORMAT = "pmtabounce-dead-letter/1"
 _TAGS = ("$timestamp", "$bytes", "$decimal", "$table")

@@ -15,9 +15,9 @@ import pymysql
 from pmtabounce.common.config import Settings, parse_mysql_url
 from pmtabounce.common.topology import Topology
 from pmtabounce.worker.db import Tables, connect
+from pmtabounce.worker.migrate import setup_database
 
-from pmtabounce.fixture import create_iem_tables
-from pmtabounce.provision import setup_database
+from pmtabounce.demo.fixture import create_iem_tables
 
 
 class Scratch:

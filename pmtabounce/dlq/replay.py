@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from .common.topology import H_DEAD_AT, H_ERROR, H_HISTORY, H_REASON, H_REPLAYS, H_WORKER
-from .deadletters import X_DELIVERY_COUNT, DeadLetter
+from ..common.topology import H_DEAD_AT, H_ERROR, H_HISTORY, H_REASON, H_REPLAYS, H_WORKER
+from .letter import X_DELIVERY_COUNT, DeadLetter
 
 MAX_HISTORY = 20  # entries kept in H_HISTORY: enough to see a pattern, never an ever-growing header
 _MOVED = (H_REASON, H_ERROR, H_DEAD_AT, H_WORKER, X_DELIVERY_COUNT)

@@ -16,7 +16,7 @@ from functools import cached_property
 
 import orjson
 
-from .common.topology import (
+from ..common.topology import (
     H_DEAD_AT,
     H_ERROR,
     H_HISTORY,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from importlib import resources
 
-from .worker.db import Tables
+from ..worker.db import Tables
 
 
 def iem_schema(tables: Tables) -> list[str]:
     """The CREATE TABLE statements of the fixture, under the configured prefix."""
-    text = resources.files("pmtabounce").joinpath("data/iem_fixture.sql").read_text()
+    text = resources.files(__package__).joinpath("iem_fixture.sql").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.startswith("--"))
     return [
         statement.strip().replace("TABLE IF NOT EXISTS email_", f"TABLE IF NOT EXISTS {tables.prefix}")

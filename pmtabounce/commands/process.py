@@ -1,0 +1,26 @@
+"""`pmtabounce process`: inline mode, every bounce file applied to IEM directly, with no broker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..common.config import Settings
+from ..runner import run_command
+
+
+@click.command()
+@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--give-up-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
+              help="Exit 1 if the database stays unreachable this long (default: wait it out).")
+@run_command
+def process(settings: Settings, directory: Path | None, as_json: bool, give_up_after: float | None) -> None:
+    """Apply every bounce file in DIRECTORY to IEM directly, with no broker (inline mode)."""
+    from ..inline import process_directory
+    from ..report import print_summary
+
+    directory = settings.require_bounce_dir(directory)
+    summary = process_directory(settings, directory, give_up_after=give_up_after)
+    print_summary(summary, as_json=as_json)

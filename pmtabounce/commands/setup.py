@@ -1,0 +1,24 @@
+"""`pmtabounce setup`: our own tables (never IEM's) and the RabbitMQ topology, each half in its own side."""
+
+from __future__ import annotations
+
+import click
+
+from ..common.config import Settings
+from ..runner import run_command
+
+
+@click.command()
+@click.option("--database/--no-database", default=True, help="Create or upgrade our own MySQL tables.")
+@click.option(
+    "--broker/--no-broker", default=None, help="Declare the RabbitMQ topology (default: if PMTABOUNCE_AMQP_URL is set)."
+)
+@run_command
+def setup(settings: Settings, database: bool, broker: bool | None) -> None:
+    """Create or upgrade pmtabounce's own tables and queues. Idempotent; never alters IEM's tables."""
+    from ..worker.migrate import setup_broker, setup_database
+
+    if database:
+        setup_database(settings)
+    if broker or (broker is None and settings.amqp_url):
+        setup_broker(settings)

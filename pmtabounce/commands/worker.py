@@ -1,0 +1,21 @@
+"""`pmtabounce worker`: bounces from RabbitMQ applied to IEM (the work is in worker/)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..common.config import Settings
+from ..runner import run_command
+
+
+@click.command()
+@click.option("--exit-when-idle", type=float, default=None, metavar="SECONDS",
+              help="Exit 0 once the queue has given nothing for this long (for batch jobs and tests).")
+@run_command
+def worker(settings: Settings, exit_when_idle: float | None) -> None:
+    """Consume bounces from RabbitMQ and apply them to IEM, acking only after commit."""
+    from ..worker.consume import run_worker
+
+    sys.exit(run_worker(settings, exit_when_idle=exit_when_idle))

@@ -1,0 +1,1 @@
+"""`pmtabounce demo` and what it stands on: the world generator, its accounting rows, IEM's fixture tables."""

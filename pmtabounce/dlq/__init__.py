@@ -1,0 +1,1 @@
+"""`pmtabounce dlq`: the dead-letter tool (the click group is in command.py)."""
