@@ -15,7 +15,7 @@ from pika.exceptions import AMQPError, ChannelClosedByBroker, ConsumerCancelled
 from ..common import broker
 from ..common.errors import FatalError
 from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
-from .handle import DeadLetter, Delivery, ack_plan, dead_letter_headers
+from .handle import DeadLetterVerdict, Delivery, ack_plan, dead_letter_headers
 
 COLLECT_SECONDS = 0.05  # how long a part-filled batch waits for more messages
 REFUSALS = {403: "access refused", 406: "a queue or exchange exists with other arguments"}
@@ -80,7 +80,7 @@ class Consumer:
         self.in_hand.update((d.tag, properties) for d, properties in taken)
         return [d for d, _ in taken]
 
-    def dead_letter(self, dead: DeadLetter, worker: str) -> None:
+    def dead_letter(self, dead: DeadLetterVerdict, worker: str) -> None:
         """Publish a copy to the dead-letter exchange; returns once RabbitMQ has confirmed it."""
         original = self.in_hand[dead.delivery.tag]
         headers = dead_letter_headers(original.headers, dead, worker, time.time())

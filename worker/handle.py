@@ -42,7 +42,9 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
-class DeadLetter:
+class DeadLetterVerdict:
+    """A worker's verdict that one delivery can never apply: published to the dead-letter exchange with why."""
+
     delivery: Delivery
     error: str  # INVALID_MESSAGE or DATABASE_REFUSED
     reason: str  # for an operator to read
@@ -54,7 +56,7 @@ class Handled:
     """The batch after its transaction committed: every tag may be acked once the dead letters are confirmed."""
 
     outcomes: list[Outcome] = field(default_factory=list)
-    dead: list[DeadLetter] = field(default_factory=list)
+    dead: list[DeadLetterVerdict] = field(default_factory=list)
     tags: list[int] = field(default_factory=list)
 
 
@@ -65,7 +67,7 @@ class DeadLetterGuard:
         self.limit = limit
         self.in_a_row = 0
 
-    def check(self, deliveries: Sequence[Delivery], dead: Sequence[DeadLetter]) -> None:
+    def check(self, deliveries: Sequence[Delivery], dead: Sequence[DeadLetterVerdict]) -> None:
         reasons = {d.delivery.tag: d.reason for d in dead}
         for delivery in deliveries:
             if delivery.tag not in reasons:
@@ -86,23 +88,24 @@ def handle_batch(deliveries: Sequence[Delivery], applier: Applier, guard: DeadLe
     Raises FatalError (from the applier, or from the guard) before anything may be acked.
     """
     decoded: list[tuple[Delivery, BounceRecord]] = []
-    dead: list[DeadLetter] = []
+    dead: list[DeadLetterVerdict] = []
     for delivery in deliveries:
         try:
             decoded.append((delivery, decode(delivery.body)))
         except InvalidMessage as exc:
-            dead.append(DeadLetter(delivery, INVALID_MESSAGE, f"invalid message: {exc}", delivery.source))
+            dead.append(DeadLetterVerdict(delivery, INVALID_MESSAGE, f"invalid message: {exc}", delivery.source))
     result = applier.apply([record for _, record in decoded])
     # The applier hands back the very record objects it was given, so identity finds their delivery.
     delivery_of = {id(record): delivery for delivery, record in decoded}
     for record, reason in result.failed:
         where = f"{record.source_file} line {record.source_line}"
-        dead.append(DeadLetter(delivery_of[id(record)], DATABASE_REFUSED, f"the database refused it: {reason}", where))
+        refused = f"the database refused it: {reason}"
+        dead.append(DeadLetterVerdict(delivery_of[id(record)], DATABASE_REFUSED, refused, where))
     guard.check(deliveries, dead)
     return Handled(result.outcomes, dead, [d.tag for d in deliveries])
 
 
-def dead_letter_headers(original: Mapping | None, dead: DeadLetter, worker: str, now: float) -> dict:
+def dead_letter_headers(original: Mapping | None, dead: DeadLetterVerdict, worker: str, now: float) -> dict:
     """The original headers plus why, when and by whom the message was dead-lettered."""
     headers = dict(original or {})
     headers.update(

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import orjson
 
-from .letter import X_DELIVERY_COUNT, DeadLetter
+from .message import X_DELIVERY_COUNT, DeadLetterMessage
 
 FORMAT = "pmtabounce-dead-letter/1"
 _TAGS = ("$timestamp", "$bytes", "$decimal", "$table")
@@ -30,7 +30,7 @@ class ExportFileError(ValueError):
     """A line of an export file that cannot be turned back into a message."""
 
 
-def to_line(letter: DeadLetter, queue: str) -> bytes:
+def to_line(letter: DeadLetterMessage, queue: str) -> bytes:
     """One dead letter as one JSON line (with the newline)."""
     try:
         body, encoding = letter.body.decode("utf-8"), "utf-8"
@@ -51,7 +51,7 @@ def to_line(letter: DeadLetter, queue: str) -> bytes:
     return orjson.dumps(entry) + b"\n"
 
 
-def from_line(line: bytes | str, number: int = 0) -> DeadLetter:
+def from_line(line: bytes | str, number: int = 0) -> DeadLetterMessage:
     """A line written by `to_line` back to the message (body and properties; no delivery tag)."""
     try:
         entry = orjson.loads(line)
@@ -67,10 +67,10 @@ def from_line(line: bytes | str, number: int = 0) -> DeadLetter:
         if isinstance(exc, ExportFileError):
             raise
         raise ExportFileError(f"line {number}: not a dead letter written by `dlq export` ({exc})") from None
-    return DeadLetter(body, properties)
+    return DeadLetterMessage(body, properties)
 
 
-def read_lines(path: Path) -> Iterator[DeadLetter]:
+def read_lines(path: Path) -> Iterator[DeadLetterMessage]:
     """Every dead letter in an export file, in file order; blank lines are skipped."""
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
@@ -131,7 +131,7 @@ class ExportWriter:
         _sync_directory(path)
         self.written = 0
 
-    def write(self, letter: DeadLetter, queue: str) -> None:
+    def write(self, letter: DeadLetterMessage, queue: str) -> None:
         self._handle.write(to_line(letter, queue))
         self.written += 1
 

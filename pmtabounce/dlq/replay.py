@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ..common.topology import H_DEAD_AT, H_ERROR, H_HISTORY, H_REASON, H_REPLAYS, H_WORKER
-from .letter import X_DELIVERY_COUNT, DeadLetter
+from .message import X_DELIVERY_COUNT, DeadLetterMessage
 
 MAX_HISTORY = 20  # entries kept in H_HISTORY: enough to see a pattern, never an ever-growing header
 _MOVED = (H_REASON, H_ERROR, H_DEAD_AT, H_WORKER, X_DELIVERY_COUNT)
@@ -30,18 +30,18 @@ _MOVED = (H_REASON, H_ERROR, H_DEAD_AT, H_WORKER, X_DELIVERY_COUNT)
 class ReplayPlan:
     """The selected letters split by the loop guard."""
 
-    replay: list[DeadLetter] = field(default_factory=list)
-    refused: list[DeadLetter] = field(default_factory=list)  # replayed max_replays times already
+    replay: list[DeadLetterMessage] = field(default_factory=list)
+    refused: list[DeadLetterMessage] = field(default_factory=list)  # replayed max_replays times already
 
 
-def plan_replay(letters: Sequence[DeadLetter], max_replays: int, force: bool = False) -> ReplayPlan:
+def plan_replay(letters: Sequence[DeadLetterMessage], max_replays: int, force: bool = False) -> ReplayPlan:
     plan = ReplayPlan()
     for letter in letters:
         (plan.refused if letter.replays >= max_replays and not force else plan.replay).append(letter)
     return plan
 
 
-def replay_properties(letter: DeadLetter, now: float, by: str) -> dict:
+def replay_properties(letter: DeadLetterMessage, now: float, by: str) -> dict:
     """The properties of the copy that goes back to work (see the module doc)."""
     headers = {k: v for k, v in letter.headers.items() if k not in _MOVED}
     entry = {"error": letter.reason, "reason": letter.reason_text, "replayed-at": int(now), "replayed-by": by}
@@ -96,7 +96,7 @@ class Republisher(Protocol):
 
     def publish(self, exchange: str, body: bytes, properties: dict) -> None: ...
 
-    def remove(self, letter: DeadLetter) -> None: ...
+    def remove(self, letter: DeadLetterMessage) -> None: ...
 
     def sleep(self, seconds: float) -> None: ...
 
@@ -109,9 +109,9 @@ class ReplayRun:
     exchange: str
     by: str
     rate: float | None = None
-    done: list[DeadLetter] = field(default_factory=list)
+    done: list[DeadLetterMessage] = field(default_factory=list)
 
-    def run(self, letters: Sequence[DeadLetter], stop: threading.Event,
+    def run(self, letters: Sequence[DeadLetterMessage], stop: threading.Event,
             advance: Callable[[], None] = lambda: None) -> bool:
         """True if every letter was replayed, False if a stop request ended the run early."""
         pacer = Pacer(self.rate, self.queue.sleep)

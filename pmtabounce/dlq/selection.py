@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
 
-from .letter import DeadLetter
+from .message import DeadLetterMessage
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -46,7 +46,7 @@ class Selection:
         if short:
             raise ValueError(f"message id {short[0]!r} is too short: give at least {MIN_ID_PREFIX} characters")
 
-    def matches(self, letter: DeadLetter, now: datetime | None = None) -> bool:
+    def matches(self, letter: DeadLetterMessage, now: datetime | None = None) -> bool:
         now = now or datetime.now(timezone.utc)
         return (
             self._reason_matches(letter)
@@ -56,18 +56,18 @@ class Selection:
             and (not self.ids or any(letter.id.startswith(i) for i in self.ids))
         )
 
-    def pick(self, letters: Iterable[DeadLetter], now: datetime | None = None) -> list[DeadLetter]:
+    def pick(self, letters: Iterable[DeadLetterMessage], now: datetime | None = None) -> list[DeadLetterMessage]:
         """The matching letters in queue order, at most `limit` of them."""
         now = now or datetime.now(timezone.utc)
         chosen = [letter for letter in letters if self.matches(letter, now)]
         return chosen if self.limit is None else chosen[: self.limit]
 
-    def _reason_matches(self, letter: DeadLetter) -> bool:
+    def _reason_matches(self, letter: DeadLetterMessage) -> bool:
         # A class or the start of one: `--reason invalid` finds invalid_message.
         reason = normalise_reason(letter.reason)
         return not self.reasons or any(reason.startswith(normalise_reason(r)) for r in self.reasons)
 
-    def _age_matches(self, letter: DeadLetter, now: datetime) -> bool:
+    def _age_matches(self, letter: DeadLetterMessage, now: datetime) -> bool:
         if self.older_than is None and self.newer_than is None:
             return True
         if letter.died_at is None:  # no time recorded: an age filter cannot vouch for it
@@ -77,7 +77,7 @@ class Selection:
             return False
         return self.newer_than is None or age <= self.newer_than
 
-    def _file_matches(self, letter: DeadLetter) -> bool:
+    def _file_matches(self, letter: DeadLetterMessage) -> bool:
         if not self.files:
             return True
         name = letter.source_file
@@ -108,7 +108,7 @@ def _age_text(age: timedelta) -> str:
     return f"{seconds:g}s"
 
 
-def only_confirmed(letters: list[DeadLetter], confirmed: Counter | None) -> list[DeadLetter]:
+def only_confirmed(letters: list[DeadLetterMessage], confirmed: Counter | None) -> list[DeadLetterMessage]:
     """Of the letters now in the queue, those the operator said yes to (by identity, counting copies).
 
     None means nobody was asked: all of them.

@@ -25,7 +25,7 @@ from ..common import broker
 from ..common.config import Settings
 from ..common.errors import FatalError
 from ..common.topology import Topology
-from .letter import DeadLetter
+from .message import DeadLetterMessage
 
 log = logging.getLogger("pmtabounce.dlq")
 
@@ -120,7 +120,7 @@ class DeadLetterQueue:
             if channel.is_open:
                 channel.close()
 
-    def browse(self, quiet: float = QUIET_SECONDS) -> list[DeadLetter]:
+    def browse(self, quiet: float = QUIET_SECONDS) -> list[DeadLetterMessage]:
         """Every message now in the queue (up to MAX_HELD), in queue order, held unacknowledged.
 
         Until `remove` or `release`, no other consumer gets them.
@@ -129,12 +129,12 @@ class DeadLetterQueue:
         wanted = min(self.depth(), MAX_HELD)
         if not wanted:
             return []
-        letters: list[DeadLetter] = []
+        letters: list[DeadLetterMessage] = []
         channel = self.connection.channel()
         channel.basic_qos(prefetch_count=wanted)
 
         def on_message(_channel, method, properties, body) -> None:
-            letters.append(DeadLetter(body, properties_dict(properties), method.delivery_tag))
+            letters.append(DeadLetterMessage(body, properties_dict(properties), method.delivery_tag))
 
         channel.basic_consume(self.name, on_message)
         self._browse_channel = channel
@@ -146,7 +146,7 @@ class DeadLetterQueue:
         self._held = len(letters)
         return letters
 
-    def remove(self, letter: DeadLetter) -> None:
+    def remove(self, letter: DeadLetterMessage) -> None:
         """Take one held message out of the queue for good."""
         self._browse_channel.basic_ack(letter.tag)
         self._held -= 1

@@ -8,14 +8,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .export_file import ExportWriter
-from .letter import X_DELIVERY_COUNT, DeadLetter
+from .message import X_DELIVERY_COUNT, DeadLetterMessage
 from .replay import Republisher
 
 SYNC_EVERY = 200  # lines per fsync when taking messages out: each is removed only after its fsync
 
 
 def export_letters(
-    queue: Republisher, letters: Sequence[DeadLetter], writer: ExportWriter, queue_name: str, *,
+    queue: Republisher, letters: Sequence[DeadLetterMessage], writer: ExportWriter, queue_name: str, *,
     take: bool, stop: threading.Event | None = None,
 ) -> int:
     """Write the letters; with `take`, remove each from the queue once its line is on disk.
@@ -45,7 +45,7 @@ class ImportResult:
 
 
 def import_letters(
-    queue: Republisher, letters: Iterable[DeadLetter], present: Iterable[DeadLetter], exchange: str
+    queue: Republisher, letters: Iterable[DeadLetterMessage], present: Iterable[DeadLetterMessage], exchange: str
 ) -> ImportResult:
     """Publish the file's letters into the dead-letter queue, each confirmed before the next.
 

@@ -14,7 +14,7 @@ from rich.progress import MofNCompleteColumn, Progress
 from rich.table import Table
 
 from .export_file import amqp_to_json
-from .letter import DeadLetter
+from .message import DeadLetterMessage
 from .replay import ReplayPlan
 
 ID_WIDTH = 16
@@ -42,7 +42,7 @@ def age_text(delta) -> str:
     return f"{seconds}s"
 
 
-def letters_table(letters: Sequence[DeadLetter], title: str, rows: int | None = None,
+def letters_table(letters: Sequence[DeadLetterMessage], title: str, rows: int | None = None,
                   now: datetime | None = None) -> Table:
     """One row per letter (the first `rows` of them, the rest counted in the caption)."""
     now = now or datetime.now(timezone.utc)
@@ -63,7 +63,7 @@ def letters_table(letters: Sequence[DeadLetter], title: str, rows: int | None = 
     return table
 
 
-def counts_table(letters: Sequence[DeadLetter]) -> Table:
+def counts_table(letters: Sequence[DeadLetterMessage]) -> Table:
     table = Table(title="per reason", title_justify="left")
     table.add_column("why")
     table.add_column("messages", justify="right")
@@ -85,11 +85,11 @@ def print_plan(plan: ReplayPlan, title: str, limit: int) -> None:
         ))
 
 
-def reason_counts(letters: Sequence[DeadLetter]) -> Counter:
+def reason_counts(letters: Sequence[DeadLetterMessage]) -> Counter:
     return Counter(letter.reason for letter in letters)
 
 
-def summary(letter: DeadLetter) -> dict:
+def summary(letter: DeadLetterMessage) -> dict:
     """One dead letter as a JSON-ready dict (for `list --json`)."""
     return {
         "id": letter.id,
@@ -109,7 +109,8 @@ def summary(letter: DeadLetter) -> dict:
     }
 
 
-def listing_json(queue: str, depth: int, seen: int, chosen: Sequence[DeadLetter], shown: Sequence[DeadLetter]) -> str:
+def listing_json(queue: str, depth: int, seen: int, chosen: Sequence[DeadLetterMessage],
+                 shown: Sequence[DeadLetterMessage]) -> str:
     return orjson.dumps(
         {
             "queue": queue,
@@ -123,7 +124,7 @@ def listing_json(queue: str, depth: int, seen: int, chosen: Sequence[DeadLetter]
     ).decode()
 
 
-def print_letter(out: Console, letter: DeadLetter, now: datetime | None = None) -> None:
+def print_letter(out: Console, letter: DeadLetterMessage, now: datetime | None = None) -> None:
     """`dlq show`: everything about one message."""
     now = now or datetime.now(timezone.utc)
     out.print(f"[bold]{escape(letter.id)}[/bold]  {letter.reason}: {escape(letter.reason_text)}")
@@ -137,7 +138,7 @@ def print_letter(out: Console, letter: DeadLetter, now: datetime | None = None) 
     out.print(body_text(letter.body), markup=False, highlight=False, soft_wrap=True)
 
 
-def _deaths_table(letter: DeadLetter, now: datetime) -> Table:
+def _deaths_table(letter: DeadLetterMessage, now: datetime) -> Table:
     table = Table(title="death history (newest first)", title_justify="left")
     for name in ("when (UTC)", "by", "why", "where", "count", "reason"):
         table.add_column(name, overflow="fold")

@@ -17,7 +17,7 @@ from pmtabounce.dlq.export_file import (
     read_lines,
     to_line,
 )
-from pmtabounce.dlq.letter import DeadLetter
+from pmtabounce.dlq.message import DeadLetterMessage
 
 HEADERS = {
     "x-death": [{"count": 2, "reason": "delivery_limit", "queue": "q", "routing-keys": ["bounce"],
@@ -43,7 +43,7 @@ PROPERTIES = {"content_type": "application/json", "delivery_mode": 2, "message_i
     b"",
 ])
 def test_a_line_gives_back_the_same_body_and_properties(body):
-    line = to_line(DeadLetter(body, PROPERTIES), "dlq")
+    line = to_line(DeadLetterMessage(body, PROPERTIES), "dlq")
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     back = from_line(line)
     assert back.body == body
@@ -51,19 +51,19 @@ def test_a_line_gives_back_the_same_body_and_properties(body):
 
 
 def test_text_bodies_stay_readable_and_others_are_base64():
-    readable = orjson.loads(to_line(DeadLetter(b'{"rcpt":"a@b"}', {}), "dlq"))
+    readable = orjson.loads(to_line(DeadLetterMessage(b'{"rcpt":"a@b"}', {}), "dlq"))
     assert (readable["body"], readable["body_encoding"]) == ('{"rcpt":"a@b"}', "utf-8")
-    binary = orjson.loads(to_line(DeadLetter(b"\xff", {}), "dlq"))
+    binary = orjson.loads(to_line(DeadLetterMessage(b"\xff", {}), "dlq"))
     assert (binary["body"], binary["body_encoding"]) == ("/w==", "base64")
 
 
 def test_the_queue_delivery_counter_is_not_exported():
-    line = to_line(DeadLetter(b"x", {"headers": {"x-delivery-count": 4, "keep": 1}}), "dlq")
+    line = to_line(DeadLetterMessage(b"x", {"headers": {"x-delivery-count": 4, "keep": 1}}), "dlq")
     assert from_line(line).headers == {"keep": 1}
 
 
 def test_the_line_names_the_message_even_without_a_message_id():
-    entry = orjson.loads(to_line(DeadLetter(b"poison", {}), "dlq"))
+    entry = orjson.loads(to_line(DeadLetterMessage(b"poison", {}), "dlq"))
     assert entry["message_id"].startswith("body-") and "message_id" not in entry["properties"]
 
 
@@ -88,10 +88,10 @@ def test_lines_that_are_not_ours_are_refused_with_the_line_number(line, message)
 def test_the_writer_never_overwrites_unless_asked_to_append(tmp_path):
     path = tmp_path / "out.jsonl"
     with ExportWriter(path) as writer:
-        writer.write(DeadLetter(b"one", {}), "dlq")
+        writer.write(DeadLetterMessage(b"one", {}), "dlq")
     with pytest.raises(FileExistsError):
         ExportWriter(path)
     with ExportWriter(path, append=True) as writer:
-        writer.write(DeadLetter(b"two", {}), "dlq")
+        writer.write(DeadLetterMessage(b"two", {}), "dlq")
     path.write_bytes(path.read_bytes() + b"\n\n")
     assert [letter.body for letter in read_lines(path)] == [b"one", b"two"]

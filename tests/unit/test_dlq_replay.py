@@ -8,7 +8,7 @@ import threading
 import pytest
 from pmtabounce.common.topology import H_DEAD_AT, H_ERROR, H_HISTORY, H_REASON, H_REPLAYS, H_WORKER
 
-from pmtabounce.dlq.letter import DeadLetter
+from pmtabounce.dlq.message import DeadLetterMessage
 from pmtabounce.dlq.replay import MAX_HISTORY, Pacer, ReplayRun, parse_rate, plan_replay, replay_properties
 from pmtabounce.dlq.session import PublishRefused
 from pmtabounce.dlq.transfer import export_letters, import_letters
@@ -16,12 +16,12 @@ from pmtabounce.dlq.transfer import export_letters, import_letters
 X_DEATH = [{"reason": "rejected", "queue": "pmtabounce.bounces", "count": 1}]
 
 
-def dead(n: int = 0, replays: int = 0, body: bytes | None = None) -> DeadLetter:
+def dead(n: int = 0, replays: int = 0, body: bytes | None = None) -> DeadLetterMessage:
     headers = {H_REASON: "the database refused it", H_ERROR: "database_refused", H_DEAD_AT: 1_700_000_000,
                H_WORKER: "w:1", "x-death": X_DEATH, "x-delivery-count": 5, "x-pmtabounce-file": "a.csv"}
     if replays:
         headers[H_REPLAYS] = replays
-    return DeadLetter(body or f"body {n}".encode(), {"message_id": f"id-{n}", "content_type": "application/json",
+    return DeadLetterMessage(body or f"body {n}".encode(), {"message_id": f"id-{n}", "content_type": "application/json",
                                                      "headers": headers}, tag=n + 1)
 
 
@@ -39,7 +39,7 @@ class FakeQueue:
             raise PublishRefused("nacked")
         self.events.append(("publish", exchange, body, properties))
 
-    def remove(self, letter: DeadLetter) -> None:
+    def remove(self, letter: DeadLetterMessage) -> None:
         self.events.append(("remove", letter.tag))
         if self.stop is not None and len([e for e in self.events if e[0] == "remove"]) == self.stop_after:
             self.stop.set()
@@ -73,7 +73,7 @@ def test_a_replay_moves_our_verdict_into_history_and_counts_itself():
 def test_history_is_newest_first_and_bounded():
     letter = dead()
     for n in range(MAX_HISTORY + 5):
-        letter = DeadLetter(letter.body, replay_properties(letter, now=n, by="ops@host"))
+        letter = DeadLetterMessage(letter.body, replay_properties(letter, now=n, by="ops@host"))
     history = letter.headers[H_HISTORY]
     assert len(history) == MAX_HISTORY and history[0]["replayed-at"] == MAX_HISTORY + 4
     assert letter.replays == MAX_HISTORY + 5
@@ -138,7 +138,7 @@ class RecordingWriter:
     def __init__(self, events: list) -> None:
         self.events = events
 
-    def write(self, letter: DeadLetter, queue: str) -> None:
+    def write(self, letter: DeadLetterMessage, queue: str) -> None:
         self.events.append(("write", letter.tag))
 
     def sync(self) -> None:

@@ -8,18 +8,18 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pmtabounce.common.topology import H_DEAD_AT, H_ERROR, H_REASON, H_SOURCE_FILE
 
-from pmtabounce.dlq.letter import DeadLetter
+from pmtabounce.dlq.message import DeadLetterMessage
 from pmtabounce.dlq.selection import Selection, only_confirmed, parse_age
 
 NOW = datetime(2024, 11, 20, 12, 0, tzinfo=timezone.utc)
 
 
 def letter(error: str = "database_refused", reason: str = "MySQL error 1644: refused", age: timedelta | None = None,
-           file: str = "/var/pmta/bounces-2024-11-19-1000.csv", message_id: str = "a" * 32) -> DeadLetter:
+           file: str = "/var/pmta/bounces-2024-11-19-1000.csv", message_id: str = "a" * 32) -> DeadLetterMessage:
     headers = {H_ERROR: error, H_REASON: reason, H_SOURCE_FILE: file}
     if age is not None:
         headers[H_DEAD_AT] = int((NOW - age).timestamp())
-    return DeadLetter(b"{}", {"message_id": message_id, "headers": headers})
+    return DeadLetterMessage(b"{}", {"message_id": message_id, "headers": headers})
 
 
 @pytest.mark.parametrize("text, seconds", [
@@ -37,7 +37,7 @@ def test_bad_ages_say_what_is_expected(text):
 
 def test_reason_is_a_class_or_its_start_in_any_spelling():
     refused = letter("database_refused")
-    limit = DeadLetter(b"", {"headers": {"x-death": [{"reason": "delivery_limit"}]}})
+    limit = DeadLetterMessage(b"", {"headers": {"x-death": [{"reason": "delivery_limit"}]}})
     assert Selection(reasons=("database",)).matches(refused, NOW)
     assert Selection(reasons=("Delivery-Limit",)).matches(limit, NOW)
     assert not Selection(reasons=("invalid",)).matches(refused, NOW)

@@ -11,8 +11,8 @@ from pmtabounce.worker.apply import BatchResult
 from pmtabounce.worker.handle import (
     DATABASE_REFUSED,
     INVALID_MESSAGE,
-    DeadLetter,
     DeadLetterGuard,
+    DeadLetterVerdict,
     Delivery,
     ack_plan,
     dead_letter_headers,
@@ -116,7 +116,7 @@ def test_the_guard_counts_across_batches_and_a_good_record_resets_it():
 
 
 def test_dead_letter_headers_keep_the_originals_and_say_why_when_and_who():
-    dead = DeadLetter(Delivery(7, b"{}"), INVALID_MESSAGE, "invalid message: " + "x" * 5000, "f.csv line 3")
+    dead = DeadLetterVerdict(Delivery(7, b"{}"), INVALID_MESSAGE, "invalid message: " + "x" * 5000, "f.csv line 3")
     headers = dead_letter_headers({H_SOURCE_FILE: "f.csv", "x-delivery-count": 2}, dead, "host:42", 1700000000.7)
     assert headers[H_SOURCE_FILE] == "f.csv"
     assert headers["x-delivery-count"] == 2

@@ -46,8 +46,13 @@ class Death:
 
 
 @dataclass(frozen=True)
-class DeadLetter:
-    """One message of the dead-letter queue. `tag` is its delivery tag while we hold it."""
+class DeadLetterMessage:
+    """One message of the dead-letter queue as read back (browsed, or from an export file line).
+
+    `body` and `properties` are exactly what RabbitMQ holds; `tag` is its delivery
+    tag while a `dlq` command holds it (0 when read from a file). Not to be confused
+    with worker.handle.DeadLetterVerdict, a worker's decision to dead-letter a delivery.
+    """
 
     body: bytes
     properties: dict = field(repr=False)

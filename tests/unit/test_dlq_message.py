@@ -15,24 +15,24 @@ from pmtabounce.common.topology import (
     H_WORKER,
 )
 
-from pmtabounce.dlq.letter import UNKNOWN, DeadLetter, body_id
+from pmtabounce.dlq.message import UNKNOWN, DeadLetterMessage, body_id
 
 BODY = b'{"v":1,"type":"b","rcpt":"ann@example.com","category":"bad-mailbox","file":"in-body.csv","line":7}'
 DEAD_AT = 1_732_000_000
 X_DEATH_TIME = datetime(2024, 11, 19, 10, 0, 0)  # naive UTC, as pika before 1.4 gives AMQP timestamps
 
 
-def worker_letter(**headers) -> DeadLetter:
-    return DeadLetter(BODY, {"message_id": "f" * 32, "headers": {
+def worker_letter(**headers) -> DeadLetterMessage:
+    return DeadLetterMessage(BODY, {"message_id": "f" * 32, "headers": {
         H_REASON: "the database refused it: MySQL error 1644: no", H_ERROR: "database_refused",
         H_DEAD_AT: DEAD_AT, H_WORKER: "host:42", H_SOURCE_FILE: "bounces.csv", H_SOURCE_LINE: 12, **headers,
     }})
 
 
-def broker_letter(reason: str = "delivery_limit", count: int = 1, **headers) -> DeadLetter:
+def broker_letter(reason: str = "delivery_limit", count: int = 1, **headers) -> DeadLetterMessage:
     death = {"reason": reason, "queue": "pmtabounce.bounces", "count": count, "time": X_DEATH_TIME,
              "exchange": "pmtabounce.bounces", "routing-keys": ["bounce"]}
-    return DeadLetter(BODY, {"headers": {"x-death": [death], **headers}})
+    return DeadLetterMessage(BODY, {"headers": {"x-death": [death], **headers}})
 
 
 def test_a_worker_dead_letter_says_why_when_and_by_whom():
@@ -66,28 +66,28 @@ def test_a_broker_death_after_a_replay_is_dated_by_the_replay():
 
 
 def test_a_message_with_no_death_recorded():
-    letter = DeadLetter(b"x", {"timestamp": DEAD_AT})
+    letter = DeadLetterMessage(b"x", {"timestamp": DEAD_AT})
     assert (letter.reason, letter.reason_text) == (UNKNOWN, "no reason recorded")
     assert letter.died_at == datetime.fromtimestamp(DEAD_AT, timezone.utc)
-    assert DeadLetter(b"x", {}).died_at is None
+    assert DeadLetterMessage(b"x", {}).died_at is None
 
 
 def test_poison_messages_get_a_stable_id_from_their_body():
-    poison = DeadLetter(b"\xff\xfe not json", {})
-    assert poison.id == body_id(b"\xff\xfe not json") == DeadLetter(b"\xff\xfe not json", {"headers": {}}).id
-    assert poison.id != DeadLetter(b"\xff\xfe not json!", {}).id
+    poison = DeadLetterMessage(b"\xff\xfe not json", {})
+    assert poison.id == body_id(b"\xff\xfe not json") == DeadLetterMessage(b"\xff\xfe not json", {"headers": {}}).id
+    assert poison.id != DeadLetterMessage(b"\xff\xfe not json!", {}).id
     assert (poison.record, poison.rcpt, poison.source) == ({}, "", "")
     assert worker_letter().id == "f" * 32
 
 
 def test_identity_tells_same_id_different_body_apart():
-    first = DeadLetter(b"a", {"message_id": "same"})
-    assert first.identity == DeadLetter(b"a", {"message_id": "same", "headers": {"x": 1}}).identity
-    assert first.identity != DeadLetter(b"b", {"message_id": "same"}).identity
+    first = DeadLetterMessage(b"a", {"message_id": "same"})
+    assert first.identity == DeadLetterMessage(b"a", {"message_id": "same", "headers": {"x": 1}}).identity
+    assert first.identity != DeadLetterMessage(b"b", {"message_id": "same"}).identity
 
 
 def test_header_values_of_odd_types_do_not_break_reading():
-    letter = DeadLetter(b"[1, 2]", {"headers": {H_DEAD_AT: b"1732000000", H_SOURCE_LINE: "x", H_REPLAYS: True,
+    letter = DeadLetterMessage(b"[1, 2]", {"headers": {H_DEAD_AT: b"1732000000", H_SOURCE_LINE: "x", H_REPLAYS: True,
                                                 H_ERROR: "invalid_message", "x-death": ["not a table"]}})
     assert letter.died_at == datetime.fromtimestamp(DEAD_AT, timezone.utc)
     assert (letter.source_line, letter.replays, letter.record) == (None, 0, {})
