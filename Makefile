@@ -13,7 +13,9 @@ $(BIN)/.deps: pyproject.toml
 	touch $@
 
 # Reinstall the project itself each time (not editable): tests run what `pip install .` gives.
+# build/ goes first: setuptools ships whatever an earlier build left there, moved modules included.
 install: $(BIN)/.deps
+	rm -rf build
 	$(BIN)/pip install -q --no-deps --force-reinstall .
 
 services: install

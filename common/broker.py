@@ -9,9 +9,12 @@ from urllib.parse import quote
 
 import pika
 
+from .config import Settings
+from .errors import FatalError
 from .topology import Topology
 
 log = logging.getLogger("pmtabounce.broker")
+setup_log = logging.getLogger("pmtabounce.setup")
 
 
 def parameters(url: str, role: str) -> pika.URLParameters:
@@ -43,3 +46,27 @@ def declare_topology(channel, topology: Topology) -> None:
     channel.exchange_declare(topology.exchange, exchange_type="direct", durable=True)
     channel.queue_declare(topology.queue, durable=True, arguments=topology.queue_arguments())
     channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
+
+
+def setup_broker(settings: Settings) -> None:
+    """`pmtabounce setup`, its RabbitMQ half: declare the exchanges and queues of `settings.topology`.
+
+    Idempotent; safe to run while workers run. Raises FatalError when RabbitMQ cannot be reached
+    (ConfigError when PMTABOUNCE_AMQP_URL is not set).
+    """
+    topology = settings.topology
+    try:
+        connection = connect(settings.amqp, "setup")
+    except pika.exceptions.AMQPError as exc:
+        raise FatalError(
+            f"cannot reach RabbitMQ at {safe_url(settings.amqp)}: {exc!r} (check PMTABOUNCE_AMQP_URL)"
+        ) from None
+    try:
+        declare_topology(connection.channel(), topology)
+    finally:
+        connection.close()
+    setup_log.info(
+        "broker ready at %s: exchange %s -> quorum queue %s (delivery limit %d), dead letters in %s",
+        safe_url(settings.amqp), topology.exchange, topology.queue,
+        topology.delivery_limit, topology.dead_queue,
+    )

@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
 from .policy import DEFAULT_HARD, DEFAULT_SOFT, DEFAULT_SOFT_THRESHOLD, Policy, parse_categories
+from .topology import Topology
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -69,6 +70,12 @@ class Settings:
         if not self.mysql_url:
             raise ConfigError("PMTABOUNCE_MYSQL_URL is not set (mysql://user:password@host:port/database)")
         return parse_mysql_url(self.mysql_url)
+
+    @property
+    def topology(self) -> Topology:
+        """The exchange and queue names (PMTABOUNCE_QUEUE_PREFIX) and the quorum queue's delivery limit
+        (PMTABOUNCE_DELIVERY_LIMIT): every role and command takes its RabbitMQ names from here."""
+        return Topology(self.queue_prefix, self.delivery_limit)
 
     @property
     def amqp(self) -> str:

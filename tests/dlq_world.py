@@ -10,8 +10,8 @@ from pathlib import Path
 
 import orjson
 import pika
+from pmtabounce.common.broker import setup_broker
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.migrate import setup_broker
 from worker_fleet import publish, publisher, worker_env
 
 OK_LIST = 1

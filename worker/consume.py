@@ -25,7 +25,6 @@ from tenacity.wait import wait_exponential, wait_random
 from ..common import broker, health, metrics
 from ..common.config import Settings
 from ..common.errors import FatalError
-from ..common.topology import Topology
 from .amqp import Consumer
 from .apply import BatchApplier
 from .db import Tables
@@ -105,7 +104,7 @@ class Worker:
     def __init__(self, settings: Settings, exit_when_idle: float | None = None) -> None:
         self.settings = settings
         self.amqp_url = settings.amqp  # a missing URL is a ConfigError now, not after connecting
-        self.topology = Topology(settings.queue_prefix, settings.delivery_limit)
+        self.topology = settings.topology
         self.exit_when_idle = exit_when_idle
         self.applier = BatchApplier(
             settings.mysql, Tables(settings.table_prefix), settings.policy,

@@ -1,4 +1,7 @@
-"""`pmtabounce setup`: create or upgrade our own tables (never IEM's), and the RabbitMQ topology."""
+"""`pmtabounce setup`, its MySQL half: create or upgrade our own tables (never IEM's).
+
+The migrations themselves are ledger.migrations(); the RabbitMQ half is common.broker.setup_broker.
+"""
 
 from __future__ import annotations
 
@@ -52,28 +55,3 @@ def _migrate(settings: Settings, tables: Tables) -> int:
         connection.close()
     log.info("database ready: schema version %d in %s", current, settings.mysql.safe_url())
     return current
-
-
-def setup_broker(settings: Settings) -> None:
-    """Declare the exchanges and queues. Idempotent; safe to run while workers run."""
-    import pika
-
-    from ..common import broker
-    from ..common.topology import Topology
-
-    topology = Topology(settings.queue_prefix, settings.delivery_limit)
-    try:
-        connection = broker.connect(settings.amqp, "setup")
-    except pika.exceptions.AMQPError as exc:
-        raise FatalError(
-            f"cannot reach RabbitMQ at {broker.safe_url(settings.amqp)}: {exc!r} (check PMTABOUNCE_AMQP_URL)"
-        ) from None
-    try:
-        broker.declare_topology(connection.channel(), topology)
-    finally:
-        connection.close()
-    log.info(
-        "broker ready at %s: exchange %s -> quorum queue %s (delivery limit %d), dead letters in %s",
-        broker.safe_url(settings.amqp), topology.exchange, topology.queue,
-        topology.delivery_limit, topology.dead_queue,
-    )

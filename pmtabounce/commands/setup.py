@@ -16,7 +16,8 @@ from ..runner import run_command
 @run_command
 def setup(settings: Settings, database: bool, broker: bool | None) -> None:
     """Create or upgrade pmtabounce's own tables and queues. Idempotent; never alters IEM's tables."""
-    from ..worker.migrate import setup_broker, setup_database
+    from ..common.broker import setup_broker
+    from ..worker.migrate import setup_database
 
     if database:
         setup_database(settings)

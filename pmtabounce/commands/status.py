@@ -27,7 +27,6 @@ from ..common.bouncedir import pending_files
 from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import PmtaBounceError
-from ..common.topology import Topology
 from ..runner import run_command
 from ..worker import ledger
 from ..worker.db import Tables, connect
@@ -94,7 +93,7 @@ def broker_parts(settings: Settings) -> list[Part]:
     queue, dead = Part("queue"), Part("dead_letter")
     if not settings.amqp_url:
         return [_not_configured(p, "PMTABOUNCE_AMQP_URL is not set") for p in (queue, dead)]
-    topology = Topology(settings.queue_prefix, settings.delivery_limit)
+    topology = settings.topology
     queue.facts.update(broker=safe_url(settings.amqp_url), name=topology.queue)
     dead.facts["name"] = topology.dead_queue
     try:

@@ -31,15 +31,14 @@ from .. import queues
 from ..commands.status import LEDGER_OUTCOMES
 from ..common.accounting import AccountingFile
 from ..common.bouncedir import pending_files
-from ..common.broker import safe_url
+from ..common.broker import safe_url, setup_broker
 from ..common.config import MySQLTarget, Settings
 from ..common.errors import ConfigError, FatalError
 from ..common.record import BounceRecord
-from ..common.topology import Topology
 from ..runner import run_command
 from ..worker import ledger
 from ..worker.db import Tables, connect
-from ..worker.migrate import setup_broker, setup_database
+from ..worker.migrate import setup_database
 from .fixture import create_iem_tables
 from .world import World
 
@@ -125,7 +124,7 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
     shutil.rmtree(settings.bounce_dir, ignore_errors=True)
     paths = world.write_files(settings.bounce_dir)
     expected = sum(isinstance(item, BounceRecord) for path in paths for item in AccountingFile(path))
-    queues.delete_queues(settings.amqp, Topology(settings.queue_prefix, settings.delivery_limit))
+    queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
     setup_broker(settings)
     console.print(
@@ -151,7 +150,7 @@ def reset_database(target: MySQLTarget) -> None:
 def watch(settings: Settings, expected: int, processes: Processes, timeout: float, console: Console) -> Drained:
     """A progress bar until every published record is in the ledger or dead-lettered and nothing waits."""
     result = Drained(expected)
-    tables, topology = Tables(settings.table_prefix), Topology(settings.queue_prefix, settings.delivery_limit)
+    tables, topology = Tables(settings.table_prefix), settings.topology
     deadline = time.monotonic() + timeout
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[state]}"))

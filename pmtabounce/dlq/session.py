@@ -72,7 +72,7 @@ class DeadLetterQueue:
     @contextmanager
     def open(cls, settings: Settings, lock_wait: float = 10.0) -> Iterator[DeadLetterQueue]:
         """Connect and take the lock; closing returns every message still held to the queue."""
-        topology = Topology(settings.queue_prefix, settings.delivery_limit)
+        topology = settings.topology
         try:
             connection = broker.connect(settings.amqp, "dlq")
         except AMQPConnectionError as exc:

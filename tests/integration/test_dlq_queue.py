@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pika
 import pytest
+from pmtabounce.common.broker import setup_broker
 from pmtabounce.common.config import Settings
 from pmtabounce.common.errors import FatalError
-from pmtabounce.worker.migrate import setup_broker
 from worker_fleet import drain
 
 from pmtabounce.dlq.session import DeadLetterQueue

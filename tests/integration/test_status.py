@@ -10,9 +10,9 @@ import time
 
 import pika
 import pytest
+from pmtabounce.common.broker import setup_broker
 from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.migrate import setup_broker
 from rabbit_management import ensure_management_api
 from tcp_proxy import TcpProxy
 from worker_fleet import publish, wait_for, worker_env
