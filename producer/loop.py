@@ -30,7 +30,6 @@ from ..common import metrics
 from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
-from ..common.topology import Topology
 from .checkpoint import orphaned_checkpoints
 from .connection import BrokerLink, declare
 from .publish import ConfirmingPublisher, Outgoing, outgoing
@@ -55,7 +54,7 @@ class Producer:
         self.settings = settings
         self.directory = directory
         self.once = once
-        self.topology = Topology(settings.queue_prefix, settings.delivery_limit)
+        self.topology = settings.topology
         self.window = settings.publish_window
         self.loop = IOLoop()
         self.watch = DirectoryWatch(directory, settings.rescan_seconds)
