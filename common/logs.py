@@ -26,6 +26,8 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(log_format: str = "text", level: str = "INFO") -> None:
+    """Every process's logging, once at start: one handler on stderr, `log_format` "text" or "json"
+    (PMTABOUNCE_LOG_FORMAT), the root at `level` (PMTABOUNCE_LOG_LEVEL), pika quiet unless DEBUG."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -34,6 +36,7 @@ def configure(log_format: str = "text", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # pika logs every failed connection attempt as several ERROR lines with tracebacks; we say
-    # what happened in one line of our own, so its own lines only show when debugging.
+    # pika's level is set here and nowhere else. It logs every failed connection attempt and every lost
+    # connection as several ERROR lines with tracebacks; we say what happened in one line of our own,
+    # so its own lines only show with PMTABOUNCE_LOG_LEVEL=DEBUG.
     logging.getLogger("pika").setLevel(logging.DEBUG if level == "DEBUG" else logging.CRITICAL)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from pathlib import Path
 
 from ..common import health
 from ..common.bouncedir import DirectoryLock
 from ..common.config import Settings
+from ..common.shutdown import stop_on_signals
 from .loop import Producer
 
 log = logging.getLogger("pmtabounce.producer")
@@ -17,8 +17,11 @@ log = logging.getLogger("pmtabounce.producer")
 
 def run_producer(settings: Settings, directory: Path, *, once: bool = False) -> int:
     """Publish the bounce directory until SIGTERM/SIGINT (or, with `once`, until it is empty); the exit code."""
-    stop = threading.Event()
-    _stop_on_signals(stop)
+    with stop_on_signals() as stop:
+        return _run(settings, directory, once, stop)
+
+
+def _run(settings: Settings, directory: Path, once: bool, stop: threading.Event) -> int:
     producer: Producer | None = None
     server = health.serve(settings.metrics_port, ready=lambda: producer is not None and producer.ready)
     lock = DirectoryLock(directory)
@@ -46,10 +49,3 @@ def _take_lock(lock: DirectoryLock, directory: Path, stop: threading.Event) -> b
     log.info("took over %s", directory)
     return True
 
-
-def _stop_on_signals(stop: threading.Event) -> None:
-    """SIGTERM and SIGINT ask for a clean stop; the loop notices within a tick."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 from pika.exceptions import AMQPError
 from tenacity import Retrying, retry_if_exception_type
@@ -25,6 +22,7 @@ from tenacity.wait import wait_exponential, wait_random
 from ..common import broker, health, metrics
 from ..common.config import Settings
 from ..common.errors import FatalError
+from ..common.shutdown import stop_on_signals
 from .amqp import Consumer
 from .apply import BatchApplier
 from .db import Tables
@@ -44,27 +42,8 @@ class ShutdownRequested(Exception):
 def run_worker(settings: Settings, exit_when_idle: float | None = None) -> int:
     """Consume until SIGTERM/SIGINT (or `exit_when_idle` seconds with no message); the exit code."""
     worker = Worker(settings, exit_when_idle)
-    # pika logs every lost connection at ERROR with a traceback; our one-line warning says it plainly.
-    logging.getLogger("pika").setLevel(logging.CRITICAL)
-    with stop_on_signals(worker.stopping.set):
+    with stop_on_signals(worker.stopping, log=log, then="finishing the batch in hand, then exiting"):
         return worker.run()
-
-
-@contextmanager
-def stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """The first SIGTERM or SIGINT asks for a clean stop; a second one ends the process at once."""
-
-    def on_signal(signum: int, _frame) -> None:
-        log.info("%s received: finishing the batch in hand, then exiting", signal.Signals(signum).name)
-        signal.signal(signum, signal.SIG_DFL)
-        stop()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class Tally:

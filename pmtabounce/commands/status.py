@@ -9,7 +9,6 @@ code is 1 when any part is down, so a cron job or a probe can alert on it.
 
 from __future__ import annotations
 
-import logging
 import sys
 import time
 from dataclasses import dataclass, field
@@ -227,8 +226,6 @@ def status(settings: Settings, directory: Path | None, as_json: bool) -> None:
 
     Exits 1 if any part (bounce directory, RabbitMQ, the management API, MySQL) is down.
     """
-    # A missing queue is reported in the table; pika's own warning about it would only repeat it.
-    logging.getLogger("pika").setLevel(logging.ERROR)
     report = gather(settings, directory)
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())

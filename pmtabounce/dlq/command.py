@@ -22,10 +22,11 @@ from pika.exceptions import AMQPError
 
 from ..common.config import Settings
 from ..common.errors import FatalError
+from ..common.shutdown import stop_on_signals
 from ..runner import run_command
 from .audit import audit, operator
 from .export_file import ExportFileError, ExportWriter, read_lines, to_line
-from .replay import ReplayRun, parse_rate, plan_replay, stop_requests
+from .replay import ReplayRun, parse_rate, plan_replay
 from .selection import Selection, only_confirmed, parse_age
 from .session import DeadLetterQueue
 from .transfer import export_letters, import_letters
@@ -157,7 +158,7 @@ def export(settings: Settings, path: Path, selection: Selection, take: bool, app
         writer = ExportWriter(path, append=append)
     except FileExistsError:
         raise FatalError(f"{path} exists: choose another name, or --append to add to it") from None
-    with writer, broker_errors(), DeadLetterQueue.open(settings) as queue, stop_requests() as stop:
+    with writer, broker_errors(), DeadLetterQueue.open(settings) as queue, stop_on_signals() as stop:
         chosen = selection.pick(queue.browse())
         written = export_letters(queue, chosen, writer, queue.name, take=take, stop=stop)
         queue.release()
@@ -227,7 +228,7 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, rate: str | 
 
 def _replay(settings: Settings, selection: Selection, limit: int, force: bool, rate: float | None,
             confirmed: Counter | None, show_plan: bool) -> None:
-    with broker_errors(), DeadLetterQueue.open(settings) as queue, stop_requests() as stop:
+    with broker_errors(), DeadLetterQueue.open(settings) as queue, stop_on_signals() as stop:
         plan = plan_replay(only_confirmed(selection.pick(queue.browse()), confirmed), limit, force)
         if show_plan:
             print_plan(plan, "to replay", limit)

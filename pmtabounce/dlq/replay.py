@@ -10,11 +10,9 @@ confirmed the copy on the work exchange.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -71,24 +69,6 @@ class Pacer:
             self.sleep(self.next_at - now)
             now = self.next_at
         self.next_at = now + self.interval
-
-
-@contextmanager
-def stop_requests() -> Iterator[threading.Event]:
-    """SIGINT/SIGTERM set the event instead of killing us mid-message: the run stops between two
-    messages, after the one in hand is confirmed and removed. A second signal ends the process at once."""
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame) -> None:
-        signal.signal(signum, signal.SIG_DFL)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 class Republisher(Protocol):

@@ -97,3 +97,13 @@ def test_a_worker_logs_json_without_bodies_passwords_or_addresses_and_text_when_
     lines = fleet.log().splitlines()
     assert lines and all(" INFO " in line or " WARNING " in line for line in lines)
     assert not any(line.startswith("{") for line in lines) and SECRET not in fleet.log()
+
+
+@pytest.mark.parametrize(("level", "pika_shown"), [("DEBUG", True), ("INFO", False)])
+def test_the_worker_shows_pikas_own_lines_only_at_debug(iem_db, vhost, tmp_path, level, pika_shown):
+    """pika's level is set once, by the logging setup: the worker used to silence it even at DEBUG."""
+    env = worker_env(iem_db.url, vhost.url, log_level=level)
+    with Fleet(env, tmp_path) as fleet:
+        fleet.start("--exit-when-idle", "1")
+        assert fleet.finish() == [0], fleet.log()
+    assert (" pika." in fleet.log()) is pika_shown, fleet.log()

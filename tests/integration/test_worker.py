@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import pytest
 from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.record import BounceRecord
@@ -129,6 +131,36 @@ def test_sigterm_stops_the_worker_with_exit_0_and_loses_nothing(iem_db, vhost, t
     assert iem_db.query("SELECT bouncecount, subscribecount FROM {t.lists}") == [(1500, 0)]
     assert vhost.queue_depth(vhost.topology.queue) == 0
 
+
+
+def lock_waits(db) -> int:
+    """Transactions of this test's database waiting for a row lock."""
+    return db.query(
+        "SELECT COUNT(*) FROM information_schema.INNODB_TRX t JOIN information_schema.PROCESSLIST p "
+        "ON p.ID = t.trx_mysql_thread_id WHERE t.trx_state = 'LOCK WAIT' AND p.DB = %s", (db.name,))[0][0]
+
+
+def test_a_second_signal_of_either_kind_ends_a_stopping_worker_at_once(iem_db, vhost, tmp_path):
+    """The first SIGTERM waits for the batch in hand; a second signal, here Ctrl-C, means now (README)."""
+    emails = add_subscribers(iem_db, 1)
+    publish(vhost.url, vhost.topology, hard_bounces(emails))
+    holder = iem_db.connect()  # holds the subscriber's row, so the worker's batch waits for it
+    try:
+        with holder.cursor() as cursor:
+            cursor.execute(f"SELECT subscriberid FROM {iem_db.tables.subscribers} FOR UPDATE")
+        with Fleet(worker_env(iem_db.url, vhost.url), tmp_path) as fleet:
+            worker = fleet.start()
+            wait_for(lambda: lock_waits(iem_db) > 0, "the worker's batch to wait for the row lock")
+            worker.send_signal(signal.SIGTERM)
+            wait_for(lambda: "SIGTERM received: finishing the batch in hand" in fleet.log(), "the first signal")
+            assert worker.poll() is None, fleet.log()
+            worker.send_signal(signal.SIGINT)
+            assert worker.wait(timeout=10) == -signal.SIGINT, fleet.log()
+    finally:
+        holder.rollback()
+        holder.close()
+    wait_for(lambda: vhost.queue_depth(vhost.topology.queue) == 1, "the unacked message back in the queue")
+    assert ledger_count(iem_db) == 0 and bounced_count(iem_db) == 0
 
 @pytest.fixture
 def proxy_to():
