@@ -1,0 +1,106 @@
+"""The installed package as a house you can read (issue 10): every module imports on its own, the sides
+depend one way, pika and PyMySQL never share a module, one module handles signals, and a command that
+cannot import stops the program instead of vanishing from it. Read from the installed package, since
+that is what users run."""
+
+from __future__ import annotations
+
+import ast
+import pkgutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pmtabounce
+
+ROOT = Path(pmtabounce.__file__).parent
+COMMANDS = {"setup", "process", "producer", "worker", "dlq", "status", "demo"}
+
+
+def modules() -> list[str]:
+    return ["pmtabounce"] + [m.name for m in pkgutil.walk_packages([str(ROOT)], "pmtabounce.")]
+
+
+def source(module: str) -> Path:
+    parts = module.split(".")[1:]
+    package = ROOT.joinpath(*parts)
+    return package / "__init__.py" if package.is_dir() else package.with_suffix(".py")
+
+
+def imports(module: str) -> set[str]:
+    """Absolute names of everything `module` imports (relative imports resolved), at any depth in the file."""
+    tree = ast.parse(source(module).read_text())
+    package = module if source(module).name == "__init__.py" else module.rpartition(".")[0]
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            target = ".".join(p for p in (base, node.module or "") if p) if node.level else node.module
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+    return names
+
+
+def ours(names: set[str], *sides: str) -> set[str]:
+    return {n for n in names if any(n == f"pmtabounce.{s}" or n.startswith(f"pmtabounce.{s}.") for s in sides)}
+
+
+def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
+    def import_alone(module: str) -> tuple[str, str]:
+        done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
+        return module, done.stderr.strip().splitlines()[-1] if done.returncode else ""
+
+    assert {"pmtabounce.commands.status", "pmtabounce.dlq.command", "pmtabounce.demo.command"} <= set(modules())
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        failures = {module: error for module, error in pool.map(import_alone, modules()) if error}
+    assert failures == {}
+
+
+def test_common_imports_nothing_of_ours_and_the_two_sides_only_common():
+    edge = ("cli", "runner", "commands", "dlq", "demo", "inline", "summary", "report", "queues")
+    for module in modules():
+        names = imports(module)
+        if module.startswith("pmtabounce.common."):
+            assert ours(names, "producer", "worker", *edge) == set(), module
+        elif module.startswith("pmtabounce.producer."):
+            assert ours(names, "worker", *edge) == set(), module
+        elif module.startswith("pmtabounce.worker."):
+            assert ours(names, "producer", *edge) == set(), module
+
+
+def test_pika_and_pymysql_never_meet_in_one_module():
+    both = [m for m in modules() if {"pika", "pymysql"} <= {n.split(".")[0] for n in imports(m)}]
+    assert both == []
+
+
+def test_only_the_shutdown_module_installs_signal_handlers():
+    handlers = set()
+    for module in modules():
+        for node in ast.walk(ast.parse(source(module).read_text())):
+            func = node.func if isinstance(node, ast.Call) else None
+            if isinstance(func, ast.Attribute) and func.attr == "signal" and getattr(func.value, "id", "") == "signal":
+                handlers.add(module)
+    assert handlers == {"pmtabounce.common.shutdown"}
+
+
+def test_nothing_imports_the_cli_back():
+    assert [m for m in modules() if m != "pmtabounce.__main__" and "pmtabounce.cli" in imports(m)] == []
+
+
+def test_every_command_is_registered():
+    done = subprocess.run([sys.executable, "-m", "pmtabounce", "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listed = {line.split()[0] for line in done.stdout.split("Commands:")[1].splitlines() if line.strip()}
+    assert COMMANDS <= listed
+
+
+def test_a_command_that_cannot_import_stops_the_program_at_start():
+    # None in sys.modules makes `import` of that name raise ImportError, as a broken module would.
+    child = ("import sys; sys.modules['pmtabounce.commands.status'] = None; "
+             "from pmtabounce.cli import main; main(['--help'])")
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "pmtabounce.commands.status" in done.stderr.strip().splitlines()[-1], done.stderr
