@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every
 import original  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
-from sandbox import Scratch  # noqa: E402
+from sandbox import Sandbox  # noqa: E402
 
 from pmtabounce.demo.world import World  # noqa: E402
 
@@ -51,9 +51,9 @@ class Result:
 
 
 class Bench:
-    def __init__(self, args: argparse.Namespace, scratch: Scratch, work: Path) -> None:
+    def __init__(self, args: argparse.Namespace, sandbox: Sandbox, work: Path) -> None:
         self.args = args
-        self.scratch = scratch
+        self.sandbox = sandbox
         self.work = work
         started = time.perf_counter()
         self.world = World.generate(args.seed, subscribers=args.subscribers or args.records, records=args.records,
@@ -74,21 +74,21 @@ class Bench:
         return target
 
     def check(self, result: Result, url: str, *, ledger: bool = True) -> Result:
-        connection = self.scratch.connect(url)
+        connection = self.sandbox.connect(url)
         try:
-            actual = IemState.from_database(connection, self.scratch.tables)
+            actual = IemState.from_database(connection, self.sandbox.tables)
         finally:
             connection.close()
         result.problems = differences(self.expected, actual, ledger=ledger)
         return result
 
     def original(self) -> Result:
-        url = self.scratch.database(self.world)
+        url = self.sandbox.database(self.world)
         directory = self.directory("original")
-        connection = self.scratch.connect(url)
+        connection = self.sandbox.connect(url)
         started = time.perf_counter()
         try:
-            records, trips = original.process_directory(connection, self.scratch.tables, directory, Policy())
+            records, trips = original.process_directory(connection, self.sandbox.tables, directory, Policy())
         finally:
             connection.close()
         result = Result("(a) original, one by one", records, time.perf_counter() - started,
@@ -96,32 +96,32 @@ class Bench:
         return self.check(result, url, ledger=False)
 
     def inline(self) -> Result:
-        url = self.scratch.database(self.world)
-        env = self.scratch.env(url, None)
+        url = self.sandbox.database(self.world)
+        env = self.sandbox.env(url, None)
         directory = self.directory("inline")
         started = time.perf_counter()
-        child = self.scratch.start(["process", str(directory)], env, self.work / "inline.log")
-        rss = self.scratch.finish(child)
+        child = self.sandbox.start(["process", str(directory)], env, self.work / "inline.log")
+        rss = self.sandbox.finish(child)
         result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss})
         return self.check(result, url)
 
     def fleet(self, workers: int) -> Result:
-        url = self.scratch.database(self.world)
-        env = self.scratch.env(url, self.scratch.vhost())
-        self.scratch.run(["setup"], env)
+        url = self.sandbox.database(self.world)
+        env = self.sandbox.env(url, self.sandbox.vhost())
+        self.sandbox.run(["setup"], env)
         directory = self.directory(f"fleet-{workers}")
         logs = self.work / f"fleet-{workers}"
-        fleet = [self.scratch.start(["worker", "--exit-when-idle", "60"], env, logs / f"worker-{n}.log")
+        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], env, logs / f"worker-{n}.log")
                  for n in range(workers)]
         started = time.perf_counter()
-        producer = self.scratch.start(["producer", "--once", str(directory)], env, logs / "producer.log")
+        producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log")
         try:
-            self.scratch.wait_for_ledger(url, len(self.expected.ledger), [producer, *fleet])
+            self.sandbox.wait_for_ledger(url, len(self.expected.ledger), [producer, *fleet])
             seconds = time.perf_counter() - started
-            rss = {"producer": self.scratch.finish(producer)}
+            rss = {"producer": self.sandbox.finish(producer)}
             for child in fleet:  # every record is committed: a clean stop, rather than idling out
                 child.send_signal(signal.SIGTERM)
-            rss["worker"] = max(self.scratch.finish(child) for child in fleet)
+            rss["worker"] = max(self.sandbox.finish(child) for child in fleet)
         finally:
             for child in (producer, *fleet):
                 if child.poll() is None:
@@ -144,23 +144,23 @@ def print_results(results: list[Result]) -> None:
             print(f"    {line}")
 
 
-def big_file_memory(scratch: Scratch, work: Path, megabytes: int) -> None:
+def big_file_memory(sandbox: Sandbox, work: Path, megabytes: int) -> None:
     """The producer's peak RSS on a small file and on a big one: streaming keeps them equal."""
     print(f"\nproducer memory: a 1 MB file against a {megabytes} MB file (a consumer drains the queue)")
     for label, size in (("small", 1), ("big", megabytes)):
-        amqp = scratch.vhost()
-        env = scratch.env(None, amqp)
-        scratch.run(["setup", "--no-database", "--broker"], env)
+        amqp = sandbox.vhost()
+        env = sandbox.env(None, amqp)
+        sandbox.run(["setup", "--no-database", "--broker"], env)
         directory = work / f"memory-{label}"
         directory.mkdir()
         path = directory / "bounces-2024-11-19-0000.csv"
         rows = write_big_file(path, size * 1024 * 1024)
         megabytes = path.stat().st_size / 1024 / 1024
-        drain = Drain(amqp, scratch.topology.queue)
+        drain = Drain(amqp, sandbox.topology.queue)
         started = time.perf_counter()
         try:
-            producer = scratch.start(["producer", "--once", str(directory)], env, work / f"memory-{label}.log")
-            rss = scratch.finish(producer, timeout=7200)
+            producer = sandbox.start(["producer", "--once", str(directory)], env, work / f"memory-{label}.log")
+            rss = sandbox.finish(producer, timeout=7200)
         finally:
             drain.stop()
         seconds = time.perf_counter() - started
@@ -236,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"machine: {machine()}; MariaDB, RabbitMQ and every process below share it")
     work = Path(tempfile.mkdtemp(prefix="pmtabounce-bench-"))
-    scratch = Scratch(args.mysql_url, args.amqp_url, work)
+    sandbox = Sandbox(args.mysql_url, args.amqp_url, work)
     results: list[Result] = []
     try:
-        bench = Bench(args, scratch, work)
+        bench = Bench(args, sandbox, work)
         if not args.skip_original:
             results.append(bench.original())
         results.append(bench.inline())
@@ -247,12 +247,12 @@ def main(argv: list[str] | None = None) -> int:
             results.append(bench.fleet(workers))
         print_results(results)
         if args.big_file_mb:
-            big_file_memory(scratch, work, args.big_file_mb)
+            big_file_memory(sandbox, work, args.big_file_mb)
     finally:
         if args.keep:
-            print(f"\nkept: {work}, databases {', '.join(scratch.databases)}, vhosts {', '.join(scratch.vhosts)}")
+            print(f"\nkept: {work}, databases {', '.join(sandbox.databases)}, vhosts {', '.join(sandbox.vhosts)}")
         else:
-            scratch.cleanup()
+            sandbox.cleanup()
             shutil.rmtree(work, ignore_errors=True)
     return 1 if any(r.problems for r in results) else 0
 

@@ -1,26 +1,24 @@
-"""Throwaway databases, vhosts and pmtabounce processes for the benchmark, removed afterwards."""
+"""The benchmark's sandbox: its throwaway databases and vhosts (made by tests/throwaway.py, as the tests'
+are), the pmtabounce processes it runs and their peak memory; everything removed afterwards."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
-import pymysql
-from pmtabounce.common.config import Settings, parse_mysql_url
+from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.topology import Topology
 from pmtabounce.worker.db import Tables, connect
-from pmtabounce.worker.migrate import setup_database
-
-from pmtabounce.demo.fixture import create_iem_tables
+from throwaway import add_vhost, create_database, delete_vhost, drop_databases  # bench.py puts tests/ on sys.path
 
 
-class Scratch:
+class Sandbox:
+    """Databases and vhosts on the given servers (URLs without database or vhost), and child processes."""
+
     def __init__(self, mysql_server: str, amqp_server: str, workdir: Path) -> None:
         self.mysql_server = mysql_server.rstrip("/")
         self.amqp_server = amqp_server.rstrip("/")
@@ -36,41 +34,17 @@ class Scratch:
     def connect(self, url: str):
         return connect(parse_mysql_url(url))
 
-    def _server(self):
-        admin = parse_mysql_url(f"{self.mysql_server}/mysql")
-        return pymysql.connect(host=admin.host, port=admin.port, user=admin.user, password=admin.password,
-                               unix_socket=admin.unix_socket, autocommit=True)
-
     def database(self, world) -> str:
         """A fresh database holding IEM's fixture tables, `world` and our (empty) ledger; its URL."""
-        name = f"pmtbench_{uuid.uuid4().hex[:10]}"
-        server = self._server()
-        with server.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        server.close()
+        name, url = create_database(self.mysql_server, "pmtbench_", self.tables.prefix, world.create_database)
         self.databases.append(name)
-        url = f"{self.mysql_server}/{name}"
-        connection = self.connect(url)
-        try:
-            create_iem_tables(connection, self.tables)
-            world.create_database(connection, self.tables)
-        finally:
-            connection.close()
-        setup_database(Settings(mysql_url=url))
         return url
 
     def vhost(self) -> str:
         """A fresh RabbitMQ virtual host (rabbitmqctl, as root); its URL."""
-        name = f"pmtbench-{uuid.uuid4().hex[:10]}"
-        self._rabbitmqctl("add_vhost", name)
+        name, url = add_vhost(self.amqp_server, "pmtbench-")
         self.vhosts.append(name)
-        self._rabbitmqctl("set_permissions", "-p", name, parse_user(self.amqp_server), ".*", ".*", ".*")
-        return f"{self.amqp_server}/{name}"
-
-    @staticmethod
-    def _rabbitmqctl(*args: str) -> None:
-        tool = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-        subprocess.run([tool, "-q", *args], check=True, capture_output=True, timeout=120)
+        return url
 
     def env(self, mysql_url: str | None, amqp_url: str | None) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
@@ -122,13 +96,9 @@ class Scratch:
 
     def cleanup(self) -> None:
         if self.databases:
-            server = self._server()
-            with server.cursor() as cursor:
-                for name in self.databases:
-                    cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
-            server.close()
+            drop_databases(self.mysql_server, self.databases)
         for name in self.vhosts:
-            self._rabbitmqctl("delete_vhost", name)
+            delete_vhost(name)
 
 
 class PeakMemory:
@@ -169,8 +139,3 @@ def vm_hwm_kb(pid: int) -> int:
         pass
     return 0  # gone, or a zombie with no memory left to report
 
-
-def parse_user(amqp_url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(amqp_url).username or "guest"

@@ -8,10 +8,7 @@ PMTABOUNCE_TEST_MYSQL_URL and PMTABOUNCE_TEST_AMQP_URL point them elsewhere
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
-import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -21,14 +18,10 @@ import pytest
 from pmtabounce.common.config import MySQLTarget, Settings, parse_mysql_url
 from pmtabounce.common.topology import Topology
 from pmtabounce.worker.db import Tables, connect
-from pmtabounce.worker.migrate import setup_database
-
-from pmtabounce.demo.fixture import create_iem_tables
+from throwaway import AMQP_URL, MYSQL_URL, add_vhost, create_database, delete_vhost, drop_databases, server_of
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = DATA / "samples"
-MYSQL_URL = os.environ.get("PMTABOUNCE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
-AMQP_URL = os.environ.get("PMTABOUNCE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
 def pytest_configure(config) -> None:
@@ -76,42 +69,21 @@ class IemDatabase:
         return replace(base, **changes)
 
 
-def _server_url(database: str) -> str:
-    base = MYSQL_URL.rsplit("/", 1)[0]
-    return f"{base}/{database}"
-
-
 def make_database(prefix: str = "email_") -> IemDatabase:
-    name = f"pmtt_{uuid.uuid4().hex[:12]}"
-    admin = parse_mysql_url(MYSQL_URL)
+    """A fresh database of its own (see IemDatabase); drop it with drop_database."""
     try:
-        server = pymysql.connect(host=admin.host, port=admin.port, user=admin.user, password=admin.password,
-                                 unix_socket=admin.unix_socket)
+        name, url = create_database(server_of(MYSQL_URL), "pmtt_", prefix)
     except pymysql.err.OperationalError as exc:
         pytest.fail(
-            f"MariaDB is not reachable at {admin.safe_url()} ({exc}). Start it with: "
+            f"MariaDB is not reachable at {parse_mysql_url(MYSQL_URL).safe_url()} ({exc}). Start it with: "
             "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd",
             pytrace=False,
         )
-    with server.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    server.close()
-    url = _server_url(name)
-    db = IemDatabase(name, url, parse_mysql_url(url), Tables(prefix))
-    connection = db.connect()
-    create_iem_tables(connection, db.tables)
-    connection.close()
-    setup_database(db.settings())
-    return db
+    return IemDatabase(name, url, parse_mysql_url(url), Tables(prefix))
 
 
 def drop_database(db: IemDatabase) -> None:
-    admin = parse_mysql_url(MYSQL_URL)
-    server = pymysql.connect(host=admin.host, port=admin.port, user=admin.user, password=admin.password,
-                             unix_socket=admin.unix_socket)
-    with server.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS `{db.name}`")
-    server.close()
+    drop_databases(server_of(MYSQL_URL), [db.name])
 
 
 @pytest.fixture
@@ -141,11 +113,6 @@ class Vhost:
             connection.close()
 
 
-def _rabbitmqctl(*args: str) -> None:
-    tool = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    subprocess.run([tool, "-q", *args], check=True, capture_output=True, timeout=60)
-
-
 @pytest.fixture
 def vhost():
     try:
@@ -153,9 +120,6 @@ def vhost():
     except Exception as exc:
         pytest.fail(f"RabbitMQ is not reachable at {AMQP_URL.split('@')[-1]} ({exc!r}). "
                     "Start it with: rabbitmq-server -detached", pytrace=False)
-    name = f"pmtt-{uuid.uuid4().hex[:12]}"
-    _rabbitmqctl("add_vhost", name)
-    _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    base = AMQP_URL.rsplit("/", 1)[0]
-    yield Vhost(name, f"{base}/{name}", Topology())
-    _rabbitmqctl("delete_vhost", name)
+    name, url = add_vhost(server_of(AMQP_URL), "pmtt-")
+    yield Vhost(name, url, Topology())
+    delete_vhost(name)

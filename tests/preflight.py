@@ -1,22 +1,26 @@
-"""Before the demo or the tests: are MariaDB and RabbitMQ there? If not, say how to start them."""
+"""Before the demo or the tests (the Makefile runs it): are MariaDB and RabbitMQ there? If not, say how to start
+them. It checks the servers the tests use (PMTABOUNCE_TEST_MYSQL_URL, PMTABOUNCE_TEST_AMQP_URL; by default
+127.0.0.1), which are also the demo's defaults. Exit status 1 if either is not reachable."""
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
+from urllib.parse import urlsplit
+
+from throwaway import AMQP_URL, MYSQL_URL
 
 SERVICES = [
-    ("MariaDB", "PMTABOUNCE_TEST_MYSQL_HOST", 3306,
-     "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"),
-    ("RabbitMQ", "PMTABOUNCE_TEST_AMQP_HOST", 5672, "rabbitmq-server -detached"),
+    ("MariaDB", MYSQL_URL, 3306, "start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd"),
+    ("RabbitMQ", AMQP_URL, 5672, "rabbitmq-server -detached"),
 ]
 
 
 def main() -> int:
     missing = 0
-    for name, variable, port, start in SERVICES:
-        host = os.environ.get(variable, "127.0.0.1")
+    for name, url, default_port, start in SERVICES:
+        where = urlsplit(url)
+        host, port = where.hostname or "127.0.0.1", where.port or default_port
         try:
             socket.create_connection((host, port), timeout=3).close()
         except OSError as exc:

@@ -1,13 +1,10 @@
-"""Administering the real services from a test: SQL as MariaDB's root, and rabbitmqctl."""
+"""Administering MariaDB from a test: SQL as its root (rabbitmqctl is in throwaway.py)."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pymysql
-from conftest import MYSQL_URL
 from pmtabounce.common.config import parse_mysql_url
+from throwaway import MYSQL_URL
 
 
 def as_root(sql: str, params: tuple | None = None, database: str | None = None) -> list[tuple]:
@@ -21,8 +18,3 @@ def as_root(sql: str, params: tuple | None = None, database: str | None = None) 
             return list(cursor.fetchall())
     finally:
         connection.close()
-
-
-def rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    tool = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
-    return subprocess.run([tool, "-q", *args], check=check, capture_output=True, text=True, timeout=120)

@@ -16,7 +16,7 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import Topology
-from service_admin import rabbitmqctl
+from throwaway import rabbitmqctl
 from worker_fleet import Fleet, drain, ledger_count, publish, publish_raw, wait_for, worker_env
 
 DEFINITIONS = Path(__file__).parents[2] / "deploy" / "rabbitmq" / "definitions.json"

@@ -16,7 +16,8 @@ from conftest import SAMPLES
 from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import H_SOURCE_FILE, H_SOURCE_LINE
-from service_admin import as_root, rabbitmqctl
+from service_admin import as_root
+from throwaway import rabbitmqctl
 from worker_fleet import Fleet, publish, worker_env
 
 SECRET = "pw" + uuid.uuid4().hex  # the same distinctive password for the MySQL and the RabbitMQ user
