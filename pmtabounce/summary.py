@@ -5,11 +5,17 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+import orjson
+from rich.console import Console
+from rich.table import Table
+
 from .worker.plan import Outcome
 
 
 @dataclass
 class Summary:
+    """What `process` (or a test driving inline mode) did: files, records, decisions and outcomes, by count."""
+
     files: int = 0
     records: int = 0
     rejected: int = 0
@@ -42,3 +48,16 @@ class Summary:
 
     def as_dict(self) -> dict[str, int]:
         return {name.replace(" ", "_"): value for name, value in self.rows()}
+
+
+def print_summary(summary: Summary, *, as_json: bool = False, title: str = "pmtabounce process") -> None:
+    """On stdout: a rich table for people, or with `as_json` one JSON object (names with _ for spaces)."""
+    if as_json:
+        print(orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2).decode())
+        return
+    table = Table(title=title)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for name, value in summary.rows():
+        table.add_row(name, str(value))
+    Console().print(table)

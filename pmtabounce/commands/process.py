@@ -19,7 +19,7 @@ from ..runner import run_command
 def process(settings: Settings, directory: Path | None, as_json: bool, give_up_after: float | None) -> None:
     """Apply every bounce file in DIRECTORY to IEM directly, with no broker (inline mode)."""
     from ..inline import process_directory
-    from ..report import print_summary
+    from ..summary import print_summary
 
     directory = settings.require_bounce_dir(directory)
     summary = process_directory(settings, directory, give_up_after=give_up_after)
