@@ -1,25 +1,56 @@
-"""RabbitMQ connections and the topology declaration, shared by every role."""
+"""RabbitMQ connections, the topology declaration, and pika's exceptions translated into ours.
+
+Every pika failure becomes one of our error types here, and only here (as
+Dramatiq's RabbitMQ broker module does): FatalError when an operator must act
+(login, virtual host, permissions, a queue declared with other arguments),
+TransientError when trying again can help. Retries key off those types.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
-from urllib.parse import quote
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pika
+from pika import exceptions as amqp
 
 from .config import Settings
-from .errors import FatalError
+from .errors import FatalError, PmtaBounceError, TransientError
 from .topology import Topology
 
-log = logging.getLogger("pmtabounce.broker")
 setup_log = logging.getLogger("pmtabounce.setup")
+
+# AMQP 0-9-1 reply codes (the spec's constants) that retrying cannot fix.
+ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
+# Our own query options of PMTABOUNCE_AMQP_URL, named as in RabbitMQ's URI query parameter spec
+# (https://www.rabbitmq.com/docs/uri-query-parameters); pika never sees them.
+TLS_OPTIONS = ("cacertfile", "certfile", "keyfile", "server_name_indication")
+# Which of our settings decides a queue argument, for the message when an existing queue differs.
+ARGUMENT_SETTINGS = {
+    "x-delivery-limit": "PMTABOUNCE_DELIVERY_LIMIT",
+    "x-dead-letter-exchange": "PMTABOUNCE_QUEUE_PREFIX",
+}
+_INEQUIVALENT = re.compile(
+    r"inequivalent arg '(?P<argument>[^']+)' for (?P<kind>queue|exchange) '(?P<name>[^']+)' "
+    r"in vhost '(?P<vhost>[^']*)': received (?P<received>.+?) but current is (?P<current>.+)$"
+)
 
 
 def parameters(url: str, role: str) -> pika.URLParameters:
-    """Connection parameters from PMTABOUNCE_AMQP_URL, named so the console shows who is who."""
-    params = pika.URLParameters(url)
+    """Connection parameters from PMTABOUNCE_AMQP_URL, named so the console shows who is who.
+
+    `amqps://` verifies the broker's certificate and host name (Python's default
+    context; `cacertfile` for a private CA, `certfile`/`keyfile` for a client certificate).
+    """
+    params = plain_parameters(url)
+    if urlsplit(url).scheme == "amqps":
+        params.ssl_options = _tls(params.host, dict(parse_qsl(urlsplit(url).query)))
     params.client_properties = {"connection_name": f"pmtabounce-{role}@{socket.gethostname()}:{os.getpid()}"}
     params.heartbeat = 30
     params.blocked_connection_timeout = 120
@@ -28,43 +59,159 @@ def parameters(url: str, role: str) -> pika.URLParameters:
     return params
 
 
+def plain_parameters(url: str) -> pika.URLParameters:
+    """pika's reading of PMTABOUNCE_AMQP_URL (host, port, vhost, login) without our TLS options."""
+    parts = urlsplit(url)
+    options = [(k, v) for k, v in parse_qsl(parts.query) if k not in TLS_OPTIONS]
+    return pika.URLParameters(urlunsplit(parts._replace(query=urlencode(options))))
+
+
+def _tls(host: str, options: dict[str, str]) -> pika.SSLOptions:
+    context = ssl.create_default_context(cafile=options.get("cacertfile"))
+    if "certfile" in options:
+        context.load_cert_chain(options["certfile"], options.get("keyfile"))
+    return pika.SSLOptions(context, server_hostname=options.get("server_name_indication", host))
+
+
 def connect(url: str, role: str) -> pika.BlockingConnection:
-    return pika.BlockingConnection(parameters(url, role))
+    """A blocking connection; raises FatalError or TransientError (never a pika exception)."""
+    with translated(url):
+        return pika.BlockingConnection(parameters(url, role))
+
+
+def close_quietly(connection: pika.BlockingConnection) -> None:
+    """Close if still open; a connection already gone is fine (the broker returns unacked messages either way)."""
+    try:
+        if connection.is_open:
+            connection.close()
+    except amqp.AMQPError:
+        pass
 
 
 def safe_url(url: str) -> str:
     """For logs: host, port and vhost, never the credentials."""
-    p = pika.URLParameters(url)
-    return f"amqp://{p.host}:{p.port}/{quote(p.virtual_host, safe='')}"
+    p = plain_parameters(url)
+    scheme = "amqps" if p.ssl_options else "amqp"
+    return f"{scheme}://{p.host}:{p.port}/{quote(p.virtual_host, safe='')}"
+
+
+def masked_url(url: str) -> str:
+    """PMTABOUNCE_AMQP_URL as an operator wrote it, with the password replaced by `****`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
+
+
+@contextmanager
+def translated(url: str | None = None) -> Iterator[None]:
+    """Run pika calls; any pika (or socket) failure comes out as our error type, from `translate`."""
+    try:
+        yield
+    except (amqp.AMQPError, OSError) as exc:
+        raise translate(exc, url) from exc
+
+
+def translate(exc: BaseException, url: str | None = None) -> PmtaBounceError:
+    """What a pika failure means for us: FatalError when retrying cannot help, TransientError otherwise.
+
+    Input: the exception pika raised (or passed to a callback), and PMTABOUNCE_AMQP_URL to name in the
+    message (password masked). Login and virtual host failures are told apart by pika's
+    ProbableAuthenticationError / ProbableAccessDeniedError, raised when the broker closes during the
+    handshake (RabbitMQ sends 403 or 530 there, see pika's connection.py `_on_connection_closed`).
+    """
+    if isinstance(exc, PmtaBounceError):
+        return exc
+    setting = f"PMTABOUNCE_AMQP_URL={masked_url(url)}" if url else "PMTABOUNCE_AMQP_URL"
+    if isinstance(exc, (amqp.ProbableAuthenticationError, amqp.AuthenticationError)):
+        return FatalError(f"RabbitMQ refused the login ({_reply_text(exc)}): check the user name and password "
+                          f"in {setting}")
+    if isinstance(exc, amqp.ProbableAccessDeniedError):
+        return FatalError(f"RabbitMQ refused the virtual host ({_reply_text(exc)}): it does not exist, or the "
+                          f"user has no permissions on it; check {setting}")
+    if isinstance(exc, (amqp.ConnectionClosedByBroker, amqp.ChannelClosedByBroker)):
+        refusal = _refusal(exc.reply_code, exc.reply_text, setting)
+        if refusal is not None:
+            return refusal
+    where = safe_url(url) if url else "RabbitMQ"
+    return TransientError(f"RabbitMQ at {where}: {describe(exc)}")
+
+
+def _refusal(code: int, text: str, setting: str) -> FatalError | None:
+    if code == PRECONDITION_FAILED:
+        return FatalError(inequivalent_argument(text))
+    if code in (ACCESS_REFUSED, NOT_ALLOWED):
+        return FatalError(f"RabbitMQ refused: {text}; check the user's permissions and {setting}")
+    if code == NOT_FOUND:
+        return FatalError(f"RabbitMQ: {text} (has `pmtabounce setup` run against {setting}?)")
+    return None
+
+
+def inequivalent_argument(reply_text: str) -> str:
+    """The operator's version of a 406 PRECONDITION_FAILED: which queue, which argument, what to do.
+
+    RabbitMQ never changes an existing queue's arguments; the reply text names the queue and the
+    argument ("inequivalent arg 'x-delivery-limit' for queue 'q' in vhost '/': received '25' but
+    current is '20'"), which this parses. Unknown wording is passed on as it came.
+    """
+    match = _INEQUIVALENT.search(reply_text)
+    if match is None:
+        return f"RabbitMQ refused a declaration: {reply_text}"
+    kind, name, argument = match["kind"], match["name"], match["argument"]
+    setting = ARGUMENT_SETTINGS.get(argument)
+    back = (f"set {setting} back to the {kind}'s value" if setting
+            else "use the pmtabounce version that declared it")
+    return (
+        f"the {kind} {name!r} (vhost {match['vhost']!r}) already exists with {argument} = {match['current']}, "
+        f"and this setup asks for {match['received']}. RabbitMQ never changes an existing {kind}'s arguments: "
+        f"either {back}, or let the {kind} empty, delete it (rabbitmqctl delete_{kind} {name} "
+        f"-p {match['vhost']!r}) and run `pmtabounce setup` again"
+    )
+
+
+def _reply_text(exc: BaseException) -> str:
+    """The broker's words inside pika's Probable…Error (it wraps the ConnectionClosedByBroker as text)."""
+    text = str(exc.args[0]) if exc.args else ""
+    found = re.search(r"\((\d+)\) ['\"](.*)['\"]$", text)
+    return f"{found[1]} {found[2]}" if found else (text or type(exc).__name__)
+
+
+def describe(exc: BaseException) -> str:
+    """`Class: text`, for log lines about a broker failure."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def declare_topology(channel, topology: Topology) -> None:
-    """Durable exchanges and quorum queues. Idempotent; safe while workers run."""
-    channel.exchange_declare(topology.dead_exchange, exchange_type="direct", durable=True)
-    channel.queue_declare(topology.dead_queue, durable=True, arguments=topology.dead_queue_arguments())
-    channel.queue_bind(topology.dead_queue, topology.dead_exchange, routing_key=topology.routing_key)
-    channel.exchange_declare(topology.exchange, exchange_type="direct", durable=True)
-    channel.queue_declare(topology.queue, durable=True, arguments=topology.queue_arguments())
-    channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
+    """Durable exchanges and quorum queues. Idempotent; safe while workers run.
+
+    Raises FatalError (a queue exists with other arguments, no permission) or TransientError.
+    """
+    with translated():
+        channel.exchange_declare(topology.dead_exchange, exchange_type="direct", durable=True)
+        channel.queue_declare(topology.dead_queue, durable=True, arguments=topology.dead_queue_arguments())
+        channel.queue_bind(topology.dead_queue, topology.dead_exchange, routing_key=topology.routing_key)
+        channel.exchange_declare(topology.exchange, exchange_type="direct", durable=True)
+        channel.queue_declare(topology.queue, durable=True, arguments=topology.queue_arguments())
+        channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
 
 
 def setup_broker(settings: Settings) -> None:
     """`pmtabounce setup`, its RabbitMQ half: declare the exchanges and queues of `settings.topology`.
 
-    Idempotent; safe to run while workers run. Raises FatalError when RabbitMQ cannot be reached
-    (ConfigError when PMTABOUNCE_AMQP_URL is not set).
+    Idempotent; safe to run while workers run. Raises FatalError when RabbitMQ refuses (login, vhost,
+    permissions, a queue declared with other arguments), TransientError when it cannot be reached,
+    ConfigError when PMTABOUNCE_AMQP_URL is not set.
     """
     topology = settings.topology
+    connection = connect(settings.amqp, "setup")
     try:
-        connection = connect(settings.amqp, "setup")
-    except pika.exceptions.AMQPError as exc:
-        raise FatalError(
-            f"cannot reach RabbitMQ at {safe_url(settings.amqp)}: {exc!r} (check PMTABOUNCE_AMQP_URL)"
-        ) from None
-    try:
-        declare_topology(connection.channel(), topology)
+        with translated(settings.amqp):
+            declare_topology(connection.channel(), topology)
     finally:
-        connection.close()
+        close_quietly(connection)
     setup_log.info(
         "broker ready at %s: exchange %s -> quorum queue %s (delivery limit %d), dead letters in %s",
         safe_url(settings.amqp), topology.exchange, topology.queue,

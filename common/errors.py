@@ -17,6 +17,13 @@ class TransientError(PmtaBounceError):
     """Worth retrying: the database or broker went away, a deadlock, a lock wait timeout."""
 
 
+class CommittedElsewhere(TransientError):
+    """Another worker committed the same record first (the ledger's unique key refused ours, MySQL 1062).
+
+    Expected when two workers hold copies of one record; applying the batch again finds it in the ledger.
+    """
+
+
 class PermanentError(PmtaBounceError):
     """This one message or record can never be applied: dead-letter it with the reason."""
 

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 import pika
-from pika.exceptions import AMQPError, ChannelClosedByBroker
 
 from .common import broker
 from .common.errors import FatalError, TransientError
@@ -44,51 +43,35 @@ class ApiCounts:
 
 def read_queues(amqp_url: str, topology: Topology) -> tuple[QueueCounts, QueueCounts]:
     """(work queue, dead-letter queue) from passive declares on a short-lived connection."""
-    connection = _connect(amqp_url, "status")
+    connection = broker.connect(amqp_url, "status")
     try:
-        return _passive(connection, topology.queue), _passive(connection, topology.dead_queue)
-    except ChannelClosedByBroker as exc:
-        raise FatalError(f"RabbitMQ refused: {exc.reply_text}") from None
-    except (AMQPError, OSError) as exc:
-        raise TransientError(f"lost RabbitMQ at {broker.safe_url(amqp_url)} ({_describe(exc)})") from None
+        with broker.translated(amqp_url):
+            return _passive(connection, topology.queue), _passive(connection, topology.dead_queue)
     finally:
-        if connection.is_open:
-            connection.close()
+        broker.close_quietly(connection)
 
 
 def delete_queues(amqp_url: str, topology: Topology) -> None:
     """Delete the work and dead-letter queues (messages included): only for the demo's own names."""
-    connection = _connect(amqp_url, "demo")
+    connection = broker.connect(amqp_url, "demo")
     try:
-        channel = connection.channel()
-        for queue in (topology.queue, topology.dead_queue):
-            channel.queue_delete(queue)
+        with broker.translated(amqp_url):
+            channel = connection.channel()
+            for queue in (topology.queue, topology.dead_queue):
+                channel.queue_delete(queue)
     finally:
-        if connection.is_open:
-            connection.close()
-
-
-def _connect(amqp_url: str, role: str) -> pika.BlockingConnection:
-    try:
-        return broker.connect(amqp_url, role)
-    except (AMQPError, OSError) as exc:
-        raise TransientError(f"cannot reach RabbitMQ at {broker.safe_url(amqp_url)} ({_describe(exc)})") from None
+        broker.close_quietly(connection)
 
 
 def _passive(connection: pika.BlockingConnection, queue: str) -> QueueCounts:
     channel = connection.channel()
-    try:
-        ok = channel.queue_declare(queue, passive=True).method
-    except ChannelClosedByBroker as exc:
-        if exc.reply_code == 404:
-            raise FatalError(f"queue {queue} does not exist (run `pmtabounce setup`)") from None
-        raise
+    ok = channel.queue_declare(queue, passive=True).method  # a missing queue: NOT_FOUND, fatal
     channel.close()
     return QueueCounts(queue, ok.message_count, ok.consumer_count)
 
 
 def vhost_of(amqp_url: str) -> str:
-    return pika.URLParameters(amqp_url).virtual_host
+    return broker.plain_parameters(amqp_url).virtual_host
 
 
 def read_api_counts(api_url: str, vhost: str, queue: str) -> ApiCounts:
@@ -119,7 +102,7 @@ def console_url(api_url: str) -> str:
 
 def default_api_url(amqp_url: str) -> str:
     """Where the management API usually is for this broker: same host and login, port 15672."""
-    params = pika.URLParameters(amqp_url)
+    params = broker.plain_parameters(amqp_url)
     user = quote(params.credentials.username, safe="")
     password = quote(params.credentials.password, safe="")
     return f"http://{user}:{password}@{params.host}:15672"
@@ -144,7 +127,3 @@ def _get_json(api_url: str, path: str) -> dict:
         reason = getattr(exc, "reason", exc)
         raise TransientError(f"cannot reach the management API at {where} ({reason})") from None
 
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

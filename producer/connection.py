@@ -14,39 +14,20 @@ from contextlib import contextmanager
 import pika
 from pika import exceptions as amqp
 
-from ..common.broker import connect, declare_topology, parameters, safe_url
-from ..common.errors import FatalError, PmtaBounceError, TransientError
+from ..common.broker import close_quietly, connect, declare_topology, parameters, translate, translated
 from ..common.topology import Topology
 
 log = logging.getLogger("pmtabounce.producer")
 
-_REFUSED = (403, 530)  # ACCESS_REFUSED, NOT_ALLOWED (no such virtual host)
-_INCOMPATIBLE = (403, 406)  # ACCESS_REFUSED, PRECONDITION_FAILED (declared with other arguments)
-
-
-def classify(exc: BaseException, url: str) -> PmtaBounceError:
-    """What a pika failure means for us: fatal when retrying cannot help, transient otherwise."""
-    where = safe_url(url)
-    if isinstance(exc, amqp.AuthenticationError):
-        return FatalError(f"RabbitMQ at {where} refused the user name or password in PMTABOUNCE_AMQP_URL")
-    if isinstance(exc, amqp.ConnectionClosedByBroker) and exc.reply_code in _REFUSED:
-        return FatalError(f"RabbitMQ at {where} refused the connection: {exc.reply_text}")
-    if isinstance(exc, amqp.ChannelClosedByBroker) and exc.reply_code in _INCOMPATIBLE:
-        return FatalError(f"RabbitMQ at {where} refused the topology (run pmtabounce setup?): {exc.reply_text}")
-    return TransientError(f"RabbitMQ at {where}: {type(exc).__name__} {exc}".strip())
-
 
 def declare(url: str, topology: Topology) -> None:
-    """Declare exchanges and queues on a short blocking connection; idempotent."""
+    """Declare exchanges and queues on a short blocking connection; idempotent. Raises our error types."""
+    connection = connect(url, "producer-setup")
     try:
-        connection = connect(url, "producer-setup")
-        try:
+        with translated(url):
             declare_topology(connection.channel(), topology)
-        finally:
-            if connection.is_open:
-                connection.close()
-    except (amqp.AMQPError, OSError) as exc:
-        raise classify(exc, url) from exc
+    finally:
+        close_quietly(connection)
 
 
 class BatchingConnection(pika.SelectConnection):
@@ -111,7 +92,7 @@ class BrokerLink:
         )
         self._loop.start()  # until ready or failed
         if not self._ready:
-            raise classify(self._error or amqp.AMQPConnectionError("connection attempt ended"), self.url)
+            raise translate(self._error or amqp.AMQPConnectionError("connection attempt ended"), self.url)
 
     def close(self) -> None:
         """Close on purpose; the loop stops once the broker agreed."""

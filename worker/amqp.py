@@ -7,18 +7,28 @@ what the loop hands back after its transaction committed.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import pika
-from pika.exceptions import AMQPError, ChannelClosedByBroker, ConsumerCancelled
+from pika.exceptions import ConsumerCancelled
 
 from ..common import broker
-from ..common.errors import FatalError
 from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
 from .handle import DeadLetterVerdict, Delivery, ack_plan, dead_letter_headers
 
 COLLECT_SECONDS = 0.05  # how long a part-filled batch waits for more messages
-REFUSALS = {403: "access refused", 406: "a queue or exchange exists with other arguments"}
+
+
+def _translated(method):
+    """pika's failures leave this module as our error types (common/broker.py translates them)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with broker.translated():
+            return method(*args, **kwargs)
+
+    return wrapper
 
 
 class Consumer:
@@ -43,18 +53,16 @@ class Consumer:
 
     @classmethod
     def open(cls, url: str, topology: Topology, batch_size: int) -> Consumer:
-        """Connect, declare the topology (idempotent) and start consuming."""
+        """Connect, declare the topology (idempotent) and start consuming.
+
+        Raises FatalError (login, virtual host, permissions, a queue with other arguments) or TransientError.
+        """
         connection = broker.connect(url, "worker")
         try:
-            return cls(connection, topology, batch_size)
-        except ChannelClosedByBroker as exc:
-            _close_quietly(connection)
-            if exc.reply_code in REFUSALS:
-                raise FatalError(f"RabbitMQ refused the worker's set-up ({REFUSALS[exc.reply_code]}): "
-                                 f"{exc.reply_text}") from None
-            raise
+            with broker.translated(url):
+                return cls(connection, topology, batch_size)
         except BaseException:
-            _close_quietly(connection)
+            broker.close_quietly(connection)
             raise
 
     def _on_message(self, _channel, method, properties: pika.BasicProperties, body: bytes) -> None:
@@ -62,6 +70,7 @@ class Consumer:
         self.outstanding.add(method.delivery_tag)
         self.quiet_since = time.monotonic()
 
+    @_translated
     def wait(self, seconds: float = COLLECT_SECONDS) -> None:
         """Take in what the broker sends (messages, heartbeats) for up to `seconds`; no waiting
         while a whole batch is already here."""
@@ -80,6 +89,7 @@ class Consumer:
         self.in_hand.update((d.tag, properties) for d, properties in taken)
         return [d for d, _ in taken]
 
+    @_translated
     def dead_letter(self, dead: DeadLetterVerdict, worker: str) -> None:
         """Publish a copy to the dead-letter exchange; returns once RabbitMQ has confirmed it."""
         original = self.in_hand[dead.delivery.tag]
@@ -92,6 +102,7 @@ class Consumer:
             mandatory=True,
         )
 
+    @_translated
     def ack(self, tags: list[int]) -> None:
         up_to, singles = ack_plan(tags, self.outstanding)
         if up_to is not None:
@@ -104,12 +115,14 @@ class Consumer:
             self.in_hand.pop(tag, None)
         self.quiet_since = time.monotonic()
 
+    @_translated
     def sleep(self, seconds: float) -> None:
         self.connection.sleep(seconds)
 
     def consuming(self) -> bool:
         return self.channel.is_open and self.tag in self.channel.consumer_tags
 
+    @_translated
     def cancel(self) -> None:
         """No more deliveries; those received but not yet handled go back to the queue (pika nacks them)."""
         if self.consuming():
@@ -117,7 +130,7 @@ class Consumer:
 
     def close(self) -> None:
         """Unacked messages return to the queue when the connection closes."""
-        _close_quietly(self.connection)
+        broker.close_quietly(self.connection)
 
 
 def _source(properties: pika.BasicProperties) -> str:
@@ -143,11 +156,3 @@ def _dead_letter_properties(original: pika.BasicProperties, headers: dict) -> pi
         type=original.type,
         app_id=original.app_id,
     )
-
-
-def _close_quietly(connection: pika.BlockingConnection) -> None:
-    try:
-        if connection.is_open:
-            connection.close()
-    except AMQPError:  # already gone: the broker returns unacked messages either way
-        pass

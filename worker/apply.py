@@ -7,61 +7,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-import pymysql
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_never
 from tenacity.wait import wait_exponential, wait_random
 
 from ..common import metrics
 from ..common.config import MySQLTarget
-from ..common.errors import FatalError, PermanentError, TransientError
+from ..common.errors import CommittedElsewhere, FatalError, PermanentError, TransientError
 from ..common.policy import Policy
 from ..common.record import BounceRecord
 from . import iem, ledger
-from .db import Tables, connect
+from .db import Tables, connect, setting_to_check, translate
 from .plan import Outcome, plan_batch
 
 log = logging.getLogger("pmtabounce.worker")
-
-# MySQL/MariaDB error numbers, by what the caller should do about them.
-TRANSIENT = {
-    1040,  # too many connections
-    1053,  # server shutdown in progress
-    1062,  # duplicate ledger key: another worker committed the same record first
-    1205,  # lock wait timeout
-    1213,  # deadlock
-    1290,  # --read-only (a failover in progress)
-    1927,  # connection killed (MariaDB)
-    2002, 2003, 2006, 2013, 2055,  # cannot connect, gone away, lost connection
-}
-FATAL = {
-    1044, 1045, 1049, 1698,  # access denied, unknown database
-    1130,  # this host may not connect
-    1142, 1143,  # command or column denied: the grants are wrong
-    1146, 1054,  # table or column missing: setup not run, or the wrong prefix
-}
-
 
 @dataclass
 class BatchResult:
     outcomes: list[Outcome] = field(default_factory=list)
     failed: list[tuple[BounceRecord, str]] = field(default_factory=list)  # (record, reason)
-
-
-def classify_error(exc: BaseException) -> Exception:
-    """Turn a driver exception into one of our three kinds."""
-    if isinstance(exc, (TransientError, PermanentError, FatalError)):
-        return exc
-    if isinstance(exc, pymysql.err.InterfaceError) or isinstance(exc, (ConnectionError, TimeoutError)):
-        return TransientError(f"database connection lost: {exc}")
-    if isinstance(exc, pymysql.err.MySQLError):
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-        message = exc.args[1] if len(exc.args) > 1 else str(exc)
-        if code in TRANSIENT:
-            return TransientError(f"MySQL error {code}: {message}")
-        if code in FATAL:
-            return FatalError(f"MySQL error {code}: {message}")
-        return PermanentError(f"MySQL error {code}: {message}")
-    return exc if isinstance(exc, Exception) else RuntimeError(str(exc))
 
 
 class BatchApplier:
@@ -124,12 +87,12 @@ class BatchApplier:
             if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: roll back and let them through
                 self.close()
                 raise
-            error = classify_error(exc)
+            error = translate(exc)
             if isinstance(error, TransientError):
                 self.close()
             elif error is not exc and (connection is None or isinstance(error, FatalError)):
                 # No record can stop a connection being made: that, like a missing table, is the settings' fault.
-                error = FatalError(f"{error} ({self._setting_to_check(exc)})")
+                error = FatalError(f"{error} ({setting_to_check(exc, self.target, self.tables.prefix)})")
             if error is exc:
                 raise
             raise error from exc
@@ -165,15 +128,6 @@ class BatchApplier:
         iem.disable_subscribers(cursor, t, plan.disable, plan.list_bounces)
         ledger.count_repeats(cursor, t, plan.repeats)
 
-    def _setting_to_check(self, exc: BaseException) -> str:
-        """Name the setting an operator should look at for a fatal database error."""
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-        if code in (1146, 1054):
-            return f"check PMTABOUNCE_TABLE_PREFIX={self.tables.prefix!r} and that `pmtabounce setup` was run"
-        if code in (1142, 1143):
-            return f"the user of PMTABOUNCE_MYSQL_URL={self.target.safe_url()} lacks a grant"
-        return f"check PMTABOUNCE_MYSQL_URL={self.target.safe_url()}"
-
     def _connect(self):
         if self._connection is None:
             self._connection = connect(self.target)
@@ -205,9 +159,13 @@ class BatchApplier:
 
     def _before_retry(self, state) -> None:
         metrics.RETRIES.labels("database").inc()
+        error = state.outcome.exception()
+        fields = {"event": "retry", "retry_attempt": state.attempt_number, "error_class": type(error).__name__}
+        if isinstance(error, CommittedElsewhere):
+            log.info("another worker committed the same record first; applying the batch again (%s)",
+                     error, extra=fields)
+            return
         log.warning(
             "database not available (%s); trying again in %.1f s (attempt %d)",
-            state.outcome.exception(),
-            state.next_action.sleep if state.next_action else 0,
-            state.attempt_number,
+            error, state.next_action.sleep if state.next_action else 0, state.attempt_number, extra=fields,
         )

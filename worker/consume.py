@@ -15,13 +15,12 @@ import threading
 import time
 from collections import Counter
 
-from pika.exceptions import AMQPError
 from tenacity import Retrying, retry_if_exception_type
 from tenacity.wait import wait_exponential, wait_random
 
 from ..common import broker, health, metrics
 from ..common.config import Settings
-from ..common.errors import FatalError
+from ..common.errors import FatalError, TransientError
 from ..common.shutdown import stop_on_signals
 from .amqp import Consumer
 from .apply import BatchApplier
@@ -133,7 +132,7 @@ class Worker:
     def _connect(self) -> Consumer | None:
         """Connect, declare and start consuming, retrying with backoff; None if asked to stop meanwhile."""
         retrying = Retrying(
-            retry=retry_if_exception_type(AMQPError),
+            retry=retry_if_exception_type(TransientError),
             wait=wait_exponential(multiplier=0.5, max=self.settings.retry_max_wait) + wait_random(0, 0.5),
             sleep=self._pause,
             before_sleep=self._before_reconnect,
@@ -159,16 +158,16 @@ class Worker:
             consumer.cancel()
             while consumer.received:  # up to two batches were prefetched
                 self._flush(consumer)
-        except AMQPError as exc:
+        except TransientError as exc:  # from the broker: the database's are retried inside the applier
             self.broker_down = True
             if self.stopping.is_set():
                 log.warning("RabbitMQ connection failed while stopping (%s); messages not yet acknowledged "
-                            "go back to the queue", _describe(exc))
+                            "go back to the queue", exc)
                 return
             metrics.RETRIES.labels("broker").inc()
             log.warning(
                 "RabbitMQ connection or channel failed (%s); reconnecting. Messages not yet acknowledged "
-                "go back to the queue and come again (the ledger makes repeats harmless)", _describe(exc),
+                "go back to the queue and come again (the ledger makes repeats harmless)", exc,
             )
         finally:
             consumer.close()
@@ -237,11 +236,8 @@ class Worker:
         metrics.RETRIES.labels("broker").inc()
         self.broker_down = True
         log.warning(
-            "cannot reach RabbitMQ at %s (%s); trying again in %.1f s",
-            broker.safe_url(self.amqp_url), _describe(state.outcome.exception()), state.next_action.sleep,
+            "cannot reach RabbitMQ (%s); trying again in %.1f s",
+            state.outcome.exception(), state.next_action.sleep,
+            extra={"event": "retry", "retry_attempt": state.attempt_number, "error_class": "TransientError"},
         )
 
-
-def _describe(exc: BaseException | None) -> str:
-    text = str(exc) if exc is not None else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -10,7 +10,26 @@ from pymysql.constants import SERVER_STATUS
 from pymysql.converters import escape_string
 
 from ..common.config import TABLE_PREFIX, MySQLTarget
-from ..common.errors import ConfigError
+from ..common.errors import CommittedElsewhere, ConfigError, FatalError, PermanentError, TransientError
+
+# MySQL/MariaDB error numbers (server errors 1xxx, client errors 2xxx), by what the caller should do.
+TRANSIENT = {
+    1040,  # too many connections
+    1053,  # server shutdown in progress
+    1205,  # lock wait timeout
+    1213,  # deadlock
+    1290,  # --read-only (a failover in progress)
+    1927,  # connection killed (MariaDB)
+    2002, 2003, 2006, 2013, 2055,  # cannot connect, gone away, lost connection
+}
+FATAL = {
+    1044, 1045, 1049, 1698,  # access denied, unknown database
+    1130,  # this host may not connect
+    1142, 1143,  # command or column denied: the grants are wrong
+    1146, 1054,  # table or column missing: setup not run, or the wrong prefix
+}
+DUPLICATE_KEY = 1062
+LEDGER_KEY = "pmtabounce_ledger_fingerprint"  # the ledger's unique key (ledger.py)
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,47 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0) -> pymysql.connection
         cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cursor.execute("SET SESSION innodb_lock_wait_timeout = 20")
     return connection
+
+
+def translate(exc: BaseException) -> BaseException:
+    """A PyMySQL failure as one of our kinds; anything else is returned as it is.
+
+    Input: what PyMySQL raised (`pymysql.err.*`, which carry `(errno, message)`, or a socket error).
+    Output: TransientError (retry: the connection, a deadlock, a lock wait, a failover),
+    CommittedElsewhere (1062 on the ledger's key: another worker won the race, retry),
+    FatalError (grants, unknown database, missing table or column: an operator must act), or
+    PermanentError (the server refused this data: isolate the record, dead-letter it).
+    Error numbers: MariaDB's and MySQL's server and client error references.
+    """
+    if isinstance(exc, (pymysql.err.InterfaceError, ConnectionError, TimeoutError)):
+        return TransientError(f"database connection lost: {exc}")
+    if not isinstance(exc, pymysql.err.MySQLError):
+        return exc
+    code = error_number(exc)
+    message = exc.args[1] if len(exc.args) > 1 else str(exc)
+    text = f"MySQL error {code}: {message}"
+    if code == DUPLICATE_KEY and LEDGER_KEY in str(message):
+        return CommittedElsewhere(text)
+    if code in TRANSIENT:
+        return TransientError(text)
+    if code in FATAL:
+        return FatalError(text)
+    return PermanentError(text)
+
+
+def error_number(exc: BaseException) -> int:
+    """MySQL's error number of a PyMySQL exception (0 when it has none)."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+
+
+def setting_to_check(exc: BaseException, target: MySQLTarget, prefix: str) -> str:
+    """Name the setting an operator should look at for a fatal database error."""
+    code = error_number(exc)
+    if code in (1146, 1054):
+        return f"check PMTABOUNCE_TABLE_PREFIX={prefix!r} and that `pmtabounce setup` was run"
+    if code in (1142, 1143):
+        return f"the user of PMTABOUNCE_MYSQL_URL={target.safe_url()} lacks a grant"
+    return f"check PMTABOUNCE_MYSQL_URL={target.safe_url()}"
 
 
 def case_of(key: str, values: Mapping) -> tuple[str, list]:

@@ -20,8 +20,9 @@ from pathlib import Path
 import click
 from pika.exceptions import AMQPError
 
+from ..common import broker
 from ..common.config import Settings
-from ..common.errors import FatalError
+from ..common.errors import FatalError, TransientError
 from ..common.shutdown import stop_on_signals
 from ..runner import run_command
 from .audit import audit, operator
@@ -92,10 +93,12 @@ def broker_errors() -> Iterator[None]:
     """A broker failure mid-command ends it with words, not a traceback: nothing unconfirmed was removed."""
     try:
         yield
-    except AMQPError as exc:
+    except (AMQPError, TransientError) as exc:
+        error = broker.translate(exc)
+        if isinstance(error, FatalError):
+            raise error from None
         raise FatalError(
-            f"RabbitMQ connection or channel failed ({type(exc).__name__}: {exc}). Every message not yet "
-            "confirmed is still in the dead-letter queue; run the command again."
+            f"{error}. Every message not yet confirmed is still in the dead-letter queue; run the command again."
         ) from None
 
 

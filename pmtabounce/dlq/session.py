@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pika
-from pika.exceptions import AMQPConnectionError, ChannelClosedByBroker, NackError, UnroutableError
+from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from ..common import broker
@@ -73,15 +73,11 @@ class DeadLetterQueue:
     def open(cls, settings: Settings, lock_wait: float = 10.0) -> Iterator[DeadLetterQueue]:
         """Connect and take the lock; closing returns every message still held to the queue."""
         topology = settings.topology
-        try:
-            connection = broker.connect(settings.amqp, "dlq")
-        except AMQPConnectionError as exc:
-            raise FatalError(f"cannot reach RabbitMQ at {broker.safe_url(settings.amqp)} ({exc!r})") from None
+        connection = broker.connect(settings.amqp, "dlq")  # our error types: a wrong login is fatal
         try:
             yield cls(connection, topology, lock_wait)
         finally:
-            if connection.is_open:
-                connection.close()
+            broker.close_quietly(connection)
 
     def _lock(self, wait: float) -> None:
         """An exclusive queue is a lock the broker keeps for us: it goes when our connection goes,
