@@ -22,15 +22,13 @@ from pika import exceptions as amqp
 
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
+from .service_urls import AMQP_OPTIONS  # our TLS options, in RabbitMQ's URI spec names; pika never sees them
 from .topology import Topology
 
 setup_log = logging.getLogger("pmtabounce.setup")
 
 # AMQP 0-9-1 reply codes (the spec's constants) that retrying cannot fix.
 ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
-# Our own query options of PMTABOUNCE_AMQP_URL, named as in RabbitMQ's URI query parameter spec
-# (https://www.rabbitmq.com/docs/uri-query-parameters); pika never sees them.
-TLS_OPTIONS = ("cacertfile", "certfile", "keyfile", "server_name_indication")
 # Which of our settings decides a queue argument, for the message when an existing queue differs.
 ARGUMENT_SETTINGS = {
     "x-delivery-limit": "PMTABOUNCE_DELIVERY_LIMIT",
@@ -40,6 +38,9 @@ _INEQUIVALENT = re.compile(
     r"inequivalent arg '(?P<argument>[^']+)' for (?P<kind>queue|exchange) '(?P<name>[^']+)' "
     r"in vhost '(?P<vhost>[^']*)': received (?P<received>.+?) but current is (?P<current>.+)$"
 )
+
+
+_NOT_FOUND = re.compile(r"no (?P<kind>queue|exchange) '(?P<name>[^']+)'")
 
 
 def parameters(url: str, role: str) -> pika.URLParameters:
@@ -62,7 +63,7 @@ def parameters(url: str, role: str) -> pika.URLParameters:
 def plain_parameters(url: str) -> pika.URLParameters:
     """pika's reading of PMTABOUNCE_AMQP_URL (host, port, vhost, login) without our TLS options."""
     parts = urlsplit(url)
-    options = [(k, v) for k, v in parse_qsl(parts.query) if k not in TLS_OPTIONS]
+    options = [(k, v) for k, v in parse_qsl(parts.query) if k not in AMQP_OPTIONS]
     return pika.URLParameters(urlunsplit(parts._replace(query=urlencode(options))))
 
 
@@ -135,8 +136,10 @@ def translate(exc: BaseException, url: str | None = None) -> PmtaBounceError:
         refusal = _refusal(exc.reply_code, exc.reply_text, setting)
         if refusal is not None:
             return refusal
-    where = safe_url(url) if url else "RabbitMQ"
-    return TransientError(f"RabbitMQ at {where}: {describe(exc)}")
+    where = f"RabbitMQ at {safe_url(url)}" if url else "RabbitMQ"
+    if isinstance(exc, (amqp.AMQPConnectionError, OSError)):
+        return TransientError(f"cannot reach {where} ({describe(exc)})")
+    return TransientError(f"{where}: {describe(exc)}")
 
 
 def _refusal(code: int, text: str, setting: str) -> FatalError | None:
@@ -145,7 +148,9 @@ def _refusal(code: int, text: str, setting: str) -> FatalError | None:
     if code in (ACCESS_REFUSED, NOT_ALLOWED):
         return FatalError(f"RabbitMQ refused: {text}; check the user's permissions and {setting}")
     if code == NOT_FOUND:
-        return FatalError(f"RabbitMQ: {text} (has `pmtabounce setup` run against {setting}?)")
+        missing = _NOT_FOUND.search(text)
+        what = f"{missing['kind']} {missing['name']} does not exist" if missing else f"RabbitMQ: {text}"
+        return FatalError(f"{what} (run `pmtabounce setup`)")
     return None
 
 

@@ -10,13 +10,16 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .policy import DEFAULT_HARD, DEFAULT_SOFT, DEFAULT_SOFT_THRESHOLD, Policy, parse_categories
 from .topology import Topology
+from .service_urls import MySQLTarget, check_amqp_url, parse_mysql_url, suggestion
+
+__all__ = ["MySQLTarget", "Settings", "TABLE_PREFIX", "parse_mysql_url"]
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,26 +29,23 @@ else:  # pragma: no cover
 # fullmatch only: `$` alone would let a trailing newline through.
 TABLE_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")  # table names are built from it: identifiers cannot be parameters
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-
-
-@dataclass(frozen=True)
-class MySQLTarget:
-    """Where the IEM database is. `__repr__` leaves the password out."""
-
-    host: str
-    port: int
-    user: str
-    password: str = field(repr=False)
-    database: str
-    unix_socket: str | None = None
-
-    def safe_url(self) -> str:
-        """For logs: never the password."""
-        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+POLICY_NAMES = ("hard_categories", "soft_categories", "soft_threshold")  # settings kept in Settings.policy
+POLICY_KEYS = ("hard", "soft", "soft_threshold")  # the TOML file's [policy] section
+# Not ours to check: the test suite's and the preflight's own variables (tests/conftest.py, preflight.py).
+RESERVED_PREFIXES = ("PMTABOUNCE_TEST_",)
+INT_RANGES = (
+    ("batch_size", 1, 10000),
+    ("delivery_limit", 1, 1000),
+    ("max_replays", 0, 1000),
+    ("metrics_port", 0, 65535),
+    ("publish_window", 1, 100000),
+)
 
 
 @dataclass(frozen=True)
 class Settings:
+    """Every setting, validated; `from_env` builds it (README, Configuration, lists each one)."""
+
     mysql_url: str | None = field(default=None, repr=False)
     amqp_url: str | None = field(default=None, repr=False)
     rabbitmq_api_url: str | None = field(default=None, repr=False)  # management API, for unacked counts
@@ -93,79 +93,119 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Build and validate; a bad value raises ConfigError naming the variable."""
+        """Build and validate from `environ` (default: the process environment) and PMTABOUNCE_CONFIG.
+
+        Raises ConfigError naming the variable (or the file's key) of a bad value, an unknown
+        PMTABOUNCE_* variable, or an unknown key in the file, with the near match when there is one.
+        """
         env = os.environ if environ is None else environ
-        file_values = _read_config_file(env.get("PMTABOUNCE_CONFIG"))
-
-        def get(name: str, default=None):
-            key = f"PMTABOUNCE_{name.upper()}"
-            if key in env and env[key] != "":
-                return env[key], key
-            if name in file_values:
-                return file_values[name], f"{name} in {env.get('PMTABOUNCE_CONFIG')}"
-            return default, key
-
-        values: dict = {}
-        for name in ("mysql_url", "amqp_url"):
-            values[name] = get(name)[0]
-        if values["mysql_url"]:
-            parse_mysql_url(values["mysql_url"])
-        if values["amqp_url"]:
-            _check_amqp_url(values["amqp_url"])
-        api_url, where = get("rabbitmq_api_url")
-        if api_url and urlsplit(api_url).scheme not in ("http", "https"):
-            raise ConfigError(f"{where} must start with http:// or https:// (the management API, port 15672)")
-        values["rabbitmq_api_url"] = api_url
-
-        prefix, where = get("table_prefix", "email_")
-        if not TABLE_PREFIX.fullmatch(str(prefix)):
-            raise ConfigError(f"{where}={prefix!r}: only letters, digits and _ (at most 32)")
-        values["table_prefix"] = prefix
-        queue_prefix, where = get("queue_prefix", "pmtabounce")
-        if not _NAME.fullmatch(str(queue_prefix)):
-            raise ConfigError(f"{where}={queue_prefix!r}: only letters, digits, '.', '-' and '_'")
-        values["queue_prefix"] = queue_prefix
-
-        bounce_dir, _ = get("bounce_dir")
-        values["bounce_dir"] = Path(bounce_dir) if bounce_dir else None
-        audit_file, _ = get("dlq_audit_file")
-        values["dlq_audit_file"] = Path(audit_file) if audit_file else None
-        done_action, where = get("done_action", "rename")
-        if done_action not in ("rename", "delete"):
-            raise ConfigError(f"{where}={done_action!r}: must be 'rename' or 'delete'")
-        values["done_action"] = done_action
-        log_format, where = get("log_format", "text")
-        if log_format not in ("text", "json"):
-            raise ConfigError(f"{where}={log_format!r}: must be 'text' or 'json'")
-        values["log_format"] = log_format
-        level, where = get("log_level", "INFO")
-        if str(level).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"{where}={level!r}: must be DEBUG, INFO, WARNING or ERROR")
-        values["log_level"] = str(level).upper()
-
-        for name, low, high in (
-            ("batch_size", 1, 10000),
-            ("delivery_limit", 1, 1000),
-            ("max_replays", 0, 1000),
-            ("metrics_port", 0, 65535),
-            ("publish_window", 1, 100000),
-        ):
-            values[name] = _int(*get(name, getattr(cls, name)), low, high)
-        for name in ("rescan_seconds", "retry_max_wait"):
-            values[name] = _float(*get(name, getattr(cls, name)))
-        values["policy"] = _policy(get, file_values, env.get("PMTABOUNCE_CONFIG"))
-        return cls(**values)
+        source = _Source(env, _read_config_file(env.get("PMTABOUNCE_CONFIG")), env.get("PMTABOUNCE_CONFIG"))
+        _check_names(env, source.file_values, source.path)
+        return cls(
+            **_urls(source), **_names(source), **_paths(source), **_choices(source), **_numbers(cls, source),
+            policy=_policy(source),
+        )
 
 
-def _policy(get, file_values: Mapping, config_path: str | None) -> Policy:
+class _Source:
+    """Where a setting comes from: PMTABOUNCE_NAME (the environment wins), else `name` in the TOML file."""
+
+    def __init__(self, env: Mapping[str, str], file_values: dict, path: str | None) -> None:
+        self.env, self.file_values, self.path = env, file_values, path
+
+    def get(self, name: str, default=None) -> tuple:
+        """(value, where it came from, for messages)."""
+        key = f"PMTABOUNCE_{name.upper()}"
+        if self.env.get(key, "") != "":
+            return self.env[key], key
+        if name in self.file_values:
+            return self.file_values[name], f"{name} in {self.path}"
+        return default, key
+
+
+def known_names() -> tuple[str, ...]:
+    """Every setting's lower-case name: PMTABOUNCE_<NAME> in the environment, <name> in the file."""
+    return tuple(f.name for f in fields(Settings) if f.name != "policy") + POLICY_NAMES
+
+
+def _check_names(env: Mapping[str, str], file_values: dict, path: str | None) -> None:
+    """A misspelt setting would pass silently as its default: refuse it, naming the near match."""
+    variables = [f"PMTABOUNCE_{n.upper()}" for n in (*known_names(), "config")]
+    for key in sorted(env):
+        if key.startswith("PMTABOUNCE_") and key not in variables and not key.startswith(RESERVED_PREFIXES):
+            raise ConfigError(f"unknown variable {key}{suggestion(key, variables)}")
+    keys = (*known_names(), "policy")
+    for key in sorted(file_values):
+        if key not in keys:
+            raise ConfigError(f"unknown setting {key!r} in {path}{suggestion(key, keys)}")
     section = file_values.get("policy", {})
-    hard_raw, _ = get("hard_categories", section.get("hard"))
-    soft_raw, _ = get("soft_categories", section.get("soft"))
-    threshold, where = get("soft_threshold")
+    if not isinstance(section, dict):
+        raise ConfigError(f"policy in {path} must be a [policy] section")
+    for key in sorted(section):
+        if key not in POLICY_KEYS:
+            raise ConfigError(f"unknown setting {key!r} in [policy] of {path}{suggestion(key, POLICY_KEYS)}")
+
+
+def _urls(source: _Source) -> dict:
+    mysql_url, amqp_url = source.get("mysql_url")[0], source.get("amqp_url")[0]
+    if mysql_url:
+        parse_mysql_url(mysql_url)
+    if amqp_url:
+        check_amqp_url(amqp_url)
+    api_url, where = source.get("rabbitmq_api_url")
+    if api_url and urlsplit(api_url).scheme not in ("http", "https"):
+        raise ConfigError(f"{where} must start with http:// or https:// (the management API, port 15672)")
+    return {"mysql_url": mysql_url, "amqp_url": amqp_url, "rabbitmq_api_url": api_url}
+
+
+def _names(source: _Source) -> dict:
+    """Prefixes that become table, exchange and queue names: checked against their patterns."""
+    prefix, where = source.get("table_prefix", "email_")
+    if not TABLE_PREFIX.fullmatch(str(prefix)):
+        raise ConfigError(f"{where}={prefix!r}: only letters, digits and _ (at most 32)")
+    queue_prefix, where = source.get("queue_prefix", "pmtabounce")
+    if not _NAME.fullmatch(str(queue_prefix)):
+        raise ConfigError(f"{where}={queue_prefix!r}: only letters, digits, '.', '-' and '_'")
+    return {"table_prefix": prefix, "queue_prefix": queue_prefix}
+
+
+def _paths(source: _Source) -> dict:
+    bounce_dir, audit_file = source.get("bounce_dir")[0], source.get("dlq_audit_file")[0]
+    return {"bounce_dir": Path(bounce_dir) if bounce_dir else None,
+            "dlq_audit_file": Path(audit_file) if audit_file else None}
+
+
+def _choices(source: _Source) -> dict:
+    values = {}
+    for name, default, allowed in (("done_action", "rename", ("rename", "delete")),
+                                   ("log_format", "text", ("text", "json"))):
+        value, where = source.get(name, default)
+        if value not in allowed:
+            raise ConfigError(f"{where}={value!r}: must be {' or '.join(repr(a) for a in allowed)}")
+        values[name] = value
+    level, where = source.get("log_level", "INFO")
+    if str(level).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError(f"{where}={level!r}: must be DEBUG, INFO, WARNING or ERROR")
+    values["log_level"] = str(level).upper()
+    return values
+
+
+def _numbers(cls: type[Settings], source: _Source) -> dict:
+    values = {name: _int(*source.get(name, getattr(cls, name)), low, high) for name, low, high in INT_RANGES}
+    for name in ("rescan_seconds", "retry_max_wait"):
+        values[name] = _float(*source.get(name, getattr(cls, name)))
+    return values
+
+
+def _policy(source: _Source) -> Policy:
+    section = source.file_values.get("policy", {})
+    hard_raw, _ = source.get("hard_categories", section.get("hard"))
+    soft_raw, _ = source.get("soft_categories", section.get("soft"))
+    threshold, where = source.get("soft_threshold")
     if threshold is None:
         threshold = section.get("soft_threshold", DEFAULT_SOFT_THRESHOLD)
         if "soft_threshold" in section:  # name where a bad value came from, not a variable nobody set
-            where = f"[policy] soft_threshold in {config_path}"
+            where = f"[policy] soft_threshold in {source.path}"
 
     def categories(raw, default):
         if raw is None:
@@ -214,31 +254,3 @@ def _float(value, where: str) -> float:
     if not math.isfinite(number) or number <= 0:
         raise ConfigError(f"{where}={number}: must be a finite number more than 0")
     return number
-
-
-def parse_mysql_url(url: str) -> MySQLTarget:
-    """mysql://user:password@host:port/database (password and port optional)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
-        raise ConfigError("PMTABOUNCE_MYSQL_URL must start with mysql://")
-    database = unquote(parts.path.lstrip("/"))
-    if not database:
-        raise ConfigError("PMTABOUNCE_MYSQL_URL names no database (mysql://user@host:3306/DATABASE)")
-    try:
-        port = parts.port or 3306
-    except ValueError:
-        raise ConfigError("PMTABOUNCE_MYSQL_URL has an invalid port") from None
-    query = dict(pair.split("=", 1) for pair in parts.query.split("&") if "=" in pair)
-    return MySQLTarget(
-        host=parts.hostname or "127.0.0.1",
-        port=port,
-        user=unquote(parts.username or "root"),
-        password=unquote(parts.password or ""),
-        database=database,
-        unix_socket=unquote(query["unix_socket"]) if "unix_socket" in query else None,
-    )
-
-
-def _check_amqp_url(url: str) -> None:
-    if urlsplit(url).scheme not in ("amqp", "amqps"):
-        raise ConfigError("PMTABOUNCE_AMQP_URL must start with amqp:// or amqps://")

@@ -84,6 +84,7 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0) -> pymysql.connection
         password=target.password,
         database=target.database,
         unix_socket=target.unix_socket,
+        **target.tls(),  # TLS from the URL's ssl_* options (service_urls.py); PyMySQL verifies with a CA
         charset="utf8mb4",
         autocommit=False,
         connect_timeout=timeout,

@@ -33,7 +33,7 @@ CASES = [
     (amqp.ChannelClosedByBroker(403, "ACCESS_REFUSED - access to queue 'pmtabounce.bounces' in vhost 'bounces' "
                                      "refused for user 'x'"), FatalError, ["permissions", "PMTABOUNCE_AMQP_URL"]),
     (amqp.ChannelClosedByBroker(404, "NOT_FOUND - no queue 'pmtabounce.bounces' in vhost 'bounces'"), FatalError,
-     ["pmtabounce setup", "no queue"]),
+     ["queue pmtabounce.bounces does not exist (run `pmtabounce setup`)"]),
     (inequivalent("'25'", "'20'"), FatalError,
      ["'pmtabounce.bounces'", "x-delivery-limit = '20'", "asks for '25'", "PMTABOUNCE_DELIVERY_LIMIT"]),
     (inequivalent("none", "the value '20' of type 'signedint'"), FatalError,

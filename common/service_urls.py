@@ -1,0 +1,119 @@
+"""PMTABOUNCE_MYSQL_URL and PMTABOUNCE_AMQP_URL: read, their options checked, TLS included.
+
+MySQL URL options are PyMySQL's own `connect()` argument names (also what SQLAlchemy's
+`mysql+pymysql://` URLs pass through): `unix_socket`, `ssl_ca`, `ssl_cert`, `ssl_key`,
+`ssl_verify_cert`, `ssl_verify_identity`. AMQP URL options are those of RabbitMQ's URI query
+parameter spec for TLS: `cacertfile`, `certfile`, `keyfile`, `server_name_indication` (amqps:// only).
+Anything else is refused by name: an option dropped silently once made a TLS connection plain.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .errors import ConfigError
+
+MYSQL_FILE_OPTIONS = ("ssl_ca", "ssl_cert", "ssl_key")
+MYSQL_FLAG_OPTIONS = ("ssl_verify_cert", "ssl_verify_identity")
+MYSQL_OPTIONS = ("unix_socket", *MYSQL_FILE_OPTIONS, *MYSQL_FLAG_OPTIONS)
+AMQP_FILE_OPTIONS = ("cacertfile", "certfile", "keyfile")
+AMQP_OPTIONS = (*AMQP_FILE_OPTIONS, "server_name_indication")
+_FLAGS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+@dataclass(frozen=True)
+class MySQLTarget:
+    """Where the IEM database is, and how to reach it (TLS when any ssl_* is given). `__repr__` leaves
+    the password out."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    database: str
+    unix_socket: str | None = None
+    ssl_ca: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    ssl_verify_cert: bool | None = None
+    ssl_verify_identity: bool | None = None
+
+    def safe_url(self) -> str:
+        """For logs: never the password."""
+        return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def tls(self) -> dict:
+        """PyMySQL's `connect()` keyword arguments for TLS (empty: no TLS)."""
+        names = (*MYSQL_FILE_OPTIONS, *MYSQL_FLAG_OPTIONS)
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+def suggestion(name: str, known: Iterable[str]) -> str:
+    """' (did you mean X?)' for the nearest known name (difflib), or ''."""
+    near = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {near[0]}?)" if near else ""
+
+
+def url_options(query: str, known: tuple[str, ...], variable: str) -> dict[str, str]:
+    """The query options of a URL; an unknown one raises ConfigError naming it and the near match."""
+    options = dict(parse_qsl(query, keep_blank_values=True))
+    for name in options:
+        if name not in known:
+            raise ConfigError(f"{variable}: unknown option {name!r}{suggestion(name, known)}; "
+                              f"known options: {', '.join(known)}")
+    return options
+
+
+def _existing_file(path: str, option: str, variable: str) -> str:
+    if not Path(path).is_file():
+        raise ConfigError(f"{variable}: {option}={path} is not a readable file")
+    return path
+
+
+def parse_mysql_url(url: str) -> MySQLTarget:
+    """mysql://user:password@host:port/database?options (password, port and options optional)."""
+    variable = "PMTABOUNCE_MYSQL_URL"
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mariadb", "mysql+pymysql"):
+        raise ConfigError(f"{variable} must start with mysql://")
+    database = unquote(parts.path.lstrip("/"))
+    if not database:
+        raise ConfigError(f"{variable} names no database (mysql://user@host:3306/DATABASE)")
+    try:
+        port = parts.port or 3306
+    except ValueError:
+        raise ConfigError(f"{variable} has an invalid port") from None
+    options = url_options(parts.query, MYSQL_OPTIONS, variable)
+    tls: dict = {name: _existing_file(options[name], name, variable) for name in MYSQL_FILE_OPTIONS if name in options}
+    for name in MYSQL_FLAG_OPTIONS:
+        if name in options:
+            if options[name].lower() not in _FLAGS:
+                raise ConfigError(f"{variable}: {name}={options[name]!r} must be true or false")
+            tls[name] = _FLAGS[options[name].lower()]
+    return MySQLTarget(
+        host=parts.hostname or "127.0.0.1",
+        port=port,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=database,
+        unix_socket=options.get("unix_socket"),
+        **tls,
+    )
+
+
+def check_amqp_url(url: str) -> None:
+    """amqp:// or amqps://, with only the TLS options we read (and those only with amqps://)."""
+    variable = "PMTABOUNCE_AMQP_URL"
+    parts = urlsplit(url)
+    if parts.scheme not in ("amqp", "amqps"):
+        raise ConfigError(f"{variable} must start with amqp:// or amqps://")
+    options = url_options(parts.query, AMQP_OPTIONS, variable)
+    if options and parts.scheme != "amqps":
+        raise ConfigError(f"{variable}: {', '.join(options)} only apply to amqps:// (TLS)")
+    for name in AMQP_FILE_OPTIONS:
+        if name in options:
+            _existing_file(options[name], name, variable)
