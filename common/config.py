@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .policy import DEFAULT_HARD, DEFAULT_SOFT, DEFAULT_SOFT_THRESHOLD, Policy, parse_categories
-from .topology import Topology
 from .service_urls import MySQLTarget, check_amqp_url, parse_mysql_url, suggestion
+from .topology import Topology
 
 __all__ = ["MySQLTarget", "Settings", "TABLE_PREFIX", "parse_mysql_url"]
 
@@ -222,6 +222,12 @@ def _policy(source: _Source) -> Policy:
         )
     except ValueError as exc:
         raise ConfigError(f"bounce policy: {exc}") from None
+
+
+def log_format_asked(environ: Mapping[str, str] | None = None) -> str:
+    """PMTABOUNCE_LOG_FORMAT as given ("json" or "text"), for the line that says the other settings are wrong."""
+    env = os.environ if environ is None else environ
+    return "json" if env.get("PMTABOUNCE_LOG_FORMAT", "").strip().lower() == "json" else "text"
 
 
 def _read_config_file(path: str | None) -> dict:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import functools
 import sys
 
-import click
-
 from .common import logs
-from .common.config import Settings
+from .common.config import Settings, log_format_asked
 from .common.errors import ConfigError, FatalError
 
 
@@ -21,20 +19,22 @@ def run_command(func):
     """Wrap a click callback `func(settings, **options)`: it receives Settings from the environment.
 
     Exit codes (README, "Exit codes"): 2 for a ConfigError (the message names
-    the variable), 1 for a FatalError; both messages go to stderr.
+    the variable), 1 for a FatalError; both messages go to stderr, as JSON with PMTABOUNCE_LOG_FORMAT=json.
     """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        log_format = log_format_asked()
         try:
             settings = Settings.from_env()
+            log_format = settings.log_format
             logs.configure(settings.log_format, settings.log_level)
             return func(settings, *args, **kwargs)
         except ConfigError as exc:
-            click.echo(f"pmtabounce: configuration error: {exc}", err=True)
+            logs.fatal(f"configuration error: {exc}", type(exc).__name__, log_format)
             sys.exit(2)
         except FatalError as exc:
-            click.echo(f"pmtabounce: {exc}", err=True)
+            logs.fatal(str(exc), type(exc).__name__, log_format)
             sys.exit(1)
 
     return wrapper

@@ -116,7 +116,8 @@ class Worker:
             log.info("stopped while waiting to retry; unacknowledged messages go back to the queue")
             return 0
         except FatalError as exc:
-            log.error("worker stops: %s. Unacknowledged messages go back to the queue.", exc)
+            log.critical("worker stops: %s. Unacknowledged messages go back to the queue.", exc,
+                         extra={"event": "fatal", "error_class": type(exc).__name__})
             return 1
         finally:
             self.applier.close()

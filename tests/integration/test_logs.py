@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -18,7 +19,7 @@ from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import H_SOURCE_FILE, H_SOURCE_LINE
 from service_admin import as_root
 from throwaway import rabbitmqctl
-from worker_fleet import Fleet, publish, worker_env
+from worker_fleet import Fleet, publish, wait_for, worker_env
 
 SECRET = "pw" + uuid.uuid4().hex  # the same distinctive password for the MySQL and the RabbitMQ user
 # An address with a named domain; `user@127.0.0.1` in a URL without its password is fine.
@@ -108,3 +109,53 @@ def test_the_worker_shows_pikas_own_lines_only_at_debug(iem_db, vhost, tmp_path,
         fleet.start("--exit-when-idle", "1")
         assert fleet.finish() == [0], fleet.log()
     assert (" pika." in fleet.log()) is pika_shown, fleet.log()
+
+
+def run_json(args: list[str], env: dict[str, str]) -> tuple[int, list[dict], str]:
+    """A real `pmtabounce` process with PMTABOUNCE_LOG_FORMAT=json: (exit code, its stderr as JSON lines, stderr)."""
+    done = subprocess.run([sys.executable, "-m", "pmtabounce", *args], env=env, capture_output=True, text=True,
+                          timeout=60)
+    return done.returncode, json_lines(done.stderr), done.stderr
+
+
+def test_the_fatal_line_is_json_with_its_event_and_error_class(iem_db, vhost):
+    env = worker_env(iem_db.url, f"amqp://guest:{SECRET}@127.0.0.1:5672/{vhost.name}", log_format="json")
+    code, entries, text = run_json(["worker"], env)
+    assert code == 1
+    fatal = [e for e in entries if e.get("event") == "fatal"]
+    assert len(fatal) == 1 and fatal[0]["error_class"] == "FatalError" and fatal[0]["level"] == "critical"
+    assert "PMTABOUNCE_AMQP_URL" in fatal[0]["msg"]
+    assert SECRET not in text
+
+
+def test_a_configuration_error_is_json_too(iem_db):
+    env = worker_env(iem_db.url, "amqp://guest:guest@127.0.0.1:5672/%2F", log_format="json", batchsize="10")
+    code, entries, _ = run_json(["worker"], env)
+    assert code == 2
+    assert [(e["event"], e["error_class"]) for e in entries] == [("fatal", "ConfigError")]
+    assert "PMTABOUNCE_BATCHSIZE" in entries[0]["msg"] and "PMTABOUNCE_BATCH_SIZE" in entries[0]["msg"]
+
+
+def test_an_uncaught_exception_is_one_json_line_with_its_traceback_as_a_field(tmp_path):
+    crash = ("from pmtabounce.common import logs; logs.configure('json'); "
+             "raise RuntimeError('mysql://iem:" + SECRET + "@db/iem refused ann@example.com')")
+    done = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 1
+    [entry] = json_lines(done.stderr)
+    assert entry["event"] == "crash" and entry["error_class"] == "RuntimeError"
+    assert "Traceback" in entry["exception"] and "mysql://iem:****@db/iem" in entry["exception"]
+    assert SECRET not in done.stderr and EMAIL.findall(done.stderr) == []
+
+
+def test_a_retry_line_carries_the_attempt_and_the_error_class(iem_db, tmp_path):
+    with socket.socket() as sock:  # a port nobody listens on: RabbitMQ "down"
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = worker_env(iem_db.url, f"amqp://guest:guest@127.0.0.1:{port}/%2F", log_format="json", retry_max_wait="0.2")
+    with Fleet(env, tmp_path) as fleet:
+        worker = fleet.start()
+        wait_for(lambda: fleet.log().count('"retry"') >= 2, "two retry lines")
+        fleet.terminate(worker)
+    retries = [e for e in json_lines(fleet.log()) if e.get("event") == "retry"]
+    assert [e["retry_attempt"] for e in retries[:2]] == [1, 2]
+    assert {e["error_class"] for e in retries} == {"TransientError"}
