@@ -40,6 +40,8 @@ _INEQUIVALENT = re.compile(
 )
 
 
+# OpenSSL's reasons that no retry can fix: an untrusted certificate, or TLS spoken to a plain port.
+TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
 _NOT_FOUND = re.compile(r"no (?P<kind>queue|exchange) '(?P<name>[^']+)'")
 
 
@@ -132,6 +134,9 @@ def translate(exc: BaseException, url: str | None = None) -> PmtaBounceError:
     if isinstance(exc, amqp.ProbableAccessDeniedError):
         return FatalError(f"RabbitMQ refused the virtual host ({_reply_text(exc)}): it does not exist, or the "
                           f"user has no permissions on it; check {setting}")
+    if any(reason in str(exc) for reason in TLS_REFUSALS):
+        return FatalError(f"TLS with RabbitMQ failed ({describe(exc)}): check that the port takes amqps:// "
+                          f"(5671), the certificate and `cacertfile` in {setting}")
     if isinstance(exc, (amqp.ConnectionClosedByBroker, amqp.ChannelClosedByBroker)):
         refusal = _refusal(exc.reply_code, exc.reply_text, setting)
         if refusal is not None:

@@ -10,6 +10,7 @@ Anything else is refused by name: an option dropped silently once made a TLS con
 from __future__ import annotations
 
 import difflib
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,18 @@ def _existing_file(path: str, option: str, variable: str) -> str:
     return path
 
 
+def check_tls_files(options: dict[str, str], ca: str, cert: str, key: str, variable: str) -> None:
+    """Load the CA and client certificate named in the options now, so a wrong file stops the start
+    (exit 2) instead of every later connection attempt."""
+    try:
+        context = ssl.create_default_context(cafile=options.get(ca))
+        if cert in options:
+            context.load_cert_chain(options[cert], options.get(key))
+    except (ssl.SSLError, OSError) as exc:
+        named = ", ".join(f"{name}={options[name]}" for name in (ca, cert, key) if name in options)
+        raise ConfigError(f"{variable}: {named}: not a usable PEM certificate or key ({exc})") from None
+
+
 def parse_mysql_url(url: str) -> MySQLTarget:
     """mysql://user:password@host:port/database?options (password, port and options optional)."""
     variable = "PMTABOUNCE_MYSQL_URL"
@@ -89,6 +102,8 @@ def parse_mysql_url(url: str) -> MySQLTarget:
         raise ConfigError(f"{variable} has an invalid port") from None
     options = url_options(parts.query, MYSQL_OPTIONS, variable)
     tls: dict = {name: _existing_file(options[name], name, variable) for name in MYSQL_FILE_OPTIONS if name in options}
+    if tls:
+        check_tls_files(options, "ssl_ca", "ssl_cert", "ssl_key", variable)
     for name in MYSQL_FLAG_OPTIONS:
         if name in options:
             if options[name].lower() not in _FLAGS:
@@ -117,3 +132,5 @@ def check_amqp_url(url: str) -> None:
     for name in AMQP_FILE_OPTIONS:
         if name in options:
             _existing_file(options[name], name, variable)
+    if options:
+        check_tls_files(options, "cacertfile", "certfile", "keyfile", variable)

@@ -27,7 +27,9 @@ FATAL = {
     1130,  # this host may not connect
     1142, 1143,  # command or column denied: the grants are wrong
     1146, 1054,  # table or column missing: setup not run, or the wrong prefix
+    2026,  # TLS asked for (ssl_* in the URL) but refused or unverifiable
 }
+TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")  # a 2003 that no retry can fix
 DUPLICATE_KEY = 1062
 LEDGER_KEY = "pmtabounce_ledger_fingerprint"  # the ledger's unique key (ledger.py)
 
@@ -116,10 +118,10 @@ def translate(exc: BaseException) -> BaseException:
     text = f"MySQL error {code}: {message}"
     if code == DUPLICATE_KEY and LEDGER_KEY in str(message):
         return CommittedElsewhere(text)
+    if code in FATAL or any(reason in str(message) for reason in TLS_REFUSALS):
+        return FatalError(text)
     if code in TRANSIENT:
         return TransientError(text)
-    if code in FATAL:
-        return FatalError(text)
     return PermanentError(text)
 
 

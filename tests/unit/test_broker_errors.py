@@ -1,5 +1,7 @@
 """pika's exceptions, built as pika raises them, translated into our kinds (common/broker.py)."""
 
+import ssl
+
 import pytest
 from pika import exceptions as amqp
 from pmtabounce.common.broker import masked_url, translate
@@ -52,6 +54,12 @@ CASES = [
     (amqp.ChannelClosedByBroker(320, "CONNECTION_FORCED"), TransientError, ["CONNECTION_FORCED"]),
     (amqp.ConsumerCancelled("RabbitMQ cancelled the consumer"), TransientError, ["ConsumerCancelled"]),
     (ConnectionRefusedError(111, "Connection refused"), TransientError, ["Connection refused"]),
+    (ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: unable to get "
+                                     "local issuer certificate (_ssl.c:1006)"), FatalError,
+     ["TLS", "cacertfile", "PMTABOUNCE_AMQP_URL=amqp://pmtabounce:****@"]),
+    (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"), FatalError,
+     ["TLS", "5671"]),
+    (ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:2427)"), TransientError, ["EOF"]),
 ]
 
 

@@ -1,5 +1,7 @@
 """Misspelt settings, unknown URL options and TLS options: refused by name, with the near match."""
 
+import subprocess
+
 import pytest
 from pmtabounce.common.broker import parameters
 from pmtabounce.common.config import Settings, parse_mysql_url
@@ -57,11 +59,23 @@ def test_an_unknown_key_in_the_file_is_named_with_its_near_match(tmp_path, text,
         assert word in str(caught.value)
 
 
-@pytest.fixture
-def pem(tmp_path):
-    path = tmp_path / "ca.pem"
-    path.write_text("-----BEGIN CERTIFICATE-----\n")
+@pytest.fixture(scope="module")
+def pem(tmp_path_factory):
+    """A self-signed certificate with its key in one PEM file (openssl's command line makes it)."""
+    path = tmp_path_factory.mktemp("tls") / "self.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=db.example",
+                    "-days", "2", "-keyout", str(path), "-out", str(path)], check=True, capture_output=True)
     return str(path)
+
+
+@pytest.mark.parametrize("query", ["ssl_ca={broken}", "ssl_ca={pem}&ssl_cert={broken}"])
+def test_a_certificate_file_that_does_not_load_is_refused_at_start(pem, tmp_path, query):
+    broken = tmp_path / "broken.pem"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
+    with pytest.raises(ConfigError, match="PMTABOUNCE_MYSQL_URL: .*not a usable PEM"):
+        parse_mysql_url("mysql://u@db/iem?" + query.format(pem=pem, broken=broken))
+    with pytest.raises(ConfigError, match="PMTABOUNCE_AMQP_URL: cacertfile=.*not a usable PEM"):
+        Settings.from_env({"PMTABOUNCE_AMQP_URL": f"amqps://u:p@mq/v?cacertfile={broken}"})
 
 
 def test_mysql_tls_options_reach_pymysql(pem):

@@ -42,6 +42,11 @@ CASES = [
      FatalError, "1142"),
     (server_error(1146, "Table 'iem.email_lists' doesn't exist", "42S02"), FatalError, "1146"),
     (server_error(1054, "Unknown column 'x' in 'field list'", "42S22"), FatalError, "1054"),
+    (pymysql.err.OperationalError(CR.CR_SSL_CONNECTION_ERROR, "SSL is required but the server doesn't support it"),
+     FatalError, "2026"),
+    (pymysql.err.OperationalError(CR.CR_CONN_HOST_ERROR, "Can't connect to MySQL server on 'db' ([SSL: "
+                                  "CERTIFICATE_VERIFY_FAILED] certificate verify failed (_ssl.c:1006))"),
+     FatalError, "CERTIFICATE_VERIFY_FAILED"),
     (server_error(1406, "Data too long for column 'email' at row 1", "22001"), PermanentError, "1406"),
     (server_error(1366, "Incorrect string value: '\\xF0\\x9F' for column 'email'", "22007"), PermanentError, "1366"),
 ]
