@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import logging
 
-import pymysql
-
 from ..common.config import Settings
 from ..common.errors import FatalError
 from . import ledger
-from .db import Tables, connect
+from .db import Tables, connect, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.setup")
 
@@ -22,12 +20,12 @@ def setup_database(settings: Settings) -> int:
     tables = Tables(settings.table_prefix)
     try:
         return _migrate(settings, tables)
-    except pymysql.err.MySQLError as exc:
-        reason = exc.args[-1] if exc.args else exc
-        raise FatalError(
-            f"database setup failed at {settings.mysql.safe_url()}: {reason} "
-            "(check PMTABOUNCE_MYSQL_URL and its grants)"
-        ) from None
+    except Exception as exc:
+        error = translate(exc)  # one-shot: even what a worker would retry ends setup, with its reason
+        if error is exc:
+            raise
+        raise FatalError(f"database setup failed at {settings.mysql.safe_url()}: {error} "
+                         f"({setting_to_check(exc, settings.mysql, tables.prefix)})") from None
 
 
 def _migrate(settings: Settings, tables: Tables) -> int:
