@@ -78,7 +78,8 @@ def process_file(
         result = applier.apply(batch)
         summary.add(result.outcomes)
         for record, reason in result.failed:
-            log.error("%s line %d: the database refused this record: %s", path.name, record.source_line, reason)
+            log.error("%s line %d: the database refused this record: %s", path.name, record.source_line, reason,
+                      extra={"event": "database_refused", "file": path.name, "line": record.source_line})
             reject(RejectedRow(path.name, record.source_line, f"database refused: {reason}",
                                record_cells(record, source.header)))
             summary.failed += 1
@@ -93,7 +94,8 @@ def process_file(
     try:
         for item in source:
             if isinstance(item, RejectedRow):
-                log.error("%s line %d: rejected: %s", path.name, item.source_line, item.reason)
+                log.error("%s line %d: rejected: %s", path.name, item.source_line, item.reason,
+                          extra={"event": "rejected", "file": path.name, "line": item.source_line})
                 reject(item)
                 summary.rejected += 1
                 metrics.RECORDS_REJECTED.labels("process").inc()
@@ -115,4 +117,6 @@ def process_file(
     log.info(
         "%s done: %d bounces, %d other rows skipped%s",
         path.name, counts.bounces, counts.skipped, note,
+        extra={"event": "file_done", "file": path.name, "bounces": counts.bounces, "skipped": counts.skipped,
+               "rejected": rejects.count},
     )

@@ -100,7 +100,9 @@ class FileJob:
         resumed = f" (resumed after line {self.resumed_after})" if self.resumed_after else ""
         where = f"renamed to {target.name}" if target else "deleted"
         log.info("%s done%s: %d bounces confirmed by RabbitMQ, %d other rows skipped%s; %s",
-                 self.name, resumed, counts.bounces, counts.skipped, note, where)
+                 self.name, resumed, counts.bounces, counts.skipped, note, where,
+                 extra={"event": "file_done", "file": self.name, "bounces": counts.bounces,
+                        "skipped": counts.skipped, "rejected": counts.rejected})
         return target
 
     def changed(self) -> bool:
@@ -124,7 +126,8 @@ class FileJob:
         self.rejected += 1
         _REJECTED.inc()
         if self.rejected <= LOGGED_REJECTS:
-            log.error("%s line %d: rejected: %s", self.name, row.source_line, row.reason)
+            log.error("%s line %d: rejected: %s", self.name, row.source_line, row.reason,
+                      extra={"event": "rejected", "file": self.name, "line": row.source_line})
         elif self.rejected == LOGGED_REJECTS + 1:
             log.error("%s: more rejected rows; every one is in %s", self.name, self.rejects.path.name)
         self.rejects.header = self.source.header or []

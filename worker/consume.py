@@ -72,6 +72,8 @@ class Tally:
             log.info(
                 "in the last %.0f s: %d records in %d batches (%s); %d dead-lettered",
                 elapsed, sum(self.outcomes.values()) + dead, self.batches, outcomes or "none applied", dead,
+                extra={"event": "summary", "batches": self.batches, "outcomes": dict(self.outcomes),
+                       "dead_lettered": dead},
             )
         self.reset()
 
@@ -195,7 +197,8 @@ class Worker:
         for dead in handled.dead:
             consumer.dead_letter(dead, self.name)
             metrics.DEAD_LETTERED.labels(dead.error).inc()
-            log.error("dead-lettered %s: %s", dead.where or "a message with no source", dead.reason)
+            log.error("dead-lettered %s: %s", dead.where or "a message with no source", dead.reason,
+                      extra={"event": "dead_lettered", "source": dead.where, "outcome": dead.error})
         consumer.ack(handled.tags)
         self.tally.add(handled)
         log.debug(

@@ -67,6 +67,11 @@ def test_process_logs_one_json_object_per_line_without_passwords_or_addresses(ur
     assert all({"ts", "level", "logger", "msg"} <= set(e) for e in entries)
     assert {e["level"] for e in entries} <= {"debug", "info", "warning", "error"}
     assert any("bounces-2024-11-19-1025.csv" in e["msg"] and e["level"] == "error" for e in entries)
+    done_files = [e for e in entries if e["event"] == "file_done"]
+    assert sorted(e["file"] for e in done_files) == sorted(p.name for p in SAMPLES.glob("*.csv"))
+    assert all(isinstance(e["bounces"], int) and isinstance(e["rejected"], int) for e in done_files)
+    rejected = [e for e in entries if e["event"] == "rejected"]
+    assert rejected and all(e["file"] == "bounces-2024-11-19-1025.csv" and e["line"] > 1 for e in rejected)
     assert SECRET not in done.stderr + done.stdout
     assert EMAIL.findall(done.stderr) == []
 
@@ -89,6 +94,8 @@ def test_a_worker_logs_json_without_bodies_passwords_or_addresses_and_text_when_
     text = fleet.log()
     entries = json_lines(text)
     assert any(e["level"] == "error" and "bounces-9.csv line 3" in e["msg"] for e in entries)  # the dead letter
+    assert [(e["source"], e["outcome"]) for e in entries if e["event"] == "dead_lettered"] == [
+        ("bounces-9.csv line 3", "invalid_message")]
     assert SECRET not in text and "BODY-MARKER" not in text
     assert EMAIL.findall(text) == []
 
