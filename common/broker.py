@@ -27,7 +27,7 @@ from .topology import Topology
 
 setup_log = logging.getLogger("pmtabounce.setup")
 
-# AMQP 0-9-1 reply codes (the spec's constants) that retrying cannot fix.
+# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use".
 ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
 # Which of our settings decides a queue argument, for the message when an existing queue differs.
 ARGUMENT_SETTINGS = {
@@ -38,11 +38,9 @@ _INEQUIVALENT = re.compile(
     r"inequivalent arg '(?P<argument>[^']+)' for (?P<kind>queue|exchange) '(?P<name>[^']+)' "
     r"in vhost '(?P<vhost>[^']*)': received (?P<received>.+?) but current is (?P<current>.+)$"
 )
-
-
+_NOT_FOUND = re.compile(r"no (?P<kind>queue|exchange) '(?P<name>[^']+)'")
 # OpenSSL's reasons that no retry can fix: an untrusted certificate, or TLS spoken to a plain port.
 TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
-_NOT_FOUND = re.compile(r"no (?P<kind>queue|exchange) '(?P<name>[^']+)'")
 
 
 def parameters(url: str, role: str) -> pika.URLParameters:

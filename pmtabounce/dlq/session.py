@@ -22,6 +22,7 @@ from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from ..common import broker
+from ..common.broker import NOT_FOUND, RESOURCE_LOCKED
 from ..common.config import Settings
 from ..common.errors import FatalError
 from ..common.topology import Topology
@@ -39,8 +40,6 @@ PROPERTY_NAMES = (
 # Not republished: user_id (RabbitMQ accepts it only from that very login) and expiration
 # (a message put back must not vanish on a timer), as the worker does when it dead-letters.
 NOT_REPUBLISHED = ("user_id", "expiration")
-RESOURCE_LOCKED = 405
-NOT_FOUND = 404
 
 
 class QueueInUse(Exception):
