@@ -22,7 +22,7 @@ from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
 from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from ..common import broker
-from ..common.broker import NOT_FOUND, RESOURCE_LOCKED
+from ..common.broker import RESOURCE_LOCKED
 from ..common.config import Settings
 from ..common.errors import FatalError
 from ..common.topology import Topology
@@ -106,11 +106,8 @@ class DeadLetterQueue:
         """Messages ready in the dead-letter queue (not counting any we hold)."""
         channel = self.connection.channel()
         try:
-            return channel.queue_declare(self.name, passive=True).method.message_count
-        except ChannelClosedByBroker as exc:
-            if exc.reply_code == NOT_FOUND:
-                raise FatalError(f"there is no queue {self.name}: run `pmtabounce setup` first") from None
-            raise
+            with broker.translated():  # no queue: NOT_FOUND, a FatalError saying to run setup
+                return channel.queue_declare(self.name, passive=True).method.message_count
         finally:
             if channel.is_open:
                 channel.close()
