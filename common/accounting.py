@@ -9,7 +9,7 @@ and the rest of the file goes on.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,22 @@ RECORD_TYPES = frozenset({"b", "rb", "d", "t", "tq", "r", "f", "rs"})  # PowerMT
 # A runaway quote would otherwise make one field of the rest of the file.
 MAX_FIELD = 1024 * 1024
 csv.field_size_limit(MAX_FIELD)
+
+REJECT_COLUMN = "pmtabounce_reject_reason"  # NAME.rejected's first column (bouncedir.RejectFile)
+CUT_SHORT = "cut short"
+NUL_STAND_IN = "\uffff"  # a Unicode noncharacter: carries a NUL through a csv module that refuses one
+
+
+def _csv_refuses_nul() -> bool:
+    """Python 3.10's csv module raises "line contains NUL" on any NUL, quoted or not; 3.11 reads it as a character."""
+    try:
+        next(csv.reader(["\0"]))
+    except csv.Error:
+        return True
+    return False
+
+
+CSV_REFUSES_NUL = _csv_refuses_nul()
 
 _COLUMNS = {
     "type": "type",
@@ -32,6 +48,7 @@ _COLUMNS = {
     "header_x-list-id": "list_id",
     "header_x-mailer-sid": "sid",
     "header_x-mailing-id": "mailing_id",
+    REJECT_COLUMN: "reject_reason",
 }
 
 
@@ -71,28 +88,33 @@ class AccountingFile:
         with open(self.path, encoding="utf-8-sig", errors="replace", newline="") as handle:
             yield from self.read(handle)
 
-    def read(self, handle) -> Iterator[BounceRecord | RejectedRow]:
-        reader = csv.reader(handle, strict=False)
+    def read(self, handle: Iterable[str]) -> Iterator[BounceRecord | RejectedRow]:
+        lines = _Lines(handle)
+        reader = csv.reader(lines, strict=False)
         first_line = 1
         index: dict[str, int] = {}
+        reason: int | None = None
         while True:
             try:
                 cells = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                start, first_line = first_line, reader.line_num + 1
+                start, first_line, lines.nul = first_line, reader.line_num + 1, False
                 if start <= self.skip_through:
                     continue
                 self.counts.rejected += 1
                 yield RejectedRow(self.name, start, f"unreadable CSV: {exc}", ())
                 continue
             line, first_line = first_line, reader.line_num + 1
+            if lines.nul:
+                cells, lines.nul = [cell.replace(NUL_STAND_IN, "\0") for cell in cells], False
             if not cells or cells == [""]:
                 continue
             if self.header is None:
                 self.header = cells
                 index = _column_index(cells)
+                reason = index.get("reject_reason")
                 if "type" not in index:
                     # Not a header: a bounce here must be seen by the operator, not swallowed.
                     self.counts.rejected += 1
@@ -100,11 +122,13 @@ class AccountingFile:
                 continue
             if line <= self.skip_through:
                 continue
-            item = self._row(cells, line, index)
+            cut_short = len(cells) < len(self.header) and _cut_short(cells, lines, reason)
+            item = self._row(cells, line, index, cut_short)
             if item is not None:
                 yield item
 
-    def _row(self, cells: list[str], line: int, index: dict[str, int]) -> BounceRecord | RejectedRow | None:
+    def _row(self, cells: list[str], line: int, index: dict[str, int],
+             cut_short: bool) -> BounceRecord | RejectedRow | None:
         counts = self.counts
         counts.rows += 1
         position = index.get("type", 0)
@@ -116,6 +140,9 @@ class AccountingFile:
             counts.skipped += 1
             return None
         try:
+            if cut_short:
+                raise ValueError(f"the file ends inside this row ({len(cells)} of {len(self.header or ())} "
+                                 f"columns): {CUT_SHORT}")
             record = self._record(kind, cells, line, index)
         except ValueError as exc:
             counts.rejected += 1
@@ -124,13 +151,10 @@ class AccountingFile:
         return record
 
     def _record(self, kind: str, cells: list[str], line: int, index: dict[str, int]) -> BounceRecord:
-        needed = max(index.values(), default=0) + 1
-        if len(cells) < needed:
-            raise ValueError(f"row has {len(cells)} of {len(self.header or ())} columns (cut short?)")
-
+        # pmta-accounting.md: the cells a row lacks are empty; the checks below decide whether it still makes a bounce.
         def cell(name: str) -> str:
             position = index.get(name)
-            return cells[position] if position is not None else ""
+            return cells[position] if position is not None and position < len(cells) else ""
 
         if "rcpt" not in index:
             raise ValueError("the file's header has no rcpt column")
@@ -153,6 +177,40 @@ class AccountingFile:
             source_file=self.name,
             source_line=line,
         )
+
+
+class _Lines:
+    """The lines csv.reader reads, noting where the file ends and, where csv refuses NUL, carrying NULs across.
+
+    `nul`: the row being read had a NUL, carried as NUL_STAND_IN (its cells get it back).
+    """
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.lines = lines
+        self.last = "\n"
+        self.ended = False
+        self.nul = False
+
+    @property
+    def ended_by_end_of_file(self) -> bool:
+        """The row just read was ended by the end of the file, not by a line ending: its last line has
+        none (only a file's last line can lack one), or a quote was never closed (the reader asked past
+        the last line)."""
+        return self.ended or not self.last.endswith(("\n", "\r"))
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self.lines:
+            if CSV_REFUSES_NUL and "\0" in line:
+                line, self.nul = line.replace("\0", NUL_STAND_IN), True
+            self.last = line
+            yield line
+        self.ended = True
+
+
+def _cut_short(cells: list[str], lines: _Lines, reason: int | None) -> bool:
+    """pmta-accounting.md: a short row that the end of the file ended is a file cut short. Fed back from
+    NAME.rejected unfixed it still is one (padded, half a list id would read as a list id)."""
+    return lines.ended_by_end_of_file or (reason is not None and CUT_SHORT in "".join(cells[reason:reason + 1]))
 
 
 def _column_index(header: list[str]) -> dict[str, int]:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from pathlib import Path
 
-from .accounting import RejectedRow
+from .accounting import CSV_REFUSES_NUL, NUL_STAND_IN, REJECT_COLUMN, RejectedRow
 
 DONE_SUFFIX = ".done"
 REJECTED_SUFFIX = ".rejected"
-REJECT_COLUMN = "pmtabounce_reject_reason"
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -68,9 +68,19 @@ class RejectFile:
     def add(self, row: RejectedRow) -> None:
         if self._writer is None:
             self._open()
-        self._writer.writerow([f"line {row.source_line}: {row.reason}", *row.cells])
+        cells = [f"line {row.source_line}: {row.reason}", *row.cells]
+        if CSV_REFUSES_NUL and any("\0" in cell for cell in cells):
+            self._write_with_nul(cells)
+        else:
+            self._writer.writerow(cells)
         self._handle.flush()
         self.count += 1
+
+    def _write_with_nul(self, cells: list[str]) -> None:
+        """Python 3.10's csv writer refuses NUL: format with a stand-in, then put the NULs back."""
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\r\n").writerow([cell.replace("\0", NUL_STAND_IN) for cell in cells])
+        self._handle.write(text.getvalue().replace(NUL_STAND_IN, "\0"))
 
     def _open(self) -> None:
         exists = self._keep > 0 and self.path.exists()

@@ -11,6 +11,9 @@ from datetime import datetime
 BOUNCE_TYPES = frozenset({"b", "rb"})
 INT32_MAX = 2**31 - 1  # IEM stores ids and times in int(11) columns
 _LEADING_DIGITS = re.compile(r"\s*(\d+)")
+# PowerMTA's `iso-times yes` (2024-11-19 10:05:33+0100) and its siblings, for Python 3.10, whose
+# datetime.fromisoformat refuses an offset without a colon; %z takes +HHMM, +HH:MM and Z.
+_ISO_FORMATS = tuple(f"%Y-%m-%d{sep}%H:%M:%S{fraction}%z" for sep in (" ", "T") for fraction in ("", ".%f"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +90,26 @@ def parse_time(raw: str) -> int:
     if text.isascii() and text.isdigit():
         value = int(text)
     else:
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise ValueError(f"timeLogged {text!r} is neither Unix seconds nor an ISO time") from None
+        moment = _iso_time(text)
+        if moment is None:
+            raise ValueError(f"timeLogged {text!r} is neither Unix seconds nor an ISO time")
         if moment.tzinfo is None:
             raise ValueError(f"timeLogged {text!r} has no UTC offset")
         value = int(moment.timestamp())
     if not 0 < value <= INT32_MAX:
         raise ValueError(f"timeLogged {text!r} is out of range")
     return value
+
+
+def _iso_time(text: str) -> datetime | None:
+    """`text` as an ISO 8601 time the same way on every Python the project admits; None if it is not one."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    for layout in _ISO_FORMATS:
+        try:
+            return datetime.strptime(text, layout)
+        except ValueError:
+            continue
+    return None
