@@ -1,10 +1,15 @@
 # make run  : a demo of the whole job against the local MariaDB and RabbitMQ
-# make test : the whole test suite (what .ci/run calls)
+# make test : the unit tests on the oldest and newest Python we admit, then the whole suite (what .ci/run calls)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# requires-python's oldest and the newest we claim: the unit tests run on each; a missing one fails `make test`.
+UNIT_PYTHONS ?= 3.10 3.13
+PYENV_ROOT ?= $(HOME)/.pyenv
+# pyenv's own copy first (its shims refuse a version that is not selected), else pythonX.Y on PATH.
+find_python = $(or $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1))),$(shell command -v python$(1)))
 
-.PHONY: run test install lint bench clean services
+.PHONY: run test install lint bench clean services unit-pythons
 
 $(BIN)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +29,26 @@ services: install
 run: services
 	$(BIN)/pmtabounce demo
 
-test: services
+test: services unit-pythons
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+.PRECIOUS: .venv-%/.deps
+
+unit-pythons: $(addprefix unit-python-,$(UNIT_PYTHONS))
+
+# One venv per version (.venv-3.10, ...), reinstalled like .venv so the tests run what `pip install .` gives.
+.venv-%/.deps: pyproject.toml
+	@py='$(call find_python,$*)'; [ -n "$$py" ] && "$$py" -c '' 2>/dev/null || \
+	  { echo "make test: Python $* is not installed; the unit tests must run on it (pyenv install $*)" >&2; exit 1; }
+	$(call find_python,$*) -m venv .venv-$*
+	.venv-$*/bin/pip install -q --upgrade pip
+	.venv-$*/bin/pip install -q '.[test]'
+	touch $@
+
+unit-python-%: .venv-%/.deps
+	.venv-$*/bin/pip install -q --no-deps --force-reinstall .
+	.venv-$*/bin/pytest -q tests/unit
 
 lint: install
 	$(BIN)/ruff check .
@@ -35,4 +57,4 @@ bench: services
 	$(BIN)/python bench/bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo
+	rm -rf $(VENV) $(addprefix .venv-,$(UNIT_PYTHONS)) build *.egg-info demo
