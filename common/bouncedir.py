@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from .accounting import CSV_REFUSES_NUL, NUL_STAND_IN, REJECT_COLUMN, RejectedRow
+from .errors import FatalError
 
 DONE_SUFFIX = ".done"
 REJECTED_SUFFIX = ".rejected"
+LOCK_WAIT = 60.0  # seconds a second `process` waits for the first: from cron, a run a minute late still helps
 _DIGITS = re.compile(r"(\d+)")
 
 
@@ -31,12 +35,61 @@ def pending_files(directory: Path) -> list[Path]:
     return [directory / name for name in sorted(names, key=natural_key)]
 
 
+def directory_problem(directory: Path) -> str | None:
+    """What keeps this process from working `directory` (it lists, reads, renames or deletes files and
+    keeps its lock file there), in an operator's words; None if nothing does.
+
+    os.access asks the kernel, so a read-only mount, an ACL or NFS root squash count, not only mode bits.
+    """
+    if not directory.is_dir():
+        return f"{directory} does not exist or is not a directory"
+    effective = os.access in os.supports_effective_ids
+    if not os.access(directory, os.R_OK | os.X_OK, effective_ids=effective):
+        return f"{directory} is not readable by {_user()}"
+    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=effective):
+        return (f"{directory} is not writable by {_user()}: finished files are renamed or deleted there, "
+                "and its lock file lives there")
+    return None
+
+
+def require_workable(directory: Path) -> None:
+    """At start, before anything is read or committed: raises FatalError naming what is wrong."""
+    problem = directory_problem(directory)
+    if problem:
+        raise FatalError(f"cannot work the bounce directory: {problem}")
+
+
+def _user() -> str:
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name}"
+    except KeyError:
+        return f"user id {uid}"
+
+
+def done_path(path: Path) -> Path:
+    """NAME.done, or if that is taken the first free NAME.1.done, NAME.2.done, ...
+
+    An earlier archive of the same name (an operator fed fixed rows back under the original name) is
+    never overwritten, and no name ends in `.csv`, so none is taken for input again. Free at the time
+    of asking: callers hold the DirectoryLock.
+    """
+    target = path.with_name(path.name + DONE_SUFFIX)
+    number = 0
+    while os.path.lexists(target):
+        number += 1
+        target = path.with_name(f"{path.name}.{number}{DONE_SUFFIX}")
+    return target
+
+
 def mark_done(path: Path, action: str) -> Path | None:
-    """Rename to NAME.done, or delete; only call once every record of the file is safe."""
+    """Rename to `done_path(path)`, or delete; only call once every record of the file is safe."""
     if action == "delete":
         path.unlink(missing_ok=True)
         return None
-    target = path.with_name(path.name + DONE_SUFFIX)
+    target = done_path(path)
     os.replace(path, target)
     return target
 
@@ -113,20 +166,28 @@ class DirectoryLock:
         self.path = directory / ".pmtabounce.lock"
         self._fd: int | None = None
 
-    def acquire(self, wait: bool = True, poll: float = 0.5, should_stop=lambda: False) -> bool:
+    def acquire(self, wait: bool = True, poll: float = 0.5, should_stop: Callable[[], bool] = lambda: False,
+                timeout: float | None = None) -> bool:
+        """Take the lock: True once held; False if another process holds it and `wait` is False, or
+        `timeout` seconds passed, or `should_stop()` said so. FatalError if the lock file cannot be opened."""
         import fcntl
         import time
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise FatalError(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from None
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if not wait or should_stop():
+                left = math.inf if deadline is None else deadline - time.monotonic()
+                if not wait or should_stop() or left <= 0:
                     os.close(fd)
                     return False
-                time.sleep(poll)
+                time.sleep(min(poll, left))
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .common import metrics
 from .common.accounting import AccountingFile, RejectedRow, record_cells
-from .common.bouncedir import DirectoryLock, RejectFile, mark_done, pending_files
+from .common.bouncedir import LOCK_WAIT, DirectoryLock, RejectFile, mark_done, pending_files, require_workable
 from .common.config import Settings
 from .common.errors import FatalError, TransientError
 from .common.record import BounceRecord
@@ -32,16 +32,25 @@ def process_directory(
     applier: BatchApplier | None = None,
     on_batch: Callable[[int], None] | None = None,
     give_up_after: float | None = None,
+    lock_wait: float = LOCK_WAIT,
 ) -> Summary:
     """Process every pending file of `directory` once; returns what was done.
 
     A database outage is waited out, for ever by default; with `give_up_after`
     seconds (a cron job that must end) it stops with a FatalError instead, the
-    file in hand not marked done, so the next run takes it up again.
+    file in hand not marked done, so the next run takes it up again. Another
+    process working the directory is waited for up to `lock_wait` seconds, then
+    FatalError. A directory this process cannot read and write is a FatalError
+    before anything is read or committed.
     """
+    require_workable(directory)
     lock = DirectoryLock(directory)
     if not lock.acquire(wait=False):
-        raise FatalError(f"{directory} is being worked by another process (pid {lock.holder()})")
+        log.info("waiting up to %g s: %s is being worked by another process (pid %s)",
+                 lock_wait, directory, lock.holder())
+        if not lock.acquire(timeout=lock_wait):
+            raise FatalError(f"{directory} is still being worked by another process (pid {lock.holder()}) after "
+                             f"{lock_wait:g} s; nothing was done (--lock-wait sets how long to wait)")
     applier = applier or BatchApplier(
         settings.mysql, Tables(settings.table_prefix), settings.policy,
         retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
@@ -109,7 +118,12 @@ def process_file(
             flush()
     finally:
         rejects.close()
-    mark_done(path, settings.done_action)
+    try:
+        mark_done(path, settings.done_action)
+    except OSError as exc:
+        raise FatalError(f"every record of {path} is committed, but it cannot be "
+                         f"{'deleted' if settings.done_action == 'delete' else 'renamed'} ({exc.strerror or exc}); "
+                         "the next run finds its records already applied") from None
     summary.files += 1
     metrics.FILES_DONE.labels("process").inc()
     counts = source.counts

@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 from ..common import health
-from ..common.bouncedir import DirectoryLock
+from ..common.bouncedir import DirectoryLock, require_workable
 from ..common.config import Settings
 from ..common.shutdown import stop_on_signals
 from .loop import Producer
@@ -16,7 +16,10 @@ log = logging.getLogger("pmtabounce.producer")
 
 
 def run_producer(settings: Settings, directory: Path, *, once: bool = False) -> int:
-    """Publish the bounce directory until SIGTERM/SIGINT (or, with `once`, until it is empty); the exit code."""
+    """Publish the bounce directory until SIGTERM/SIGINT (or, with `once`, until it is empty); the exit code.
+
+    FatalError at once if the directory cannot be read and written (a file is marked done there)."""
+    require_workable(directory)
     with stop_on_signals() as stop:
         return _run(settings, directory, once, stop)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..common.bouncedir import LOCK_WAIT
 from ..common.config import Settings
 from ..runner import run_command
 
@@ -15,12 +16,15 @@ from ..runner import run_command
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option("--give-up-after", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Exit 1 if the database stays unreachable this long (default: wait it out).")
+@click.option("--lock-wait", type=click.FloatRange(min=0), default=LOCK_WAIT, show_default=True, metavar="SECONDS",
+              help="Wait this long for another process working the directory, then exit 1.")
 @run_command
-def process(settings: Settings, directory: Path | None, as_json: bool, give_up_after: float | None) -> None:
+def process(settings: Settings, directory: Path | None, as_json: bool, give_up_after: float | None,
+            lock_wait: float) -> None:
     """Apply every bounce file in DIRECTORY to IEM directly, with no broker (inline mode)."""
     from ..inline import process_directory
     from ..summary import print_summary
 
     directory = settings.require_bounce_dir(directory)
-    summary = process_directory(settings, directory, give_up_after=give_up_after)
+    summary = process_directory(settings, directory, give_up_after=give_up_after, lock_wait=lock_wait)
     print_summary(summary, as_json=as_json)

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import queues
-from ..common.bouncedir import pending_files
+from ..common.bouncedir import directory_problem, pending_files
 from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import PmtaBounceError
@@ -84,7 +84,8 @@ def bounce_dir_part(directory: Path | None, now: float) -> Part:
         return _down(part, f"cannot read {directory}: {exc.strerror or exc}")
     part.facts["pending_files"] = len(files)
     part.facts["oldest_pending_age_seconds"] = round(now - min(mtimes), 1) if mtimes else None
-    return part
+    problem = directory_problem(directory)
+    return _down(part, problem) if problem else part
 
 
 def broker_parts(settings: Settings) -> list[Part]:

@@ -1,15 +1,20 @@
 """The move-to directory: which files are input and in what order, finishing a file, NAME.rejected."""
 
+import time
+
 import pytest
 from pmtabounce.common.accounting import AccountingFile, RejectedRow
 from pmtabounce.common.bouncedir import (
     REJECT_COLUMN,
     DirectoryLock,
     RejectFile,
+    directory_problem,
+    done_path,
     mark_done,
     natural_key,
     pending_files,
 )
+from pmtabounce.common.errors import FatalError
 from pmtabounce.common.record import BounceRecord
 
 HEADER = ["type", "timeLogged", "rcpt", "dsnStatus", "dsnDiag", "bounceCat", "header_X-Mailer-LID",
@@ -46,10 +51,24 @@ def test_pending_files_are_the_csv_files_in_natural_order(tmp_path):
 def test_mark_done_renames(tmp_path):
     path = tmp_path / "b-1.csv"
     path.write_text("type\n")
-    (tmp_path / "b-1.csv.done").write_text("an older copy")  # a file copied back and done again
     target = mark_done(path, "rename")
     assert target == tmp_path / "b-1.csv.done" and target.read_text() == "type\n"
     assert not path.exists() and pending_files(tmp_path) == []
+
+
+def test_mark_done_never_overwrites_an_earlier_archive(tmp_path):
+    """An operator feeds fixed rows back under the original name: the first archive stays."""
+    (tmp_path / "b-1.csv.done").write_text("the original")
+    (tmp_path / "b-1.csv.1.done").write_text("fixed rows, first try")
+    path = tmp_path / "b-1.csv"
+    path.write_text("fixed rows, second try")
+    target = mark_done(path, "rename")
+    assert target == tmp_path / "b-1.csv.2.done" and target.read_text() == "fixed rows, second try"
+    assert (tmp_path / "b-1.csv.done").read_text() == "the original"
+    assert (tmp_path / "b-1.csv.1.done").read_text() == "fixed rows, first try"
+    assert pending_files(tmp_path) == []  # no archive name is taken for input again
+    (tmp_path / "b-1.csv.1.done").unlink()
+    assert done_path(path) == tmp_path / "b-1.csv.1.done"  # the first free name
 
 
 def test_mark_done_deletes(tmp_path):
@@ -138,3 +157,27 @@ def test_directory_lock_is_exclusive_and_released(tmp_path):
     first.release()
     assert second.acquire(wait=False)
     second.release()
+
+
+def test_directory_lock_waits_at_most_its_timeout(tmp_path):
+    first, second = DirectoryLock(tmp_path), DirectoryLock(tmp_path)
+    assert first.acquire(wait=False)
+    started = time.monotonic()
+    assert not second.acquire(timeout=0.3, poll=5)  # a poll longer than the time left is cut short
+    assert 0.25 <= time.monotonic() - started < 1.5
+    first.release()
+    assert second.acquire(timeout=0.3)
+    second.release()
+
+
+def test_a_lock_file_that_cannot_be_opened_is_a_clear_error(tmp_path):
+    (tmp_path / ".pmtabounce.lock").mkdir()  # not openable for writing, even by root
+    with pytest.raises(FatalError, match="cannot open the lock file .*pmtabounce.lock"):
+        DirectoryLock(tmp_path).acquire(wait=False)
+
+
+def test_directory_problem_names_a_missing_directory(tmp_path):
+    assert directory_problem(tmp_path) is None
+    assert "does not exist" in directory_problem(tmp_path / "nowhere")
+    (tmp_path / "file").write_text("")
+    assert "not a directory" in directory_problem(tmp_path / "file")
