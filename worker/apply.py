@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay, stop_never
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, stop_never
 from tenacity.wait import wait_exponential, wait_random
 
 from ..common import metrics
@@ -25,6 +25,18 @@ log = logging.getLogger("pmtabounce.worker")
 class BatchResult:
     outcomes: list[Outcome] = field(default_factory=list)
     failed: list[tuple[BounceRecord, str]] = field(default_factory=list)  # (record, reason)
+
+
+def _within(limit: float | None, wait: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
+    """tenacity wait: `wait`, but never sleeping past `limit` seconds since the first attempt, so
+    `--give-up-after S` ends within S plus one attempt, not S plus a backoff of up to retry_max_wait."""
+    if limit is None:
+        return wait
+
+    def bounded(state: RetryCallState) -> float:
+        return max(0.0, min(wait(state), limit - state.seconds_since_start))
+
+    return bounded
 
 
 class BatchApplier:
@@ -46,7 +58,7 @@ class BatchApplier:
         self._connection = None
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
-            wait=wait_exponential(multiplier=0.1, max=retry_max_wait) + wait_random(0, 0.5),
+            wait=_within(give_up_after, wait_exponential(multiplier=0.1, max=retry_max_wait) + wait_random(0, 0.5)),
             stop=stop_after_delay(give_up_after) if give_up_after else stop_never,
             sleep=sleep,
             before_sleep=self._before_retry,
