@@ -22,7 +22,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import click
-import pymysql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -32,7 +31,7 @@ from ..commands.status import LEDGER_OUTCOMES
 from ..common.accounting import AccountingFile
 from ..common.bouncedir import pending_files
 from ..common.broker import safe_url, setup_broker
-from ..common.config import MySQLTarget, Settings
+from ..common.config import Settings
 from ..common.errors import ConfigError, FatalError
 from ..common.record import BounceRecord
 from ..runner import run_command
@@ -40,6 +39,7 @@ from ..worker import ledger
 from ..worker.db import Tables, connect
 from ..worker.migrate import setup_database
 from .fixture import create_iem_tables
+from .reset import claim_directory, reset_database
 from .world import World
 
 DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/pmtabounce_demo"
@@ -111,6 +111,7 @@ def run_demo(given: Settings, options: DemoOptions, console: Console) -> int:
 
 def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tuple[World, int]:
     """Fresh database, world and files, then setup; returns the world and the records to publish."""
+    claim_directory(options.directory)  # before anything is dropped: both refusals come first
     reset_database(settings.mysql)
     tables = Tables(settings.table_prefix)
     world = World.generate(options.seed, subscribers=options.subscribers, records=options.records,
@@ -133,18 +134,6 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
         f"({expected} readable, the rest are the files' deliberate faults)"
     )
     return world, expected
-
-
-def reset_database(target: MySQLTarget) -> None:
-    """DROP and CREATE the demo database (its name is checked: letters, digits and _ only)."""
-    server = pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                             unix_socket=target.unix_socket, autocommit=True, connect_timeout=10)
-    try:
-        with server.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{target.database}`")
-            cursor.execute(f"CREATE DATABASE `{target.database}` CHARACTER SET utf8mb4")
-    finally:
-        server.close()
 
 
 def watch(settings: Settings, expected: int, processes: Processes, timeout: float, console: Console) -> Drained:
@@ -261,7 +250,8 @@ def _console_api(given: Settings, settings: Settings) -> str | None:
 def _say_what_is_used(console: Console, given: Settings, settings: Settings, api_url: str | None) -> None:
     mysql_from = "PMTABOUNCE_MYSQL_URL's server" if given.mysql_url else "local default; set PMTABOUNCE_MYSQL_URL"
     amqp_from = "PMTABOUNCE_AMQP_URL" if given.amqp_url else "local default; set PMTABOUNCE_AMQP_URL"
-    console.print(f"MySQL:    {settings.mysql.safe_url()} ({mysql_from}); the demo database is dropped and made anew")
+    console.print(f"MySQL:    {settings.mysql.safe_url()} ({mysql_from}); the demo database is dropped and made anew "
+                  "(only one the demo made)")
     console.print(f"RabbitMQ: {safe_url(settings.amqp)} ({amqp_from}), queues {QUEUE_PREFIX}.*")
     console.print(f"files:    {settings.bounce_dir}")
     if api_url is None:
@@ -306,9 +296,11 @@ def print_summary(console: Console, settings: Settings, world: World, result: Dr
 @click.option("--workers", type=click.IntRange(1, 16), default=DemoOptions.workers, show_default=True)
 @click.option("--seed", type=int, default=DemoOptions.seed, show_default=True)
 @click.option("--database", default=DemoOptions.database, show_default=True,
-              help="Demo database on PMTABOUNCE_MYSQL_URL's server: dropped and made anew.")
+              help="Demo database on PMTABOUNCE_MYSQL_URL's server: dropped and made anew; one the demo did not "
+                   "make is refused.")
 @click.option("--directory", type=click.Path(path_type=Path, file_okay=False), default=DemoOptions.directory,
-              show_default=True, help="Where the accounting files and the process logs go.")
+              show_default=True, help="Where the accounting files and the process logs go (emptied; a folder the demo "
+                                      "did not make is refused unless empty).")
 @click.option("--timeout", type=float, default=DemoOptions.timeout, show_default=True,
               help="Give up if the queue has not drained after this many seconds.")
 @run_command

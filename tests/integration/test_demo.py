@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 from conftest import MYSQL_URL
@@ -71,3 +72,53 @@ def test_the_demo_runs_the_fleet_on_a_tiny_world_and_stops_everything(vhost, tmp
     assert processes_working(bounce_dir) == []
     assert sorted(p.name for p in (tmp_path / "demo" / "logs").iterdir()) == [
         "producer.log", "worker-1.log", "worker-2.log"]
+
+
+def run_demo(env: dict[str, str], database: str, directory: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pmtabounce", "demo", "--subscribers", "20", "--records", "20", "--files", "1",
+         "--workers", "1", "--database", database, "--directory", str(directory), "--timeout", "60"],
+        env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_the_demo_refuses_a_database_it_did_not_make(vhost, tmp_path):
+    database = f"pmtt_notdemo_{uuid.uuid4().hex[:10]}"
+    as_root(f"CREATE DATABASE `{database}`")
+    try:
+        as_root(f"CREATE TABLE `{database}`.`email_lists` (listid INT PRIMARY KEY)")
+        as_root(f"INSERT INTO `{database}`.`email_lists` VALUES (7)")
+        done = run_demo(worker_env(MYSQL_URL, vhost.url), database, tmp_path / "demo")
+        kept = as_root(f"SELECT listid FROM `{database}`.`email_lists`")
+    finally:
+        as_root(f"DROP DATABASE IF EXISTS `{database}`")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"database {database} exists and was not made by `pmtabounce demo`" in done.stderr
+    assert kept == [(7,)]
+
+
+def test_the_demo_resets_a_database_it_made(tmp_path):
+    from pmtabounce.common.config import parse_mysql_url
+
+    from pmtabounce.demo.reset import MARK_TABLE, reset_database
+
+    database = f"pmtt_demo_{uuid.uuid4().hex[:10]}"
+    target = replace(parse_mysql_url(MYSQL_URL), database=database)
+    try:
+        reset_database(target)
+        as_root(f"CREATE TABLE `{database}`.`left_over` (n INT)")
+        reset_database(target)  # marked by the first: made anew
+        tables = as_root("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", (database,))
+    finally:
+        as_root(f"DROP DATABASE IF EXISTS `{database}`")
+    assert tables == [(MARK_TABLE,)]
+
+
+def test_the_demo_refuses_a_directory_it_did_not_make(vhost, tmp_path):
+    directory = tmp_path / "pmta"
+    (directory / "bounces").mkdir(parents=True)
+    (directory / "bounces" / "acct-2024-11-19.csv").write_text("type,rcpt\r\n")
+    database = f"pmtt_demo_{uuid.uuid4().hex[:10]}"
+    done = run_demo(worker_env(MYSQL_URL, vhost.url), database, directory)
+    assert done.returncode == 1 and "was not made by `pmtabounce demo`" in done.stderr
+    assert (directory / "bounces" / "acct-2024-11-19.csv").exists()
+    assert as_root("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)) == [(0,)]
