@@ -9,6 +9,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 from .accounting import CSV_REFUSES_NUL, NUL_STAND_IN, REJECT_COLUMN, RejectedRow
 from .errors import FatalError
@@ -103,8 +104,8 @@ class RejectFile:
 
     An operator can read it, fix a row and move it back as a `.csv`: the parser
     finds columns by name and ignores the extra one. Rows are kept as they
-    were, not padded, so a row cut short stays cut short (and is refused
-    again) until someone fixes it. Written and flushed row by row, so a crash
+    were, not padded; a row the file's end cut short is refused again, by its
+    reason, until someone fixes it. Written and flushed row by row, so a crash
     keeps what was found.
     """
 
@@ -112,38 +113,26 @@ class RejectFile:
         self.path = rejected_path(source)
         self.header = list(header or [])
         self.count = 0
-        self._handle = None
-        self._writer = None
+        self._handle: TextIO | None = None
         self._keep = keep_bytes
         if keep_bytes == 0:
             self.path.unlink(missing_ok=True)
 
     def add(self, row: RejectedRow) -> None:
-        if self._writer is None:
-            self._open()
-        cells = [f"line {row.source_line}: {row.reason}", *row.cells]
-        if CSV_REFUSES_NUL and any("\0" in cell for cell in cells):
-            self._write_with_nul(cells)
-        else:
-            self._writer.writerow(cells)
-        self._handle.flush()
+        handle = self._handle or self._open()
+        handle.write(_csv_line([f"line {row.source_line}: {row.reason}", *row.cells]))
+        handle.flush()
         self.count += 1
 
-    def _write_with_nul(self, cells: list[str]) -> None:
-        """Python 3.10's csv writer refuses NUL: format with a stand-in, then put the NULs back."""
-        text = io.StringIO()
-        csv.writer(text, lineterminator="\r\n").writerow([cell.replace("\0", NUL_STAND_IN) for cell in cells])
-        self._handle.write(text.getvalue().replace(NUL_STAND_IN, "\0"))
-
-    def _open(self) -> None:
+    def _open(self) -> TextIO:
         exists = self._keep > 0 and self.path.exists()
-        self._handle = open(self.path, "a" if exists else "w", encoding="utf-8", newline="")
+        handle = self._handle = open(self.path, "a" if exists else "w", encoding="utf-8", newline="")
         if exists:
-            self._handle.truncate(self._keep)
-            self._handle.seek(self._keep)
-        self._writer = csv.writer(self._handle, lineterminator="\r\n")
-        if not exists:
-            self._writer.writerow([REJECT_COLUMN, *self.header])
+            handle.truncate(self._keep)
+            handle.seek(self._keep)
+        else:
+            handle.write(_csv_line([REJECT_COLUMN, *self.header]))
+        return handle
 
     def size(self) -> int:
         """Bytes written so far: a checkpoint records it so a resume can cut back to it."""
@@ -153,7 +142,15 @@ class RejectFile:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
-            self._writer = None
+
+
+def _csv_line(cells: list[str]) -> str:
+    """One CSV row, CRLF-ended. Python 3.10's csv writer refuses NUL: a stand-in carries it through."""
+    nul = CSV_REFUSES_NUL and any("\0" in cell for cell in cells)
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\r\n").writerow([cell.replace("\0", NUL_STAND_IN) for cell in cells] if nul
+                                                      else cells)
+    return text.getvalue().replace(NUL_STAND_IN, "\0") if nul else text.getvalue()
 
 
 class DirectoryLock:

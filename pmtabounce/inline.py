@@ -56,15 +56,15 @@ def process_directory(
         retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
     )
     summary = Summary()
-    path = None
     try:
         for path in pending_files(directory):
-            process_file(path, applier, settings, summary, on_batch=on_batch)
-    except TransientError as exc:
-        raise FatalError(
-            f"gave up after {give_up_after:g} s without the database ({exc}); {path.name} is not marked done "
-            "and the next run takes it up again"
-        ) from None
+            try:
+                process_file(path, applier, settings, summary, on_batch=on_batch)
+            except TransientError as exc:
+                raise FatalError(
+                    f"gave up after {give_up_after:g} s without the database ({exc}); {path.name} is not marked "
+                    "done and the next run takes it up again"
+                ) from None
     finally:
         applier.close()
         lock.release()

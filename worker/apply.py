@@ -34,7 +34,7 @@ def _within(limit: float | None, wait: Callable[[RetryCallState], float]) -> Cal
         return wait
 
     def bounded(state: RetryCallState) -> float:
-        return max(0.0, min(wait(state), limit - state.seconds_since_start))
+        return max(0.0, min(wait(state), limit - (state.seconds_since_start or 0.0)))
 
     return bounded
 
