@@ -29,8 +29,13 @@ services: install
 run: services
 	$(BIN)/pmtabounce demo
 
+# mypy checks the installed package (pmtabounce.common and the rest exist only once installed), from inside
+# the venv so that the source tree's folders do not shadow it.
+MYPY := cd $(VENV) && bin/mypy --config-file $(CURDIR)/pyproject.toml
+
 test: services unit-pythons
 	$(BIN)/ruff check .
+	$(MYPY)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 .PRECIOUS: .venv-%/.deps
@@ -52,6 +57,7 @@ unit-python-%: .venv-%/.deps
 
 lint: install
 	$(BIN)/ruff check .
+	$(MYPY)
 
 bench: services
 	$(BIN)/python bench/bench.py

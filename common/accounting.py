@@ -9,7 +9,7 @@ and the rest of the file goes on.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,7 +83,7 @@ class AccountingFile:
         self.counts = ParseCounts()
         self.skip_through = skip_through
 
-    def __iter__(self) -> Iterator[BounceRecord | RejectedRow]:
+    def __iter__(self) -> Generator[BounceRecord | RejectedRow, None, None]:
         # utf-8-sig strips a BOM if one is there; remote servers put any bytes in dsnDiag.
         with open(self.path, encoding="utf-8-sig", errors="replace", newline="") as handle:
             yield from self.read(handle)

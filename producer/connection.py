@@ -77,7 +77,11 @@ class BrokerLink:
 
     @property
     def is_open(self) -> bool:
-        return self._connection is not None and self._connection.is_open
+        return self._open_connection() is not None
+
+    def _open_connection(self) -> BatchingConnection | None:
+        connection = self._connection
+        return connection if connection is not None and connection.is_open else None
 
     def open(self, setup: Callable[[object, Callable[[], None]], None]) -> None:
         """Connect and open a channel; `setup(channel, ready)` must call `ready()` once the channel is usable."""
@@ -97,16 +101,18 @@ class BrokerLink:
     def close(self) -> None:
         """Close on purpose; the loop stops once the broker agreed."""
         self._closing = True
-        if self.is_open:
-            self._connection.close()
+        connection = self._open_connection()
+        if connection is not None:
+            connection.close()
         else:
             self._loop.stop()
 
     def drop(self, reason: BaseException) -> None:
         """Close the connection as if it were lost: the producer reconnects."""
-        if self.is_open:
+        connection = self._open_connection()
+        if connection is not None:
             self._error = reason
-            self._connection.close()
+            connection.close()
 
     def _opened(self, connection) -> None:
         connection.channel(on_open_callback=self._channel_opened)
@@ -127,10 +133,11 @@ class BrokerLink:
     def _channel_closed(self, _channel, exc: BaseException) -> None:
         # One channel per connection: without it the connection is no use, and
         # reconnecting declares the topology again.
-        if self.is_open:
+        connection = self._open_connection()
+        if connection is not None:
             log.warning("RabbitMQ closed the publishing channel: %s", exc)
             self._error = exc
-            self._connection.close()
+            connection.close()
 
     def _closed(self, _connection, exc: BaseException) -> None:
         self._connection = None

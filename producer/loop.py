@@ -103,11 +103,15 @@ class Producer:
             retry=retry_if_exception_type(TransientError),
             stop=stop_any(stop_when_event_set(self._stop), give_up),
             wait=wait_exponential_jitter(initial=0.5, max=self.settings.retry_max_wait, jitter=0.5),
-            sleep=self._stop.wait,  # a stop request cuts the pause short
+            sleep=self._pause,
             before_sleep=_log_retry,
             reraise=True,
         )
         retrying(self._open)
+
+    def _pause(self, seconds: float) -> None:
+        """tenacity's sleep between attempts: a stop request cuts it short."""
+        self._stop.wait(seconds)
 
     def _open(self) -> None:
         declare(self.settings.amqp, self.topology)
@@ -138,7 +142,7 @@ class Producer:
             self._stop_gracefully(now)
         elif self.job is not None:
             if now - self._last_save >= CHECKPOINT_SECONDS:
-                self._save(now)
+                self._save(self.job, now)
             if self.watch.due(now):
                 self.watch.scan(now)  # keeps the backlog gauges true during a long file
         elif self.watch.due(now):
@@ -198,7 +202,7 @@ class Producer:
             return
         _READ.inc(self.publisher.publish_all(self._read(job)))
         if job.finished:
-            self._finish_job()
+            self._finish_job(job)
         elif not job.exhausted and job.progress.backlog < self.window:
             self._schedule_pump()
 
@@ -221,18 +225,17 @@ class Producer:
         for message in messages:
             settle(message.token)
         if job.finished:
-            self._finish_job()
+            self._finish_job(job)
             return
         if job.checkpoint_due(self.window):
-            self._save(time.monotonic())
+            self._save(job, time.monotonic())
         self._schedule_pump()
 
-    def _save(self, now: float) -> None:
-        self.job.save()
+    def _save(self, job: FileJob, now: float) -> None:
+        job.save()
         self._last_save = now
 
-    def _finish_job(self) -> None:
-        job = self.job
+    def _finish_job(self, job: FileJob) -> None:
         if job.changed():
             log.warning("%s changed or vanished while it was read; if it is still there, it is read again "
                         "from the top", job.name)

@@ -22,6 +22,7 @@ from ..common import metrics
 from ..common.message import CONTENT_TYPE, encode
 from ..common.record import BounceRecord
 from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
+from .checkpoint import Pending
 from .confirms import Unconfirmed
 
 log = logging.getLogger("pmtabounce.producer")
@@ -42,10 +43,10 @@ class Outgoing:
     properties: pika.BasicProperties
     file: str
     line: int
-    token: object
+    token: Pending
 
 
-def outgoing(record: BounceRecord, token: object, now: int) -> Outgoing:
+def outgoing(record: BounceRecord, token: Pending, now: int) -> Outgoing:
     properties = pika.BasicProperties(
         content_type=CONTENT_TYPE,
         delivery_mode=PERSISTENT,
@@ -76,7 +77,7 @@ class ConfirmingPublisher:
         self._on_confirmed = on_confirmed
         self._on_stuck = on_stuck
         self._max_pause = max_pause
-        self._channel = None
+        self._channel: pika.channel.Channel | None = None
         self._unconfirmed: Unconfirmed[Outgoing] = Unconfirmed()
         self._again: deque[Outgoing] = deque()
         self._refusals = 0  # refusals in a row, for the pause before sending again
@@ -121,6 +122,8 @@ class ConfirmingPublisher:
     def publish_all(self, messages: Iterable[Outgoing]) -> int:
         """Publish without waiting, written to the socket together (see BatchingConnection); returns how many."""
         channel, unconfirmed = self._channel, self._unconfirmed
+        if channel is None:
+            return 0  # not ready: `messages` is not iterated, so nothing is read and lost
         exchange, routing_key = self._exchange, self._routing_key
         count = 0
         with channel.connection.batched():

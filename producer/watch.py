@@ -16,6 +16,7 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from ..common import metrics
 from ..common.bouncedir import pending_files
@@ -42,7 +43,7 @@ class DirectoryWatch:
         self._changed = threading.Event()
         self._changed.set()  # list it once at start
         self._next_rescan = 0.0
-        self._observer = None
+        self._observer: BaseObserver | None = None
 
     def start(self) -> None:
         observer = Observer()

@@ -55,7 +55,7 @@ class BatchApplier:
         self.target = target
         self.tables = tables
         self.policy = policy
-        self._connection = None
+        self._connection: pymysql.connections.Connection | None = None
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=_within(give_up_after, wait_exponential(multiplier=0.1, max=retry_max_wait) + wait_random(0, 0.5)),

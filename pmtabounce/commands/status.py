@@ -189,8 +189,9 @@ def render(report: Report, console: Console | None = None) -> None:
     ledger_part = next(p for p in report.parts if p.name == "ledger")
     if ledger_part.state == OK:
         outcomes = Table(title="applied (ledger)")
-        for column, justify in (("outcome", "left"), ("last hour", "right"), ("last day", "right")):
-            outcomes.add_column(column, justify=justify)
+        outcomes.add_column("outcome")
+        for column in ("last hour", "last day"):
+            outcomes.add_column(column, justify="right")
         for name in LEDGER_OUTCOMES:
             outcomes.add_row(name.replace("_", " "), str(ledger_part.facts["last_hour"][name]),
                              str(ledger_part.facts["last_day"][name]))

@@ -83,8 +83,12 @@ def demo_settings(settings: Settings, options: DemoOptions) -> Settings:
         mysql_url=urlunsplit(parts._replace(path="/" + options.database)),
         amqp_url=settings.amqp_url or DEFAULT_AMQP_URL,
         queue_prefix=QUEUE_PREFIX,
-        bounce_dir=(options.directory / "bounces").resolve(),
+        bounce_dir=demo_bounce_dir(options),
     )
+
+
+def demo_bounce_dir(options: DemoOptions) -> Path:
+    return (options.directory / "bounces").resolve()
 
 
 def run_demo(given: Settings, options: DemoOptions, console: Console) -> int:
@@ -122,8 +126,9 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
         world.create_database(connection, tables)
     finally:
         connection.close()
-    shutil.rmtree(settings.bounce_dir, ignore_errors=True)
-    paths = world.write_files(settings.bounce_dir)
+    bounce_dir = demo_bounce_dir(options)
+    shutil.rmtree(bounce_dir, ignore_errors=True)
+    paths = world.write_files(bounce_dir)
     expected = sum(isinstance(item, BounceRecord) for path in paths for item in AccountingFile(path))
     queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
@@ -153,7 +158,7 @@ def watch(settings: Settings, expected: int, processes: Processes, timeout: floa
                 connection.commit()  # a fresh snapshot on the next read
                 work, dead = queues.read_queues(settings.amqp, topology)
                 result.dead = dead.ready
-                waiting = len(pending_files(settings.bounce_dir))
+                waiting = len(pending_files(settings.require_bounce_dir()))
                 state = f"files {waiting} · queued {work.ready} · consumers {work.consumers}"
                 progress.update(task, completed=result.seen + result.dead, state=state)
                 if result.seen + result.dead >= expected and work.ready == 0 and waiting == 0:

@@ -236,7 +236,9 @@ class _People:
         return SubscriberRow(subscriberid, listid, address, confirmed, joined, bounced, unsubscribed)
 
     def list_rows(self) -> list[ListRow]:
-        active, unsubscribed, bounced = Counter(), Counter(), Counter()
+        active: Counter[int] = Counter()
+        unsubscribed: Counter[int] = Counter()
+        bounced: Counter[int] = Counter()
         for row in self.rows:
             target = unsubscribed if row.unsubscribed else bounced if row.bounced else active
             target[row.listid] += 1

@@ -18,8 +18,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pika
+from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
-from tenacity import Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from ..common import broker
 from ..common.broker import RESOURCE_LOCKED
@@ -55,6 +56,13 @@ def properties_dict(properties: pika.BasicProperties) -> dict:
     return {name: getattr(properties, name) for name in PROPERTY_NAMES if getattr(properties, name) is not None}
 
 
+def _last_result(state: RetryCallState) -> int:
+    """tenacity's answer once it stops retrying: what the last attempt returned, not a RetryError."""
+    outcome = state.outcome
+    assert outcome is not None, "tenacity stops only after an attempt"
+    return outcome.result()
+
+
 class DeadLetterQueue:
     """One session on the dead-letter queue, holding the lock that keeps other `dlq` commands out."""
 
@@ -62,9 +70,9 @@ class DeadLetterQueue:
         self.connection = connection
         self.topology = topology
         self.name = topology.dead_queue
-        self._browse_channel = None
+        self._browse_channel: BlockingChannel | None = None
         self._held = 0  # delivered to us on the browse channel, not removed
-        self._publish_channel = None
+        self._publish_channel: BlockingChannel | None = None
         self._lock(lock_wait)
 
     @classmethod
@@ -140,7 +148,9 @@ class DeadLetterQueue:
 
     def remove(self, letter: DeadLetterMessage) -> None:
         """Take one held message out of the queue for good."""
-        self._browse_channel.basic_ack(letter.tag)
+        channel = self._browse_channel
+        assert channel is not None, "a message is removed only after browse() held it"
+        channel.basic_ack(letter.tag)
         self._held -= 1
 
     def release(self) -> None:
@@ -157,7 +167,7 @@ class DeadLetterQueue:
         held, self._held = self._held, 0
         depth = Retrying(
             retry=retry_if_result(lambda ready: ready < held), stop=stop_after_delay(SETTLE_SECONDS),
-            wait=wait_fixed(0.05), sleep=self.connection.sleep, retry_error_callback=lambda s: s.outcome.result(),
+            wait=wait_fixed(0.05), sleep=self.connection.sleep, retry_error_callback=_last_result,
         )(self.depth)
         if depth < held:
             log.warning("%s counts %d ready messages %.0f s after %d were handed back; a command run right "
@@ -165,13 +175,14 @@ class DeadLetterQueue:
 
     def publish(self, exchange: str, body: bytes, properties: dict) -> None:
         """Publish persistently and return once RabbitMQ has confirmed it; PublishRefused otherwise."""
-        if self._publish_channel is None or not self._publish_channel.is_open:
-            self._publish_channel = self.connection.channel()
-            self._publish_channel.confirm_delivery()
+        channel = self._publish_channel
+        if channel is None or not channel.is_open:
+            channel = self._publish_channel = self.connection.channel()
+            channel.confirm_delivery()
         kept = {k: v for k, v in properties.items() if k not in NOT_REPUBLISHED}
         kept["delivery_mode"] = pika.DeliveryMode.Persistent
         try:
-            self._publish_channel.basic_publish(
+            channel.basic_publish(
                 exchange, self.topology.routing_key, body, pika.BasicProperties(**kept), mandatory=True
             )
         except UnroutableError:
