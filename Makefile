@@ -52,6 +52,7 @@ unit-pythons: $(addprefix unit-python-,$(UNIT_PYTHONS))
 	touch $@
 
 unit-python-%: .venv-%/.deps
+	rm -rf build
 	.venv-$*/bin/pip install -q --no-deps --force-reinstall .
 	.venv-$*/bin/pytest -q tests/unit
 
