@@ -41,9 +41,29 @@ def process_directory(
     file in hand not marked done, so the next run takes it up again. Another
     process working the directory is waited for up to `lock_wait` seconds, then
     FatalError. A directory this process cannot read and write is a FatalError
-    before anything is read or committed.
+    before anything is read or committed; a file that cannot be read is left
+    for the next run and, once the others are done, named in a FatalError.
     """
     require_workable(directory)
+    lock = _take_lock(directory, lock_wait)
+    applier = applier or BatchApplier(
+        settings.mysql, Tables(settings.table_prefix), settings.policy,
+        retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
+    )
+    summary = Summary()
+    try:
+        failed = [path.name for path in pending_files(directory)
+                  if not _process_one(path, applier, settings, summary, on_batch, give_up_after)]
+    finally:
+        applier.close()
+        lock.release()
+    if failed:
+        raise FatalError(f"could not process {', '.join(failed)} in {directory} (see above); they are not marked "
+                         "done, the next run takes them up again")
+    return summary
+
+
+def _take_lock(directory: Path, lock_wait: float) -> DirectoryLock:
     lock = DirectoryLock(directory)
     if not lock.acquire(wait=False):
         log.info("waiting up to %g s: %s is being worked by another process (pid %s)",
@@ -51,24 +71,26 @@ def process_directory(
         if not lock.acquire(timeout=lock_wait):
             raise FatalError(f"{directory} is still being worked by another process (pid {lock.holder()}) after "
                              f"{lock_wait:g} s; nothing was done (--lock-wait sets how long to wait)")
-    applier = applier or BatchApplier(
-        settings.mysql, Tables(settings.table_prefix), settings.policy,
-        retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
-    )
-    summary = Summary()
+    return lock
+
+
+def _process_one(path: Path, applier: BatchApplier, settings: Settings, summary: Summary,
+                 on_batch: Callable[[int], None] | None, give_up_after: float | None) -> bool:
+    """One file; False if a file error stopped it (logged; it stays for the next run), True otherwise."""
     try:
-        for path in pending_files(directory):
-            try:
-                process_file(path, applier, settings, summary, on_batch=on_batch)
-            except TransientError as exc:
-                raise FatalError(
-                    f"gave up after {give_up_after:g} s without the database ({exc}); {path.name} is not marked "
-                    "done and the next run takes it up again"
-                ) from None
-    finally:
-        applier.close()
-        lock.release()
-    return summary
+        process_file(path, applier, settings, summary, on_batch=on_batch)
+    except TransientError as exc:
+        raise FatalError(
+            f"gave up after {give_up_after:g} s without the database ({exc}); {path.name} is not marked "
+            "done and the next run takes it up again"
+        ) from None
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and exc.filename is not None and Path(exc.filename) == path:
+            log.info("%s was taken away since the directory was listed", path.name)
+            return True
+        log.error("%s could not be processed (%s); it is not marked done", path.name, exc)
+        return False
+    return True
 
 
 def process_file(

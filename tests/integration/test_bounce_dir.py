@@ -125,3 +125,18 @@ def test_process_keeps_an_earlier_archive_of_the_same_name(iem_db, directory):
     assert result.returncode == 0, result.stderr
     assert (directory / "bounces-1.csv.done").read_bytes() == b"the original, already applied\r\n"
     assert "ann@example.com" in (directory / "bounces-1.csv.1.done").read_text()
+
+
+def test_a_file_that_cannot_be_read_is_named_and_the_others_are_done(iem_db, directory):
+    a_bounce_file(iem_db, directory)
+    unreadable = write_file(directory / "bounces-0.csv", [bounce("hard", "bob@example.com")])
+    unreadable.chmod(0)
+    try:
+        result = pmtabounce(cli_env(iem_db), "process", str(directory))
+    finally:
+        unreadable.chmod(0o644)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "bounces-0.csv could not be processed" in result.stderr and "Permission denied" in result.stderr
+    assert f"could not process bounces-0.csv in {directory}" in result.stderr
+    assert unreadable.exists() and (directory / "bounces-1.csv.done").exists()
+    assert [row["email"] for row in ledger_rows(iem_db)] == ["ann@example.com"]
