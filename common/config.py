@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -113,7 +114,7 @@ class _Source:
     def __init__(self, env: Mapping[str, str], file_values: dict, path: str | None) -> None:
         self.env, self.file_values, self.path = env, file_values, path
 
-    def get(self, name: str, default=None) -> tuple:
+    def get(self, name: str, default: Any = None) -> tuple[Any, str]:
         """(value, where it came from, for messages)."""
         key = f"PMTABOUNCE_{name.upper()}"
         if self.env.get(key, "") != "":
@@ -191,7 +192,8 @@ def _choices(source: _Source) -> dict:
 
 
 def _numbers(cls: type[Settings], source: _Source) -> dict:
-    values = {name: _int(*source.get(name, getattr(cls, name)), low, high) for name, low, high in INT_RANGES}
+    values: dict[str, float] = {name: _int(*source.get(name, getattr(cls, name)), low, high)
+                                for name, low, high in INT_RANGES}
     for name in ("rescan_seconds", "retry_max_wait"):
         values[name] = _float(*source.get(name, getattr(cls, name)))
     return values

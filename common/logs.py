@@ -54,7 +54,8 @@ class JsonFormatter(OrjsonFormatter):
         )
 
     def formatException(self, ei) -> str:  # noqa: N802 (logging's name)
-        return redact(super().formatException(ei))
+        formatted = super().formatException(ei)  # a list only with exc_info_as_array, which we do not set
+        return redact(formatted if isinstance(formatted, str) else "\n".join(formatted))
 
     def add_fields(self, log_data: dict, record: logging.LogRecord, message_dict: dict) -> None:
         log_data["ts"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"

@@ -16,7 +16,7 @@ from ..common.errors import CommittedElsewhere, FatalError, PermanentError, Tran
 from ..common.policy import Policy
 from ..common.record import BounceRecord
 from . import iem, ledger
-from .db import Tables, connect, setting_to_check, translate
+from .db import Connection, Tables, connect, setting_to_check, translate
 from .plan import Outcome, plan_batch
 
 log = logging.getLogger("pmtabounce.worker")
@@ -55,7 +55,7 @@ class BatchApplier:
         self.target = target
         self.tables = tables
         self.policy = policy
-        self._connection: pymysql.connections.Connection | None = None
+        self._connection: Connection | None = None
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=_within(give_up_after, wait_exponential(multiplier=0.1, max=retry_max_wait) + wait_random(0, 0.5)),

@@ -76,7 +76,10 @@ class Tables:
         return self._name("pmtabounce_meta")
 
 
-def connect(target: MySQLTarget, *, timeout: float = 10.0) -> pymysql.connections.Connection:
+Connection = pymysql.connections.Connection  # so that modules holding one need not import PyMySQL
+
+
+def connect(target: MySQLTarget, *, timeout: float = 10.0) -> Connection:
     """A connection for one thread. READ COMMITTED: once we hold a subscriber's row lock,
     every later read sees the bounce rows other workers committed before they let it go."""
     connection = pymysql.connect(
