@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pika
 from pika import exceptions as amqp
+from pika.adapters.utils import connection_workflow as bring_up
 
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
@@ -111,7 +112,7 @@ def translated(url: str | None = None) -> Iterator[None]:
     """Run pika calls; any pika (or socket) failure comes out as our error type, from `translate`."""
     try:
         yield
-    except (amqp.AMQPError, OSError) as exc:
+    except (amqp.AMQPError, bring_up.AMQPConnectorException, OSError) as exc:
         raise translate(exc, url) from exc
 
 
@@ -122,9 +123,15 @@ def translate(exc: BaseException, url: str | None = None) -> PmtaBounceError:
     message (password masked). Login and virtual host failures are told apart by pika's
     ProbableAuthenticationError / ProbableAccessDeniedError, raised when the broker closes during the
     handshake (RabbitMQ sends 403 or 530 there, see pika's connection.py `_on_connection_closed`).
+    pika's connection workflow errors (adapters/utils/connection_workflow.py: a handshake that never
+    completes, a socket that does not connect) derive from Exception, not AMQPError; the cause they
+    wrap is judged, and without one they mean an unreachable broker.
     """
     if isinstance(exc, PmtaBounceError):
         return exc
+    cause = _bring_up_cause(exc)
+    if cause is not None:
+        return translate(cause, url)
     setting = f"PMTABOUNCE_AMQP_URL={masked_url(url)}" if url else "PMTABOUNCE_AMQP_URL"
     if isinstance(exc, (amqp.ProbableAuthenticationError, amqp.AuthenticationError)):
         return FatalError(f"RabbitMQ refused the login ({_reply_text(exc)}): check the user name and password "
@@ -140,9 +147,18 @@ def translate(exc: BaseException, url: str | None = None) -> PmtaBounceError:
         if refusal is not None:
             return refusal
     where = f"RabbitMQ at {safe_url(url)}" if url else "RabbitMQ"
-    if isinstance(exc, (amqp.AMQPConnectionError, OSError)):
+    if isinstance(exc, (amqp.AMQPConnectionError, bring_up.AMQPConnectorException, OSError)):
         return TransientError(f"cannot reach {where} ({describe(exc)})")
     return TransientError(f"{where}: {describe(exc)}")
+
+
+def _bring_up_cause(exc: BaseException) -> BaseException | None:
+    """The error inside one of pika's connection workflow wrappers (the last attempt's), if any."""
+    if isinstance(exc, bring_up.AMQPConnectionWorkflowFailed) and exc.exceptions:
+        return exc.exceptions[-1]
+    if isinstance(exc, bring_up.AMQPConnectorPhaseErrorBase):
+        return exc.exception
+    return None
 
 
 def _refusal(code: int, text: str, setting: str) -> FatalError | None:

@@ -4,6 +4,7 @@ import ssl
 
 import pytest
 from pika import exceptions as amqp
+from pika.adapters.utils import connection_workflow as bring_up
 from pmtabounce.common.broker import masked_url, translate
 from pmtabounce.common.errors import FatalError, TransientError
 
@@ -15,6 +16,12 @@ LOGIN_REFUSED = ("ACCESS_REFUSED - Login was refused using authentication mechan
 def probable(kind, code: int, text: str) -> amqp.AMQPConnectionError:
     """pika wraps the broker's close during the handshake as text (connection.py, _on_stream_terminated)."""
     return kind(repr(amqp.ConnectionClosedByBroker(code, text)))
+
+
+def handshake_timeout() -> bring_up.AMQPConnectorStackTimeout:
+    """What BlockingConnection raises when RabbitMQ accepts TCP but never completes the AMQP handshake."""
+    return bring_up.AMQPConnectorStackTimeout("Timeout during AMQP handshake'127.0.0.1'/(2, 1, 6, '', "
+                                              "('127.0.0.1', 5672)); ssl=False")
 
 
 def inequivalent(received: str, current: str, argument: str = "x-delivery-limit") -> amqp.ChannelClosedByBroker:
@@ -59,6 +66,18 @@ CASES = [
      ["TLS", "cacertfile", "PMTABOUNCE_AMQP_URL=amqp://pmtabounce:****@"]),
     (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"), FatalError,
      ["TLS", "5671"]),
+    (handshake_timeout(), TransientError, ["cannot reach", "mq.example:5672", "AMQP handshake"]),
+    (bring_up.AMQPConnectorAMQPHandshakeError(handshake_timeout()), TransientError, ["cannot reach", "handshake"]),
+    (bring_up.AMQPConnectorSocketConnectError(ConnectionRefusedError(111, "Connection refused")), TransientError,
+     ["cannot reach", "Connection refused"]),
+    (bring_up.AMQPConnectorTransportSetupError(ssl.SSLEOFError(8, "EOF occurred in violation of protocol")),
+     TransientError, ["EOF"]),
+    (bring_up.AMQPConnectionWorkflowFailed([bring_up.AMQPConnectorAMQPHandshakeError(handshake_timeout())]),
+     TransientError, ["cannot reach", "handshake"]),
+    (bring_up.AMQPConnectionWorkflowFailed([bring_up.AMQPConnectorAMQPHandshakeError(
+        probable(amqp.ProbableAuthenticationError, 403, LOGIN_REFUSED))]), FatalError, ["password"]),
+    (bring_up.AMQPConnectionWorkflowFailed([]), TransientError, ["cannot reach"]),
+    (bring_up.AMQPConnectorAborted(), TransientError, ["cannot reach", "AMQPConnectorAborted"]),
     (ssl.SSLEOFError(8, "EOF occurred in violation of protocol (_ssl.c:2427)"), TransientError, ["EOF"]),
 ]
 
