@@ -20,7 +20,7 @@ def run_producer(settings: Settings, directory: Path, *, once: bool = False) -> 
 
     FatalError at once if the directory cannot be read and written (a file is marked done there)."""
     require_workable(directory)
-    with stop_on_signals() as stop:
+    with stop_on_signals(log=log, then="reading no more, waiting for outstanding confirms, then exiting") as stop:
         return _run(settings, directory, once, stop)
 
 

@@ -17,6 +17,8 @@ class TcpProxy:
         self.port = self._listener.getsockname()[1]
         self._open = threading.Event()
         self._open.set()
+        self._silent = threading.Event()
+        self._held: list[socket.socket] = []
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._closed = False
@@ -43,12 +45,21 @@ class TcpProxy:
                 sock.close()
             self._sockets.clear()
 
+    def black_hole(self) -> None:
+        """A network partition: connections stay open, new ones are accepted, and nothing answers
+        (what is sent either way is dropped) until restore()."""
+        self._silent.set()
+
     def restore(self) -> None:
+        self._silent.clear()
         self._open.set()
 
     def close(self) -> None:
         self._closed = True
         self.cut()
+        with self._lock:
+            for sock in self._held:
+                sock.close()
         self._listener.close()
 
     def _accept(self) -> None:
@@ -59,6 +70,10 @@ class TcpProxy:
                 return
             if not self._open.is_set():
                 client.close()
+                continue
+            if self._silent.is_set():
+                with self._lock:
+                    self._held.append(client)
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -78,7 +93,8 @@ class TcpProxy:
                 data = source.recv(65536)
                 if not data:
                     break
-                sink.sendall(data)
+                if not self._silent.is_set():
+                    sink.sendall(data)
         except OSError:
             pass
         finally:

@@ -317,3 +317,27 @@ def test_nacked_and_unroutable_messages_are_sent_again_until_taken(vhost, tmp_pa
     messages = drain(vhost, at_least=60)
     assert len(expected) == 50 and len(messages) == 60
     assert {properties.message_id for properties, _ in messages} == expected | {"filler"}
+
+
+def test_sigterm_with_a_broker_that_stopped_answering_ends_within_the_deploy_grace(vhost, tmp_path, spawn):
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    source = directory / "bounces-2024-11-24-0000.csv"
+    write_bounces(source, 20000)
+    proxy = TcpProxy("127.0.0.1", 5672)
+    try:
+        producer = spawn(directory, producer_env(proxy.url_for(vhost.url), publish_window=100))
+        wait_for(lambda: checkpoint_line(source) > 1000, "progress before the broker goes silent")
+        proxy.black_hole()  # the socket stays open, nothing answers: no confirm, no Connection.CloseOk
+        time.sleep(0.5)
+        started = time.monotonic()
+        producer.process.send_signal(signal.SIGTERM)
+        # 10 s for the outstanding confirms, then at most a few seconds for the close; deploy/ grants 30 s.
+        assert producer.wait(timeout=20) == 0, producer.log()
+        assert time.monotonic() - started < 15, producer.log()
+    finally:
+        proxy.close()
+    log = producer.log()
+    assert "SIGTERM received: reading no more" in log
+    assert "did not answer the close" in log and "the next start sends them again" in log
+    assert source.exists() and checkpoint_line(source) < 20000  # not done: the rest is published next time
