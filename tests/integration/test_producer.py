@@ -341,3 +341,23 @@ def test_sigterm_with_a_broker_that_stopped_answering_ends_within_the_deploy_gra
     assert "SIGTERM received: reading no more" in log
     assert "did not answer the close" in log and "the next start sends them again" in log
     assert source.exists() and checkpoint_line(source) < 20000  # not done: the rest is published next time
+
+
+def test_a_broker_that_never_completes_the_handshake_is_waited_out(vhost, tmp_path, spawn):
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    source = directory / "bounces-2024-11-24-0005.csv"
+    write_bounces(source, 10)
+    proxy = TcpProxy("127.0.0.1", 5672)
+    try:
+        proxy.black_hole()  # TCP is accepted, the AMQP handshake never answered: pika's stack timeout
+        producer = spawn(directory, producer_env(proxy.url_for(vhost.url), retry_max_wait=1), "--once")
+        wait_for(lambda: "AMQP handshake" in producer.log(), "the handshake to time out")
+        assert producer.process.poll() is None, producer.log()
+        proxy.restore()
+        assert producer.wait() == 0, producer.log()
+    finally:
+        proxy.close()
+    assert "cannot reach RabbitMQ" in producer.log() and "Traceback" not in producer.log()
+    assert source.with_name(source.name + ".done").exists()
+    assert len(drain(vhost, at_least=10)) == 10

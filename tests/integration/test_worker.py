@@ -232,3 +232,19 @@ def test_sigterm_during_a_mysql_outage_exits_0_and_hands_the_batch_back(iem_db, 
     assert "stopped while waiting to retry" in fleet.log()
     wait_for(lambda: vhost.queue_depth(vhost.topology.queue) == 100, "all 100 back in the queue, none acked")
     assert vhost.queue_depth(vhost.topology.dead_queue) == 0
+
+
+def test_a_broker_that_never_completes_the_handshake_is_waited_out(iem_db, vhost, tmp_path, proxy_to):
+    emails = add_subscribers(iem_db, 20)
+    proxy, env = cut_off_worker_env("amqp", iem_db, vhost, proxy_to, retry_max_wait=1)
+    proxy.black_hole()  # TCP is accepted, the AMQP handshake never answered: pika's stack timeout
+
+    with Fleet(env, tmp_path) as fleet:
+        worker = fleet.start()
+        wait_for(lambda: "AMQP handshake" in fleet.log(), "the handshake to time out", timeout=60)
+        assert worker.poll() is None, fleet.log()
+        assert "cannot reach RabbitMQ" in fleet.log() and "Traceback" not in fleet.log()
+        proxy.restore()
+        publish(vhost.url, vhost.topology, hard_bounces(emails))
+        wait_for(lambda: ledger_count(iem_db) == 20, "the bounces, once the broker answers")
+        assert fleet.terminate(worker) == 0, fleet.log()
