@@ -53,9 +53,13 @@ class DlqWorld:
         return orjson.loads(self.dlq("list", "--json", *args).stdout)
 
     def spawn_dlq(self, *args: str) -> subprocess.Popen:
-        """`pmtabounce dlq ARGS` in the background (killed by kill_leftovers if still running)."""
-        process = subprocess.Popen([sys.executable, "-m", "pmtabounce", "dlq", *args], env=self.env(),
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        """`pmtabounce dlq ARGS` in the background (killed by kill_leftovers if still running); its
+        stderr goes to the file `process.log_path`."""
+        log_path = self.tmp / f"dlq-{len(self.processes)}.log"
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen([sys.executable, "-m", "pmtabounce", "dlq", *args], env=self.env(),
+                                       stdout=subprocess.DEVNULL, stderr=log)
+        process.log_path = log_path
         self.processes.append(process)
         return process
 

@@ -10,6 +10,7 @@ covers exactly the messages that were shown.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections import Counter
 from collections.abc import Iterator
@@ -42,8 +43,12 @@ from .view import (
     progress_bar,
 )
 
+log = logging.getLogger("pmtabounce.dlq")
+
 LIST_ROWS = 500  # rows `dlq list` prints without --limit; the counts cover them all
 CONSUMER_TIMEOUT_MINUTES = 25  # RabbitMQ takes back unacked messages after 30 minutes by default
+# A run stopped by its first SIGTERM/SIGINT is not done: 128 + SIGINT, as a shell reports Ctrl-C, so a
+# script can tell it from 0 (README, "Exit codes"). Its audit line is written before it exits.
 INTERRUPTED = 130
 
 
@@ -161,7 +166,8 @@ def export(settings: Settings, path: Path, selection: Selection, take: bool, app
         writer = ExportWriter(path, append=append)
     except FileExistsError:
         raise FatalError(f"{path} exists: choose another name, or --append to add to it") from None
-    with writer, broker_errors(), DeadLetterQueue.open(settings) as queue, stop_on_signals() as stop:
+    with writer, broker_errors(), DeadLetterQueue.open(settings) as queue, \
+            stop_on_signals(log=log, then="stopping after the message in hand") as stop:
         chosen = selection.pick(queue.browse())
         written = export_letters(queue, chosen, writer, queue.name, take=take, stop=stop)
         queue.release()
@@ -231,7 +237,8 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, rate: str | 
 
 def _replay(settings: Settings, selection: Selection, limit: int, force: bool, rate: float | None,
             confirmed: Counter | None, show_plan: bool) -> None:
-    with broker_errors(), DeadLetterQueue.open(settings) as queue, stop_on_signals() as stop:
+    with broker_errors(), DeadLetterQueue.open(settings) as queue, \
+            stop_on_signals(log=log, then="stopping after the message in hand") as stop:
         plan = plan_replay(only_confirmed(selection.pick(queue.browse()), confirmed), limit, force)
         if show_plan:
             print_plan(plan, "to replay", limit)

@@ -90,9 +90,12 @@ def test_an_interrupted_replay_run_again_loses_and_doubles_nothing(dead_lettered
     polite = world.spawn_dlq("replay", "--reason", REFUSED, "--rate", "4", "--yes")
     _wait_until_replayed(world, 2)
     polite.send_signal(signal.SIGINT)
-    assert polite.wait(timeout=30) == 130
+    assert polite.wait(timeout=30) == 130  # not done: a script must not take it for a finished replay
     dead, work = _depths(world)
     assert dead - 1 + work == records and 2 <= work < records
+    assert "SIGINT received: stopping after the message in hand" in polite.log_path.read_text()
+    audited = orjson.loads(world.audit_file.read_bytes().splitlines()[-1])  # written on the clean stop
+    assert (audited["action"], audited["replayed"], audited["completed"]) == ("replay", work, False)
 
     # kill -9: held messages go back to the queue; at most the one in flight is in both queues.
     brutal = world.spawn_dlq("replay", "--reason", REFUSED, "--rate", "4", "--yes")
