@@ -1,6 +1,6 @@
 """The rows of generated accounting files: who bounces, why, and every kind of trouble a real file has.
 
-Part of the world generator (pmtabounce/world.py); kept apart because what a
+Part of the world generator (pmtabounce/demo/world.py); kept apart because what a
 row says is one job and which file and database it lands in is another.
 """
 
