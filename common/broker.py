@@ -27,6 +27,7 @@ from .service_urls import AMQP_OPTIONS  # our TLS options, in RabbitMQ's URI spe
 from .topology import Topology
 
 setup_log = logging.getLogger("pmtabounce.setup")
+log = logging.getLogger("pmtabounce.broker")
 
 # AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use".
 ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
@@ -42,6 +43,9 @@ _INEQUIVALENT = re.compile(
 _NOT_FOUND = re.compile(r"no (?P<kind>queue|exchange) '(?P<name>[^']+)'")
 # OpenSSL's reasons that no retry can fix: an untrusted certificate, or TLS spoken to a plain port.
 TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")
+# How long a stopping process waits for RabbitMQ to answer a cancel or a close. Nothing is lost by not
+# waiting longer: what was not acked goes back to the queue, what was not confirmed is published again.
+ANSWER_SECONDS = 3.0
 
 
 def parameters(url: str, role: str) -> pika.URLParameters:
@@ -82,12 +86,41 @@ def connect(url: str, role: str) -> pika.BlockingConnection:
 
 
 def close_quietly(connection: pika.BlockingConnection) -> None:
-    """Close if still open; a connection already gone is fine (the broker returns unacked messages either way)."""
+    """Close if still open, waiting at most ANSWER_SECONDS for RabbitMQ; a connection already gone is fine
+    (the broker returns unacked messages either way)."""
     try:
         if connection.is_open:
-            connection.close()
+            with answered_within(connection):
+                connection.close()
     except amqp.AMQPError:
         pass
+
+
+@contextmanager
+def answered_within(connection: pika.BlockingConnection, seconds: float = ANSWER_SECONDS) -> Iterator[None]:
+    """Bound the blocking pika calls of the block (a cancel, a close): if RabbitMQ has not answered
+    after `seconds`, the connection is dropped and the waiting call raises as on a lost connection.
+
+    A broker that keeps the socket open but stops answering is otherwise noticed only by the
+    heartbeat, after a minute, past the 30 s that deploy/ grants a stop. pika's own timers (its
+    I/O loop's, which run while a blocking call waits) carry the deadline.
+    """
+    impl = connection._impl
+    timer = impl.ioloop.call_later(seconds, lambda: abandon(impl, seconds))
+    try:
+        yield
+    finally:
+        impl.ioloop.remove_timeout(timer)
+
+
+def abandon(connection: pika.connection.Connection, seconds: float) -> None:
+    """Drop a connection RabbitMQ has not answered for `seconds`; its close callbacks run as on a lost one."""
+    if connection.is_closing:
+        log.warning("RabbitMQ did not answer the close within %.0f s; dropping the connection", seconds)
+        connection._terminate_stream(None)  # what pika itself does when Connection.CloseOk arrives
+    elif connection.is_open:
+        log.warning("RabbitMQ did not answer within %.0f s; dropping the connection", seconds)
+        connection._terminate_stream(amqp.StreamLostError(f"RabbitMQ did not answer within {seconds:.0f} s"))
 
 
 def safe_url(url: str) -> str:

@@ -14,14 +14,19 @@ from contextlib import contextmanager
 import pika
 from pika import exceptions as amqp
 
-from ..common.broker import close_quietly, connect, declare_topology, parameters, translate, translated
+from ..common.broker import (
+    ANSWER_SECONDS,
+    abandon,
+    close_quietly,
+    connect,
+    declare_topology,
+    parameters,
+    translate,
+    translated,
+)
 from ..common.topology import Topology
 
 log = logging.getLogger("pmtabounce.producer")
-
-# How long a clean stop waits for RabbitMQ to answer Connection.Close. Nothing is lost by not
-# waiting longer: a file is marked done only after its confirms, which came (or not) before the close.
-CLOSE_SECONDS = 3.0
 
 
 def declare(url: str, topology: Topology) -> None:
@@ -103,7 +108,10 @@ class BrokerLink:
             raise translate(self._error or amqp.AMQPConnectionError("connection attempt ended"), self.url)
 
     def close(self) -> None:
-        """Close on purpose; the loop stops once the broker agreed, or after CLOSE_SECONDS without an answer."""
+        """Close on purpose; the loop stops once the broker agreed, or after ANSWER_SECONDS without an answer.
+
+        Nothing is lost by not waiting longer: a file is marked done only after its confirms.
+        """
         self._closing = True
         connection = self._open_connection()
         if connection is not None:
@@ -120,7 +128,7 @@ class BrokerLink:
 
     def _close_within(self, connection: BatchingConnection) -> None:
         connection.close()
-        self._loop.call_later(CLOSE_SECONDS, lambda: _abandon_close(connection))
+        self._loop.call_later(ANSWER_SECONDS, lambda: abandon(connection, ANSWER_SECONDS))
 
     def _opened(self, connection) -> None:
         connection.channel(on_open_callback=self._channel_opened)
@@ -155,10 +163,3 @@ class BrokerLink:
         elif not self._closing:
             self._on_lost(self._error or exc)
         self._loop.stop()
-
-
-def _abandon_close(connection: pika.connection.Connection) -> None:
-    """End a connection still waiting for RabbitMQ's Connection.CloseOk; its close callback then runs."""
-    if connection.is_closing:
-        log.warning("RabbitMQ did not answer the close within %.0f s; dropping the connection", CLOSE_SECONDS)
-        connection._terminate_stream(None)  # what pika itself does when the CloseOk arrives

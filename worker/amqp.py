@@ -126,7 +126,8 @@ class Consumer:
     def cancel(self) -> None:
         """No more deliveries; those received but not yet handled go back to the queue (pika nacks them)."""
         if self.consuming():
-            self.channel.basic_cancel(self.tag)
+            with broker.answered_within(self.connection):  # a stop must not wait on a broker gone silent
+                self.channel.basic_cancel(self.tag)
 
     def close(self) -> None:
         """Unacked messages return to the queue when the connection closes."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 from pmtabounce.common.config import parse_mysql_url
@@ -248,3 +249,20 @@ def test_a_broker_that_never_completes_the_handshake_is_waited_out(iem_db, vhost
         publish(vhost.url, vhost.topology, hard_bounces(emails))
         wait_for(lambda: ledger_count(iem_db) == 20, "the bounces, once the broker answers")
         assert fleet.terminate(worker) == 0, fleet.log()
+
+
+
+def test_sigterm_with_a_broker_that_stopped_answering_ends_within_the_deploy_grace(iem_db, vhost, tmp_path,
+                                                                                  proxy_to):
+    emails = add_subscribers(iem_db, 20)
+    proxy, env = cut_off_worker_env("amqp", iem_db, vhost, proxy_to)
+    with Fleet(env, tmp_path) as fleet:
+        worker = fleet.start()
+        publish(vhost.url, vhost.topology, hard_bounces(emails))
+        wait_for(lambda: ledger_count(iem_db) == 20, "the bounces applied")
+        proxy.black_hole()  # the socket stays open, nothing answers: no Basic.CancelOk, no Connection.CloseOk
+        started = time.monotonic()
+        # It took 69 s (the heartbeat's minute); deploy/ grants 30 s.
+        assert fleet.terminate(worker, timeout=20) == 0, fleet.log()
+        assert time.monotonic() - started < 10, fleet.log()
+    assert "did not answer within 3 s" in fleet.log()
