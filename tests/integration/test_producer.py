@@ -319,45 +319,48 @@ def test_nacked_and_unroutable_messages_are_sent_again_until_taken(vhost, tmp_pa
     assert {properties.message_id for properties, _ in messages} == expected | {"filler"}
 
 
-def test_sigterm_with_a_broker_that_stopped_answering_ends_within_the_deploy_grace(vhost, tmp_path, spawn):
+@pytest.fixture
+def rabbit_proxy():
+    """A TcpProxy between the producer and RabbitMQ, closed after the test."""
+    proxy = TcpProxy("127.0.0.1", 5672)
+    yield proxy
+    proxy.close()
+
+
+def one_file(tmp_path: Path, name: str, count: int) -> tuple[Path, Path]:
+    """A bounce directory holding one file of `count` bounces: (directory, file)."""
     directory = tmp_path / "bounces"
     directory.mkdir()
-    source = directory / "bounces-2024-11-24-0000.csv"
-    write_bounces(source, 20000)
-    proxy = TcpProxy("127.0.0.1", 5672)
-    try:
-        producer = spawn(directory, producer_env(proxy.url_for(vhost.url), publish_window=100))
-        wait_for(lambda: checkpoint_line(source) > 1000, "progress before the broker goes silent")
-        proxy.black_hole()  # the socket stays open, nothing answers: no confirm, no Connection.CloseOk
-        time.sleep(0.5)
-        started = time.monotonic()
-        producer.process.send_signal(signal.SIGTERM)
-        # 10 s for the outstanding confirms, then at most a few seconds for the close; deploy/ grants 30 s.
-        assert producer.wait(timeout=20) == 0, producer.log()
-        assert time.monotonic() - started < 15, producer.log()
-    finally:
-        proxy.close()
+    write_bounces(directory / name, count)
+    return directory, directory / name
+
+
+def test_sigterm_with_a_broker_that_stopped_answering_ends_within_the_deploy_grace(vhost, tmp_path, spawn,
+                                                                                  rabbit_proxy):
+    directory, source = one_file(tmp_path, "bounces-2024-11-24-0000.csv", 20000)
+    producer = spawn(directory, producer_env(rabbit_proxy.url_for(vhost.url), publish_window=100))
+    wait_for(lambda: checkpoint_line(source) > 1000, "progress before the broker goes silent")
+    rabbit_proxy.black_hole()  # the socket stays open, nothing answers: no confirm, no Connection.CloseOk
+    time.sleep(0.5)
+    started = time.monotonic()
+    producer.process.send_signal(signal.SIGTERM)
+    # 10 s for the outstanding confirms, then at most a few seconds for the close; deploy/ grants 30 s.
+    assert producer.wait(timeout=20) == 0, producer.log()
+    assert time.monotonic() - started < 15, producer.log()
     log = producer.log()
     assert "SIGTERM received: reading no more" in log
     assert "did not answer the close" in log and "the next start sends them again" in log
     assert source.exists() and checkpoint_line(source) < 20000  # not done: the rest is published next time
 
 
-def test_a_broker_that_never_completes_the_handshake_is_waited_out(vhost, tmp_path, spawn):
-    directory = tmp_path / "bounces"
-    directory.mkdir()
-    source = directory / "bounces-2024-11-24-0005.csv"
-    write_bounces(source, 10)
-    proxy = TcpProxy("127.0.0.1", 5672)
-    try:
-        proxy.black_hole()  # TCP is accepted, the AMQP handshake never answered: pika's stack timeout
-        producer = spawn(directory, producer_env(proxy.url_for(vhost.url), retry_max_wait=1), "--once")
-        wait_for(lambda: "AMQP handshake" in producer.log(), "the handshake to time out")
-        assert producer.process.poll() is None, producer.log()
-        proxy.restore()
-        assert producer.wait() == 0, producer.log()
-    finally:
-        proxy.close()
+def test_a_broker_that_never_completes_the_handshake_is_waited_out(vhost, tmp_path, spawn, rabbit_proxy):
+    directory, source = one_file(tmp_path, "bounces-2024-11-24-0005.csv", 10)
+    rabbit_proxy.black_hole()  # TCP is accepted, the AMQP handshake never answered: pika's stack timeout
+    producer = spawn(directory, producer_env(rabbit_proxy.url_for(vhost.url), retry_max_wait=1), "--once")
+    wait_for(lambda: "AMQP handshake" in producer.log(), "the handshake to time out")
+    assert producer.process.poll() is None, producer.log()
+    rabbit_proxy.restore()
+    assert producer.wait() == 0, producer.log()
     assert "cannot reach RabbitMQ" in producer.log() and "Traceback" not in producer.log()
     assert source.with_name(source.name + ".done").exists()
     assert len(drain(vhost, at_least=10)) == 10
