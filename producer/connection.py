@@ -149,11 +149,9 @@ class BrokerLink:
     def _channel_closed(self, _channel, exc: BaseException) -> None:
         # One channel per connection: without it the connection is no use, and
         # reconnecting declares the topology again.
-        connection = self._open_connection()
-        if connection is not None:
+        if self.is_open:
             log.warning("RabbitMQ closed the publishing channel: %s", exc)
-            self._error = exc
-            connection.close()
+            self.drop(exc)
 
     def _closed(self, _connection, exc: BaseException) -> None:
         self._connection = None
