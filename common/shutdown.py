@@ -3,10 +3,10 @@
 The first SIGTERM or SIGINT (Ctrl-C) asks for a clean stop: the event is set
 and the role finishes what it holds — the worker its batch, the producer its
 outstanding confirms, `dlq replay`/`export` the message in hand. The producer
-and a worker then exit 0; a `dlq` run writes its audit line and exits 130, as
-it stopped before it was done. A second SIGTERM or SIGINT, of either kind, ends
-the process at once with that signal's default action (exit status 128 + the
-signal's number), before a `dlq` run's audit line is written. Nothing is lost
+and a worker then exit 0; a `dlq` run exits 130, as it stopped before it was
+done, after its audit line (replay, `export --take`). A second SIGTERM or
+SIGINT, of either kind, ends the process at once with that signal's default
+action (exit status 128 + the signal's number), before that audit line. Nothing is lost
 either way: what was not acked goes back to the queue, and what was not
 confirmed is sent again from the checkpoint (README, "Exit codes", "Stopping").
 """
