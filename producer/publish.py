@@ -19,8 +19,8 @@ import pika
 from pika.spec import Basic
 
 from ..common import metrics
+from ..common.accounting import Record
 from ..common.message import CONTENT_TYPE, encode
-from ..common.record import BounceRecord
 from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
 from .checkpoint import Pending
 from .confirms import Unconfirmed
@@ -46,7 +46,7 @@ class Outgoing:
     token: Pending
 
 
-def outgoing(record: BounceRecord, token: Pending, now: int) -> Outgoing:
+def outgoing(record: Record, token: Pending, now: int) -> Outgoing:
     properties = pika.BasicProperties(
         content_type=CONTENT_TYPE,
         delivery_mode=PERSISTENT,
