@@ -7,13 +7,11 @@ List-Unsubscribe link, whose M, C, L and N/A parts `unsubscribe_link` reads.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
-from .record import INT32_MAX
+from .record import INT32_MAX, content_hash
 
 COMPLAINT_TYPES = frozenset({"f"})
 _URL = re.compile(r"<\s*(https?://[^>\s]+)\s*>|(https?://[^\s,<>]+)", re.IGNORECASE)
@@ -70,7 +68,7 @@ def complaint_fingerprint(record: ComplaintRecord) -> str:
 
     user_agent stays out: the spec's list of identifying fields does not name it.
     """
-    parts = (
+    return content_hash(
         record.type,
         str(record.time_logged),
         record.rcpt.lower(),
@@ -81,7 +79,6 @@ def complaint_fingerprint(record: ComplaintRecord) -> str:
         str(record.statid),
         record.list_unsubscribe,
     )
-    return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
 
 
 def clean_rcpt(raw: str) -> str:

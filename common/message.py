@@ -90,15 +90,11 @@ def decode(body: bytes) -> BounceRecord | ComplaintRecord:
         raise InvalidMessage("rcpt is empty or longer than 255 characters")
     return BounceRecord(
         type=kind,
-        time_logged=_number(data, "time", 1),
         rcpt=rcpt,
         dsn_status=_field(data, "status", str),
         dsn_diag=_field(data, "diag", str),
         category=_field(data, "category", str),
-        list_ids=_list_ids(data),
-        statid=_number(data, "statid", 0),
-        source_file=_field(data, "file", str),
-        source_line=_number(data, "line", 0),
+        **_shared_fields(data),
     )
 
 
@@ -108,18 +104,25 @@ def _complaint(data: dict) -> ComplaintRecord:
         raise InvalidMessage("rcpt is longer than 255 characters")
     return ComplaintRecord(
         type="f",
-        time_logged=_number(data, "time", 1),
         rcpt=rcpt,
         feedback_type=_field(data, "feedback_type", str),
         format=_field(data, "format", str),
         user_agent=_field(data, "user_agent", str),
         reporting_mta=_field(data, "reporting_mta", str),
-        list_ids=_list_ids(data),
-        statid=_number(data, "statid", 0),
         list_unsubscribe=_field(data, "list_unsubscribe", str),
-        source_file=_field(data, "file", str),
-        source_line=_number(data, "line", 0),
+        **_shared_fields(data),
     )
+
+
+def _shared_fields(data: dict) -> dict:
+    """The fields bounces and complaints both carry, validated."""
+    return {
+        "time_logged": _number(data, "time", 1),
+        "list_ids": _list_ids(data),
+        "statid": _number(data, "statid", 0),
+        "source_file": _field(data, "file", str),
+        "source_line": _number(data, "line", 0),
+    }
 
 
 def _list_ids(data: dict) -> tuple[int, ...]:

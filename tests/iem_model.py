@@ -174,12 +174,9 @@ class BounceModel:
             return self.apply_complaint(record)
         content = (record.type, record.time_logged, record.rcpt.lower(), record.dsn_status, record.dsn_diag,
                    record.category, record.list_ids, record.statid)
-        if content in self.first_seen:
-            self.state.seen[self.first_seen[content]] += 1
+        where = self._first_meeting(content, record)
+        if where is None:
             return "duplicate"
-        where = (record.source_file, record.source_line)
-        self.first_seen[content] = where
-        self.state.seen[where] = 1
         decision = self.classify(record.category)
         outcome, subscriberid, listid = self._steps(record, decision)
         self.state.ledger[where] = LedgerEntry(outcome, decision, subscriberid, listid, record.rcpt, record.statid,
@@ -221,17 +218,23 @@ class BounceModel:
             return "disabled", subscriberid, listid
         return "applied", subscriberid, listid
 
+    def _first_meeting(self, content: tuple, record) -> tuple[str, int] | None:
+        """(file, line) when this content is met for the first time; None (and a repeat counted) after."""
+        if content in self.first_seen:
+            self.state.seen[self.first_seen[content]] += 1
+            return None
+        where = (record.source_file, record.source_line)
+        self.first_seen[content] = where
+        self.state.seen[where] = 1
+        return where
 
     def apply_complaint(self, record: ComplaintRecord) -> str:
         """One complaint, as iem-complaints.md says with the default policy."""
         content = (record.type, record.time_logged, record.rcpt.lower(), record.feedback_type, record.format,
                    record.reporting_mta, record.list_ids, record.statid, record.list_unsubscribe)
-        if content in self.first_seen:
-            self.state.seen[self.first_seen[content]] += 1
+        where = self._first_meeting(content, record)
+        if where is None:
             return "duplicate"
-        where = (record.source_file, record.source_line)
-        self.first_seen[content] = where
-        self.state.seen[where] = 1
         if record.feedback_type not in ("abuse", ""):
             outcome, decision, email, first = "ignored", "ignore", record.rcpt, None
         else:

@@ -46,18 +46,22 @@ def find_active_subscribers(
     return [Candidate(emails[i], sid, listid) for i, sid, listid in cursor.fetchall()]
 
 
-def linked_rows(cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[LinkedRow]:
-    """iem-complaints.md step 1, locked: the rows complaints' List-Unsubscribe links name by M, active or not."""
+def _for_subscribers(cursor, select: str, subscriber_ids: Iterable[int], tail: str) -> list[tuple]:
+    """Rows of `select` (SELECT … FROM table) for these subscriberids, `tail` (GROUP BY, ORDER BY, FOR
+    UPDATE) after the WHERE; no statement at all for no subscriber."""
     ids = sorted(set(subscriber_ids))
     if not ids:
         return []
-    cursor.execute(
-        f"SELECT subscriberid, listid, emailaddress, confirmcode, unsubscribed = 0 AND bounced = 0 "
-        f"FROM {t.subscribers} WHERE subscriberid IN ({_marks(len(ids))}) ORDER BY subscriberid FOR UPDATE",
-        ids,
-    )
-    return [LinkedRow(sid, listid, email or "", code or "", bool(active))
-            for sid, listid, email, code, active in cursor.fetchall()]
+    cursor.execute(f"{select} WHERE subscriberid IN ({_marks(len(ids))}) {tail}", ids)
+    return [tuple(row) for row in cursor.fetchall()]
+
+
+def linked_rows(cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[LinkedRow]:
+    """iem-complaints.md step 1, locked: the rows complaints' List-Unsubscribe links name by M, active or not."""
+    rows = _for_subscribers(
+        cursor, f"SELECT subscriberid, listid, emailaddress, confirmcode, unsubscribed = 0 AND bounced = 0 "
+        f"FROM {t.subscribers}", subscriber_ids, "ORDER BY subscriberid FOR UPDATE")
+    return [LinkedRow(sid, listid, email or "", code or "", bool(active)) for sid, listid, email, code, active in rows]
 
 
 def pending_requests(cursor, t: Tables, subscriber_ids: Iterable[int]) -> dict[tuple[int, int], tuple[int, str]]:
@@ -66,31 +70,19 @@ def pending_requests(cursor, t: Tables, subscriber_ids: Iterable[int]) -> dict[t
     "First" as IEM reads it: that table has no key of its own, and the
     (subscriberid, listid) index keeps equal keys in insertion order.
     """
-    ids = sorted(set(subscriber_ids))
-    if not ids:
-        return {}
-    cursor.execute(
-        f"SELECT subscriberid, listid, unsubscriberequesttime, unsubscriberequestip FROM {t.unsubscribes} "
-        f"WHERE subscriberid IN ({_marks(len(ids))}) ORDER BY subscriberid, listid FOR UPDATE",
-        ids,
-    )
+    rows = _for_subscribers(
+        cursor, f"SELECT subscriberid, listid, unsubscriberequesttime, unsubscriberequestip FROM {t.unsubscribes}",
+        subscriber_ids, "ORDER BY subscriberid, listid FOR UPDATE")
     found: dict[tuple[int, int], tuple[int, str]] = {}
-    for sid, listid, when, ip in cursor.fetchall():
+    for sid, listid, when, ip in rows:
         found.setdefault((sid, listid), (when or 0, ip or ""))
     return found
 
 
 def existing_bounces(cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[tuple[int, int, int, int]]:
     """Steps 2 and 5: (subscriberid, statid, listid, rows) of the bounce rows these subscribers have."""
-    ids = sorted(set(subscriber_ids))
-    if not ids:
-        return []
-    cursor.execute(
-        f"SELECT subscriberid, statid, listid, COUNT(*) FROM {t.bounces} "
-        f"WHERE subscriberid IN ({_marks(len(ids))}) GROUP BY subscriberid, statid, listid",
-        ids,
-    )
-    return [tuple(row) for row in cursor.fetchall()]
+    return _for_subscribers(cursor, f"SELECT subscriberid, statid, listid, COUNT(*) FROM {t.bounces}",
+                            subscriber_ids, "GROUP BY subscriberid, statid, listid")
 
 
 def stats_tables(cursor, t: Tables, statids: Iterable[int]) -> dict[int, str]:
