@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import itertools
 import random
-import re
 from typing import NamedTuple
+
+from .complaint_shapes import complaint_variant
 
 # (category, weight, dsnStatus, diagnostics). Some diagnostics hold commas, quotes and line breaks,
 # as remote servers write them; '' and the custom ones are categories no policy lists.
@@ -170,31 +171,8 @@ class RecordMaker:
         lists, statid = self._lists(campaign.list_ids), self._statid(campaign.statid)
         row = Row("f", self._tick(), rcpt, "", "", "", "", lists, statid, "vmta-1", "", 0, "abuse", "arf",
                   "Example-FBL/1.0", "fbl.example.net", link)
-        row = self._complaint_variant(row, rng.random())
+        row = complaint_variant(row, rng.random())
         self.complaints.append(row)
-        return row
-
-    @staticmethod
-    def _complaint_variant(row: Row, roll: float) -> Row:
-        """What providers do to a report: redact rcpt, drop C, send JMRP, mark it not-spam, send nothing usable."""
-        if roll < 0.2:
-            return row._replace(rcpt="")
-        if roll < 0.25:
-            return row._replace(rcpt="", list_unsubscribe=re.sub(r"&C=[0-9a-f]*", "", row.list_unsubscribe))
-        if roll < 0.28:
-            wrong = re.sub(r"C=[0-9a-f]*", "C=" + "0" * 32, row.list_unsubscribe)
-            return row._replace(rcpt="", list_unsubscribe=wrong)
-        if roll < 0.43:
-            mailto = "<mailto:unsubscribe@iem.example.com>, "
-            unsubscribe = mailto + row.list_unsubscribe if row.list_unsubscribe else ""
-            return row._replace(rcpt=f"<{row.rcpt.strip()}>", feedback_type="", format="jmrp", user_agent="",
-                                reporting_mta="", list_unsubscribe=unsubscribe)
-        if roll < 0.5:
-            return row._replace(feedback_type=("not-spam", "fraud", "virus", "other")[int(roll * 1000) % 4])
-        if roll < 0.54:
-            return row._replace(rcpt="", list_unsubscribe="", user_agent="AOL SComp")
-        if roll < 0.6:
-            return row._replace(list_unsubscribe="")
         return row
 
     def _address(self) -> int | None:
