@@ -65,13 +65,13 @@ class Plan:
             self.disable[subscriberid] = when
             self.list_bounces[listid] += 1
             rows.inactive.add(subscriberid)
-        for row in outcome.unsubscribed:
-            self.unsubscribe[row.subscriberid] = row.unsubscribetime
-            self.unsubscribe_rows.append(row)
-            self.list_unsubscribes[row.listid] += 1
-            if row.campaign_counted:
-                self.stats[(row.stats_table, row.statid)]["unsubscribecount"] += 1
-            rows.inactive.add(row.subscriberid)
+        for gone in outcome.unsubscribed:
+            self.unsubscribe[gone.subscriberid] = gone.unsubscribetime
+            self.unsubscribe_rows.append(gone)
+            self.list_unsubscribes[gone.listid] += 1
+            if gone.stats_table is not None:  # set only when the campaign's counter is to go up
+                self.stats[(gone.stats_table, gone.statid)]["unsubscribecount"] += 1
+            rows.inactive.add(gone.subscriberid)
 
 
 def plan_batch(
@@ -98,14 +98,16 @@ def plan_batch(
     seen = set(known)
     rows = _rows(candidates, bounce_rows, stats_tables, linked, requests or {})
     for record in records:
-        complaint = isinstance(record, ComplaintRecord)
         if record.fingerprint in seen:
-            decision = "" if complaint else policy.classify(record.category)
+            decision = "" if isinstance(record, ComplaintRecord) else policy.classify(record.category)
             plan.outcomes.append(Outcome(record, "duplicate", decision))
             plan.repeats[record.fingerprint] += 1
             continue
         seen.add(record.fingerprint)
-        outcome = decide_complaint(record, rows, policy) if complaint else decide_bounce(record, rows, policy)
+        if isinstance(record, ComplaintRecord):
+            outcome = decide_complaint(record, rows, policy)
+        else:
+            outcome = decide_bounce(record, rows, policy)
         plan.take(outcome, rows)
     return plan
 

@@ -75,18 +75,19 @@ def _unsubscribe(record: ComplaintRecord, link, row: Candidate, list_ids, rows: 
     statid = record.statid or (link.statid if link else 0)
     # Statids come from one sequence shared by both stats tables, so the table holding S is the one A=/N= names.
     table = rows.stats_tables.get(statid) if statid else None
-    in_campaign = table is not None and row.listid in list_ids
+    if table is None or row.listid not in list_ids:
+        table = None  # not in the campaign: statid 0, area 'f', no counter
     kept_time, kept_ip = rows.requests.get((row.subscriberid, row.listid), (0, ""))
     return Unsubscribed(
         row.subscriberid,
         row.listid,
         record.time_logged,
-        statid if in_campaign else 0,
-        _AREA[table] if in_campaign else "f",
+        statid if table else 0,
+        _AREA[table] if table else "f",
         kept_time,
         kept_ip,
-        in_campaign,
-        table if in_campaign else None,
+        table is not None,
+        table,
     )
 
 

@@ -163,7 +163,7 @@ class RecordMaker:
         else:
             listid = rng.choice(self.lists_of[who])
             campaign = rng.choice(self.by_list.get(listid) or self.campaigns)
-            subscriberid, code = self.rows_of[who][listid]
+            subscriberid, code = (self.rows_of or [])[who][listid]
             area = "A" if campaign.kind == "autoresponder" else "N"
             rcpt = self._spelled(self.addresses[who])
             link = (f"<https://iem.example.com/unsubscribe.php?M={subscriberid}&C={code}&L={listid}"

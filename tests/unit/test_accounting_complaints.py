@@ -54,7 +54,7 @@ ROW_CASES = {
     "feedback type in capitals": ("1732011060,Not-Spam,arf,UA,a@b.c,mta,3,42,", ("a@b.c", "not-spam", (3,), 42, None)),
     "ISO time": ("2024-11-19T10:11:00+00:00,abuse,arf,UA,a@b.c,mta,3,42,", ("a@b.c", "abuse", (3,), 42, None)),
     "no time": (",abuse,arf,UA,a@b.c,mta,3,42,", "timeLogged is empty"),
-    "cut short": ("1732011060,abuse,arf", "columns"),
+    "a short row: the missing cells are empty": ("1732011060,abuse,arf", ("", "abuse", (), 0, None)),
 }
 
 
@@ -67,6 +67,11 @@ def test_a_complaint_row(tmp_path, case):
     else:
         assert rejected == [] and [(r.rcpt, r.feedback_type, r.list_ids, r.statid, r.link) for r in found] == [
             expected]
+
+
+def test_a_complaint_row_the_end_of_the_file_cut_short_is_rejected(tmp_path):
+    found, rejected, _ = complaints(tmp_path, f"{HEADER}\nf,1732011060,abuse,arf,UA,ann@example.com")
+    assert found == [] and len(rejected) == 1 and "cut short" in rejected[0].reason
 
 
 def test_the_patched_iem_header_names_and_a_complaints_only_file(tmp_path):
