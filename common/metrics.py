@@ -1,38 +1,81 @@
 """Every Prometheus metric, declared once with its meaning. Base units, `pmtabounce_` prefix,
-and never an address or an id as a label."""
+and never an address or an id as a label.
+
+The metrics are declared outside any registry; each role's health server
+exports only its own (registry_for), so a worker never shows a pending-files
+gauge of 0 that would read as truth on a dashboard.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+)
 
 RECORDS_READ = Counter(
-    "pmtabounce_records_read_total", "Bounce records read from accounting files", ["role"]
+    "pmtabounce_records_read_total", "Bounce records read from accounting files", ["role"], registry=None
 )
 RECORDS_REJECTED = Counter(
-    "pmtabounce_records_rejected_total", "Accounting rows rejected as unreadable (kept in NAME.rejected)", ["role"]
+    "pmtabounce_records_rejected_total", "Accounting rows rejected as unreadable (kept in NAME.rejected)",
+    ["role"], registry=None,
 )
-RECORDS_PUBLISHED = Counter("pmtabounce_records_published_total", "Records published to RabbitMQ")
-RECORDS_CONFIRMED = Counter("pmtabounce_records_confirmed_total", "Published records confirmed by RabbitMQ")
-PUBLISH_NACKED = Counter("pmtabounce_publish_nacked_total", "Publishes nacked or returned by RabbitMQ, then sent again")
-FILES_DONE = Counter("pmtabounce_files_done_total", "Accounting files finished (renamed or deleted)", ["role"])
+RECORDS_PUBLISHED = Counter("pmtabounce_records_published_total", "Records published to RabbitMQ", registry=None)
+RECORDS_CONFIRMED = Counter(
+    "pmtabounce_records_confirmed_total", "Published records confirmed by RabbitMQ", registry=None
+)
+PUBLISH_NACKED = Counter(
+    "pmtabounce_publish_nacked_total", "Publishes nacked or returned by RabbitMQ, then sent again", registry=None
+)
+FILES_DONE = Counter(
+    "pmtabounce_files_done_total", "Accounting files finished (renamed or deleted)", ["role"], registry=None
+)
 RECORDS_PROCESSED = Counter(
     "pmtabounce_records_processed_total", "Records applied to IEM, by outcome and record (bounce, complaint)",
-    ["outcome", "record"],
+    ["outcome", "record"], registry=None,
 )
-RETRIES = Counter("pmtabounce_retries_total", "Retries after a transient failure", ["kind"])
-DEAD_LETTERED = Counter("pmtabounce_dead_lettered_total", "Messages dead-lettered, by reason", ["reason"])
+RETRIES = Counter("pmtabounce_retries_total", "Retries after a transient failure", ["kind"], registry=None)
+DEAD_LETTERED = Counter(
+    "pmtabounce_dead_lettered_total", "Messages dead-lettered, by reason", ["reason"], registry=None
+)
 BATCH_DURATION = Histogram(
     "pmtabounce_batch_duration_seconds",
     "Time to apply one batch to IEM, commit included",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=None,
 )
 BATCH_SIZE = Histogram(
-    "pmtabounce_batch_records", "Records per applied batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500)
+    "pmtabounce_batch_records", "Records per applied batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2500),
+    registry=None,
 )
 OLDEST_PENDING_FILE_AGE = Gauge(
-    "pmtabounce_oldest_pending_file_age_seconds", "Age of the oldest accounting file not yet done"
+    "pmtabounce_oldest_pending_file_age_seconds", "Age of the oldest accounting file not yet done", registry=None
 )
-PENDING_FILES = Gauge("pmtabounce_pending_files", "Accounting files waiting in the bounce directory")
+PENDING_FILES = Gauge("pmtabounce_pending_files", "Accounting files waiting in the bounce directory", registry=None)
 LAST_SUCCESS = Gauge(
-    "pmtabounce_last_success_timestamp_seconds", "Unix time of the last committed batch or confirmed file"
+    "pmtabounce_last_success_timestamp_seconds", "Unix time of the last committed batch or confirmed file",
+    registry=None,
 )
+
+# What each role that serves /metrics exports: what it does, nothing it does not.
+ROLES = {
+    "producer": (RECORDS_READ, RECORDS_REJECTED, RECORDS_PUBLISHED, RECORDS_CONFIRMED, PUBLISH_NACKED,
+                 FILES_DONE, RETRIES, PENDING_FILES, OLDEST_PENDING_FILE_AGE, LAST_SUCCESS),
+    "worker": (RECORDS_PROCESSED, RETRIES, DEAD_LETTERED, BATCH_DURATION, BATCH_SIZE, LAST_SUCCESS),
+}
+
+
+def registry_for(role: str) -> CollectorRegistry:
+    """A registry with `role`'s metrics ("producer" or "worker") and the process/Python collectors.
+
+    Raises KeyError for another role.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (*ROLES[role], PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry

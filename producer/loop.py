@@ -260,6 +260,7 @@ class Producer:
 
 def _log_retry(retry_state) -> None:
     error = retry_state.outcome.exception()
+    metrics.RETRIES.labels("broker").inc()
     log.warning("cannot use RabbitMQ (%s); trying again in %.1f s", error, retry_state.next_action.sleep,
                 extra={"event": "retry", "retry_attempt": retry_state.attempt_number,
                        "error_class": type(error).__name__})

@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
-from ..common import health
+from ..common import health, metrics
 from ..common.bouncedir import DirectoryLock, require_workable
 from ..common.config import Settings
 from ..common.shutdown import stop_on_signals
@@ -26,7 +26,13 @@ def run_producer(settings: Settings, directory: Path, *, once: bool = False) -> 
 
 def _run(settings: Settings, directory: Path, once: bool, stop: threading.Event) -> int:
     producer: Producer | None = None
-    server = health.serve(settings.metrics_port, ready=lambda: producer is not None and producer.ready)
+
+    def not_ready() -> str | None:
+        if producer is None:
+            return f"waiting for the lock on {directory}"
+        return None if producer.ready else "not connected to RabbitMQ (publishing is paused)"
+
+    server = health.serve(settings.metrics_port, not_ready, metrics.registry_for("producer"))
     lock = DirectoryLock(directory)
     try:
         if not _take_lock(lock, directory, stop):

@@ -102,7 +102,7 @@ class Worker:
         self.tally = Tally()
 
     def run(self) -> int:
-        server = health.serve(self.settings.metrics_port, ready=self.ready)
+        server = health.serve(self.settings.metrics_port, self.not_ready, metrics.registry_for("worker"))
         log.info(
             "worker %s consuming %s at %s in batches of up to %d, applying to %s",
             self.name, self.topology.queue, broker.safe_url(self.amqp_url),
@@ -127,10 +127,14 @@ class Worker:
             if server is not None:
                 server.shutdown()
 
-    def ready(self) -> bool:
-        """/readyz: consuming on an open channel, and the database answered lately."""
+    def not_ready(self) -> str | None:
+        """/readyz: None when consuming on an open channel with the database answering lately, else why not."""
         consumer = self.consumer
-        return consumer is not None and consumer.consuming() and self.database_ok
+        if consumer is None or not consumer.consuming():
+            return f"not consuming {self.topology.queue} (no open RabbitMQ channel)"
+        if not self.database_ok:
+            return f"the database at {self.settings.mysql.safe_url()} does not answer"
+        return None
 
     def _connect(self) -> Consumer | None:
         """Connect, declare and start consuming, retrying with backoff; None if asked to stop meanwhile."""

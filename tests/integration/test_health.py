@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -64,6 +65,12 @@ def add_subscribers(db, count: int) -> None:
                     [(f"user{n}@example.com",) for n in range(count)])
 
 
+def exported(found: dict, *sample_names: str) -> list[str]:
+    """Which of these sample names the page holds, with any labels."""
+    names = {sample.name for family in found.values() for sample in family.samples}
+    return [name for name in sample_names if name in names]
+
+
 def ready(port: int) -> bool:
     return http_get(port, "/readyz")[0] == 200
 
@@ -90,9 +97,15 @@ def test_a_worker_serves_health_and_readiness_and_counts_what_it_applied(iem_db,
             assert value(found, "pmtabounce_last_success_timestamp_seconds") >= started
             assert_naming_rules(found)
 
+            assert not exported(found, "pmtabounce_pending_files", "pmtabounce_records_published_total")
+
+            before = len(fleet.log())
             mysql.cut()  # the database goes away: alive, but not ready
             wait_for(lambda: not ready(port), "/readyz to say not ready without the database", 30)
             assert http_get(port, "/healthz")[0] == 200
+            for _ in range(3):  # probes go on; the log says it once
+                assert "database" in http_get(port, "/readyz")[1]
+            assert fleet.log()[before:].count("not ready (/readyz answers 503): the database") == 1, fleet.log()
             mysql.restore()
             wait_for(lambda: ready(port), "/readyz to recover with the database", 30)
 
@@ -119,7 +132,19 @@ def test_a_producer_serves_health_and_counts_what_it_published(vhost, tmp_path):
         wait_for(lambda: ready(port), "the producer to be ready", 60)
         assert http_get(port, "/healthz") == (200, "ok\n")
         found = families(port)
+        assert "pmtabounce_pending_files" in found
         assert value(found, "pmtabounce_pending_files") == 0
+        assert not exported(found, "pmtabounce_records_processed_total", "pmtabounce_batch_duration_seconds_count",
+                            "pmtabounce_dead_lettered_total")
+        idle = socket.create_connection(("127.0.0.1", port))  # a client that connects and says nothing
+        try:
+            assert http_get(port, "/healthz") == (200, "ok\n"), "an idle connection blocks /healthz"
+            assert http_get(port, "/readyz")[0] == 200
+            assert "pmtabounce_pending_files" in http_get(port, "/metrics")[1]
+            idle.settimeout(30)
+            assert idle.recv(100) == b"", "the server should hang up on a client that sends nothing"
+        finally:
+            idle.close()
         samples = sorted(SAMPLES.glob("*.csv"))
         for sample in samples:
             shutil.copy(sample, bounce_dir / sample.name)
