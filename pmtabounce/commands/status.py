@@ -4,7 +4,8 @@ Files waiting in the bounce directory, the work queue (ready, unacked,
 consumers), dead letters, what the ledger says was applied in the last hour
 and day, and when the last apply was. Each part is read on its own: a part
 whose service cannot be reached says so and the others still show. The exit
-code is 1 when any part is down, so a cron job or a probe can alert on it.
+code is 1 when any part is not ok — down, not configured, or a backlog that no
+worker consumes — so a cron job or a probe can alert on it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..worker import ledger
 from ..worker.db import Tables, connect
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
-OK, DOWN, NOT_CONFIGURED = "ok", "down", "not configured"
+OK, DOWN, NOT_CONFIGURED, NOT_CONSUMED = "ok", "down", "not configured", "not consumed"
 # A record met again adds to its first row's seen_count: the ledger never holds a "duplicate" row.
 LEDGER_OUTCOMES = tuple(name for name in OUTCOMES if name != "duplicate")
 COMPLAINT_LEDGER_OUTCOMES = tuple(name for name in COMPLAINT_OUTCOMES if name != "duplicate")
@@ -60,7 +61,8 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return all(part.state != DOWN for part in self.parts)
+        """Every part configured, reachable and moving; anything else is worth an alert."""
+        return all(part.state == OK for part in self.parts)
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, **{part.name: part.as_dict() for part in self.parts}}
@@ -103,6 +105,9 @@ def broker_parts(settings: Settings) -> list[Part]:
         return [_down(queue, str(exc)), _down(dead, str(exc))]
     queue.facts.update(ready=work.ready, unacked=None, consumers=work.consumers)
     dead.facts["messages"] = dead_counts.ready
+    if work.ready and not work.consumers:
+        queue.state = NOT_CONSUMED
+        queue.problem = f"{work.ready} messages wait and no worker consumes them (start `pmtabounce worker`)"
     if not settings.rabbitmq_api_url:
         queue.facts["unacked_note"] = "unknown: set PMTABOUNCE_RABBITMQ_API_URL (the management API) to see it"
         return [queue, dead]
@@ -189,7 +194,7 @@ def render(report: Report, console: Console | None = None) -> None:
     for column in ("part", "state", "details"):
         parts.add_column(column)
     for part in report.parts:
-        colour = {OK: "green", DOWN: "bold red"}.get(part.state, "yellow")
+        colour = {OK: "green", DOWN: "bold red", NOT_CONSUMED: "bold red"}.get(part.state, "yellow")
         parts.add_row(part.name.replace("_", " "), f"[{colour}]{part.state}[/]", _details(part))
     console.print(parts)
     ledger_part = next(p for p in report.parts if p.name == "ledger")
@@ -239,7 +244,8 @@ def _details(part: Part) -> str:
 def status(settings: Settings, directory: Path | None, as_json: bool) -> None:
     """Files waiting, queue depth, unacked, consumers, dead letters, and what was applied lately.
 
-    Exits 1 if any part (bounce directory, RabbitMQ, the management API, MySQL) is down.
+    Exits 1 if any part (bounce directory, RabbitMQ, the management API, MySQL) is down or not
+    configured, or messages wait with no worker consuming them.
     """
     report = gather(settings, directory)
     if as_json:

@@ -171,3 +171,25 @@ def test_complaints_are_counted_by_outcome_apart_from_bounces(iem_db, tmp_path):
     assert ledger["complaints_last_day"]["unsubscribed"] == 2
     text = status(env).stdout
     assert "complaints applied (ledger)" in text and "unsubscribed" in text
+
+
+def test_nothing_configured_is_not_ok(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
+    code, report = status_json(env)
+    assert code == 1 and report["ok"] is False
+    assert {report[part]["state"] for part in ("bounce_dir", "queue", "dead_letter", "ledger")} == {
+        "not configured"}
+    assert report["ledger"]["problem"] == "PMTABOUNCE_MYSQL_URL is not set"
+
+
+def test_a_backlog_that_no_worker_consumes_is_a_problem(iem_db, vhost, tmp_path):
+    setup_broker(iem_db.settings(amqp_url=vhost.url))
+    publish(vhost.url, vhost.topology, bounces(4))
+    env = worker_env(iem_db.url, vhost.url, bounce_dir=tmp_path)
+    code, report = status_json(env)
+    text = status(env)
+    assert code == 1 and report["ok"] is False
+    queue = report["queue"]
+    assert (queue["state"], queue["ready"], queue["consumers"]) == ("not consumed", 4, 0)
+    assert queue["problem"] == "4 messages wait and no worker consumes them (start `pmtabounce worker`)"
+    assert text.returncode == 1 and "no worker consumes them" in text.stdout
