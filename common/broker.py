@@ -21,6 +21,7 @@ import pika
 from pika import exceptions as amqp
 from pika.adapters.utils import connection_workflow as bring_up
 
+from . import queue_migration
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
 from .service_urls import AMQP_OPTIONS  # our TLS options, in RabbitMQ's URI spec names; pika never sees them
@@ -218,6 +219,14 @@ def inequivalent_argument(reply_text: str) -> str:
         return f"RabbitMQ refused a declaration: {reply_text}"
     kind, name, argument = match["kind"], match["name"], match["argument"]
     setting = ARGUMENT_SETTINGS.get(argument)
+    if argument in queue_migration.LEGACY_ARGUMENTS:
+        return (
+            f"the {kind} {name!r} (vhost {match['vhost']!r}) already exists with {argument} = {match['current']}, "
+            f"and this setup asks for {match['received']}: it was declared by an older pmtabounce, and {argument} "
+            f"is now the queue's policy{f' (from {setting})' if setting else ''}. Stop the workers and run "
+            "`pmtabounce setup`: it re-creates the queue without its old arguments and moves its messages "
+            "(README, \"The queue's policy\")"
+        )
     back = (f"set {setting} back to the {kind}'s value" if setting
             else "use the pmtabounce version that declared it")
     return (
@@ -241,16 +250,21 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def declare_topology(channel, topology: Topology) -> None:
-    """Durable exchanges and quorum queues. Idempotent; safe while workers run.
+def declare_topology(channel, topology: Topology, *, work_queue: bool = True) -> None:
+    """Durable exchanges and quorum queues with only their type as argument (the rest is the policy
+    `setup` sets). Idempotent; safe while workers run. `work_queue=False` leaves the work queue to
+    `setup`'s migration (queue_migration).
 
-    Raises FatalError (a queue exists with other arguments, no permission) or TransientError.
+    Raises FatalError (a queue exists with other arguments, as one an older version declared; no
+    permission) or TransientError.
     """
     with translated():
         channel.exchange_declare(topology.dead_exchange, exchange_type="direct", durable=True)
         channel.queue_declare(topology.dead_queue, durable=True, arguments=topology.dead_queue_arguments())
         channel.queue_bind(topology.dead_queue, topology.dead_exchange, routing_key=topology.routing_key)
         channel.exchange_declare(topology.exchange, exchange_type="direct", durable=True)
+        if not work_queue:
+            return
         channel.queue_declare(topology.queue, durable=True, arguments=topology.queue_arguments())
         channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
 
@@ -258,19 +272,22 @@ def declare_topology(channel, topology: Topology) -> None:
 def setup_broker(settings: Settings) -> None:
     """`pmtabounce setup`, its RabbitMQ half: declare the exchanges and queues of `settings.topology`.
 
-    Idempotent; safe to run while workers run. Raises FatalError when RabbitMQ refuses (login, vhost,
-    permissions, a queue declared with other arguments), TransientError when it cannot be reached,
-    ConfigError when PMTABOUNCE_AMQP_URL is not set.
+    Queues get only their type; delivery limit, dead-lettering and overflow are the work queue's
+    policy, which the edge sets through the management API (pmtabounce/queue_policy.py). A work
+    queue an older version declared with those as x-arguments is re-created without them, its
+    messages moved (queue_migration). Idempotent; safe to run while workers run. Raises FatalError
+    when RabbitMQ refuses (login, vhost, permissions, consumers on a queue to re-create),
+    TransientError when it cannot be reached, ConfigError when PMTABOUNCE_AMQP_URL is not set.
     """
     topology = settings.topology
     connection = connect(settings.amqp, "setup")
     try:
         with translated(settings.amqp):
-            declare_topology(connection.channel(), topology)
+            declare_topology(connection.channel(), topology, work_queue=False)
+            queue_migration.declare_work_queue(connection, topology)
     finally:
         close_quietly(connection)
     setup_log.info(
-        "broker ready at %s: exchange %s -> quorum queue %s (delivery limit %d), dead letters in %s",
-        safe_url(settings.amqp), topology.exchange, topology.queue,
-        topology.delivery_limit, topology.dead_queue,
+        "broker ready at %s: exchange %s -> quorum queue %s (policy %s), dead letters in %s",
+        safe_url(settings.amqp), topology.exchange, topology.queue, topology.policy_name, topology.dead_queue,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Our own headers on messages.
@@ -42,19 +43,37 @@ class Topology:
     def dead_queue(self) -> str:
         return f"{self.prefix}.dead-letter"
 
-    def queue_arguments(self) -> dict:
-        # A quorum queue counts deliveries: a message that kills workers again
-        # and again is dead-lettered by the broker after `delivery_limit` tries.
-        # at-least-once dead-lettering (3.10+) keeps it until the DLQ confirms;
-        # it needs overflow=reject-publish.
+    @property
+    def migration_queue(self) -> str:
+        """Holds the work queue's messages while `setup` re-creates it without x-arguments."""
+        return f"{self.prefix}.bounces.migrating"
+
+    @property
+    def policy_name(self) -> str:
+        return f"{self.prefix}.bounces"
+
+    def policy_pattern(self) -> str:
+        """The work queue and its migration queue, nothing else (policy patterns are regular expressions)."""
+        return f"^{re.escape(self.prefix)}\\.bounces(\\.migrating)?$"
+
+    def policy_definition(self) -> dict:
+        """What the broker does with a message nobody can handle, as a policy: changeable without a new queue.
+
+        A quorum queue counts deliveries: a message that kills workers again and again is
+        dead-lettered after `delivery_limit` tries. At-least-once dead-lettering (RabbitMQ 3.10+)
+        keeps it until the dead-letter queue confirms, and needs overflow=reject-publish.
+        """
         return {
-            "x-queue-type": "quorum",
-            "x-delivery-limit": self.delivery_limit,
-            "x-dead-letter-exchange": self.dead_exchange,
-            "x-dead-letter-routing-key": self.routing_key,
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
+            "delivery-limit": self.delivery_limit,
+            "dead-letter-exchange": self.dead_exchange,
+            "dead-letter-routing-key": self.routing_key,
+            "dead-letter-strategy": "at-least-once",
+            "overflow": "reject-publish",
         }
+
+    def queue_arguments(self) -> dict:
+        """Only what a policy cannot set: the queue type is fixed at declaration."""
+        return {"x-queue-type": "quorum"}
 
     def dead_queue_arguments(self) -> dict:
         return {"x-queue-type": "quorum"}

@@ -108,17 +108,40 @@ def default_api_url(amqp_url: str) -> str:
     return f"http://{user}:{password}@{params.host}:15672"
 
 
+def put_policy(api_url: str, vhost: str, name: str, body: dict) -> None:
+    """PUT /api/policies/VHOST/NAME: create or replace a policy (the user needs the policymaker tag).
+
+    `body` holds pattern, definition, priority and apply-to, as the management API takes them.
+    Raises FatalError when the API refuses, TransientError when it does not answer.
+    """
+    _request_json(api_url, f"/api/policies/{quote(vhost, safe='')}/{quote(name, safe='')}", "PUT", body)
+
+
+def effective_policy(api_url: str, vhost: str, queue: str) -> dict:
+    """The policy definition the broker applies to `queue` right now ({} if none), from the management API."""
+    data = _get_json(api_url, f"/api/queues/{quote(vhost, safe='')}/{quote(queue, safe='')}")
+    return dict(data.get("effective_policy_definition") or {})
+
+
 def _get_json(api_url: str, path: str) -> dict:
+    return _request_json(api_url, path)
+
+
+def _request_json(api_url: str, path: str, method: str = "GET", body: dict | None = None) -> dict:
     parts = urlsplit(api_url)
     base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + parts.path.rstrip("/")
-    request = urllib.request.Request(base + path, headers={"Accept": "application/json"})
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, method=method, headers={"Accept": "application/json"})
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
     if parts.username is not None:
         login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         request.add_header("Authorization", "Basic " + base64.b64encode(login).decode())
     where = console_url(api_url)
     try:
         with urllib.request.urlopen(request, timeout=API_TIMEOUT) as response:
-            return json.load(response)
+            text = response.read()
+            return json.loads(text) if text.strip() else {}
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise FatalError(f"the management API at {where} has no {path.rsplit('/', 1)[-1]} (404)") from None

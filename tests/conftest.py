@@ -18,6 +18,7 @@ import pytest
 from pmtabounce.common.config import MySQLTarget, Settings, parse_mysql_url
 from pmtabounce.common.topology import Topology
 from pmtabounce.worker.db import Tables, connect
+from rabbit_management import ensure_management_api
 from throwaway import AMQP_URL, MYSQL_URL, add_vhost, create_database, delete_vhost, drop_databases, server_of
 
 DATA = Path(__file__).parent / "data"
@@ -120,6 +121,7 @@ def vhost():
     except Exception as exc:
         pytest.fail(f"RabbitMQ is not reachable at {AMQP_URL.split('@')[-1]} ({exc!r}). "
                     "Start it with: rabbitmq-server -detached", pytrace=False)
+    ensure_management_api()  # `setup` sets the work queue's policy through it
     name, url = add_vhost(server_of(AMQP_URL), "pmtt-")
     yield Vhost(name, url, Topology())
     delete_vhost(name)

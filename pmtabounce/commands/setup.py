@@ -13,13 +13,18 @@ from ..runner import run_command
 @click.option(
     "--broker/--no-broker", default=None, help="Declare the RabbitMQ topology (default: if PMTABOUNCE_AMQP_URL is set)."
 )
+@click.option("--policy/--no-policy", default=True,
+              help="Set the work queue's policy through the management API (default), or leave it to rabbitmqctl.")
 @run_command
-def setup(settings: Settings, database: bool, broker: bool | None) -> None:
+def setup(settings: Settings, database: bool, broker: bool | None, policy: bool) -> None:
     """Create or upgrade pmtabounce's own tables and queues. Idempotent; never alters IEM's tables."""
     from ..common.broker import setup_broker
+    from ..queue_policy import apply_policy
     from ..worker.migrate import setup_database
 
     if database:
         setup_database(settings)
     if broker or (broker is None and settings.amqp_url):
+        if policy:
+            apply_policy(settings)  # first: a queue created next never exists without it
         setup_broker(settings)

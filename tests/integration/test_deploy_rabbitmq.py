@@ -39,8 +39,11 @@ def test_definitions_declare_exactly_the_topology_of_setup():
     assert {(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]} == {
         (topology.exchange, topology.queue, topology.routing_key),
         (topology.dead_exchange, topology.dead_queue, topology.routing_key)}
+    (policy,) = definitions["policies"]
+    assert (policy["name"], policy["pattern"], policy["definition"], policy["apply-to"]) == (
+        topology.policy_name, topology.policy_pattern(), topology.policy_definition(), "queues")
     (user,) = definitions["users"]
-    assert user["password_hash"] == "" and user["tags"] == []  # no password, no console or admin rights
+    assert user["password_hash"] == "" and user["tags"] == ["policymaker"]  # no password, no admin rights
 
 
 @pytest.fixture

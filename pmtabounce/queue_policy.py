@@ -1,0 +1,52 @@
+"""The work queue's policy: delivery limit, dead-lettering and overflow, set through the management API.
+
+Policies cannot be set over AMQP, only with the management API or rabbitmqctl.
+`setup` uses PMTABOUNCE_RABBITMQ_API_URL, else the AMQP host on port 15672 with
+the AMQP login; when neither answers it stops and prints the rabbitmqctl
+command that does the same (then `setup --no-policy`). See README, "The
+queue's policy".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from . import queues
+from .common.config import Settings
+from .common.errors import FatalError, TransientError
+from .common.topology import Topology
+
+log = logging.getLogger("pmtabounce.setup")
+
+POLICY_PRIORITY = 10  # RabbitMQ applies one policy per queue, the highest priority: above catch-all defaults
+
+
+def api_url(settings: Settings) -> str:
+    """PMTABOUNCE_RABBITMQ_API_URL, else where the management API usually is for PMTABOUNCE_AMQP_URL."""
+    return settings.rabbitmq_api_url or queues.default_api_url(settings.amqp)
+
+
+def apply_policy(settings: Settings) -> None:
+    """Create or update the policy `settings.topology.policy_name` (PUT /api/policies/VHOST/NAME).
+
+    Idempotent. Raises FatalError, with the equivalent rabbitmqctl command, when the management
+    API refuses (the user needs the policymaker tag) or cannot be reached.
+    """
+    topology = settings.topology
+    body = {"pattern": topology.policy_pattern(), "definition": topology.policy_definition(),
+            "priority": POLICY_PRIORITY, "apply-to": "queues"}
+    try:
+        queues.put_policy(api_url(settings), queues.vhost_of(settings.amqp), topology.policy_name, body)
+    except (FatalError, TransientError) as exc:
+        raise FatalError(f"{exc} when setting policy {topology.policy_name} (the user needs the policymaker "
+                         f"tag). {by_hand(topology)}") from None
+    log.info("broker: policy %s on %s: %s", topology.policy_name, topology.queue, topology.policy_definition())
+
+
+def by_hand(topology: Topology) -> str:
+    """What to do instead: set PMTABOUNCE_RABBITMQ_API_URL, or the rabbitmqctl command and --no-policy."""
+    return ("Set PMTABOUNCE_RABBITMQ_API_URL to the management API, or set the policy yourself and run "
+            f"`pmtabounce setup --no-policy`: rabbitmqctl set_policy -p VHOST --apply-to queues --priority "
+            f"{POLICY_PRIORITY} {topology.policy_name} '{topology.policy_pattern()}' "
+            f"'{json.dumps(topology.policy_definition())}'")
