@@ -51,6 +51,7 @@ def process_directory(
     )
     summary = Summary()
     try:
+        _reach_database(applier, give_up_after)
         failed = [path.name for path in pending_files(directory)
                   if not _process_one(path, applier, settings, summary, on_batch, give_up_after)]
     finally:
@@ -71,6 +72,15 @@ def _take_lock(directory: Path, lock_wait: float) -> DirectoryLock:
             raise FatalError(f"{directory} is still being worked by another process (pid {lock.holder()}) after "
                              f"{lock_wait:g} s; nothing was done (--lock-wait sets how long to wait)")
     return lock
+
+
+def _reach_database(applier: BatchApplier, give_up_after: float | None) -> None:
+    """Before any file: a wrong login or table prefix is said now, not when the first file arrives."""
+    try:
+        applier.check_tables()
+    except TransientError as exc:
+        raise FatalError(f"gave up after {give_up_after:g} s without the database ({exc}); no file was touched "
+                         "and the next run takes them up") from None
 
 
 def _process_one(path: Path, applier: BatchApplier, settings: Settings, summary: Summary,

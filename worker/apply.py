@@ -179,6 +179,30 @@ class BatchApplier:
                 pass
             self._connection = None
 
+    def check_tables(self) -> None:
+        """At start: connect, waiting out an outage as a batch would, and check that IEM's tables exist
+        under the prefix. Raises FatalError (wrong prefix, login or grants), or TransientError once
+        `give_up_after` has passed."""
+        self._retrying(self._check_tables_once)
+
+    def _check_tables_once(self) -> None:
+        try:
+            connection = self._connect()
+            with connection.cursor() as cursor:
+                iem.require_tables(cursor, self.tables, self.target.safe_url())
+            connection.rollback()
+        except FatalError:
+            raise
+        except Exception as exc:
+            error = translate(exc)
+            if isinstance(error, TransientError):
+                self.close()
+            elif isinstance(error, FatalError) and error is not exc:
+                error = FatalError(f"{error} ({setting_to_check(exc, self.target, self.tables.prefix)})")
+            if error is exc:
+                raise
+            raise error from exc
+
     def ping(self) -> bool:
         """Readiness: can we reach the database right now?"""
         try:

@@ -109,6 +109,8 @@ class Worker:
             self.settings.batch_size, self.settings.mysql.safe_url(),
         )
         try:
+            self.applier.check_tables()
+            self._database_answered()
             while not (self.stopping.is_set() or self.idle):
                 self.consumer = self._connect()
                 if self.consumer is not None:

@@ -9,13 +9,43 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from ..common.errors import FatalError
 from .db import Tables, case_of, insert_rows
 from .effects import Unsubscribed
 from .rows import Candidate, LinkedRow
 
+# The IEM tables the bounce steps read or write, without the prefix.
+IEM_TABLES = ("lists", "list_subscribers", "list_subscriber_bounces", "stats_newsletters", "stats_autoresponders")
+
 
 def _marks(count: int) -> str:
     return ", ".join(["%s"] * count)
+
+
+def missing_tables(cursor, t: Tables) -> list[str]:
+    """The IEM tables (full names, prefix included) that the connection's database lacks.
+
+    Read from information_schema, which shows a table to a user with any grant on it,
+    so a wrong PMTABOUNCE_TABLE_PREFIX is found at start, not at the first bounce.
+    """
+    wanted = [t.prefix + base for base in IEM_TABLES]
+    cursor.execute(
+        "SELECT table_name FROM information_schema.tables "
+        f"WHERE table_schema = DATABASE() AND table_name IN ({_marks(len(wanted))})",
+        wanted,
+    )
+    found = {row[0].lower() for row in cursor.fetchall()}
+    return [name for name in wanted if name.lower() not in found]
+
+
+def require_tables(cursor, t: Tables, where: str) -> None:
+    """Raise FatalError naming the prefix when any of IEM's tables is missing in `where` (a safe URL)."""
+    missing = missing_tables(cursor, t)
+    if missing:
+        raise FatalError(
+            f"IEM's tables are not in {where} under PMTABOUNCE_TABLE_PREFIX={t.prefix!r}: "
+            f"{', '.join(missing)} missing (check the prefix, and that this is IEM's database)"
+        )
 
 
 def find_active_subscribers(

@@ -11,7 +11,7 @@ import pymysql
 
 from ..common.config import Settings
 from ..common.errors import FatalError
-from . import ledger
+from . import iem, ledger
 from .db import Tables, connect, error_number, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.setup")
@@ -34,6 +34,7 @@ def _migrate(settings: Settings, tables: Tables) -> int:
     connection = connect(settings.mysql)
     try:
         with connection.cursor() as cursor:
+            iem.require_tables(cursor, tables, settings.mysql.safe_url())  # never our tables beside nothing
             cursor.execute(ledger.meta_table_sql(tables))
             cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
             row = cursor.fetchone()
