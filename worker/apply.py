@@ -23,6 +23,9 @@ from .rows import Candidate, LinkedRow, Record
 
 log = logging.getLogger("pmtabounce.worker")
 
+PROBE_SECONDS = 1.0  # how often a retry pause checks whether the database is back
+
+
 @dataclass
 class BatchResult:
     outcomes: list[Outcome] = field(default_factory=list)
@@ -58,11 +61,12 @@ class BatchApplier:
         self.tables = tables
         self.policy = policy
         self._connection: Connection | None = None
+        self._sleep = sleep
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=_within(give_up_after, wait_exponential(multiplier=0.1, max=retry_max_wait) + wait_random(0, 0.5)),
             stop=stop_after_delay(give_up_after) if give_up_after else stop_never,
-            sleep=sleep,
+            sleep=self._wait_for_database,
             before_sleep=self._before_retry,
             reraise=True,
         )
@@ -97,10 +101,10 @@ class BatchApplier:
                 self._write(cursor, plan)
             connection.commit()
         except BaseException as exc:
-            self._rollback()
-            if not isinstance(exc, Exception):  # KeyboardInterrupt, SystemExit: roll back and let them through
+            if not isinstance(exc, Exception):  # interrupted: closing rolls back, without waiting on a silent server
                 self.close()
                 raise
+            self._rollback()
             error = translate(exc)
             if isinstance(error, TransientError):
                 self.close()
@@ -211,6 +215,20 @@ class BatchApplier:
         except Exception:
             self.close()
             return False
+
+    def _wait_for_database(self, seconds: float) -> None:
+        """The pause before the next try of a batch, cut short once the database answers a probe.
+
+        After a long outage the backoff has grown to PMTABOUNCE_RETRY_MAX_WAIT; a probe every
+        PROBE_SECONDS (a connect and a ping, not the batch) resumes within about that once it is back.
+        """
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._sleep(min(left, PROBE_SECONDS))
+            if deadline - time.monotonic() > 0 and self.ping():
+                log.info("the database answers again; retrying now instead of in %.1f s",
+                         deadline - time.monotonic())
+                return
 
     def _before_retry(self, state) -> None:
         metrics.RETRIES.labels("database").inc()

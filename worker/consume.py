@@ -21,7 +21,7 @@ from tenacity.wait import wait_exponential, wait_random
 from ..common import broker, health, metrics
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
-from ..common.shutdown import stop_on_signals
+from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
 from .amqp import Consumer
 from .apply import BatchApplier
 from .db import Tables
@@ -41,7 +41,8 @@ class ShutdownRequested(Exception):
 def run_worker(settings: Settings, exit_when_idle: float | None = None) -> int:
     """Consume until SIGTERM/SIGINT (or `exit_when_idle` seconds with no message); the exit code."""
     worker = Worker(settings, exit_when_idle)
-    with stop_on_signals(worker.stopping, log=log, then="finishing the batch in hand, then exiting"):
+    with stop_on_signals(worker.stopping, log=log, then="finishing the batch in hand, then exiting",
+                         on_stop=worker.database_calls.stop_requested):
         return worker.run()
 
 
@@ -93,6 +94,7 @@ class Worker:
         self.guard = DeadLetterGuard()
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.stopping = threading.Event()
+        self.database_calls = AbandonableCalls("the database", log=log)
         self.idle = False
         self.consumer: Consumer | None = None
         self.database_ok = False
@@ -109,7 +111,8 @@ class Worker:
             self.settings.batch_size, self.settings.mysql.safe_url(),
         )
         try:
-            self.applier.check_tables()
+            with self.database_calls.call():
+                self.applier.check_tables()
             self._database_answered()
             while not (self.stopping.is_set() or self.idle):
                 self.consumer = self._connect()
@@ -118,6 +121,10 @@ class Worker:
             return 0
         except ShutdownRequested:
             log.info("stopped while waiting to retry; unacknowledged messages go back to the queue")
+            return 0
+        except CallAbandoned:
+            log.info("stopped during a database call that did not answer; unacknowledged messages go back "
+                     "to the queue")
             return 0
         except FatalError as exc:
             log.critical("worker stops: %s. Unacknowledged messages go back to the queue.", exc,
@@ -198,7 +205,8 @@ class Worker:
         if not deliveries:
             return
         started = time.perf_counter()
-        handled = handle_batch(deliveries, self.applier, self.guard)
+        with self.database_calls.call():
+            handled = handle_batch(deliveries, self.applier, self.guard)
         self._database_answered()
         for dead in handled.dead:
             consumer.dead_letter(dead, self.name)
@@ -216,7 +224,8 @@ class Worker:
         """Between batches: the periodic summary, and a database check while idle (for /readyz)."""
         self.tally.report(SUMMARY_SECONDS)
         if not consumer.received and time.monotonic() - self.database_checked >= PING_SECONDS:
-            self.database_ok = self.applier.ping()
+            with self.database_calls.call():
+                self.database_ok = self.applier.ping()
             self.database_checked = time.monotonic()
 
     def _database_answered(self) -> None:
@@ -230,7 +239,8 @@ class Worker:
         """BatchApplier's retry pause: keeps the AMQP connection alive (heartbeats) while MySQL is away."""
         self.database_ok = False
         self.database_down = True
-        self._pause(seconds)
+        with self.database_calls.outside():
+            self._pause(seconds)
 
     def _pause(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
