@@ -18,6 +18,9 @@ from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
 from .handle import DeadLetterVerdict, Delivery, ack_plan, dead_letter_headers
 
 COLLECT_SECONDS = 0.05  # how long a part-filled batch waits for more messages
+# Room for two batches: the next one arrives while this one is in the database,
+# instead of after its ack (a gap of tens of milliseconds per batch).
+PREFETCH_BATCHES = 2
 
 
 def _translated(method):
@@ -40,9 +43,7 @@ class Consumer:
         self.batch_size = batch_size
         self.channel = connection.channel()
         broker.declare_topology(self.channel, topology)
-        # Room for two batches: the next one arrives while this one is in the database,
-        # instead of after its ack (a gap of tens of milliseconds per batch).
-        self.channel.basic_qos(prefetch_count=2 * batch_size)
+        self.channel.basic_qos(prefetch_count=PREFETCH_BATCHES * batch_size)
         self.dead_channel = connection.channel()
         self.dead_channel.confirm_delivery()
         self.received: list[tuple[Delivery, pika.BasicProperties]] = []

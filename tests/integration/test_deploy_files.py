@@ -140,6 +140,10 @@ def test_k8s_producer_is_a_single_replica_on_a_volume_and_keda_scales_the_worker
 
     scaled = manifests[("ScaledObject", "pmtabounce-worker")]["spec"]
     assert scaled["scaleTargetRef"]["name"] == "pmtabounce-worker"
+    assert "replicas" not in manifests[("Deployment", "pmtabounce-worker")]["spec"]  # an apply would reset KEDA's
+    setup_env = {e["name"]: e for e in manifests[("Job", "pmtabounce-setup")]["spec"]["template"]["spec"][
+        "containers"][0]["env"]}
+    assert setup_env["PMTABOUNCE_RABBITMQ_API_URL"]["valueFrom"]["secretKeyRef"]["key"] == "rabbitmq-api-url"
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "rabbitmq" and trigger["metadata"]["mode"] == "QueueLength"
     assert trigger["metadata"]["queueName"] == Topology().queue
@@ -154,7 +158,7 @@ def unit(name: str) -> configparser.ConfigParser:
     return parser
 
 
-@pytest.mark.parametrize("name, role", [("pmtabounce-producer.service", "producer"),
+@pytest.mark.parametrize("name, role", [("pmtabounce-producer@.service", "producer"),
                                         ("pmtabounce-worker@.service", "worker")])
 def test_systemd_units_have_their_sections_an_environment_file_and_hardening(name, role):
     parsed = unit(name)
@@ -165,15 +169,23 @@ def test_systemd_units_have_their_sections_an_environment_file_and_hardening(nam
     assert service["User"] == "pmtabounce" and service["KillSignal"] == "SIGTERM"
     assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"
     assert service["CapabilityBoundingSet"] == ""
+    assert service["Restart"] == "on-failure" and service["RestartPreventExitStatus"] == "2"  # config errors
     assert parsed["Install"]["WantedBy"] == "multi-user.target"
 
 
 def test_worker_instances_get_a_metrics_port_each_and_the_producer_may_write_only_the_bounce_directory():
     assert "%i" in unit("pmtabounce-worker@.service")["Service"]["ExecStart"]
+    producer = unit("pmtabounce-producer@.service")["Service"]
+    # The instance name is the directory: what it works and what it may write cannot disagree.
+    assert producer["ExecStart"].endswith("pmtabounce producer %f") and producer["ReadWritePaths"] == "%f"
     env = dict(line.split("=", 1) for line in (DEPLOY / "systemd" / "pmtabounce.env").read_text().splitlines()
                if line and not line.startswith("#"))
     settings = Settings.from_env(env)
-    assert unit("pmtabounce-producer.service")["Service"]["ReadWritePaths"] == str(settings.bounce_dir)
+    snippet = (DEPLOY / "pmta" / "acct-file.conf").read_text()
+    assert re.search(r"^\s*move-to (\S+)$", snippet, re.M).group(1) == str(settings.bounce_dir)
+    # The directory's group in the PowerMTA snippet is the producer's group.
+    (owner_group,) = set(re.findall(r"chown \w+:(\w+) " + re.escape(str(settings.bounce_dir)), snippet))
+    assert owner_group == producer["Group"] and "SupplementaryGroups" not in producer
 
 
 def test_systemd_analyze_verifies_the_units(tmp_path):
@@ -181,7 +193,7 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
     assert tool, "systemd-analyze is part of this machine's tools"
     binary = Path(sys.executable).with_name("pmtabounce")
     units = []
-    for name, target in (("pmtabounce-producer.service", "pmtabounce-producer.service"),
+    for name, target in (("pmtabounce-producer@.service", "pmtabounce-producer@var-log-pmta-bounces.service"),
                          ("pmtabounce-worker@.service", "pmtabounce-worker@3.service")):
         text = (DEPLOY / "systemd" / name).read_text().replace("/usr/local/bin/pmtabounce", str(binary))
         (tmp_path / target).write_text(text)
