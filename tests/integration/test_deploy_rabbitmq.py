@@ -16,6 +16,7 @@ import pytest
 from pika.exceptions import ChannelClosedByBroker
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import Topology
+from rabbit_management import ensure_management_api
 from throwaway import rabbitmqctl
 from worker_fleet import Fleet, drain, ledger_count, publish, publish_raw, wait_for, worker_env
 
@@ -112,3 +113,42 @@ def test_imported_definitions_are_what_setup_declares_and_the_user_can_run_a_wor
 def test_the_imported_user_cannot_log_in_before_an_operator_sets_its_password(imported):
     with pytest.raises(pika.exceptions.AMQPConnectionError):
         pika.BlockingConnection(pika.URLParameters(f"amqp://{imported}:@127.0.0.1:5672/{imported}"))
+
+
+def test_the_imported_user_can_run_every_command_it_is_meant_for(imported, iem_db, tmp_path):
+    vhost = imported
+    rabbitmqctl("change_password", vhost, PASSWORD)
+    ensure_management_api()
+    url = f"amqp://{vhost}:{PASSWORD}@127.0.0.1:5672/{vhost}"
+    bounce_dir = tmp_path / "bounces"
+    bounce_dir.mkdir()
+    env = worker_env(iem_db.url, url, bounce_dir=bounce_dir,
+                     rabbitmq_api_url=f"http://{vhost}:{PASSWORD}@127.0.0.1:15672")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run([sys.executable, "-m", "pmtabounce", *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode == 0, f"{' '.join(args)}: rc {done.returncode}\n{done.stdout}\n{done.stderr}"
+        return done
+
+    run("setup")  # tables, topology and the queue's policy (the policymaker tag)
+    iem_db.query("INSERT INTO {t.lists} (listid, name, subscribecount, visiblefields) VALUES (1, 'L', 1, '')")
+    iem_db.query("INSERT INTO {t.subscribers} (listid, emailaddress) VALUES (1, 'ann@example.com')")
+    (bounce_dir / "bounces-1.csv").write_text(
+        "type,timeLogged,rcpt,dsnStatus,dsnDiag,bounceCat,header_X-Mailer-LID,header_X-Mailer-SID\r\n"
+        "b,1732000000,ann@example.com,5.1.1,smtp;550 unknown,bad-mailbox,1,0\r\n")
+    run("producer", "--once")
+    publish_raw(url, Topology(), b"not json", "poison")
+    run("worker", "--exit-when-idle", "1")
+    assert ledger_count(iem_db) == 1
+
+    report = json.loads(run("status", "--json").stdout)  # the management API answers this user
+    assert report["ok"] is True and report["queue"]["unacked"] == 0 and report["dead_letter"]["messages"] == 1
+    (letter,) = json.loads(run("dlq", "list", "--json").stdout)["messages"]
+    assert "poison" in run("dlq", "show", letter["id"]).stdout
+    export = tmp_path / "dead.jsonl"
+    run("dlq", "export", str(export))
+    run("dlq", "replay", "--yes")  # back to the work queue
+    run("dlq", "import", str(export))  # and a copy into the dead-letter queue again
+    run("dlq", "purge", "--yes")
+    assert json.loads(run("dlq", "list", "--json").stdout)["messages"] == []
