@@ -179,3 +179,20 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
     except OSError:  # not listening yet
         return 0, ""
+
+
+def add_subscribers(db, count: int) -> list[str]:
+    """List 1 with `count` active subscribers; subscriberid n+1 is user{n}."""
+    emails = [f"user{n}@example.com" for n in range(count)]
+    db.query("INSERT INTO {t.lists} (listid, name, subscribecount, visiblefields) VALUES (1, 'List 1', %s, '')",
+             (count,))
+    db.execute_many("INSERT INTO {t.subscribers} (listid, emailaddress) VALUES (1, %s)", [(e,) for e in emails])
+    return emails
+
+
+def hard_bounces(emails: list[str], start: int = 0) -> list[BounceRecord]:
+    return [
+        BounceRecord("b", 1_732_000_000 + n, email, "5.1.1", "smtp;550 5.1.1 user unknown", "bad-mailbox",
+                     (1,), 0, "bounces-2024-11-19-1000.csv", start + n + 2)
+        for n, email in enumerate(emails)
+    ]

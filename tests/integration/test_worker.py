@@ -7,13 +7,14 @@ import time
 
 import pytest
 from pmtabounce.common.config import parse_mysql_url
-from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import H_DEAD_AT, H_ERROR, H_REASON, H_SOURCE_FILE, H_SOURCE_LINE, H_WORKER
 from tcp_proxy import TcpProxy
 from worker_fleet import (
     Fleet,
+    add_subscribers,
     drain,
     free_port,
+    hard_bounces,
     http_get,
     ledger_count,
     publish,
@@ -21,23 +22,6 @@ from worker_fleet import (
     wait_for,
     worker_env,
 )
-
-
-def add_subscribers(db, count: int) -> list[str]:
-    """List 1 with `count` active subscribers; subscriberid n+1 is user{n}."""
-    emails = [f"user{n}@example.com" for n in range(count)]
-    db.query("INSERT INTO {t.lists} (listid, name, subscribecount, visiblefields) VALUES (1, 'List 1', %s, '')",
-             (count,))
-    db.execute_many("INSERT INTO {t.subscribers} (listid, emailaddress) VALUES (1, %s)", [(e,) for e in emails])
-    return emails
-
-
-def hard_bounces(emails: list[str], start: int = 0) -> list[BounceRecord]:
-    return [
-        BounceRecord("b", 1_732_000_000 + n, email, "5.1.1", "smtp;550 5.1.1 user unknown", "bad-mailbox",
-                     (1,), 0, "bounces-2024-11-19-1000.csv", start + n + 2)
-        for n, email in enumerate(emails)
-    ]
 
 
 def bounced_count(db) -> int:

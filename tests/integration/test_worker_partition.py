@@ -7,22 +7,16 @@ import re
 import time
 
 from pmtabounce.common.config import parse_mysql_url
-from pmtabounce.common.record import BounceRecord
 from tcp_proxy import TcpProxy
-from worker_fleet import Fleet, ledger_count, publish, wait_for, worker_env
+from worker_fleet import Fleet, add_subscribers, hard_bounces, ledger_count, publish, wait_for, worker_env
 
 
-def subscribers(db, count: int) -> list[str]:
-    emails = [f"user{n}@example.com" for n in range(count)]
-    db.query("INSERT INTO {t.lists} (listid, name, subscribecount, visiblefields) VALUES (1, 'List 1', %s, '')",
-             (count,))
-    db.execute_many("INSERT INTO {t.subscribers} (listid, emailaddress) VALUES (1, %s)", [(e,) for e in emails])
-    return emails
-
-
-def bounces(emails: list[str], start: int = 0) -> list[BounceRecord]:
-    return [BounceRecord("b", 1_732_000_000 + n, email, "5.1.1", "smtp;550 unknown", "bad-mailbox", (1,), 0,
-                         "bounces-1.csv", n + 2) for n, email in enumerate(emails, start)]
+def first_batch_applied(fleet: Fleet, db, vhost, emails: list[str]):
+    """Start the worker and wait until it applied the first 20 (the database answers through the proxy)."""
+    worker = fleet.start()
+    publish(vhost.url, vhost.topology, hard_bounces(emails[:20]))
+    wait_for(lambda: ledger_count(db) == 20, "the first batch")
+    return worker
 
 
 def proxied(db, vhost, **settings) -> tuple[TcpProxy, dict[str, str]]:
@@ -32,15 +26,13 @@ def proxied(db, vhost, **settings) -> tuple[TcpProxy, dict[str, str]]:
 
 
 def test_sigterm_stops_a_worker_stuck_in_a_silent_database_call_within_seconds(iem_db, vhost, tmp_path):
-    emails = subscribers(iem_db, 60)
+    emails = add_subscribers(iem_db, 60)
     proxy, env = proxied(iem_db, vhost, batch_size=20)
     try:
         with Fleet(env, tmp_path) as fleet:
-            worker = fleet.start()
-            publish(vhost.url, vhost.topology, bounces(emails[:20]))
-            wait_for(lambda: ledger_count(iem_db) == 20, "the first batch")
+            worker = first_batch_applied(fleet, iem_db, vhost, emails)
             proxy.black_hole()
-            publish(vhost.url, vhost.topology, bounces(emails[20:], start=20))
+            publish(vhost.url, vhost.topology, hard_bounces(emails[20:], start=20))
             time.sleep(2)  # the next batch's first statement is sent and waits for an answer that never comes
             started = time.monotonic()
             assert fleet.terminate(worker, timeout=15) == 0, fleet.log()
@@ -53,16 +45,14 @@ def test_sigterm_stops_a_worker_stuck_in_a_silent_database_call_within_seconds(i
 
 
 def test_after_a_long_outage_the_worker_resumes_within_seconds_of_the_database(iem_db, vhost, tmp_path):
-    emails = subscribers(iem_db, 40)
+    emails = add_subscribers(iem_db, 40)
     proxy, env = proxied(iem_db, vhost, batch_size=20, retry_max_wait=30)
     long_wait = re.compile(r"database not available .*; trying again in (1\d|[2-9]\d)\.\d s")
     try:
         with Fleet(env, tmp_path) as fleet:
-            worker = fleet.start()
-            publish(vhost.url, vhost.topology, bounces(emails[:20]))
-            wait_for(lambda: ledger_count(iem_db) == 20, "the first batch")
+            worker = first_batch_applied(fleet, iem_db, vhost, emails)
             proxy.cut()
-            publish(vhost.url, vhost.topology, bounces(emails[20:], start=20))
+            publish(vhost.url, vhost.topology, hard_bounces(emails[20:], start=20))
             wait_for(lambda: long_wait.search(fleet.log()), "the backoff to pass 10 s", 60)
             proxy.restore()
             started = time.monotonic()
