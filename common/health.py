@@ -45,10 +45,12 @@ class Readiness:
         except Exception as exc:
             reason = f"the readiness check failed ({type(exc).__name__}: {exc})"
         with self.lock:
-            changed, self.last = reason != self.last, reason
-        if changed and reason is not None:
+            previous, self.last = self.last, reason
+        if reason == previous:
+            return reason
+        if reason is not None:
             log.warning("not ready (/readyz answers 503): %s", reason)
-        elif changed and self.last is not None:
+        elif previous != "":  # ready at the first probe is no news
             log.info("ready (/readyz answers 200)")
         return reason
 

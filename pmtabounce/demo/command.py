@@ -136,7 +136,11 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
                    for item in AccountingFile(path))
     queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
-    setup_broker(settings)
+    with_policy = queues.management_available(settings.rabbitmq_api_url or queues.default_api_url(settings.amqp))
+    if not with_policy:
+        console.print("[yellow]RabbitMQ's management API does not answer on :15672: the demo queue runs without "
+                      "its policy (no delivery limit); `rabbitmq-plugins enable rabbitmq_management` adds it[/]")
+    setup_broker(settings, policy=with_policy)
     console.print(
         f"world: {len(world.subscribers)} subscriber rows on {len(world.lists)} lists, {len(world.campaigns)} "
         f"campaigns; {len(paths)} accounting files with {world.record_count} bounce rows and complaints "
