@@ -291,11 +291,13 @@ def test_nacked_and_unroutable_messages_are_sent_again_until_taken(vhost, tmp_pa
     wait_for(lambda: "connected to" in producer.log(), "the producer to connect")
     queue, exchange, key = vhost.topology.queue, vhost.topology.exchange, vhost.topology.routing_key
 
-    # A full queue with overflow=reject-publish nacks what does not fit.
+    # A full queue with overflow=reject-publish (the queue's policy; this one stands in for it) nacks
+    # what does not fit.
     connection, channel = vhost.channel()
     for _ in range(10):
         channel.basic_publish(exchange, key, b"filler", pika.BasicProperties(message_id="filler"))
-    rabbitmqctl("set_policy", "-p", vhost.name, "--apply-to", "queues", "tiny", f"^{queue}$", '{"max-length": 5}')
+    rabbitmqctl("set_policy", "-p", vhost.name, "--apply-to", "queues", "tiny", f"^{queue}$",
+                '{"max-length": 5, "overflow": "reject-publish"}')
     write_bounces(directory / "bounces-2024-11-23-0000.csv", 30)
     wait_for(lambda: "(nacked)" in producer.log(), "a nack")
     assert not (directory / "bounces-2024-11-23-0000.csv.done").exists()
