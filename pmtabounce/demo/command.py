@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .. import queues
+from .. import queue_policy, queues
 from ..commands.status import COMPLAINT_LEDGER_OUTCOMES, LEDGER_OUTCOMES
 from ..common.accounting import AccountingFile
 from ..common.bouncedir import pending_files
@@ -136,11 +136,12 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
                    for item in AccountingFile(path))
     queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
-    with_policy = queues.management_available(settings.rabbitmq_api_url or queues.default_api_url(settings.amqp))
-    if not with_policy:
+    if queues.management_available(queue_policy.api_url(settings)):
+        queue_policy.apply_policy(settings)
+    else:
         console.print("[yellow]RabbitMQ's management API does not answer on :15672: the demo queue runs without "
                       "its policy (no delivery limit); `rabbitmq-plugins enable rabbitmq_management` adds it[/]")
-    setup_broker(settings, policy=with_policy)
+    setup_broker(settings)
     console.print(
         f"world: {len(world.subscribers)} subscriber rows on {len(world.lists)} lists, {len(world.campaigns)} "
         f"campaigns; {len(paths)} accounting files with {world.record_count} bounce rows and complaints "
