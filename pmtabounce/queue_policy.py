@@ -13,6 +13,7 @@ import json
 import logging
 
 from . import queues
+from .common.broker import setup_broker
 from .common.config import Settings
 from .common.errors import FatalError, TransientError
 from .common.topology import Topology
@@ -20,6 +21,14 @@ from .common.topology import Topology
 log = logging.getLogger("pmtabounce.setup")
 
 POLICY_PRIORITY = 10  # RabbitMQ applies one policy per queue, the highest priority: above catch-all defaults
+
+
+def setup_rabbitmq(settings: Settings, *, policy: bool = True) -> None:
+    """`pmtabounce setup`, its RabbitMQ half: the policy first (a queue created next never exists
+    without it), then the exchanges and queues (common.broker.setup_broker). Raises FatalError."""
+    if policy:
+        apply_policy(settings)
+    setup_broker(settings)
 
 
 def api_url(settings: Settings) -> str:

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import orjson
 import pika
-from pmtabounce.common.broker import setup_broker
 from pmtabounce.common.record import BounceRecord
 from worker_fleet import publish, publisher, worker_env
+
+from pmtabounce.queue_policy import setup_rabbitmq
 
 OK_LIST = 1
 REFUSING_LIST = 2
@@ -123,7 +124,7 @@ def make_world(db, vhost, tmp: Path, subscribers: int = 3) -> DlqWorld:
         [(list_id, address(list_id, n), "example.com") for list_id in (OK_LIST, REFUSING_LIST)
          for n in range(subscribers)],
     )
-    setup_broker(world.settings)
+    setup_rabbitmq(world.settings)
     return world
 
 

@@ -18,13 +18,10 @@ from ..runner import run_command
 @run_command
 def setup(settings: Settings, database: bool, broker: bool | None, policy: bool) -> None:
     """Create or upgrade pmtabounce's own tables and queues. Idempotent; never alters IEM's tables."""
-    from ..common.broker import setup_broker
-    from ..queue_policy import apply_policy
+    from ..queue_policy import setup_rabbitmq
     from ..worker.migrate import setup_database
 
     if database:
         setup_database(settings)
     if broker or (broker is None and settings.amqp_url):
-        if policy:
-            apply_policy(settings)  # first: a queue created next never exists without it
-        setup_broker(settings)
+        setup_rabbitmq(settings, policy=policy)

@@ -30,7 +30,7 @@ from .. import queue_policy, queues
 from ..commands.status import COMPLAINT_LEDGER_OUTCOMES, LEDGER_OUTCOMES
 from ..common.accounting import AccountingFile
 from ..common.bouncedir import pending_files
-from ..common.broker import safe_url, setup_broker
+from ..common.broker import safe_url
 from ..common.complaint import ComplaintRecord
 from ..common.config import Settings
 from ..common.errors import ConfigError, FatalError
@@ -136,12 +136,11 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
                    for item in AccountingFile(path))
     queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
-    if queues.management_available(queue_policy.api_url(settings)):
-        queue_policy.apply_policy(settings)
-    else:
+    with_policy = queues.management_available(queue_policy.api_url(settings))
+    if not with_policy:
         console.print("[yellow]RabbitMQ's management API does not answer on :15672: the demo queue runs without "
                       "its policy (no delivery limit); `rabbitmq-plugins enable rabbitmq_management` adds it[/]")
-    setup_broker(settings)
+    queue_policy.setup_rabbitmq(settings, policy=with_policy)
     console.print(
         f"world: {len(world.subscribers)} subscriber rows on {len(world.lists)} lists, {len(world.campaigns)} "
         f"campaigns; {len(paths)} accounting files with {world.record_count} bounce rows and complaints "

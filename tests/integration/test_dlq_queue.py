@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pika
 import pytest
-from pmtabounce.common.broker import setup_broker
 from pmtabounce.common.config import Settings
 from pmtabounce.common.errors import FatalError
 from worker_fleet import drain
 
 from pmtabounce.dlq.session import DeadLetterQueue
+from pmtabounce.queue_policy import setup_rabbitmq
 
 MESSAGES = 120  # more than 32: RabbitMQ returns small sets in order whatever one does
 
@@ -18,7 +18,7 @@ MESSAGES = 120  # more than 32: RabbitMQ returns small sets in order whatever on
 @pytest.fixture
 def settings(vhost) -> Settings:
     settings = Settings(amqp_url=vhost.url)
-    setup_broker(settings)
+    setup_rabbitmq(settings)
     return settings
 
 
