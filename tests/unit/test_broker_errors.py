@@ -47,6 +47,9 @@ CASES = [
      ["'pmtabounce.bounces'", "x-delivery-limit = '20'", "asks for '25'", "PMTABOUNCE_DELIVERY_LIMIT"]),
     (inequivalent("none", "the value '20' of type 'signedint'"), FatalError,
      ["'pmtabounce.bounces'", "x-delivery-limit", "PMTABOUNCE_DELIVERY_LIMIT"]),
+    # An older version's queue, with what is now the policy as arguments: setup moves it over.
+    (inequivalent("none", "the value 'reject-publish' of type 'longstr'", "x-overflow"), FatalError,
+     ["'pmtabounce.bounces'", "x-overflow", "older pmtabounce", "Stop the workers and run `pmtabounce setup`"]),
     (inequivalent("'classic'", "'quorum'", "x-queue-type"), FatalError,
      ["'pmtabounce.bounces'", "x-queue-type = 'quorum'", "delete_queue"]),
     (amqp.ChannelClosedByBroker(406, "PRECONDITION_FAILED - something new"), FatalError, ["something new"]),
