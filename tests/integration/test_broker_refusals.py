@@ -65,8 +65,14 @@ def test_an_unknown_virtual_host_stops_every_command_at_once(command, iem_db, tm
 def test_setup_names_the_queue_and_the_argument_that_differs(iem_db, vhost, tmp_path):
     url = vhost.url
     assert run(["setup"], worker_env(iem_db.url, url)).returncode == 0
-    done = run(["setup"], worker_env(iem_db.url, url, delivery_limit=7))
+    # A changed delivery limit is the queue's policy now: setup again simply applies it.
+    assert run(["setup"], worker_env(iem_db.url, url, delivery_limit=7)).returncode == 0
+    connection, channel = vhost.channel()  # what no setting can change: the queue's type
+    channel.queue_delete(vhost.topology.queue)
+    channel.queue_declare(vhost.topology.queue, durable=True, arguments={"x-queue-type": "classic"})
+    connection.close()
+    done = run(["setup"], worker_env(iem_db.url, url))
     said = done.stdout + done.stderr
     assert done.returncode == 1, said
-    assert "'pmtabounce.bounces'" in said and "x-delivery-limit" in said
-    assert "PMTABOUNCE_DELIVERY_LIMIT" in said and "Traceback" not in said
+    assert "'pmtabounce.bounces'" in said and "x-queue-type" in said
+    assert "delete_queue" in said and "Traceback" not in said
