@@ -35,3 +35,10 @@ PENDING_FILES = Gauge("pmtabounce_pending_files", "Accounting files waiting in t
 LAST_SUCCESS = Gauge(
     "pmtabounce_last_success_timestamp_seconds", "Unix time of the last committed batch or confirmed file"
 )
+GUARD_TRIPS = Counter("pmtabounce_guard_trips_total", "Times the domain guard tripped a recipient domain")
+GUARD_TRIPPED_DOMAINS = Gauge(
+    "pmtabounce_guard_tripped_domains", "Recipient domains whose hard bounces the guard holds now (at the last batch)"
+)
+GUARD_HELD = Gauge(
+    "pmtabounce_guard_held_records", "Records held by the domain guard, waiting for `guard release` or `discard`"
+)

@@ -21,6 +21,7 @@ from .common.record import BounceRecord
 from .summary import Summary
 from .worker.apply import BatchApplier
 from .worker.db import Tables
+from .worker.guard import GuardSettings
 
 log = logging.getLogger("pmtabounce.process")
 
@@ -49,6 +50,7 @@ def process_directory(
     applier = applier or BatchApplier(
         settings.mysql, Tables(settings.table_prefix), settings.policy,
         retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
+        guard=GuardSettings.from_settings(settings),
     )
     summary = Summary()
     try:

@@ -15,11 +15,26 @@ from ..common.config import MySQLTarget
 from ..common.errors import CommittedElsewhere, FatalError, PermanentError, TransientError
 from ..common.policy import Policy
 from ..common.record import BounceRecord
-from . import iem, ledger
+from . import guard_store, iem, ledger
 from .db import Connection, Tables, connect, setting_to_check, translate
-from .plan import Outcome, plan_batch
+from .guard import GuardBatch, GuardSettings, hard_domains
+from .plan import Outcome, Plan, plan_batch
 
 log = logging.getLogger("pmtabounce.worker")
+
+class GuardMoved(Exception):
+    """Another worker's commit changed what the domain guard decides for this batch: walk it again, rows locked."""
+
+
+@dataclass
+class Reads:
+    """What a batch's walk needs from the database (see plan_batch)."""
+
+    known: set[str]
+    candidates: list
+    bounce_rows: list
+    stats: dict[int, str]
+
 
 @dataclass
 class BatchResult:
@@ -51,10 +66,13 @@ class BatchApplier:
         retry_max_wait: float = 30.0,
         give_up_after: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        guard: GuardSettings | None = None,
     ) -> None:
         self.target = target
         self.tables = tables
         self.policy = policy
+        self.guard = guard if guard is not None else GuardSettings()
+        self._guard_totals: tuple[int, int] | None = None  # (tripped domains, held records) at the last commit
         self._connection: Connection | None = None
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
@@ -65,34 +83,38 @@ class BatchApplier:
             reraise=True,
         )
 
-    def apply(self, records: Sequence[BounceRecord]) -> BatchResult:
+    def apply(self, records: Sequence[BounceRecord], *, release: bool = False) -> BatchResult:
         """All records in one transaction; a record the database refuses is isolated, the rest commit.
 
+        `release`: the records are held ones (`guard release`): applied as if new, their ledger rows
+        updated from `held` to their real outcome, the guard not asked again.
         Transient failures are retried (forever unless `give_up_after`); a FatalError propagates.
         """
         if not records:
             return BatchResult()
         try:
-            return BatchResult(self._retrying(self._apply_once, records))
+            return BatchResult(self._retrying(self._apply_once, records, release))
         except PermanentError as exc:
             if len(records) == 1:
                 return BatchResult(failed=[(records[0], str(exc))])
         log.warning("a batch of %d records was refused; applying them one by one to find the bad ones", len(records))
         result = BatchResult()
         for record in records:
-            single = self.apply([record])
+            single = self.apply([record], release=release)
             result.outcomes += single.outcomes
             result.failed += single.failed
         return result
 
-    def _apply_once(self, records: Sequence[BounceRecord]) -> list[Outcome]:
+    def _apply_once(self, records: Sequence[BounceRecord], release: bool = False) -> list[Outcome]:
         started = time.perf_counter()
         connection = None
         try:
             connection = self._connect()
-            with connection.cursor() as cursor:
-                plan = self._plan(cursor, records)
-                self._write(cursor, plan)
+            try:
+                plan = self._transaction(connection, records, release, lock_guard_first=False)
+            except GuardMoved:
+                connection.rollback()
+                plan = self._transaction(connection, records, release, lock_guard_first=True)
             connection.commit()
         except BaseException as exc:
             self._rollback()
@@ -113,32 +135,84 @@ class BatchApplier:
         metrics.LAST_SUCCESS.set(time.time())
         for outcome in plan.outcomes:
             metrics.RECORDS_PROCESSED.labels(outcome.outcome).inc()
+        if plan.guard is not None:
+            self._report_guard(plan.guard)
         return plan.outcomes
 
-    def _plan(self, cursor, records: Sequence[BounceRecord]):
+    def _transaction(self, connection, records, release: bool, lock_guard_first: bool) -> Plan:
+        """Read, walk, write. The guard's rows are locked last, just before commit, unless `lock_guard_first`
+        (after GuardMoved): then the walk itself sees the locked counts."""
+        t = self.tables
+        with connection.cursor() as cursor:
+            reads = self._read(cursor, records, release)
+            guard = None if release else self._guard_batch(cursor, records, reads, lock=lock_guard_first)
+            plan = self._walk(records, reads, guard)
+            self._write(cursor, plan, release)
+            if guard is None or not guard.added:
+                return plan
+            if not lock_guard_first:
+                locked = self._walk(records, reads, self._guard_batch(cursor, records, reads, lock=True)).guard
+                if not locked.same_decisions(guard):
+                    raise GuardMoved()
+                plan.guard = locked
+            guard_store.write(cursor, t, plan.guard, int(time.time()))
+            self._guard_totals = guard_store.totals(cursor, t)
+        return plan
+
+    def _read(self, cursor, records: Sequence[BounceRecord], release: bool) -> Reads:
         t = self.tables
         known = ledger.known(cursor, t, (r.fingerprint for r in records))
+        if release:  # their ledger rows say `held`; these are the records to apply now
+            known -= {r.fingerprint for r in records}
         fresh = [r for r in records if r.fingerprint not in known and r.list_ids]
         emails = sorted({r.rcpt for r in fresh})
         candidates = iem.find_active_subscribers(cursor, t, emails, (i for r in fresh for i in r.list_ids))
         bounce_rows = iem.existing_bounces(cursor, t, (c.subscriberid for c in candidates))
         stats = iem.stats_tables(cursor, t, (r.statid for r in fresh))
+        return Reads(known, candidates, bounce_rows, stats)
+
+    def _guard_batch(self, cursor, records, reads: Reads, *, lock: bool) -> GuardBatch | None:
+        if not self.guard.enabled:
+            return None
+        hard = [r for r in records if r.fingerprint not in reads.known and self.policy.classify(r.category) == "hard"]
+        domains = hard_domains(hard, self.policy.classify)
+        if not domains:
+            return GuardBatch(self.guard, {})
+        if lock:
+            guard_store.lock_domains(cursor, self.tables, domains)
+        windows = [self.guard.window_of(r.time_logged) for r in hard]
+        return GuardBatch(self.guard, guard_store.read_states(cursor, self.tables, domains, min(windows), max(windows)))
+
+    def _walk(self, records, reads: Reads, guard: GuardBatch | None) -> Plan:
         return plan_batch(
             records,
             policy=self.policy,
-            known=known,
-            candidates=candidates,
-            bounce_rows=bounce_rows,
-            stats_tables=stats,
+            known=reads.known,
+            candidates=reads.candidates,
+            bounce_rows=reads.bounce_rows,
+            stats_tables=reads.stats,
+            guard=guard,
         )
 
-    def _write(self, cursor, plan) -> None:
+    def _write(self, cursor, plan: Plan, release: bool) -> None:
         t = self.tables
-        ledger.record(cursor, t, plan.new_outcomes)
+        if release:
+            ledger.settle(cursor, t, plan.new_outcomes)
+        else:
+            ledger.record(cursor, t, plan.new_outcomes)
         iem.add_campaign_bounces(cursor, t, plan.stats)
         iem.insert_bounces(cursor, t, plan.bounce_rows)
         iem.disable_subscribers(cursor, t, plan.disable, plan.list_bounces)
         ledger.count_repeats(cursor, t, plan.repeats)
+
+    def _report_guard(self, guard: GuardBatch) -> None:
+        """After commit: the gauges, and a WARNING per trip naming the undo that reverts its window's start."""
+        if self._guard_totals is not None:
+            metrics.GUARD_TRIPPED_DOMAINS.set(self._guard_totals[0])
+            metrics.GUARD_HELD.set(self._guard_totals[1])
+        for trip in guard.trips.values():
+            metrics.GUARD_TRIPS.inc()
+            log.warning("%s", trip.message(self.guard, self.policy.hard))
 
     def _connect(self):
         if self._connection is None:
@@ -158,7 +232,7 @@ class BatchApplier:
                 self._connection.close()
             except Exception:
                 pass
-            self._connection = None
+            self._connection: Connection | None = None
 
     def ping(self) -> bool:
         """Readiness: can we reach the database right now?"""

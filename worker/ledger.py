@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from ..common.errors import FatalError
 from .db import Tables, case_of, insert_rows
 from .plan import Outcome
 
@@ -47,6 +48,42 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
             ],
         ),
+        (
+            2,  # issue 12: undo marks, the domain guard's state, the audit of operator actions
+            [
+                f"ALTER TABLE {t.ledger} ADD COLUMN undo_run bigint unsigned DEFAULT NULL, "
+                "ADD KEY pmtabounce_ledger_time (time_logged), ADD KEY pmtabounce_ledger_outcome (outcome, id)",
+                f"""CREATE TABLE IF NOT EXISTS {t.guard_domains} (
+  domain varchar(255) NOT NULL,
+  tripped_at int DEFAULT NULL,
+  tripped_by varchar(255) NOT NULL DEFAULT '',
+  trip_window int DEFAULT NULL,
+  trip_count int unsigned NOT NULL DEFAULT 0,
+  trip_threshold int unsigned NOT NULL DEFAULT 0,
+  held int unsigned NOT NULL DEFAULT 0,
+  trips int unsigned NOT NULL DEFAULT 0,
+  PRIMARY KEY (domain),
+  KEY pmtabounce_guard_tripped (tripped_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+                f"""CREATE TABLE IF NOT EXISTS {t.guard_windows} (
+  domain varchar(255) NOT NULL,
+  window_start int NOT NULL,
+  hard_count int unsigned NOT NULL DEFAULT 0,
+  tripped tinyint NOT NULL DEFAULT 0,
+  PRIMARY KEY (domain, window_start)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+                f"""CREATE TABLE IF NOT EXISTS {t.audit} (
+  id bigint unsigned NOT NULL AUTO_INCREMENT,
+  started_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  finished_at timestamp(6) NULL DEFAULT NULL,
+  operator varchar(255) NOT NULL,
+  action varchar(32) NOT NULL,
+  target text NOT NULL,
+  counts mediumtext NOT NULL,
+  PRIMARY KEY (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+            ],
+        ),
     ]
 
 
@@ -80,6 +117,30 @@ def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
         "subscriberid, listid) VALUES ",
         [_row(o) for o in outcomes],
     )
+
+
+def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
+    """Held records, now applied (`guard release`): their ledger rows get their real outcome.
+
+    Raises FatalError if a row is no longer `held` (released or discarded meanwhile by another run).
+    """
+    if not outcomes:
+        return
+    by_fingerprint = {o.record.fingerprint: o for o in outcomes}
+    sets, params = [], []
+    for column, value in (("outcome", lambda o: o.outcome), ("decision", lambda o: o.decision),
+                          ("subscriberid", lambda o: o.subscriberid), ("listid", lambda o: o.listid)):
+        case, case_params = case_of("fingerprint", {f: value(o) for f, o in by_fingerprint.items()})
+        sets.append(f"{column} = {case}")
+        params += case_params
+    marks = ", ".join(["%s"] * len(by_fingerprint))
+    cursor.execute(
+        f"UPDATE {t.ledger} SET {', '.join(sets)} WHERE fingerprint IN ({marks}) AND outcome = 'held'",
+        params + sorted(by_fingerprint),
+    )
+    if cursor.rowcount != len(by_fingerprint):
+        raise FatalError(f"{len(by_fingerprint) - cursor.rowcount} of these records are no longer held "
+                         "(another `guard release` or `discard` ran meanwhile); nothing of this batch was applied")
 
 
 def count_repeats(cursor, t: Tables, repeats: Counter) -> None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 from ..common.policy import Decision, Policy, bounce_rule
 from ..common.record import BounceRecord
+from .guard import GuardBatch
 
-OUTCOMES = ("applied", "disabled", "already_bounced", "not_found", "unroutable", "duplicate")
+# held: kept by the domain guard, nothing written to IEM yet; discarded: a held record an operator threw away.
+OUTCOMES = ("applied", "disabled", "already_bounced", "not_found", "unroutable", "held", "discarded", "duplicate")
 _STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
 
 
@@ -46,6 +48,7 @@ class Plan:
     # (stats table, statid) -> {column: increment}
     stats: dict[tuple[str, int], Counter] = field(default_factory=lambda: defaultdict(Counter))
     repeats: Counter = field(default_factory=Counter)  # fingerprint -> times seen again
+    guard: GuardBatch | None = None
 
     @property
     def new_outcomes(self) -> list[Outcome]:
@@ -61,14 +64,16 @@ def plan_batch(
     candidates: Iterable[Candidate],
     bounce_rows: Iterable[tuple[int, int, int, int]],
     stats_tables: Mapping[int, str],
+    guard: GuardBatch | None = None,
 ) -> Plan:
     """Decide every record's outcome and the writes they add up to.
 
     `known`: fingerprints already in the ledger. `bounce_rows`: existing
     (subscriberid, statid, listid, count) of email_list_subscriber_bounces for
     the candidates. `stats_tables`: statid -> 'autoresponders' or 'newsletters'.
+    `guard`: the domain guard, asked about every new record in order (None: no guard).
     """
-    plan = Plan()
+    plan = Plan(guard=guard)
     seen = set(known)
     rows_by_email: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in candidates:
@@ -87,6 +92,9 @@ def plan_batch(
             plan.repeats[record.fingerprint] += 1
             continue
         seen.add(record.fingerprint)
+        if guard is not None and guard.holds(record, decision):
+            plan.outcomes.append(Outcome(record, "held", decision))
+            continue
         if not record.list_ids:
             plan.outcomes.append(Outcome(record, "unroutable", decision))
             continue

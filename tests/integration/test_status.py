@@ -83,7 +83,7 @@ def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_
     assert report["dead_letter"] == {"state": "ok", "name": "pmtabounce.dead-letter", "messages": 1}
     ledger = report["ledger"]
     assert ledger["last_hour"] == {"applied": 2, "disabled": 1, "already_bounced": 0, "not_found": 0,
-                                   "unroutable": 0}
+                                   "unroutable": 0, "held": 0, "discarded": 0}
     assert ledger["last_day"]["not_found"] == 1 and ledger["last_day"]["disabled"] == 1
     assert 0 <= ledger["last_applied_age_seconds"] < 60 and ledger["last_applied_at"].endswith("Z")
     assert "guest" not in json.dumps(report)  # URLs are shown without credentials
