@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from ..common.policy import Policy
 from ..common.record import BounceRecord
 from . import guard_store, iem, ledger
 from .db import Connection, Tables, connect, setting_to_check, translate
-from .guard import GuardBatch, GuardSettings, hard_domains
+from .guard import GuardBatch, GuardSettings, domain_of, hard_domains
 from .plan import Outcome, Plan, plan_batch
 
 log = logging.getLogger("pmtabounce.worker")
@@ -198,6 +199,8 @@ class BatchApplier:
         t = self.tables
         if release:
             ledger.settle(cursor, t, plan.new_outcomes)
+            released = Counter(domain_of(o.record.rcpt) for o in plan.new_outcomes)
+            guard_store.add_held(cursor, t, {domain: -count for domain, count in released.items()})
         else:
             ledger.record(cursor, t, plan.new_outcomes)
         iem.add_campaign_bounces(cursor, t, plan.stats)
