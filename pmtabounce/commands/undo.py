@@ -25,6 +25,7 @@ from ..worker import audit, ledger
 from ..worker.apply import classify_error
 from ..worker.db import Tables, connect
 from ..worker.undo import CHANGED_IEM, UndoCounts, UndoFilter, undo_batch
+from . import in_transaction
 
 SHOW_SKIPPED = 20
 DRY_RUN = 0  # the run id a dry run marks rows with, then rolls back
