@@ -25,6 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .accounting_rows import RecordMaker, Row, bounce_rule
+from .storm import Storm, add_storm
 
 # Column names in the order of Row's fields: the base columns, one variant's list and statid headers, extras.
 _VARIANTS = {
@@ -114,6 +115,8 @@ class World:
     campaigns: list[Campaign]
     files: list[FileSpec]
     independent: bool = False
+    storm: Storm | None = None
+    storm_start: int | None = None  # Unix seconds: the start of the storm's window
 
     @classmethod
     def generate(
@@ -129,12 +132,14 @@ class World:
         edge_files: bool = True,
         soft_threshold: int = 5,
         start_time: int = 1732000000,
+        storm: Storm | None = None,
     ) -> World:
         """A world with `subscribers` addresses and `records` b/rb rows (plus d/t rows) over `files` files.
 
         `independent`: every address bounces at most once and nothing repeats,
         so the result cannot depend on the order records are applied in.
         `edge_files`: add an empty file, a header-only file and a d/t-only file.
+        `storm`: a false-bounce storm of one domain among the traffic (pmtabounce/demo/storm.py).
         """
         rng = random.Random(seed)
         list_count = lists or max(4, min(40, subscribers // 400))
@@ -142,10 +147,13 @@ class World:
         sends = _campaigns(rng, campaigns or max(12, min(400, records // 300)), list_count, start_time)
         history = _history(rng, people.rows, sends, soft_threshold, start_time)
         maker = RecordMaker(rng, people.addresses, people.lists_of, sends, independent, start_time + 86400)
-        specs = _files(rng, maker.rows(records), files, start_time + 86400)
+        rows, storm_start = maker.rows(records), None
+        if storm is not None:
+            rows, storm_start = add_storm(rng, storm, people, maker.by_list, rows)
+        specs = _files(rng, rows, files, start_time + 86400)
         if edge_files:
             specs = sorted(specs + _edge_files(specs[0], [maker.skip_row() for _ in range(5)]), key=_name)
-        return cls(seed, people.list_rows(), people.rows, history, sends, specs, independent)
+        return cls(seed, people.list_rows(), people.rows, history, sends, specs, independent, storm, storm_start)
 
     @property
     def record_count(self) -> int:
@@ -225,6 +233,13 @@ class _People:
             for listid in on:  # unsorted: the lowest listid is not always the lowest subscriberid
                 self.rows.append(self._row(rng, next_id, listid, stored, start))
                 next_id += 1
+
+    def add(self, address: str, listid: int, time: int) -> str:
+        """One more address, active and confirmed on one list since a month before `time`; returns it."""
+        self.addresses.append(address)
+        self.lists_of.append((listid,))
+        self.rows.append(SubscriberRow(len(self.rows) + 1, listid, address, "1", time - 30 * 86400, 0, 0))
+        return address
 
     @staticmethod
     def _row(rng: random.Random, subscriberid: int, listid: int, address: str, start: int) -> SubscriberRow:
