@@ -70,13 +70,18 @@ def actual(db) -> IemState:
         connection.close()
 
 
-def pmtabounce(db, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    """`pmtabounce ARGS` against `db`, with PMTABOUNCE_* only from `env`."""
+def command(db, *args: str, **env: str) -> tuple[list[str], dict[str, str]]:
+    """argv and environment of `pmtabounce ARGS` against `db`, with PMTABOUNCE_* only from `env`."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
     clean.update(PMTABOUNCE_MYSQL_URL=db.url, PMTABOUNCE_TABLE_PREFIX=db.tables.prefix)
     clean.update({f"PMTABOUNCE_{k.upper()}": str(v) for k, v in env.items()})
-    done = subprocess.run([sys.executable, "-m", "pmtabounce", *args], env=clean, capture_output=True, text=True,
-                          timeout=600)
+    return [sys.executable, "-m", "pmtabounce", *args], clean
+
+
+def pmtabounce(db, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    """Run `pmtabounce ARGS` against `db`; unless `check` is False it must exit 0."""
+    argv, clean = command(db, *args, **env)
+    done = subprocess.run(argv, env=clean, capture_output=True, text=True, timeout=600)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
     return done
