@@ -12,8 +12,6 @@ from datetime import datetime, timezone
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from ..cli import run_command
 from ..common.config import Settings
@@ -80,29 +78,30 @@ def iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def render(report: dict, console: Console) -> None:
-    """Two tables: the ledger's records, then the IEM rows with their bounce rows."""
-    records = Table(title=f"{report['address']}: ledger records")
-    for column in ("time", "source", "type", "category", "DSN", "decision", "outcome", "subscriber/list", "note"):
-        records.add_column(column)
+def render(report: dict) -> str:
+    """The report for people: one block per ledger record, then one per IEM row (no table: diagnostics are long)."""
+    lines = [f"{report['address']}: {len(report['records'])} ledger records"]
     for r in report["records"]:
-        note = f"undone by run {r['undo_run']} ({r['undone_by']}, {r['undone_at']})" if r["undone"] else ""
-        note = note or ("held by the domain guard" if r["held"] else "")
-        where = f"{r['subscriberid']}/{r['listid']}" if r["subscriberid"] else "-"
-        records.add_row(r["time"], f"{r['source_file']}:{r['source_line']}", r["record_type"], r["category"],
-                        f"{r['dsn_status']}\n{r['dsn_diag']}", r["decision"], r["outcome"], where, note)
-    console.print(records if report["records"] else "no ledger records for this address")
-    lists = Table(title=f"{report['address']}: IEM now")
-    for column in ("list", "subscriber", "state", "bounce rows"):
-        lists.add_column(column)
+        where = f"subscriber {r['subscriberid']} on list {r['listid']}" if r["subscriberid"] else "no subscriber"
+        lines.append(f"  {r['time']}  {r['source_file']}:{r['source_line']}  {r['record_type']}  "
+                     f"{r['category'] or '(no category)'}: {r['decision']} -> {r['outcome']}, {where}")
+        lines.append(f"      {r['dsn_status']}: {' '.join(r['dsn_diag'].split())}")
+        if r["undone"]:
+            lines.append(f"      undone by run {r['undo_run']} ({r['undone_by']}, {r['undone_at']})")
+        if r["held"]:
+            lines.append("      held by the domain guard: `pmtabounce guard release` applies it")
+        if r["seen_count"] > 1:
+            lines.append(f"      met {r['seen_count']} times (the later ones were duplicates)")
+    lines.append(f"IEM now: {len(report['lists'])} subscriber rows")
     for row in report["lists"]:
-        rows = "\n".join(f"{b['time']} {b['type']} {b['rule']} (statid {b['statid']})" for b in row["bounce_rows"])
-        lists.add_row(str(row["listid"]), str(row["subscriberid"]), row["state"], rows or "-")
-    console.print(lists if report["lists"] else "no subscriber rows for this address in IEM")
+        lines.append(f"  list {row['listid']}: subscriber {row['subscriberid']}, {row['state']}")
+        lines += [f"      bounce row {b['time']} {b['type']} {b['rule']} (statid {b['statid']})"
+                  for b in row["bounce_rows"]]
     if report["guard"]:
         g = report["guard"]
-        console.print(f"the domain guard holds {g['domain']}'s hard bounces since {g['tripped_at']} "
-                      f"({g['held']} held; see `pmtabounce guard status`)")
+        lines.append(f"the domain guard holds {g['domain']}'s hard bounces since {g['tripped_at']} "
+                     f"({g['held']} held; see `pmtabounce guard status`)")
+    return "\n".join(lines)
 
 
 @click.command()
@@ -115,4 +114,4 @@ def explain(settings: Settings, address: str, as_json: bool) -> None:
     if as_json:
         click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     else:
-        render(report, Console())
+        click.echo(render(report))
