@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TypeVar
+
+import click
 
 from ..common.config import Settings
 from ..worker.db import Tables, connect
@@ -24,3 +27,15 @@ def in_transaction(settings: Settings, work: Callable[..., T]) -> T:
         return result
     finally:
         connection.close()
+
+
+def parse_when(text: str) -> int:
+    """Unix seconds, or an ISO 8601 time (`2020-12-14T10:00:00Z`; without an offset it is UTC)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither Unix seconds nor an ISO time (2020-12-14T10:00:00Z)") from None
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())

@@ -10,8 +10,6 @@ and a line in PMTABOUNCE_DLQ_AUDIT_FILE (one audit file for every operator actio
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import click
 import orjson
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
@@ -25,22 +23,10 @@ from ..worker import audit, ledger
 from ..worker.apply import classify_error
 from ..worker.db import Tables, connect
 from ..worker.undo import CHANGED_IEM, UndoCounts, UndoFilter, undo_batch
-from . import in_transaction
+from . import in_transaction, parse_when
 
 SHOW_SKIPPED = 20
 DRY_RUN = 0  # the run id a dry run marks rows with, then rolls back
-
-
-def parse_when(text: str) -> int:
-    """Unix seconds, or an ISO 8601 time (`2020-12-14T10:00:00Z`; without an offset it is UTC)."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is neither Unix seconds nor an ISO time (2020-12-14T10:00:00Z)") from None
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
 
 
 class UndoRun:
