@@ -27,7 +27,7 @@ from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import PmtaBounceError
 from ..runner import run_command
-from ..worker import ledger
+from ..worker import guard_store, ledger
 from ..worker.db import Tables, connect
 from ..worker.plan import OUTCOMES
 
@@ -130,6 +130,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
             hour = ledger.outcomes_since(cursor, tables, HOUR)
             day = ledger.outcomes_since(cursor, tables, DAY)
             last = ledger.last_applied(cursor, tables)
+            trips = guard_store.tripped(cursor, tables)
     except pymysql.err.MySQLError as exc:
         return _down(part, f"cannot read {tables.ledger} ({_mysql_reason(exc)}); has `pmtabounce setup` run?")
     finally:
@@ -139,6 +140,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
         last_day={name: day.get(name, 0) for name in LEDGER_OUTCOMES},
         last_applied_at=_iso(last),
         last_applied_age_seconds=round(now - last, 1) if last is not None else None,
+        tripped_domains=[{"domain": r.domain, "since": _iso(r.tripped_at), "held": r.held} for r in trips],
     )
     return part
 
@@ -214,6 +216,10 @@ def _details(part: Part) -> str:
         text = (f"{f['database']}: {sum(f['last_hour'].values())} records in the last hour, "
                 f"{sum(f['last_day'].values())} in the last day; last apply {age(f['last_applied_age_seconds'])}"
                 + (" ago" if f["last_applied_at"] else ""))
+        if f["tripped_domains"]:
+            text += "; domain guard holding " + ", ".join(
+                f"{d['domain']} ({d['held']} held since {d['since']})" for d in f["tripped_domains"]
+            ) + " (see `pmtabounce guard status`)"
     else:
         text = ""
     return "; ".join(t for t in (text, part.problem) if t)

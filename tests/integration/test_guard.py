@@ -9,6 +9,8 @@ database of a run without the held records.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from iem_model import differences
 from storm_world import (
@@ -95,3 +97,18 @@ def test_three_workers_trip_once_and_hold_exactly_the_storm_after_the_trip_point
 
     pmtabounce(iem_db, "guard", "release", STORM.domain)
     assert_state(expected(before, records), iem_db)
+
+
+def test_an_operator_trip_shows_in_status_and_guard_status_and_is_audited(iem_db, tmp_path):
+    audit_file = tmp_path / "audit.jsonl"
+    pmtabounce(iem_db, "guard", "trip", "Gmail.COM", dlq_audit_file=str(audit_file))
+    again = pmtabounce(iem_db, "guard", "trip", "gmail.com")
+    assert "tripped already" in again.stdout
+
+    report = json_of(pmtabounce(iem_db, "status", "--json", check=False))
+    assert [(d["domain"], d["held"]) for d in report["ledger"]["tripped_domains"]] == [("gmail.com", 0)]
+    status = json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]
+    assert [(s["domain"], s["window_start"], s["tripped_by"].count("@")) for s in status] == [("gmail.com", None, 1)]
+    entry = json.loads(audit_file.read_text())
+    assert (entry["action"], entry["target"], entry["tripped"]) == ("guard trip", {"domain": "gmail.com"}, 1)
+    assert [a[0] for a in iem_db.query("SELECT action FROM {t.audit} ORDER BY id")] == ["guard trip"] * 2
