@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iem_model import BounceModel, IemState, LedgerEntry
+from iem_model import BounceModel, IemState, LedgerEntry, load_world
 from pmtabounce.common.record import BounceRecord
 from worker_fleet import records_of
 
@@ -27,14 +27,7 @@ def storm_world(seed: int, *, independent: bool = False) -> World:
 
 def load(db, world: World, directory: Path) -> tuple[IemState, list[BounceRecord]]:
     """The world in `db` and on disk; returns the state before any bounce and the records in file order."""
-    connection = db.connect()
-    try:
-        world.create_database(connection, db.tables)
-        before = IemState.from_database(connection, db.tables)
-    finally:
-        connection.close()
-    world.write_files(directory)
-    return before, records_of(directory)
+    return load_world(db, world, directory), records_of(directory)
 
 
 def storm_records(world: World, records: list[BounceRecord]) -> list[BounceRecord]:
@@ -61,13 +54,6 @@ def expected(before: IemState, records: list[BounceRecord], skipped: set[str] = 
             state.seen[where] = 1
     return state
 
-
-def actual(db) -> IemState:
-    connection = db.connect()
-    try:
-        return IemState.from_database(connection, db.tables)
-    finally:
-        connection.close()
 
 
 def command(db, *args: str, **env: str) -> tuple[list[str], dict[str, str]]:

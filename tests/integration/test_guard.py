@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from iem_model import differences
+from iem_model import differences, state_of
 from storm_world import (
     BAR,
     STORM,
-    actual,
     expected,
     guard_rows,
     held_fingerprints,
@@ -30,7 +29,7 @@ from worker_fleet import Fleet, drain, ledger_count, produce_once, wait_for, wor
 
 
 def assert_state(want, db, **options) -> None:
-    problems = differences(want, actual(db), seen_counts=True, **options)
+    problems = differences(want, state_of(db), seen_counts=True, **options)
     assert not problems, "\n".join(problems)
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import subprocess
 import time
 
-from iem_model import differences
+from iem_model import differences, state_of
 from pmtabounce.worker.guard import iso
-from storm_world import STORM, actual, command, expected, json_of, load, pmtabounce, storm_records, storm_world
+from storm_world import STORM, command, expected, json_of, load, pmtabounce, storm_records, storm_world
 
 SAME = ("records", "bounce_rows_removed", "subscribers_reenabled", "reenabled_per_list", "campaign_counters",
         "skipped")
@@ -37,11 +37,11 @@ def test_undo_of_the_storm_window_gives_the_database_without_it_and_reports_what
     iem_db.query("UPDATE {t.subscribers} SET bounced = 0 WHERE subscriberid = %s", (victim.subscriberid,))
     iem_db.query("UPDATE {t.lists} SET bouncecount = bouncecount - 1, subscribecount = subscribecount + 1 "
                  "WHERE listid = %s", (victim.listid,))
-    untouched = actual(iem_db)
+    untouched = state_of(iem_db)
 
     dry = json_of(pmtabounce(iem_db, "undo", *window, "--dry-run", "--json"))
 
-    assert not differences(untouched, actual(iem_db), seen_counts=True), "a dry run changed something"
+    assert not differences(untouched, state_of(iem_db), seen_counts=True), "a dry run changed something"
     assert dry["records"] == len(storm) == dry["bounce_rows_removed"]
     assert dry["subscribers_reenabled"] == len(storm) - 1
     assert [(s["email"], s["why"]) for s in dry["skipped"]] == [(storm[0].rcpt, "re-activated since")]
@@ -49,7 +49,7 @@ def test_undo_of_the_storm_window_gives_the_database_without_it_and_reports_what
     done = json_of(pmtabounce(iem_db, "undo", *window, "--yes", "--json"))
 
     assert {k: done[k] for k in SAME} == {k: dry[k] for k in SAME}
-    now = actual(iem_db)
+    now = state_of(iem_db)
     problems = differences(expected(before, records, {r.fingerprint for r in storm}), now, ledger=False)
     assert not problems, "\n".join(problems)
     assert now.ledger == full.ledger  # undone records keep their evidence and outcome
@@ -59,7 +59,7 @@ def test_undo_of_the_storm_window_gives_the_database_without_it_and_reports_what
 
     again = json_of(pmtabounce(iem_db, "undo", *window, "--yes", "--json"))
     assert again["records"] == 0
-    assert not differences(now, actual(iem_db), seen_counts=True)
+    assert not differences(now, state_of(iem_db), seen_counts=True)
 
 
 def test_undo_killed_mid_run_then_run_again_is_undo_once(iem_db, tmp_path):
@@ -77,7 +77,7 @@ def test_undo_killed_mid_run_then_run_again_is_undo_once(iem_db, tmp_path):
 
     pmtabounce(iem_db, "undo", *window, "--yes")
 
-    problems = differences(expected(before, records, {r.fingerprint for r in storm}), actual(iem_db), ledger=False)
+    problems = differences(expected(before, records, {r.fingerprint for r in storm}), state_of(iem_db), ledger=False)
     assert not problems, "\n".join(problems)
     assert set(undone(iem_db)) == {r.fingerprint for r in storm} and len(set(undone(iem_db).values())) == 2
 
