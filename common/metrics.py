@@ -42,3 +42,7 @@ GUARD_TRIPPED_DOMAINS = Gauge(
 GUARD_HELD = Gauge(
     "pmtabounce_guard_held_records", "Records held by the domain guard, waiting for `guard release` or `discard`"
 )
+GUARD_REWALKS = Counter(
+    "pmtabounce_guard_rewalks_total",
+    "Batches walked again with the guard's rows locked, because another worker's commit moved the counts",
+)

@@ -114,6 +114,8 @@ class BatchApplier:
             try:
                 plan = self._transaction(connection, records, release, lock_guard_first=False)
             except GuardMoved:
+                metrics.GUARD_REWALKS.inc()
+                log.debug("the domain guard's counts moved under this batch; walking it again with them locked")
                 connection.rollback()
                 plan = self._transaction(connection, records, release, lock_guard_first=True)
             connection.commit()
