@@ -23,6 +23,9 @@ from .plan import Outcome, Plan, plan_batch
 
 log = logging.getLogger("pmtabounce.worker")
 
+GAUGES_EVERY = 10.0  # seconds: the guard's gauges are read again at most this often (and at every trip)
+
+
 class GuardMoved(Exception):
     """Another worker's commit changed what the domain guard decides for this batch: walk it again, rows locked."""
 
@@ -73,7 +76,8 @@ class BatchApplier:
         self.tables = tables
         self.policy = policy
         self.guard = guard if guard is not None else GuardSettings()
-        self._guard_totals: tuple[int, int] | None = None  # (tripped domains, held records) at the last commit
+        self._guard_totals: tuple[int, int] | None = None  # (tripped domains, held records), for the gauges
+        self._guard_totals_read = float("-inf")
         self._connection: Connection | None = None
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
@@ -159,7 +163,9 @@ class BatchApplier:
                     raise GuardMoved()
                 plan.guard = locked
             guard_store.write(cursor, t, plan.guard, int(time.time()))
-            self._guard_totals = guard_store.totals(cursor, t)
+            if plan.guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
+                self._guard_totals = guard_store.totals(cursor, t)
+                self._guard_totals_read = time.monotonic()
         return plan
 
     def _read(self, cursor, records: Sequence[BounceRecord], release: bool) -> Reads:

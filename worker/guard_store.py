@@ -43,26 +43,27 @@ def lock_domains(cursor, t: Tables, domains: Sequence[str]) -> None:
 
 
 def read_states(cursor, t: Tables, domains: Sequence[str], first_window: int, last_window: int) -> dict:
-    """DomainState per domain: tripped or not, and its windows from 7 days before `first_window` to `last_window`."""
+    """DomainState per domain: tripped or not, and its windows from 7 days before `first_window` to `last_window`.
+
+    One statement: every window row has its domain's row (lock_domains creates it before any window is written).
+    """
     if not domains:
         return {}
     states = {d: DomainState() for d in domains}
     cursor.execute(
-        f"SELECT domain, tripped_at IS NOT NULL FROM {t.guard_domains} WHERE domain IN ({_marks(len(domains))})",
-        list(domains),
+        f"SELECT d.domain, d.tripped_at IS NOT NULL, w.window_start, w.hard_count, w.tripped "
+        f"FROM {t.guard_domains} AS d LEFT JOIN {t.guard_windows} AS w "
+        "ON w.domain = d.domain AND w.window_start BETWEEN %s AND %s "
+        f"WHERE d.domain IN ({_marks(len(domains))})",
+        [first_window - HISTORY, last_window, *domains],
     )
-    for domain, tripped in cursor.fetchall():
-        states[domain.lower()].tripped = bool(tripped)
-    cursor.execute(
-        f"SELECT domain, window_start, hard_count, tripped FROM {t.guard_windows} "
-        f"WHERE domain IN ({_marks(len(domains))}) AND window_start BETWEEN %s AND %s",
-        [*domains, first_window - HISTORY, last_window],
-    )
-    for domain, start, count, tripped in cursor.fetchall():
+    for domain, tripped, start, count, window_tripped in cursor.fetchall():
         state = states[domain.lower()]
-        state.counts[start] = count
-        if tripped:
-            state.tripped_windows.add(start)
+        state.tripped = bool(tripped)
+        if start is not None:
+            state.counts[start] = count
+            if window_tripped:
+                state.tripped_windows.add(start)
     return states
 
 
