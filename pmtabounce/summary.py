@@ -42,6 +42,7 @@ class Summary:
             ("not found", o["not_found"]),
             ("already bounced", o["already_bounced"]),
             ("unroutable", o["unroutable"]),
+            ("held", o["held"]),
             ("duplicates", o["duplicate"]),
             ("rejected", self.rejected + self.failed),
         ]

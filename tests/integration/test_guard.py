@@ -43,6 +43,7 @@ def test_process_holds_the_storm_after_the_trip_point_then_release_or_discard(ie
 
     result = pmtabounce(iem_db, "process", "--json", str(tmp_path / "bounces"))
 
+    assert json.loads(result.stdout)["held"] == len(held)
     assert "domain guard: storm.example tripped: 100 hard bounces" in result.stderr
     assert "pmtabounce undo --domain storm.example" in result.stderr
     assert held_fingerprints(iem_db) == held
