@@ -203,7 +203,7 @@ def state_of(db) -> IemState:
 
 
 def load_world(db, world, directory: Path) -> IemState:
-    """A pmtabounce.world.World into an IemDatabase and its files into `directory`; the state before any bounce."""
+    """A pmtabounce.demo.world.World into an IemDatabase and its files into `directory`; the state before any bounce."""
     connection = db.connect()
     try:
         world.create_database(connection, db.tables)

@@ -13,8 +13,8 @@ from iem_model import BounceModel, IemState, LedgerEntry, load_world
 from pmtabounce.common.record import BounceRecord
 from worker_fleet import records_of
 
-from pmtabounce.demo.world import World
 from pmtabounce.demo.storm import Storm
+from pmtabounce.demo.world import World
 
 STORM = Storm(size=150, usual=3)  # 50 x the usual rate, in one window
 GUARD_MIN, GUARD_FACTOR = 100, 3  # the defaults

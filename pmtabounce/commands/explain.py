@@ -13,8 +13,8 @@ from datetime import datetime, timezone
 import click
 import orjson
 
-from ..cli import run_command
 from ..common.config import Settings
+from ..runner import run_command
 from ..worker import guard_store, iem, ledger
 from ..worker.db import Tables, connect
 from ..worker.guard import domain_of

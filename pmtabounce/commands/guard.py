@@ -18,9 +18,9 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
-from ..cli import run_command
 from ..common.config import Settings
 from ..operator_audit import note, operator
+from ..runner import run_command
 from ..worker import audit, guard_store, ledger
 from ..worker.apply import BatchApplier
 from ..worker.db import Tables

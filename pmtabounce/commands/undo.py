@@ -15,10 +15,10 @@ import orjson
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 from tenacity.wait import wait_exponential, wait_random
 
-from ..cli import run_command
 from ..common.config import Settings
 from ..common.errors import TransientError
 from ..operator_audit import note, operator
+from ..runner import run_command
 from ..worker import audit, ledger
 from ..worker.apply import classify_error
 from ..worker.db import Tables, connect
