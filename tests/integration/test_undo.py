@@ -9,6 +9,7 @@ import time
 from iem_model import differences, state_of
 from pmtabounce.worker.guard import iso
 from storm_world import STORM, command, expected, json_of, load, pmtabounce, storm_records, storm_world
+from worker_fleet import Fleet, ledger_count, produce_once, wait_for, worker_env
 
 SAME = ("records", "bounce_rows_removed", "subscribers_reenabled", "reenabled_per_list", "campaign_counters",
         "skipped")
@@ -85,3 +86,29 @@ def test_undo_killed_mid_run_then_run_again_is_undo_once(iem_db, tmp_path):
 def test_undo_wants_a_filter_and_matches_nothing_else(iem_db, tmp_path):
     result = pmtabounce(iem_db, "undo", "--yes", check=False)
     assert result.returncode == 2 and "at least one filter" in result.stderr
+
+
+def test_undo_while_workers_apply_the_rest_gives_the_same_database(iem_db, vhost, tmp_path):
+    world = storm_world(43, independent=True)
+    before, records = load(iem_db, world, tmp_path / "bounces")
+    storm = {r.fingerprint for r in storm_records(world, records)}
+    distinct = len({r.fingerprint for r in records})
+    window = ["--domain", STORM.domain, "--since", str(world.storm_start),
+              "--until", str(world.storm_start + STORM.window - 1)]
+    env = worker_env(iem_db.url, vhost.url, batch_size=5, guard="off")
+    produce_once(env, tmp_path / "bounces", tmp_path / "producer.log")
+
+    def storm_applied() -> bool:
+        return storm <= {row[0] for row in iem_db.query("SELECT fingerprint FROM {t.ledger}")}
+
+    with Fleet(env, tmp_path) as fleet:
+        workers = [fleet.start() for _ in range(2)]
+        wait_for(storm_applied, "the storm's records applied", 180)
+        assert ledger_count(iem_db) < distinct, "the workers finished before undo could run beside them"
+        done = json_of(pmtabounce(iem_db, "undo", *window, "--yes", "--json"))
+        wait_for(lambda: ledger_count(iem_db) == distinct, "every record in the ledger", 180)
+        assert [fleet.terminate(process) for process in workers] == [0, 0], fleet.log()
+
+    assert done["records"] == len(storm) and done["skipped"] == []
+    problems = differences(expected(before, records, storm), state_of(iem_db), ledger=False)
+    assert not problems, "\n".join(problems)
