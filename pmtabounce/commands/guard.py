@@ -146,14 +146,14 @@ def _end_trip_if_empty(settings: Settings, domain: str) -> bool:
 def _held_summary(settings: Settings, domain: str) -> dict:
     def work(cursor, t):
         categories: Counter = Counter()
-        after, first, last = 0, None, None
+        times: list[int] = []
+        after = 0
         while batch := ledger.held_records(cursor, t, domain, after, 5000):
             categories.update(record.category for _, record in batch)
-            times = [record.time_logged for _, record in batch]
-            first, last = min([*times, first or times[0]]), max([*times, last or times[0]])
+            times += [min(r.time_logged for _, r in batch), max(r.time_logged for _, r in batch)]
             after = batch[-1][0]
         return {"records": sum(categories.values()), "by_category": dict(categories),
-                "first": iso(first), "last": iso(last)}
+                "first": iso(min(times, default=None)), "last": iso(max(times, default=None))}
 
     return in_transaction(settings, work)
 

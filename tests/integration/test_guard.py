@@ -53,6 +53,9 @@ def test_process_holds_the_storm_after_the_trip_point_then_release_or_discard(ie
     assert [(s["domain"], s["held"], s["window_count"]) for s in status] == [(STORM.domain, len(held), BAR)]
 
     if then == "release":
+        dry = json_of(pmtabounce(iem_db, "guard", "release", STORM.domain, "--dry-run"))["would_apply"]
+        assert (dry["records"], dry["by_category"]) == (len(held), {"bad-mailbox": len(held)})
+        assert held_fingerprints(iem_db) == held
         pmtabounce(iem_db, "guard", "release", STORM.domain, batch_size="7")
         assert_state(expected(before, records), iem_db)
     else:
