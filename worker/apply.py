@@ -206,7 +206,7 @@ class BatchApplier:
     def _write(self, cursor, plan: Plan, release: bool) -> None:
         t = self.tables
         if release:
-            ledger.settle(cursor, t, plan.new_outcomes)
+            guard_store.settle(cursor, t, plan.new_outcomes)
             released = Counter(domain_of(o.record.rcpt) for o in plan.new_outcomes)
             guard_store.add_held(cursor, t, {domain: -count for domain, count in released.items()})
         else:

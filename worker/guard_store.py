@@ -1,4 +1,4 @@
-"""The domain guard's tables: per-domain trip state and per-window counts.
+"""The domain guard's tables (per-domain trip state, per-window counts) and its held records in the ledger.
 
 Read before a batch's walk and written in the batch's own transaction, so N
 workers count every hard record once and agree on when a domain tripped. A
@@ -12,8 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..common.errors import FatalError
+from ..common.record import BounceRecord, parse_list_ids
 from .db import Tables, case_of, insert_rows
 from .guard import HISTORY, DomainState, GuardBatch
+from .plan import Outcome
 
 TRIPPED_BY_GUARD = "guard"
 
@@ -127,3 +130,64 @@ def totals(cursor, t: Tables) -> tuple[int, int]:
     cursor.execute(f"SELECT COUNT(*), COALESCE(SUM(held), 0) FROM {t.guard_domains} WHERE tripped_at IS NOT NULL")
     count, held = cursor.fetchone()
     return int(count), int(held)
+
+
+def escape_like(text: str) -> str:
+    """`text` inside a LIKE pattern, its own \\, % and _ taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def domain_pattern(domain: str) -> str:
+    """A LIKE pattern for the addresses of a domain."""
+    return f"%@{escape_like(domain.strip())}"
+
+
+def held_records(cursor, t: Tables, domain: str, after_id: int, limit: int) -> list[tuple[int, BounceRecord]]:
+    """(ledger id, record) of a domain's held records after `after_id`, in the order they were held."""
+    cursor.execute(
+        f"SELECT id, fingerprint, record_type, time_logged, email, dsn_status, dsn_diag, category, list_ids, statid, "
+        f"source_file, source_line FROM {t.ledger} WHERE outcome = 'held' AND id > %s AND email LIKE %s "
+        "ORDER BY id LIMIT %s",
+        (after_id, domain_pattern(domain), limit),
+    )
+    found = []
+    for row in cursor.fetchall():
+        record = BounceRecord(row[2], row[3], row[4], row[5], row[6], row[7], parse_list_ids(row[8]), row[9],
+                              row[10], row[11])
+        # The ledger's own fingerprint names the row (a record cut to the columns' widths would hash otherwise).
+        object.__setattr__(record, "fingerprint", row[1])
+        found.append((row[0], record))
+    return found
+
+
+def discard_held(cursor, t: Tables, domain: str) -> int:
+    """Mark a domain's held records `discarded` (kept as evidence, never applied); returns how many."""
+    cursor.execute(
+        f"UPDATE {t.ledger} SET outcome = 'discarded' WHERE outcome = 'held' AND email LIKE %s",
+        (domain_pattern(domain),),
+    )
+    return cursor.rowcount
+
+
+def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
+    """Held records, now applied (`guard release`): their ledger rows get their real outcome.
+
+    Raises FatalError if a row is no longer `held` (released or discarded meanwhile by another run).
+    """
+    if not outcomes:
+        return
+    by_fingerprint = {o.record.fingerprint: o for o in outcomes}
+    sets, params = [], []
+    for column, value in (("outcome", lambda o: o.outcome), ("decision", lambda o: o.decision),
+                          ("subscriberid", lambda o: o.subscriberid), ("listid", lambda o: o.listid)):
+        case, case_params = case_of("fingerprint", {f: value(o) for f, o in by_fingerprint.items()})
+        sets.append(f"{column} = {case}")
+        params += case_params
+    marks = ", ".join(["%s"] * len(by_fingerprint))
+    cursor.execute(
+        f"UPDATE {t.ledger} SET {', '.join(sets)} WHERE fingerprint IN ({marks}) AND outcome = 'held'",
+        params + sorted(by_fingerprint),
+    )
+    if cursor.rowcount != len(by_fingerprint):
+        raise FatalError(f"{len(by_fingerprint) - cursor.rowcount} of these records are no longer held "
+                         "(another `guard release` or `discard` ran meanwhile); nothing of this batch was applied")

@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from ..common.errors import FatalError, TransientError
-from ..common.record import BounceRecord, parse_list_ids
 from .db import Tables, case_of, insert_rows
 from .plan import Outcome
 
@@ -120,30 +118,6 @@ def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
     )
 
 
-def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
-    """Held records, now applied (`guard release`): their ledger rows get their real outcome.
-
-    Raises FatalError if a row is no longer `held` (released or discarded meanwhile by another run).
-    """
-    if not outcomes:
-        return
-    by_fingerprint = {o.record.fingerprint: o for o in outcomes}
-    sets, params = [], []
-    for column, value in (("outcome", lambda o: o.outcome), ("decision", lambda o: o.decision),
-                          ("subscriberid", lambda o: o.subscriberid), ("listid", lambda o: o.listid)):
-        case, case_params = case_of("fingerprint", {f: value(o) for f, o in by_fingerprint.items()})
-        sets.append(f"{column} = {case}")
-        params += case_params
-    marks = ", ".join(["%s"] * len(by_fingerprint))
-    cursor.execute(
-        f"UPDATE {t.ledger} SET {', '.join(sets)} WHERE fingerprint IN ({marks}) AND outcome = 'held'",
-        params + sorted(by_fingerprint),
-    )
-    if cursor.rowcount != len(by_fingerprint):
-        raise FatalError(f"{len(by_fingerprint) - cursor.rowcount} of these records are no longer held "
-                         "(another `guard release` or `discard` ran meanwhile); nothing of this batch was applied")
-
-
 def count_repeats(cursor, t: Tables, repeats: Counter) -> None:
     """Evidence that a record was met again (redelivery, a file copied back)."""
     if not repeats:
@@ -226,68 +200,3 @@ def history(cursor, t: Tables, email: str) -> list[dict]:
         entry["undone_by"] = row[-1]
         rows.append(entry)
     return rows
-
-
-def escape_like(text: str) -> str:
-    """`text` inside a LIKE pattern, its own \\, % and _ taken literally."""
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
-def domain_pattern(domain: str) -> str:
-    """A LIKE pattern for the addresses of a domain."""
-    return f"%@{escape_like(domain.strip())}"
-
-
-def held_records(cursor, t: Tables, domain: str, after_id: int, limit: int) -> list[tuple[int, BounceRecord]]:
-    """(ledger id, record) of a domain's held records after `after_id`, in the order they were held."""
-    cursor.execute(
-        f"SELECT id, fingerprint, record_type, time_logged, email, dsn_status, dsn_diag, category, list_ids, statid, "
-        f"source_file, source_line FROM {t.ledger} WHERE outcome = 'held' AND id > %s AND email LIKE %s "
-        "ORDER BY id LIMIT %s",
-        (after_id, domain_pattern(domain), limit),
-    )
-    found = []
-    for row in cursor.fetchall():
-        record = BounceRecord(row[2], row[3], row[4], row[5], row[6], row[7], parse_list_ids(row[8]), row[9],
-                              row[10], row[11])
-        # The ledger's own fingerprint names the row (a record cut to the columns' widths would hash otherwise).
-        object.__setattr__(record, "fingerprint", row[1])
-        found.append((row[0], record))
-    return found
-
-
-def discard_held(cursor, t: Tables, domain: str) -> int:
-    """Mark a domain's held records `discarded` (kept as evidence, never applied); returns how many."""
-    cursor.execute(
-        f"UPDATE {t.ledger} SET outcome = 'discarded' WHERE outcome = 'held' AND email LIKE %s",
-        (domain_pattern(domain),),
-    )
-    return cursor.rowcount
-
-
-class AlreadyUndone(TransientError):
-    """Another undo run marked one of these records meanwhile: roll back and read the selection again."""
-
-
-UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged", "decision", "category", "outcome")
-
-
-def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
-    """Ledger rows matching `clause` (worker.undo.UndoFilter) with id above `after_id`, in id order."""
-    cursor.execute(
-        f"SELECT {', '.join(UNDO_COLUMNS)} FROM {t.ledger} WHERE id > %s AND {clause} ORDER BY id LIMIT %s",
-        [after_id, *params, limit],
-    )
-    return [dict(zip(UNDO_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
-
-
-def mark_undone(cursor, t: Tables, ids: Sequence[int], run: int) -> None:
-    """Mark ledger rows as reverted by undo run `run`; raises AlreadyUndone if one was marked meanwhile."""
-    if not ids:
-        return
-    cursor.execute(
-        f"UPDATE {t.ledger} SET undo_run = %s WHERE id IN ({', '.join(['%s'] * len(ids))}) AND undo_run IS NULL",
-        [run, *ids],
-    )
-    if cursor.rowcount != len(ids):
-        raise AlreadyUndone(f"{len(ids) - cursor.rowcount} records were undone by another run meanwhile")

@@ -19,10 +19,12 @@ short is finished by running it again and a second run changes nothing.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..common.errors import TransientError
 from ..common.policy import bounce_rule
-from . import iem, ledger
+from . import guard_store, iem
 from .db import Tables
 
 STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
@@ -62,7 +64,7 @@ class UndoFilter:
             if value is not None:
                 parts.append(sql)
                 params.append(value)
-        for column, values in (("email", [ledger.domain_pattern(d) for d in self.domains]),
+        for column, values in (("email", [guard_store.domain_pattern(d) for d in self.domains]),
                                ("source_file", [_like_of_glob(g) for g in self.files])):
             if values:
                 parts.append("(" + " OR ".join([f"{column} LIKE %s"] * len(values)) + ")")
@@ -78,12 +80,12 @@ class UndoFilter:
 
 
 def _contains(text: str | None) -> str | None:
-    return None if text is None else f"%{ledger.escape_like(text)}%"
+    return None if text is None else f"%{guard_store.escape_like(text)}%"
 
 
 def _like_of_glob(glob: str) -> str:
     """A shell glob (`bounces-2020-12-14*.csv`) as a LIKE pattern."""
-    return ledger.escape_like(glob).replace("*", "%").replace("?", "_")
+    return guard_store.escape_like(glob).replace("*", "%").replace("?", "_")
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Effect:
 
 
 def effect_of(row: dict) -> Effect:
-    """The writes of a ledger row of outcome applied or disabled (see ledger.undo_candidates)."""
+    """The writes of a ledger row of outcome applied or disabled (see undo_candidates)."""
     sid, listid, decision = row["subscriberid"], row["listid"], row["decision"]
     bounce_row = None
     if decision in ("hard", "soft"):
@@ -140,14 +142,14 @@ class UndoCounts:
 def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
     """Revert these ledger rows' writes in the caller's transaction and mark them with `run`.
 
-    Raises ledger.AlreadyUndone if another run marked one of them meanwhile (roll back and read again).
+    Raises AlreadyUndone if another run marked one of them meanwhile (roll back and read again).
     """
     effects = [effect_of(row) for row in rows]
     counts = UndoCounts(records=len(effects))
     # The workers' lock: a subscriber's row before its bounce rows, so none counts rows we are removing.
     current = iem.lock_subscribers(cursor, t, sorted({e.bounce_row[0] for e in effects if e.bounce_row}
                                                      | {e.disabled[0] for e in effects if e.disabled}))
-    ledger.mark_undone(cursor, t, [e.ledger_id for e in effects], run)
+    mark_undone(cursor, t, [e.ledger_id for e in effects], run)
     keys = [e.bounce_row for e in effects if e.bounce_row]
     removed = iem.delete_bounce_rows(cursor, t, keys)
     counts.bounce_rows_removed = len(removed)
@@ -188,3 +190,31 @@ def _changed_since(disabled: tuple[int, int, int], now: tuple[int, int, int] | N
 
 def _skip(effect: Effect, what: str, why: str) -> dict:
     return {"ledger_id": effect.ledger_id, "email": effect.email, "what": what, "why": why}
+
+
+class AlreadyUndone(TransientError):
+    """Another undo run marked one of these records meanwhile: roll back and read the selection again."""
+
+
+UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged", "decision", "category", "outcome")
+
+
+def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
+    """Ledger rows matching `clause` (worker.undo.UndoFilter) with id above `after_id`, in id order."""
+    cursor.execute(
+        f"SELECT {', '.join(UNDO_COLUMNS)} FROM {t.ledger} WHERE id > %s AND {clause} ORDER BY id LIMIT %s",
+        [after_id, *params, limit],
+    )
+    return [dict(zip(UNDO_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def mark_undone(cursor, t: Tables, ids: Sequence[int], run: int) -> None:
+    """Mark ledger rows as reverted by undo run `run`; raises AlreadyUndone if one was marked meanwhile."""
+    if not ids:
+        return
+    cursor.execute(
+        f"UPDATE {t.ledger} SET undo_run = %s WHERE id IN ({', '.join(['%s'] * len(ids))}) AND undo_run IS NULL",
+        [run, *ids],
+    )
+    if cursor.rowcount != len(ids):
+        raise AlreadyUndone(f"{len(ids) - cursor.rowcount} records were undone by another run meanwhile")

@@ -21,7 +21,7 @@ from rich.table import Table
 from ..common.config import Settings
 from ..operator_audit import note, operator
 from ..runner import run_command
-from ..worker import audit, guard_store, ledger
+from ..worker import audit, guard_store
 from ..worker.apply import BatchApplier
 from ..worker.db import Tables
 from ..worker.guard import GuardSettings
@@ -117,7 +117,7 @@ def release_held(settings: Settings, domain: str) -> tuple[Counter, int]:
     refused, after = 0, 0
     try:
         while True:
-            batch = in_transaction(settings, lambda cursor, t, after=after: ledger.held_records(
+            batch = in_transaction(settings, lambda cursor, t, after=after: guard_store.held_records(
                 cursor, t, domain, after, settings.batch_size))
             if not batch:
                 if refused or _end_trip_if_empty(settings, domain):
@@ -135,7 +135,7 @@ def release_held(settings: Settings, domain: str) -> tuple[Counter, int]:
 def _end_trip_if_empty(settings: Settings, domain: str) -> bool:
     def work(cursor, t):
         guard_store.lock_domains(cursor, t, [domain])
-        if ledger.held_records(cursor, t, domain, 0, 1):
+        if guard_store.held_records(cursor, t, domain, 0, 1):
             return False
         guard_store.end_trip(cursor, t, domain)
         return True
@@ -148,7 +148,7 @@ def _held_summary(settings: Settings, domain: str) -> dict:
         categories: Counter = Counter()
         times: list[int] = []
         after = 0
-        while batch := ledger.held_records(cursor, t, domain, after, 5000):
+        while batch := guard_store.held_records(cursor, t, domain, after, 5000):
             categories.update(record.category for _, record in batch)
             times += [min(r.time_logged for _, r in batch), max(r.time_logged for _, r in batch)]
             after = batch[-1][0]
@@ -172,7 +172,7 @@ def discard(settings: Settings, domain: str, yes: bool) -> None:
     def work(cursor, t):
         run = audit.start(cursor, t, by, "guard discard", {"domain": domain})
         guard_store.lock_domains(cursor, t, [domain])
-        discarded = ledger.discard_held(cursor, t, domain)
+        discarded = guard_store.discard_held(cursor, t, domain)
         guard_store.end_trip(cursor, t, domain)
         audit.finish(cursor, t, run, {"discarded": discarded})
         return run, discarded

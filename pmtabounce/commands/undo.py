@@ -19,10 +19,10 @@ from ..common.config import Settings
 from ..common.errors import TransientError
 from ..operator_audit import note, operator
 from ..runner import run_command
-from ..worker import audit, ledger
+from ..worker import audit
 from ..worker.apply import classify_error
 from ..worker.db import Tables, connect
-from ..worker.undo import CHANGED_IEM, UndoCounts, UndoFilter, undo_batch
+from ..worker.undo import CHANGED_IEM, UndoCounts, UndoFilter, undo_batch, undo_candidates
 from . import in_transaction, parse_when
 
 SHOW_SKIPPED = 20
@@ -63,7 +63,7 @@ class UndoRun:
             if self.connection is None:
                 self.connection = connect(self.settings.mysql)
             with self.connection.cursor() as cursor:
-                rows = ledger.undo_candidates(cursor, self.tables, self.clause, self.params, after,
+                rows = undo_candidates(cursor, self.tables, self.clause, self.params, after,
                                               self.settings.batch_size)
                 counts = undo_batch(cursor, self.tables, rows, self.run) if rows else None
             if self.run == DRY_RUN:
