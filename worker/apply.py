@@ -158,10 +158,12 @@ class BatchApplier:
             if guard is None or not guard.added:
                 return plan
             if not lock_guard_first:
-                locked = self._walk(records, reads, self._guard_batch(cursor, records, reads, lock=True)).guard
-                if not locked.same_decisions(guard):
-                    raise GuardMoved()
-                plan.guard = locked
+                locked = self._guard_batch(cursor, records, reads, lock=True)
+                if not guard.stands_with(locked.states):
+                    locked = self._walk(records, reads, locked).guard
+                    if not locked.same_decisions(guard):
+                        raise GuardMoved()
+                    plan.guard = locked
             guard_store.write(cursor, t, plan.guard, int(time.time()))
             if plan.guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
                 self._guard_totals = guard_store.totals(cursor, t)

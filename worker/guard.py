@@ -115,6 +115,8 @@ class GuardBatch:
         state = self.states.get(domain) or DomainState()
         if not (state.tripped or domain in self.trips):
             count = state.counts.get(window, 0) + self.added[(domain, window)]
+            if count < self.settings.minimum:  # below every bar: the usual case, decided without the history
+                return False
             threshold = self.threshold(domain, window)
             if count < threshold:
                 return False
@@ -136,6 +138,17 @@ class GuardBatch:
     def domains(self) -> list[str]:
         """Domains the batch counted, sorted (the order their rows are locked in)."""
         return sorted({domain for domain, _ in self.added})
+
+    def stands_with(self, states: Mapping[str, DomainState]) -> bool:
+        """Whether this walk's decisions surely stand against `states` read later (locked), without walking again:
+        nothing held or tripped, no domain tripped since, and every window still below the minimum bar."""
+        if self.held or self.trips:
+            return False
+        for (domain, window), added in self.added.items():
+            state = states.get(domain) or DomainState()
+            if state.tripped or state.counts.get(window, 0) + added >= self.settings.minimum:
+                return False
+        return True
 
     def same_decisions(self, other: GuardBatch) -> bool:
         """Whether another walk of the same records held the same ones and tripped the same domains."""

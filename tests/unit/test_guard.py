@@ -117,3 +117,19 @@ def test_the_trip_message_names_the_counts_and_the_undo_command():
     assert "gmail.com tripped: 5 hard bounces" in text and "bar of 5" in text
     assert ("pmtabounce undo --domain gmail.com --since 2023-11-14T22:20:00Z --until 2023-11-14T22:20:00Z "
             "--category bad-domain --category bad-mailbox --category inactive-mailbox --dry-run") in text
+
+
+@pytest.mark.parametrize("later, stands", [
+    ({}, True),  # nothing moved
+    ({"gmail.com": DomainState(counts={T0: 1})}, True),  # moved, still below the minimum with ours
+    ({"gmail.com": DomainState(counts={T0: 2})}, False),  # with ours it reaches the minimum: walk again
+    ({"gmail.com": DomainState(tripped=True)}, False),  # tripped by someone meanwhile
+])
+def test_a_walk_stands_without_walking_again_only_when_no_bar_can_have_been_reached(later, stands):
+    guard, held = walk([rec(1), rec(2), rec(3)])
+    assert held == [] and guard.stands_with(later) is stands
+
+
+def test_a_walk_that_held_or_tripped_is_always_walked_again():
+    guard, held = walk([rec(n) for n in range(1, 6)])
+    assert held == [5] and not guard.stands_with({})
