@@ -20,8 +20,7 @@ from ..common.errors import TransientError
 from ..operator_audit import note, operator
 from ..runner import run_command
 from ..worker import audit
-from ..worker.apply import classify_error
-from ..worker.db import Tables, connect
+from ..worker.db import Tables, connect, translate
 from ..worker.undo import CHANGED_IEM, UndoCounts, UndoFilter, undo_batch, undo_candidates
 from . import in_transaction, parse_when
 
@@ -72,7 +71,7 @@ class UndoRun:
                 self.connection.commit()
             return counts, rows[-1]["id"] if rows else None
         except Exception as exc:
-            error = classify_error(exc)
+            error = translate(exc)
             if self.connection is not None:
                 try:
                     self.connection.rollback()
