@@ -54,6 +54,6 @@ def note(audit_file: Path | None, action: str, by: str, target: dict, counts: di
         entry["run"] = run
     said = ", ".join(f"{name} {value}" for name, value in counts.items())
     log.info("%s by %s%s: %s (on %s)", action, by, f" (run {run})" if run else "", said,
-             orjson.dumps(target).decode())
+             orjson.dumps(target).decode(), extra={"event": "audit", "action": action, "run": run})
     append(audit_file, entry)
     return entry

@@ -225,7 +225,9 @@ class BatchApplier:
             metrics.GUARD_HELD.set(self._guard_totals[1])
         for trip in guard.trips.values():
             metrics.GUARD_TRIPS.inc()
-            log.warning("%s", trip.message(self.guard, self.policy.hard))
+            log.warning("%s", trip.message(self.guard, self.policy.hard),
+                        extra={"event": "guard_trip", "domain": trip.domain, "window_start": trip.window_start,
+                               "count": trip.count, "threshold": trip.threshold})
 
     def _connect(self):
         if self._connection is None:

@@ -110,7 +110,9 @@ def test_three_workers_trip_once_and_hold_exactly_the_storm_after_the_trip_point
 
 def test_an_operator_trip_shows_in_status_and_guard_status_and_is_audited(iem_db, tmp_path):
     audit_file = tmp_path / "audit.jsonl"
-    pmtabounce(iem_db, "guard", "trip", "Gmail.COM", dlq_audit_file=str(audit_file))
+    tripped = pmtabounce(iem_db, "guard", "trip", "Gmail.COM", dlq_audit_file=str(audit_file), log_format="json")
+    lines = [json.loads(line) for line in tripped.stderr.splitlines()]
+    assert [(x["event"], x["action"]) for x in lines if x.get("event") == "audit"] == [("audit", "guard trip")]
     again = pmtabounce(iem_db, "guard", "trip", "gmail.com")
     assert "tripped already" in again.stdout
 
