@@ -22,6 +22,8 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
+
 from ..common.errors import TransientError
 from ..common.policy import bounce_rule
 from . import guard_store, iem
@@ -95,19 +97,32 @@ class Effect:
     ledger_id: int
     email: str
     bounce_row: tuple[int, int, int, int, str, str] | None  # (subscriberid, statid, listid, time, type, rule)
-    campaign: tuple[int, str] | None  # (statid, counter column)
+    campaign: tuple[int, str, str | None] | None  # (statid, counter column, stats table key if recorded)
     disabled: tuple[int, int, int] | None  # (subscriberid, listid, bounced time it set)
 
 
 def effect_of(row: dict) -> Effect:
-    """The writes of a ledger row of outcome applied or disabled (see undo_candidates)."""
+    """The writes of a ledger row of outcome applied or disabled (see undo_candidates).
+
+    From its `effects` column when the ledger has one and the row recorded them (worker/effects.py's
+    shape); else, for rows applied before effects were recorded, from its own columns.
+    """
+    if row.get("effects"):
+        recorded = orjson.loads(row["effects"])
+        campaign = recorded.get("campaign")  # [stats table key, statid, column]
+        return Effect(row["id"], row["email"], _tuple(recorded.get("bounce_row")),
+                      (campaign[1], campaign[2], campaign[0]) if campaign else None, _tuple(recorded.get("disabled")))
     sid, listid, decision = row["subscriberid"], row["listid"], row["decision"]
     bounce_row = None
     if decision in ("hard", "soft"):
         bounce_row = (sid, row["statid"], listid, row["time_logged"], decision, bounce_rule(row["category"]))
-    campaign = (row["statid"], STAT_COLUMN[decision]) if row["statid"] > 0 else None
+    campaign = (row["statid"], STAT_COLUMN[decision], None) if row["statid"] > 0 else None
     disabled = (sid, listid, row["time_logged"]) if row["outcome"] == "disabled" else None
     return Effect(row["id"], row["email"], bounce_row, campaign, disabled)
+
+
+def _tuple(value: list | None) -> tuple | None:
+    return tuple(value) if value else None
 
 
 @dataclass
@@ -159,8 +174,8 @@ def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
     for e in effects:
         if e.bounce_row and e.bounce_row not in removed:
             counts.skipped.append(_skip(e, "bounce row", "no longer there"))
-        if e.campaign and e.campaign[0] in tables:
-            moves[(tables[e.campaign[0]], e.campaign[0])][e.campaign[1]] -= 1
+        if e.campaign and e.campaign[0] in tables:  # a campaign deleted since has no counter to move back
+            moves[(e.campaign[2] or tables[e.campaign[0]], e.campaign[0])][e.campaign[1]] -= 1
             counts.campaigns[e.campaign[0]][e.campaign[1]] -= 1
         if e.disabled:
             why = _changed_since(e.disabled, current.get(e.disabled[0]))
@@ -200,12 +215,19 @@ UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged"
 
 
 def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
-    """Ledger rows matching `clause` (worker.undo.UndoFilter) with id above `after_id`, in id order."""
+    """Ledger rows matching `clause` (worker.undo.UndoFilter) with id above `after_id`, in id order,
+    with their recorded `effects` when the ledger has that column."""
+    columns = UNDO_COLUMNS + (("effects",) if _has_effects(cursor, t) else ())
     cursor.execute(
-        f"SELECT {', '.join(UNDO_COLUMNS)} FROM {t.ledger} WHERE id > %s AND {clause} ORDER BY id LIMIT %s",
+        f"SELECT {', '.join(columns)} FROM {t.ledger} WHERE id > %s AND {clause} ORDER BY id LIMIT %s",
         [after_id, *params, limit],
     )
-    return [dict(zip(UNDO_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _has_effects(cursor, t: Tables) -> bool:
+    cursor.execute(f"SHOW COLUMNS FROM {t.ledger} LIKE 'effects'")
+    return cursor.fetchone() is not None
 
 
 def mark_undone(cursor, t: Tables, ids: Sequence[int], run: int) -> None:

@@ -14,14 +14,20 @@ def row(**changes) -> dict:
 
 
 @pytest.mark.parametrize("changes, bounce_row, campaign, disabled", [
-    ({}, (100, 42, 3, 1000, "hard", "bad_mailbox"), (42, "bouncecount_hard"), (100, 3, 1000)),
+    ({}, (100, 42, 3, 1000, "hard", "bad_mailbox"), (42, "bouncecount_hard", None), (100, 3, 1000)),
     ({"decision": "soft", "category": "quota-issues", "outcome": "applied"},
-     (100, 42, 3, 1000, "soft", "quota_issues"), (42, "bouncecount_soft"), None),
+     (100, 42, 3, 1000, "soft", "quota_issues"), (42, "bouncecount_soft", None), None),
     ({"decision": "soft", "category": "quota-issues"}, (100, 42, 3, 1000, "soft", "quota_issues"),
-     (42, "bouncecount_soft"), (100, 3, 1000)),  # the threshold'th soft bounce
-    ({"decision": "ignore", "category": "policy-related", "outcome": "applied"}, None, (42, "bouncecount_unknown"),
-     None),  # statistics only
+     (42, "bouncecount_soft", None), (100, 3, 1000)),  # the threshold'th soft bounce
+    ({"decision": "ignore", "category": "policy-related", "outcome": "applied"}, None,
+     (42, "bouncecount_unknown", None), None),  # statistics only
     ({"statid": 0}, (100, 0, 3, 1000, "hard", "bad_mailbox"), None, (100, 3, 1000)),  # no campaign
+    # recorded by the ledger (worker/effects.py's shape): taken as written, the stats table included
+    ({"effects": '{"bounce_row": [100, 42, 3, 999, "hard", "bad_mailbox"], '
+                 '"campaign": ["autoresponders", 42, "bouncecount_hard"], "disabled": [100, 3, 999]}'},
+     (100, 42, 3, 999, "hard", "bad_mailbox"), (42, "bouncecount_hard", "autoresponders"), (100, 3, 999)),
+    ({"effects": '{"campaign": ["newsletters", 42, "bouncecount_unknown"]}', "decision": "ignore"},
+     None, (42, "bouncecount_unknown", "newsletters"), None),
 ])
 def test_what_a_record_wrote(changes, bounce_row, campaign, disabled):
     effect = effect_of(row(**changes))
