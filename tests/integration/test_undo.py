@@ -7,6 +7,9 @@ import subprocess
 import time
 
 from iem_model import differences, state_of
+from iem_seed import T0, Seed, bounce
+from pmtabounce.common.policy import Policy
+from pmtabounce.worker.apply import BatchApplier
 from pmtabounce.worker.guard import iso
 from storm_world import STORM, command, expected, json_of, load, pmtabounce, storm_records, storm_world
 from worker_fleet import Fleet, ledger_count, produce_once, wait_for, worker_env
@@ -112,3 +115,38 @@ def test_undo_while_workers_apply_the_rest_gives_the_same_database(iem_db, vhost
     assert done["records"] == len(storm) and done["skipped"] == []
     problems = differences(expected(before, records, storm), state_of(iem_db), ledger=False)
     assert not problems, "\n".join(problems)
+
+
+def test_each_filter_selects_on_the_database_as_documented(iem_db):
+    seed = Seed(iem_db)
+    seed.lists(3)
+    seed.newsletter(42)
+    records = [
+        bounce("hard", "a@gmail.example", file="bounces-2020-12-14-1000.csv", diag="smtp;550 5.1.1 does NOT exist"),
+        bounce("hard", "b@Gmail.Example", file="bounces-2020-12-14-1010.csv", diag="smtp;550 100% gone", time=T0 + 5),
+        bounce("soft", "c@yahoo.example", file="bounces-2020-12-15-1000.csv", diag="smtp;452 mailbox full",
+               time=T0 + 10),
+        bounce("policy-related", "d_x@yahoo.example", file="other_2020.csv", diag="blocked", time=T0 + 20),
+    ]
+    for record in records:
+        seed.subscriber(record.rcpt.lower(), 3)
+    applier = BatchApplier(iem_db.target, iem_db.tables, Policy())
+    try:
+        assert [o.outcome for o in applier.apply(records).outcomes] == ["disabled", "disabled", "applied", "applied"]
+    finally:
+        applier.close()
+
+    def matched(*filters: str) -> int:
+        return json_of(pmtabounce(iem_db, "undo", *filters, "--dry-run", "--json"))["records"]
+
+    assert matched("--domain", "GMAIL.example") == 2
+    assert matched("--domain", "gmail.example", "--domain", "yahoo.example") == 4
+    assert matched("--diag", "does not exist") == 1
+    assert matched("--diag", "100%") == 1  # % is a character here, not a wildcard
+    assert matched("--file", "bounces-2020-12-14-*.csv") == 2
+    assert matched("--file", "other_2020.csv") == 1
+    assert matched("--category", "bad-mailbox") == 2 and matched("--category", "POLICY-RELATED") == 1
+    assert matched("--email", "B@GMAIL.EXAMPLE") == 1
+    assert matched("--outcome", "disabled") == 2
+    assert matched("--since", str(T0 + 5), "--until", str(T0 + 10)) == 2
+    assert matched("--domain", "yahoo.example", "--outcome", "disabled") == 0
