@@ -15,8 +15,6 @@ from collections import Counter
 
 import click
 import orjson
-from rich.console import Console
-from rich.table import Table
 
 from ..common.config import Settings
 from ..operator_audit import note, operator
@@ -56,14 +54,10 @@ def status(settings: Settings, as_json: bool) -> None:
     if not rows:
         click.echo("no domain is tripped: every bounce applies as usual")
         return
-    table = Table(title="domain guard: tripped domains")
-    for column in ("domain", "since", "by", "window", "count / bar", "held"):
-        table.add_column(column)
     for r in rows:
-        window = r["window_start"] or "- (tripped by an operator)"
-        table.add_row(r["domain"], r["tripped_at"], r["tripped_by"], window,
-                      f"{r['window_count']} / {r['threshold']}", str(r["held"]))
-    Console().print(table)
+        why = (f"the {r['window_count']} hard bounces of the window from {r['window_start']} reached "
+               f"the bar of {r['threshold']}") if r["window_start"] else "tripped by hand"
+        click.echo(f"{r['domain']}: {r['held']} held since {r['tripped_at']}, by {r['tripped_by']} ({why})")
 
 
 @guard.command()
