@@ -158,14 +158,14 @@ class BatchApplier:
             if guard is None or not guard.added:
                 return plan
             if not lock_guard_first:
-                locked = self._guard_batch(cursor, records, reads, lock=True)
+                locked = self._guard_states(cursor, records, reads, lock=True)
                 if not guard.stands_with(locked.states):
-                    locked = self._walk(records, reads, locked).guard
-                    if not locked.same_decisions(guard):
+                    rewalked = self._walk(records, reads, locked).guard
+                    if rewalked is None or not rewalked.same_decisions(guard):
                         raise GuardMoved()
-                    plan.guard = locked
-            guard_store.write(cursor, t, plan.guard, int(time.time()))
-            if plan.guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
+                    plan.guard = guard = rewalked
+            guard_store.write(cursor, t, guard, int(time.time()))
+            if guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
                 self._guard_totals = guard_store.totals(cursor, t)
                 self._guard_totals_read = time.monotonic()
         return plan
@@ -183,8 +183,10 @@ class BatchApplier:
         return Reads(known, candidates, bounce_rows, stats)
 
     def _guard_batch(self, cursor, records, reads: Reads, *, lock: bool) -> GuardBatch | None:
-        if not self.guard.enabled:
-            return None
+        """The guard's view for this batch's walk; None when PMTABOUNCE_GUARD=off."""
+        return self._guard_states(cursor, records, reads, lock=lock) if self.guard.enabled else None
+
+    def _guard_states(self, cursor, records, reads: Reads, *, lock: bool) -> GuardBatch:
         hard = [r for r in records if r.fingerprint not in reads.known and self.policy.classify(r.category) == "hard"]
         domains = hard_domains(hard, self.policy.classify)
         if not domains:
@@ -247,7 +249,7 @@ class BatchApplier:
                 self._connection.close()
             except Exception:
                 pass
-            self._connection: Connection | None = None
+            self._connection = None
 
     def ping(self) -> bool:
         """Readiness: can we reach the database right now?"""

@@ -57,7 +57,8 @@ class UndoFilter:
 
     def clause(self) -> tuple[str, list]:
         """A WHERE clause on the ledger and its parameters: the filter, not undone yet, and wrote to IEM."""
-        parts, params = ["undo_run IS NULL"], []
+        parts: list[str] = ["undo_run IS NULL"]
+        params: list = []
         wanted = [o for o in CHANGED_IEM if not self.outcomes or o in self.outcomes]
         parts.append(f"outcome IN ({', '.join(['%s'] * len(wanted))})" if wanted else "FALSE")
         params += wanted

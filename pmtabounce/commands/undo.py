@@ -20,7 +20,7 @@ from ..common.errors import TransientError
 from ..operator_audit import note, operator
 from ..runner import run_command
 from ..worker import audit
-from ..worker.db import Tables, connect, translate
+from ..worker.db import Connection, Tables, connect, translate
 from ..worker.undo import CHANGED_IEM, UndoCounts, UndoFilter, undo_batch, undo_candidates
 from . import in_transaction, parse_when
 
@@ -36,7 +36,7 @@ class UndoRun:
         self.tables = Tables(settings.table_prefix)
         self.clause, self.params = selection.clause()
         self.run = run
-        self.connection = None
+        self.connection: Connection | None = None
         self.retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=wait_exponential(multiplier=0.1, max=settings.retry_max_wait) + wait_random(0, 0.5),
@@ -47,29 +47,29 @@ class UndoRun:
         """Every batch until none is left; a dry run (run id 0) rolls each back."""
         total, after = UndoCounts(), 0
         try:
-            while True:
-                counts, last = self.retrying(self._batch, after)
-                if last is None:
-                    return total
+            while (done := self.retrying(self._batch, after)) is not None:
+                counts, after = done
                 total.add(counts)
-                after = last
+            return total
         finally:
             if self.connection is not None:
                 self.connection.close()
 
-    def _batch(self, after: int) -> tuple[UndoCounts | None, int | None]:
+    def _batch(self, after: int) -> tuple[UndoCounts, int] | None:
+        """One batch after ledger id `after`: (what it did, the last id), or None when none is left."""
         try:
             if self.connection is None:
                 self.connection = connect(self.settings.mysql)
-            with self.connection.cursor() as cursor:
+            connection = self.connection
+            with connection.cursor() as cursor:
                 rows = undo_candidates(cursor, self.tables, self.clause, self.params, after,
-                                              self.settings.batch_size)
+                                       self.settings.batch_size)
                 counts = undo_batch(cursor, self.tables, rows, self.run) if rows else None
             if self.run == DRY_RUN:
-                self.connection.rollback()
+                connection.rollback()
             else:
-                self.connection.commit()
-            return counts, rows[-1]["id"] if rows else None
+                connection.commit()
+            return (counts, rows[-1]["id"]) if counts is not None else None
         except Exception as exc:
             error = translate(exc)
             if self.connection is not None:

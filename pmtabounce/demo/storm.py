@@ -38,20 +38,20 @@ def add_storm(rng: random.Random, storm: Storm, people, by_list: dict, rows: lis
     Each storm record takes the time of the row it follows, so the records sit in the windows the
     traffic around them is in. Returns (rows, the storm window's start in Unix seconds).
     """
-    timed = [i for i, row in enumerate(rows) if isinstance(row.time, int)]
-    times = [rows[i].time for i in timed]
+    time_at = {i: row.time for i, row in enumerate(rows) if isinstance(row.time, int)}  # not the malformed ones
+    times = list(time_at.values())
     start = times[len(times) * 2 // 3]
     start -= start % storm.window
     if start < times[0] or not any(start + storm.window <= t for t in times):
         raise ValueError("the traffic spans too few windows for a storm: give the world more records")
     after: dict[int, list[Row]] = {}
-    inside = [i for i in timed if start <= rows[i].time < start + storm.window]
+    inside = [i for i, t in time_at.items() if start <= t < start + storm.window]
     for index in sorted(rng.choices(inside, k=storm.size)):
-        after.setdefault(index, []).append(_bounce(rng, storm, people, by_list, rows[index].time))
+        after.setdefault(index, []).append(_bounce(rng, storm, people, by_list, time_at[index]))
     for window in range(start - storm.window, times[0] - 1, -storm.window):
-        earlier = [i for i in timed if window <= rows[i].time < window + storm.window]
+        earlier = [i for i, t in time_at.items() if window <= t < window + storm.window]
         for index in rng.sample(earlier, min(storm.usual, len(earlier))) if len(earlier) > 1 else ():
-            after.setdefault(index, []).append(_bounce(rng, storm, people, by_list, rows[index].time))
+            after.setdefault(index, []).append(_bounce(rng, storm, people, by_list, time_at[index]))
     result = []
     for index, row in enumerate(rows):
         result.append(row)
