@@ -1,9 +1,9 @@
 """Streaming parser for PowerMTA accounting CSV files (see the README's format notes).
 
-Columns are found by header name; each file has its own header. Only `b` and
-`rb` rows are bounces; other types are counted and skipped. A bounce row that
-cannot be read becomes a RejectedRow naming the file, the line and the reason,
-and the rest of the file goes on.
+Columns are found by header name; each file has its own header. `b` and `rb`
+rows are bounces, `f` rows complaints (iem-complaints.md); other types are
+counted and skipped. A row that cannot be read becomes a RejectedRow naming
+the file, the line and the reason, and the rest of the file goes on.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .complaint import COMPLAINT_TYPES, ComplaintRecord, clean_rcpt
 from .record import BOUNCE_TYPES, BounceRecord, parse_list_ids, parse_statid, parse_time
 
 RECORD_TYPES = frozenset({"b", "rb", "d", "t", "tq", "r", "f", "rs"})  # PowerMTA's accounting record types
@@ -48,13 +49,20 @@ _COLUMNS = {
     "header_x-list-id": "list_id",
     "header_x-mailer-sid": "sid",
     "header_x-mailing-id": "mailing_id",
+    "feedbacktype": "feedback_type",
+    "format": "format",
+    "useragent": "user_agent",
+    "reportingmta": "reporting_mta",
+    "header_list-unsubscribe": "list_unsubscribe",
     REJECT_COLUMN: "reject_reason",
 }
+Record = BounceRecord | ComplaintRecord
+Index = dict[str, tuple[int, ...]]  # column key -> its positions (a header name may come twice, in two cases)
 
 
 @dataclass(frozen=True, slots=True)
 class RejectedRow:
-    """A bounce row that could not be read: kept with its reason for the operator."""
+    """A bounce or complaint row that could not be read: kept with its reason for the operator."""
 
     source_file: str
     source_line: int
@@ -66,13 +74,14 @@ class RejectedRow:
 class ParseCounts:
     rows: int = 0
     bounces: int = 0
+    complaints: int = 0
     skipped: int = 0
     rejected: int = 0
     by_type: dict[str, int] = field(default_factory=dict)
 
 
 class AccountingFile:
-    """Iterate one accounting file as BounceRecord and RejectedRow items, never holding it whole."""
+    """Iterate one accounting file as BounceRecord, ComplaintRecord and RejectedRow items, never holding it whole."""
 
     def __init__(self, path: Path | str, skip_through: int = 0) -> None:
         """`skip_through`: lines up to this one are read past (CSV-parsed for their line
@@ -83,16 +92,16 @@ class AccountingFile:
         self.counts = ParseCounts()
         self.skip_through = skip_through
 
-    def __iter__(self) -> Generator[BounceRecord | RejectedRow, None, None]:
+    def __iter__(self) -> Generator[Record | RejectedRow, None, None]:
         # utf-8-sig strips a BOM if one is there; remote servers put any bytes in dsnDiag.
         with open(self.path, encoding="utf-8-sig", errors="replace", newline="") as handle:
             yield from self.read(handle)
 
-    def read(self, handle: Iterable[str]) -> Iterator[BounceRecord | RejectedRow]:
+    def read(self, handle: Iterable[str]) -> Iterator[Record | RejectedRow]:
         lines = _Lines(handle)
         reader = csv.reader(lines, strict=False)
         first_line = 1
-        index: dict[str, int] = {}
+        index: Index = {}
         reason: int | None = None
         while True:
             try:
@@ -114,7 +123,7 @@ class AccountingFile:
             if self.header is None:
                 self.header = cells
                 index = _column_index(cells)
-                reason = index.get("reject_reason")
+                reason = index.get("reject_reason", (None,))[0]
                 if "type" not in index:
                     # Not a header: a bounce here must be seen by the operator, not swallowed.
                     self.counts.rejected += 1
@@ -127,16 +136,15 @@ class AccountingFile:
             if item is not None:
                 yield item
 
-    def _row(self, cells: list[str], line: int, index: dict[str, int],
-             cut_short: bool) -> BounceRecord | RejectedRow | None:
+    def _row(self, cells: list[str], line: int, index: Index, cut_short: bool) -> Record | RejectedRow | None:
         counts = self.counts
         counts.rows += 1
-        position = index.get("type", 0)
+        position = index.get("type", (0,))[0]
         kind = cells[position].strip().lower() if position < len(cells) else ""
         # Unknown types are counted together: a garbage file must not fill memory with its lines.
         key = kind if kind in RECORD_TYPES else "other"
         counts.by_type[key] = counts.by_type.get(key, 0) + 1
-        if kind not in BOUNCE_TYPES:
+        if kind not in BOUNCE_TYPES and kind not in COMPLAINT_TYPES:
             counts.skipped += 1
             return None
         try:
@@ -147,33 +155,45 @@ class AccountingFile:
         except ValueError as exc:
             counts.rejected += 1
             return RejectedRow(self.name, line, str(exc), tuple(cells))
-        counts.bounces += 1
+        if kind in COMPLAINT_TYPES:
+            counts.complaints += 1
+        else:
+            counts.bounces += 1
         return record
 
-    def _record(self, kind: str, cells: list[str], line: int, index: dict[str, int]) -> BounceRecord:
-        # pmta-accounting.md: the cells a row lacks are empty; the checks below decide whether it still makes a bounce.
+    def _record(self, kind: str, cells: list[str], line: int, index: Index) -> Record:
+        # pmta-accounting.md: the cells a row lacks are empty; the checks below decide whether it still makes a record.
         def cell(name: str) -> str:
-            position = index.get(name)
-            return cells[position] if position is not None and position < len(cells) else ""
+            # Header names differing only in case may be two columns: the first non-empty one counts.
+            values = [cells[p] for p in index.get(name, ()) if p < len(cells)]
+            return next((v for v in values if v.strip()), values[0] if values else "")
 
         if "rcpt" not in index:
             raise ValueError("the file's header has no rcpt column")
-        rcpt = cell("rcpt").strip()
-        if not rcpt:
+        complaint = kind in COMPLAINT_TYPES
+        rcpt = clean_rcpt(cell("rcpt")) if complaint else cell("rcpt").strip()
+        if not rcpt and not complaint:  # providers redact a complainer's address: an empty rcpt is normal there
             raise ValueError("rcpt is empty")
         if len(rcpt) > 255:
             raise ValueError("rcpt is longer than 255 characters")
-        list_raw = cell("lid") if cell("lid").strip() else cell("list_id")
-        sid_raw = cell("sid") if cell("sid").strip() else cell("mailing_id")
+        list_ids = parse_list_ids(cell("lid") if cell("lid").strip() else cell("list_id"))
+        statid = parse_statid(cell("sid") if cell("sid").strip() else cell("mailing_id"))
+        time_logged = parse_time(cell("time"))
+        if complaint:
+            return ComplaintRecord(
+                kind, time_logged, rcpt, cell("feedback_type").strip().lower(), cell("format").strip(),
+                cell("user_agent").strip(), cell("reporting_mta").strip(), list_ids, statid,
+                cell("list_unsubscribe").strip(), self.name, line,
+            )
         return BounceRecord(
             type=kind,
-            time_logged=parse_time(cell("time")),
+            time_logged=time_logged,
             rcpt=rcpt,
             dsn_status=cell("status").strip(),
             dsn_diag=cell("diag"),
             category=cell("category").strip(),
-            list_ids=parse_list_ids(list_raw),
-            statid=parse_statid(sid_raw),
+            list_ids=list_ids,
+            statid=statid,
             source_file=self.name,
             source_line=line,
         )
@@ -213,27 +233,36 @@ def _cut_short(cells: list[str], lines: _Lines, reason: int | None) -> bool:
     return lines.ended_by_end_of_file or (reason is not None and CUT_SHORT in "".join(cells[reason:reason + 1]))
 
 
-def _column_index(header: list[str]) -> dict[str, int]:
-    index: dict[str, int] = {}
+def _column_index(header: list[str]) -> Index:
+    index: Index = {}
     for position, name in enumerate(header):
         key = _COLUMNS.get(name.strip().lower())
-        if key is not None and key not in index:
-            index[key] = position
+        if key is not None:
+            index[key] = index.get(key, ()) + (position,)
     return index
 
 
-def record_cells(record: BounceRecord, header: list[str] | None) -> tuple[str, ...]:
-    """A record back as cells under `header`, so a refused record can be kept beside bad rows."""
+def record_cells(record: Record, header: list[str] | None) -> tuple[str, ...]:
+    """A record back as cells under `header`, so a refused record can be kept beside bad rows.
+
+    A column named twice (in two cases) gets the value once, in its first place.
+    """
     values = {
         "type": record.type,
         "time": str(record.time_logged),
         "rcpt": record.rcpt,
-        "status": record.dsn_status,
-        "diag": record.dsn_diag,
-        "category": record.category,
         "lid": ",".join(map(str, record.list_ids)),
         "list_id": ",".join(map(str, record.list_ids)),
         "sid": str(record.statid),
         "mailing_id": str(record.statid),
     }
-    return tuple(values.get(_COLUMNS.get(name.strip().lower(), ""), "") for name in header or ())
+    if isinstance(record, ComplaintRecord):
+        values.update(feedback_type=record.feedback_type, format=record.format, user_agent=record.user_agent,
+                      reporting_mta=record.reporting_mta, list_unsubscribe=record.list_unsubscribe)
+    else:
+        values.update(status=record.dsn_status, diag=record.dsn_diag, category=record.category)
+    first = {key: positions[0] for key, positions in _column_index(list(header or ())).items()}
+    return tuple(
+        values.get(key, "") if first.get(key) == position else ""
+        for position, key in enumerate(_COLUMNS.get(name.strip().lower(), "") for name in header or ())
+    )

@@ -16,7 +16,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
-from .policy import DEFAULT_HARD, DEFAULT_SOFT, DEFAULT_SOFT_THRESHOLD, Policy, parse_categories
+from .policy import (
+    COMPLAINT_SCOPES,
+    DEFAULT_COMPLAINT_TYPES,
+    DEFAULT_HARD,
+    DEFAULT_SOFT,
+    DEFAULT_SOFT_THRESHOLD,
+    EMPTY_TYPE,
+    Policy,
+    parse_categories,
+    parse_complaint_types,
+)
 from .service_urls import MySQLTarget, check_amqp_url, parse_mysql_url, suggestion
 from .topology import Topology
 
@@ -30,8 +40,9 @@ else:  # pragma: no cover
 # fullmatch only: `$` alone would let a trailing newline through.
 TABLE_PREFIX = re.compile(r"[A-Za-z0-9_]{0,32}")  # table names are built from it: identifiers cannot be parameters
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,100}")
-POLICY_NAMES = ("hard_categories", "soft_categories", "soft_threshold")  # settings kept in Settings.policy
-POLICY_KEYS = ("hard", "soft", "soft_threshold")  # the TOML file's [policy] section
+# settings kept in Settings.policy
+POLICY_NAMES = ("hard_categories", "soft_categories", "soft_threshold", "complaint_types", "complaint_scope")
+POLICY_KEYS = ("hard", "soft", "soft_threshold", "complaint_types", "complaint_scope")  # the file's [policy]
 # Not ours to check: the test suite's and the preflight's own variables (tests/conftest.py, preflight.py).
 RESERVED_PREFIXES = ("PMTABOUNCE_TEST_",)
 INT_RANGES = (
@@ -215,19 +226,28 @@ def _policy(source: _Source) -> Policy:
         threshold = section.get("soft_threshold", DEFAULT_SOFT_THRESHOLD)
         if "soft_threshold" in section:  # name where a bad value came from, not a variable nobody set
             where = f"[policy] soft_threshold in {source.path}"
+    types_raw, _ = source.get("complaint_types", section.get("complaint_types"))
+    scope, scope_where = source.get("complaint_scope")
+    if scope is None:
+        scope = section.get("complaint_scope", "all")
+        scope_where = f"[policy] complaint_scope in {source.path}"
+    if str(scope).strip().lower() not in COMPLAINT_SCOPES:
+        raise ConfigError(f"{scope_where}={scope!r}: must be one of {', '.join(COMPLAINT_SCOPES)}")
 
-    def categories(raw, default):
+    def categories(raw, default, parse=parse_categories):
         if raw is None:
             return default
         if isinstance(raw, list):
-            return frozenset(str(c).strip().lower() for c in raw)
-        return parse_categories(str(raw))
+            return parse(",".join(str(c) or EMPTY_TYPE for c in raw))
+        return parse(str(raw))
 
     try:
         return Policy(
             hard=categories(hard_raw, DEFAULT_HARD),
             soft=categories(soft_raw, DEFAULT_SOFT),
             soft_threshold=_int(threshold, where, 1, 1000),
+            complaint_types=categories(types_raw, DEFAULT_COMPLAINT_TYPES, parse_complaint_types),
+            complaint_scope=str(scope).strip().lower(),
         )
     except ValueError as exc:
         raise ConfigError(f"bounce policy: {exc}") from None

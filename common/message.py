@@ -1,4 +1,9 @@
-"""The one queue message type: a bounce record as orjson, with a schema version.
+"""The one queue message type: a bounce or complaint record as orjson, with a schema version.
+
+Version 1 carries bounces (`b`, `rb`); version 2 adds complaints (`f`) and
+their fields. A bounce is still written as version 1, so a worker not yet
+upgraded goes on applying bounces while the fleet is upgraded; it dead-letters
+a complaint as an unknown schema version (replayed after the upgrade).
 
 Queue content is untrusted: `decode` validates every field and raises
 InvalidMessage with a reason an operator can read.
@@ -8,18 +13,24 @@ from __future__ import annotations
 
 import orjson
 
+from .complaint import COMPLAINT_TYPES, ComplaintRecord
 from .errors import InvalidMessage
 from .record import BOUNCE_TYPES, INT32_MAX, BounceRecord
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the newest this side reads
+BOUNCE_VERSION = 1  # the oldest that carries a bounce: every worker since the first reads it
+READS = (1, 2)
 CONTENT_TYPE = "application/json"
 MAX_BODY = 256 * 1024
 
 
-def encode(record: BounceRecord) -> bytes:
+def encode(record: BounceRecord | ComplaintRecord) -> bytes:
+    """The message body: version 1 for a bounce, version 2 for a complaint."""
+    if isinstance(record, ComplaintRecord):
+        return _encode_complaint(record)
     return orjson.dumps(
         {
-            "v": SCHEMA_VERSION,
+            "v": BOUNCE_VERSION,
             "type": record.type,
             "time": record.time_logged,
             "rcpt": record.rcpt,
@@ -34,7 +45,28 @@ def encode(record: BounceRecord) -> bytes:
     )
 
 
-def decode(body: bytes) -> BounceRecord:
+def _encode_complaint(record: ComplaintRecord) -> bytes:
+    return orjson.dumps(
+        {
+            "v": 2,
+            "type": record.type,
+            "time": record.time_logged,
+            "rcpt": record.rcpt,
+            "feedback_type": record.feedback_type,
+            "format": record.format,
+            "user_agent": record.user_agent,
+            "reporting_mta": record.reporting_mta,
+            "list_ids": list(record.list_ids),
+            "statid": record.statid,
+            "list_unsubscribe": record.list_unsubscribe,
+            "file": record.source_file,
+            "line": record.source_line,
+        }
+    )
+
+
+def decode(body: bytes) -> BounceRecord | ComplaintRecord:
+    """Validate a body and build its record; raises InvalidMessage saying what is wrong."""
     if len(body) > MAX_BODY:
         raise InvalidMessage(f"message body is {len(body)} bytes, more than {MAX_BODY}")
     try:
@@ -43,29 +75,61 @@ def decode(body: bytes) -> BounceRecord:
         raise InvalidMessage(f"message body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidMessage("message body is not a JSON object")
-    if type(data.get("v")) is not int or data["v"] != SCHEMA_VERSION:  # true and 1.0 equal 1 in Python
-        raise InvalidMessage(f"unknown schema version {data.get('v')!r} (this worker reads {SCHEMA_VERSION})")
+    if type(data.get("v")) is not int or data["v"] not in READS:  # true and 1.0 equal 1 in Python
+        raise InvalidMessage(
+            f"unknown schema version {data.get('v')!r} (this worker reads {', '.join(map(str, READS))}); "
+            "upgrade the workers, then replay it"
+        )
     kind = _field(data, "type", str)
+    if kind in COMPLAINT_TYPES and data["v"] >= 2:
+        return _complaint(data)
     if kind not in BOUNCE_TYPES:
-        raise InvalidMessage(f"record type {kind!r} is not a bounce (b or rb)")
+        raise InvalidMessage(f"record type {kind!r} is not a bounce (b or rb) or, from version 2, a complaint (f)")
     rcpt = _field(data, "rcpt", str).strip()
     if not rcpt or len(rcpt) > 255:
         raise InvalidMessage("rcpt is empty or longer than 255 characters")
-    list_ids = _field(data, "list_ids", list)
-    if not all(type(i) is int and 0 < i <= INT32_MAX for i in list_ids):
-        raise InvalidMessage("list_ids must be positive whole numbers")
     return BounceRecord(
         type=kind,
-        time_logged=_number(data, "time", 1),
         rcpt=rcpt,
         dsn_status=_field(data, "status", str),
         dsn_diag=_field(data, "diag", str),
         category=_field(data, "category", str),
-        list_ids=tuple(sorted(set(list_ids))),
-        statid=_number(data, "statid", 0),
-        source_file=_field(data, "file", str),
-        source_line=_number(data, "line", 0),
+        **_shared_fields(data),
     )
+
+
+def _complaint(data: dict) -> ComplaintRecord:
+    rcpt = _field(data, "rcpt", str).strip()  # empty: the provider redacted it
+    if len(rcpt) > 255:
+        raise InvalidMessage("rcpt is longer than 255 characters")
+    return ComplaintRecord(
+        type="f",
+        rcpt=rcpt,
+        feedback_type=_field(data, "feedback_type", str),
+        format=_field(data, "format", str),
+        user_agent=_field(data, "user_agent", str),
+        reporting_mta=_field(data, "reporting_mta", str),
+        list_unsubscribe=_field(data, "list_unsubscribe", str),
+        **_shared_fields(data),
+    )
+
+
+def _shared_fields(data: dict) -> dict:
+    """The fields bounces and complaints both carry, validated."""
+    return {
+        "time_logged": _number(data, "time", 1),
+        "list_ids": _list_ids(data),
+        "statid": _number(data, "statid", 0),
+        "source_file": _field(data, "file", str),
+        "source_line": _number(data, "line", 0),
+    }
+
+
+def _list_ids(data: dict) -> tuple[int, ...]:
+    list_ids = _field(data, "list_ids", list)
+    if not all(type(i) is int and 0 < i <= INT32_MAX for i in list_ids):
+        raise InvalidMessage("list_ids must be positive whole numbers")
+    return tuple(sorted(set(list_ids)))
 
 
 def _field(data: dict, name: str, kind: type):

@@ -16,7 +16,8 @@ RECORDS_CONFIRMED = Counter("pmtabounce_records_confirmed_total", "Published rec
 PUBLISH_NACKED = Counter("pmtabounce_publish_nacked_total", "Publishes nacked or returned by RabbitMQ, then sent again")
 FILES_DONE = Counter("pmtabounce_files_done_total", "Accounting files finished (renamed or deleted)", ["role"])
 RECORDS_PROCESSED = Counter(
-    "pmtabounce_records_processed_total", "Records applied to IEM, by outcome", ["outcome"]
+    "pmtabounce_records_processed_total", "Records applied to IEM, by outcome and record (bounce, complaint)",
+    ["outcome", "record"],
 )
 RETRIES = Counter("pmtabounce_retries_total", "Retries after a transient failure", ["kind"])
 DEAD_LETTERED = Counter("pmtabounce_dead_lettered_total", "Messages dead-lettered, by reason", ["reason"])

@@ -1,4 +1,4 @@
-"""Which PowerMTA bounce categories disable a subscriber, and when."""
+"""Which PowerMTA bounce categories disable a subscriber, and when; which complaints unsubscribe whom."""
 
 from __future__ import annotations
 
@@ -10,15 +10,25 @@ Decision = Literal["hard", "soft", "ignore"]
 DEFAULT_HARD = frozenset({"bad-mailbox", "inactive-mailbox", "bad-domain"})
 DEFAULT_SOFT = frozenset({"quota-issues", "no-answer-from-host", "relaying-issues", "routing-errors"})
 DEFAULT_SOFT_THRESHOLD = 5  # IEM hard-codes 5
+# iem-complaints.md "Which complaints act": ARF abuse, and JMRP's empty Feedback-Type.
+DEFAULT_COMPLAINT_TYPES = frozenset({"abuse", ""})
+COMPLAINT_SCOPES = ("all", "campaign", "row")
+EMPTY_TYPE = "empty"  # how the empty Feedback-Type is written in PMTABOUNCE_COMPLAINT_TYPES
 
 
 @dataclass(frozen=True)
 class Policy:
-    """The classification map and the soft-bounce threshold."""
+    """The classification map and the soft-bounce threshold; the complaint types that act and their scope.
+
+    `complaint_scope` (iem-complaints.md "Which rows are unsubscribed"): `all`
+    active rows of the address, those on the `campaign`'s lists, or the one `row`.
+    """
 
     hard: frozenset[str] = DEFAULT_HARD
     soft: frozenset[str] = DEFAULT_SOFT
     soft_threshold: int = DEFAULT_SOFT_THRESHOLD
+    complaint_types: frozenset[str] = DEFAULT_COMPLAINT_TYPES
+    complaint_scope: str = "all"
 
     def __post_init__(self) -> None:
         # classify() compares lower case: a map written `Bad-Mailbox` must still match.
@@ -29,6 +39,13 @@ class Policy:
             raise ValueError(f"categories both hard and soft: {', '.join(sorted(overlap))}")
         if self.soft_threshold < 1:
             raise ValueError("the soft-bounce threshold must be at least 1")
+        object.__setattr__(self, "complaint_types", frozenset(c.strip().lower() for c in self.complaint_types))
+        if self.complaint_scope not in COMPLAINT_SCOPES:
+            raise ValueError(f"complaint scope {self.complaint_scope!r}: must be one of {', '.join(COMPLAINT_SCOPES)}")
+
+    def complaint_acts(self, feedback_type: str) -> bool:
+        """Whether a complaint of this Feedback-Type unsubscribes (else it is only recorded, `ignored`)."""
+        return feedback_type.strip().lower() in self.complaint_types
 
     def classify(self, category: str) -> Decision:
         """hard, soft, or ignore for anything not listed (unknown and empty included)."""
@@ -52,3 +69,8 @@ def bounce_rule(category: str) -> str:
 def parse_categories(text: str) -> frozenset[str]:
     """`bad-mailbox, hardbnc` -> {'bad-mailbox', 'hardbnc'}."""
     return frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+
+
+def parse_complaint_types(text: str) -> frozenset[str]:
+    """`abuse, empty` -> {'abuse', ''}: `empty` stands for the empty Feedback-Type (JMRP reports)."""
+    return frozenset("" if part == EMPTY_TYPE else part for part in parse_categories(text))

@@ -13,11 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .common import metrics
-from .common.accounting import AccountingFile, RejectedRow, record_cells
+from .common.accounting import AccountingFile, Record, RejectedRow, record_cells
 from .common.bouncedir import LOCK_WAIT, DirectoryLock, RejectFile, mark_done, pending_files, require_workable
 from .common.config import Settings
 from .common.errors import FatalError, TransientError
-from .common.record import BounceRecord
 from .summary import Summary
 from .worker.apply import BatchApplier
 from .worker.db import Tables
@@ -105,7 +104,7 @@ def process_file(
 ) -> None:
     source = AccountingFile(path)
     rejects = RejectFile(path, None)
-    batch: list[BounceRecord] = []
+    batch: list[Record] = []
 
     def flush() -> None:
         result = applier.apply(batch)
@@ -153,8 +152,8 @@ def process_file(
     counts = source.counts
     note = f"; {rejects.count} rejected rows kept in {rejects.path.name}" if rejects.count else ""
     log.info(
-        "%s done: %d bounces, %d other rows skipped%s",
-        path.name, counts.bounces, counts.skipped, note,
-        extra={"event": "file_done", "file": path.name, "bounces": counts.bounces, "skipped": counts.skipped,
-               "rejected": rejects.count},
+        "%s done: %d bounces, %d complaints, %d other rows skipped%s",
+        path.name, counts.bounces, counts.complaints, counts.skipped, note,
+        extra={"event": "file_done", "file": path.name, "bounces": counts.bounces, "complaints": counts.complaints,
+               "skipped": counts.skipped, "rejected": rejects.count},
     )

@@ -9,12 +9,14 @@ import orjson
 from rich.console import Console
 from rich.table import Table
 
+from .common.complaint import ComplaintRecord
 from .worker.plan import Outcome
 
 
 @dataclass
 class Summary:
-    """What `process` (or a test driving inline mode) did: files, records, decisions and outcomes, by count."""
+    """What `process` (or a test driving inline mode) did: files, records, bounces by decision and outcome,
+    complaints by outcome, by count."""
 
     files: int = 0
     records: int = 0
@@ -22,15 +24,19 @@ class Summary:
     failed: int = 0
     decisions: Counter = field(default_factory=Counter)
     outcomes: Counter = field(default_factory=Counter)
+    complaints: Counter = field(default_factory=Counter)  # complaint outcome -> records
 
     def add(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:
+            if isinstance(o.record, ComplaintRecord):
+                self.complaints[o.outcome] += 1
+                continue
             self.outcomes[o.outcome] += 1
             if o.outcome != "duplicate":
                 self.decisions[o.decision] += 1
 
     def rows(self) -> list[tuple[str, int]]:
-        o, d = self.outcomes, self.decisions
+        o, d, c = self.outcomes, self.decisions, self.complaints
         return [
             ("files", self.files),
             ("records", self.records),
@@ -44,6 +50,12 @@ class Summary:
             ("unroutable", o["unroutable"]),
             ("held", o["held"]),
             ("duplicates", o["duplicate"]),
+            ("complaints", sum(c.values())),
+            ("unsubscribed", c["unsubscribed"]),
+            ("complaints not found", c["not_found"]),
+            ("complaints unroutable", c["unroutable"]),
+            ("complaints ignored", c["ignored"]),
+            ("complaint duplicates", c["duplicate"]),
             ("rejected", self.rejected + self.failed),
         ]
 

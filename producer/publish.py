@@ -19,8 +19,9 @@ import pika
 from pika.spec import Basic
 
 from ..common import metrics
+from ..common.accounting import Record
+from ..common.complaint import ComplaintRecord
 from ..common.message import CONTENT_TYPE, encode
-from ..common.record import BounceRecord
 from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
 from .checkpoint import Pending
 from .confirms import Unconfirmed
@@ -28,7 +29,7 @@ from .confirms import Unconfirmed
 log = logging.getLogger("pmtabounce.producer")
 
 APP_ID = "pmtabounce-producer"
-MESSAGE_TYPE = "bounce"
+MESSAGE_TYPE = "bounce"  # the AMQP `type` property; a complaint's is "complaint"
 PERSISTENT = 2
 FIRST_PAUSE = 0.1
 REPORT_SECONDS = 30.0
@@ -46,12 +47,13 @@ class Outgoing:
     token: Pending
 
 
-def outgoing(record: BounceRecord, token: Pending, now: int) -> Outgoing:
+def outgoing(record: Record, token: Pending, now: int) -> Outgoing:
+    """The message for one record: persistent, its fingerprint as message_id, its source in the headers."""
     properties = pika.BasicProperties(
         content_type=CONTENT_TYPE,
         delivery_mode=PERSISTENT,
         message_id=record.fingerprint,
-        type=MESSAGE_TYPE,
+        type="complaint" if isinstance(record, ComplaintRecord) else MESSAGE_TYPE,
         app_id=APP_ID,
         timestamp=now,
         headers={H_SOURCE_FILE: record.source_file, H_SOURCE_LINE: record.source_line},

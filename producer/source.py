@@ -6,10 +6,9 @@ import logging
 from pathlib import Path
 
 from ..common import metrics
-from ..common.accounting import AccountingFile, RejectedRow
+from ..common.accounting import AccountingFile, Record, RejectedRow
 from ..common.bouncedir import RejectFile, mark_done
 from ..common.errors import FatalError
-from ..common.record import BounceRecord
 from .checkpoint import Checkpoint, FileProgress, Pending, load_checkpoint, remove_checkpoint, save_checkpoint
 
 log = logging.getLogger("pmtabounce.producer")
@@ -41,7 +40,7 @@ class FileJob:
         self._saved = (self.resumed_after, self.progress.advanced)
         self._save_failed = False
 
-    def step(self) -> BounceRecord | None:
+    def step(self) -> Record | None:
         """Read one item: the next record to publish, or None (a skipped or rejected row, or the end)."""
         item = next(self._items, None)
         if item is None:
@@ -54,7 +53,7 @@ class FileJob:
             return None
         return item
 
-    def track(self, record: BounceRecord) -> Pending:
+    def track(self, record: Record) -> Pending:
         """The progress entry of a record about to be published."""
         self.published += 1
         return self.progress.add(record.source_line, self._rejected_bytes)
@@ -99,10 +98,10 @@ class FileJob:
         note = f"; {counts.rejected} rejected rows kept in {self.rejects.path.name}" if counts.rejected else ""
         resumed = f" (resumed after line {self.resumed_after})" if self.resumed_after else ""
         where = f"renamed to {target.name}" if target else "deleted"
-        log.info("%s done%s: %d bounces confirmed by RabbitMQ, %d other rows skipped%s; %s",
-                 self.name, resumed, counts.bounces, counts.skipped, note, where,
+        log.info("%s done%s: %d bounces and %d complaints confirmed by RabbitMQ, %d other rows skipped%s; %s",
+                 self.name, resumed, counts.bounces, counts.complaints, counts.skipped, note, where,
                  extra={"event": "file_done", "file": self.name, "bounces": counts.bounces,
-                        "skipped": counts.skipped, "rejected": counts.rejected})
+                        "complaints": counts.complaints, "skipped": counts.skipped, "rejected": counts.rejected})
         return target
 
     def changed(self) -> bool:

@@ -7,10 +7,12 @@ this makes the three rows a spec case needs, with the ids the test names.
 from __future__ import annotations
 
 import csv
+import hashlib
 import weakref
 from pathlib import Path
 
 from pmtabounce.common.accounting import record_cells
+from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.worker.db import Tables
 from pmtabounce.worker.migrate import setup_database
@@ -32,13 +34,35 @@ def bounce(kind: str = "hard", email: str = "ann@example.com", lists=(3,), stati
                         CATEGORY.get(kind, kind), tuple(sorted(set(lists))), statid, file, line)
 
 
-def write_file(path: Path, records: list[BounceRecord], *, extra_rows: list[list[str]] = ()) -> Path:
-    """An accounting file with the usual header, CRLF line ends, then any raw rows."""
+COMPLAINT_HEADER = HEADER + ["feedbackType", "format", "userAgent", "reportingMta", "header_List-Unsubscribe"]
+
+
+def complaint(email: str = "ann@example.com", lists=(3,), statid: int = 42, time: int = T0, *,
+              feedback_type: str = "abuse", link: str = "", file: str = "complaints-test.csv",
+              line: int = 2) -> ComplaintRecord:
+    """An ARF complaint (`link`: the List-Unsubscribe header, e.g. from `iem_link`)."""
+    return ComplaintRecord("f", time, email, feedback_type, "arf", "Test-Feedback/1.0", "fbl.example.net",
+                           tuple(sorted(set(lists))), statid, link, file, line)
+
+
+def iem_link(subscriberid: int, confirmcode: str | None = None, listid: int = 0, statid: int = 0,
+             area: str = "N") -> str:
+    """IEM's per-recipient List-Unsubscribe value, with the parts given."""
+    parts = [f"M={subscriberid}"] + ([f"C={confirmcode}"] if confirmcode is not None else [])
+    parts += ([f"L={listid}"] if listid else []) + ([f"{area}={statid}"] if statid else [])
+    return f"<https://iem.example.com/unsubscribe.php?{'&'.join(parts)}>"
+
+
+def write_file(path: Path, records: list[BounceRecord | ComplaintRecord], *,
+               extra_rows: list[list[str]] = ()) -> Path:
+    """An accounting file with the usual header (with the complaint fields when there is a complaint),
+    CRLF line ends, then any raw rows."""
+    header = COMPLAINT_HEADER if any(isinstance(r, ComplaintRecord) for r in records) else HEADER
     with open(path, "w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\r\n")
-        writer.writerow(HEADER)
+        writer.writerow(header)
         for record in records:
-            writer.writerow(record_cells(record, HEADER))
+            writer.writerow(record_cells(record, header))
         writer.writerows(extra_rows)
     return path
 
@@ -79,12 +103,21 @@ class Seed:
                       (listid, f"list {listid}", subscribecount, bouncecount))
 
     def subscriber(self, email: str, listid: int, *, subscriberid: int | None = None, confirmed: str = "1",
-                   bounced: int = 0, unsubscribed: int = 0) -> int:
+                   bounced: int = 0, unsubscribed: int = 0, confirmcode: str | None = None) -> int:
+        """A row (confirmcode: 32 hex characters made from the address and list unless given)."""
+        code = confirmcode if confirmcode is not None else hashlib.md5(f"{email}/{listid}".encode()).hexdigest()
         return self._run(
             "INSERT INTO {t.subscribers} (subscriberid, listid, emailaddress, domainname, format, confirmed, "
-            "subscribedate, bounced, unsubscribed) VALUES (%s, %s, %s, %s, 'h', %s, %s, %s, %s)",
-            (subscriberid, listid, email, email.rsplit("@", 1)[-1], confirmed, T0 - 86400, bounced, unsubscribed),
+            "confirmcode, subscribedate, bounced, unsubscribed) VALUES (%s, %s, %s, %s, 'h', %s, %s, %s, %s, %s)",
+            (subscriberid, listid, email, email.rsplit("@", 1)[-1], confirmed, code, T0 - 86400, bounced,
+             unsubscribed),
         )
+
+    def unsubscribe_request(self, subscriberid: int, listid: int, requesttime: int, requestip: str) -> None:
+        """A pending request in email_list_subscribers_unsubscribe, as IEM's double opt-out leaves it."""
+        self._run("INSERT INTO {t.unsubscribes} (subscriberid, unsubscribetime, unsubscribeip, "
+                  "unsubscriberequesttime, unsubscriberequestip, listid, statid, unsubscribearea) "
+                  "VALUES (%s, 0, NULL, %s, %s, %s, 0, NULL)", (subscriberid, requesttime, requestip, listid))
 
     def newsletter(self, statid: int) -> None:
         self._run("INSERT INTO {t.stats_newsletters} (statid, bouncecount_soft, bouncecount_hard, "
@@ -103,17 +136,20 @@ class Seed:
 
 
 def snapshot(db, tables: Tables | None = None, *, ledger: bool = True) -> dict[str, list[tuple]]:
-    """Every row a bounce may touch, in a stable order (bounceid, ledger ids and times left out)."""
+    """Every row a bounce or complaint may touch, in a stable order (bounceid, ledger ids and times left out)."""
     t = tables or db.tables
     queries = {
         "subscribers": f"SELECT * FROM {t.subscribers} ORDER BY subscriberid",
         "lists": f"SELECT * FROM {t.lists} ORDER BY listid",
         "bounces": f"SELECT subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, bouncemessage "
                    f"FROM {t.bounces} ORDER BY subscriberid, statid, listid, bouncetime, bouncetype",
-        "newsletters": f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown "
+        "newsletters": f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown, unsubscribecount "
                        f"FROM {t.stats_newsletters} ORDER BY statid",
-        "autoresponders": f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown "
+        "autoresponders": f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown, unsubscribecount "
                           f"FROM {t.stats_autoresponders} ORDER BY statid",
+        "unsubscribes": f"SELECT subscriberid, unsubscribetime, unsubscribeip, unsubscriberequesttime, "
+                        f"unsubscriberequestip, listid, statid, unsubscribearea FROM {t.unsubscribes} "
+                        "ORDER BY subscriberid, listid, unsubscribetime",
     }
     if ledger:
         queries["ledger"] = (f"SELECT fingerprint, record_type, time_logged, email, list_ids, statid, category, "

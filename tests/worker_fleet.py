@@ -17,6 +17,7 @@ import pika
 from pmtabounce.common.accounting import AccountingFile
 from pmtabounce.common.bouncedir import pending_files
 from pmtabounce.common.broker import declare_topology
+from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.message import CONTENT_TYPE, encode
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
@@ -151,10 +152,11 @@ def drain(url: str, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
         connection.close()
 
 
-def records_of(directory: Path) -> list[BounceRecord]:
-    """Every bounce record of the accounting files in `directory`, in the order the producer sends them."""
+def records_of(directory: Path) -> list[BounceRecord | ComplaintRecord]:
+    """Every bounce and complaint record of the accounting files in `directory`, in the order the producer
+    sends them."""
     return [item for path in pending_files(directory) for item in AccountingFile(path)
-            if isinstance(item, BounceRecord)]
+            if isinstance(item, (BounceRecord, ComplaintRecord))]
 
 
 def ledger_count(db) -> int:

@@ -1,4 +1,4 @@
-"""Apply a batch of bounces to IEM in one transaction, with retries and isolation of bad records."""
+"""Apply a batch of bounces and complaints to IEM in one transaction, with retries and isolation of bad records."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from tenacity.wait import wait_exponential, wait_random
 
 from ..common import metrics
+from ..common.complaint import ComplaintRecord
 from ..common.config import MySQLTarget
 from ..common.errors import CommittedElsewhere, FatalError, PermanentError, TransientError
 from ..common.policy import Policy
@@ -20,6 +21,7 @@ from . import guard_store, iem, ledger
 from .db import Connection, Tables, connect, setting_to_check, translate
 from .guard import GuardBatch, GuardSettings, domain_of, hard_domains
 from .plan import Outcome, Plan, plan_batch
+from .rows import Candidate, LinkedRow, Record
 
 log = logging.getLogger("pmtabounce.worker")
 
@@ -29,21 +31,10 @@ GAUGES_EVERY = 10.0  # seconds: the guard's gauges are read again at most this o
 class GuardMoved(Exception):
     """Another worker's commit changed what the domain guard decides for this batch: walk it again, rows locked."""
 
-
-@dataclass
-class Reads:
-    """What a batch's walk needs from the database (see plan_batch)."""
-
-    known: set[str]
-    candidates: list
-    bounce_rows: list
-    stats: dict[int, str]
-
-
 @dataclass
 class BatchResult:
     outcomes: list[Outcome] = field(default_factory=list)
-    failed: list[tuple[BounceRecord, str]] = field(default_factory=list)  # (record, reason)
+    failed: list[tuple[Record, str]] = field(default_factory=list)  # (record, reason)
 
 
 def _within(limit: float | None, wait: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:
@@ -88,7 +79,7 @@ class BatchApplier:
             reraise=True,
         )
 
-    def apply(self, records: Sequence[BounceRecord], *, release: bool = False) -> BatchResult:
+    def apply(self, records: Sequence[Record], *, release: bool = False) -> BatchResult:
         """All records in one transaction; a record the database refuses is isolated, the rest commit.
 
         `release`: the records are held ones (`guard release`): applied as if new, their ledger rows
@@ -110,7 +101,7 @@ class BatchApplier:
             result.failed += single.failed
         return result
 
-    def _apply_once(self, records: Sequence[BounceRecord], release: bool = False) -> list[Outcome]:
+    def _apply_once(self, records: Sequence[Record], release: bool = False) -> list[Outcome]:
         started = time.perf_counter()
         connection = None
         try:
@@ -141,7 +132,8 @@ class BatchApplier:
         metrics.BATCH_SIZE.observe(len(records))
         metrics.LAST_SUCCESS.set(time.time())
         for outcome in plan.outcomes:
-            metrics.RECORDS_PROCESSED.labels(outcome.outcome).inc()
+            kind = "complaint" if isinstance(outcome.record, ComplaintRecord) else "bounce"
+            metrics.RECORDS_PROCESSED.labels(outcome.outcome, kind).inc()
         if plan.guard is not None:
             self._report_guard(plan.guard)
         return plan.outcomes
@@ -170,24 +162,37 @@ class BatchApplier:
                 self._guard_totals_read = time.monotonic()
         return plan
 
-    def _read(self, cursor, records: Sequence[BounceRecord], release: bool) -> Reads:
+    def _read(self, cursor, records: Sequence[Record], release: bool) -> dict:
+        """Read, locked, every row the batch's records may touch: plan_batch's keyword arguments."""
         t = self.tables
         known = ledger.known(cursor, t, (r.fingerprint for r in records))
         if release:  # their ledger rows say `held`; these are the records to apply now
             known -= {r.fingerprint for r in records}
-        fresh = [r for r in records if r.fingerprint not in known and r.list_ids]
-        emails = sorted({r.rcpt for r in fresh})
-        candidates = iem.find_active_subscribers(cursor, t, emails, (i for r in fresh for i in r.list_ids))
+        fresh = [r for r in records if r.fingerprint not in known]
+        bounces = [r for r in fresh if isinstance(r, BounceRecord) and r.list_ids]
+        complaints = [
+            r for r in fresh if isinstance(r, ComplaintRecord) and self.policy.complaint_acts(r.feedback_type)
+        ]
+        candidates = iem.find_active_subscribers(
+            cursor, t, sorted({r.rcpt for r in bounces}), (i for r in bounces for i in r.list_ids)
+        )
+        linked, complaint_rows = read_complaint_rows(cursor, t, self.policy, complaints)
+        candidates += complaint_rows
+        requests = iem.pending_requests(
+            cursor, t, [c.subscriberid for c in complaint_rows] + [row.subscriberid for row in linked]
+        )
         bounce_rows = iem.existing_bounces(cursor, t, (c.subscriberid for c in candidates))
-        stats = iem.stats_tables(cursor, t, (r.statid for r in fresh))
-        return Reads(known, candidates, bounce_rows, stats)
+        statids = [r.statid for r in bounces] + [r.statid or (r.link.statid if r.link else 0) for r in complaints]
+        return {"known": known, "candidates": candidates, "bounce_rows": bounce_rows,
+                "stats_tables": iem.stats_tables(cursor, t, statids), "linked": linked, "requests": requests}
 
-    def _guard_batch(self, cursor, records, reads: Reads, *, lock: bool) -> GuardBatch | None:
+    def _guard_batch(self, cursor, records, reads: dict, *, lock: bool) -> GuardBatch | None:
         """The guard's view for this batch's walk; None when PMTABOUNCE_GUARD=off."""
         return self._guard_states(cursor, records, reads, lock=lock) if self.guard.enabled else None
 
-    def _guard_states(self, cursor, records, reads: Reads, *, lock: bool) -> GuardBatch:
-        hard = [r for r in records if r.fingerprint not in reads.known and self.policy.classify(r.category) == "hard"]
+    def _guard_states(self, cursor, records, reads: dict, *, lock: bool) -> GuardBatch:
+        hard = [r for r in records if isinstance(r, BounceRecord) and r.fingerprint not in reads["known"]
+                and self.policy.classify(r.category) == "hard"]
         domains = hard_domains(hard, self.policy.classify)
         if not domains:
             return GuardBatch(self.guard, {})
@@ -196,16 +201,8 @@ class BatchApplier:
         windows = [self.guard.window_of(r.time_logged) for r in hard]
         return GuardBatch(self.guard, guard_store.read_states(cursor, self.tables, domains, min(windows), max(windows)))
 
-    def _walk(self, records, reads: Reads, guard: GuardBatch | None) -> Plan:
-        return plan_batch(
-            records,
-            policy=self.policy,
-            known=reads.known,
-            candidates=reads.candidates,
-            bounce_rows=reads.bounce_rows,
-            stats_tables=reads.stats,
-            guard=guard,
-        )
+    def _walk(self, records, reads: dict, guard: GuardBatch | None) -> Plan:
+        return plan_batch(records, policy=self.policy, guard=guard, **reads)
 
     def _write(self, cursor, plan: Plan, release: bool) -> None:
         t = self.tables
@@ -215,9 +212,12 @@ class BatchApplier:
             guard_store.add_held(cursor, t, {domain: -count for domain, count in released.items()})
         else:
             ledger.record(cursor, t, plan.new_outcomes)
-        iem.add_campaign_bounces(cursor, t, plan.stats)
+        iem.add_campaign_counts(cursor, t, plan.stats)
         iem.insert_bounces(cursor, t, plan.bounce_rows)
-        iem.disable_subscribers(cursor, t, plan.disable, plan.list_bounces)
+        iem.disable_subscribers(cursor, t, plan.disable)
+        iem.unsubscribe_subscribers(cursor, t, plan.unsubscribe)
+        iem.replace_unsubscribe_rows(cursor, t, plan.unsubscribe_rows)
+        iem.move_list_counts(cursor, t, plan.list_bounces, plan.list_unsubscribes)
         ledger.count_repeats(cursor, t, plan.repeats)
 
     def _report_guard(self, guard: GuardBatch) -> None:
@@ -272,3 +272,20 @@ class BatchApplier:
             "database not available (%s); trying again in %.1f s (attempt %d)",
             error, state.next_action.sleep if state.next_action else 0, state.attempt_number, extra=fields,
         )
+
+
+def read_complaint_rows(
+    cursor, t: Tables, policy: Policy, complaints: Sequence[ComplaintRecord]
+) -> tuple[list[LinkedRow], list[Candidate]]:
+    """iem-complaints.md steps 1 and 2, locked: the rows the complaints' links name, then the active rows
+    of every complainer's address, on any list (scope `all`) or on the complaints' lists."""
+    linked = iem.linked_rows(cursor, t, (r.link.subscriberid for r in complaints if r.link))
+    address = {row.subscriberid: row.emailaddress for row in linked if row.emailaddress}
+    emails = {r.rcpt for r in complaints if r.rcpt}
+    for r in complaints:
+        if not r.rcpt and r.link and r.link.subscriberid in address:
+            emails.add(address[r.link.subscriberid])
+    list_ids = None
+    if policy.complaint_scope != "all":
+        list_ids = {i for r in complaints for i in (r.list_ids or ((r.link.listid,) if r.link else ())) if i}
+    return linked, iem.find_active_subscribers(cursor, t, sorted(emails), list_ids)

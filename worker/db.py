@@ -60,6 +60,10 @@ class Tables:
         return self._name("list_subscriber_bounces")
 
     @property
+    def unsubscribes(self) -> str:
+        return self._name("list_subscribers_unsubscribe")
+
+    @property
     def stats_newsletters(self) -> str:
         return self._name("stats_newsletters")
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..common.errors import FatalError
 from ..common.record import BounceRecord, parse_list_ids
 from .db import Tables, case_of, insert_rows
+from .effects import to_json
 from .guard import HISTORY, DomainState, GuardBatch
 from .plan import Outcome
 
@@ -179,7 +180,8 @@ def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
     by_fingerprint = {o.record.fingerprint: o for o in outcomes}
     sets, params = [], []
     for column, value in (("outcome", lambda o: o.outcome), ("decision", lambda o: o.decision),
-                          ("subscriberid", lambda o: o.subscriberid), ("listid", lambda o: o.listid)):
+                          ("subscriberid", lambda o: o.subscriberid), ("listid", lambda o: o.listid),
+                          ("effects", lambda o: to_json(o.effects))):
         case, case_params = case_of("fingerprint", {f: value(o) for f, o in by_fingerprint.items()})
         sets.append(f"{column} = {case}")
         params += case_params

@@ -13,10 +13,10 @@ from typing import Protocol
 
 from ..common.errors import FatalError, InvalidMessage
 from ..common.message import decode
-from ..common.record import BounceRecord
 from ..common.topology import H_DEAD_AT, H_ERROR, H_REASON, H_WORKER
 from .apply import BatchResult
 from .plan import Outcome
+from .rows import Record
 
 # The short class of a dead letter: a metric label and the H_ERROR header.
 INVALID_MESSAGE = "invalid_message"
@@ -29,7 +29,7 @@ MAX_REASON = 1000
 
 
 class Applier(Protocol):
-    def apply(self, records: Sequence[BounceRecord]) -> BatchResult: ...
+    def apply(self, records: Sequence[Record]) -> BatchResult: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +87,7 @@ def handle_batch(deliveries: Sequence[Delivery], applier: Applier, guard: DeadLe
 
     Raises FatalError (from the applier, or from the guard) before anything may be acked.
     """
-    decoded: list[tuple[Delivery, BounceRecord]] = []
+    decoded: list[tuple[Delivery, Record]] = []
     dead: list[DeadLetterVerdict] = []
     for delivery in deliveries:
         try:

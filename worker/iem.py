@@ -1,7 +1,7 @@
-"""Every statement against IEM's own tables, in the order of the spec's five steps.
+"""Every statement against IEM's own tables: iem-bounces.md's five steps, then iem-complaints.md's writes.
 
 Each works on a whole batch: a handful of set-based statements instead of
-eight round trips per bounce.
+eight round trips per bounce or complaint.
 """
 
 from __future__ import annotations
@@ -10,48 +10,79 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from .db import Tables, case_of, insert_rows
-from .plan import Candidate
+from .effects import Unsubscribed
+from .rows import Candidate, LinkedRow
 
 
 def _marks(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-def find_active_subscribers(cursor, t: Tables, emails: Sequence[str], list_ids: Iterable[int]) -> list[Candidate]:
-    """Step 1, locked: active rows for these addresses on these lists.
+def find_active_subscribers(
+    cursor, t: Tables, emails: Sequence[str], list_ids: Iterable[int] | None
+) -> list[Candidate]:
+    """Step 1, locked: active rows for these addresses on these lists (`None`: on any list, a complaint's
+    scope `all`).
 
     The addresses go in as a derived table joined on emailaddress, so MySQL's
     own collation decides which rows match which address (case-insensitive,
     exactly as IEM's lookup).
     """
-    ids = sorted(set(list_ids))
-    if not emails or not ids:
+    ids = None if list_ids is None else sorted(set(list_ids))
+    if not emails or ids == []:
         return []
     derived = " UNION ALL ".join(["SELECT %s AS i, %s AS e"] * len(emails))
     params: list = []
     for position, email in enumerate(emails):
         params += [position, email]
+    on_lists = "" if ids is None else f"s.listid IN ({_marks(len(ids))}) AND "
     cursor.execute(
         f"SELECT q.i, s.subscriberid, s.listid FROM ({derived}) AS q "
         f"JOIN {t.subscribers} AS s ON s.emailaddress = q.e "
-        f"WHERE s.listid IN ({_marks(len(ids))}) AND s.unsubscribed = 0 AND s.bounced = 0 "
+        f"WHERE {on_lists}s.unsubscribed = 0 AND s.bounced = 0 "
         "ORDER BY s.subscriberid FOR UPDATE",
-        params + ids,
+        params + (ids or []),
     )
     return [Candidate(emails[i], sid, listid) for i, sid, listid in cursor.fetchall()]
 
 
-def existing_bounces(cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[tuple[int, int, int, int]]:
-    """Steps 2 and 5: (subscriberid, statid, listid, rows) of the bounce rows these subscribers have."""
+def _for_subscribers(cursor, select: str, subscriber_ids: Iterable[int], tail: str) -> list[tuple]:
+    """Rows of `select` (SELECT … FROM table) for these subscriberids, `tail` (GROUP BY, ORDER BY, FOR
+    UPDATE) after the WHERE; no statement at all for no subscriber."""
     ids = sorted(set(subscriber_ids))
     if not ids:
         return []
-    cursor.execute(
-        f"SELECT subscriberid, statid, listid, COUNT(*) FROM {t.bounces} "
-        f"WHERE subscriberid IN ({_marks(len(ids))}) GROUP BY subscriberid, statid, listid",
-        ids,
-    )
+    cursor.execute(f"{select} WHERE subscriberid IN ({_marks(len(ids))}) {tail}", ids)
     return [tuple(row) for row in cursor.fetchall()]
+
+
+def linked_rows(cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[LinkedRow]:
+    """iem-complaints.md step 1, locked: the rows complaints' List-Unsubscribe links name by M, active or not."""
+    rows = _for_subscribers(
+        cursor, f"SELECT subscriberid, listid, emailaddress, confirmcode, unsubscribed = 0 AND bounced = 0 "
+        f"FROM {t.subscribers}", subscriber_ids, "ORDER BY subscriberid FOR UPDATE")
+    return [LinkedRow(sid, listid, email or "", code or "", bool(active)) for sid, listid, email, code, active in rows]
+
+
+def pending_requests(cursor, t: Tables, subscriber_ids: Iterable[int]) -> dict[tuple[int, int], tuple[int, str]]:
+    """(subscriberid, listid) -> the first email_list_subscribers_unsubscribe row's request time and IP.
+
+    "First" as IEM reads it: that table has no key of its own, and the
+    (subscriberid, listid) index keeps equal keys in insertion order.
+    """
+    rows = _for_subscribers(
+        cursor, f"SELECT subscriberid, listid, unsubscriberequesttime, unsubscriberequestip FROM {t.unsubscribes}",
+        subscriber_ids, "ORDER BY subscriberid, listid FOR UPDATE")
+    found: dict[tuple[int, int], tuple[int, str]] = {}
+    for sid, listid, when, ip in rows:
+        found.setdefault((sid, listid), (when or 0, ip or ""))
+    return found
+
+
+def existing_bounces(cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[tuple[int, int, int, int]]:
+    """Steps 2 and 5: (subscriberid, statid, listid, rows) of the bounce rows these subscribers have."""
+    return _for_subscribers(cursor, f"SELECT subscriberid, statid, listid, COUNT(*) FROM {t.bounces}",
+                            subscriber_ids, "GROUP BY subscriberid, statid, listid")
 
 
 def stats_tables(cursor, t: Tables, statids: Iterable[int]) -> dict[int, str]:
@@ -71,14 +102,20 @@ def stats_tables(cursor, t: Tables, statids: Iterable[int]) -> dict[int, str]:
     return found
 
 
-def add_campaign_bounces(cursor, t: Tables, stats: Mapping[tuple[str, int], Counter]) -> None:
-    """Step 3: add the batch's bounces to each campaign's counters, one statement per stats table."""
+CAMPAIGN_COLUMNS = ("bouncecount_hard", "bouncecount_soft", "bouncecount_unknown", "unsubscribecount")
+
+
+def add_campaign_counts(cursor, t: Tables, stats: Mapping[tuple[str, int], Counter]) -> None:
+    """Bounce step 3 and complaint step 4: add the batch's counts to each campaign's counters,
+    one statement per stats table (columns from CAMPAIGN_COLUMNS only: they are not parameters)."""
     for table_key, table in (("autoresponders", t.stats_autoresponders), ("newsletters", t.stats_newsletters)):
         rows = sorted((statid, counts) for (key, statid), counts in stats.items() if key == table_key)
         if not rows:
             continue
         sets, params = [], []
-        for column in ("bouncecount_hard", "bouncecount_soft", "bouncecount_unknown"):
+        for column in CAMPAIGN_COLUMNS:
+            if not any(counts.get(column) for _, counts in rows):
+                continue
             case, case_params = case_of("statid", {statid: counts.get(column, 0) for statid, counts in rows})
             sets.append(f"{column} = {column} + {case}")
             params += case_params
@@ -100,21 +137,61 @@ def insert_bounces(cursor, t: Tables, rows: Sequence[tuple[int, int, int, int, s
     )
 
 
-def disable_subscribers(cursor, t: Tables, bounced: Mapping[int, int], list_bounces: Mapping[int, int]) -> None:
-    """Step 5: bounced = time on the row, and the list's counters move by one per row."""
+def disable_subscribers(cursor, t: Tables, bounced: Mapping[int, int]) -> None:
+    """Bounce step 5: bounced = time on the row."""
     if bounced:
         case, params = case_of("subscriberid", bounced)
         cursor.execute(
             f"UPDATE {t.subscribers} SET bounced = {case} WHERE subscriberid IN ({_marks(len(bounced))})",
             params + sorted(bounced),
         )
-    if list_bounces:
-        case, params = case_of("listid", list_bounces)
+
+
+def move_list_counts(cursor, t: Tables, bounced: Mapping[int, int], unsubscribed: Mapping[int, int]) -> None:
+    """Bounce step 5 and complaint step 1: per list, bouncecount + disabled, unsubscribecount + unsubscribed,
+    subscribecount - both; one statement."""
+    listids = sorted(set(bounced) | set(unsubscribed))
+    if not listids:
+        return
+    bounce_case, bounce_params = case_of("listid", {i: bounced.get(i, 0) for i in listids})
+    unsub_case, unsub_params = case_of("listid", {i: unsubscribed.get(i, 0) for i in listids})
+    left_case, left_params = case_of("listid", {i: bounced.get(i, 0) + unsubscribed.get(i, 0) for i in listids})
+    cursor.execute(
+        f"UPDATE {t.lists} SET bouncecount = bouncecount + {bounce_case}, "
+        f"unsubscribecount = unsubscribecount + {unsub_case}, subscribecount = subscribecount - {left_case} "
+        f"WHERE listid IN ({_marks(len(listids))})",
+        bounce_params + unsub_params + left_params + listids,
+    )
+
+
+def unsubscribe_subscribers(cursor, t: Tables, unsubscribed: Mapping[int, int]) -> None:
+    """Complaint step 2: unsubscribed = time and unsubscribeconfirmed = '1' on each row; nothing else."""
+    if unsubscribed:
+        case, params = case_of("subscriberid", unsubscribed)
         cursor.execute(
-            f"UPDATE {t.lists} SET bouncecount = bouncecount + {case}, subscribecount = subscribecount - {case} "
-            f"WHERE listid IN ({_marks(len(list_bounces))})",
-            params + params + sorted(list_bounces),
+            f"UPDATE {t.subscribers} SET unsubscribed = {case}, unsubscribeconfirmed = '1' "
+            f"WHERE subscriberid IN ({_marks(len(unsubscribed))})",
+            params + sorted(unsubscribed),
         )
+
+
+def replace_unsubscribe_rows(cursor, t: Tables, rows: Sequence[Unsubscribed]) -> None:
+    """Complaint step 3: the (subscriberid, listid) rows of email_list_subscribers_unsubscribe give way to
+    one row each, with the kept request time and IP; unsubscribeip '' as IEM's cron calls store it."""
+    if not rows:
+        return
+    pairs = sorted({(r.subscriberid, r.listid) for r in rows})
+    cursor.execute(
+        f"DELETE FROM {t.unsubscribes} WHERE (subscriberid, listid) IN ({', '.join(['(%s, %s)'] * len(pairs))})",
+        [value for pair in pairs for value in pair],
+    )
+    insert_rows(
+        cursor,
+        f"INSERT INTO {t.unsubscribes} (subscriberid, unsubscribetime, unsubscribeip, unsubscriberequesttime, "
+        "unsubscriberequestip, listid, statid, unsubscribearea) VALUES ",
+        [(r.subscriberid, r.unsubscribetime, "", r.kept_request_time, r.kept_request_ip, r.listid, r.statid, r.area)
+         for r in rows],
+    )
 
 
 def rows_of_address(cursor, t: Tables, email: str) -> list[tuple[int, int, int, int, str]]:
@@ -182,4 +259,5 @@ def reactivate_subscribers(cursor, t: Tables, rows: Mapping[int, int]) -> None:
     per row, as IEM's own re-activation moves them."""
     if rows:
         per_list = Counter(rows.values())
-        disable_subscribers(cursor, t, {sid: 0 for sid in rows}, {listid: -n for listid, n in per_list.items()})
+        disable_subscribers(cursor, t, {sid: 0 for sid in rows})
+        move_list_counts(cursor, t, {listid: -n for listid, n in per_list.items()}, {})

@@ -1,7 +1,8 @@
-"""The project's own ledger: one row per bounce record ever applied, keyed by its fingerprint.
+"""The project's own ledger: one row per bounce or complaint record ever applied, keyed by its fingerprint.
 
 Written in the same transaction as the IEM changes, so a record that is
-delivered again finds its row and changes nothing the second time.
+delivered again finds its row and changes nothing the second time. Its
+`effects` column says what each record wrote to IEM (effects.py), for `undo`.
 """
 
 from __future__ import annotations
@@ -9,14 +10,22 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from ..common.complaint import ComplaintRecord
 from .db import Tables, case_of, insert_rows
-from .plan import Outcome
+from .effects import to_json
+from .rows import Outcome
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:
-    """(version, statements) in order; `setup` runs those above the recorded version."""
+    """(version, statements) in order; `setup` runs those above the recorded version.
+
+    A table here may be large and live: columns are added with defaults MariaDB
+    and MySQL 8 can add in place (`setup` asks for ALGORITHM=INSTANT on every
+    ALTER TABLE), all of one table in one statement, which a re-run after a
+    crash finds done (duplicate column).
+    """
     return [
         (
             1,
@@ -48,7 +57,19 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
             ],
         ),
         (
-            2,  # issue 12: undo marks, the domain guard's state, the audit of operator actions
+            2,
+            [
+                f"""ALTER TABLE {t.ledger}
+  ADD COLUMN feedback_type varchar(32) NOT NULL DEFAULT '',
+  ADD COLUMN feedback_format varchar(64) NOT NULL DEFAULT '',
+  ADD COLUMN user_agent varchar(255) NOT NULL DEFAULT '',
+  ADD COLUMN reporting_mta varchar(255) NOT NULL DEFAULT '',
+  ADD COLUMN list_unsubscribe varchar(2048) NOT NULL DEFAULT '',
+  ADD COLUMN effects mediumtext DEFAULT NULL""",
+            ],
+        ),
+        (
+            3,  # issue 12: undo marks, the domain guard's state, the audit of operator actions
             [
                 f"ALTER TABLE {t.ledger} ADD COLUMN undo_run bigint unsigned DEFAULT NULL, "
                 "ADD KEY pmtabounce_ledger_time (time_logged), ADD KEY pmtabounce_ledger_outcome (outcome, id)",
@@ -113,7 +134,8 @@ def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
         cursor,
         f"INSERT INTO {t.ledger} (fingerprint, source_file, source_line, record_type, time_logged, "
         "email, list_ids, statid, category, dsn_status, dsn_diag, decision, outcome, "
-        "subscriberid, listid) VALUES ",
+        "subscriberid, listid, feedback_type, feedback_format, user_agent, reporting_mta, list_unsubscribe, "
+        "effects) VALUES ",
         [_row(o) for o in outcomes],
     )
 
@@ -132,33 +154,42 @@ def count_repeats(cursor, t: Tables, repeats: Counter) -> None:
 
 def _row(o: Outcome) -> tuple:
     r = o.record
+    if isinstance(r, ComplaintRecord):
+        bounce = ("", "", "")
+        complaint = (r.feedback_type[:32], r.format[:64], r.user_agent[:255], r.reporting_mta[:255],
+                     r.list_unsubscribe[:2048])
+    else:
+        bounce = (r.category[:255], r.dsn_status[:1024], r.dsn_diag)
+        complaint = ("", "", "", "", "")
     return (
         r.fingerprint,
         r.source_file[:255],
         max(0, r.source_line),
         r.type,
         r.time_logged,
-        r.rcpt[:255],
+        (o.email or r.rcpt)[:255],
         ",".join(map(str, r.list_ids))[:1024],
         r.statid,
-        r.category[:255],
-        r.dsn_status[:1024],
-        r.dsn_diag,
+        *bounce,
         o.decision,
         o.outcome,
         o.subscriberid,
         o.listid,
+        *complaint,
+        to_json(o.effects),
     )
 
 
-def outcomes_since(cursor, t: Tables, seconds: int | None = None) -> dict[str, int]:
-    """Ledger rows by outcome applied in the last `seconds` (all of them when None), by the server's clock."""
+def outcomes_since(cursor, t: Tables, seconds: int | None = None, *, complaints: bool = False) -> dict[str, int]:
+    """Ledger rows by outcome applied in the last `seconds` (all of them when None), by the server's clock:
+    of bounces (`b`, `rb`), or of complaints (`f`) when `complaints`."""
+    kind = "record_type = 'f'" if complaints else "record_type <> 'f'"
     if seconds is None:
-        cursor.execute(f"SELECT outcome, COUNT(*) FROM {t.ledger} GROUP BY outcome")
+        cursor.execute(f"SELECT outcome, COUNT(*) FROM {t.ledger} WHERE {kind} GROUP BY outcome")
     else:
         cursor.execute(
             f"SELECT outcome, COUNT(*) FROM {t.ledger} "
-            "WHERE applied_at >= NOW(6) - INTERVAL %s SECOND GROUP BY outcome",
+            f"WHERE applied_at >= NOW(6) - INTERVAL %s SECOND AND {kind} GROUP BY outcome",
             (seconds,),
         )
     return {outcome: int(count) for outcome, count in cursor.fetchall()}

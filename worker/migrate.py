@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import logging
 
+import pymysql
+
 from ..common.config import Settings
 from ..common.errors import FatalError
 from . import ledger
-from .db import Tables, connect, setting_to_check, translate
+from .db import Tables, connect, error_number, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.setup")
 
@@ -40,7 +42,7 @@ def _migrate(settings: Settings, tables: Tables) -> int:
                 if version <= current:
                     continue
                 for statement in statements:
-                    cursor.execute(statement)
+                    _execute_ddl(cursor, statement)
                 cursor.execute(
                     f"INSERT INTO {tables.meta} (name, value) VALUES ('schema_version', %s) "
                     "ON DUPLICATE KEY UPDATE value = VALUES(value)",
@@ -53,3 +55,29 @@ def _migrate(settings: Settings, tables: Tables) -> int:
         connection.close()
     log.info("database ready: schema version %d in %s", current, settings.mysql.safe_url())
     return current
+
+
+# ALTER TABLE … ALGORITHM=INSTANT refused: the server cannot add these columns in place (old MariaDB/MySQL).
+_NOT_INSTANT = {1845, 1846}
+_ALREADY_DONE = {1060}  # duplicate column name: an earlier run added them, then stopped before recording it
+
+
+def _execute_ddl(cursor, statement: str) -> None:
+    """Run one migration statement. An ALTER TABLE is tried with ALGORITHM=INSTANT first (no copy of a
+    large, live ledger), then as the server chooses; columns already there count as done, so a
+    half-applied migration re-runs."""
+    instant = statement.lstrip().upper().startswith("ALTER TABLE")
+    try:
+        try:
+            cursor.execute(f"{statement}, ALGORITHM=INSTANT" if instant else statement)
+        except pymysql.err.MySQLError as exc:
+            if not instant or error_number(exc) not in _NOT_INSTANT:
+                raise
+            log.warning("database: the server cannot change %s instantly; it makes the change its own way "
+                        "(it may rebuild the table)", statement.split()[2])
+            cursor.execute(statement)
+    except pymysql.err.MySQLError as exc:
+        if error_number(exc) not in _ALREADY_DONE:
+            raise
+        log.info("database: %s (done by an earlier run)", exc.args[1] if len(exc.args) > 1 else exc)
+

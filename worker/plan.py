@@ -1,8 +1,11 @@
-"""What a batch of bounces does to IEM: a pure function of the records and what the database holds.
+"""What a batch of bounces and complaints does to IEM: a pure function of the records and what the database holds.
 
-It walks the records one by one in delivery order, exactly as the spec's
-five steps would, against an in-memory copy of the rows that matter, so that
-a batch gives the same database as applying the records one at a time.
+It walks the records one by one in delivery order, exactly as the specs'
+steps would (iem-bounces.md, iem-complaints.md), against an in-memory copy of
+the rows that matter, so that a batch gives the same database as applying the
+records one at a time: a row bounced earlier in the batch is not unsubscribed,
+and the reverse. Each record's decision is an Outcome whose `effects` say
+what it writes; `Plan.take` is the one place those become the batch's writes.
 """
 
 from __future__ import annotations
@@ -11,40 +14,33 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..common.policy import Decision, Policy, bounce_rule
+from ..common.complaint import ComplaintRecord
+from ..common.policy import Policy, bounce_rule
 from ..common.record import BounceRecord
+from .effects import Unsubscribed, bounce_effects
 from .guard import GuardBatch
+from .plan_complaint import decide_complaint
+from .rows import Candidate, LinkedRow, Outcome, Record, Rows
 
+__all__ = ["COMPLAINT_OUTCOMES", "OUTCOMES", "Candidate", "LinkedRow", "Outcome", "Plan", "Rows", "plan_batch"]
 # held: kept by the domain guard, nothing written to IEM yet; discarded: a held record an operator threw away.
 OUTCOMES = ("applied", "disabled", "already_bounced", "not_found", "unroutable", "held", "discarded", "duplicate")
+COMPLAINT_OUTCOMES = ("unsubscribed", "not_found", "unroutable", "ignored", "duplicate")
 _STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    record: BounceRecord
-    outcome: str
-    decision: Decision
-    subscriberid: int | None = None
-    listid: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """An active subscriber row (bounced = 0, unsubscribed = 0) for one queried address."""
-
-    email: str  # the address as queried (the record's trimmed rcpt)
-    subscriberid: int
-    listid: int
 
 
 @dataclass
 class Plan:
+    """The writes a batch adds up to, and every record's outcome in delivery order."""
+
     outcomes: list[Outcome] = field(default_factory=list)
     # (subscriberid, statid, listid, bouncetime, bouncetype, bouncerule)
     bounce_rows: list[tuple[int, int, int, int, str, str]] = field(default_factory=list)
     disable: dict[int, int] = field(default_factory=dict)  # subscriberid -> bounced time
     list_bounces: Counter = field(default_factory=Counter)  # listid -> subscribers disabled
+    unsubscribe: dict[int, int] = field(default_factory=dict)  # subscriberid -> unsubscribed time
+    unsubscribe_rows: list[Unsubscribed] = field(default_factory=list)
+    list_unsubscribes: Counter = field(default_factory=Counter)  # listid -> subscribers unsubscribed
     # (stats table, statid) -> {column: increment}
     stats: dict[tuple[str, int], Counter] = field(default_factory=lambda: defaultdict(Counter))
     repeats: Counter = field(default_factory=Counter)  # fingerprint -> times seen again
@@ -55,82 +51,113 @@ class Plan:
         """Outcomes that go into the ledger: everything but duplicates."""
         return [o for o in self.outcomes if o.outcome != "duplicate"]
 
+    def take(self, outcome: Outcome, rows: Rows) -> None:
+        """The record's decision becomes the batch's writes, and the in-memory rows move with them."""
+        self.outcomes.append(outcome)
+        effects = outcome.effects or {}
+        if "campaign" in effects:
+            table, statid, column = effects["campaign"]
+            self.stats[(table, statid)][column] += 1
+        if "bounce_row" in effects:
+            row = tuple(effects["bounce_row"])
+            self.bounce_rows.append(row)
+            rows.bounced_keys.add(row[:3])
+            rows.row_count[row[0]] += 1
+        if "disabled" in effects:
+            subscriberid, listid, when = effects["disabled"]
+            self.disable[subscriberid] = when
+            self.list_bounces[listid] += 1
+            rows.inactive.add(subscriberid)
+        for gone in outcome.unsubscribed:
+            self.unsubscribe[gone.subscriberid] = gone.unsubscribetime
+            self.unsubscribe_rows.append(gone)
+            self.list_unsubscribes[gone.listid] += 1
+            if gone.stats_table is not None:  # set only when the campaign's counter is to go up
+                self.stats[(gone.stats_table, gone.statid)]["unsubscribecount"] += 1
+            rows.inactive.add(gone.subscriberid)
+
 
 def plan_batch(
-    records: Sequence[BounceRecord],
+    records: Sequence[Record],
     *,
     policy: Policy,
     known: Iterable[str],
     candidates: Iterable[Candidate],
     bounce_rows: Iterable[tuple[int, int, int, int]],
     stats_tables: Mapping[int, str],
+    linked: Iterable[LinkedRow] = (),
+    requests: Mapping[tuple[int, int], tuple[int, str]] | None = None,
     guard: GuardBatch | None = None,
 ) -> Plan:
     """Decide every record's outcome and the writes they add up to.
 
-    `known`: fingerprints already in the ledger. `bounce_rows`: existing
-    (subscriberid, statid, listid, count) of email_list_subscriber_bounces for
-    the candidates. `stats_tables`: statid -> 'autoresponders' or 'newsletters'.
-    `guard`: the domain guard, asked about every new record in order (None: no guard).
+    `known`: fingerprints already in the ledger. `candidates`: active rows of the
+    queried addresses (locked). `bounce_rows`: existing (subscriberid, statid,
+    listid, count) of email_list_subscriber_bounces for the candidates.
+    `stats_tables`: statid -> 'autoresponders' or 'newsletters'. `linked`: the rows
+    complaints' List-Unsubscribe links name. `requests`: (subscriberid, listid) ->
+    the first pending unsubscribe request's (time, IP). `guard`: the domain guard, asked
+    about every new bounce in order (None: no guard).
     """
     plan = Plan(guard=guard)
     seen = set(known)
-    rows_by_email: dict[str, list[Candidate]] = defaultdict(list)
+    rows = _rows(candidates, bounce_rows, stats_tables, linked, requests or {})
+    for record in records:
+        if record.fingerprint in seen:
+            decision = "" if isinstance(record, ComplaintRecord) else policy.classify(record.category)
+            plan.outcomes.append(Outcome(record, "duplicate", decision))
+            plan.repeats[record.fingerprint] += 1
+            continue
+        seen.add(record.fingerprint)
+        if guard is not None and isinstance(record, BounceRecord):
+            decision = policy.classify(record.category)
+            if guard.holds(record, decision):
+                plan.outcomes.append(Outcome(record, "held", decision))
+                continue
+        if isinstance(record, ComplaintRecord):
+            outcome = decide_complaint(record, rows, policy)
+        else:
+            outcome = decide_bounce(record, rows, policy)
+        plan.take(outcome, rows)
+    return plan
+
+
+def _rows(candidates, bounce_rows, stats_tables, linked, requests) -> Rows:
+    by_email: dict[str, list[Candidate]] = defaultdict(list)
     for candidate in candidates:
-        rows_by_email[candidate.email].append(candidate)
+        if candidate not in by_email[candidate.email]:
+            by_email[candidate.email].append(candidate)
     bounced_keys: set[tuple[int, int, int]] = set()
     row_count: Counter = Counter()
     for subscriberid, statid, listid, count in bounce_rows:
         bounced_keys.add((subscriberid, statid, listid))
         row_count[subscriberid] += count
-    disabled: set[int] = set()
+    return Rows(by_email, bounced_keys, row_count, stats_tables, {r.subscriberid: r for r in linked}, requests)
 
-    for record in records:
-        decision = policy.classify(record.category)
-        if record.fingerprint in seen:
-            plan.outcomes.append(Outcome(record, "duplicate", decision))
-            plan.repeats[record.fingerprint] += 1
-            continue
-        seen.add(record.fingerprint)
-        if guard is not None and guard.holds(record, decision):
-            plan.outcomes.append(Outcome(record, "held", decision))
-            continue
-        if not record.list_ids:
-            plan.outcomes.append(Outcome(record, "unroutable", decision))
-            continue
-        # Step 1: the active row with the lowest listid among the record's lists.
-        wanted = set(record.list_ids)
-        rows = [
-            c
-            for c in rows_by_email.get(record.rcpt, ())
-            if c.listid in wanted and c.subscriberid not in disabled
-        ]
-        if not rows:
-            plan.outcomes.append(Outcome(record, "not_found", decision))
-            continue
-        row = min(rows, key=lambda c: c.listid)
-        sid, listid = row.subscriberid, row.listid
-        # Step 2: one bounce per (subscriber, campaign, list); a repeat changes nothing.
-        key = (sid, record.statid, listid)
-        if key in bounced_keys:
-            plan.outcomes.append(Outcome(record, "already_bounced", decision, sid, listid))
-            continue
-        # Step 3: campaign statistics, when the statid names a campaign.
-        table = stats_tables.get(record.statid)
-        if table is not None:
-            plan.stats[(table, record.statid)][_STAT_COLUMN[decision]] += 1
-        outcome = "applied"
-        if decision != "ignore":
-            # Step 4: the bounce row. Step 5: disable on hard, or on the threshold'th row.
-            plan.bounce_rows.append(
-                (sid, record.statid, listid, record.time_logged, decision, bounce_rule(record.category))
-            )
-            bounced_keys.add(key)
-            row_count[sid] += 1
-            if policy.disables(decision, row_count[sid]):
-                disabled.add(sid)
-                plan.disable[sid] = record.time_logged
-                plan.list_bounces[listid] += 1
-                outcome = "disabled"
-        plan.outcomes.append(Outcome(record, outcome, decision, sid, listid))
-    return plan
+
+def decide_bounce(record: BounceRecord, rows: Rows, policy: Policy) -> Outcome:
+    """iem-bounces.md's five steps for one bounce, against the batch's rows as they stand."""
+    decision = policy.classify(record.category)
+    if not record.list_ids:
+        return Outcome(record, "unroutable", decision)
+    # Step 1: the active row with the lowest listid among the record's lists.
+    found = rows.active(record.rcpt, record.list_ids)
+    if not found:
+        return Outcome(record, "not_found", decision)
+    row = min(found, key=lambda c: c.listid)
+    sid, listid = row.subscriberid, row.listid
+    # Step 2: one bounce per (subscriber, campaign, list); a repeat changes nothing.
+    if (sid, record.statid, listid) in rows.bounced_keys:
+        return Outcome(record, "already_bounced", decision, sid, listid)
+    # Step 3: campaign statistics, when the statid names a campaign.
+    table = rows.stats_tables.get(record.statid)
+    campaign = (table, record.statid, _STAT_COLUMN[decision]) if table is not None else None
+    if decision == "ignore":
+        return Outcome(record, "applied", decision, sid, listid, bounce_effects(None, campaign, None))
+    # Step 4: the bounce row. Step 5: disable on hard, or on the threshold'th row.
+    bounce_row = (sid, record.statid, listid, record.time_logged, decision, bounce_rule(record.category))
+    disabled = None
+    if policy.disables(decision, rows.row_count[sid] + 1):
+        disabled = (sid, listid, record.time_logged)
+    outcome = "disabled" if disabled else "applied"
+    return Outcome(record, outcome, decision, sid, listid, bounce_effects(bounce_row, campaign, disabled))

@@ -185,7 +185,7 @@ def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
             else:
                 reactivate[e.disabled[0]] = e.disabled[1]
                 counts.reenabled[e.disabled[1]] += 1
-    iem.add_campaign_bounces(cursor, t, moves)
+    iem.add_campaign_counts(cursor, t, moves)
     iem.reactivate_subscribers(cursor, t, reactivate)
     return counts
 

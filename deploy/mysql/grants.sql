@@ -1,8 +1,10 @@
 -- pmtabounce: least-privilege MySQL/MariaDB grants.
 --
 -- Exactly what the worker (and `pmtabounce process`, `status`, `setup`) needs,
--- column by column, and nothing else: it can never DELETE, ALTER or DROP an IEM
--- table, never read list passwords, never change an address.
+-- column by column, and nothing else: it can never ALTER or DROP an IEM table,
+-- never DELETE from one but email_list_subscribers_unsubscribe (a complaint
+-- replaces a row's pending requests there, as IEM's unsubscribe does), never
+-- read list passwords, never change an address.
 --
 -- Placeholders (envsubst / Python string.Template syntax):
 --   ${IEM_DATABASE}  the IEM database, e.g. iem
@@ -21,27 +23,35 @@
 
 CREATE USER IF NOT EXISTS '${DB_USER}'@'${DB_HOST}' IDENTIFIED BY '${DB_PASSWORD}';
 
--- Step 1 (find the active subscriber, locked) and step 5 (disable it).
-GRANT SELECT (subscriberid, listid, emailaddress, unsubscribed, bounced),
-      UPDATE (bounced)
+-- Step 1 (find the active subscriber, locked) and step 5 (disable it); a complaint's
+-- link is checked against confirmcode, and the complainer's rows unsubscribed.
+GRANT SELECT (subscriberid, listid, emailaddress, confirmcode, unsubscribed, bounced),
+      UPDATE (bounced, unsubscribed, unsubscribeconfirmed)
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}list_subscribers` TO '${DB_USER}'@'${DB_HOST}';
+
+-- Complaints: a row's pending unsubscribe requests give way to the one unsubscribe row.
+GRANT SELECT (subscriberid, listid, unsubscriberequesttime, unsubscriberequestip),
+      INSERT (subscriberid, unsubscribetime, unsubscribeip, unsubscriberequesttime, unsubscriberequestip, listid,
+              statid, unsubscribearea),
+      DELETE
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}list_subscribers_unsubscribe` TO '${DB_USER}'@'${DB_HOST}';
 
 -- Steps 2 and 4: one bounce row per (subscriber, campaign, list).
 GRANT SELECT (subscriberid, statid, listid),
       INSERT (subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, bouncemessage)
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}list_subscriber_bounces` TO '${DB_USER}'@'${DB_HOST}';
 
--- Step 5: the list's counters.
-GRANT SELECT (listid, bouncecount, subscribecount),
-      UPDATE (bouncecount, subscribecount)
+-- Step 5 and complaints: the list's counters.
+GRANT SELECT (listid, bouncecount, unsubscribecount, subscribecount),
+      UPDATE (bouncecount, unsubscribecount, subscribecount)
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}lists` TO '${DB_USER}'@'${DB_HOST}';
 
--- Step 3: the campaign's bounce counters.
-GRANT SELECT (statid, bouncecount_hard, bouncecount_soft, bouncecount_unknown),
-      UPDATE (bouncecount_hard, bouncecount_soft, bouncecount_unknown)
+-- Step 3 and complaints: the campaign's bounce and unsubscribe counters.
+GRANT SELECT (statid, bouncecount_hard, bouncecount_soft, bouncecount_unknown, unsubscribecount),
+      UPDATE (bouncecount_hard, bouncecount_soft, bouncecount_unknown, unsubscribecount)
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}stats_newsletters` TO '${DB_USER}'@'${DB_HOST}';
-GRANT SELECT (statid, bouncecount_hard, bouncecount_soft, bouncecount_unknown),
-      UPDATE (bouncecount_hard, bouncecount_soft, bouncecount_unknown)
+GRANT SELECT (statid, bouncecount_hard, bouncecount_soft, bouncecount_unknown, unsubscribecount),
+      UPDATE (bouncecount_hard, bouncecount_soft, bouncecount_unknown, unsubscribecount)
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}stats_autoresponders` TO '${DB_USER}'@'${DB_HOST}';
 
 -- pmtabounce's own tables: the ledger (one row per applied record) and the

@@ -29,11 +29,12 @@ from ..common.errors import PmtaBounceError
 from ..runner import run_command
 from ..worker import guard_store, ledger
 from ..worker.db import Tables, connect
-from ..worker.plan import OUTCOMES
+from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
 OK, DOWN, NOT_CONFIGURED = "ok", "down", "not configured"
 # A record met again adds to its first row's seen_count: the ledger never holds a "duplicate" row.
 LEDGER_OUTCOMES = tuple(name for name in OUTCOMES if name != "duplicate")
+COMPLAINT_LEDGER_OUTCOMES = tuple(name for name in COMPLAINT_OUTCOMES if name != "duplicate")
 HOUR, DAY = 3600, 86400
 
 
@@ -129,6 +130,8 @@ def ledger_part(settings: Settings, now: float) -> Part:
         with connection.cursor() as cursor:
             hour = ledger.outcomes_since(cursor, tables, HOUR)
             day = ledger.outcomes_since(cursor, tables, DAY)
+            complaints_hour = ledger.outcomes_since(cursor, tables, HOUR, complaints=True)
+            complaints_day = ledger.outcomes_since(cursor, tables, DAY, complaints=True)
             last = ledger.last_applied(cursor, tables)
             trips = guard_store.tripped(cursor, tables)
     except pymysql.err.MySQLError as exc:
@@ -138,6 +141,8 @@ def ledger_part(settings: Settings, now: float) -> Part:
     part.facts.update(
         last_hour={name: hour.get(name, 0) for name in LEDGER_OUTCOMES},
         last_day={name: day.get(name, 0) for name in LEDGER_OUTCOMES},
+        complaints_last_hour={name: complaints_hour.get(name, 0) for name in COMPLAINT_LEDGER_OUTCOMES},
+        complaints_last_day={name: complaints_day.get(name, 0) for name in COMPLAINT_LEDGER_OUTCOMES},
         last_applied_at=_iso(last),
         last_applied_age_seconds=round(now - last, 1) if last is not None else None,
         tripped_domains=[{"domain": r.domain, "since": _iso(r.tripped_at), "held": r.held} for r in trips],
@@ -179,7 +184,8 @@ def age(seconds: float | None) -> str:
 
 
 def render(report: Report, console: Console | None = None) -> None:
-    """Two tables: the state of each part, then the ledger's outcomes over the last hour and day."""
+    """Three tables: the state of each part, then the ledger's bounce and complaint outcomes over the last
+    hour and day."""
     console = console or Console()
     parts = Table(title="pmtabounce status")
     for column in ("part", "state", "details"):
@@ -190,14 +196,19 @@ def render(report: Report, console: Console | None = None) -> None:
     console.print(parts)
     ledger_part = next(p for p in report.parts if p.name == "ledger")
     if ledger_part.state == OK:
-        outcomes = Table(title="applied (ledger)")
-        outcomes.add_column("outcome")
-        for column in ("last hour", "last day"):
-            outcomes.add_column(column, justify="right")
-        for name in LEDGER_OUTCOMES:
-            outcomes.add_row(name.replace("_", " "), str(ledger_part.facts["last_hour"][name]),
-                             str(ledger_part.facts["last_day"][name]))
-        console.print(outcomes)
+        f = ledger_part.facts
+        for title, names, hour, day in (
+            ("bounces applied (ledger)", LEDGER_OUTCOMES, f["last_hour"], f["last_day"]),
+            ("complaints applied (ledger)", COMPLAINT_LEDGER_OUTCOMES, f["complaints_last_hour"],
+             f["complaints_last_day"]),
+        ):
+            outcomes = Table(title=title)
+            outcomes.add_column("outcome")
+            for column in ("last hour", "last day"):
+                outcomes.add_column(column, justify="right")
+            for name in names:
+                outcomes.add_row(name.replace("_", " "), str(hour[name]), str(day[name]))
+            console.print(outcomes)
 
 
 def _details(part: Part) -> str:
@@ -213,8 +224,10 @@ def _details(part: Part) -> str:
     elif part.name == "dead_letter" and "messages" in f:
         text = f"{f['name']}: {f['messages']} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
     elif part.name == "ledger" and "last_day" in f:
-        text = (f"{f['database']}: {sum(f['last_hour'].values())} records in the last hour, "
-                f"{sum(f['last_day'].values())} in the last day; last apply {age(f['last_applied_age_seconds'])}"
+        hour = sum(f["last_hour"].values()) + sum(f["complaints_last_hour"].values())
+        day = sum(f["last_day"].values()) + sum(f["complaints_last_day"].values())
+        text = (f"{f['database']}: {hour} records in the last hour, {day} in the last day; "
+                f"last apply {age(f['last_applied_age_seconds'])}"
                 + (" ago" if f["last_applied_at"] else ""))
         if f["tripped_domains"]:
             text += "; domain guard holding " + ", ".join(

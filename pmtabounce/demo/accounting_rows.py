@@ -10,6 +10,8 @@ import itertools
 import random
 from typing import NamedTuple
 
+from .complaint_shapes import complaint_variant
+
 # (category, weight, dsnStatus, diagnostics). Some diagnostics hold commas, quotes and line breaks,
 # as remote servers write them; '' and the custom ones are categories no policy lists.
 CATEGORIES = (
@@ -65,7 +67,7 @@ CATEGORIES = (
 SOFT_CATEGORIES = ("quota-issues", "no-answer-from-host", "relaying-issues", "routing-errors")
 _BY_NAME = {entry[0]: entry for entry in CATEGORIES}
 _CATEGORY_WEIGHTS = list(itertools.accumulate(entry[1] for entry in CATEGORIES))
-_SKIP_TYPES = ("d", "d", "d", "t", "tq", "f", "rs")
+_SKIP_TYPES = ("d", "d", "d", "t", "tq", "rs")
 UNROUTABLE_LISTS = ("", "", "abc", " , ", "x1")
 
 
@@ -84,6 +86,11 @@ class Row(NamedTuple):
     vmta: str
     job: str
     cut: int = 0  # >0: the row is cut short to this many cells
+    feedback_type: str = ""  # the rest: an `f` (complaint) row's fields
+    format: str = ""
+    user_agent: str = ""
+    reporting_mta: str = ""
+    list_unsubscribe: str = ""
 
 
 def bounce_rule(category: str) -> str:
@@ -95,8 +102,11 @@ class RecordMaker:
     """Draws bounce rows against a set of addresses and campaigns (see World.generate)."""
 
     def __init__(self, rng: random.Random, addresses: list[str], lists_of: list[tuple[int, ...]], campaigns: list,
-                 independent: bool, start: int) -> None:
+                 independent: bool, start: int, rows_of: list[dict[int, tuple[int, str]]] | None = None) -> None:
+        """`rows_of`: per address, listid -> (subscriberid, confirmcode), for IEM's List-Unsubscribe links;
+        without it no complaints are made."""
         self.rng = rng
+        self.rows_of = rows_of
         self.addresses = addresses
         self.lists_of = lists_of
         self.campaigns = campaigns
@@ -111,9 +121,10 @@ class RecordMaker:
         self.time = start
         self.strangers = itertools.count(1)
         self.made: list[Row] = []  # well-formed bounce rows so far, for repeats and duplicates
+        self.complaints: list[Row] = []  # complaint rows so far, for duplicates
 
     def rows(self, count: int) -> list[Row]:
-        """`count` b/rb rows, with d/t/f rows (about one in twelve) between them."""
+        """`count` b/rb rows, with d/t rows (about one in twelve) and f rows (one in sixteen) between them."""
         kinds = ["subscriber", "stranger", "unknown", "unroutable", "malformed"]
         weights = [78, 4, 8, 5, 1] if self.independent else [70, 4, 6, 4, 1]
         if not self.independent:
@@ -125,6 +136,8 @@ class RecordMaker:
         for _ in range(count):
             if self.rng.random() < 0.08:
                 result.append(self.skip_row())
+            if self.rows_of is not None and self.rng.random() < 0.06:
+                result.append(self.complaint_row())
             row = makers[self.rng.choices(kinds, cum_weights=cumulative)[0]]()
             if not row.cut and row.rcpt and isinstance(row.time, int):
                 self.made.append(row)
@@ -132,12 +145,35 @@ class RecordMaker:
         return result
 
     def skip_row(self) -> Row:
-        """A delivery, delay or complaint row: not a bounce, skipped by the parser."""
+        """A delivery, delay or remote-status row: skipped by the parser."""
         kind = self.rng.choice(_SKIP_TYPES)
         campaign = self.rng.choice(self.campaigns)
         return Row(kind, self._tick(), self.rng.choice(self.addresses), "relayed" if kind == "d" else "delayed",
                    "2.0.0 (success)" if kind == "d" else "4.4.1 (no answer from host)", "smtp;250 2.0.0 OK",
                    "", ",".join(map(str, campaign.list_ids)), str(campaign.statid), "vmta-1", "")
+
+    def complaint_row(self) -> Row:
+        """A feedback-loop report as PowerMTA logs it: ARF or JMRP, rcpt often redacted, IEM's link or not."""
+        rng = self.rng
+        if self.complaints and not self.independent and rng.random() < 0.05:
+            return rng.choice(self.complaints)  # the same report again, word for word
+        who = self._address()
+        if who is None or rng.random() < 0.05:
+            rcpt, link, campaign = f"gone{next(self.strangers)}@example.org", "", rng.choice(self.campaigns)
+        else:
+            listid = rng.choice(self.lists_of[who])
+            campaign = rng.choice(self.by_list.get(listid) or self.campaigns)
+            subscriberid, code = (self.rows_of or [])[who][listid]
+            area = "A" if campaign.kind == "autoresponder" else "N"
+            rcpt = self._spelled(self.addresses[who])
+            link = (f"<https://iem.example.com/unsubscribe.php?M={subscriberid}&C={code}&L={listid}"
+                    f"&{area}={campaign.statid}>")
+        lists, statid = self._lists(campaign.list_ids), self._statid(campaign.statid)
+        row = Row("f", self._tick(), rcpt, "", "", "", "", lists, statid, "vmta-1", "", 0, "abuse", "arf",
+                  "Example-FBL/1.0", "fbl.example.net", link)
+        row = complaint_variant(row, rng.random())
+        self.complaints.append(row)
+        return row
 
     def _address(self) -> int | None:
         if not self.independent:

@@ -27,10 +27,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .. import queues
-from ..commands.status import LEDGER_OUTCOMES
+from ..commands.status import COMPLAINT_LEDGER_OUTCOMES, LEDGER_OUTCOMES
 from ..common.accounting import AccountingFile
 from ..common.bouncedir import pending_files
 from ..common.broker import safe_url, setup_broker
+from ..common.complaint import ComplaintRecord
 from ..common.config import Settings
 from ..common.errors import ConfigError, FatalError
 from ..common.record import BounceRecord
@@ -70,6 +71,7 @@ class Drained:
     dead: int = 0
     elapsed: float = 0.0
     outcomes: dict[str, int] = field(default_factory=dict)
+    complaints: dict[str, int] = field(default_factory=dict)  # complaint outcome -> records
     exit_codes: dict[str, int | None] = field(default_factory=dict)
 
 
@@ -108,6 +110,7 @@ def run_demo(given: Settings, options: DemoOptions, console: Console) -> int:
         codes = processes.stop()
     result.exit_codes = codes
     result.outcomes = _ledger_outcomes(settings)
+    result.complaints = _ledger_outcomes(settings, complaints=True)
     print_summary(console, settings, world, result, processes, api_url)
     clean = all(code == 0 for code in codes.values())
     return 0 if clean and result.seen + result.dead >= expected else 1
@@ -129,13 +132,14 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
     bounce_dir = demo_bounce_dir(options)
     shutil.rmtree(bounce_dir, ignore_errors=True)
     paths = world.write_files(bounce_dir)
-    expected = sum(isinstance(item, BounceRecord) for path in paths for item in AccountingFile(path))
+    expected = sum(isinstance(item, (BounceRecord, ComplaintRecord)) for path in paths
+                   for item in AccountingFile(path))
     queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
     setup_broker(settings)
     console.print(
         f"world: {len(world.subscribers)} subscriber rows on {len(world.lists)} lists, {len(world.campaigns)} "
-        f"campaigns; {len(paths)} accounting files with {world.record_count} bounce rows "
+        f"campaigns; {len(paths)} accounting files with {world.record_count} bounce rows and complaints "
         f"({expected} readable, the rest are the files' deliberate faults)"
     )
     return world, expected
@@ -176,11 +180,11 @@ def _check(processes: Processes, deadline: float, timeout: float) -> None:
         raise FatalError(f"the queue did not drain within {timeout:.0f} s; see {processes.logs}")
 
 
-def _ledger_outcomes(settings: Settings) -> dict[str, int]:
+def _ledger_outcomes(settings: Settings, *, complaints: bool = False) -> dict[str, int]:
     connection = connect(settings.mysql)
     try:
         with connection.cursor() as cursor:
-            return ledger.outcomes_since(cursor, Tables(settings.table_prefix))
+            return ledger.outcomes_since(cursor, Tables(settings.table_prefix), complaints=complaints)
     finally:
         connection.close()
 
@@ -270,10 +274,13 @@ def print_summary(console: Console, settings: Settings, world: World, result: Dr
     table.add_column("count", justify="right")
     rows = [("records published", result.expected)]
     rows += [(f"  {name.replace('_', ' ')}", result.outcomes.get(name, 0)) for name in LEDGER_OUTCOMES]
+    rows += [(f"  complaints {name.replace('_', ' ')}", result.complaints.get(name, 0))
+             for name in COMPLAINT_LEDGER_OUTCOMES]
     rows += [
-        ("  met again (duplicates)", result.seen - sum(result.outcomes.values())),
+        ("  met again (duplicates)", result.seen - sum(result.outcomes.values()) - sum(result.complaints.values())),
         ("  dead-lettered", result.dead),
         ("subscribers disabled by this run", result.outcomes.get("disabled", 0)),
+        ("complaints that unsubscribed", result.complaints.get("unsubscribed", 0)),
         ("subscribers bounced before", sum(1 for s in world.subscribers if s.bounced)),
     ]
     for name, value in rows:

@@ -18,6 +18,7 @@ so any number of parallel workers must reach the same database.
 from __future__ import annotations
 
 import csv
+import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,6 +35,8 @@ _VARIANTS = {
 }
 _BASE_COLUMNS = ("type", "timeLogged", "rcpt", "dsnAction", "dsnStatus", "dsnDiag", "bounceCat")
 _EXTRA_COLUMNS = ("vmta", "jobId")
+# A mixed file (`records b, rb, f`): the complaint fields, at Row's indexes 12 to 16.
+_COMPLAINT_COLUMNS = ("feedbackType", "format", "userAgent", "reportingMta", "header_List-Unsubscribe")
 FIRST_NAMES = ("anna", "ben", "carla", "david", "eva", "frank", "greta", "hugo", "ines", "jan", "kim", "lena",
                "marco", "nina", "otto", "paula", "rosa", "sven", "tina", "uwe", "vera", "willem", "yara", "zoe")
 LAST_NAMES = ("berg", "costa", "dekker", "evans", "fischer", "garcia", "haas", "jansen", "klein", "lopez",
@@ -61,6 +64,17 @@ class SubscriberRow:
     subscribedate: int
     bounced: int
     unsubscribed: int
+    confirmcode: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeRequest:
+    """A pending request in email_list_subscribers_unsubscribe (IEM's double opt-out, never confirmed)."""
+
+    subscriberid: int
+    listid: int
+    requesttime: int
+    requestip: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +129,7 @@ class World:
     campaigns: list[Campaign]
     files: list[FileSpec]
     independent: bool = False
+    requests: list[UnsubscribeRequest] = field(default_factory=list)
     storm: Storm | None = None
     storm_start: int | None = None  # Unix seconds: the start of the storm's window
 
@@ -134,7 +149,7 @@ class World:
         start_time: int = 1732000000,
         storm: Storm | None = None,
     ) -> World:
-        """A world with `subscribers` addresses and `records` b/rb rows (plus d/t rows) over `files` files.
+        """A world with `subscribers` addresses and `records` b/rb rows (plus d/t and f rows) over `files` files.
 
         `independent`: every address bounces at most once and nothing repeats,
         so the result cannot depend on the order records are applied in.
@@ -146,14 +161,16 @@ class World:
         people = _People(rng, subscribers, list_count, start_time)
         sends = _campaigns(rng, campaigns or max(12, min(400, records // 300)), list_count, start_time)
         history = _history(rng, people.rows, sends, soft_threshold, start_time)
-        maker = RecordMaker(rng, people.addresses, people.lists_of, sends, independent, start_time + 86400)
+        maker = RecordMaker(rng, people.addresses, people.lists_of, sends, independent, start_time + 86400,
+                            people.rows_of)
         rows, storm_start = maker.rows(records), None
         if storm is not None:
             rows, storm_start = add_storm(rng, storm, people, maker.by_list, rows)
         specs = _files(rng, rows, files, start_time + 86400)
         if edge_files:
             specs = sorted(specs + _edge_files(specs[0], [maker.skip_row() for _ in range(5)]), key=_name)
-        return cls(seed, people.list_rows(), people.rows, history, sends, specs, independent, storm, storm_start)
+        return cls(seed, people.list_rows(), people.rows, history, sends, specs, independent, people.requests(),
+                   storm, storm_start)
 
     @property
     def record_count(self) -> int:
@@ -182,15 +199,16 @@ class World:
              r.subscribecount, r.unsubscribecount, r.bouncecount, "1", "emailaddress,subscribedate", 1)
             for r in self.lists]
         yield tables.subscribers, ("subscriberid", "listid", "emailaddress", "domainname", "format", "confirmed",
-                                   "requestdate", "confirmdate", "subscribedate", "bounced", "unsubscribed",
-                                   "unsubscribeconfirmed"), [
+                                   "confirmcode", "requestdate", "confirmdate", "subscribedate", "bounced",
+                                   "unsubscribed", "unsubscribeconfirmed"), [
             (r.subscriberid, r.listid, r.emailaddress, r.emailaddress.rsplit("@", 1)[1].lower(), "h", r.confirmed,
-             r.subscribedate, r.subscribedate if r.confirmed == "1" else 0, r.subscribedate, r.bounced,
-             r.unsubscribed, "1" if r.unsubscribed else "0")
+             r.confirmcode, r.subscribedate, r.subscribedate if r.confirmed == "1" else 0, r.subscribedate,
+             r.bounced, r.unsubscribed, "1" if r.unsubscribed else "0")
             for r in self.subscribers]
-        yield f"`{tables.prefix}list_subscribers_unsubscribe`", (
-            "subscriberid", "unsubscribetime", "listid", "statid", "unsubscribearea"), [
-            (r.subscriberid, r.unsubscribed, r.listid, 0, "form") for r in self.subscribers if r.unsubscribed]
+        yield tables.unsubscribes, ("subscriberid", "unsubscribetime", "unsubscriberequesttime",
+                                    "unsubscriberequestip", "listid", "statid", "unsubscribearea"), [
+            (r.subscriberid, r.unsubscribed, 0, None, r.listid, 0, "form") for r in self.subscribers if r.unsubscribed
+        ] + [(q.subscriberid, 0, q.requesttime, q.requestip, q.listid, 0, None) for q in self.requests]
         yield tables.bounces, ("bounceid", "subscriberid", "statid", "listid", "bouncetime", "bouncetype",
                                "bouncerule", "bouncemessage"), [
             (b.bounceid, b.subscriberid, b.statid, b.listid, b.bouncetime, b.bouncetype, b.bouncerule, "")
@@ -221,6 +239,7 @@ class _People:
         self.addresses: list[str] = []  # as the files write them (lower case)
         self.lists_of: list[tuple[int, ...]] = []
         self.rows: list[SubscriberRow] = []
+        self.rows_of: list[dict[int, tuple[int, str]]] = []  # per address: listid -> (subscriberid, confirmcode)
         self.list_count = list_count
         self.createdate = start - 400 * 86400
         next_id = 1
@@ -230,15 +249,21 @@ class _People:
             on = rng.sample(range(1, list_count + 1), rng.choices((1, 2, 3), (55, 33, 12))[0])
             self.addresses.append(address)
             self.lists_of.append(tuple(sorted(on)))
+            self.rows_of.append({})
             for listid in on:  # unsorted: the lowest listid is not always the lowest subscriberid
-                self.rows.append(self._row(rng, next_id, listid, stored, start))
+                row = self._row(rng, next_id, listid, stored, start)
+                self.rows.append(row)
+                self.rows_of[-1][listid] = (row.subscriberid, row.confirmcode)
                 next_id += 1
 
     def add(self, address: str, listid: int, time: int) -> str:
         """One more address, active and confirmed on one list since a month before `time`; returns it."""
+        subscriberid = len(self.rows) + 1
+        code = hashlib.md5(f"{subscriberid}/{listid}/{address}".encode()).hexdigest()
         self.addresses.append(address)
         self.lists_of.append((listid,))
-        self.rows.append(SubscriberRow(len(self.rows) + 1, listid, address, "1", time - 30 * 86400, 0, 0))
+        self.rows_of.append({listid: (subscriberid, code)})
+        self.rows.append(SubscriberRow(subscriberid, listid, address, "1", time - 30 * 86400, 0, 0, code))
         return address
 
     @staticmethod
@@ -248,7 +273,15 @@ class _People:
         unsubscribed = joined + rng.randrange(3600, 80000) if roll < 0.05 else 0
         bounced = joined + rng.randrange(3600, 80000) if 0.05 <= roll < 0.09 else 0
         confirmed = "0" if rng.random() < 0.1 else "1"
-        return SubscriberRow(subscriberid, listid, address, confirmed, joined, bounced, unsubscribed)
+        # IEM's confirmcode is md5 of random data; hashed here so that it takes nothing from `rng`.
+        code = hashlib.md5(f"{subscriberid}/{listid}/{address}".encode()).hexdigest()
+        return SubscriberRow(subscriberid, listid, address, confirmed, joined, bounced, unsubscribed, code)
+
+    def requests(self) -> list[UnsubscribeRequest]:
+        """Pending unsubscribe requests on some active rows (one in 17), which a complaint must keep."""
+        return [UnsubscribeRequest(r.subscriberid, r.listid, r.subscribedate + 3600,
+                                   f"198.51.100.{r.subscriberid % 250}")
+                for r in self.rows if r.subscriberid % 17 == 0 and not r.unsubscribed and not r.bounced]
 
     def list_rows(self) -> list[ListRow]:
         active: Counter[int] = Counter()
@@ -312,8 +345,9 @@ def _files(rng: random.Random, rows: list[Row], count: int, start: int) -> list[
 
 def _configure(rng: random.Random, name: str, index: int) -> FileSpec:
     variant = "patched" if index == 1 or (index > 2 and rng.random() < 0.3) else "mailer"
-    columns = list(_BASE_COLUMNS) + list(_VARIANTS[variant]) + list(_EXTRA_COLUMNS[: rng.randrange(3)])
-    fields = list(range(len(columns)))
+    extras = list(_EXTRA_COLUMNS[: rng.randrange(3)])
+    columns = list(_BASE_COLUMNS) + list(_VARIANTS[variant]) + extras + list(_COMPLAINT_COLUMNS)
+    fields = list(range(len(_BASE_COLUMNS) + 2 + len(extras))) + list(range(12, 12 + len(_COMPLAINT_COLUMNS)))
     if rng.random() < 0.3:  # the operator listed the fields in another order; `type` stays first
         tail = list(zip(columns[1:], fields[1:], strict=True))
         rng.shuffle(tail)

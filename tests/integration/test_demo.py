@@ -11,6 +11,7 @@ from pathlib import Path
 
 from conftest import MYSQL_URL
 from pmtabounce.common.accounting import AccountingFile
+from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import Topology
 from rabbit_management import ensure_management_api
@@ -51,18 +52,22 @@ def test_the_demo_runs_the_fleet_on_a_tiny_world_and_stops_everything(vhost, tmp
         assert done.returncode == 0, done.stdout + done.stderr
         out = done.stdout
         ledger = dict(as_root(f"SELECT outcome, COUNT(*) FROM `{database}`.`email_pmtabounce_ledger` "
-                                   "GROUP BY outcome"))
+                                   "WHERE record_type <> 'f' GROUP BY outcome"))
+        complaints = dict(as_root(f"SELECT outcome, COUNT(*) FROM `{database}`.`email_pmtabounce_ledger` "
+                                       "WHERE record_type = 'f' GROUP BY outcome"))
         seen = as_root(f"SELECT SUM(seen_count) FROM `{database}`.`email_pmtabounce_ledger`")[0][0]
     finally:
         as_root(f"DROP DATABASE IF EXISTS `{database}`")
 
     bounce_dir = (tmp_path / "demo" / "bounces").resolve()
-    published = sum(isinstance(item, BounceRecord) for path in sorted(bounce_dir.glob("*.csv.done"))
+    published = sum(isinstance(item, (BounceRecord, ComplaintRecord)) for path in sorted(bounce_dir.glob("*.csv.done"))
                     for item in AccountingFile(path))
     assert published > 250 and not list(bounce_dir.glob("*.csv"))  # every file done
     assert summary_count(out, "records published") == published == seen
     assert summary_count(out, "disabled") == ledger["disabled"] > 0
     assert summary_count(out, "not found") == ledger.get("not_found", 0)
+    assert summary_count(out, "complaints unsubscribed") == complaints["unsubscribed"] > 0
+    assert summary_count(out, "complaints ignored") == complaints.get("ignored", 0)
     assert summary_count(out, "dead-lettered") == 0
     assert "processes: producer exit 0, worker-1 exit 0, worker-2 exit 0" in out
     assert f"mysql://root@127.0.0.1:3306/{database}" in out

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pmtabounce.common.accounting import AccountingFile
+from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.config import Settings
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import Topology
@@ -191,10 +192,11 @@ def test_systemd_analyze_verifies_the_units(tmp_path):
 
 def test_the_powermta_snippet_logs_what_the_parser_needs(tmp_path):
     text = (DEPLOY / "pmta" / "acct-file.conf").read_text()
-    assert re.search(r"^\s*records b, rb\s*$", text, re.M)
+    assert re.search(r"^\s*records b, rb, f\s*$", text, re.M)
     fields = {kind: [f.strip() for f in rest.split(",")]
               for kind, rest in re.findall(r"^\s*record-fields (\w+)\s+(.+)$", text, re.M)}
-    assert set(fields) == {"b", "rb"} and fields["b"] == fields["rb"]
+    assert set(fields) == {"b", "rb", "f"} and fields["b"] == fields["rb"]
+    assert re.search(r"^\s*map-header-to-field f header_X-HmXmrOriginalRecipient rcpt\s*$", text, re.M)
     move_to = re.search(r"^\s*move-to (\S+)$", text, re.M).group(1)
     assert move_to == "/var/log/pmta/bounces"  # what the systemd EnvironmentFile points the producer at
 
@@ -209,3 +211,15 @@ def test_the_powermta_snippet_logs_what_the_parser_needs(tmp_path):
     assert isinstance(record, BounceRecord)
     assert (record.rcpt, record.time_logged, record.category, record.list_ids, record.statid) == (
         "john@example.com", 1732010733, "bad-mailbox", (3, 7), 42)
+
+    # A mixed file (the union of the fields) gives the complaint with everything the contract uses.
+    union = list(dict.fromkeys(fields["b"] + fields["f"]))
+    values.update(rcpt="", feedbackType="abuse", format="arf", userAgent="Yahoo!-Mail-Feedback/2.0",
+                  reportingMta="mta.example.net",
+                  **{"header_List-Unsubscribe": "<https://iem.example.com/unsubscribe.php?M=7&C=ab&L=3&N=42>"})
+    row = {f: values[f] for f in fields["f"]}
+    cells = ["f", *(f'"{row.get(f, "")}"' for f in union)]
+    path.write_text(",".join(["type", *union]) + "\r\n" + ",".join(cells) + "\r\n")
+    (complaint,) = list(AccountingFile(path))
+    assert isinstance(complaint, ComplaintRecord) and complaint.feedback_type == "abuse"
+    assert (complaint.link.subscriberid, complaint.link.confirmcode, complaint.list_ids) == (7, "ab", (3, 7))

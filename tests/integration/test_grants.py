@@ -104,6 +104,9 @@ def test_setup_process_and_a_worker_run_as_the_granted_user_and_match_a_root_run
         drop_database(reference)
     assert db.query("SELECT bounced > 0 FROM {t.subscribers} WHERE emailaddress = 'john@example.com'") == [(1,)]
     assert db.query("SELECT COUNT(*) FROM {t.ledger}")[0][0] >= 10
+    # The complaints sample, through the worker: found by its link (M=803 with its C), unsubscribed.
+    assert db.query("SELECT unsubscribed > 0 FROM {t.subscribers} WHERE subscriberid IN (118, 802, 803, 901)") == [
+        (1,)] * 4
 
     # An operator's account: grants.sql plus grants-operator.sql runs `undo` and `explain`.
     target = parse_mysql_url(url)

@@ -120,11 +120,12 @@ def test_a_producer_serves_health_and_counts_what_it_published(vhost, tmp_path):
         assert http_get(port, "/healthz") == (200, "ok\n")
         found = families(port)
         assert value(found, "pmtabounce_pending_files") == 0
-        for sample in sorted(SAMPLES.glob("*.csv")):
+        samples = sorted(SAMPLES.glob("*.csv"))
+        for sample in samples:
             shutil.copy(sample, bounce_dir / sample.name)
         wait_for(lambda: not list(bounce_dir.glob("*.csv")), "the producer to finish the sample files")
-        wait_for(lambda: value(families(port), "pmtabounce_files_done_total", role="producer") == 6,
-                 "the producer to count six files done")
+        wait_for(lambda: value(families(port), "pmtabounce_files_done_total", role="producer") == len(samples),
+                 "the producer to count every sample file done")
         found = families(port)
         published = value(found, "pmtabounce_records_published_total")
         assert published == value(found, "pmtabounce_records_confirmed_total") == vhost.queue_depth(

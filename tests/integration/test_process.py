@@ -58,14 +58,16 @@ def seed_samples(seed: Seed) -> dict[str, int]:
 
 SAMPLE_SUMMARY = {
     "files": 6, "records": 15, "hard": 8, "soft": 3, "ignored": 4, "applied": 4, "disabled": 6, "not_found": 3,
-    "already_bounced": 0, "unroutable": 2, "held": 0, "duplicates": 0, "rejected": 2,
+    "already_bounced": 0, "unroutable": 2, "held": 0, "duplicates": 0, "complaints": 0, "unsubscribed": 0,
+    "complaints_not_found": 0, "complaints_unroutable": 0, "complaints_ignored": 0, "complaint_duplicates": 0,
+    "rejected": 2,
 }
 
 
 @pytest.fixture
 def samples(tmp_path) -> Path:
     directory = tmp_path / "bounces"
-    shutil.copytree(SAMPLES, directory, ignore=shutil.ignore_patterns("*.md"))
+    shutil.copytree(SAMPLES, directory, ignore=shutil.ignore_patterns("*.md", "complaints-*"))
     return directory
 
 
@@ -73,8 +75,8 @@ def test_process_the_sample_files(iem_db, samples):
     ids = seed_samples(Seed(iem_db))
     assert process_json(samples, cli_env(iem_db)) == SAMPLE_SUMMARY
     names = sorted(p.name for p in samples.iterdir())
-    assert names == sorted([p.name + ".done" for p in SAMPLES.glob("*.csv")] + ["bounces-2024-11-19-1025.csv.rejected"]
-                           + [".pmtabounce.lock"])
+    assert names == sorted([p.name + ".done" for p in SAMPLES.glob("bounces-*.csv")]
+                           + ["bounces-2024-11-19-1025.csv.rejected", ".pmtabounce.lock"])
     bounced = dict(iem_db.query("SELECT subscriberid, bounced FROM {t.subscribers}"))
     disabled = {name for name, sid in ids.items() if bounced[sid]}
     assert disabled == {"john", "pieter", "kees", "tom", "bad", "spaces"}
@@ -95,6 +97,40 @@ def test_process_the_sample_files(iem_db, samples):
     assert rejected[0][0] == "pmtabounce_reject_reason"
     assert [row[0].split(":")[0] for row in rejected[1:]] == ["line 4", "line 10"]
     assert rejected[2][1:] == ["b", "1732012008", "trunc@example.com", "failed", "5.1.1 (bad destination mai"]
+
+
+def test_process_the_complaints_sample(iem_db, tmp_path):
+    """A mixed file: its bounce, complaints by rcpt and by IEM's link, JMRP, not-spam, and one naming nobody."""
+    seed = Seed(iem_db)
+    seed.lists(2, 3, 7, 12)
+    seed.newsletter(42)
+    seed.autoresponder(4107)
+    # The links' subscriberids first: the rows after them take the next ids.
+    mike = seed.subscriber("mike@example.org", 3, subscriberid=803, confirmcode="0a9b8c7d6e5f40312233445566778899")
+    dave = seed.subscriber("dave@example.net", 12, subscriberid=804)
+    carol = seed.subscriber("Carol@Example.com", 7, subscriberid=901)
+    jane = [seed.subscriber("jane.doe@example.net", 12, subscriberid=802), seed.subscriber("jane.doe@example.net", 3),
+            seed.subscriber("jane.doe@example.net", 2)]
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    shutil.copy(SAMPLES / "complaints-2024-11-19-1030.csv", directory)
+    summary = process_json(directory, cli_env(iem_db))
+    assert {k: summary[k] for k in ("records", "not_found", "complaints", "unsubscribed", "complaints_not_found",
+                                    "complaints_unroutable", "complaints_ignored", "complaint_duplicates")} == {
+        "records": 6, "not_found": 1, "complaints": 5, "unsubscribed": 3, "complaints_not_found": 0,
+        "complaints_unroutable": 1, "complaints_ignored": 1, "complaint_duplicates": 0}
+    rows = iem_db.query("SELECT subscriberid, listid, unsubscribetime, statid, unsubscribearea "
+                        "FROM {t.unsubscribes} ORDER BY subscriberid")
+    assert sorted(rows) == sorted([(jane[0], 12, 1732011060, 42, "n"), (jane[1], 3, 1732011060, 42, "n"),
+                                   (jane[2], 2, 1732011060, 0, "f"), (mike, 3, 1732011120, 42, "n"),
+                                   (carol, 7, 1732011180, 4107, "a")])
+    assert iem_db.query("SELECT unsubscribed FROM {t.subscribers} WHERE subscriberid = %s", (dave,)) == [(0,)]
+    assert iem_db.query("SELECT unsubscribecount FROM {t.stats_newsletters}") == [(3,)]
+    assert iem_db.query("SELECT unsubscribecount FROM {t.stats_autoresponders}") == [(1,)]
+    by_line = {row["source_line"]: (row["outcome"], row["email"]) for row in ledger_rows(iem_db)}
+    assert by_line == {2: ("not_found", "ann@example.com"), 3: ("unsubscribed", "jane.doe@example.net"),
+                       4: ("unsubscribed", "mike@example.org"), 5: ("unsubscribed", "carol@example.com"),
+                       6: ("ignored", "dave@example.net"), 7: ("unroutable", "")}
 
 
 def test_files_processed_again_change_nothing(iem_db, samples):

@@ -18,6 +18,7 @@ import pika
 import pytest
 from pmtabounce.common.accounting import AccountingFile, RejectedRow
 from pmtabounce.common.bouncedir import REJECT_COLUMN
+from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.message import CONTENT_TYPE, decode
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import H_SOURCE_FILE, H_SOURCE_LINE
@@ -92,9 +93,9 @@ def write_bounces(path: Path, count: int, first: int = 0, bad_every: int = 0) ->
     os.replace(temporary, path)
 
 
-def parse(path: Path) -> tuple[list[BounceRecord], list[RejectedRow]]:
+def parse(path: Path) -> tuple[list[BounceRecord | ComplaintRecord], list[RejectedRow]]:
     items = list(AccountingFile(path))
-    return ([i for i in items if isinstance(i, BounceRecord)], [i for i in items if isinstance(i, RejectedRow)])
+    return ([i for i in items if not isinstance(i, RejectedRow)], [i for i in items if isinstance(i, RejectedRow)])
 
 
 def drain(vhost, at_least: int = 0, timeout: float = 120.0) -> list:
@@ -156,11 +157,12 @@ def test_once_publishes_every_sample_bounce_as_one_persistent_message(vhost, tmp
         assert properties.message_id == record.fingerprint
         assert properties.delivery_mode == 2
         assert properties.content_type == CONTENT_TYPE
-        assert properties.type == "bounce" and properties.app_id == "pmtabounce-producer"
+        assert properties.type == ("complaint" if record.type == "f" else "bounce")
+        assert properties.app_id == "pmtabounce-producer"
         assert properties.timestamp
         assert properties.headers == {H_SOURCE_FILE: record.source_file, H_SOURCE_LINE: record.source_line}
         got[(record.source_file, record.source_line)] = record
-    assert len(messages) == len(expected) == 15
+    assert len(messages) == len(expected) == 15 + 6  # the bounce samples, then the complaints sample's b and f rows
     assert got == expected
 
     names = {p.name for p in directory.iterdir()}

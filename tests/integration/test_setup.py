@@ -8,6 +8,7 @@ import sys
 
 from iem_seed import Seed, bounce, ledger_rows
 from pmtabounce.common.policy import Policy
+from pmtabounce.worker import ledger
 from pmtabounce.worker.apply import BatchApplier
 from pmtabounce.worker.db import Tables
 from pmtabounce.worker.ledger import migrations
@@ -93,3 +94,55 @@ def test_setup_with_a_bad_prefix_or_no_database_url_names_it(iem_db):
                             timeout=120)
     assert result.returncode == 2 and "PMTABOUNCE_MYSQL_URL" in result.stderr
     assert "email_lists" in [row[0] for row in iem_db.query("SHOW TABLES")]
+
+
+COMPLAINT_COLUMNS = ("feedback_type", "feedback_format", "user_agent", "reporting_mta", "list_unsubscribe", "effects")
+
+
+def columns(db) -> list[str]:
+    return [row[0] for row in db.query("SHOW COLUMNS FROM {t.ledger}")]
+
+
+def as_version_1(db) -> None:
+    """The ledger as schema version 1 left it (before complaints)."""
+    db.query("ALTER TABLE {t.ledger} " + ", ".join(f"DROP COLUMN {c}" for c in COMPLAINT_COLUMNS))
+    db.query("UPDATE {t.meta} SET value = '1' WHERE name = 'schema_version'")
+
+
+def test_setup_upgrades_a_version_1_ledger_in_place_keeping_its_rows(iem_db):
+    seed = Seed(iem_db)
+    seed.lists(3)
+    seed.subscriber("ann@example.com", 3)
+    as_version_1(iem_db)
+    iem_db.query("INSERT INTO {t.ledger} (fingerprint, record_type, time_logged, email, dsn_diag, decision, "
+                 "outcome) VALUES ('f' , 'b', 1, 'ann@example.com', 'gone', 'hard', 'disabled')")
+    result = setup(iem_db)
+    assert result.returncode == 0, result.stderr
+    assert columns(iem_db)[-len(COMPLAINT_COLUMNS):] == list(COMPLAINT_COLUMNS)
+    assert iem_db.query("SELECT outcome, feedback_type, list_unsubscribe, effects FROM {t.ledger}") == [
+        ("disabled", "", "", None)]
+    assert iem_db.query("SELECT value FROM {t.meta}") == [(str(ledger.SCHEMA_VERSION),)]
+
+
+def test_setup_finishes_a_migration_a_crash_left_half_done(iem_db):
+    """The columns are there but the version was never recorded: setup runs it again and records it."""
+    iem_db.query("UPDATE {t.meta} SET value = '1' WHERE name = 'schema_version'")
+    before = schema(iem_db)
+    result = setup(iem_db)
+    assert result.returncode == 0, result.stderr
+    assert schema(iem_db) == before
+    assert iem_db.query("SELECT value FROM {t.meta}") == [(str(ledger.SCHEMA_VERSION),)]
+
+
+def test_a_change_the_server_cannot_make_in_place_is_made_its_own_way(iem_db, caplog):
+    """ALGORITHM=INSTANT is asked for first; an index (never instant) falls back rather than failing setup."""
+    from pmtabounce.worker.migrate import _execute_ddl
+
+    connection = iem_db.connect()
+    try:
+        with connection.cursor() as cursor:
+            _execute_ddl(cursor, f"ALTER TABLE {iem_db.tables.ledger} ADD KEY test_outcome_idx (outcome)")
+    finally:
+        connection.close()
+    assert "test_outcome_idx" in schema(iem_db)["email_pmtabounce_ledger"]
+    assert "cannot change `email_pmtabounce_ledger` instantly" in caplog.text

@@ -151,3 +151,23 @@ def test_a_vhost_without_the_topology_says_to_run_setup(iem_db, vhost):
     assert code == 1
     assert report["queue"]["problem"] == "queue pmtabounce.bounces does not exist (run `pmtabounce setup`)"
     assert report["bounce_dir"]["state"] == "not configured"
+
+
+def test_complaints_are_counted_by_outcome_apart_from_bounces(iem_db, tmp_path):
+    add_ledger_rows(iem_db, ("disabled", 5), ("not_found", 5))
+    iem_db.execute_many(
+        "INSERT INTO {t.ledger} (fingerprint, record_type, time_logged, email, dsn_diag, decision, outcome, "
+        "applied_at) VALUES (%s, 'f', 1732000000, 'x@example.com', '', 'all', %s, NOW(6) - INTERVAL %s SECOND)",
+        [(f"c{n:031x}", outcome, ago) for n, (outcome, ago) in enumerate(
+            [("unsubscribed", 5), ("unsubscribed", 7200), ("not_found", 5), ("ignored", 5), ("unroutable", 9)])],
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
+    env.update(PMTABOUNCE_MYSQL_URL=iem_db.url, PMTABOUNCE_BOUNCE_DIR=str(tmp_path))
+    _, report = status_json(env)
+    ledger = report["ledger"]
+    assert ledger["last_hour"] == {"applied": 0, "disabled": 1, "already_bounced": 0, "not_found": 1,
+                                   "unroutable": 0}
+    assert ledger["complaints_last_hour"] == {"unsubscribed": 1, "not_found": 1, "unroutable": 1, "ignored": 1}
+    assert ledger["complaints_last_day"]["unsubscribed"] == 2
+    text = status(env).stdout
+    assert "complaints applied (ledger)" in text and "unsubscribed" in text

@@ -51,7 +51,7 @@ def test_a_malformed_message_is_dead_lettered_with_a_readable_reason_and_the_res
     emails = add_subscribers(iem_db, 20)
     publish(vhost.url, vhost.topology, hard_bounces(emails[:10]))
     publish_raw(vhost.url, vhost.topology, b"{not json", "poison-1", {H_SOURCE_FILE: "b.csv", H_SOURCE_LINE: 7})
-    publish_raw(vhost.url, vhost.topology, b'{"v": 2, "type": "b"}', "poison-2")
+    publish_raw(vhost.url, vhost.topology, b'{"v": 3, "type": "b"}', "poison-2")
     publish(vhost.url, vhost.topology, hard_bounces(emails[10:], start=10))
     port = free_port()
 
@@ -62,7 +62,7 @@ def test_a_malformed_message_is_dead_lettered_with_a_readable_reason_and_the_res
         wait_for(lambda: http_get(port, "/readyz") == (200, "ready\n"), "/readyz to say ready")
         status, metrics = http_get(port, "/metrics")
         assert 'pmtabounce_dead_lettered_total{reason="invalid_message"} 2.0' in metrics
-        assert 'pmtabounce_records_processed_total{outcome="disabled"} 20.0' in metrics
+        assert 'pmtabounce_records_processed_total{outcome="disabled",record="bounce"} 20.0' in metrics
         assert fleet.terminate(worker) == 0, fleet.log()
 
     assert bounced_count(iem_db) == 20
@@ -75,7 +75,7 @@ def test_a_malformed_message_is_dead_lettered_with_a_readable_reason_and_the_res
     assert properties.headers[H_SOURCE_FILE] == "b.csv" and properties.headers[H_SOURCE_LINE] == 7
     assert properties.headers[H_WORKER] and properties.headers[H_DEAD_AT] > 1_700_000_000
     assert properties.delivery_mode == 2
-    assert "unknown schema version 2" in dead["poison-2"][0].headers[H_REASON]
+    assert "unknown schema version 3" in dead["poison-2"][0].headers[H_REASON]
     assert "dead-lettered b.csv line 7: invalid message" in fleet.log()
     assert vhost.queue_depth(vhost.topology.queue) == 0
 

@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from iem_model import BounceModel, IemState, differences, load_world, state_of
@@ -16,6 +17,9 @@ from pmtabounce.demo.world import World
 
 OUTCOME_KEYS = {"applied": "applied", "disabled": "disabled", "not_found": "not_found",
                 "already_bounced": "already_bounced", "unroutable": "unroutable", "duplicate": "duplicates"}
+COMPLAINT_KEYS = {"unsubscribed": "unsubscribed", "not_found": "complaints_not_found",
+                  "unroutable": "complaints_unroutable", "ignored": "complaints_ignored",
+                  "duplicate": "complaint_duplicates"}
 
 
 def process_command(db, directory: Path, **env: str) -> tuple[list[str], dict[str, str]]:
@@ -60,6 +64,8 @@ def test_process_gives_the_model_database_and_a_second_run_changes_nothing(iem_d
 
     assert {OUTCOME_KEYS[o]: summary[OUTCOME_KEYS[o]] for o in OUTCOME_KEYS} == {
         OUTCOME_KEYS[o]: model.outcomes[o] for o in OUTCOME_KEYS}
+    assert {COMPLAINT_KEYS[o]: summary[COMPLAINT_KEYS[o]] for o in COMPLAINT_KEYS} == {
+        COMPLAINT_KEYS[o]: model.complaint_outcomes[o] for o in COMPLAINT_KEYS}
     assert summary["rejected"] == model.rejected
     problems = differences(expected, state_of(iem_db), seen_counts=True)
     assert not problems, "\n".join(problems)
@@ -69,6 +75,7 @@ def test_process_gives_the_model_database_and_a_second_run_changes_nothing(iem_d
     again = run_process(iem_db, directory)
 
     assert again["duplicates"] == sum(model.outcomes.values())
+    assert again["complaint_duplicates"] == sum(model.complaint_outcomes.values())
     assert again["applied"] == again["disabled"] == again["not_found"] == 0
     expected.seen = {where: 2 * count for where, count in expected.seen.items()}
     problems = differences(expected, state_of(iem_db), seen_counts=True)
@@ -113,6 +120,12 @@ def assert_every_branch_is_exercised(before: IemState, after: IemState, model: B
     assert any(before.subscribers[sid].confirmed == "0" for sid in disabled), "no unconfirmed row disabled"
     soft = {e.subscriberid for e in after.ledger.values() if e.outcome == "disabled" and e.decision == "soft"}
     assert any(sum(1 for row in before.bounces if row[0] == sid) for sid in soft), "no threshold reached with history"
+    assert all(model.complaint_outcomes[o] > 0 for o in COMPLAINT_KEYS), model.complaint_outcomes
+    areas = Counter(rows[0][-1] for key, rows in after.unsubscribes.items() if rows != before.unsubscribes.get(key))
+    assert areas["n"] and areas["a"] and areas["f"], f"not every unsubscribearea was written: {areas}"
+    kept = [rows[0] for key, rows in after.unsubscribes.items() if rows[0][0] and before.unsubscribes.get(key)
+            and before.unsubscribes[key][0][2]]
+    assert kept and all(row[2] and row[3] for row in kept), "no pending request's time and IP kept"
 
 
 def wait_for_ledger_rows(db, target: int, child: subprocess.Popen) -> None:

@@ -209,3 +209,31 @@ def test_require_bounce_dir(tmp_path):
         Settings.from_env({}).require_bounce_dir()
     with pytest.raises(ConfigError, match="does not exist"):
         s.require_bounce_dir(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("environ", "types", "scope"),
+    [
+        ({}, {"abuse", ""}, "all"),
+        ({"PMTABOUNCE_COMPLAINT_TYPES": "abuse"}, {"abuse"}, "all"),
+        ({"PMTABOUNCE_COMPLAINT_TYPES": "Abuse, empty, fraud"}, {"abuse", "", "fraud"}, "all"),
+        ({"PMTABOUNCE_COMPLAINT_SCOPE": "Campaign"}, {"abuse", ""}, "campaign"),
+        ({"PMTABOUNCE_COMPLAINT_SCOPE": "row"}, {"abuse", ""}, "row"),
+    ],
+)
+def test_the_complaint_policy_from_the_environment(environ, types, scope):
+    policy = Settings.from_env(environ).policy
+    assert (policy.complaint_types, policy.complaint_scope) == (types, scope)
+    assert policy.complaint_acts("ABUSE") is ("abuse" in types) and policy.complaint_acts("") is ("" in types)
+
+
+def test_the_complaint_policy_from_a_toml_file_and_a_bad_scope_named(tmp_path):
+    path = tmp_path / "pmtabounce.toml"
+    path.write_text('[policy]\ncomplaint_types = ["abuse", "", "other"]\ncomplaint_scope = "row"\n')
+    policy = Settings.from_env({"PMTABOUNCE_CONFIG": str(path)}).policy
+    assert (policy.complaint_types, policy.complaint_scope) == ({"abuse", "", "other"}, "row")
+    with pytest.raises(ConfigError, match="PMTABOUNCE_COMPLAINT_SCOPE='everyone'"):
+        Settings.from_env({"PMTABOUNCE_COMPLAINT_SCOPE": "everyone"})
+    path.write_text('[policy]\ncomplaint_scope = "list"\n')
+    with pytest.raises(ConfigError, match="pmtabounce.toml"):
+        Settings.from_env({"PMTABOUNCE_CONFIG": str(path)})

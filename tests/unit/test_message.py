@@ -2,8 +2,9 @@
 
 import orjson
 import pytest
+from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.errors import InvalidMessage, PermanentError
-from pmtabounce.common.message import MAX_BODY, SCHEMA_VERSION, decode, encode
+from pmtabounce.common.message import BOUNCE_VERSION, MAX_BODY, decode, encode
 from pmtabounce.common.record import INT32_MAX, BounceRecord
 
 RECORDS = [
@@ -27,12 +28,13 @@ def test_round_trip(record):
 
 def test_the_body_is_versioned_json():
     body = orjson.loads(encode(RECORDS[0]))
-    assert body["v"] == SCHEMA_VERSION == 1
+    assert body["v"] == BOUNCE_VERSION == 1  # a worker not yet upgraded still reads a bounce
     assert body["list_ids"] == [3] and body["statid"] == 42 and body["time"] == 1732010733
 
 
-def body(**changes) -> bytes:
-    data = orjson.loads(encode(RECORDS[0]))
+def body(record=None, **changes) -> bytes:
+    """The body of `record` (the first bounce by default) with fields changed (`...`: removed)."""
+    data = orjson.loads(encode(record or RECORDS[0]))
     for key, value in changes.items():
         if value is ...:
             del data[key]
@@ -52,7 +54,7 @@ def body(**changes) -> bytes:
         (b"null", "not a JSON object"),
         (b"x" * (MAX_BODY + 1), "bytes"),
         (body(v=...), "schema version"),
-        (body(v=2), "schema version"),
+        (body(v=3), "schema version"),
         (body(v="1"), "schema version"),
         (body(v=True), "schema version"),  # JSON true == 1 in Python
         (body(v=1.0), "schema version"),
@@ -103,3 +105,50 @@ def test_unknown_extra_fields_are_ignored():
 def test_rcpt_is_trimmed_and_list_ids_normalised_on_the_way_in():
     record = decode(body(rcpt="  john@example.com ", list_ids=[13, 7, 7]))
     assert record.rcpt == "john@example.com" and record.list_ids == (7, 13)
+
+
+COMPLAINTS = [
+    ComplaintRecord("f", 1732011060, "jane.doe@example.net", "abuse", "arf", "Example-Feedback/2.0",
+                    "feedback.example.net", (3, 12), 42,
+                    "<https://iem.example.com/unsubscribe.php?M=802&C=6f1c&L=12&N=42>", "complaints.csv", 3),
+    ComplaintRecord("f", 1732011300, "", "", "jmrp", "", "", (), 0, "", "", 0),  # redacted, nothing else
+]
+
+
+@pytest.mark.parametrize("record", COMPLAINTS, ids=range(len(COMPLAINTS)))
+def test_a_complaint_round_trips_as_version_2(record):
+    raw = encode(record)
+    assert orjson.loads(raw)["v"] == 2
+    back = decode(raw)
+    assert back == record and back.fingerprint == record.fingerprint and back.link == record.link
+
+
+def complaint_body(**changes) -> bytes:
+    return body(COMPLAINTS[0], **changes)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (complaint_body(v=1), "not a bounce"),  # version 1 never carried a complaint
+        (complaint_body(v=3), "unknown schema version 3"),
+        (complaint_body(feedback_type=...), "'feedback_type'"),
+        (complaint_body(format=None), "'format'"),
+        (complaint_body(user_agent=1), "'user_agent'"),
+        (complaint_body(reporting_mta=...), "'reporting_mta'"),
+        (complaint_body(list_unsubscribe=...), "'list_unsubscribe'"),
+        (complaint_body(rcpt=None), "'rcpt'"),
+        (complaint_body(rcpt="x" * 256), "rcpt"),
+        (complaint_body(list_ids=[0]), "list_ids"),
+        (complaint_body(statid=-1), "'statid'"),
+    ],
+)
+def test_an_invalid_complaint_body_is_refused_with_a_reason(raw, reason):
+    with pytest.raises(InvalidMessage, match=reason):
+        decode(raw)
+
+
+def test_a_bounce_written_as_version_2_is_read_too():
+    data = orjson.loads(encode(RECORDS[0]))
+    data["v"] = 2
+    assert decode(orjson.dumps(data)) == RECORDS[0]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pmtabounce.common.accounting import AccountingFile, RejectedRow
+from pmtabounce.common.complaint import ComplaintRecord
 
 from pmtabounce.demo.world import World
 
@@ -15,13 +16,19 @@ ISO_TIME = re.compile(r"(^|,)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[+-]\d{4}(,|$)", re.M
 
 
 def parse(paths: list[Path]) -> tuple[list, list[RejectedRow], list[AccountingFile]]:
+    """Bounce records, rejected rows and the parsed files (complaints: `complaints_of`)."""
     records, rejected, files = [], [], []
     for path in paths:
         source = AccountingFile(path)
         for item in source:
-            (rejected if isinstance(item, RejectedRow) else records).append(item)
+            if not isinstance(item, ComplaintRecord):
+                (rejected if isinstance(item, RejectedRow) else records).append(item)
         files.append(source)
     return records, rejected, files
+
+
+def complaints_of(paths: list[Path]) -> list[ComplaintRecord]:
+    return [item for path in paths for item in AccountingFile(path) if isinstance(item, ComplaintRecord)]
 
 
 @pytest.fixture(scope="module")
@@ -109,3 +116,32 @@ def test_an_independent_world_bounces_each_address_at_most_once(tmp_path):
     assert len({r.fingerprint for r in records}) == len(records)
     addresses = Counter(r.rcpt.lower() for r in records)
     assert addresses.most_common(1)[0][1] == 1
+
+
+def test_complaints_come_in_every_shape_a_provider_sends(small):
+    world, paths, _, _, _ = small
+    found = complaints_of(paths)
+    assert len(found) > 40
+    rows = {r.subscriberid: r for r in world.subscribers}
+    links = [c.link for c in found if c.link]
+    assert any(c.rcpt and c.link for c in found) and any(not c.rcpt and c.link for c in found)
+    assert any(not c.rcpt and not c.link for c in found)  # names nobody: unroutable
+    assert any(link.confirmcode == rows[link.subscriberid].confirmcode for link in links)
+    assert any(link.confirmcode and link.confirmcode != rows[link.subscriberid].confirmcode for link in links)
+    assert any(not link.confirmcode for link in links) and {link.area for link in links} == {"a", "n"}
+    assert {c.feedback_type for c in found} >= {"abuse", "", "not-spam"}
+    assert any(c.format == "jmrp" for c in found)
+    assert len({c.fingerprint for c in found}) < len(found)  # a report met again
+    assert world.requests and all(not rows[q.subscriberid].unsubscribed for q in world.requests)
+
+
+def test_an_independent_world_complains_only_about_addresses_nothing_else_touches(tmp_path):
+    world = World.generate(4, subscribers=500, records=800, files=3, independent=True)
+    paths = world.write_files(tmp_path)
+    records, _, _ = parse(paths)
+    found = complaints_of(paths)
+    email_of = {r.subscriberid: r.emailaddress.lower() for r in world.subscribers}
+    named = [c.rcpt.lower() or email_of.get(c.link.subscriberid if c.link else 0, "") for c in found]
+    named = [n for n in named if n]
+    assert len(named) == len(set(named)) > 10
+    assert not set(named) & {r.rcpt.lower() for r in records}
