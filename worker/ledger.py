@@ -15,7 +15,7 @@ from .db import Tables, case_of, insert_rows
 from .effects import to_json
 from .rows import Outcome
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:

@@ -67,7 +67,7 @@ def test_process_holds_the_storm_after_the_trip_point_then_release_or_discard(ie
     for done in (tmp_path / "bounces").glob("*.csv.done"):  # every file again: released or discarded, a duplicate
         done.rename(done.with_suffix(""))
     again = json_of(pmtabounce(iem_db, "process", "--json", str(tmp_path / "bounces")))
-    assert again["duplicates"] == len(records) and again["held"] == 0
+    assert again["duplicates"] + again["complaint_duplicates"] == len(records) and again["held"] == 0
     assert not differences(settled, state_of(iem_db))
     audit = iem_db.query("SELECT action, finished_at IS NOT NULL FROM {t.audit}")
     assert audit == [(f"guard {then}", 1)]

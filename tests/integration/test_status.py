@@ -166,7 +166,7 @@ def test_complaints_are_counted_by_outcome_apart_from_bounces(iem_db, tmp_path):
     _, report = status_json(env)
     ledger = report["ledger"]
     assert ledger["last_hour"] == {"applied": 0, "disabled": 1, "already_bounced": 0, "not_found": 1,
-                                   "unroutable": 0}
+                                   "unroutable": 0, "held": 0, "discarded": 0}
     assert ledger["complaints_last_hour"] == {"unsubscribed": 1, "not_found": 1, "unroutable": 1, "ignored": 1}
     assert ledger["complaints_last_day"]["unsubscribed"] == 2
     text = status(env).stdout
