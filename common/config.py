@@ -51,6 +51,8 @@ INT_RANGES = (
     ("max_replays", 0, 1000),
     ("metrics_port", 0, 65535),
     ("publish_window", 1, 100000),
+    ("guard_min", 1, 10_000_000),
+    ("guard_window", 1, 86400),
 )
 
 
@@ -75,7 +77,11 @@ class Settings:
     rescan_seconds: float = 5.0
     retry_max_wait: float = 30.0
     publish_window: int = 2000  # producer: records read but not yet safe (confirmed), at most
-    dlq_audit_file: Path | None = None  # `dlq replay`/`purge` also append their audit lines here
+    dlq_audit_file: Path | None = None  # `dlq`, `undo` and `guard` runs also append their audit lines here
+    guard: bool = True  # the domain guard (issue 12): hold a domain's hard bounces when they spike
+    guard_min: int = 100  # hard bounces in one window that may trip a domain, at least
+    guard_factor: float = 3.0  # times the domain's busiest window of the previous 7 days
+    guard_window: int = 600  # seconds of bounce time (timeLogged) per window
 
     @property
     def mysql(self) -> MySQLTarget:
@@ -205,8 +211,9 @@ def _choices(source: _Source) -> dict:
 def _numbers(cls: type[Settings], source: _Source) -> dict:
     values: dict[str, float] = {name: _int(*source.get(name, getattr(cls, name)), low, high)
                                 for name, low, high in INT_RANGES}
-    for name in ("rescan_seconds", "retry_max_wait"):
+    for name in ("rescan_seconds", "retry_max_wait", "guard_factor"):
         values[name] = _float(*source.get(name, getattr(cls, name)))
+    values["guard"] = _switch(*source.get("guard", "on"))
     return values
 
 
@@ -272,6 +279,16 @@ def _int(value, where: str, low: int, high: int) -> int:
     if not low <= number <= high:
         raise ConfigError(f"{where}={number}: must be between {low} and {high}")
     return number
+
+
+def _switch(value, where: str) -> bool:
+    """on/off, as an operator writes it (also true/false, yes/no, 1/0)."""
+    text = str(value).strip().lower()
+    if text in ("on", "true", "yes", "1"):
+        return True
+    if text in ("off", "false", "no", "0"):
+        return False
+    raise ConfigError(f"{where}={value!r}: must be on or off")
 
 
 def _float(value, where: str) -> float:

@@ -61,12 +61,29 @@ LAST_SUCCESS = Gauge(
     "pmtabounce_last_success_timestamp_seconds", "Unix time of the last committed batch or confirmed file",
     registry=None,
 )
+GUARD_TRIPS = Counter(
+    "pmtabounce_guard_trips_total", "Times the domain guard tripped a recipient domain", registry=None
+)
+GUARD_TRIPPED_DOMAINS = Gauge(
+    "pmtabounce_guard_tripped_domains", "Recipient domains whose hard bounces the guard holds now (at the last batch)",
+    registry=None,
+)
+GUARD_HELD = Gauge(
+    "pmtabounce_guard_held_records", "Records held by the domain guard, waiting for `guard release` or `discard`",
+    registry=None,
+)
+GUARD_REWALKS = Counter(
+    "pmtabounce_guard_rewalks_total",
+    "Batches walked again with the guard's rows locked, because another worker's commit moved the counts",
+    registry=None,
+)
 
 # What each role that serves /metrics exports: what it does, nothing it does not.
 ROLES = {
     "producer": (RECORDS_READ, RECORDS_REJECTED, RECORDS_PUBLISHED, RECORDS_CONFIRMED, PUBLISH_NACKED,
                  FILES_DONE, RETRIES, PENDING_FILES, OLDEST_PENDING_FILE_AGE, LAST_SUCCESS),
-    "worker": (RECORDS_PROCESSED, RETRIES, DEAD_LETTERED, BATCH_DURATION, BATCH_SIZE, LAST_SUCCESS),
+    "worker": (RECORDS_PROCESSED, RETRIES, DEAD_LETTERED, BATCH_DURATION, BATCH_SIZE, LAST_SUCCESS,
+               GUARD_TRIPS, GUARD_TRIPPED_DOMAINS, GUARD_HELD, GUARD_REWALKS),
 }
 
 

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import click
 
+from .commands.explain import explain
+from .commands.guard import guard
 from .commands.process import process
 from .commands.producer import producer
 from .commands.setup import setup
 from .commands.status import status
+from .commands.undo import undo
 from .commands.worker import worker
 from .demo.command import demo
 from .dlq.command import dlq
@@ -27,5 +30,5 @@ def main() -> None:
     """
 
 
-for command in (setup, process, producer, worker, dlq, status, demo):
+for command in (setup, process, producer, worker, dlq, status, demo, explain, undo, guard):
     main.add_command(command)

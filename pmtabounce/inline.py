@@ -20,6 +20,7 @@ from .common.errors import FatalError, TransientError
 from .summary import Summary
 from .worker.apply import BatchApplier
 from .worker.db import Tables
+from .worker.guard import GuardSettings
 
 log = logging.getLogger("pmtabounce.process")
 
@@ -48,6 +49,7 @@ def process_directory(
     applier = applier or BatchApplier(
         settings.mysql, Tables(settings.table_prefix), settings.policy,
         retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
+        guard=GuardSettings.from_settings(settings),
     )
     summary = Summary()
     try:

@@ -48,6 +48,7 @@ class Summary:
             ("not found", o["not_found"]),
             ("already bounced", o["already_bounced"]),
             ("unroutable", o["unroutable"]),
+            ("held", o["held"]),
             ("duplicates", o["duplicate"]),
             ("complaints", sum(c.values())),
             ("unsubscribed", c["unsubscribed"]),

@@ -283,6 +283,26 @@ class BounceModel:
         return "unsubscribed", email, (found[0][1], found[0][0])
 
 
+def state_of(db) -> IemState:
+    """What an IemDatabase (tests/conftest.py) holds now."""
+    connection = db.connect()
+    try:
+        return IemState.from_database(connection, db.tables)
+    finally:
+        connection.close()
+
+
+def load_world(db, world, directory: Path) -> IemState:
+    """A pmtabounce.demo.world.World into an IemDatabase and its files into `directory`; the state before any bounce."""
+    connection = db.connect()
+    try:
+        world.create_database(connection, db.tables)
+    finally:
+        connection.close()
+    world.write_files(directory)
+    return state_of(db)
+
+
 def _natural(name: str) -> tuple:
     return tuple(int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name))
 

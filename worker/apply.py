@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -16,14 +17,20 @@ from ..common.config import MySQLTarget
 from ..common.errors import CommittedElsewhere, FatalError, PermanentError, TransientError
 from ..common.policy import Policy
 from ..common.record import BounceRecord
-from . import iem, ledger
+from . import guard_store, iem, ledger
 from .db import Connection, Tables, connect, setting_to_check, translate
+from .guard import GuardBatch, GuardSettings, domain_of, hard_domains
 from .plan import Outcome, Plan, plan_batch
 from .rows import Candidate, LinkedRow, Record
 
 log = logging.getLogger("pmtabounce.worker")
 
 PROBE_SECONDS = 1.0  # how often a retry pause checks whether the database is back
+GAUGES_EVERY = 10.0  # seconds: the guard's gauges are read again at most this often (and at every trip)
+
+
+class GuardMoved(Exception):
+    """Another worker's commit changed what the domain guard decides for this batch: walk it again, rows locked."""
 
 
 @dataclass
@@ -56,10 +63,14 @@ class BatchApplier:
         retry_max_wait: float = 30.0,
         give_up_after: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        guard: GuardSettings | None = None,
     ) -> None:
         self.target = target
         self.tables = tables
         self.policy = policy
+        self.guard = guard if guard is not None else GuardSettings()
+        self._guard_totals: tuple[int, int] | None = None  # (tripped domains, held records), for the gauges
+        self._guard_totals_read = float("-inf")
         self._connection: Connection | None = None
         self._sleep = sleep
         self._retrying = Retrying(
@@ -71,34 +82,40 @@ class BatchApplier:
             reraise=True,
         )
 
-    def apply(self, records: Sequence[Record]) -> BatchResult:
+    def apply(self, records: Sequence[Record], *, release: bool = False) -> BatchResult:
         """All records in one transaction; a record the database refuses is isolated, the rest commit.
 
+        `release`: the records are held ones (`guard release`): applied as if new, their ledger rows
+        updated from `held` to their real outcome, the guard not asked again.
         Transient failures are retried (forever unless `give_up_after`); a FatalError propagates.
         """
         if not records:
             return BatchResult()
         try:
-            return BatchResult(self._retrying(self._apply_once, records))
+            return BatchResult(self._retrying(self._apply_once, records, release))
         except PermanentError as exc:
             if len(records) == 1:
                 return BatchResult(failed=[(records[0], str(exc))])
         log.warning("a batch of %d records was refused; applying them one by one to find the bad ones", len(records))
         result = BatchResult()
         for record in records:
-            single = self.apply([record])
+            single = self.apply([record], release=release)
             result.outcomes += single.outcomes
             result.failed += single.failed
         return result
 
-    def _apply_once(self, records: Sequence[Record]) -> list[Outcome]:
+    def _apply_once(self, records: Sequence[Record], release: bool = False) -> list[Outcome]:
         started = time.perf_counter()
         connection = None
         try:
             connection = self._connect()
-            with connection.cursor() as cursor:
-                plan = self._plan(cursor, records)
-                self._write(cursor, plan)
+            try:
+                plan = self._transaction(connection, records, release, lock_guard_first=False)
+            except GuardMoved:
+                metrics.GUARD_REWALKS.inc()
+                log.debug("the domain guard's counts moved under this batch; walking it again with them locked")
+                connection.rollback()
+                plan = self._transaction(connection, records, release, lock_guard_first=True)
             connection.commit()
         except BaseException as exc:
             if not isinstance(exc, Exception):  # interrupted: closing rolls back, without waiting on a silent server
@@ -120,12 +137,40 @@ class BatchApplier:
         for outcome in plan.outcomes:
             kind = "complaint" if isinstance(outcome.record, ComplaintRecord) else "bounce"
             metrics.RECORDS_PROCESSED.labels(outcome.outcome, kind).inc()
+        if plan.guard is not None:
+            self._report_guard(plan.guard)
         return plan.outcomes
 
-    def _plan(self, cursor, records: Sequence[Record]) -> Plan:
-        """Read, locked, every row the batch's records may touch; then decide in memory."""
+    def _transaction(self, connection, records, release: bool, lock_guard_first: bool) -> Plan:
+        """Read, walk, write. The guard's rows are locked last, just before commit, unless `lock_guard_first`
+        (after GuardMoved): then the walk itself sees the locked counts."""
+        t = self.tables
+        with connection.cursor() as cursor:
+            reads = self._read(cursor, records, release)
+            guard = None if release else self._guard_batch(cursor, records, reads, lock=lock_guard_first)
+            plan = self._walk(records, reads, guard)
+            self._write(cursor, plan, release)
+            if guard is None or not guard.added:
+                return plan
+            if not lock_guard_first:
+                locked = self._guard_states(cursor, records, reads, lock=True)
+                if not guard.stands_with(locked.states):
+                    rewalked = self._walk(records, reads, locked).guard
+                    if rewalked is None or not rewalked.same_decisions(guard):
+                        raise GuardMoved()
+                    plan.guard = guard = rewalked
+            guard_store.write(cursor, t, guard, int(time.time()))
+            if guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
+                self._guard_totals = guard_store.totals(cursor, t)
+                self._guard_totals_read = time.monotonic()
+        return plan
+
+    def _read(self, cursor, records: Sequence[Record], release: bool) -> dict:
+        """Read, locked, every row the batch's records may touch: plan_batch's keyword arguments."""
         t = self.tables
         known = ledger.known(cursor, t, (r.fingerprint for r in records))
+        if release:  # their ledger rows say `held`; these are the records to apply now
+            known -= {r.fingerprint for r in records}
         fresh = [r for r in records if r.fingerprint not in known]
         bounces = [r for r in fresh if isinstance(r, BounceRecord) and r.list_ids]
         complaints = [
@@ -141,20 +186,35 @@ class BatchApplier:
         )
         bounce_rows = iem.existing_bounces(cursor, t, (c.subscriberid for c in candidates))
         statids = [r.statid for r in bounces] + [r.statid or (r.link.statid if r.link else 0) for r in complaints]
-        return plan_batch(
-            records,
-            policy=self.policy,
-            known=known,
-            candidates=candidates,
-            bounce_rows=bounce_rows,
-            stats_tables=iem.stats_tables(cursor, t, statids),
-            linked=linked,
-            requests=requests,
-        )
+        return {"known": known, "candidates": candidates, "bounce_rows": bounce_rows,
+                "stats_tables": iem.stats_tables(cursor, t, statids), "linked": linked, "requests": requests}
 
-    def _write(self, cursor, plan: Plan) -> None:
+    def _guard_batch(self, cursor, records, reads: dict, *, lock: bool) -> GuardBatch | None:
+        """The guard's view for this batch's walk; None when PMTABOUNCE_GUARD=off."""
+        return self._guard_states(cursor, records, reads, lock=lock) if self.guard.enabled else None
+
+    def _guard_states(self, cursor, records, reads: dict, *, lock: bool) -> GuardBatch:
+        hard = [r for r in records if isinstance(r, BounceRecord) and r.fingerprint not in reads["known"]
+                and self.policy.classify(r.category) == "hard"]
+        domains = hard_domains(hard, self.policy.classify)
+        if not domains:
+            return GuardBatch(self.guard, {})
+        if lock:
+            guard_store.lock_domains(cursor, self.tables, domains)
+        windows = [self.guard.window_of(r.time_logged) for r in hard]
+        return GuardBatch(self.guard, guard_store.read_states(cursor, self.tables, domains, min(windows), max(windows)))
+
+    def _walk(self, records, reads: dict, guard: GuardBatch | None) -> Plan:
+        return plan_batch(records, policy=self.policy, guard=guard, **reads)
+
+    def _write(self, cursor, plan: Plan, release: bool) -> None:
         t = self.tables
-        ledger.record(cursor, t, plan.new_outcomes)
+        if release:
+            guard_store.settle(cursor, t, plan.new_outcomes)
+            released = Counter(domain_of(o.record.rcpt) for o in plan.new_outcomes)
+            guard_store.add_held(cursor, t, {domain: -count for domain, count in released.items()})
+        else:
+            ledger.record(cursor, t, plan.new_outcomes)
         iem.add_campaign_counts(cursor, t, plan.stats)
         iem.insert_bounces(cursor, t, plan.bounce_rows)
         iem.disable_subscribers(cursor, t, plan.disable)
@@ -162,6 +222,17 @@ class BatchApplier:
         iem.replace_unsubscribe_rows(cursor, t, plan.unsubscribe_rows)
         iem.move_list_counts(cursor, t, plan.list_bounces, plan.list_unsubscribes)
         ledger.count_repeats(cursor, t, plan.repeats)
+
+    def _report_guard(self, guard: GuardBatch) -> None:
+        """After commit: the gauges, and a WARNING per trip naming the undo that reverts its window's start."""
+        if self._guard_totals is not None:
+            metrics.GUARD_TRIPPED_DOMAINS.set(self._guard_totals[0])
+            metrics.GUARD_HELD.set(self._guard_totals[1])
+        for trip in guard.trips.values():
+            metrics.GUARD_TRIPS.inc()
+            log.warning("%s", trip.message(self.guard, self.policy.hard),
+                        extra={"event": "guard_trip", "domain": trip.domain, "window_start": trip.window_start,
+                               "count": trip.count, "threshold": trip.threshold})
 
     def _connect(self):
         if self._connection is None:

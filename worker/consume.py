@@ -25,6 +25,7 @@ from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
 from .amqp import Consumer
 from .apply import BatchApplier
 from .db import Tables
+from .guard import GuardSettings
 from .handle import DeadLetterGuard, Handled, handle_batch
 
 log = logging.getLogger("pmtabounce.worker")
@@ -90,6 +91,7 @@ class Worker:
         self.applier = BatchApplier(
             settings.mysql, Tables(settings.table_prefix), settings.policy,
             retry_max_wait=settings.retry_max_wait, sleep=self._database_pause,
+            guard=GuardSettings.from_settings(settings),
         )
         self.guard = DeadLetterGuard()
         self.name = f"{socket.gethostname()}:{os.getpid()}"

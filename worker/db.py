@@ -79,6 +79,18 @@ class Tables:
     def meta(self) -> str:
         return self._name("pmtabounce_meta")
 
+    @property
+    def guard_domains(self) -> str:
+        return self._name("pmtabounce_guard_domains")
+
+    @property
+    def guard_windows(self) -> str:
+        return self._name("pmtabounce_guard_windows")
+
+    @property
+    def audit(self) -> str:
+        return self._name("pmtabounce_audit")
+
 
 Connection = pymysql.connections.Connection  # so that modules holding one need not import PyMySQL
 
@@ -158,8 +170,9 @@ def case_of(key: str, values: Mapping) -> tuple[str, list]:
 MAX_STATEMENT = 1_000_000  # bytes; below MySQL's default max_allowed_packet, as PyMySQL's executemany
 
 
-def insert_rows(cursor, statement: str, rows: Sequence[Sequence]) -> None:
-    """`statement` (INSERT INTO t (cols) VALUES) with the rows appended, many per statement.
+def insert_rows(cursor, statement: str, rows: Sequence[Sequence], *, suffix: str = "") -> None:
+    """`statement` (INSERT INTO t (cols) VALUES) with the rows appended, many per statement,
+    each statement ending in `suffix` (an ON DUPLICATE KEY UPDATE clause, say).
 
     The same escaping as PyMySQL's executemany, done in one pass: there every
     value goes through several layers of calls, and for the ledger's fifteen
@@ -184,12 +197,12 @@ def insert_rows(cursor, statement: str, rows: Sequence[Sequence]) -> None:
     for row in rows:
         value = "(" + ",".join([literal(v) for v in row]) + ")"
         if values and size + len(value) > MAX_STATEMENT:
-            cursor.execute(statement + ",".join(values))
+            cursor.execute(statement + ",".join(values) + suffix)
             values, size = [], len(statement)
         values.append(value)
         size += len(value) + 1
     if values:
-        cursor.execute(statement + ",".join(values))
+        cursor.execute(statement + ",".join(values) + suffix)
 
 
 def _double_quotes(text: str) -> str:

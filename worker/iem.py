@@ -222,3 +222,72 @@ def replace_unsubscribe_rows(cursor, t: Tables, rows: Sequence[Unsubscribed]) ->
         [(r.subscriberid, r.unsubscribetime, "", r.kept_request_time, r.kept_request_ip, r.listid, r.statid, r.area)
          for r in rows],
     )
+
+
+def rows_of_address(cursor, t: Tables, email: str) -> list[tuple[int, int, int, int, str]]:
+    """(subscriberid, listid, bounced, unsubscribed, confirmed) of every row of an address, by listid.
+
+    Matched by IEM's collation (case-insensitive), as IEM's own lookup. For `explain`.
+    """
+    cursor.execute(
+        f"SELECT subscriberid, listid, bounced, unsubscribed, confirmed FROM {t.subscribers} "
+        "WHERE emailaddress = %s ORDER BY listid",
+        (email.strip(),),
+    )
+    return [tuple(row) for row in cursor.fetchall()]
+
+
+def bounce_rows_of(cursor, t: Tables, subscriber_ids: Sequence[int]) -> list[tuple]:
+    """(bounceid, subscriberid, statid, listid, bouncetime, bouncetype, bouncerule) of these subscribers, by time."""
+    if not subscriber_ids:
+        return []
+    cursor.execute(
+        f"SELECT bounceid, subscriberid, statid, listid, bouncetime, bouncetype, bouncerule FROM {t.bounces} "
+        f"WHERE subscriberid IN ({_marks(len(subscriber_ids))}) ORDER BY bouncetime, bounceid",
+        list(subscriber_ids),
+    )
+    return [tuple(row) for row in cursor.fetchall()]
+
+
+def lock_subscribers(cursor, t: Tables, subscriber_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    """Lock these subscriber rows (in id order, as the workers do); subscriberid -> (listid, bounced, unsubscribed)
+    of those that still exist. For `undo`."""
+    if not subscriber_ids:
+        return {}
+    cursor.execute(
+        f"SELECT subscriberid, listid, bounced, unsubscribed FROM {t.subscribers} "
+        f"WHERE subscriberid IN ({_marks(len(subscriber_ids))}) ORDER BY subscriberid FOR UPDATE",
+        list(subscriber_ids),
+    )
+    return {row[0]: (row[1], row[2] or 0, row[3] or 0) for row in cursor.fetchall()}
+
+
+def delete_bounce_rows(cursor, t: Tables, keys: Sequence[tuple]) -> set[tuple]:
+    """Undo of step 4: remove one bounce row per (subscriberid, statid, listid, bouncetime, bouncetype, bouncerule);
+    returns the keys that had a row (the others were removed or changed since)."""
+    if not keys:
+        return set()
+    wanted = set(keys)
+    sids = sorted({key[0] for key in wanted})
+    cursor.execute(
+        f"SELECT bounceid, subscriberid, statid, listid, bouncetime, bouncetype, bouncerule FROM {t.bounces} "
+        f"WHERE subscriberid IN ({_marks(len(sids))}) ORDER BY bounceid FOR UPDATE",
+        sids,
+    )
+    chosen: dict[tuple, int] = {}
+    for bounceid, *key in cursor.fetchall():
+        if tuple(key) in wanted:
+            chosen.setdefault(tuple(key), bounceid)
+    if chosen:
+        ids = sorted(chosen.values())
+        cursor.execute(f"DELETE FROM {t.bounces} WHERE bounceid IN ({_marks(len(ids))})", ids)
+    return set(chosen)
+
+
+def reactivate_subscribers(cursor, t: Tables, rows: Mapping[int, int]) -> None:
+    """Undo of step 5 for subscriberid -> listid: `bounced = 0`, and per list bouncecount - 1, subscribecount + 1
+    per row, as IEM's own re-activation moves them."""
+    if rows:
+        per_list = Counter(rows.values())
+        disable_subscribers(cursor, t, {sid: 0 for sid in rows})
+        move_list_counts(cursor, t, {listid: -n for listid, n in per_list.items()}, {})

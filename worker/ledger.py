@@ -15,7 +15,7 @@ from .db import Tables, case_of, insert_rows
 from .effects import to_json
 from .rows import Outcome
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:
@@ -66,6 +66,42 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
   ADD COLUMN reporting_mta varchar(255) NOT NULL DEFAULT '',
   ADD COLUMN list_unsubscribe varchar(2048) NOT NULL DEFAULT '',
   ADD COLUMN effects mediumtext DEFAULT NULL""",
+            ],
+        ),
+        (
+            3,  # issue 12: undo marks, the domain guard's state, the audit of operator actions
+            [
+                f"ALTER TABLE {t.ledger} ADD COLUMN undo_run bigint unsigned DEFAULT NULL, "
+                "ADD KEY pmtabounce_ledger_time (time_logged), ADD KEY pmtabounce_ledger_outcome (outcome, id)",
+                f"""CREATE TABLE IF NOT EXISTS {t.guard_domains} (
+  domain varchar(255) NOT NULL,
+  tripped_at int DEFAULT NULL,
+  tripped_by varchar(255) NOT NULL DEFAULT '',
+  trip_window int DEFAULT NULL,
+  trip_count int unsigned NOT NULL DEFAULT 0,
+  trip_threshold int unsigned NOT NULL DEFAULT 0,
+  held int unsigned NOT NULL DEFAULT 0,
+  trips int unsigned NOT NULL DEFAULT 0,
+  PRIMARY KEY (domain),
+  KEY pmtabounce_guard_tripped (tripped_at)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+                f"""CREATE TABLE IF NOT EXISTS {t.guard_windows} (
+  domain varchar(255) NOT NULL,
+  window_start int NOT NULL,
+  hard_count int unsigned NOT NULL DEFAULT 0,
+  tripped tinyint NOT NULL DEFAULT 0,
+  PRIMARY KEY (domain, window_start)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
+                f"""CREATE TABLE IF NOT EXISTS {t.audit} (
+  id bigint unsigned NOT NULL AUTO_INCREMENT,
+  started_at timestamp(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  finished_at timestamp(6) NULL DEFAULT NULL,
+  operator varchar(255) NOT NULL,
+  action varchar(32) NOT NULL,
+  target text NOT NULL,
+  counts mediumtext NOT NULL,
+  PRIMARY KEY (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""",
             ],
         ),
     ]
@@ -170,3 +206,28 @@ def records_seen(cursor, t: Tables) -> int:
     """Every record the ledger has met, repeats included (each row's seen_count)."""
     cursor.execute(f"SELECT COALESCE(SUM(seen_count), 0) FROM {t.ledger}")
     return int(cursor.fetchone()[0])
+
+
+HISTORY_COLUMNS = ("id", "time_logged", "source_file", "source_line", "record_type", "category", "dsn_status",
+                   "dsn_diag", "decision", "outcome", "subscriberid", "listid", "statid", "list_ids", "seen_count",
+                   "undo_run")
+
+
+def history(cursor, t: Tables, email: str) -> list[dict]:
+    """Every ledger row of an address (case-insensitive), in bounce-time order, with its undo run if undone.
+
+    Each is a dict of HISTORY_COLUMNS plus `undone_at` and `undone_by` (None unless undone). For `explain`.
+    """
+    columns = ", ".join(f"l.{name}" for name in HISTORY_COLUMNS)
+    cursor.execute(
+        f"SELECT {columns}, UNIX_TIMESTAMP(a.started_at), a.operator FROM {t.ledger} AS l "
+        f"LEFT JOIN {t.audit} AS a ON a.id = l.undo_run WHERE l.email = %s ORDER BY l.time_logged, l.id",
+        (email.strip(),),
+    )
+    rows = []
+    for row in cursor.fetchall():
+        entry = dict(zip(HISTORY_COLUMNS, row, strict=False))
+        entry["undone_at"] = float(row[-2]) if row[-2] is not None else None
+        entry["undone_by"] = row[-1]
+        rows.append(entry)
+    return rows

@@ -18,11 +18,13 @@ from ..common.complaint import ComplaintRecord
 from ..common.policy import Policy, bounce_rule
 from ..common.record import BounceRecord
 from .effects import Unsubscribed, bounce_effects
+from .guard import GuardBatch
 from .plan_complaint import decide_complaint
 from .rows import Candidate, LinkedRow, Outcome, Record, Rows
 
 __all__ = ["COMPLAINT_OUTCOMES", "OUTCOMES", "Candidate", "LinkedRow", "Outcome", "Plan", "Rows", "plan_batch"]
-OUTCOMES = ("applied", "disabled", "already_bounced", "not_found", "unroutable", "duplicate")
+# held: kept by the domain guard, nothing written to IEM yet; discarded: a held record an operator threw away.
+OUTCOMES = ("applied", "disabled", "already_bounced", "not_found", "unroutable", "held", "discarded", "duplicate")
 COMPLAINT_OUTCOMES = ("unsubscribed", "not_found", "unroutable", "ignored", "duplicate")
 _STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
 
@@ -42,6 +44,7 @@ class Plan:
     # (stats table, statid) -> {column: increment}
     stats: dict[tuple[str, int], Counter] = field(default_factory=lambda: defaultdict(Counter))
     repeats: Counter = field(default_factory=Counter)  # fingerprint -> times seen again
+    guard: GuardBatch | None = None
 
     @property
     def new_outcomes(self) -> list[Outcome]:
@@ -84,6 +87,7 @@ def plan_batch(
     stats_tables: Mapping[int, str],
     linked: Iterable[LinkedRow] = (),
     requests: Mapping[tuple[int, int], tuple[int, str]] | None = None,
+    guard: GuardBatch | None = None,
 ) -> Plan:
     """Decide every record's outcome and the writes they add up to.
 
@@ -92,9 +96,10 @@ def plan_batch(
     listid, count) of email_list_subscriber_bounces for the candidates.
     `stats_tables`: statid -> 'autoresponders' or 'newsletters'. `linked`: the rows
     complaints' List-Unsubscribe links name. `requests`: (subscriberid, listid) ->
-    the first pending unsubscribe request's (time, IP).
+    the first pending unsubscribe request's (time, IP). `guard`: the domain guard, asked
+    about every new bounce in order (None: no guard).
     """
-    plan = Plan()
+    plan = Plan(guard=guard)
     seen = set(known)
     rows = _rows(candidates, bounce_rows, stats_tables, linked, requests or {})
     for record in records:
@@ -104,6 +109,11 @@ def plan_batch(
             plan.repeats[record.fingerprint] += 1
             continue
         seen.add(record.fingerprint)
+        if guard is not None and isinstance(record, BounceRecord):
+            decision = policy.classify(record.category)
+            if guard.holds(record, decision):
+                plan.outcomes.append(Outcome(record, "held", decision))
+                continue
         if isinstance(record, ComplaintRecord):
             outcome = decide_complaint(record, rows, policy)
         else:

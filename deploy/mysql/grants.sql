@@ -18,7 +18,8 @@
 --     envsubst < grants.sql | mysql -u root -p
 --
 -- Table-level grants work before the table exists, so this can run before
--- `pmtabounce setup` creates pmtabounce's own two tables.
+-- `pmtabounce setup` creates pmtabounce's own tables. `undo` and `explain`
+-- need a little more: grants-operator.sql, for an operator's account.
 
 CREATE USER IF NOT EXISTS '${DB_USER}'@'${DB_HOST}' IDENTIFIED BY '${DB_PASSWORD}';
 
@@ -62,3 +63,12 @@ GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_ledger` TO '${DB_USER}'@'${DB_HOST}';
 GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_meta` TO '${DB_USER}'@'${DB_HOST}';
+
+-- The domain guard's state (counted in every batch with hard bounces) and the
+-- audit of operator actions (`guard trip/release/discard`, `undo`).
+GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_guard_domains` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_guard_windows` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_audit` TO '${DB_USER}'@'${DB_HOST}';

@@ -28,7 +28,7 @@ from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import PmtaBounceError
 from ..runner import run_command
-from ..worker import ledger
+from ..worker import guard_store, ledger
 from ..worker.db import Tables, connect
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
@@ -138,6 +138,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
             complaints_hour = ledger.outcomes_since(cursor, tables, HOUR, complaints=True)
             complaints_day = ledger.outcomes_since(cursor, tables, DAY, complaints=True)
             last = ledger.last_applied(cursor, tables)
+            trips = guard_store.tripped(cursor, tables)
     except pymysql.err.MySQLError as exc:
         return _down(part, f"cannot read {tables.ledger} ({_mysql_reason(exc)}); has `pmtabounce setup` run?")
     finally:
@@ -149,6 +150,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
         complaints_last_day={name: complaints_day.get(name, 0) for name in COMPLAINT_LEDGER_OUTCOMES},
         last_applied_at=_iso(last),
         last_applied_age_seconds=round(now - last, 1) if last is not None else None,
+        tripped_domains=[{"domain": r.domain, "since": _iso(r.tripped_at), "held": r.held} for r in trips],
     )
     return part
 
@@ -232,6 +234,10 @@ def _details(part: Part) -> str:
         text = (f"{f['database']}: {hour} records in the last hour, {day} in the last day; "
                 f"last apply {age(f['last_applied_age_seconds'])}"
                 + (" ago" if f["last_applied_at"] else ""))
+        if f["tripped_domains"]:
+            text += "; domain guard holding " + ", ".join(
+                f"{d['domain']} ({d['held']} held since {d['since']})" for d in f["tripped_domains"]
+            ) + " (see `pmtabounce guard status`)"
     else:
         text = ""
     return "; ".join(t for t in (text, part.problem) if t)

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .accounting_rows import RecordMaker, Row, bounce_rule
+from .storm import Storm, add_storm
 
 # Column names in the order of Row's fields: the base columns, one variant's list and statid headers, extras.
 _VARIANTS = {
@@ -129,6 +130,8 @@ class World:
     files: list[FileSpec]
     independent: bool = False
     requests: list[UnsubscribeRequest] = field(default_factory=list)
+    storm: Storm | None = None
+    storm_start: int | None = None  # Unix seconds: the start of the storm's window
 
     @classmethod
     def generate(
@@ -144,12 +147,14 @@ class World:
         edge_files: bool = True,
         soft_threshold: int = 5,
         start_time: int = 1732000000,
+        storm: Storm | None = None,
     ) -> World:
         """A world with `subscribers` addresses and `records` b/rb rows (plus d/t and f rows) over `files` files.
 
         `independent`: every address bounces at most once and nothing repeats,
         so the result cannot depend on the order records are applied in.
         `edge_files`: add an empty file, a header-only file and a d/t-only file.
+        `storm`: a false-bounce storm of one domain among the traffic (pmtabounce/demo/storm.py).
         """
         rng = random.Random(seed)
         list_count = lists or max(4, min(40, subscribers // 400))
@@ -158,10 +163,14 @@ class World:
         history = _history(rng, people.rows, sends, soft_threshold, start_time)
         maker = RecordMaker(rng, people.addresses, people.lists_of, sends, independent, start_time + 86400,
                             people.rows_of)
-        specs = _files(rng, maker.rows(records), files, start_time + 86400)
+        rows, storm_start = maker.rows(records), None
+        if storm is not None:
+            rows, storm_start = add_storm(rng, storm, people, maker.by_list, rows)
+        specs = _files(rng, rows, files, start_time + 86400)
         if edge_files:
             specs = sorted(specs + _edge_files(specs[0], [maker.skip_row() for _ in range(5)]), key=_name)
-        return cls(seed, people.list_rows(), people.rows, history, sends, specs, independent, people.requests())
+        return cls(seed, people.list_rows(), people.rows, history, sends, specs, independent, people.requests(),
+                   storm, storm_start)
 
     @property
     def record_count(self) -> int:
@@ -246,6 +255,16 @@ class _People:
                 self.rows.append(row)
                 self.rows_of[-1][listid] = (row.subscriberid, row.confirmcode)
                 next_id += 1
+
+    def add(self, address: str, listid: int, time: int) -> str:
+        """One more address, active and confirmed on one list since a month before `time`; returns it."""
+        subscriberid = len(self.rows) + 1
+        code = hashlib.md5(f"{subscriberid}/{listid}/{address}".encode()).hexdigest()
+        self.addresses.append(address)
+        self.lists_of.append((listid,))
+        self.rows_of.append({listid: (subscriberid, code)})
+        self.rows.append(SubscriberRow(subscriberid, listid, address, "1", time - 30 * 86400, 0, 0, code))
+        return address
 
     @staticmethod
     def _row(rng: random.Random, subscriberid: int, listid: int, address: str, start: int) -> SubscriberRow:

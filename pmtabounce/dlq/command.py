@@ -25,8 +25,9 @@ from ..common import broker
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from ..common.shutdown import stop_on_signals
+from ..operator_audit import operator
 from ..runner import run_command
-from .audit import audit, operator
+from .audit import audit
 from .export_file import ExportFileError, ExportWriter, read_lines, to_line
 from .replay import ReplayRun, parse_rate, plan_replay
 from .selection import Selection, only_confirmed, parse_age

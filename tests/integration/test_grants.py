@@ -25,7 +25,12 @@ GRANTS = DEPLOY / "mysql" / "grants.sql"
 
 def render(**values: str) -> str:
     """grants.sql with its placeholders filled; a placeholder left unnamed raises KeyError."""
-    return Template(GRANTS.read_text()).substitute(values)
+    return render_file(GRANTS, **values)
+
+
+def render_file(path: Path, **values: str) -> str:
+    """A grants file with its placeholders filled."""
+    return Template(path.read_text()).substitute(values)
 
 
 def statements(sql: str) -> list[str]:
@@ -49,7 +54,7 @@ def granted():
     db = make_database()
     user, password = f"pmtt_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
     try:
-        db.query("DROP TABLE {t.ledger}, {t.meta}")
+        db.query("DROP TABLE {t.ledger}, {t.meta}, {t.guard_domains}, {t.guard_windows}, {t.audit}")
         seed(db)
         for statement in statements(render(IEM_DATABASE=db.name, TABLE_PREFIX="email_", DB_USER=user,
                                            DB_HOST="%", DB_PASSWORD=password)):
@@ -102,6 +107,18 @@ def test_setup_process_and_a_worker_run_as_the_granted_user_and_match_a_root_run
     # The complaints sample, through the worker: found by its link (M=803 with its C), unsubscribed.
     assert db.query("SELECT unsubscribed > 0 FROM {t.subscribers} WHERE subscriberid IN (118, 802, 803, 901)") == [
         (1,)] * 4
+
+    # An operator's account: grants.sql plus grants-operator.sql runs `undo` and `explain`.
+    target = parse_mysql_url(url)
+    for statement in statements(render_file(DEPLOY / "mysql" / "grants-operator.sql", IEM_DATABASE=db.name,
+                                            TABLE_PREFIX="email_", DB_USER=target.user, DB_HOST="%",
+                                            DB_PASSWORD=target.password)):
+        as_root(statement)
+    done = cli(env, "undo", "--email", "john@example.com", "--yes", "--json")
+    assert done.returncode == 0 and '"subscribers_reenabled": 1' in done.stdout, done.stderr
+    done = cli(env, "explain", "john@example.com", "--json")
+    assert done.returncode == 0 and '"undone": true' in done.stdout, done.stderr
+    assert db.query("SELECT bounced FROM {t.subscribers} WHERE emailaddress = 'john@example.com'") == [(0,)]
 
 
 REFUSED = [

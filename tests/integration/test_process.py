@@ -58,7 +58,7 @@ def seed_samples(seed: Seed) -> dict[str, int]:
 
 SAMPLE_SUMMARY = {
     "files": 6, "records": 15, "hard": 8, "soft": 3, "ignored": 4, "applied": 4, "disabled": 6, "not_found": 3,
-    "already_bounced": 0, "unroutable": 2, "duplicates": 0, "complaints": 0, "unsubscribed": 0,
+    "already_bounced": 0, "unroutable": 2, "held": 0, "duplicates": 0, "complaints": 0, "unsubscribed": 0,
     "complaints_not_found": 0, "complaints_unroutable": 0, "complaints_ignored": 0, "complaint_duplicates": 0,
     "rejected": 2,
 }

@@ -11,10 +11,13 @@ from pmtabounce.common.policy import Policy
 from pmtabounce.worker import ledger
 from pmtabounce.worker.apply import BatchApplier
 from pmtabounce.worker.db import Tables
+from pmtabounce.worker.ledger import migrations
 
 from pmtabounce.demo.fixture import create_iem_tables
 
-OURS = ("pmtabounce_ledger", "pmtabounce_meta")
+OURS = ("pmtabounce_ledger", "pmtabounce_meta", "pmtabounce_guard_domains", "pmtabounce_guard_windows",
+        "pmtabounce_audit")
+LATEST = str(migrations(Tables())[-1][0])
 
 
 def setup(db, *args: str, **settings: str) -> subprocess.CompletedProcess:
@@ -37,18 +40,18 @@ def iem_part(tables: dict[str, str]) -> dict[str, str]:
 
 def test_setup_creates_our_tables_and_is_idempotent(iem_db):
     Seed(iem_db).lists(3)
-    iem_db.query("DROP TABLE {t.ledger}")
-    iem_db.query("DROP TABLE {t.meta}")
+    for name in OURS:
+        iem_db.query(f"DROP TABLE `email_{name}`")
     before = schema(iem_db)
     lists_before = iem_db.query("SELECT * FROM {t.lists}")
     for _ in range(3):
         result = setup(iem_db)
         assert result.returncode == 0, result.stderr
     after = schema(iem_db)
-    assert set(after) - set(before) == {"email_pmtabounce_ledger", "email_pmtabounce_meta"}
+    assert set(after) - set(before) == {f"email_{name}" for name in OURS}
     assert iem_part(after) == before  # IEM's tables: not one column, key or option changed
     assert iem_db.query("SELECT * FROM {t.lists}") == lists_before
-    assert iem_db.query("SELECT name, value FROM {t.meta}") == [("schema_version", str(ledger.SCHEMA_VERSION))]
+    assert iem_db.query("SELECT name, value FROM {t.meta}") == [("schema_version", LATEST)]
     assert "UNIQUE KEY `pmtabounce_ledger_fingerprint` (`fingerprint`)" in after["email_pmtabounce_ledger"]
 
 

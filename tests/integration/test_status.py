@@ -83,7 +83,7 @@ def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_
     assert report["dead_letter"] == {"state": "ok", "name": "pmtabounce.dead-letter", "messages": 1}
     ledger = report["ledger"]
     assert ledger["last_hour"] == {"applied": 2, "disabled": 1, "already_bounced": 0, "not_found": 0,
-                                   "unroutable": 0}
+                                   "unroutable": 0, "held": 0, "discarded": 0}
     assert ledger["last_day"]["not_found"] == 1 and ledger["last_day"]["disabled"] == 1
     assert 0 <= ledger["last_applied_age_seconds"] < 60 and ledger["last_applied_at"].endswith("Z")
     assert "guest" not in json.dumps(report)  # URLs are shown without credentials
@@ -166,7 +166,7 @@ def test_complaints_are_counted_by_outcome_apart_from_bounces(iem_db, tmp_path):
     _, report = status_json(env)
     ledger = report["ledger"]
     assert ledger["last_hour"] == {"applied": 0, "disabled": 1, "already_bounced": 0, "not_found": 1,
-                                   "unroutable": 0}
+                                   "unroutable": 0, "held": 0, "discarded": 0}
     assert ledger["complaints_last_hour"] == {"unsubscribed": 1, "not_found": 1, "unroutable": 1, "ignored": 1}
     assert ledger["complaints_last_day"]["unsubscribed"] == 2
     text = status(env).stdout

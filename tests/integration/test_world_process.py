@@ -11,7 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from iem_model import BounceModel, IemState, differences
+from iem_model import BounceModel, IemState, differences, load_world, state_of
 
 from pmtabounce.demo.world import World
 
@@ -37,25 +37,12 @@ def run_process(db, directory: Path, **env: str) -> dict:
 
 def build(db, tmp_path: Path, world: World) -> tuple[IemState, BounceModel, Path]:
     """The world in the database and on disk, and the model's expected state after every file."""
-    connection = db.connect()
-    try:
-        world.create_database(connection, db.tables)
-        expected = IemState.from_database(connection, db.tables)
-    finally:
-        connection.close()
     directory = tmp_path / "bounces"
-    world.write_files(directory)
+    expected = load_world(db, world, directory)
     model = BounceModel(expected)
     model.apply_directory(directory)
     return expected, model, directory
 
-
-def actual_state(db) -> IemState:
-    connection = db.connect()
-    try:
-        return IemState.from_database(connection, db.tables)
-    finally:
-        connection.close()
 
 
 def test_the_database_holds_what_the_world_describes(iem_db):
@@ -65,7 +52,7 @@ def test_the_database_holds_what_the_world_describes(iem_db):
         world.create_database(connection, iem_db.tables)
     finally:
         connection.close()
-    assert not differences(IemState.from_world(world), actual_state(iem_db))
+    assert not differences(IemState.from_world(world), state_of(iem_db))
 
 
 def test_process_gives_the_model_database_and_a_second_run_changes_nothing(iem_db, tmp_path):
@@ -80,7 +67,7 @@ def test_process_gives_the_model_database_and_a_second_run_changes_nothing(iem_d
     assert {COMPLAINT_KEYS[o]: summary[COMPLAINT_KEYS[o]] for o in COMPLAINT_KEYS} == {
         COMPLAINT_KEYS[o]: model.complaint_outcomes[o] for o in COMPLAINT_KEYS}
     assert summary["rejected"] == model.rejected
-    problems = differences(expected, actual_state(iem_db), seen_counts=True)
+    problems = differences(expected, state_of(iem_db), seen_counts=True)
     assert not problems, "\n".join(problems)
 
     for done in directory.glob("*.csv.done"):
@@ -91,7 +78,7 @@ def test_process_gives_the_model_database_and_a_second_run_changes_nothing(iem_d
     assert again["complaint_duplicates"] == sum(model.complaint_outcomes.values())
     assert again["applied"] == again["disabled"] == again["not_found"] == 0
     expected.seen = {where: 2 * count for where, count in expected.seen.items()}
-    problems = differences(expected, actual_state(iem_db), seen_counts=True)
+    problems = differences(expected, state_of(iem_db), seen_counts=True)
     assert not problems, "\n".join(problems)
 
 
@@ -112,13 +99,13 @@ def test_process_killed_mid_file_then_run_again_gives_the_model_database(iem_db,
     finally:
         child.kill()  # SIGKILL: no chance to finish the batch or the file
         child.wait(timeout=30)
-    committed = actual_state(iem_db)
+    committed = state_of(iem_db)
     assert (directory / world.files[1].name).exists(), "the killed file must not be marked done"
     assert any(where[0] == world.files[1].name for where in committed.ledger), "the kill was not mid-file"
 
     run_process(iem_db, directory)
 
-    problems = differences(expected, actual_state(iem_db))
+    problems = differences(expected, state_of(iem_db))
     assert not problems, "\n".join(problems)
     assert not list(directory.glob("*.csv"))
 

@@ -14,6 +14,7 @@ def test_defaults():
     assert (s.mysql_url, s.amqp_url, s.bounce_dir) == (None, None, None)
     assert s.table_prefix == "email_" and s.done_action == "rename" and s.batch_size == 500
     assert s.policy.hard == DEFAULT_HARD and s.policy.soft == DEFAULT_SOFT and s.policy.soft_threshold == 5
+    assert (s.guard, s.guard_min, s.guard_factor, s.guard_window) == (True, 100, 3.0, 600)
 
 
 @pytest.mark.parametrize(
@@ -34,6 +35,11 @@ def test_defaults():
         ("PMTABOUNCE_METRICS_PORT", "9100", "metrics_port", 9100),
         ("PMTABOUNCE_RESCAN_SECONDS", "0.5", "rescan_seconds", 0.5),
         ("PMTABOUNCE_RETRY_MAX_WAIT", "2", "retry_max_wait", 2.0),
+        ("PMTABOUNCE_GUARD", "off", "guard", False),
+        ("PMTABOUNCE_GUARD", "On", "guard", True),
+        ("PMTABOUNCE_GUARD_MIN", "250", "guard_min", 250),
+        ("PMTABOUNCE_GUARD_FACTOR", "2.5", "guard_factor", 2.5),
+        ("PMTABOUNCE_GUARD_WINDOW", "300", "guard_window", 300),
     ],
 )
 def test_each_variable(variable, value, attribute, expected):
@@ -76,6 +82,10 @@ def test_each_variable(variable, value, attribute, expected):
         ("PMTABOUNCE_SOFT_THRESHOLD", "0"),
         ("PMTABOUNCE_SOFT_THRESHOLD", "five"),
         ("PMTABOUNCE_CONFIG", "/nonexistent/pmtabounce.toml"),
+        ("PMTABOUNCE_GUARD", "maybe"),
+        ("PMTABOUNCE_GUARD_MIN", "0"),
+        ("PMTABOUNCE_GUARD_FACTOR", "0"),
+        ("PMTABOUNCE_GUARD_WINDOW", "86401"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable, value):

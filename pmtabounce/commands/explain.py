@@ -1,0 +1,117 @@
+"""`pmtabounce explain ADDRESS`: everything we know about one address, for the support desk.
+
+Every ledger record for it in bounce-time order (where it came from, what
+PowerMTA said, what we decided and did, whether it was held or undone), and
+its IEM rows now: per list active, bounced since or unsubscribed since, with
+its bounce rows. The address matches case-insensitively, like IEM's lookup.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import click
+import orjson
+
+from ..common.config import Settings
+from ..runner import run_command
+from ..worker import guard_store, iem, ledger
+from ..worker.db import Tables, connect
+from ..worker.guard import domain_of
+
+
+def gather(settings: Settings, address: str) -> dict:
+    """{'address', 'records': [ledger rows], 'lists': [IEM rows with their bounce rows], 'guard': trip or None}."""
+    tables = Tables(settings.table_prefix)
+    connection = connect(settings.mysql)
+    try:
+        with connection.cursor() as cursor:
+            records = ledger.history(cursor, tables, address)
+            rows = iem.rows_of_address(cursor, tables, address)
+            bounces = iem.bounce_rows_of(cursor, tables, [row[0] for row in rows])
+            trips = guard_store.tripped(cursor, tables, domain_of(address)) if domain_of(address) else []
+        connection.commit()
+    finally:
+        connection.close()
+    return {
+        "address": address.strip(),
+        "records": [_record(entry) for entry in records],
+        "lists": [_list_row(row, bounces) for row in rows],
+        "guard": _trip(trips[0]) if trips else None,
+    }
+
+
+def _record(entry: dict) -> dict:
+    entry = dict(entry)
+    entry["time"] = iso(entry["time_logged"])
+    entry["undone"] = entry["undo_run"] is not None
+    entry["undone_at"] = iso(entry["undone_at"])
+    entry["held"] = entry["outcome"] == "held"
+    return entry
+
+
+def _list_row(row: tuple, bounces: list[tuple]) -> dict:
+    subscriberid, listid, bounced, unsubscribed, confirmed = row
+    if unsubscribed:
+        state = f"unsubscribed since {iso(unsubscribed)}"
+    elif bounced:
+        state = f"bounced since {iso(bounced)}"
+    else:
+        state = "active"
+    return {
+        "subscriberid": subscriberid, "listid": listid, "state": state, "confirmed": confirmed == "1",
+        "bounced": bounced or 0, "unsubscribed": unsubscribed or 0,
+        "bounce_rows": [{"bounceid": b[0], "statid": b[2], "listid": b[3], "time": iso(b[4]), "type": b[5],
+                         "rule": b[6]} for b in bounces if b[1] == subscriberid],
+    }
+
+
+def _trip(trip: guard_store.TripRow) -> dict:
+    return {"domain": trip.domain, "tripped_at": iso(trip.tripped_at), "tripped_by": trip.tripped_by,
+            "held": trip.held}
+
+
+def iso(moment: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC (None stays None)."""
+    if not moment:
+        return None
+    return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def render(report: dict) -> str:
+    """The report for people: one block per ledger record, then one per IEM row (no table: diagnostics are long)."""
+    lines = [f"{report['address']}: {len(report['records'])} ledger records"]
+    for r in report["records"]:
+        where = f"subscriber {r['subscriberid']} on list {r['listid']}" if r["subscriberid"] else "no subscriber"
+        lines.append(f"  {r['time']}  {r['source_file']}:{r['source_line']}  {r['record_type']}  "
+                     f"{r['category'] or '(no category)'}: {r['decision']} -> {r['outcome']}, {where}")
+        lines.append(f"      {r['dsn_status']}: {' '.join(r['dsn_diag'].split())}")
+        if r["undone"]:
+            lines.append(f"      undone by run {r['undo_run']} ({r['undone_by']}, {r['undone_at']})")
+        if r["held"]:
+            lines.append("      held by the domain guard: `pmtabounce guard release` applies it")
+        if r["seen_count"] > 1:
+            lines.append(f"      met {r['seen_count']} times (the later ones were duplicates)")
+    lines.append(f"IEM now: {len(report['lists'])} subscriber rows")
+    for row in report["lists"]:
+        lines.append(f"  list {row['listid']}: subscriber {row['subscriberid']}, {row['state']}")
+        lines += [f"      bounce row {b['time']} {b['type']} {b['rule']} (statid {b['statid']})"
+                  for b in row["bounce_rows"]]
+    if report["guard"]:
+        g = report["guard"]
+        lines.append(f"the domain guard holds {g['domain']}'s hard bounces since {g['tripped_at']} "
+                     f"({g['held']} held; see `pmtabounce guard status`)")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.argument("address")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@run_command
+def explain(settings: Settings, address: str, as_json: bool) -> None:
+    """Everything we know about ADDRESS: its ledger records and its IEM rows now."""
+    report = gather(settings, address)
+    if as_json:
+        click.echo(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(render(report))

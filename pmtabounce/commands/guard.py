@@ -1,0 +1,176 @@
+"""`pmtabounce guard status/trip/release/discard`: the domain guard, for an operator.
+
+A tripped domain's hard bounces are held (ledger outcome `held`, nothing
+written to IEM). `release` applies them in the order they were held through
+the normal apply path, then ends the trip; `discard` marks them `discarded`
+(kept as evidence, never applied), then ends the trip. Either may run while
+workers run: the domain's guard row is the lock they share.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+
+import click
+import orjson
+
+from ..common.config import Settings
+from ..operator_audit import note, operator
+from ..runner import run_command
+from ..worker import audit, guard_store
+from ..worker.apply import BatchApplier
+from ..worker.db import Tables
+from ..worker.guard import GuardSettings
+from . import in_transaction
+from .explain import iso
+
+
+@click.group()
+def guard() -> None:
+    """The domain guard: see tripped domains, trip one, release or discard what it holds."""
+
+
+def _domain(_ctx, _param, value: str) -> str:
+    domain = value.strip().lower().lstrip("@")
+    if not domain or "@" in domain or len(domain) > 255:
+        raise click.BadParameter(f"{value!r} is not a domain (example: gmail.com)")
+    return domain
+
+
+@guard.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@run_command
+def status(settings: Settings, as_json: bool) -> None:
+    """Tripped domains: since when, by whom, the window that tripped them, records held."""
+    trips = in_transaction(settings, lambda cursor, t: guard_store.tripped(cursor, t))
+    rows = [{"domain": r.domain, "tripped_at": iso(r.tripped_at), "tripped_by": r.tripped_by,
+             "window_start": iso(r.window_start), "window_count": r.count, "threshold": r.threshold,
+             "held": r.held} for r in trips]
+    if as_json:
+        click.echo(orjson.dumps({"tripped": rows}, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not rows:
+        click.echo("no domain is tripped: every bounce applies as usual")
+        return
+    for r in rows:
+        why = (f"the {r['window_count']} hard bounces of the window from {r['window_start']} reached "
+               f"the bar of {r['threshold']}") if r["window_start"] else "tripped by hand"
+        click.echo(f"{r['domain']}: {r['held']} held since {r['tripped_at']}, by {r['tripped_by']} ({why})")
+
+
+@guard.command()
+@click.argument("domain", callback=_domain)
+@run_command
+def trip(settings: Settings, domain: str) -> None:
+    """Hold DOMAIN's hard bounces from now on (a provider's status page says it misbehaves)."""
+    by = operator()
+
+    def work(cursor, t):
+        run = audit.start(cursor, t, by, "guard trip", {"domain": domain})
+        tripped = guard_store.trip(cursor, t, domain, by, int(time.time()))
+        audit.finish(cursor, t, run, {"tripped": int(tripped)})
+        return run, tripped
+
+    run, tripped = in_transaction(settings, work)
+    note(settings.dlq_audit_file, "guard trip", by, {"domain": domain}, {"tripped": int(tripped)}, run)
+    click.echo(f"{domain}: tripped; its hard bounces are held from now on" if tripped
+               else f"{domain} was tripped already")
+
+
+@guard.command()
+@click.argument("domain", callback=_domain)
+@click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
+@run_command
+def release(settings: Settings, domain: str, dry_run: bool) -> None:
+    """Apply DOMAIN's held records in the order they were held, through the normal apply path; end the trip."""
+    if dry_run:
+        held = _held_summary(settings, domain)
+        click.echo(orjson.dumps({"domain": domain, "would_apply": held}, option=orjson.OPT_INDENT_2).decode())
+        return
+    by = operator()
+    run = in_transaction(settings, lambda cursor, t: audit.start(cursor, t, by, "guard release", {"domain": domain}))
+    outcomes, refused = release_held(settings, domain)
+    counts = {"applied": sum(outcomes.values()), **{f"outcome_{k}": v for k, v in sorted(outcomes.items())},
+              "refused": refused}
+    in_transaction(settings, lambda cursor, t: audit.finish(cursor, t, run, counts))
+    note(settings.dlq_audit_file, "guard release", by, {"domain": domain}, counts, run)
+    click.echo(orjson.dumps({"domain": domain, "run": run, **counts}, option=orjson.OPT_INDENT_2).decode())
+    sys.exit(1 if refused else 0)
+
+
+def release_held(settings: Settings, domain: str) -> tuple[Counter, int]:
+    """Apply the domain's held records batch by batch, then end its trip once none is left.
+
+    Returns (outcomes, records the database refused: those stay held and the trip stays).
+    """
+    applier = BatchApplier(settings.mysql, Tables(settings.table_prefix), settings.policy,
+                           retry_max_wait=settings.retry_max_wait, guard=GuardSettings.from_settings(settings))
+    outcomes: Counter = Counter()
+    refused, after = 0, 0
+    try:
+        while True:
+            batch = in_transaction(settings, lambda cursor, t, after=after: guard_store.held_records(
+                cursor, t, domain, after, settings.batch_size))
+            if not batch:
+                if refused or _end_trip_if_empty(settings, domain):
+                    return outcomes, refused
+                after = 0  # a worker held more while we released: go round again
+                continue
+            result = applier.apply([record for _, record in batch], release=True)
+            outcomes.update(o.outcome for o in result.outcomes)
+            refused += len(result.failed)
+            after = batch[-1][0]
+    finally:
+        applier.close()
+
+
+def _end_trip_if_empty(settings: Settings, domain: str) -> bool:
+    def work(cursor, t):
+        guard_store.lock_domains(cursor, t, [domain])
+        if guard_store.held_records(cursor, t, domain, 0, 1):
+            return False
+        guard_store.end_trip(cursor, t, domain)
+        return True
+
+    return in_transaction(settings, work)
+
+
+def _held_summary(settings: Settings, domain: str) -> dict:
+    def work(cursor, t):
+        categories: Counter = Counter()
+        times: list[int] = []
+        after = 0
+        while batch := guard_store.held_records(cursor, t, domain, after, 5000):
+            categories.update(record.category for _, record in batch)
+            times += [min(r.time_logged for _, r in batch), max(r.time_logged for _, r in batch)]
+            after = batch[-1][0]
+        return {"records": sum(categories.values()), "by_category": dict(categories),
+                "first": iso(min(times, default=None)), "last": iso(max(times, default=None))}
+
+    return in_transaction(settings, work)
+
+
+@guard.command()
+@click.argument("domain", callback=_domain)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@run_command
+def discard(settings: Settings, domain: str, yes: bool) -> None:
+    """Mark DOMAIN's held records discarded (kept as evidence, never applied); end the trip."""
+    held = _held_summary(settings, domain)
+    if not yes:
+        click.confirm(f"discard {held['records']} held records of {domain}?", abort=True)
+    by = operator()
+
+    def work(cursor, t):
+        run = audit.start(cursor, t, by, "guard discard", {"domain": domain})
+        guard_store.lock_domains(cursor, t, [domain])
+        discarded = guard_store.discard_held(cursor, t, domain)
+        guard_store.end_trip(cursor, t, domain)
+        audit.finish(cursor, t, run, {"discarded": discarded})
+        return run, discarded
+
+    run, discarded = in_transaction(settings, work)
+    note(settings.dlq_audit_file, "guard discard", by, {"domain": domain}, {"discarded": discarded}, run)
+    click.echo(f"{domain}: {discarded} held records discarded; the trip is ended")

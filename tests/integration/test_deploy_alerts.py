@@ -1,0 +1,46 @@
+"""deploy/prometheus/alerts.yaml: the alert rules for a trip, a held backlog, dead letters and a stale last success.
+
+Always: the file's structure, and that every metric an expression names is one the program serves.
+With promtool (Debian's `prometheus` package; on PATH or in the venv's bin): `promtool check rules` and
+`promtool test rules alerts.test.yaml`, which makes each alert fire on made-up series and not before.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from pmtabounce.common import metrics  # noqa: F401  (registers every metric)
+from prometheus_client import REGISTRY, generate_latest
+
+RULES = Path(__file__).parents[2] / "deploy" / "prometheus"
+ALERTS = {"PmtabounceDomainTripped", "PmtabounceHeldBacklog", "PmtabounceDeadLetters", "PmtabounceStale"}
+
+
+def promtool() -> str | None:
+    return shutil.which("promtool") or shutil.which("promtool", path=str(Path(sys.executable).parent))
+
+
+def test_each_alert_has_an_expression_a_severity_and_words_for_the_operator():
+    groups = yaml.safe_load((RULES / "alerts.yaml").read_text())["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
+    assert {rule["alert"] for rule in rules} == ALERTS
+    served = set(re.findall(r"^# TYPE (\w+) ", generate_latest(REGISTRY).decode(), re.MULTILINE))
+    for rule in rules:
+        assert rule["labels"]["severity"] in ("page", "warning")
+        assert rule["annotations"]["summary"] and "pmtabounce " in rule["annotations"]["description"]
+        named = set(re.findall(r"pmtabounce_\w+", rule["expr"]))
+        assert named and named <= served, f"{rule['alert']}: {named - served} is not a metric we serve"
+
+
+def test_promtool_checks_the_rules_and_their_unit_tests_when_it_is_there():
+    tool = promtool()
+    if tool is None:  # the structure test above still ran; promtool comes with Debian's `prometheus` package
+        return
+    for args in (("check", "rules", "alerts.yaml"), ("test", "rules", "alerts.test.yaml")):
+        done = subprocess.run([tool, *args], cwd=RULES, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr

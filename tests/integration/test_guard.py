@@ -1,0 +1,130 @@
+"""The domain guard (issue 12) on a world with a false-bounce storm, inline and in the fleet.
+
+With the guard on by default the storm domain trips once; the held records
+are exactly its storm records from the tripping one on; every other record
+does exactly what the spec says. `guard release` then gives the database of
+a run without the guard (the model over every record); `guard discard` the
+database of a run without the held records.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from iem_model import differences, state_of
+from storm_world import (
+    BAR,
+    STORM,
+    expected,
+    guard_rows,
+    held_fingerprints,
+    json_of,
+    load,
+    pmtabounce,
+    storm_records,
+    storm_world,
+)
+from worker_fleet import Fleet, drain, ledger_count, produce_once, wait_for, worker_env
+
+
+def assert_state(want, db, **options) -> None:
+    problems = differences(want, state_of(db), seen_counts=True, **options)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("then", ["release", "discard"])
+def test_process_holds_the_storm_after_the_trip_point_then_release_or_discard(iem_db, tmp_path, then):
+    world = storm_world(31)
+    before, records = load(iem_db, world, tmp_path / "bounces")
+    storm = storm_records(world, records)
+    held = {r.fingerprint for r in storm[BAR - 1:]}
+    assert len(storm) == STORM.size
+
+    result = pmtabounce(iem_db, "process", "--json", str(tmp_path / "bounces"))
+
+    assert json.loads(result.stdout)["held"] == len(held)
+    assert "domain guard: storm.example tripped: 100 hard bounces" in result.stderr
+    assert "pmtabounce undo --domain storm.example" in result.stderr
+    assert held_fingerprints(iem_db) == held
+    assert guard_rows(iem_db) == [(STORM.domain, 1, BAR, BAR, len(held), 1)]
+    assert_state(expected(before, records, held, "held"), iem_db)
+    status = json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]
+    assert [(s["domain"], s["held"], s["window_count"]) for s in status] == [(STORM.domain, len(held), BAR)]
+
+    if then == "release":
+        dry = json_of(pmtabounce(iem_db, "guard", "release", STORM.domain, "--dry-run"))["would_apply"]
+        assert (dry["records"], dry["by_category"]) == (len(held), {"bad-mailbox": len(held)})
+        assert held_fingerprints(iem_db) == held
+        pmtabounce(iem_db, "guard", "release", STORM.domain, batch_size="7")
+        assert_state(expected(before, records), iem_db)
+    else:
+        pmtabounce(iem_db, "guard", "discard", STORM.domain, "--yes")
+        assert_state(expected(before, records, held, "discarded"), iem_db)
+    assert guard_rows(iem_db) == [(STORM.domain, 0, BAR, BAR, 0, 1)]
+    assert json_of(pmtabounce(iem_db, "guard", "status", "--json")) == {"tripped": []}
+    settled = state_of(iem_db)
+    for done in (tmp_path / "bounces").glob("*.csv.done"):  # every file again: released or discarded, a duplicate
+        done.rename(done.with_suffix(""))
+    again = json_of(pmtabounce(iem_db, "process", "--json", str(tmp_path / "bounces")))
+    assert again["duplicates"] + again["complaint_duplicates"] == len(records) and again["held"] == 0
+    assert not differences(settled, state_of(iem_db))
+    audit = iem_db.query("SELECT action, finished_at IS NOT NULL FROM {t.audit}")
+    assert audit == [(f"guard {then}", 1)]
+
+
+def test_with_the_guard_off_the_storm_applies_as_the_spec_says(iem_db, tmp_path):
+    world = storm_world(32)
+    before, records = load(iem_db, world, tmp_path / "bounces")
+    pmtabounce(iem_db, "process", str(tmp_path / "bounces"), guard="off")
+    assert_state(expected(before, records), iem_db)
+    assert guard_rows(iem_db) == []
+
+
+def test_three_workers_trip_once_and_hold_exactly_the_storm_after_the_trip_point(iem_db, vhost, tmp_path):
+    world = storm_world(33, independent=True)
+    before, records = load(iem_db, world, tmp_path / "bounces")
+    storm = {r.fingerprint for r in storm_records(world, records)}
+    distinct = len({r.fingerprint for r in records})
+    env = worker_env(iem_db.url, vhost.url, batch_size=40)
+
+    with Fleet(env, tmp_path) as fleet:
+        workers = [fleet.start() for _ in range(3)]
+        for process in workers:
+            fleet.wait_consuming(process)
+        produce_once(env, tmp_path / "bounces", tmp_path / "producer.log")
+        wait_for(lambda: ledger_count(iem_db) == distinct, "every record in the ledger", 180)
+        assert [fleet.terminate(process) for process in workers] == [0, 0, 0], fleet.log()
+        assert fleet.log().count("domain guard: storm.example tripped") == 1
+
+    held = held_fingerprints(iem_db)
+    domain = {r.fingerprint for r in records if r.rcpt.lower().endswith("@" + STORM.domain)}
+    # Which storm records come first depends on the workers' interleaving; how many of them are held does not.
+    # A worker may commit one of the domain's usual hard bounces of an earlier window after the trip (it held
+    # that batch while the others committed the storm): from the trip on it is held too, as the issue says.
+    assert held <= domain and len(held & storm) == STORM.size - BAR + 1
+    assert guard_rows(iem_db) == [(STORM.domain, 1, BAR, BAR, len(held), 1)]
+    assert_state(expected(before, records, held, "held"), iem_db)
+    assert drain(vhost.url, vhost.topology.dead_queue) == []
+
+    pmtabounce(iem_db, "guard", "release", STORM.domain)
+    assert_state(expected(before, records), iem_db)
+
+
+def test_an_operator_trip_shows_in_status_and_guard_status_and_is_audited(iem_db, tmp_path):
+    audit_file = tmp_path / "audit.jsonl"
+    tripped = pmtabounce(iem_db, "guard", "trip", "Gmail.COM", dlq_audit_file=str(audit_file), log_format="json")
+    lines = [json.loads(line) for line in tripped.stderr.splitlines()]
+    assert [(x["event"], x["action"]) for x in lines if x.get("event") == "audit"] == [("audit", "guard trip")]
+    again = pmtabounce(iem_db, "guard", "trip", "gmail.com")
+    assert "tripped already" in again.stdout
+
+    report = json_of(pmtabounce(iem_db, "status", "--json", check=False))
+    assert [(d["domain"], d["held"]) for d in report["ledger"]["tripped_domains"]] == [("gmail.com", 0)]
+    status = json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]
+    assert [(s["domain"], s["window_start"], s["tripped_by"].count("@")) for s in status] == [("gmail.com", None, 1)]
+    text = pmtabounce(iem_db, "guard", "status").stdout
+    assert text.startswith("gmail.com: 0 held since ") and "(tripped by hand)" in text
+    entry = json.loads(audit_file.read_text())
+    assert (entry["action"], entry["target"], entry["tripped"]) == ("guard trip", {"domain": "gmail.com"}, 1)
+    assert [a[0] for a in iem_db.query("SELECT action FROM {t.audit} ORDER BY id")] == ["guard trip"] * 2

@@ -1,0 +1,77 @@
+"""undo's pure parts: the filter as SQL, what a ledger record wrote, when a row changed since, times."""
+
+import click
+import pytest
+from pmtabounce.worker.undo import UndoFilter, _changed_since, effect_of
+
+from pmtabounce.commands import parse_when
+
+
+def row(**changes) -> dict:
+    base = {"id": 7, "email": "a@x.com", "subscriberid": 100, "listid": 3, "statid": 42, "time_logged": 1000,
+            "decision": "hard", "category": "Bad-Mailbox", "outcome": "disabled"}
+    return base | changes
+
+
+@pytest.mark.parametrize("changes, bounce_row, campaign, disabled", [
+    ({}, (100, 42, 3, 1000, "hard", "bad_mailbox"), (42, "bouncecount_hard", None), (100, 3, 1000)),
+    ({"decision": "soft", "category": "quota-issues", "outcome": "applied"},
+     (100, 42, 3, 1000, "soft", "quota_issues"), (42, "bouncecount_soft", None), None),
+    ({"decision": "soft", "category": "quota-issues"}, (100, 42, 3, 1000, "soft", "quota_issues"),
+     (42, "bouncecount_soft", None), (100, 3, 1000)),  # the threshold'th soft bounce
+    ({"decision": "ignore", "category": "policy-related", "outcome": "applied"}, None,
+     (42, "bouncecount_unknown", None), None),  # statistics only
+    ({"statid": 0}, (100, 0, 3, 1000, "hard", "bad_mailbox"), None, (100, 3, 1000)),  # no campaign
+    # recorded by the ledger (worker/effects.py's shape): taken as written, the stats table included
+    ({"effects": '{"bounce_row": [100, 42, 3, 999, "hard", "bad_mailbox"], '
+                 '"campaign": ["autoresponders", 42, "bouncecount_hard"], "disabled": [100, 3, 999]}'},
+     (100, 42, 3, 999, "hard", "bad_mailbox"), (42, "bouncecount_hard", "autoresponders"), (100, 3, 999)),
+    ({"effects": '{"campaign": ["newsletters", 42, "bouncecount_unknown"]}', "decision": "ignore"},
+     None, (42, "bouncecount_unknown", "newsletters"), None),
+])
+def test_what_a_record_wrote(changes, bounce_row, campaign, disabled):
+    effect = effect_of(row(**changes))
+    assert (effect.bounce_row, effect.campaign, effect.disabled) == (bounce_row, campaign, disabled)
+
+
+@pytest.mark.parametrize("now, why", [
+    ((3, 1000, 0), None),  # as the record left it
+    (None, "deleted since"),
+    ((3, 0, 0), "re-activated since"),
+    ((3, 2000, 0), "bounced again since"),
+    ((3, 1000, 1500), "unsubscribed since"),
+])
+def test_a_row_changed_since_is_left_alone(now, why):
+    assert _changed_since((100, 3, 1000), now) == why
+
+
+def test_the_filter_as_sql():
+    clause, params = UndoFilter(since=10, until=20, domains=("gmail.com", "a_b.com"), categories=("bad-mailbox",),
+                                diag="does not EXIST 100%", files=("bounces-*.csv",), email="a@x.com",
+                                outcomes=("disabled",)).clause()
+    assert clause == ("undo_run IS NULL AND outcome IN (%s) AND time_logged >= %s AND time_logged <= %s AND "
+                      "email = %s AND dsn_diag LIKE %s AND (email LIKE %s OR email LIKE %s) AND "
+                      "(source_file LIKE %s) AND category IN (%s)")
+    assert params == ["disabled", 10, 20, "a@x.com", "%does not EXIST 100\\%%", "%@gmail.com", "%@a\\_b.com",
+                      "bounces-%.csv", "bad-mailbox"]
+
+
+def test_without_outcomes_it_takes_every_record_that_wrote_to_iem():
+    clause, params = UndoFilter(email="a@x.com").clause()
+    assert clause.startswith("undo_run IS NULL AND outcome IN (%s, %s)") and params[:2] == ["applied", "disabled"]
+    assert UndoFilter().empty and not UndoFilter(since=0).empty
+
+
+@pytest.mark.parametrize("text, seconds", [
+    ("1608000000", 1608000000),
+    ("2020-12-15T02:40:00Z", 1608000000),
+    ("2020-12-15T03:40:00+01:00", 1608000000),
+    ("2020-12-15 02:40:00", 1608000000),  # no offset: UTC
+])
+def test_times_are_unix_or_iso(text, seconds):
+    assert parse_when(text) == seconds
+
+
+def test_a_time_that_is_neither_is_refused():
+    with pytest.raises(click.BadParameter, match="neither"):
+        parse_when("yesterday")

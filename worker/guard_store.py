@@ -1,0 +1,195 @@
+"""The domain guard's tables (per-domain trip state, per-window counts) and its held records in the ledger.
+
+Read before a batch's walk and written in the batch's own transaction, so N
+workers count every hard record once and agree on when a domain tripped. A
+domain's row is locked (an upsert) only at the end of a batch, just before
+the writes and the commit; see BatchApplier for how a batch that finds the
+counts moved under it is walked again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..common.errors import FatalError
+from ..common.record import BounceRecord, parse_list_ids
+from .db import Tables, case_of, insert_rows
+from .effects import to_json
+from .guard import HISTORY, DomainState, GuardBatch
+from .plan import Outcome
+
+TRIPPED_BY_GUARD = "guard"
+
+
+@dataclass(frozen=True)
+class TripRow:
+    """A tripped domain as `guard status` shows it (times in Unix seconds)."""
+
+    domain: str
+    tripped_at: int
+    tripped_by: str
+    window_start: int | None
+    count: int
+    threshold: int
+    held: int
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["%s"] * count)
+
+
+def lock_domains(cursor, t: Tables, domains: Sequence[str]) -> None:
+    """Create (if new) and lock these domains' rows until commit, in sorted order so workers never deadlock."""
+    if domains:
+        insert_rows(cursor, f"INSERT INTO {t.guard_domains} (domain) VALUES ", [(d,) for d in sorted(domains)],
+                    suffix=" ON DUPLICATE KEY UPDATE domain = domain")
+
+
+def read_states(cursor, t: Tables, domains: Sequence[str], first_window: int, last_window: int) -> dict:
+    """DomainState per domain: tripped or not, and its windows from 7 days before `first_window` to `last_window`.
+
+    One statement: every window row has its domain's row (lock_domains creates it before any window is written).
+    """
+    if not domains:
+        return {}
+    states = {d: DomainState() for d in domains}
+    cursor.execute(
+        f"SELECT d.domain, d.tripped_at IS NOT NULL, w.window_start, w.hard_count, w.tripped "
+        f"FROM {t.guard_domains} AS d LEFT JOIN {t.guard_windows} AS w "
+        "ON w.domain = d.domain AND w.window_start BETWEEN %s AND %s "
+        f"WHERE d.domain IN ({_marks(len(domains))})",
+        [first_window - HISTORY, last_window, *domains],
+    )
+    for domain, tripped, start, count, window_tripped in cursor.fetchall():
+        state = states[domain.lower()]
+        state.tripped = bool(tripped)
+        if start is not None:
+            state.counts[start] = count
+            if window_tripped:
+                state.tripped_windows.add(start)
+    return states
+
+
+def write(cursor, t: Tables, guard: GuardBatch, now: int) -> None:
+    """The batch's counts, held records and trips; the domains' rows must be locked already."""
+    if guard.added:
+        rows = [(d, w, n, int(d in guard.trips and guard.trips[d].window_start == w))
+                for (d, w), n in sorted(guard.added.items())]
+        insert_rows(cursor, f"INSERT INTO {t.guard_windows} (domain, window_start, hard_count, tripped) VALUES ",
+                    rows, suffix=" ON DUPLICATE KEY UPDATE hard_count = hard_count + VALUES(hard_count), "
+                    "tripped = GREATEST(tripped, VALUES(tripped))")
+    for trip in guard.trips.values():
+        cursor.execute(
+            f"UPDATE {t.guard_domains} SET tripped_at = %s, tripped_by = %s, trip_window = %s, trip_count = %s, "
+            "trip_threshold = %s, trips = trips + 1 WHERE domain = %s",
+            (now, TRIPPED_BY_GUARD, trip.window_start, trip.count, trip.threshold, trip.domain),
+        )
+    add_held(cursor, t, dict(guard.held))
+
+
+def add_held(cursor, t: Tables, held: dict[str, int]) -> None:
+    """Move the domains' held counts by these amounts (negative when released or discarded)."""
+    if held:
+        case, params = case_of("domain", held)
+        cursor.execute(
+            f"UPDATE {t.guard_domains} SET held = GREATEST(0, CAST(held AS SIGNED) + {case}) "
+            f"WHERE domain IN ({_marks(len(held))})",
+            params + sorted(held),
+        )
+
+
+def trip(cursor, t: Tables, domain: str, by: str, now: int) -> bool:
+    """An operator trips a domain; False if it was tripped already."""
+    lock_domains(cursor, t, [domain])
+    cursor.execute(
+        f"UPDATE {t.guard_domains} SET tripped_at = %s, tripped_by = %s, trip_window = NULL, trip_count = 0, "
+        "trip_threshold = 0, trips = trips + 1 WHERE domain = %s AND tripped_at IS NULL",
+        (now, by, domain),
+    )
+    return cursor.rowcount == 1
+
+
+def end_trip(cursor, t: Tables, domain: str) -> None:
+    """The domain applies as usual again (its row must be locked)."""
+    cursor.execute(f"UPDATE {t.guard_domains} SET tripped_at = NULL, held = 0 WHERE domain = %s", (domain,))
+
+
+def tripped(cursor, t: Tables, domain: str | None = None) -> list[TripRow]:
+    """Tripped domains (or this one, if tripped), longest tripped first."""
+    where, params = ("AND domain = %s", [domain]) if domain else ("", [])
+    cursor.execute(
+        f"SELECT domain, tripped_at, tripped_by, trip_window, trip_count, trip_threshold, held "
+        f"FROM {t.guard_domains} WHERE tripped_at IS NOT NULL {where} ORDER BY tripped_at, domain",
+        params,
+    )
+    return [TripRow(*row) for row in cursor.fetchall()]
+
+
+def totals(cursor, t: Tables) -> tuple[int, int]:
+    """(tripped domains, records held for them): the guard's gauges."""
+    cursor.execute(f"SELECT COUNT(*), COALESCE(SUM(held), 0) FROM {t.guard_domains} WHERE tripped_at IS NOT NULL")
+    count, held = cursor.fetchone()
+    return int(count), int(held)
+
+
+def escape_like(text: str) -> str:
+    """`text` inside a LIKE pattern, its own \\, % and _ taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def domain_pattern(domain: str) -> str:
+    """A LIKE pattern for the addresses of a domain."""
+    return f"%@{escape_like(domain.strip())}"
+
+
+def held_records(cursor, t: Tables, domain: str, after_id: int, limit: int) -> list[tuple[int, BounceRecord]]:
+    """(ledger id, record) of a domain's held records after `after_id`, in the order they were held."""
+    cursor.execute(
+        f"SELECT id, fingerprint, record_type, time_logged, email, dsn_status, dsn_diag, category, list_ids, statid, "
+        f"source_file, source_line FROM {t.ledger} WHERE outcome = 'held' AND id > %s AND email LIKE %s "
+        "ORDER BY id LIMIT %s",
+        (after_id, domain_pattern(domain), limit),
+    )
+    found = []
+    for row in cursor.fetchall():
+        record = BounceRecord(row[2], row[3], row[4], row[5], row[6], row[7], parse_list_ids(row[8]), row[9],
+                              row[10], row[11])
+        # The ledger's own fingerprint names the row (a record cut to the columns' widths would hash otherwise).
+        object.__setattr__(record, "fingerprint", row[1])
+        found.append((row[0], record))
+    return found
+
+
+def discard_held(cursor, t: Tables, domain: str) -> int:
+    """Mark a domain's held records `discarded` (kept as evidence, never applied); returns how many."""
+    cursor.execute(
+        f"UPDATE {t.ledger} SET outcome = 'discarded' WHERE outcome = 'held' AND email LIKE %s",
+        (domain_pattern(domain),),
+    )
+    return cursor.rowcount
+
+
+def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
+    """Held records, now applied (`guard release`): their ledger rows get their real outcome.
+
+    Raises FatalError if a row is no longer `held` (released or discarded meanwhile by another run).
+    """
+    if not outcomes:
+        return
+    by_fingerprint = {o.record.fingerprint: o for o in outcomes}
+    sets, params = [], []
+    for column, value in (("outcome", lambda o: o.outcome), ("decision", lambda o: o.decision),
+                          ("subscriberid", lambda o: o.subscriberid), ("listid", lambda o: o.listid),
+                          ("effects", lambda o: to_json(o.effects))):
+        case, case_params = case_of("fingerprint", {f: value(o) for f, o in by_fingerprint.items()})
+        sets.append(f"{column} = {case}")
+        params += case_params
+    marks = ", ".join(["%s"] * len(by_fingerprint))
+    cursor.execute(
+        f"UPDATE {t.ledger} SET {', '.join(sets)} WHERE fingerprint IN ({marks}) AND outcome = 'held'",
+        params + sorted(by_fingerprint),
+    )
+    if cursor.rowcount != len(by_fingerprint):
+        raise FatalError(f"{len(by_fingerprint) - cursor.rowcount} of these records are no longer held "
+                         "(another `guard release` or `discard` ran meanwhile); nothing of this batch was applied")

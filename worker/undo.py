@@ -1,0 +1,243 @@
+"""`undo`: revert exactly what selected ledger records wrote to IEM, nothing else (issue 12).
+
+For each selected record that changed IEM, the inverse of its own writes:
+its bounce row removed, its campaign counter back by one, and, if it
+disabled the subscriber and that row still has `bounced` = the time it set,
+the row active again with its list's `bouncecount - 1, subscribecount + 1`
+(IEM's own re-activation moves the counters the same way). A row that
+changed since is left alone and reported. What a record wrote is read from
+the ledger: its subscriber, list, statid, time, decision, category and
+outcome name the bounce row (subscriber, statid, list, time, type, rule) it
+inserted (spec step 2 allows only one per subscriber, campaign and list), the
+counter it moved and the row it disabled.
+
+Batches in key order, each one transaction with the same row locks as the
+workers; each reverted ledger row is marked with the run's id, so a run cut
+short is finished by running it again and a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import orjson
+
+from ..common.errors import TransientError
+from ..common.policy import bounce_rule
+from . import guard_store, iem
+from .db import Tables
+
+STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
+CHANGED_IEM = ("applied", "disabled")  # the outcomes that wrote to IEM
+
+
+@dataclass(frozen=True)
+class UndoFilter:
+    """Which ledger records an undo selects; every given part must hold, at least one must be given.
+
+    Times are bounce times (`timeLogged`, Unix seconds, inclusive); `files` are globs on the source file;
+    `diag` is found in the diagnostic case-insensitively; domains and the address match case-insensitively.
+    """
+
+    since: int | None = None
+    until: int | None = None
+    domains: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    diag: str | None = None
+    files: tuple[str, ...] = ()
+    email: str | None = None
+    outcomes: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not any((self.since is not None, self.until is not None, self.domains, self.categories, self.diag,
+                        self.files, self.email, self.outcomes))
+
+    def clause(self) -> tuple[str, list]:
+        """A WHERE clause on the ledger and its parameters: the filter, not undone yet, and wrote to IEM."""
+        parts: list[str] = ["undo_run IS NULL"]
+        params: list = []
+        wanted = [o for o in CHANGED_IEM if not self.outcomes or o in self.outcomes]
+        parts.append(f"outcome IN ({', '.join(['%s'] * len(wanted))})" if wanted else "FALSE")
+        params += wanted
+        for sql, value in (("time_logged >= %s", self.since), ("time_logged <= %s", self.until),
+                           ("email = %s", self.email), ("dsn_diag LIKE %s", _contains(self.diag))):
+            if value is not None:
+                parts.append(sql)
+                params.append(value)
+        for column, values in (("email", [guard_store.domain_pattern(d) for d in self.domains]),
+                               ("source_file", [_like_of_glob(g) for g in self.files])):
+            if values:
+                parts.append("(" + " OR ".join([f"{column} LIKE %s"] * len(values)) + ")")
+                params += values
+        if self.categories:
+            parts.append(f"category IN ({', '.join(['%s'] * len(self.categories))})")
+            params += list(self.categories)
+        return " AND ".join(parts), params
+
+    def describe(self) -> dict:
+        """The filter as given, for the audit."""
+        return {name: value for name, value in self.__dict__.items() if value not in (None, ())}
+
+
+def _contains(text: str | None) -> str | None:
+    return None if text is None else f"%{guard_store.escape_like(text)}%"
+
+
+def _like_of_glob(glob: str) -> str:
+    """A shell glob (`bounces-2020-12-14*.csv`) as a LIKE pattern."""
+    return guard_store.escape_like(glob).replace("*", "%").replace("?", "_")
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What one ledger record wrote to IEM (None: it did not write that part)."""
+
+    ledger_id: int
+    email: str
+    bounce_row: tuple[int, int, int, int, str, str] | None  # (subscriberid, statid, listid, time, type, rule)
+    campaign: tuple[int, str, str | None] | None  # (statid, counter column, stats table key if recorded)
+    disabled: tuple[int, int, int] | None  # (subscriberid, listid, bounced time it set)
+
+
+def effect_of(row: dict) -> Effect:
+    """The writes of a ledger row of outcome applied or disabled (see undo_candidates).
+
+    From its `effects` column when the ledger has one and the row recorded them (worker/effects.py's
+    shape); else, for rows applied before effects were recorded, from its own columns.
+    """
+    if row.get("effects"):
+        recorded = orjson.loads(row["effects"])
+        campaign = recorded.get("campaign")  # [stats table key, statid, column]
+        return Effect(row["id"], row["email"], _tuple(recorded.get("bounce_row")),
+                      (campaign[1], campaign[2], campaign[0]) if campaign else None, _tuple(recorded.get("disabled")))
+    sid, listid, decision = row["subscriberid"], row["listid"], row["decision"]
+    bounce_row = None
+    if decision in ("hard", "soft"):
+        bounce_row = (sid, row["statid"], listid, row["time_logged"], decision, bounce_rule(row["category"]))
+    campaign = (row["statid"], STAT_COLUMN[decision], None) if row["statid"] > 0 else None
+    disabled = (sid, listid, row["time_logged"]) if row["outcome"] == "disabled" else None
+    return Effect(row["id"], row["email"], bounce_row, campaign, disabled)
+
+
+def _tuple(value: list | None) -> tuple | None:
+    return tuple(value) if value else None
+
+
+@dataclass
+class UndoCounts:
+    """What an undo did (or, dry, would do)."""
+
+    records: int = 0
+    bounce_rows_removed: int = 0
+    reenabled: Counter = field(default_factory=Counter)  # listid -> subscribers re-enabled
+    campaigns: dict = field(default_factory=lambda: defaultdict(Counter))  # statid -> {column: -n}
+    skipped: list[dict] = field(default_factory=list)  # {ledger_id, email, what, why}
+
+    def add(self, other: UndoCounts) -> None:
+        self.records += other.records
+        self.bounce_rows_removed += other.bounce_rows_removed
+        self.reenabled.update(other.reenabled)
+        for statid, counts in other.campaigns.items():
+            self.campaigns[statid].update(counts)
+        self.skipped += other.skipped
+
+    def as_dict(self) -> dict:
+        return {
+            "records": self.records,
+            "bounce_rows_removed": self.bounce_rows_removed,
+            "subscribers_reenabled": sum(self.reenabled.values()),
+            "reenabled_per_list": {str(k): v for k, v in sorted(self.reenabled.items())},
+            "campaign_counters": {str(s): dict(c) for s, c in sorted(self.campaigns.items())},
+            "skipped": self.skipped,
+        }
+
+
+def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
+    """Revert these ledger rows' writes in the caller's transaction and mark them with `run`.
+
+    Raises AlreadyUndone if another run marked one of them meanwhile (roll back and read again).
+    """
+    effects = [effect_of(row) for row in rows]
+    counts = UndoCounts(records=len(effects))
+    # The workers' lock: a subscriber's row before its bounce rows, so none counts rows we are removing.
+    current = iem.lock_subscribers(cursor, t, sorted({e.bounce_row[0] for e in effects if e.bounce_row}
+                                                     | {e.disabled[0] for e in effects if e.disabled}))
+    mark_undone(cursor, t, [e.ledger_id for e in effects], run)
+    keys = [e.bounce_row for e in effects if e.bounce_row]
+    removed = iem.delete_bounce_rows(cursor, t, keys)
+    counts.bounce_rows_removed = len(removed)
+    tables = iem.stats_tables(cursor, t, (e.campaign[0] for e in effects if e.campaign))
+    moves: dict = defaultdict(Counter)
+    reactivate: dict[int, int] = {}
+    for e in effects:
+        if e.bounce_row and e.bounce_row not in removed:
+            counts.skipped.append(_skip(e, "bounce row", "no longer there"))
+        if e.campaign and e.campaign[0] in tables:  # a campaign deleted since has no counter to move back
+            moves[(e.campaign[2] or tables[e.campaign[0]], e.campaign[0])][e.campaign[1]] -= 1
+            counts.campaigns[e.campaign[0]][e.campaign[1]] -= 1
+        if e.disabled:
+            why = _changed_since(e.disabled, current.get(e.disabled[0]))
+            if why:
+                counts.skipped.append(_skip(e, "subscriber", why))
+            else:
+                reactivate[e.disabled[0]] = e.disabled[1]
+                counts.reenabled[e.disabled[1]] += 1
+    iem.add_campaign_counts(cursor, t, moves)
+    iem.reactivate_subscribers(cursor, t, reactivate)
+    return counts
+
+
+def _changed_since(disabled: tuple[int, int, int], now: tuple[int, int, int] | None) -> str | None:
+    """Why a row this record disabled may not be re-enabled, or None if it is as the record left it."""
+    if now is None:
+        return "deleted since"
+    listid, bounced, unsubscribed = now
+    if unsubscribed:
+        return "unsubscribed since"
+    if bounced == 0:
+        return "re-activated since"
+    if bounced != disabled[2] or listid != disabled[1]:
+        return "bounced again since"
+    return None
+
+
+def _skip(effect: Effect, what: str, why: str) -> dict:
+    return {"ledger_id": effect.ledger_id, "email": effect.email, "what": what, "why": why}
+
+
+class AlreadyUndone(TransientError):
+    """Another undo run marked one of these records meanwhile: roll back and read the selection again."""
+
+
+UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged", "decision", "category", "outcome")
+
+
+def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
+    """Ledger rows matching `clause` (worker.undo.UndoFilter) with id above `after_id`, in id order,
+    with their recorded `effects` when the ledger has that column."""
+    columns = UNDO_COLUMNS + (("effects",) if _has_effects(cursor, t) else ())
+    cursor.execute(
+        f"SELECT {', '.join(columns)} FROM {t.ledger} WHERE id > %s AND {clause} ORDER BY id LIMIT %s",
+        [after_id, *params, limit],
+    )
+    return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _has_effects(cursor, t: Tables) -> bool:
+    cursor.execute(f"SHOW COLUMNS FROM {t.ledger} LIKE 'effects'")
+    return cursor.fetchone() is not None
+
+
+def mark_undone(cursor, t: Tables, ids: Sequence[int], run: int) -> None:
+    """Mark ledger rows as reverted by undo run `run`; raises AlreadyUndone if one was marked meanwhile."""
+    if not ids:
+        return
+    cursor.execute(
+        f"UPDATE {t.ledger} SET undo_run = %s WHERE id IN ({', '.join(['%s'] * len(ids))}) AND undo_run IS NULL",
+        [run, *ids],
+    )
+    if cursor.rowcount != len(ids):
+        raise AlreadyUndone(f"{len(ids) - cursor.rowcount} records were undone by another run meanwhile")
