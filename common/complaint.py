@@ -21,12 +21,12 @@ _URL = re.compile(r"<\s*(https?://[^>\s]+)\s*>|(https?://[^\s,<>]+)", re.IGNOREC
 class UnsubscribeLink:
     """IEM's `unsubscribe.php?M=<subscriberid>&C=<confirmcode>&L=<listid>&N=<statid>` (A= for an autoresponder).
 
-    `confirmcode` is '' when the link has no C; `listid` and `statid` 0 when absent;
-    `area` is 'n' (N=), 'a' (A=) or '' (neither).
+    `confirmcode` is None when the link has no C, else C exactly as sent ('' for `C=`);
+    `listid` and `statid` 0 when absent; `area` is 'n' (N=), 'a' (A=) or '' (neither).
     """
 
     subscriberid: int
-    confirmcode: str = ""
+    confirmcode: str | None = None
     listid: int = 0
     statid: int = 0
     area: str = ""
@@ -94,10 +94,12 @@ def unsubscribe_link(header: str) -> UnsubscribeLink | None:
 
     The header may also hold a `mailto:` (skipped). M must be a positive whole
     number; L, N and A count only when they are (IEM's own intval() reading).
+    C is kept whole and untrimmed, and an empty `C=` is kept as '': iem-complaints.md
+    step 1 wants the row's confirmcode to equal it exactly.
     """
     for match in _URL.finditer(header or ""):
         url = match.group(1) or match.group(2)
-        query = {k.upper(): v[0].strip() for k, v in parse_qs(urlsplit(url).query).items()}
+        query = {k.upper(): v[0] for k, v in parse_qs(urlsplit(url).query, keep_blank_values=True).items()}
         subscriberid = _whole(query.get("M", ""))
         if not subscriberid:
             continue
@@ -106,11 +108,22 @@ def unsubscribe_link(header: str) -> UnsubscribeLink | None:
             if _whole(query.get(key, "")):
                 area, statid = name, _whole(query[key])
                 break
-        return UnsubscribeLink(subscriberid, query.get("C", "")[:32], _whole(query.get("L", "")), statid, area)
+        return UnsubscribeLink(subscriberid, query.get("C"), _whole(query.get("L", "")), statid, area)
     return None
 
 
+def confirms(link: UnsubscribeLink, confirmcode: str) -> bool:
+    """Whether a row whose confirmcode is `confirmcode` ('' for NULL) answers the link's C (iem-complaints.md step 1).
+
+    No C: any row does. Otherwise exact equality, so `C=` matches only a row
+    whose own confirmcode is empty (IEM builds the link from the row's own
+    confirmcode, so such a row's genuine links carry `C=`).
+    """
+    return link.confirmcode is None or link.confirmcode == confirmcode
+
+
 def _whole(text: str) -> int:
+    text = text.strip()
     if text.isascii() and text.isdigit() and 0 < int(text) <= INT32_MAX:
         return int(text)
     return 0

@@ -252,7 +252,7 @@ class BounceModel:
             email = record.rcpt
         elif link is None:
             return "unroutable", "", None
-        elif link.subscriberid not in rows or (link.confirmcode and
+        elif link.subscriberid not in rows or (link.confirmcode is not None and
                                                rows[link.subscriberid].confirmcode != link.confirmcode):
             return "not_found", "", None
         else:

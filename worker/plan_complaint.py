@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..common.complaint import ComplaintRecord, UnsubscribeLink
+from ..common.complaint import ComplaintRecord, UnsubscribeLink, confirms
 from ..common.policy import Policy
 from .effects import Unsubscribed, complaint_effects
 from .rows import Candidate, Outcome, Rows
@@ -47,7 +47,7 @@ def _recipient(record: ComplaintRecord, link: UnsubscribeLink | None, rows: Rows
     if link is None:
         return None
     linked = rows.linked.get(link.subscriberid)
-    if linked is None or (link.confirmcode and linked.confirmcode != link.confirmcode):
+    if linked is None or not confirms(link, linked.confirmcode):
         return ""
     return linked.emailaddress
 
@@ -62,7 +62,7 @@ def _the_row(email: str, link: UnsubscribeLink | None, list_ids, rows: Rows) -> 
         linked is None
         or not linked.active
         or linked.subscriberid in rows.inactive
-        or (link.confirmcode and linked.confirmcode != link.confirmcode)
+        or not confirms(link, linked.confirmcode)
         or (link.listid and linked.listid != link.listid)
         or linked.emailaddress.lower() != email.lower()  # never another person's row
     ):

@@ -148,17 +148,27 @@ def test_a_redacted_rcpt_is_identified_by_the_links_subscriberid(iem_db, ann, wi
     ("link", "outcome"),
     [
         ("wrong code", "not_found"),
+        ("the code and more", "not_found"),
+        ("an empty code", "not_found"),
         ("no such subscriber", "not_found"),
         ("", "unroutable"),
         ("<mailto:unsub@iem.example.com>", "unroutable"),
     ],
 )
 def test_a_redacted_rcpt_with_a_wrong_link_or_none_writes_nothing(iem_db, ann, link, outcome):
-    header = {"wrong code": iem_link(ann[3], "0" * 32, 3, 42), "no such subscriber": iem_link(99999, None, 3, 42)}
+    header = {"wrong code": iem_link(ann[3], "0" * 32, 3, 42), "no such subscriber": iem_link(99999, None, 3, 42),
+              "the code and more": iem_link(ann[3], code_of(iem_db, ann[3]) + "0", 3, 42),
+              "an empty code": iem_link(ann[3], "", 3, 42)}
     before = snapshot(iem_db)
     assert apply(iem_db, [complaint("", link=header.get(link, link))]) == [(outcome, None, None)]
     assert changes(before, snapshot(iem_db)) == {}
     assert ledger_rows(iem_db)[0]["outcome"] == outcome
+
+
+def test_an_empty_c_identifies_a_row_whose_confirmcode_is_empty(iem_db, seed):
+    sid = seed.subscriber("nocode@example.com", 3, confirmcode="")
+    record = complaint("", lists=(3,), link=iem_link(sid, "", 3))
+    assert apply(iem_db, [record]) == [("unsubscribed", sid, 3)]
 
 
 def test_an_address_with_no_active_row_is_not_found(iem_db, seed):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 from pmtabounce.common.accounting import AccountingFile, RejectedRow, record_cells
-from pmtabounce.common.complaint import ComplaintRecord, UnsubscribeLink, unsubscribe_link
+from pmtabounce.common.complaint import ComplaintRecord, UnsubscribeLink, confirms, unsubscribe_link
 
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"
 HEADER = ("type,timeLogged,feedbackType,format,userAgent,rcpt,reportingMta,header_X-Mailer-LID,header_X-Mailer-SID,"
@@ -102,13 +102,17 @@ LINK_CASES = [
     ("<mailto:unsub@example.com>", None),
     ("<https://x/unsubscribe.php?M=5&C=abc&L=3&N=9>", UnsubscribeLink(5, "abc", 3, 9, "n")),
     ("<https://x/unsubscribe.php?M=5&C=abc&L=3&A=9>", UnsubscribeLink(5, "abc", 3, 9, "a")),
-    ("<https://x/unsubscribe.php?M=5&L=3>", UnsubscribeLink(5, "", 3, 0, "")),  # no C: not checked
+    ("<https://x/unsubscribe.php?M=5&L=3>", UnsubscribeLink(5, None, 3, 0, "")),  # no C: not checked
+    ("<https://x/unsubscribe.php?M=5&C=&L=3>", UnsubscribeLink(5, "", 3, 0, "")),  # an empty C is a C
+    ("<https://x/unsubscribe.php?M=5&C=" + "a" * 32 + "X&L=3>", UnsubscribeLink(5, "a" * 32 + "X", 3, 0, "")),
+    ("<https://x/unsubscribe.php?M=5&C=%20abc%20>", UnsubscribeLink(5, " abc ", 0, 0, "")),  # kept as sent
+    ("<https://x/unsubscribe.php?M=%205&L=3%20>", UnsubscribeLink(5, None, 3, 0, "")),
     ("<mailto:u@x?subject=unsubscribe>, <https://x/unsubscribe.php?M=5&C=c&L=3&N=9>",
      UnsubscribeLink(5, "c", 3, 9, "n")),
     ("https://x/unsubscribe.php?m=5&c=c&l=3&n=9", UnsubscribeLink(5, "c", 3, 9, "n")),  # bare, lower-case keys
     ("<https://x/unsubscribe.php?M=abc&C=c>", None),  # M not a subscriberid
     ("<https://x/unsubscribe.php?M=0&C=c>", None),
-    ("<https://x/unsubscribe.php?M=5&L=x&N=-1>", UnsubscribeLink(5, "", 0, 0, "")),
+    ("<https://x/unsubscribe.php?M=5&L=x&N=-1>", UnsubscribeLink(5, None, 0, 0, "")),
     ("<https://other.example/list?id=7>", None),
 ]
 
@@ -116,6 +120,25 @@ LINK_CASES = [
 @pytest.mark.parametrize(("header", "expected"), LINK_CASES)
 def test_iems_list_unsubscribe_link(header, expected):
     assert unsubscribe_link(header) == expected
+
+
+CODE = "6f1c0e5a9b2d4e7f8a1b2c3d4e5f6a7b"
+
+
+@pytest.mark.parametrize(
+    ("link_code", "row_code", "expected"),
+    [
+        (None, CODE, True),  # no C: not checked
+        (CODE, CODE, True),
+        (CODE + "x", CODE, False),  # longer than 32: never cut to fit
+        (CODE[:31], CODE, False),
+        ("", CODE, False),  # an empty C proves nothing about a real confirmcode
+        ("", "", True),  # a row with no confirmcode: IEM's own link to it carries C=
+        (" " + CODE, CODE, False),
+    ],
+)
+def test_a_links_c_must_equal_the_rows_confirmcode(link_code, row_code, expected):
+    assert confirms(UnsubscribeLink(5, link_code), row_code) is expected
 
 
 def test_record_cells_puts_a_complaint_back_under_its_header(tmp_path):
