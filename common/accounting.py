@@ -168,9 +168,9 @@ class AccountingFile:
             values = [cells[p] for p in index.get(name, ()) if p < len(cells)]
             return next((v for v in values if v.strip()), values[0] if values else "")
 
-        if "rcpt" not in index:
-            raise ValueError("the file's header has no rcpt column")
         complaint = kind in COMPLAINT_TYPES
+        if "rcpt" not in index and not complaint:  # a complaint's link names its recipient (iem-complaints.md)
+            raise ValueError("the file's header has no rcpt column")
         rcpt = clean_rcpt(cell("rcpt")) if complaint else cell("rcpt").strip()
         if not rcpt and not complaint:  # providers redact a complainer's address: an empty rcpt is normal there
             raise ValueError("rcpt is empty")

@@ -87,6 +87,16 @@ def test_duplicate_columns_differing_in_case_take_the_first_non_empty(tmp_path):
     assert [r.list_unsubscribe for r in found] == [LINK, LINK]
 
 
+def test_a_header_without_rcpt_reads_complaints_by_their_link_but_rejects_bounces(tmp_path):
+    header = "type,timeLogged,feedbackType,bounceCat,header_List-Unsubscribe,header_X-Mailer-LID"
+    path = tmp_path / "norcpt.csv"
+    path.write_text(f"{header}\nf,1732011060,abuse,,{LINK},3\nb,1732011061,,bad-mailbox,,3\n")
+    items = list(AccountingFile(path))
+    assert [(type(i).__name__, i.source_line) for i in items] == [("ComplaintRecord", 2), ("RejectedRow", 3)]
+    assert (items[0].rcpt, items[0].link.subscriberid) == ("", 802)
+    assert items[1].reason == "the file's header has no rcpt column"
+
+
 def test_a_mixed_file_gives_bounces_and_complaints_in_order(tmp_path):
     header = "type,timeLogged,rcpt,bounceCat,feedbackType,header_X-Mailer-LID"
     path = tmp_path / "mixed.csv"
