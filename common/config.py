@@ -23,6 +23,7 @@ from .policy import (
     DEFAULT_SOFT,
     DEFAULT_SOFT_THRESHOLD,
     EMPTY_TYPE,
+    NO_TYPE,
     Policy,
     parse_categories,
     parse_complaint_types,
@@ -226,7 +227,9 @@ def _policy(source: _Source) -> Policy:
         threshold = section.get("soft_threshold", DEFAULT_SOFT_THRESHOLD)
         if "soft_threshold" in section:  # name where a bad value came from, not a variable nobody set
             where = f"[policy] soft_threshold in {source.path}"
-    types_raw, _ = source.get("complaint_types", section.get("complaint_types"))
+    types_raw, types_where = source.get("complaint_types")
+    if types_raw is None and "complaint_types" in section:
+        types_raw, types_where = section["complaint_types"], f"[policy] complaint_types in {source.path}"
     scope, scope_where = source.get("complaint_scope")
     if scope is None:
         scope = section.get("complaint_scope", "all")
@@ -234,23 +237,40 @@ def _policy(source: _Source) -> Policy:
     if str(scope).strip().lower() not in COMPLAINT_SCOPES:
         raise ConfigError(f"{scope_where}={scope!r}: must be one of {', '.join(COMPLAINT_SCOPES)}")
 
-    def categories(raw, default, parse=parse_categories):
+    def categories(raw, default):
         if raw is None:
             return default
-        if isinstance(raw, list):
-            return parse(",".join(str(c) or EMPTY_TYPE for c in raw))
-        return parse(str(raw))
+        return parse_categories(",".join(map(str, raw)) if isinstance(raw, list) else str(raw))
 
     try:
         return Policy(
             hard=categories(hard_raw, DEFAULT_HARD),
             soft=categories(soft_raw, DEFAULT_SOFT),
             soft_threshold=_int(threshold, where, 1, 1000),
-            complaint_types=categories(types_raw, DEFAULT_COMPLAINT_TYPES, parse_complaint_types),
+            complaint_types=_complaint_types(types_raw, types_where),
             complaint_scope=str(scope).strip().lower(),
         )
     except ValueError as exc:
         raise ConfigError(f"bounce policy: {exc}") from None
+
+
+def _complaint_types(raw: Any, where: str) -> frozenset[str]:
+    """The Feedback-Types that unsubscribe, from a comma list or a TOML list (None: the default).
+
+    `none` alone is the operator's explicit "record complaints, unsubscribe
+    no one"; any other value that names no type is refused (ConfigError), since
+    it would silently turn every complaint into `ignored`.
+    """
+    if raw is None:
+        return DEFAULT_COMPLAINT_TYPES
+    types = parse_complaint_types(",".join(str(c) or EMPTY_TYPE for c in raw) if isinstance(raw, list) else str(raw))
+    if types == {NO_TYPE}:
+        return frozenset()
+    if not types or NO_TYPE in types:
+        raise ConfigError(f"{where}={raw!r}: names no complaint type, so no complaint would unsubscribe anyone; "
+                          f"list the Feedback-Types that act (default abuse,empty), or '{NO_TYPE}' alone to only "
+                          "record complaints")
+    return types
 
 
 def log_format_asked(environ: Mapping[str, str] | None = None) -> str:

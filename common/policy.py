@@ -14,6 +14,7 @@ DEFAULT_SOFT_THRESHOLD = 5  # IEM hard-codes 5
 DEFAULT_COMPLAINT_TYPES = frozenset({"abuse", ""})
 COMPLAINT_SCOPES = ("all", "campaign", "row")
 EMPTY_TYPE = "empty"  # how the empty Feedback-Type is written in PMTABOUNCE_COMPLAINT_TYPES
+NO_TYPE = "none"  # PMTABOUNCE_COMPLAINT_TYPES=none: no complaint unsubscribes, said on purpose
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,7 @@ def test_require_bounce_dir(tmp_path):
         ({}, {"abuse", ""}, "all"),
         ({"PMTABOUNCE_COMPLAINT_TYPES": "abuse"}, {"abuse"}, "all"),
         ({"PMTABOUNCE_COMPLAINT_TYPES": "Abuse, empty, fraud"}, {"abuse", "", "fraud"}, "all"),
+        ({"PMTABOUNCE_COMPLAINT_TYPES": "None"}, set(), "all"),  # said on purpose: complaints only recorded
         ({"PMTABOUNCE_COMPLAINT_SCOPE": "Campaign"}, {"abuse", ""}, "campaign"),
         ({"PMTABOUNCE_COMPLAINT_SCOPE": "row"}, {"abuse", ""}, "row"),
     ],
@@ -225,6 +226,23 @@ def test_the_complaint_policy_from_the_environment(environ, types, scope):
     policy = Settings.from_env(environ).policy
     assert (policy.complaint_types, policy.complaint_scope) == (types, scope)
     assert policy.complaint_acts("ABUSE") is ("abuse" in types) and policy.complaint_acts("") is ("" in types)
+
+
+@pytest.mark.parametrize("value", [" ", ",", " , ", "none,abuse"])
+def test_complaint_types_that_name_no_type_are_refused_unless_none(value):
+    with pytest.raises(ConfigError, match="PMTABOUNCE_COMPLAINT_TYPES=.*'none' alone"):
+        Settings.from_env({"PMTABOUNCE_COMPLAINT_TYPES": value})
+
+
+@pytest.mark.parametrize(("toml", "types"), [("[]", None), ('["none"]', set()), ('"none"', set()), ('[""]', {""})])
+def test_an_empty_complaint_types_list_in_the_file_is_refused_naming_it(tmp_path, toml, types):
+    path = tmp_path / "pmtabounce.toml"
+    path.write_text(f"[policy]\ncomplaint_types = {toml}\n")
+    if types is None:
+        with pytest.raises(ConfigError, match=r"\[policy\] complaint_types in .*pmtabounce.toml=\[\]"):
+            Settings.from_env({"PMTABOUNCE_CONFIG": str(path)})
+    else:
+        assert Settings.from_env({"PMTABOUNCE_CONFIG": str(path)}).policy.complaint_types == types
 
 
 def test_the_complaint_policy_from_a_toml_file_and_a_bad_scope_named(tmp_path):
