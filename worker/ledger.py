@@ -183,16 +183,27 @@ def _row(o: Outcome) -> tuple:
 def outcomes_since(cursor, t: Tables, seconds: int | None = None, *, complaints: bool = False) -> dict[str, int]:
     """Ledger rows by outcome applied in the last `seconds` (all of them when None), by the server's clock:
     of bounces (`b`, `rb`), or of complaints (`f`) when `complaints`."""
+    where, params = _window(seconds, complaints)
+    cursor.execute(f"SELECT outcome, COUNT(*) FROM {t.ledger} WHERE {where} GROUP BY outcome", params)
+    return {outcome: int(count) for outcome, count in cursor.fetchall()}
+
+
+def repeats_since(cursor, t: Tables, seconds: int | None = None, *, complaints: bool = False) -> int:
+    """Records met again (the `duplicate` outcome) among the ledger rows `outcomes_since` counts.
+
+    A repeat only adds to its first row's seen_count, so repeats are counted by
+    when the record was first applied, not when it was met again.
+    """
+    where, params = _window(seconds, complaints)
+    cursor.execute(f"SELECT COALESCE(SUM(seen_count - 1), 0) FROM {t.ledger} WHERE {where}", params)
+    return int(cursor.fetchone()[0])
+
+
+def _window(seconds: int | None, complaints: bool) -> tuple[str, tuple]:
     kind = "record_type = 'f'" if complaints else "record_type <> 'f'"
     if seconds is None:
-        cursor.execute(f"SELECT outcome, COUNT(*) FROM {t.ledger} WHERE {kind} GROUP BY outcome")
-    else:
-        cursor.execute(
-            f"SELECT outcome, COUNT(*) FROM {t.ledger} "
-            f"WHERE applied_at >= NOW(6) - INTERVAL %s SECOND AND {kind} GROUP BY outcome",
-            (seconds,),
-        )
-    return {outcome: int(count) for outcome, count in cursor.fetchall()}
+        return kind, ()
+    return f"applied_at >= NOW(6) - INTERVAL %s SECOND AND {kind}", (seconds,)
 
 
 def last_applied(cursor, t: Tables) -> float | None:

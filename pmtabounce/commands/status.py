@@ -133,10 +133,9 @@ def ledger_part(settings: Settings, now: float) -> Part:
         return _down(part, f"cannot reach the database at {target.safe_url()} ({_mysql_reason(exc)})")
     try:
         with connection.cursor() as cursor:
-            hour = ledger.outcomes_since(cursor, tables, HOUR)
-            day = ledger.outcomes_since(cursor, tables, DAY)
-            complaints_hour = ledger.outcomes_since(cursor, tables, HOUR, complaints=True)
-            complaints_day = ledger.outcomes_since(cursor, tables, DAY, complaints=True)
+            windows = {f"{prefix}last_{span}": _outcomes(cursor, tables, seconds, names, complaints=bool(prefix))
+                       for prefix, names in (("", LEDGER_OUTCOMES), ("complaints_", COMPLAINT_LEDGER_OUTCOMES))
+                       for span, seconds in (("hour", HOUR), ("day", DAY))}
             last = ledger.last_applied(cursor, tables)
             trips = guard_store.tripped(cursor, tables)
     except pymysql.err.MySQLError as exc:
@@ -144,15 +143,24 @@ def ledger_part(settings: Settings, now: float) -> Part:
     finally:
         connection.close()
     part.facts.update(
-        last_hour={name: hour.get(name, 0) for name in LEDGER_OUTCOMES},
-        last_day={name: day.get(name, 0) for name in LEDGER_OUTCOMES},
-        complaints_last_hour={name: complaints_hour.get(name, 0) for name in COMPLAINT_LEDGER_OUTCOMES},
-        complaints_last_day={name: complaints_day.get(name, 0) for name in COMPLAINT_LEDGER_OUTCOMES},
+        **windows,
         last_applied_at=_iso(last),
         last_applied_age_seconds=round(now - last, 1) if last is not None else None,
         tripped_domains=[{"domain": r.domain, "since": _iso(r.tripped_at), "held": r.held} for r in trips],
     )
     return part
+
+
+def _outcomes(cursor, tables: Tables, seconds: int, names: tuple[str, ...], *, complaints: bool) -> dict[str, int]:
+    """Each outcome's ledger rows in the window, then `duplicate`: the repeats met of those records."""
+    counts = ledger.outcomes_since(cursor, tables, seconds, complaints=complaints)
+    return {**{name: counts.get(name, 0) for name in names},
+            "duplicate": ledger.repeats_since(cursor, tables, seconds, complaints=complaints)}
+
+
+def _applied(outcomes: dict[str, int]) -> int:
+    """Ledger rows (records applied once), without the repeats met of them."""
+    return sum(count for name, count in outcomes.items() if name != "duplicate")
 
 
 def _not_configured(part: Part, why: str) -> Part:
@@ -202,16 +210,15 @@ def render(report: Report, console: Console | None = None) -> None:
     ledger_part = next(p for p in report.parts if p.name == "ledger")
     if ledger_part.state == OK:
         f = ledger_part.facts
-        for title, names, hour, day in (
-            ("bounces applied (ledger)", LEDGER_OUTCOMES, f["last_hour"], f["last_day"]),
-            ("complaints applied (ledger)", COMPLAINT_LEDGER_OUTCOMES, f["complaints_last_hour"],
-             f["complaints_last_day"]),
+        for title, hour, day in (
+            ("bounces applied (ledger)", f["last_hour"], f["last_day"]),
+            ("complaints applied (ledger)", f["complaints_last_hour"], f["complaints_last_day"]),
         ):
             outcomes = Table(title=title)
             outcomes.add_column("outcome")
             for column in ("last hour", "last day"):
                 outcomes.add_column(column, justify="right")
-            for name in names:
+            for name in hour:
                 outcomes.add_row(name.replace("_", " "), str(hour[name]), str(day[name]))
             console.print(outcomes)
 
@@ -229,8 +236,8 @@ def _details(part: Part) -> str:
     elif part.name == "dead_letter" and "messages" in f:
         text = f"{f['name']}: {f['messages']} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
     elif part.name == "ledger" and "last_day" in f:
-        hour = sum(f["last_hour"].values()) + sum(f["complaints_last_hour"].values())
-        day = sum(f["last_day"].values()) + sum(f["complaints_last_day"].values())
+        hour = _applied(f["last_hour"]) + _applied(f["complaints_last_hour"])
+        day = _applied(f["last_day"]) + _applied(f["complaints_last_day"])
         text = (f"{f['database']}: {hour} records in the last hour, {day} in the last day; "
                 f"last apply {age(f['last_applied_age_seconds'])}"
                 + (" ago" if f["last_applied_at"] else ""))

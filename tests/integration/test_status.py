@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -83,7 +84,7 @@ def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_
     assert report["dead_letter"] == {"state": "ok", "name": "pmtabounce.dead-letter", "messages": 1}
     ledger = report["ledger"]
     assert ledger["last_hour"] == {"applied": 2, "disabled": 1, "already_bounced": 0, "not_found": 0,
-                                   "unroutable": 0, "held": 0, "discarded": 0}
+                                   "unroutable": 0, "held": 0, "discarded": 0, "duplicate": 0}
     assert ledger["last_day"]["not_found"] == 1 and ledger["last_day"]["disabled"] == 1
     assert 0 <= ledger["last_applied_age_seconds"] < 60 and ledger["last_applied_at"].endswith("Z")
     assert "guest" not in json.dumps(report)  # URLs are shown without credentials
@@ -161,16 +162,21 @@ def test_complaints_are_counted_by_outcome_apart_from_bounces(iem_db, tmp_path):
         [(f"c{n:031x}", outcome, ago) for n, (outcome, ago) in enumerate(
             [("unsubscribed", 5), ("unsubscribed", 7200), ("not_found", 5), ("ignored", 5), ("unroutable", 9)])],
     )
+    # Records met again: the bounce disabled 5 s ago 4 times, the complaints 3 and 5 times.
+    iem_db.execute_many("UPDATE {t.ledger} SET seen_count = %s WHERE fingerprint = %s",
+                        [(4, f"{0:032x}"), (3, f"c{0:031x}"), (5, f"c{1:031x}")])
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
     env.update(PMTABOUNCE_MYSQL_URL=iem_db.url, PMTABOUNCE_BOUNCE_DIR=str(tmp_path))
     _, report = status_json(env)
     ledger = report["ledger"]
     assert ledger["last_hour"] == {"applied": 0, "disabled": 1, "already_bounced": 0, "not_found": 1,
-                                   "unroutable": 0, "held": 0, "discarded": 0}
-    assert ledger["complaints_last_hour"] == {"unsubscribed": 1, "not_found": 1, "unroutable": 1, "ignored": 1}
-    assert ledger["complaints_last_day"]["unsubscribed"] == 2
+                                   "unroutable": 0, "held": 0, "discarded": 0, "duplicate": 3}
+    assert ledger["complaints_last_hour"] == {"unsubscribed": 1, "not_found": 1, "unroutable": 1, "ignored": 1,
+                                              "duplicate": 2}
+    assert ledger["complaints_last_day"]["unsubscribed"] == 2 and ledger["complaints_last_day"]["duplicate"] == 6
     text = status(env).stdout
     assert "complaints applied (ledger)" in text and "unsubscribed" in text
+    assert re.search(r"duplicate\W+3\W+3", text) and re.search(r"duplicate\W+2\W+6", text)
 
 
 def test_nothing_configured_is_not_ok(tmp_path):
