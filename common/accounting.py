@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .complaint import COMPLAINT_TYPES, ComplaintRecord, clean_rcpt
+from .message import too_big
 from .record import BOUNCE_TYPES, BounceRecord, parse_list_ids, parse_statid, parse_time
 
 RECORD_TYPES = frozenset({"b", "rb", "d", "t", "tq", "r", "f", "rs"})  # PowerMTA's accounting record types
@@ -152,6 +153,9 @@ class AccountingFile:
                 raise ValueError(f"the file ends inside this row ({len(cells)} of {len(self.header or ())} "
                                  f"columns): {CUT_SHORT}")
             record = self._record(kind, cells, line, index)
+            oversized = too_big(record)  # refused here, so that inline and the fleet agree
+            if oversized:
+                raise ValueError(oversized)
         except ValueError as exc:
             counts.rejected += 1
             return RejectedRow(self.name, line, str(exc), tuple(cells))

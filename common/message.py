@@ -11,6 +11,8 @@ InvalidMessage with a reason an operator can read.
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import orjson
 
 from .complaint import COMPLAINT_TYPES, ComplaintRecord
@@ -63,6 +65,23 @@ def _encode_complaint(record: ComplaintRecord) -> bytes:
             "line": record.source_line,
         }
     )
+
+
+def too_big(record: BounceRecord | ComplaintRecord) -> str | None:
+    """Why this record's message would exceed MAX_BODY bytes (a worker refuses such a body), or None if it fits.
+
+    orjson writes a character in at most 6 bytes (a control character as
+    \\u00XX) and a list id in at most 11; only a record that could pass
+    MAX_BODY that way is encoded to measure it exactly.
+    """
+    values = [getattr(record, f.name) for f in fields(record)]
+    bound = sum(len(v) * 6 for v in values if isinstance(v, str)) + 12 * len(record.list_ids) + 1024
+    if bound <= MAX_BODY:
+        return None
+    size = len(encode(record))
+    if size <= MAX_BODY:
+        return None
+    return f"its queue message would be {size} bytes, more than the {MAX_BODY}-byte limit of a message body"
 
 
 def decode(body: bytes) -> BounceRecord | ComplaintRecord:

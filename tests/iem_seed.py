@@ -178,3 +178,23 @@ def ledger_rows(db, tables: Tables | None = None) -> list[dict]:
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
     finally:
         connection.close()
+
+
+BIG = 300_000  # characters: more than a queue message's 256 KiB, less than the parser's 1 MiB field limit
+
+
+def write_oversized(path: Path) -> list[list[str]]:
+    """A file with one ordinary bounce (line 2) and two records too big for a queue message: a bounce
+    with a 300 KB dsnDiag (line 3), a complaint with a 300 KB List-Unsubscribe (line 4).
+    Returns the two big rows' cells, as NAME.rejected must keep them."""
+    big = [bounce(email="big@example.com", diag="smtp;550 " + "x" * BIG, line=3),
+           complaint("", link=iem_link(7, None, 3) + f", <mailto:{'u' * BIG}@example.com>", line=4)]
+    write_file(path, [bounce(), *big])
+    return [list(record_cells(record, COMPLAINT_HEADER)) for record in big]
+
+
+def rejected_rows(path: Path) -> list[tuple[str, list[str]]]:
+    """NAME.rejected's rows as (reason, cells)."""
+    with open(path.with_name(path.name + ".rejected"), encoding="utf-8", newline="") as handle:
+        _, *rows = csv.reader(handle)
+    return [(row[0], row[1:]) for row in rows]

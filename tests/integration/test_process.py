@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from iem_seed import T0, Seed, bounce, ledger_rows, snapshot, write_file
+from iem_seed import T0, Seed, bounce, ledger_rows, rejected_rows, snapshot, write_file, write_oversized
 from pmtabounce.worker.db import Tables
 from tcp_proxy import TcpProxy
 
@@ -190,6 +190,24 @@ def test_the_rejected_file_can_be_fixed_and_fed_back(iem_db, samples):
     stats = iem_db.query("SELECT bouncecount_soft, bouncecount_hard, bouncecount_unknown FROM {t.stats_autoresponders}")
     assert stats == [(1, 6, 4)]  # from 1/2/3: the first run's 2 hard, 1 unknown; then 2 hard
     assert dict(iem_db.query("SELECT subscriberid, bounced FROM {t.subscribers}"))[ids["newcat"]] == 1732012003
+
+
+def test_a_record_too_big_for_a_queue_message_is_rejected_with_its_cells_as_the_producer_does(iem_db, tmp_path):
+    """Inline must refuse what a worker would refuse (a body over 256 KiB), or the two modes disagree."""
+    seed = Seed(iem_db)
+    seed.lists(3)
+    seed.newsletter(42)
+    seed.subscriber("ann@example.com", 3)
+    seed.subscriber("big@example.com", 3)
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    big_cells = write_oversized(directory / "bounces-1.csv")
+    summary = process_json(directory, cli_env(iem_db))
+    assert (summary["disabled"], summary["complaints"], summary["rejected"]) == (1, 0, 2)
+    rejected = rejected_rows(directory / "bounces-1.csv")
+    assert [cells for _, cells in rejected] == big_cells
+    assert all("262144-byte limit" in reason for reason, _ in rejected), rejected[0][0][:200]
+    assert [reason.split(":")[0] for reason, _ in rejected] == ["line 3", "line 4"]
 
 
 def test_a_row_without_its_trailing_sid_disables_with_statid_0(iem_db, tmp_path):

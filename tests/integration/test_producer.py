@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pika
 import pytest
+from iem_seed import rejected_rows, write_oversized
 from pmtabounce.common.accounting import AccountingFile, RejectedRow
 from pmtabounce.common.bouncedir import REJECT_COLUMN
 from pmtabounce.common.complaint import ComplaintRecord
@@ -175,6 +176,20 @@ def test_once_publishes_every_sample_bounce_as_one_persistent_message(vhost, tmp
     rejects = directory / "bounces-2024-11-19-1025.csv"
     assert rejected_lines(rejects) == [row.source_line for row in bad] and len(bad) == 2
     assert "line 4: rejected: rcpt is empty" in producer.log()
+
+
+def test_a_record_too_big_for_a_queue_message_is_rejected_with_its_cells_not_published(vhost, tmp_path, spawn):
+    """A worker dead-letters a body over 256 KiB for ever: the producer keeps such a record, as `process` does."""
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    big_cells = write_oversized(directory / "bounces-1.csv")
+    producer = spawn(directory, producer_env(vhost.url), "--once")
+    assert producer.wait() == 0, producer.log()
+    assert [decode(body).rcpt for _, body in drain(vhost, at_least=1)] == ["ann@example.com"]
+    rejected = rejected_rows(directory / "bounces-1.csv")
+    assert [cells for _, cells in rejected] == big_cells
+    assert all("262144-byte limit" in reason for reason, _ in rejected)
+    assert (directory / "bounces-1.csv.done").exists()
 
 
 def test_sigterm_then_kill_9_mid_file_resume_from_the_checkpoint(vhost, tmp_path, spawn):

@@ -342,3 +342,12 @@ def test_skip_through_reads_past_lines_without_making_records(tmp_path):
     assert [(i.rcpt, i.source_line) for i in resumed] == [("c@x.com", 5)]
     assert (resumed.counts.bounces, resumed.counts.rejected) == (1, 0)
     assert list(AccountingFile(path, skip_through=3))[0].source_line == 4
+
+
+def test_a_row_too_big_for_a_queue_message_is_rejected_with_its_cells(tmp_path):
+    """The worker refuses bodies over MAX_BODY: the parser refuses such a record itself, so inline and fleet agree."""
+    big = ROW.replace("smtp;550", "smtp;550 " + "x" * 300_000)
+    source, records, rejected = parse(tmp_path, HEADER + "\n" + big + "\n" + ROW + "\n")
+    assert [r.source_line for r in records] == [3] and [r.source_line for r in rejected] == [2]
+    assert "more than the 262144-byte limit" in rejected[0].reason and len(rejected[0].cells[5]) > 300_000
+    assert (source.counts.bounces, source.counts.rejected) == (1, 1)

@@ -4,7 +4,7 @@ import orjson
 import pytest
 from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.errors import InvalidMessage, PermanentError
-from pmtabounce.common.message import BOUNCE_VERSION, MAX_BODY, decode, encode
+from pmtabounce.common.message import BOUNCE_VERSION, MAX_BODY, decode, encode, too_big
 from pmtabounce.common.record import INT32_MAX, BounceRecord
 
 RECORDS = [
@@ -152,3 +152,28 @@ def test_a_bounce_written_as_version_2_is_read_too():
     data = orjson.loads(encode(RECORDS[0]))
     data["v"] = 2
     assert decode(orjson.dumps(data)) == RECORDS[0]
+
+
+def _bounce(diag: str, list_ids=(3,)) -> BounceRecord:
+    return BounceRecord("b", 1732010733, "a@example.com", "5.1.1", diag, "bad-mailbox", list_ids, 42)
+
+
+@pytest.mark.parametrize(
+    ("record", "fits"),
+    [
+        (_bounce("x" * 40_000), True),  # under the cheap bound: not even encoded
+        (_bounce("x" * (MAX_BODY - 1000)), True),  # over the bound, measured: fits
+        (_bounce("x" * MAX_BODY), False),
+        (_bounce("\x01" * 50_000), False),  # 50,000 characters, 300,000 bytes as \u0001
+        (_bounce("é" * 140_000), False),  # two bytes each in UTF-8
+        (_bounce("", tuple(range(1, 60_000))), False),  # the list ids count too
+        (ComplaintRecord("f", 1, "", "abuse", "arf", "", "", (), 0, "<mailto:" + "u" * MAX_BODY + ">"), False),
+    ],
+)
+def test_too_big_says_whether_a_records_body_passes_what_a_worker_accepts(record, fits):
+    reason = too_big(record)
+    assert (reason is None) is fits and (len(encode(record)) <= MAX_BODY) is fits
+    if not fits:
+        assert f"{len(encode(record))} bytes" in reason and str(MAX_BODY) in reason
+        with pytest.raises(InvalidMessage):
+            decode(encode(record))
