@@ -11,8 +11,6 @@ InvalidMessage with a reason an operator can read.
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import orjson
 
 from .complaint import COMPLAINT_TYPES, ComplaintRecord
@@ -70,14 +68,9 @@ def _encode_complaint(record: ComplaintRecord) -> bytes:
 def too_big(record: BounceRecord | ComplaintRecord) -> str | None:
     """Why this record's message would exceed MAX_BODY bytes (a worker refuses such a body), or None if it fits.
 
-    orjson writes a character in at most 6 bytes (a control character as
-    \\u00XX) and a list id in at most 11; only a record that could pass
-    MAX_BODY that way is encoded to measure it exactly.
+    Measured by encoding it: orjson takes under 1 µs for a usual record, less
+    than adding up the fields' lengths for a bound would.
     """
-    values = [getattr(record, f.name) for f in fields(record)]
-    bound = sum(len(v) * 6 for v in values if isinstance(v, str)) + 12 * len(record.list_ids) + 1024
-    if bound <= MAX_BODY:
-        return None
     size = len(encode(record))
     if size <= MAX_BODY:
         return None

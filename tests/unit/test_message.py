@@ -161,8 +161,8 @@ def _bounce(diag: str, list_ids=(3,)) -> BounceRecord:
 @pytest.mark.parametrize(
     ("record", "fits"),
     [
-        (_bounce("x" * 40_000), True),  # under the cheap bound: not even encoded
-        (_bounce("x" * (MAX_BODY - 1000)), True),  # over the bound, measured: fits
+        (_bounce("x" * 40_000), True),
+        (_bounce("x" * (MAX_BODY - 1000)), True),
         (_bounce("x" * MAX_BODY), False),
         (_bounce("\x01" * 50_000), False),  # 50,000 characters, 300,000 bytes as \u0001
         (_bounce("é" * 140_000), False),  # two bytes each in UTF-8
