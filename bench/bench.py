@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every
 
 import original  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
+from measure import Batches, ServerCpu, batch_timings  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 
@@ -44,6 +45,12 @@ class Result:
     rss_kb: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     note: str = ""
+    cpu: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds (workers: all of them)
+    servers: dict[str, float] = field(default_factory=dict)  # mariadb/rabbitmq -> CPU seconds
+    batches: Batches = field(default_factory=Batches)
+
+    def cpu_per_10k(self, role: str) -> float:
+        return self.cpu[role] * 10000 / self.records if self.records else 0.0
 
     @property
     def rate(self) -> float:
@@ -97,12 +104,15 @@ class Bench:
 
     def inline(self) -> Result:
         url = self.sandbox.database(self.world)
-        env = self.sandbox.env(url, None)
+        env = self.sandbox.env(url, None, "DEBUG")
         directory = self.directory("inline")
+        servers = ServerCpu()
         started = time.perf_counter()
         child = self.sandbox.start(["process", str(directory)], env, self.work / "inline.log")
         rss = self.sandbox.finish(child)
-        result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss})
+        result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss},
+                        cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
+                        batches=batch_timings([self.work / "inline.log"]))
         return self.check(result, url)
 
     def fleet(self, workers: int) -> Result:
@@ -111,8 +121,10 @@ class Bench:
         self.sandbox.run(["setup"], env)
         directory = self.directory(f"fleet-{workers}")
         logs = self.work / f"fleet-{workers}"
-        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], env, logs / f"worker-{n}.log")
+        debug = self.sandbox.env(url, env["PMTABOUNCE_AMQP_URL"], "DEBUG")
+        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log")
                  for n in range(workers)]
+        servers = ServerCpu()
         started = time.perf_counter()
         producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log")
         try:
@@ -127,7 +139,11 @@ class Bench:
                 if child.poll() is None:
                     child.kill()
         name = f"(c) fleet, {workers} worker{'s' if workers > 1 else ''}"
-        return self.check(Result(name, self.records, seconds, rss), url)
+        cpu = {"producer": self.sandbox.memory.cpu_seconds(producer),
+               "worker": sum(self.sandbox.memory.cpu_seconds(child) for child in fleet)}
+        result = Result(name, self.records, seconds, rss, cpu=cpu, servers=servers.stop(),
+                        batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]))
+        return self.check(result, url)
 
 
 def print_results(results: list[Result]) -> None:
@@ -137,6 +153,17 @@ def print_results(results: list[Result]) -> None:
         ratio = f"{r.rate / base:7.1f}x" if base else "      -"
         rss = ", ".join(f"{k} {v / 1024:.0f} MB" for k, v in r.rss_kb.items())
         print(f"{r.name:<28}{r.records:>9}{r.seconds:>9.1f}{r.rate:>9.0f}{ratio:>8}  {rss}  {r.note}")
+    print("\nCPU seconds per 10,000 rows (children from /proc; servers are whole processes, shared with anything "
+          "else running on them)")
+    for r in results:
+        if r.cpu:
+            own = ", ".join(f"{role} {r.cpu_per_10k(role):.2f}" for role in r.cpu)
+            shared = ", ".join(f"{k} {v * 10000 / r.records:.2f}" for k, v in r.servers.items())
+            print(f"  {r.name:<28}{own};  {shared}")
+    print("\nper batch (Amdahl: a fleet on a database with cores of its own scales to at most 1 / serial fraction)")
+    for r in results:
+        if r.cpu:
+            print(f"  {r.name:<28}{r.batches.describe()}")
     for r in results:
         status = "equals the expected-state model" if not r.problems else "DIFFERS from the model:"
         print(f"{r.name}: {status}")
