@@ -102,6 +102,7 @@ class Worker:
         self.broker_down = False
         self.database_checked = 0.0
         self.tally = Tally()
+        self.flushed_at = time.perf_counter()
 
     def run(self) -> int:
         server = health.serve(self.settings.metrics_port, self.not_ready, metrics.registry_for("worker"))
@@ -215,9 +216,10 @@ class Worker:
                       extra={"event": "dead_lettered", "source": dead.where, "outcome": dead.error})
         consumer.ack(handled.tags)
         self.tally.add(handled)
+        waited, self.flushed_at = started - self.flushed_at, time.perf_counter()
         log.debug(
-            "batch of %d committed and acked in %.0f ms (%d dead-lettered)",
-            len(deliveries), (time.perf_counter() - started) * 1000, len(handled.dead),
+            "batch of %d committed and acked in %.0f ms, after %.0f ms waiting for messages (%d dead-lettered)",
+            len(deliveries), (self.flushed_at - started) * 1000, waited * 1000, len(handled.dead),
         )
 
     def _look_after(self, consumer: Consumer) -> None:
