@@ -10,6 +10,7 @@ import click
 
 from .commands.process import process
 from .commands.producer import producer
+from .commands.prune import prune
 from .commands.setup import setup
 from .commands.status import status
 from .commands.worker import worker
@@ -27,5 +28,5 @@ def main() -> None:
     """
 
 
-for command in (setup, process, producer, worker, dlq, status, demo):
+for command in (setup, process, producer, worker, dlq, status, demo, prune):
     main.add_command(command)

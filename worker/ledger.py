@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from ..common.complaint import ComplaintRecord
 from .db import Tables, case_of, insert_rows
@@ -170,3 +171,66 @@ def records_seen(cursor, t: Tables) -> int:
     """Every record the ledger has met, repeats included (each row's seen_count)."""
     cursor.execute(f"SELECT COALESCE(SUM(seen_count), 0) FROM {t.ledger}")
     return int(cursor.fetchone()[0])
+
+
+@dataclass(frozen=True)
+class Extent:
+    """How big the ledger is: `rows` is InnoDB's estimate (information_schema.TABLES.TABLE_ROWS, which can be
+    off by tens of percent, but costs nothing where COUNT(*) would read 20 M rows); `oldest` a Unix time."""
+
+    rows: int
+    oldest: float | None
+
+
+def extent(cursor, t: Tables) -> Extent:
+    """The ledger's estimated row count and its oldest row's applied_at (one dive into the applied index)."""
+    cursor.execute(
+        "SELECT COALESCE(TABLE_ROWS, 0) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+        "AND TABLE_NAME = %s",
+        (t.ledger.strip("`"),),
+    )
+    row = cursor.fetchone()
+    cursor.execute(f"SELECT UNIX_TIMESTAMP(MIN(applied_at)) FROM {t.ledger}")
+    oldest = cursor.fetchone()[0]
+    return Extent(int(row[0]) if row else 0, float(oldest) if oldest is not None else None)
+
+
+def server_time_before(cursor, seconds: float):
+    """The server's clock minus `seconds` (the ledger's applied_at is the server's time, not ours)."""
+    cursor.execute("SELECT NOW(6) - INTERVAL %s MICROSECOND", (int(seconds * 1_000_000),))
+    return cursor.fetchone()[0]
+
+
+def older_than(cursor, t: Tables, cutoff) -> tuple[Counter, object, object]:
+    """What rows applied before `cutoff` hold: (count by outcome, oldest applied_at, newest applied_at)."""
+    cursor.execute(
+        f"SELECT outcome, COUNT(*), MIN(applied_at), MAX(applied_at) FROM {t.ledger} "
+        "WHERE applied_at < %s GROUP BY outcome",
+        (cutoff,),
+    )
+    counts: Counter = Counter()
+    oldest = newest = None
+    for outcome, count, first, last in cursor.fetchall():
+        counts[outcome] += int(count)
+        oldest = first if oldest is None or first < oldest else oldest
+        newest = last if newest is None or last > newest else newest
+    return counts, oldest, newest
+
+
+def delete_older(cursor, t: Tables, cutoff, limit: int) -> Counter:
+    """Delete up to `limit` of the oldest rows applied before `cutoff`; their count by outcome.
+
+    The rows are found with a plain read along the applied_at index and deleted
+    by primary key, so the transaction locks exactly the rows it removes (old
+    ones, which a worker only touches when a record comes back) and no gap.
+    """
+    cursor.execute(
+        f"SELECT id, outcome FROM {t.ledger} WHERE applied_at < %s ORDER BY applied_at LIMIT %s",
+        (cutoff, limit),
+    )
+    rows = cursor.fetchall()
+    if not rows:
+        return Counter()
+    ids = [row[0] for row in rows]
+    cursor.execute(f"DELETE FROM {t.ledger} WHERE id IN ({', '.join(['%s'] * len(ids))})", ids)
+    return Counter(row[1] for row in rows)
