@@ -61,12 +61,22 @@ LAST_SUCCESS = Gauge(
     "pmtabounce_last_success_timestamp_seconds", "Unix time of the last committed batch or confirmed file",
     registry=None,
 )
+LEDGER_ROWS = Gauge(
+    "pmtabounce_ledger_rows", "Rows in the ledger (InnoDB's estimate from information_schema, read every minute)",
+    registry=None,
+)
+LEDGER_OLDEST = Gauge(
+    "pmtabounce_ledger_oldest_row_timestamp_seconds",
+    "Unix time the ledger's oldest row was applied (what prune keeps)",
+    registry=None,
+)
 
 # What each role that serves /metrics exports: what it does, nothing it does not.
 ROLES = {
     "producer": (RECORDS_READ, RECORDS_REJECTED, RECORDS_PUBLISHED, RECORDS_CONFIRMED, PUBLISH_NACKED,
                  FILES_DONE, RETRIES, PENDING_FILES, OLDEST_PENDING_FILE_AGE, LAST_SUCCESS),
-    "worker": (RECORDS_PROCESSED, RETRIES, DEAD_LETTERED, BATCH_DURATION, BATCH_SIZE, LAST_SUCCESS),
+    "worker": (RECORDS_PROCESSED, RETRIES, DEAD_LETTERED, BATCH_DURATION, BATCH_SIZE, LAST_SUCCESS, LEDGER_ROWS,
+               LEDGER_OLDEST),
 }
 
 

@@ -252,6 +252,18 @@ class BatchApplier:
                 raise
             raise error from exc
 
+    def ledger_extent(self) -> ledger.Extent | None:
+        """The ledger's estimated size and oldest row, for the metrics; None if the database does not answer."""
+        try:
+            connection = self._connect()
+            with connection.cursor() as cursor:
+                found = ledger.extent(cursor, self.tables)
+            connection.commit()
+            return found
+        except Exception:  # a metric is not worth an error: the next batch reports a real outage
+            self.close()
+            return None
+
     def ping(self) -> bool:
         """Readiness: can we reach the database right now?"""
         try:

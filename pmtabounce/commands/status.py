@@ -138,6 +138,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
             complaints_hour = ledger.outcomes_since(cursor, tables, HOUR, complaints=True)
             complaints_day = ledger.outcomes_since(cursor, tables, DAY, complaints=True)
             last = ledger.last_applied(cursor, tables)
+            size = ledger.extent(cursor, tables)
     except pymysql.err.MySQLError as exc:
         return _down(part, f"cannot read {tables.ledger} ({_mysql_reason(exc)}); has `pmtabounce setup` run?")
     finally:
@@ -149,6 +150,9 @@ def ledger_part(settings: Settings, now: float) -> Part:
         complaints_last_day={name: complaints_day.get(name, 0) for name in COMPLAINT_LEDGER_OUTCOMES},
         last_applied_at=_iso(last),
         last_applied_age_seconds=round(now - last, 1) if last is not None else None,
+        rows_estimate=size.rows,  # InnoDB's estimate: COUNT(*) would read the whole ledger
+        oldest_at=_iso(size.oldest),
+        oldest_age_seconds=round(now - size.oldest, 1) if size.oldest is not None else None,
     )
     return part
 
@@ -231,7 +235,9 @@ def _details(part: Part) -> str:
         day = sum(f["last_day"].values()) + sum(f["complaints_last_day"].values())
         text = (f"{f['database']}: {hour} records in the last hour, {day} in the last day; "
                 f"last apply {age(f['last_applied_age_seconds'])}"
-                + (" ago" if f["last_applied_at"] else ""))
+                + (" ago" if f["last_applied_at"] else "")
+                + f"; about {f['rows_estimate']} rows, the oldest {age(f['oldest_age_seconds'])}"
+                + (" old (see `pmtabounce prune`)" if f["oldest_at"] else ""))
     else:
         text = ""
     return "; ".join(t for t in (text, part.problem) if t)
