@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from scratch import cpu_seconds
+from sandbox import cpu_seconds
 
 # worker/apply.py's DEBUG line for every committed batch.
 _BATCH = re.compile(

@@ -20,10 +20,10 @@ import click
 import orjson
 import pymysql
 
-from ..runner import run_command
 from ..common.config import Settings
 from ..common.errors import FatalError
 from ..dlq.selection import parse_age
+from ..runner import run_command
 from ..worker import ledger
 from ..worker.db import Tables, connect
 

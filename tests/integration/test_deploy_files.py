@@ -24,7 +24,7 @@ from pmtabounce.common.config import Settings
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import Topology
 
-from pmtabounce.dlq_select import parse_age
+from pmtabounce.dlq.selection import parse_age
 
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
