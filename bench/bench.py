@@ -33,8 +33,20 @@ from iem_model import BounceModel, IemState, differences  # noqa: E402
 from measure import Batches, ServerCpu, batch_timings  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
+from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
 
 from pmtabounce.demo.world import World  # noqa: E402
+
+
+@dataclass
+class Place:
+    """Where one variant runs: its database, its files, and what they must end as."""
+
+    url: str
+    directory: Path
+    expected: IemState
+    world: World | None = None  # a slice of the --scale database: checked on its own rows
+    above: int = 0  # the ledger's highest id before the variant
 
 
 @dataclass
@@ -75,23 +87,47 @@ class Bench:
               f"{len(self.world.subscribers)} subscriber rows (built in {time.perf_counter() - started:.1f} s)")
         print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
 
+        self.scale_url: str | None = None  # set: variants run in slices of the big database
+        self.next_slice = 0
+
     def directory(self, name: str) -> Path:
         target = self.work / name
         shutil.copytree(self.template, target)
         return target
 
-    def check(self, result: Result, url: str, *, ledger: bool = True) -> Result:
-        connection = self.sandbox.connect(url)
+    def place(self, name: str) -> Place:
+        """A fresh database, or with --scale the next slice of the big one, and a copy of the files."""
+        if self.scale_url is None:
+            return Place(self.sandbox.database(self.world), self.directory(name), self.expected)
+        world = shift_world(self.world, self.next_slice)
+        self.next_slice += 1
+        connection = self.sandbox.connect(self.scale_url)
         try:
-            actual = IemState.from_database(connection, self.sandbox.tables)
+            world.create_database(connection, self.sandbox.tables)
         finally:
             connection.close()
-        result.problems = differences(self.expected, actual, ledger=ledger)
+        directory = world.write_files(self.work / f"{name}-scale")[0].parent
+        expected = IemState.from_world(world)
+        BounceModel(expected).apply_directory(directory)
+        return Place(self.scale_url, directory, expected, world, self.sandbox.ledger_top(self.scale_url))
+
+    def check(self, result: Result, place: Place, *, ledger: bool = True) -> Result:
+        connection = self.sandbox.connect(place.url)
+        try:
+            if place.world is None:
+                actual = IemState.from_database(connection, self.sandbox.tables)
+            else:
+                actual = slice_state(connection, self.sandbox.tables, place.world, place.above)
+        finally:
+            connection.close()
+        result.problems = differences(place.expected, actual, ledger=ledger)
+        if place.world is not None:
+            result.name += ", at scale"
         return result
 
     def original(self) -> Result:
-        url = self.sandbox.database(self.world)
-        directory = self.directory("original")
+        place = Place(self.sandbox.database(self.world), self.directory("original"), self.expected)
+        url, directory = place.url, place.directory
         connection = self.sandbox.connect(url)
         started = time.perf_counter()
         try:
@@ -100,12 +136,12 @@ class Bench:
             connection.close()
         result = Result("(a) original, one by one", records, time.perf_counter() - started,
                         note=f"{trips / records:.1f} round trips per bounce")
-        return self.check(result, url, ledger=False)
+        return self.check(result, place, ledger=False)
 
     def inline(self) -> Result:
-        url = self.sandbox.database(self.world)
+        place = self.place("inline")
+        url, directory = place.url, place.directory
         env = self.sandbox.env(url, None, "DEBUG")
-        directory = self.directory("inline")
         servers = ServerCpu()
         started = time.perf_counter()
         child = self.sandbox.start(["process", str(directory)], env, self.work / "inline.log")
@@ -113,14 +149,14 @@ class Bench:
         result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss},
                         cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
                         batches=batch_timings([self.work / "inline.log"]))
-        return self.check(result, url)
+        return self.check(result, place)
 
     def fleet(self, workers: int) -> Result:
-        url = self.sandbox.database(self.world)
+        place = self.place(f"fleet-{workers}")
+        url, directory = place.url, place.directory
         env = self.sandbox.env(url, self.sandbox.vhost())
         self.sandbox.run(["setup"], env)
-        directory = self.directory(f"fleet-{workers}")
-        logs = self.work / f"fleet-{workers}"
+        logs = self.work / f"fleet-{workers}-{place.above}"
         debug = self.sandbox.env(url, env["PMTABOUNCE_AMQP_URL"], "DEBUG")
         fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log")
                  for n in range(workers)]
@@ -128,7 +164,7 @@ class Bench:
         started = time.perf_counter()
         producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log")
         try:
-            self.sandbox.wait_for_ledger(url, len(self.expected.ledger), [producer, *fleet])
+            self.sandbox.wait_for_ledger(url, len(place.expected.ledger), [producer, *fleet], above=place.above)
             seconds = time.perf_counter() - started
             rss = {"producer": self.sandbox.finish(producer)}
             for child in fleet:  # every record is committed: a clean stop, rather than idling out
@@ -143,7 +179,7 @@ class Bench:
                "worker": sum(self.sandbox.memory.cpu_seconds(child) for child in fleet)}
         result = Result(name, self.records, seconds, rss, cpu=cpu, servers=servers.stop(),
                         batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]))
-        return self.check(result, url)
+        return self.check(result, place)
 
 
 def print_results(results: list[Result]) -> None:
@@ -256,6 +292,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306", help="MariaDB server (no database)")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
+    parser.add_argument("--scale", action="store_true",
+                        help="also run every variant on a realistic-size database (built once, then kept)")
+    for name, default in vars(Size()).items():
+        parser.add_argument(f"--scale-{name}", type=int, default=default, metavar="N",
+                            help=f"--scale: {name} rows (default {default:,})")
     return parser.parse_args(argv)
 
 
@@ -269,9 +310,14 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args, sandbox, work)
         if not args.skip_original:
             results.append(bench.original())
-        results.append(bench.inline())
-        for workers in (int(n) for n in args.workers.split(",") if n.strip()):
-            results.append(bench.fleet(workers))
+        if args.scale:
+            size = Size(**{name: getattr(args, f"scale_{name}") for name in vars(Size())})
+            scale_url, bench.next_slice = cached_database(args.mysql_url, size)
+        for at_scale in (False, True) if args.scale else (False,):
+            bench.scale_url = scale_url if at_scale else None
+            results.append(bench.inline())
+            for workers in (int(n) for n in args.workers.split(",") if n.strip()):
+                results.append(bench.fleet(workers))
         print_results(results)
         if args.big_file_mb:
             big_file_memory(sandbox, work, args.big_file_mb)
