@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every
 
 import original  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
-from measure import Batches, ServerCpu, batch_timings  # noqa: E402
+from measure import Result, ServerCpu, batch_timings, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
@@ -47,26 +47,6 @@ class Place:
     expected: IemState
     world: World | None = None  # a slice of the --scale database: checked on its own rows
     above: int = 0  # the ledger's highest id before the variant
-
-
-@dataclass
-class Result:
-    name: str
-    records: int
-    seconds: float
-    rss_kb: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    note: str = ""
-    cpu: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds (workers: all of them)
-    servers: dict[str, float] = field(default_factory=dict)  # mariadb/rabbitmq -> CPU seconds
-    batches: Batches = field(default_factory=Batches)
-
-    def cpu_per_10k(self, role: str) -> float:
-        return self.cpu[role] * 10000 / self.records if self.records else 0.0
-
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds if self.seconds else 0.0
 
 
 class Bench:
@@ -180,31 +160,6 @@ class Bench:
         result = Result(name, self.records, seconds, rss, cpu=cpu, servers=servers.stop(),
                         batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]))
         return self.check(result, place)
-
-
-def print_results(results: list[Result]) -> None:
-    base = results[0].rate if results and results[0].name.startswith("(a)") else 0.0
-    print(f"\n{'variant':<28}{'records':>9}{'seconds':>9}{'rows/s':>9}{'x (a)':>8}  peak RSS")
-    for r in results:
-        ratio = f"{r.rate / base:7.1f}x" if base else "      -"
-        rss = ", ".join(f"{k} {v / 1024:.0f} MB" for k, v in r.rss_kb.items())
-        print(f"{r.name:<28}{r.records:>9}{r.seconds:>9.1f}{r.rate:>9.0f}{ratio:>8}  {rss}  {r.note}")
-    print("\nCPU seconds per 10,000 rows (children from /proc; servers are whole processes, shared with anything "
-          "else running on them)")
-    for r in results:
-        if r.cpu:
-            own = ", ".join(f"{role} {r.cpu_per_10k(role):.2f}" for role in r.cpu)
-            shared = ", ".join(f"{k} {v * 10000 / r.records:.2f}" for k, v in r.servers.items())
-            print(f"  {r.name:<28}{own};  {shared}")
-    print("\nper batch (Amdahl: a fleet on a database with cores of its own scales to at most 1 / serial fraction)")
-    for r in results:
-        if r.cpu:
-            print(f"  {r.name:<28}{r.batches.describe()}")
-    for r in results:
-        status = "equals the expected-state model" if not r.problems else "DIFFERS from the model:"
-        print(f"{r.name}: {status}")
-        for line in r.problems:
-            print(f"    {line}")
 
 
 def big_file_memory(sandbox: Sandbox, work: Path, megabytes: int) -> None:
