@@ -18,9 +18,8 @@ from dataclasses import dataclass, replace
 from importlib import resources
 
 from iem_model import IemState, LedgerEntry, Subscriber
-from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.worker import ledger
-from pmtabounce.worker.db import Tables, connect
+from pmtabounce.worker.db import Tables
 from throwaway import admin_connection, create_database
 
 FILLER_SUBSCRIBER, FILLER_LIST, FILLER_STATID, FILLER_BOUNCE = 1_000_000_000, 900_000, 2_000_000_000, 1_500_000_000
@@ -71,8 +70,9 @@ def cached_database(mysql_server: str, size: Size) -> tuple[str, int]:
         server.close()
     started = time.perf_counter()
     name, url = create_database(mysql_server, prefix, fill=lambda connection, tables: _fill(connection, tables, size))
-    connection = connect(parse_mysql_url(url))
+    connection = admin_connection(mysql_server)  # no read timeout: building 20 M rows' indexes takes minutes
     try:
+        connection.select_db(name)
         fill_ledger(connection, Tables(), size.ledger)
         with connection.cursor() as cursor:  # last: a database without it is a build that was interrupted
             cursor.execute("CREATE TABLE pmtbench_built (slices int NOT NULL)")
