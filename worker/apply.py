@@ -160,7 +160,7 @@ class BatchApplier:
     def _plan(self, cursor, records: Sequence[Record]) -> Plan:
         """Read, locked, every row the batch's records may touch; then decide in memory."""
         t = self.tables
-        known = ledger.known(cursor, t, (r.fingerprint for r in records))
+        known = ledger.known(cursor, t, records)
         fresh = [r for r in records if r.fingerprint not in known]
         bounces = [r for r in fresh if isinstance(r, BounceRecord) and r.list_ids]
         complaints = [
@@ -198,7 +198,8 @@ class BatchApplier:
         iem.disable_subscribers(cursor, t, plan.disable)
         iem.unsubscribe_subscribers(cursor, t, plan.unsubscribe)
         iem.replace_unsubscribe_rows(cursor, t, plan.unsubscribe_rows)
-        ledger.count_repeats(cursor, t, plan.repeats)
+        times = {o.record.fingerprint: o.record.time_logged for o in plan.outcomes if o.outcome == "duplicate"}
+        ledger.count_repeats(cursor, t, plan.repeats, times)
 
     def _write_shared_counters(self, cursor, plan: Plan) -> None:
         """The counter rows nearly every batch updates (campaign statistics, list counts), last before commit:

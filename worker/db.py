@@ -83,9 +83,10 @@ class Tables:
 Connection = pymysql.connections.Connection  # so that modules holding one need not import PyMySQL
 
 
-def connect(target: MySQLTarget, *, timeout: float = 10.0) -> Connection:
+def connect(target: MySQLTarget, *, timeout: float = 10.0, read_timeout: float | None = None) -> Connection:
     """A connection for one thread. READ COMMITTED: once we hold a subscriber's row lock,
-    every later read sees the bounce rows other workers committed before they let it go."""
+    every later read sees the bounce rows other workers committed before they let it go.
+    `read_timeout` (seconds; default 60) bounds the wait for one statement's answer."""
     connection = pymysql.connect(
         host=target.host,
         port=target.port,
@@ -97,7 +98,7 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0) -> Connection:
         charset="utf8mb4",
         autocommit=False,
         connect_timeout=timeout,
-        read_timeout=max(timeout, 60.0),
+        read_timeout=read_timeout or max(timeout, 60.0),
         write_timeout=max(timeout, 60.0),
     )
     with connection.cursor() as cursor:

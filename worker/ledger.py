@@ -8,15 +8,15 @@ delivered again finds its row and changes nothing the second time. Its
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..common.complaint import ComplaintRecord
 from .db import Tables, case_of, insert_rows
 from .effects import to_json
-from .rows import Outcome
+from .rows import Outcome, Record
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 4
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:
@@ -69,6 +69,19 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
   ADD COLUMN effects mediumtext DEFAULT NULL""",
             ],
         ),
+        (
+            # The unique key leads with the record's time: new records are recent, so their key entries
+            # (the duplicate check of every insert and every lookup) sit together at its end and stay in
+            # the buffer pool; a key on the hash alone spread them over the whole index, one random page
+            # read each once the ledger outgrew the pool. The time is part of the fingerprint's content
+            # (bounces and complaints alike), so the pair is unique exactly when the fingerprint is.
+            # One online ALTER (InnoDB builds the index while writes go on): under 2 minutes on 20 M rows here.
+            4,
+            [
+                f"ALTER TABLE {t.ledger} DROP KEY pmtabounce_ledger_fingerprint, "
+                "ADD UNIQUE KEY pmtabounce_ledger_record (time_logged, fingerprint)",
+            ],
+        ),
     ]
 
 
@@ -80,14 +93,20 @@ def meta_table_sql(t: Tables) -> str:
     )
 
 
-def known(cursor, t: Tables, fingerprints: Iterable[str]) -> set[str]:
-    """Fingerprints of these that the ledger already holds."""
-    wanted = sorted(set(fingerprints))
+def known(cursor, t: Tables, records: Iterable[Record]) -> set[str]:
+    """Fingerprints of these records that the ledger already holds (looked up by time and fingerprint)."""
+    wanted = sorted({(r.time_logged, r.fingerprint) for r in records})
     if not wanted:
         return set()
-    marks = ", ".join(["%s"] * len(wanted))
-    cursor.execute(f"SELECT fingerprint FROM {t.ledger} WHERE fingerprint IN ({marks})", wanted)
+    where, params = _by_record(wanted)
+    cursor.execute(f"SELECT fingerprint FROM {t.ledger} WHERE {where}", params)
     return {row[0] for row in cursor.fetchall()}
+
+
+def _by_record(keys: Sequence[tuple[int, str]]) -> tuple[str, list]:
+    """A WHERE clause matching these (time_logged, fingerprint) pairs: one index range each."""
+    params = [item for key in keys for item in key]
+    return " OR ".join(["(time_logged = %s AND fingerprint = %s)"] * len(keys)), params
 
 
 def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
@@ -105,16 +124,14 @@ def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
     )
 
 
-def count_repeats(cursor, t: Tables, repeats: Counter) -> None:
-    """Evidence that a record was met again (redelivery, a file copied back)."""
+def count_repeats(cursor, t: Tables, repeats: Counter, times: Mapping[str, int]) -> None:
+    """Evidence that a record was met again (redelivery, a file copied back); `times`: fingerprint ->
+    time_logged, the leading column of the key that finds the rows."""
     if not repeats:
         return
     case, params = case_of("fingerprint", repeats)
-    marks = ", ".join(["%s"] * len(repeats))
-    cursor.execute(
-        f"UPDATE {t.ledger} SET seen_count = seen_count + {case} WHERE fingerprint IN ({marks})",
-        params + sorted(repeats),
-    )
+    where, keys = _by_record(sorted((times[f], f) for f in repeats))
+    cursor.execute(f"UPDATE {t.ledger} SET seen_count = seen_count + {case} WHERE {where}", params + keys)
 
 
 def _row(o: Outcome) -> tuple:
