@@ -31,7 +31,8 @@ FATAL = {
 }
 TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")  # a 2003 that no retry can fix
 DUPLICATE_KEY = 1062
-LEDGER_KEY = "pmtabounce_ledger_fingerprint"  # the ledger's unique key (ledger.py)
+# The ledger's unique key (ledger.py): its name from schema version 4 on, and before.
+LEDGER_KEYS = ("pmtabounce_ledger_record", "pmtabounce_ledger_fingerprint")
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ def translate(exc: BaseException) -> BaseException:
     code = error_number(exc)
     message = exc.args[1] if len(exc.args) > 1 else str(exc)
     text = f"MySQL error {code}: {message}"
-    if code == DUPLICATE_KEY and LEDGER_KEY in str(message):
+    if code == DUPLICATE_KEY and any(key in str(message) for key in LEDGER_KEYS):
         return CommittedElsewhere(text)
     if code in FATAL or any(reason in str(message) for reason in TLS_REFUSALS):
         return FatalError(text)
