@@ -69,6 +69,7 @@ class Bench:
 
         self.scale_url: str | None = None  # set: variants run in slices of the big database
         self.next_slice = 0
+        self.runs = 0
 
     def directory(self, name: str) -> Path:
         target = self.work / name
@@ -77,6 +78,8 @@ class Bench:
 
     def place(self, name: str) -> Place:
         """A fresh database, or with --scale the next slice of the big one, and a copy of the files."""
+        self.runs += 1
+        name = f"{name}-run{self.runs}"  # a variant may be measured more than once in a run
         if self.scale_url is None:
             return Place(self.sandbox.database(self.world), self.directory(name), self.expected)
         world = shift_world(self.world, self.next_slice)
@@ -124,11 +127,12 @@ class Bench:
         env = self.sandbox.env(url, None, "DEBUG")
         servers = ServerCpu()
         started = time.perf_counter()
-        child = self.sandbox.start(["process", str(directory)], env, self.work / "inline.log")
+        log = self.work / f"{directory.name}.log"
+        child = self.sandbox.start(["process", str(directory)], env, log)
         rss = self.sandbox.finish(child)
         result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss},
                         cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
-                        batches=batch_timings([self.work / "inline.log"]))
+                        batches=batch_timings([log]))
         return self.check(result, place)
 
     def fleet(self, workers: int) -> Result:
@@ -136,7 +140,7 @@ class Bench:
         url, directory = place.url, place.directory
         env = self.sandbox.env(url, self.sandbox.vhost())
         self.sandbox.run(["setup"], env)
-        logs = self.work / f"fleet-{workers}-{place.above}"
+        logs = self.work / f"{directory.name}-logs"
         debug = self.sandbox.env(url, env["PMTABOUNCE_AMQP_URL"], "DEBUG")
         fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log")
                  for n in range(workers)]
