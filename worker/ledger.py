@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from ..common.complaint import ComplaintRecord
 from .db import Tables, case_of, insert_rows
@@ -212,13 +213,13 @@ def extent(cursor, t: Tables) -> Extent:
     return Extent(int(row[0]) if row else 0, float(oldest) if oldest is not None else None)
 
 
-def server_time_before(cursor, seconds: float):
+def server_time_before(cursor, seconds: float) -> datetime:
     """The server's clock minus `seconds` (the ledger's applied_at is the server's time, not ours)."""
     cursor.execute("SELECT NOW(6) - INTERVAL %s MICROSECOND", (int(seconds * 1_000_000),))
     return cursor.fetchone()[0]
 
 
-def older_than(cursor, t: Tables, cutoff) -> tuple[Counter, object, object]:
+def older_than(cursor, t: Tables, cutoff: datetime) -> tuple[Counter, datetime | None, datetime | None]:
     """What rows applied before `cutoff` hold: (count by outcome, oldest applied_at, newest applied_at)."""
     cursor.execute(
         f"SELECT outcome, COUNT(*), MIN(applied_at), MAX(applied_at) FROM {t.ledger} "
@@ -234,7 +235,7 @@ def older_than(cursor, t: Tables, cutoff) -> tuple[Counter, object, object]:
     return counts, oldest, newest
 
 
-def delete_older(cursor, t: Tables, cutoff, limit: int) -> Counter:
+def delete_older(cursor, t: Tables, cutoff: datetime, limit: int) -> Counter:
     """Delete up to `limit` of the oldest rows applied before `cutoff`; their count by outcome.
 
     The rows are found with a plain read along the applied_at index and deleted

@@ -107,7 +107,7 @@ def describe(report: PruneReport) -> str:
     if not report.dry_run:
         text += f" in {report.batches} transactions"
     if report.left:
-        oldest = (_text(datetime.fromtimestamp(report.left.oldest, timezone.utc).replace(tzinfo=None)) + " UTC"
+        oldest = (f"{_text(datetime.fromtimestamp(report.left.oldest, timezone.utc).replace(tzinfo=None))} UTC"
                   if report.left.oldest else "none")
         text += f"; the ledger now holds about {report.left.rows} rows (InnoDB's estimate), the oldest from {oldest}"
     return text
