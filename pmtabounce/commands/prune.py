@@ -18,14 +18,13 @@ from datetime import datetime, timedelta, timezone
 
 import click
 import orjson
-import pymysql
 
 from ..common.config import Settings
 from ..common.errors import FatalError
 from ..dlq.selection import parse_age
 from ..runner import run_command
 from ..worker import ledger
-from ..worker.db import Tables, connect
+from ..worker.db import Tables, connect, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.prune")
 
@@ -63,9 +62,10 @@ def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = F
     stays committed, so running it again goes on where it stopped.
     """
     tables = Tables(settings.table_prefix)
-    connection = connect(settings.mysql)
+    connection = None
     report = None
     try:
+        connection = connect(settings.mysql)
         with connection.cursor() as cursor:
             report = PruneReport(ledger.server_time_before(cursor, older_than.total_seconds()), dry_run)
             if dry_run:
@@ -74,13 +74,16 @@ def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = F
                 _delete(connection, cursor, tables, report, batch_rows, pause, sleep)
             report.left = ledger.extent(cursor, tables)
             connection.commit()
-    except pymysql.err.MySQLError as exc:
+    except Exception as exc:
+        error = translate(exc)  # one-shot, as setup: even what a worker would retry ends prune, with its reason
+        if error is exc:
+            raise
         done = f" after removing {sum(report.removed.values())} rows" if report and not dry_run else ""
-        raise FatalError(f"prune stopped{done}: {exc.args[-1] if exc.args else exc} "
-                         f"(check PMTABOUNCE_MYSQL_URL={settings.mysql.safe_url()} and its DELETE grant on "
-                         f"{tables.ledger}); run it again to go on") from None
+        raise FatalError(f"prune stopped{done}: {error} ({setting_to_check(exc, settings.mysql, tables.prefix)}; "
+                         f"prune needs SELECT and DELETE on {tables.ledger}); run it again to go on") from None
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
     return report
 
 

@@ -85,3 +85,12 @@ def test_the_command_reports_what_it_removed(iem_db):
     assert len(emails_left(iem_db)) == 3
     bad = subprocess.run([*run[:-1], "thirty days"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "30s, 15m, 1h, 2d or 1w" in bad.stderr
+
+
+def test_a_refused_prune_says_what_to_check(iem_db):
+    env = {"PMTABOUNCE_MYSQL_URL": iem_db.url.replace("root@", "nobody_pmtt:wrong@"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "pmtabounce", "prune", "--older-than", "30d"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "MySQL error 1045" in done.stderr and "prune needs SELECT and DELETE on" in done.stderr
+    assert "Traceback" not in done.stderr and "wrong" not in done.stderr
