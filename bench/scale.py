@@ -158,12 +158,16 @@ def shift_world(world, k: int):
                          statid=b.statid + stat if b.statid else 0) for b in world.bounces],
         campaigns=[replace(c, statid=c.statid + stat, list_ids=tuple(i + lst for i in c.list_ids))
                    for c in world.campaigns],
-        # The diagnostic is part of the fingerprint: without the mark, a record with no usable list id
-        # would be the same record in every slice, and a duplicate of the first one.
-        files=[replace(spec, rows=[row._replace(lids=_shift_ids(row.lids, lst), sid=_shift_sid(row.sid, stat),
-                                                diag=f"{row.diag} [slice {k}]") for row in spec.rows])
-               for spec in world.files],
+        files=[replace(spec, rows=[_shift_row(row, k, lst, stat) for row in spec.rows]) for spec in world.files],
     )
+
+
+def _shift_row(row, k: int, lists: int, statids: int):
+    """A row of slice k. Diagnostic and address are part of the fingerprint: without the marks, a record
+    with no usable list id would be the same record in every slice, and a duplicate of the first one. A row
+    cut short may have lost its diagnostic, so its address is marked too (it bounces against nothing)."""
+    return row._replace(lids=_shift_ids(row.lids, lists), sid=_shift_sid(row.sid, statids),
+                        diag=f"{row.diag} [slice {k}]", rcpt=f"slice{k}.{row.rcpt}" if row.cut else row.rcpt)
 
 
 def _shift_ids(raw: str, by: int) -> str:
