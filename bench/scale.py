@@ -159,6 +159,7 @@ def shift_world(world, k: int):
         campaigns=[replace(c, statid=c.statid + stat, list_ids=tuple(i + lst for i in c.list_ids))
                    for c in world.campaigns],
         files=[replace(spec, rows=[_shift_row(row, k, lst, stat) for row in spec.rows]) for spec in world.files],
+        requests=[replace(q, subscriberid=q.subscriberid + sub, listid=q.listid + lst) for q in world.requests],
     )
 
 
@@ -190,8 +191,9 @@ def slice_state(connection, t, world, above_id: int) -> IemState:
     stats = (min(c.statid for c in world.campaigns), max(c.statid for c in world.campaigns))
     state = IemState()
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT subscriberid, listid, emailaddress, confirmed, bounced, unsubscribed FROM "
-                       f"{t.subscribers} WHERE subscriberid BETWEEN %s AND %s", subs)
+        cursor.execute(f"SELECT subscriberid, listid, emailaddress, confirmed, bounced, unsubscribed, "
+                       f"unsubscribeconfirmed, COALESCE(confirmcode, '') FROM {t.subscribers} "
+                       "WHERE subscriberid BETWEEN %s AND %s", subs)
         state.subscribers = {row[0]: Subscriber(*row[1:]) for row in cursor.fetchall()}
         cursor.execute(f"SELECT subscriberid, statid, listid, bouncetime, bouncetype, bouncerule, bouncemessage "
                        f"FROM {t.bounces} WHERE subscriberid BETWEEN %s AND %s", subs)
@@ -200,9 +202,14 @@ def slice_state(connection, t, world, above_id: int) -> IemState:
                        "WHERE listid BETWEEN %s AND %s", lists)
         state.lists = {row[0]: list(row[1:]) for row in cursor.fetchall()}
         for name, table in (("newsletters", t.stats_newsletters), ("autoresponders", t.stats_autoresponders)):
-            cursor.execute(f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown FROM {table} "
-                           "WHERE statid BETWEEN %s AND %s", stats)
+            cursor.execute(f"SELECT statid, bouncecount_soft, bouncecount_hard, bouncecount_unknown, unsubscribecount "
+                           f"FROM {table} WHERE statid BETWEEN %s AND %s", stats)
             setattr(state, name, {row[0]: list(row[1:]) for row in cursor.fetchall()})
+        cursor.execute(f"SELECT subscriberid, listid, unsubscribetime, unsubscribeip, unsubscriberequesttime, "
+                       f"unsubscriberequestip, statid, unsubscribearea FROM {t.unsubscribes} "
+                       "WHERE subscriberid BETWEEN %s AND %s ORDER BY subscriberid, listid", subs)
+        for row in cursor.fetchall():
+            state.unsubscribes.setdefault((row[0], row[1]), []).append(tuple(row[2:]))
         cursor.execute(f"SELECT source_file, source_line, outcome, decision, subscriberid, listid, email, statid, "
                        f"category, time_logged, dsn_status, dsn_diag, seen_count FROM {t.ledger} WHERE id > %s",
                        (above_id,))
