@@ -158,17 +158,25 @@ def shift_world(world, k: int):
                          statid=b.statid + stat if b.statid else 0) for b in world.bounces],
         campaigns=[replace(c, statid=c.statid + stat, list_ids=tuple(i + lst for i in c.list_ids))
                    for c in world.campaigns],
-        files=[replace(spec, rows=[_shift_row(row, k, lst, stat) for row in spec.rows]) for spec in world.files],
+        files=[replace(spec, rows=[_shift_row(row, k, sub, lst, stat) for row in spec.rows]) for spec in world.files],
         requests=[replace(q, subscriberid=q.subscriberid + sub, listid=q.listid + lst) for q in world.requests],
     )
 
 
-def _shift_row(row, k: int, lists: int, statids: int):
+def _shift_row(row, k: int, subscribers: int, lists: int, statids: int):
     """A row of slice k. Diagnostic and address are part of the fingerprint: without the marks, a record
     with no usable list id would be the same record in every slice, and a duplicate of the first one. A row
     cut short may have lost its diagnostic, so its address is marked too (it bounces against nothing)."""
     return row._replace(lids=_shift_ids(row.lids, lists), sid=_shift_sid(row.sid, statids),
-                        diag=f"{row.diag} [slice {k}]", rcpt=f"slice{k}.{row.rcpt}" if row.cut else row.rcpt)
+                        diag=f"{row.diag} [slice {k}]", rcpt=f"slice{k}.{row.rcpt}" if row.cut else row.rcpt,
+                        list_unsubscribe=_shift_link(row.list_unsubscribe, subscribers, lists, statids))
+
+
+def _shift_link(link: str, subscribers: int, lists: int, statids: int) -> str:
+    """A complaint's `unsubscribe.php?M=<subscriberid>&C=<code>&L=<listid>&N=<statid>` moved with its slice."""
+    by = {"M": subscribers, "L": lists, "N": statids, "A": statids}
+    return re.sub(r"([?&])([MLNA])=(\d+)",
+                  lambda m: f"{m[1]}{m[2]}={int(m[3]) + by[m[2]] if int(m[3]) > 0 else m[3]}", link)
 
 
 def _shift_ids(raw: str, by: int) -> str:
