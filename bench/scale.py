@@ -153,7 +153,8 @@ def shift_world(world, k: int):
     return replace(
         world,
         lists=[replace(r, listid=r.listid + lst) for r in world.lists],
-        subscribers=[replace(r, subscriberid=r.subscriberid + sub, listid=r.listid + lst) for r in world.subscribers],
+        subscribers=[replace(r, subscriberid=r.subscriberid + sub, listid=r.listid + lst,
+                             emailaddress=_mark(r.emailaddress, k)) for r in world.subscribers],
         bounces=[replace(b, bounceid=b.bounceid + sub, subscriberid=b.subscriberid + sub, listid=b.listid + lst,
                          statid=b.statid + stat if b.statid else 0) for b in world.bounces],
         campaigns=[replace(c, statid=c.statid + stat, list_ids=tuple(i + lst for i in c.list_ids))
@@ -164,12 +165,18 @@ def shift_world(world, k: int):
 
 
 def _shift_row(row, k: int, subscribers: int, lists: int, statids: int):
-    """A row of slice k. Diagnostic and address are part of the fingerprint: without the marks, a record
-    with no usable list id would be the same record in every slice, and a duplicate of the first one. A row
-    cut short may have lost its diagnostic, so its address is marked too (it bounces against nothing)."""
+    """A row of slice k: its ids, address and diagnostic marked, so that no record of one slice is the same
+    record (a duplicate) as one of another, nor finds another slice's subscribers."""
     return row._replace(lids=_shift_ids(row.lids, lists), sid=_shift_sid(row.sid, statids),
-                        diag=f"{row.diag} [slice {k}]", rcpt=f"slice{k}.{row.rcpt}" if row.cut else row.rcpt,
+                        diag=f"{row.diag} [slice {k}]", rcpt=_mark(row.rcpt, k),
                         list_unsubscribe=_shift_link(row.list_unsubscribe, subscribers, lists, statids))
+
+
+def _mark(address: str, k: int) -> str:
+    """The address of slice k: a complaint whose scope is every list finds a subscriber by address alone, so
+    slices must not share addresses (leading blanks, which the parser trims, stay in front)."""
+    stripped = address.lstrip()
+    return f"{address[:len(address) - len(stripped)]}s{k}.{stripped}" if stripped else address
 
 
 def _shift_link(link: str, subscribers: int, lists: int, statids: int) -> str:
