@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,24 +30,23 @@ sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every
 
 import original  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
+from measure import Result, ServerCpu, batch_timings, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
+from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
 
 from pmtabounce.demo.world import World  # noqa: E402
 
 
 @dataclass
-class Result:
-    name: str
-    records: int
-    seconds: float
-    rss_kb: dict[str, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-    note: str = ""
+class Place:
+    """Where one variant runs: its database, its files, and what they must end as."""
 
-    @property
-    def rate(self) -> float:
-        return self.records / self.seconds if self.seconds else 0.0
+    url: str
+    directory: Path
+    expected: IemState
+    world: World | None = None  # a slice of the --scale database: checked on its own rows
+    above: int = 0  # the ledger's highest id before the variant
 
 
 class Bench:
@@ -68,23 +67,50 @@ class Bench:
               f"{len(self.world.subscribers)} subscriber rows (built in {time.perf_counter() - started:.1f} s)")
         print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
 
+        self.scale_url: str | None = None  # set: variants run in slices of the big database
+        self.next_slice = 0
+        self.runs = 0
+
     def directory(self, name: str) -> Path:
         target = self.work / name
         shutil.copytree(self.template, target)
         return target
 
-    def check(self, result: Result, url: str, *, ledger: bool = True) -> Result:
-        connection = self.sandbox.connect(url)
+    def place(self, name: str) -> Place:
+        """A fresh database, or with --scale the next slice of the big one, and a copy of the files."""
+        self.runs += 1
+        name = f"{name}-run{self.runs}"  # a variant may be measured more than once in a run
+        if self.scale_url is None:
+            return Place(self.sandbox.database(self.world), self.directory(name), self.expected)
+        world = shift_world(self.world, self.next_slice)
+        self.next_slice += 1
+        connection = self.sandbox.connect(self.scale_url)
         try:
-            actual = IemState.from_database(connection, self.sandbox.tables)
+            world.create_database(connection, self.sandbox.tables)
         finally:
             connection.close()
-        result.problems = differences(self.expected, actual, ledger=ledger)
+        directory = world.write_files(self.work / f"{name}-scale")[0].parent
+        expected = IemState.from_world(world)
+        BounceModel(expected).apply_directory(directory)
+        return Place(self.scale_url, directory, expected, world, self.sandbox.ledger_top(self.scale_url))
+
+    def check(self, result: Result, place: Place, *, ledger: bool = True) -> Result:
+        connection = self.sandbox.connect(place.url)
+        try:
+            if place.world is None:
+                actual = IemState.from_database(connection, self.sandbox.tables)
+            else:
+                actual = slice_state(connection, self.sandbox.tables, place.world, place.above)
+        finally:
+            connection.close()
+        result.problems = differences(place.expected, actual, ledger=ledger)
+        if place.world is not None:
+            result.name += ", at scale"
         return result
 
     def original(self) -> Result:
-        url = self.sandbox.database(self.world)
-        directory = self.directory("original")
+        place = Place(self.sandbox.database(self.world), self.directory("original"), self.expected)
+        url, directory = place.url, place.directory
         connection = self.sandbox.connect(url)
         started = time.perf_counter()
         try:
@@ -93,30 +119,36 @@ class Bench:
             connection.close()
         result = Result("(a) original, one by one", records, time.perf_counter() - started,
                         note=f"{trips / records:.1f} round trips per bounce")
-        return self.check(result, url, ledger=False)
+        return self.check(result, place, ledger=False)
 
     def inline(self) -> Result:
-        url = self.sandbox.database(self.world)
-        env = self.sandbox.env(url, None)
-        directory = self.directory("inline")
+        place = self.place("inline")
+        url, directory = place.url, place.directory
+        env = self.sandbox.env(url, None, "DEBUG")
+        servers = ServerCpu()
         started = time.perf_counter()
-        child = self.sandbox.start(["process", str(directory)], env, self.work / "inline.log")
+        log = self.work / f"{directory.name}.log"
+        child = self.sandbox.start(["process", str(directory)], env, log)
         rss = self.sandbox.finish(child)
-        result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss})
-        return self.check(result, url)
+        result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss},
+                        cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
+                        batches=batch_timings([log]))
+        return self.check(result, place)
 
     def fleet(self, workers: int) -> Result:
-        url = self.sandbox.database(self.world)
+        place = self.place(f"fleet-{workers}")
+        url, directory = place.url, place.directory
         env = self.sandbox.env(url, self.sandbox.vhost())
         self.sandbox.run(["setup"], env)
-        directory = self.directory(f"fleet-{workers}")
-        logs = self.work / f"fleet-{workers}"
-        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], env, logs / f"worker-{n}.log")
+        logs = self.work / f"{directory.name}-logs"
+        debug = self.sandbox.env(url, env["PMTABOUNCE_AMQP_URL"], "DEBUG")
+        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log")
                  for n in range(workers)]
+        servers = ServerCpu()
         started = time.perf_counter()
         producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log")
         try:
-            self.sandbox.wait_for_ledger(url, len(self.expected.ledger), [producer, *fleet])
+            self.sandbox.wait_for_ledger(url, len(place.expected.ledger), [producer, *fleet], above=place.above)
             seconds = time.perf_counter() - started
             rss = {"producer": self.sandbox.finish(producer)}
             for child in fleet:  # every record is committed: a clean stop, rather than idling out
@@ -127,21 +159,11 @@ class Bench:
                 if child.poll() is None:
                     child.kill()
         name = f"(c) fleet, {workers} worker{'s' if workers > 1 else ''}"
-        return self.check(Result(name, self.records, seconds, rss), url)
-
-
-def print_results(results: list[Result]) -> None:
-    base = results[0].rate if results and results[0].name.startswith("(a)") else 0.0
-    print(f"\n{'variant':<28}{'records':>9}{'seconds':>9}{'rows/s':>9}{'x (a)':>8}  peak RSS")
-    for r in results:
-        ratio = f"{r.rate / base:7.1f}x" if base else "      -"
-        rss = ", ".join(f"{k} {v / 1024:.0f} MB" for k, v in r.rss_kb.items())
-        print(f"{r.name:<28}{r.records:>9}{r.seconds:>9.1f}{r.rate:>9.0f}{ratio:>8}  {rss}  {r.note}")
-    for r in results:
-        status = "equals the expected-state model" if not r.problems else "DIFFERS from the model:"
-        print(f"{r.name}: {status}")
-        for line in r.problems:
-            print(f"    {line}")
+        cpu = {"producer": self.sandbox.memory.cpu_seconds(producer),
+               "worker": sum(self.sandbox.memory.cpu_seconds(child) for child in fleet)}
+        result = Result(name, self.records, seconds, rss, cpu=cpu, servers=servers.stop(),
+                        batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]))
+        return self.check(result, place)
 
 
 def big_file_memory(sandbox: Sandbox, work: Path, megabytes: int) -> None:
@@ -229,6 +251,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306", help="MariaDB server (no database)")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
+    parser.add_argument("--scale", action="store_true",
+                        help="also run every variant on a realistic-size database (built once, then kept)")
+    for name, default in vars(Size()).items():
+        parser.add_argument(f"--scale-{name}", type=int, default=default, metavar="N",
+                            help=f"--scale: {name} rows (default {default:,})")
     return parser.parse_args(argv)
 
 
@@ -242,9 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args, sandbox, work)
         if not args.skip_original:
             results.append(bench.original())
-        results.append(bench.inline())
-        for workers in (int(n) for n in args.workers.split(",") if n.strip()):
-            results.append(bench.fleet(workers))
+        if args.scale:
+            size = Size(**{name: getattr(args, f"scale_{name}") for name in vars(Size())})
+            scale_url, bench.next_slice = cached_database(args.mysql_url, size)
+        for at_scale in (False, True) if args.scale else (False,):
+            bench.scale_url = scale_url if at_scale else None
+            results.append(bench.inline())
+            for workers in (int(n) for n in args.workers.split(",") if n.strip()):
+                results.append(bench.fleet(workers))
         print_results(results)
         if args.big_file_mb:
             big_file_memory(sandbox, work, args.big_file_mb)

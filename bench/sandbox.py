@@ -46,9 +46,10 @@ class Sandbox:
         self.vhosts.append(name)
         return url
 
-    def env(self, mysql_url: str | None, amqp_url: str | None) -> dict[str, str]:
+    def env(self, mysql_url: str | None, amqp_url: str | None, level: str = "WARNING") -> dict[str, str]:
+        """The children's environment; DEBUG makes workers and `process` log each batch's timings."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
-        env["PMTABOUNCE_LOG_LEVEL"] = "WARNING"
+        env["PMTABOUNCE_LOG_LEVEL"] = level
         if mysql_url:
             env["PMTABOUNCE_MYSQL_URL"] = mysql_url
         if amqp_url:
@@ -76,17 +77,33 @@ class Sandbox:
             raise RuntimeError(f"pmtabounce {child.args[3]} exited with {child.returncode}; see {child.log_path}")
         return self.memory.peak_kb(child)
 
-    def wait_for_ledger(self, url: str, rows: int, children: list[subprocess.Popen], timeout: float = 1800) -> None:
-        """Until the ledger holds `rows` records: the moment every bounce is committed."""
+    def ledger_top(self, url: str) -> int:
+        """The ledger's highest id now: rows above it are the run's."""
+        connection = self.connect(url)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {self.tables.ledger}")
+                return int(cursor.fetchone()[0])
+        finally:
+            connection.close()
+
+    def wait_for_ledger(self, url: str, rows: int, children: list[subprocess.Popen], *, above: int = 0,
+                        timeout: float = 1800) -> None:
+        """Until the ledger holds `rows` records with ids above `above`: the moment every bounce is committed."""
         connection = self.connect(url)
         deadline = time.monotonic() + timeout
         try:
             with connection.cursor() as cursor:
                 while time.monotonic() < deadline:
-                    cursor.execute(f"SELECT COUNT(*) FROM {self.tables.ledger}")
+                    # MAX(id) is one index dive and never below the row count; COUNT(*) scans the ledger,
+                    # which on two shared cores slowed the very run it watched. Count once MAX(id) is there.
+                    cursor.execute(f"SELECT COALESCE(MAX(id), 0) FROM {self.tables.ledger}")
                     connection.commit()
-                    if cursor.fetchone()[0] >= rows:
-                        return
+                    if cursor.fetchone()[0] - above >= rows:
+                        cursor.execute(f"SELECT COUNT(*) FROM {self.tables.ledger} WHERE id > %s", (above,))
+                        connection.commit()
+                        if cursor.fetchone()[0] >= rows:
+                            return
                     if all(child.poll() is not None for child in children):
                         raise RuntimeError(f"every process ended with the ledger short of {rows} rows")
                     time.sleep(0.1)
@@ -102,31 +119,48 @@ class Sandbox:
 
 
 class PeakMemory:
-    """Samples each child's VmHWM (peak resident set) from /proc while it runs.
+    """Samples each child's VmHWM (peak resident set) and CPU time (utime + stime) from /proc while it runs.
 
     Not wait4's ru_maxrss: a child started by vfork and exec inherits the
     parent's high-water mark there, so every child would report the bench's.
+    CPU is the last sample before the child exits (at most `interval` short).
     """
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.peaks: dict[int, int] = {}
+        self.cpu: dict[int, float] = {}
         self._children: list[subprocess.Popen] = []
         threading.Thread(target=self._sample, daemon=True).start()
 
     def watch(self, child: subprocess.Popen) -> None:
         self.peaks[child.pid] = 0
+        self.cpu[child.pid] = 0.0
         self._children.append(child)
 
     def peak_kb(self, child: subprocess.Popen) -> int:
         return self.peaks.get(child.pid, 0)
+
+    def cpu_seconds(self, child: subprocess.Popen) -> float:
+        return self.cpu.get(child.pid, 0.0)
 
     def _sample(self) -> None:
         while True:
             for child in list(self._children):
                 if child.returncode is None:
                     self.peaks[child.pid] = max(self.peaks[child.pid], vm_hwm_kb(child.pid))
+                    self.cpu[child.pid] = max(self.cpu[child.pid], cpu_seconds(child.pid))
             time.sleep(self.interval)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process, in seconds (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def vm_hwm_kb(pid: int) -> int:

@@ -77,13 +77,22 @@ GUARD_REWALKS = Counter(
     "Batches walked again with the guard's rows locked, because another worker's commit moved the counts",
     registry=None,
 )
+LEDGER_ROWS = Gauge(
+    "pmtabounce_ledger_rows", "Rows in the ledger (InnoDB's estimate from information_schema, read every minute)",
+    registry=None,
+)
+LEDGER_OLDEST = Gauge(
+    "pmtabounce_ledger_oldest_row_timestamp_seconds",
+    "Unix time the ledger's oldest row was applied (what prune keeps)",
+    registry=None,
+)
 
 # What each role that serves /metrics exports: what it does, nothing it does not.
 ROLES = {
     "producer": (RECORDS_READ, RECORDS_REJECTED, RECORDS_PUBLISHED, RECORDS_CONFIRMED, PUBLISH_NACKED,
                  FILES_DONE, RETRIES, PENDING_FILES, OLDEST_PENDING_FILE_AGE, LAST_SUCCESS),
     "worker": (RECORDS_PROCESSED, RETRIES, DEAD_LETTERED, BATCH_DURATION, BATCH_SIZE, LAST_SUCCESS,
-               GUARD_TRIPS, GUARD_TRIPPED_DOMAINS, GUARD_HELD, GUARD_REWALKS),
+               GUARD_TRIPS, GUARD_TRIPPED_DOMAINS, GUARD_HELD, GUARD_REWALKS, LEDGER_ROWS, LEDGER_OLDEST),
 }
 
 

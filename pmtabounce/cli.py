@@ -12,6 +12,7 @@ from .commands.explain import explain
 from .commands.guard import guard
 from .commands.process import process
 from .commands.producer import producer
+from .commands.prune import prune
 from .commands.setup import setup
 from .commands.status import status
 from .commands.undo import undo
@@ -30,5 +31,5 @@ def main() -> None:
     """
 
 
-for command in (setup, process, producer, worker, dlq, status, demo, explain, undo, guard):
+for command in (setup, process, producer, worker, dlq, status, demo, explain, undo, guard, prune):
     main.add_command(command)

@@ -32,6 +32,7 @@ log = logging.getLogger("pmtabounce.worker")
 
 SUMMARY_SECONDS = 10.0
 PING_SECONDS = 5.0  # how often an idle worker checks the database, for /readyz
+LEDGER_SECONDS = 60.0  # how often the ledger's size and oldest row are read for the metrics
 PAUSE_SLICE = 0.25  # a retry pause looks for a stop request this often
 
 
@@ -104,6 +105,8 @@ class Worker:
         self.broker_down = False
         self.database_checked = 0.0
         self.tally = Tally()
+        self.flushed_at = time.perf_counter()
+        self.ledger_read = -LEDGER_SECONDS
 
     def run(self) -> int:
         server = health.serve(self.settings.metrics_port, self.not_ready, metrics.registry_for("worker"))
@@ -217,14 +220,20 @@ class Worker:
                       extra={"event": "dead_lettered", "source": dead.where, "outcome": dead.error})
         consumer.ack(handled.tags)
         self.tally.add(handled)
+        waited, self.flushed_at = started - self.flushed_at, time.perf_counter()
         log.debug(
-            "batch of %d committed and acked in %.0f ms (%d dead-lettered)",
-            len(deliveries), (time.perf_counter() - started) * 1000, len(handled.dead),
+            "batch of %d committed and acked in %.0f ms, after %.0f ms waiting for messages (%d dead-lettered)",
+            len(deliveries), (self.flushed_at - started) * 1000, waited * 1000, len(handled.dead),
         )
 
     def _look_after(self, consumer: Consumer) -> None:
-        """Between batches: the periodic summary, and a database check while idle (for /readyz)."""
+        """Between batches: the periodic summary, the ledger's size, and a database check while idle (for /readyz)."""
         self.tally.report(SUMMARY_SECONDS)
+        if self.settings.metrics_port and time.monotonic() - self.ledger_read >= LEDGER_SECONDS:
+            self.ledger_read = time.monotonic()
+            if (extent := self.applier.ledger_extent()) is not None:
+                metrics.LEDGER_ROWS.set(extent.rows)
+                metrics.LEDGER_OLDEST.set(extent.oldest or 0)
         if not consumer.received and time.monotonic() - self.database_checked >= PING_SECONDS:
             with self.database_calls.call():
                 self.database_ok = self.applier.ping()

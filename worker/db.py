@@ -31,7 +31,8 @@ FATAL = {
 }
 TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")  # a 2003 that no retry can fix
 DUPLICATE_KEY = 1062
-LEDGER_KEY = "pmtabounce_ledger_fingerprint"  # the ledger's unique key (ledger.py)
+# The ledger's unique key (ledger.py): its name from schema version 4 on, and before.
+LEDGER_KEYS = ("pmtabounce_ledger_record", "pmtabounce_ledger_fingerprint")
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,10 @@ class Tables:
 Connection = pymysql.connections.Connection  # so that modules holding one need not import PyMySQL
 
 
-def connect(target: MySQLTarget, *, timeout: float = 10.0) -> Connection:
+def connect(target: MySQLTarget, *, timeout: float = 10.0, read_timeout: float | None = None) -> Connection:
     """A connection for one thread. READ COMMITTED: once we hold a subscriber's row lock,
-    every later read sees the bounce rows other workers committed before they let it go."""
+    every later read sees the bounce rows other workers committed before they let it go.
+    `read_timeout` (seconds; default 60) bounds the wait for one statement's answer."""
     connection = pymysql.connect(
         host=target.host,
         port=target.port,
@@ -109,7 +111,7 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0) -> Connection:
         charset="utf8mb4",
         autocommit=False,
         connect_timeout=timeout,
-        read_timeout=max(timeout, 60.0),
+        read_timeout=read_timeout or max(timeout, 60.0),
         write_timeout=max(timeout, 60.0),
     )
     with connection.cursor() as cursor:
@@ -135,7 +137,7 @@ def translate(exc: BaseException) -> BaseException:
     code = error_number(exc)
     message = exc.args[1] if len(exc.args) > 1 else str(exc)
     text = f"MySQL error {code}: {message}"
-    if code == DUPLICATE_KEY and LEDGER_KEY in str(message):
+    if code == DUPLICATE_KEY and any(key in str(message) for key in LEDGER_KEYS):
         return CommittedElsewhere(text)
     if code in FATAL or any(reason in str(message) for reason in TLS_REFUSALS):
         return FatalError(text)

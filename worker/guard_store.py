@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..common.errors import FatalError
 from ..common.record import BounceRecord, parse_list_ids
+from . import ledger
 from .db import Tables, case_of, insert_rows
 from .effects import to_json
 from .guard import HISTORY, DomainState, GuardBatch
@@ -185,10 +186,11 @@ def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
         case, case_params = case_of("fingerprint", {f: value(o) for f, o in by_fingerprint.items()})
         sets.append(f"{column} = {case}")
         params += case_params
-    marks = ", ".join(["%s"] * len(by_fingerprint))
+    # By (time_logged, fingerprint), the ledger's unique key: the fingerprint alone is not indexed.
+    where, keys = ledger.by_record(sorted((o.record.time_logged, f) for f, o in by_fingerprint.items()))
     cursor.execute(
-        f"UPDATE {t.ledger} SET {', '.join(sets)} WHERE fingerprint IN ({marks}) AND outcome = 'held'",
-        params + sorted(by_fingerprint),
+        f"UPDATE {t.ledger} SET {', '.join(sets)} WHERE ({where}) AND outcome = 'held'",
+        params + keys,
     )
     if cursor.rowcount != len(by_fingerprint):
         raise FatalError(f"{len(by_fingerprint) - cursor.rowcount} of these records are no longer held "

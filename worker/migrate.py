@@ -16,6 +16,9 @@ from .db import Tables, connect, error_number, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.setup")
 
+# An ALTER of a ledger of tens of millions of rows takes minutes: setup waits for it, up to this long.
+MIGRATION_SECONDS = 6 * 3600.0
+
 
 def setup_database(settings: Settings) -> int:
     """Run the ledger migrations not yet applied; returns the schema version now in place."""
@@ -31,7 +34,7 @@ def setup_database(settings: Settings) -> int:
 
 
 def _migrate(settings: Settings, tables: Tables) -> int:
-    connection = connect(settings.mysql)
+    connection = connect(settings.mysql, read_timeout=MIGRATION_SECONDS)
     try:
         with connection.cursor() as cursor:
             iem.require_tables(cursor, tables, settings.mysql.safe_url())  # never our tables beside nothing
@@ -42,6 +45,7 @@ def _migrate(settings: Settings, tables: Tables) -> int:
             for version, statements in ledger.migrations(tables):
                 if version <= current:
                     continue
+                log.info("database: applying schema version %d to %s", version, tables.ledger)
                 for statement in statements:
                     _execute_ddl(cursor, statement)
                 cursor.execute(
@@ -60,7 +64,9 @@ def _migrate(settings: Settings, tables: Tables) -> int:
 
 # ALTER TABLE … ALGORITHM=INSTANT refused: the server cannot add these columns in place (old MariaDB/MySQL).
 _NOT_INSTANT = {1845, 1846}
-_ALREADY_DONE = {1060}  # duplicate column name: an earlier run added them, then stopped before recording it
+# What a statement says when an earlier run made its change, then stopped before recording the version
+# (DDL commits on its own): duplicate column, duplicate key name, no such key to drop (version 4's swap).
+_ALREADY_DONE = {1060, 1061, 1091}
 
 
 def _execute_ddl(cursor, statement: str) -> None:

@@ -72,3 +72,8 @@ GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_guard_windows` TO '${DB_USER}'@'${DB_HOST}';
 GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_audit` TO '${DB_USER}'@'${DB_HOST}';
+-- `pmtabounce prune` (deploy/systemd/pmtabounce-prune.timer, deploy/k8s/prune-cronjob.yaml) deletes old
+-- ledger rows, which the account above may not. Give it an account of its own that can do nothing else,
+-- and put its URL in /etc/pmtabounce/prune.env (PMTABOUNCE_MYSQL_URL=...) or the Secret's prune-mysql-url:
+--   CREATE USER IF NOT EXISTS 'pmtabounce_prune'@'${DB_HOST}' IDENTIFIED BY '...';
+--   GRANT SELECT, DELETE ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_ledger` TO 'pmtabounce_prune'@'${DB_HOST}';

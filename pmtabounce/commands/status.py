@@ -138,6 +138,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
                        for span, seconds in (("hour", HOUR), ("day", DAY))}
             last = ledger.last_applied(cursor, tables)
             trips = guard_store.tripped(cursor, tables)
+            size = ledger.extent(cursor, tables)
     except pymysql.err.MySQLError as exc:
         return _down(part, f"cannot read {tables.ledger} ({_mysql_reason(exc)}); has `pmtabounce setup` run?")
     finally:
@@ -147,6 +148,9 @@ def ledger_part(settings: Settings, now: float) -> Part:
         last_applied_at=_iso(last),
         last_applied_age_seconds=round(now - last, 1) if last is not None else None,
         tripped_domains=[{"domain": r.domain, "since": _iso(r.tripped_at), "held": r.held} for r in trips],
+        rows_estimate=size.rows,  # InnoDB's estimate: COUNT(*) would read the whole ledger
+        oldest_at=_iso(size.oldest),
+        oldest_age_seconds=round(now - size.oldest, 1) if size.oldest is not None else None,
     )
     return part
 
@@ -240,7 +244,9 @@ def _details(part: Part) -> str:
         day = _applied(f["last_day"]) + _applied(f["complaints_last_day"])
         text = (f"{f['database']}: {hour} records in the last hour, {day} in the last day; "
                 f"last apply {age(f['last_applied_age_seconds'])}"
-                + (" ago" if f["last_applied_at"] else ""))
+                + (" ago" if f["last_applied_at"] else "")
+                + f"; about {f['rows_estimate']} rows, the oldest {age(f['oldest_age_seconds'])}"
+                + (" old (see `pmtabounce prune`)" if f["oldest_at"] else ""))
         if f["tripped_domains"]:
             text += "; domain guard holding " + ", ".join(
                 f"{d['domain']} ({d['held']} held since {d['since']})" for d in f["tripped_domains"]

@@ -335,8 +335,8 @@ def test_an_interrupt_mid_batch_rolls_back_and_stays_an_interrupt(iem_db, seed):
     """Ctrl-C or a shutdown signal during a batch must not turn into another error, nor commit half."""
 
     class Interrupted(BatchApplier):
-        def _write(self, cursor, plan, *rest):
-            super()._write(cursor, plan, *rest)
+        def _write_shared_counters(self, cursor, plan):
+            super()._write_shared_counters(cursor, plan)
             raise KeyboardInterrupt
 
     seed.subscriber("ann@example.com", 3)

@@ -24,6 +24,8 @@ from pmtabounce.common.config import Settings
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import Topology
 
+from pmtabounce.dlq.selection import parse_age
+
 ROOT = Path(__file__).parents[2]
 DEPLOY = ROOT / "deploy"
 DEFAULTS = re.compile(r"\$\{(\w+):-([^}]*)\}")  # compose's ${NAME:-default}
@@ -188,13 +190,32 @@ def test_worker_instances_get_a_metrics_port_each_and_the_producer_may_write_onl
     assert owner_group == producer["Group"] and "SupplementaryGroups" not in producer
 
 
+def test_prune_runs_daily_from_a_timer_and_a_cronjob_with_a_valid_age():
+    service, timer = unit("pmtabounce-prune.service"), unit("pmtabounce-prune.timer")
+    assert timer["Timer"]["Unit"] == "pmtabounce-prune.service" and timer["Timer"]["Persistent"] == "true"
+    assert timer["Install"]["WantedBy"] == "timers.target"
+    command = service["Service"]["ExecStart"].split()
+    assert command[1:3] == ["prune", "--older-than"] and parse_age(command[3]).days >= 30
+    assert service["Service"]["Type"] == "oneshot" and service["Service"]["User"] == "pmtabounce"
+    job = k8s()[("CronJob", "pmtabounce-prune")]["spec"]
+    assert job["concurrencyPolicy"] == "Forbid"  # two prunes at once would only fight over the same rows
+    pod = job["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == command[1:] and pod["securityContext"]["runAsNonRoot"] is True
+    (url,) = container["env"]
+    secret = yaml.safe_load((DEPLOY / "k8s" / "secret.example.yaml").read_text())["stringData"]
+    assert url["valueFrom"]["secretKeyRef"]["key"] in secret
+
+
 def test_systemd_analyze_verifies_the_units(tmp_path):
     tool = shutil.which("systemd-analyze")
     assert tool, "systemd-analyze is part of this machine's tools"
     binary = Path(sys.executable).with_name("pmtabounce")
     units = []
     for name, target in (("pmtabounce-producer@.service", "pmtabounce-producer@var-log-pmta-bounces.service"),
-                         ("pmtabounce-worker@.service", "pmtabounce-worker@3.service")):
+                         ("pmtabounce-worker@.service", "pmtabounce-worker@3.service"),
+                         ("pmtabounce-prune.service", "pmtabounce-prune.service"),
+                         ("pmtabounce-prune.timer", "pmtabounce-prune.timer")):
         text = (DEPLOY / "systemd" / name).read_text().replace("/usr/local/bin/pmtabounce", str(binary))
         (tmp_path / target).write_text(text)
         units.append(str(tmp_path / target))

@@ -77,6 +77,9 @@ def ready(port: int) -> bool:
 
 def test_a_worker_serves_health_and_readiness_and_counts_what_it_applied(iem_db, vhost, tmp_path):
     add_subscribers(iem_db, 30)
+    iem_db.query("INSERT INTO {t.ledger} (fingerprint, record_type, time_logged, email, dsn_diag, decision, outcome, "
+                 "applied_at) VALUES (REPEAT('0', 32), 'b', 1732000000, 'x@example.com', '', 'hard', 'applied', "
+                 "NOW() - INTERVAL 2 DAY)")
     target = parse_mysql_url(iem_db.url)
     mysql = TcpProxy(target.host, target.port)
     amqp = TcpProxy("127.0.0.1", 5672)
@@ -95,6 +98,8 @@ def test_a_worker_serves_health_and_readiness_and_counts_what_it_applied(iem_db,
             assert value(found, "pmtabounce_records_processed_total", outcome="disabled") == 25
             assert value(found, "pmtabounce_batch_duration_seconds_count") >= 1
             assert value(found, "pmtabounce_last_success_timestamp_seconds") >= started
+            assert abs(value(found, "pmtabounce_ledger_oldest_row_timestamp_seconds") - (started - 2 * 86400)) < 60
+            assert value(found, "pmtabounce_ledger_rows") >= 0  # InnoDB's estimate, read once a minute
             assert_naming_rules(found)
 
             assert not exported(found, "pmtabounce_pending_files", "pmtabounce_records_published_total")
@@ -117,7 +122,7 @@ def test_a_worker_serves_health_and_readiness_and_counts_what_it_applied(iem_db,
     finally:
         mysql.close()
         amqp.close()
-    assert ledger_count(iem_db) == 25
+    assert ledger_count(iem_db) == 1 + 25  # the old row from before, and the 25 new records
 
 
 def test_a_producer_serves_health_and_counts_what_it_published(vhost, tmp_path):

@@ -52,7 +52,39 @@ def test_setup_creates_our_tables_and_is_idempotent(iem_db):
     assert iem_part(after) == before  # IEM's tables: not one column, key or option changed
     assert iem_db.query("SELECT * FROM {t.lists}") == lists_before
     assert iem_db.query("SELECT name, value FROM {t.meta}") == [("schema_version", LATEST)]
-    assert "UNIQUE KEY `pmtabounce_ledger_fingerprint` (`fingerprint`)" in after["email_pmtabounce_ledger"]
+    assert "UNIQUE KEY `pmtabounce_ledger_record` (`time_logged`,`fingerprint`)" in after["email_pmtabounce_ledger"]
+    assert "pmtabounce_ledger_fingerprint" not in after["email_pmtabounce_ledger"]
+
+
+def as_version_3(db) -> None:
+    """The ledger's unique key as schema versions 1 to 3 had it (version 3 here): the fingerprint alone."""
+    db.query("ALTER TABLE {t.ledger} DROP KEY pmtabounce_ledger_record, "
+             "ADD UNIQUE KEY pmtabounce_ledger_fingerprint (fingerprint)")
+    db.query("UPDATE {t.meta} SET value = '3' WHERE name = 'schema_version'")
+
+
+def test_the_time_first_key_migration_keeps_the_ledger_and_its_duplicates(iem_db):
+    """A ledger keyed on the fingerprint alone, upgraded by setup: every row stays, and a record met again is
+    still a duplicate, found through the new key."""
+    seed = Seed(iem_db)
+    seed.lists(3)
+    seed.subscriber("ann@example.com", 3)
+    seed.subscriber("bob@example.com", 3)
+    applier = BatchApplier(iem_db.target, iem_db.tables, Policy())
+    try:
+        assert [o.outcome for o in applier.apply([bounce("hard")]).outcomes] == ["disabled"]
+        as_version_3(iem_db)
+        before = ledger_rows(iem_db)
+        result = setup(iem_db)
+        assert result.returncode == 0, result.stderr
+        assert ledger_rows(iem_db) == before
+        outcomes = applier.apply([bounce("hard"), bounce("hard", "bob@example.com")]).outcomes
+    finally:
+        applier.close()
+    assert [o.outcome for o in outcomes] == ["duplicate", "disabled"]
+    assert iem_db.query("SELECT email, seen_count FROM {t.ledger} ORDER BY id") == [("ann@example.com", 2),
+                                                                                 ("bob@example.com", 1)]
+    assert "`pmtabounce_ledger_record` (`time_logged`,`fingerprint`)" in schema(iem_db)["email_pmtabounce_ledger"]
 
 
 def test_setup_again_keeps_the_ledger(iem_db):
@@ -150,3 +182,12 @@ def test_a_change_the_server_cannot_make_in_place_is_made_its_own_way(iem_db, ca
         connection.close()
     assert "test_outcome_idx" in schema(iem_db)["email_pmtabounce_ledger"]
     assert "cannot change `email_pmtabounce_ledger` instantly" in caplog.text
+
+
+def test_setup_finishes_a_migration_whose_alter_ran_but_whose_version_was_not_recorded(iem_db):
+    """DDL commits on its own: a setup stopped between the key swap and writing the version, run again,
+    goes on."""
+    iem_db.query("UPDATE {t.meta} SET value = '2' WHERE name = 'schema_version'")  # the key is swapped already
+    result = setup(iem_db)
+    assert result.returncode == 0, result.stderr
+    assert iem_db.query("SELECT value FROM {t.meta} WHERE name = 'schema_version'") == [(str(ledger.SCHEMA_VERSION),)]

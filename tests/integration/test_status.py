@@ -87,6 +87,8 @@ def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_
                                    "unroutable": 0, "held": 0, "discarded": 0, "duplicate": 0}
     assert ledger["last_day"]["not_found"] == 1 and ledger["last_day"]["disabled"] == 1
     assert 0 <= ledger["last_applied_age_seconds"] < 60 and ledger["last_applied_at"].endswith("Z")
+    assert 3 * 86400 <= ledger["oldest_age_seconds"] < 3 * 86400 + 60 and ledger["oldest_at"].endswith("Z")
+    assert isinstance(ledger["rows_estimate"], int)  # InnoDB's estimate, not a count
     assert "guest" not in json.dumps(report)  # URLs are shown without credentials
 
 

@@ -1,0 +1,134 @@
+"""What the benchmark reads besides the clock: batch timings from the children's DEBUG logs, servers' CPU time."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox import cpu_seconds
+
+# worker/apply.py's DEBUG line for every committed batch.
+_BATCH = re.compile(
+    r"batch of (\d+) records: read and locked in ([\d.]+) ms, own rows written in ([\d.]+) ms, "
+    r"shared counters held ([\d.]+) ms"
+)
+# worker/consume.py's DEBUG line: how long the worker sat waiting for messages before the batch.
+_WAITED = re.compile(r"after (\d+) ms waiting for messages")
+
+
+@dataclass
+class Batches:
+    """Sums over every committed batch of a variant (milliseconds)."""
+
+    count: int = 0
+    records: int = 0
+    read: float = 0.0
+    write: float = 0.0
+    shared: float = 0.0
+    waited: float = 0.0
+
+    @property
+    def serial_fraction(self) -> float:
+        """Time holding the shared counter rows' locks (first counter update to end of commit) over batch time."""
+        total = self.read + self.write + self.shared
+        return self.shared / total if total else 0.0
+
+    def describe(self) -> str:
+        if not self.count:
+            return "no batch timings (run the children at DEBUG)"
+        per = 1.0 / self.count
+        return (f"{self.count} batches of {self.records * per:.0f}: read+lock {self.read * per:.0f} ms, "
+                f"own rows {self.write * per:.0f} ms, shared counters to commit {self.shared * per:.0f} ms "
+                f"-> serial fraction {self.serial_fraction:.1%}; waited for messages {self.waited * per:.0f} ms")
+
+
+@dataclass
+class Result:
+    name: str
+    records: int
+    seconds: float
+    rss_kb: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    note: str = ""
+    cpu: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds (workers: all of them)
+    servers: dict[str, float] = field(default_factory=dict)  # mariadb/rabbitmq -> CPU seconds
+    batches: Batches = field(default_factory=Batches)
+
+    def cpu_per_10k(self, role: str) -> float:
+        return self.cpu[role] * 10000 / self.records if self.records else 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def batch_timings(logs: list[Path]) -> Batches:
+    """Add up the per-batch DEBUG lines of these logs."""
+    total = Batches()
+    for path in logs:
+        text = path.read_text(errors="replace")
+        for match in _BATCH.finditer(text):
+            total.count += 1
+            total.records += int(match[1])
+            total.read += float(match[2])
+            total.write += float(match[3])
+            total.shared += float(match[4])
+        total.waited += sum(float(m) for m in _WAITED.findall(text))
+    return total
+
+
+class ServerCpu:
+    """CPU seconds MariaDB and RabbitMQ spent between start() and stop(): whole servers, so anything else
+    running on them (other users' tests) counts too."""
+
+    SERVERS = {"mariadb": "mariadbd", "rabbitmq": "beam.smp"}
+
+    def __init__(self) -> None:
+        self.pids = {name: _pids(process) for name, process in self.SERVERS.items()}
+        self.started = self._now()
+
+    def _now(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        now = self._now()
+        return {name: now[name] - self.started[name] for name in now}
+
+
+def _pids(name: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def print_results(results: list[Result]) -> None:
+    base = results[0].rate if results and results[0].name.startswith("(a)") else 0.0
+    print(f"\n{'variant':<36}{'records':>9}{'seconds':>9}{'rows/s':>9}{'x (a)':>8}  peak RSS")
+    for r in results:
+        ratio = f"{r.rate / base:7.1f}x" if base else "      -"
+        rss = ", ".join(f"{k} {v / 1024:.0f} MB" for k, v in r.rss_kb.items())
+        print(f"{r.name:<36}{r.records:>9}{r.seconds:>9.1f}{r.rate:>9.0f}{ratio:>8}  {rss}  {r.note}")
+    print("\nCPU seconds per 10,000 rows (children from /proc; servers are whole processes, shared with anything "
+          "else running on them)")
+    for r in results:
+        if r.cpu:
+            own = ", ".join(f"{role} {r.cpu_per_10k(role):.2f}" for role in r.cpu)
+            shared = ", ".join(f"{k} {v * 10000 / r.records:.2f}" for k, v in r.servers.items())
+            print(f"  {r.name:<36}{own};  {shared}")
+    print("\nper batch (Amdahl: a fleet on a database with cores of its own scales to at most 1 / serial fraction)")
+    for r in results:
+        if r.cpu:
+            print(f"  {r.name:<36}{r.batches.describe()}")
+    scaled = {r.name.removesuffix(", at scale"): r for r in results if r.name.endswith(", at scale")}
+    if scaled:
+        print("\nat scale against an empty ledger and small IEM tables (same world, same run)")
+        for r in results:
+            if r.name in scaled:
+                print(f"  {r.name:<36}{r.rate:>7.0f} -> {scaled[r.name].rate:>7.0f} rows/s: "
+                      f"{scaled[r.name].rate / r.rate:.0%}")
+    for r in results:
+        status = "equals the expected-state model" if not r.problems else "DIFFERS from the model:"
+        print(f"{r.name}: {status}")
+        for line in r.problems:
+            print(f"    {line}")

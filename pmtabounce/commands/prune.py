@@ -1,0 +1,148 @@
+"""`pmtabounce prune --older-than AGE`: remove ledger evidence older than AGE, in small transactions.
+
+The ledger gains one row per bounce for ever (100k bounces a day is 36 M rows
+a year). Duplicate detection needs a record's row only for as long as the same
+record may come back (a redelivery: minutes; a file copied back by hand: days),
+so the operator chooses how long that is; the README says what a record
+re-fed after its row was pruned does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import click
+import orjson
+
+from ..common.config import Settings
+from ..common.errors import FatalError
+from ..dlq.selection import parse_age
+from ..runner import run_command
+from ..worker import ledger
+from ..worker.db import Tables, connect, setting_to_check, translate
+
+log = logging.getLogger("pmtabounce.prune")
+
+BATCH_ROWS = 1000  # rows per transaction: a few milliseconds of row locks, on rows no worker is writing
+PAUSE_SECONDS = 0.05  # between transactions, so workers' commits and the purge thread keep up
+
+
+@dataclass
+class PruneReport:
+    """What prune removed (or, with dry_run, would remove): rows applied before `cutoff` (server time)."""
+
+    cutoff: datetime
+    dry_run: bool
+    removed: Counter = field(default_factory=Counter)  # outcome -> rows
+    oldest: datetime | None = None  # dry run only: the range of applied_at found
+    newest: datetime | None = None
+    batches: int = 0
+    left: ledger.Extent | None = None
+
+    def as_dict(self) -> dict:
+        return {
+            "dry_run": self.dry_run, "cutoff": _text(self.cutoff), "removed": sum(self.removed.values()),
+            "by_outcome": dict(sorted(self.removed.items())), "oldest": _text(self.oldest),
+            "newest": _text(self.newest), "transactions": self.batches,
+            "ledger_rows_estimate": self.left.rows if self.left else None,
+            "ledger_oldest_unix": self.left.oldest if self.left else None,
+        }
+
+
+def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
+                 pause: float = PAUSE_SECONDS, sleep: Callable[[float], None] = time.sleep) -> PruneReport:
+    """Delete ledger rows applied more than `older_than` ago, `batch_rows` per transaction.
+
+    Raises FatalError when the database refuses; every transaction before it
+    stays committed, so running it again goes on where it stopped.
+    """
+    tables = Tables(settings.table_prefix)
+    connection = None
+    report = None
+    try:
+        connection = connect(settings.mysql)
+        with connection.cursor() as cursor:
+            report = PruneReport(ledger.server_time_before(cursor, older_than.total_seconds()), dry_run)
+            if dry_run:
+                report.removed, report.oldest, report.newest = ledger.older_than(cursor, tables, report.cutoff)
+            else:
+                _delete(connection, cursor, tables, report, batch_rows, pause, sleep)
+            report.left = ledger.extent(cursor, tables)
+            connection.commit()
+    except Exception as exc:
+        error = translate(exc)  # one-shot, as setup: even what a worker would retry ends prune, with its reason
+        if error is exc:
+            raise
+        done = f" after removing {sum(report.removed.values())} rows" if report and not dry_run else ""
+        raise FatalError(f"prune stopped{done}: {error} ({setting_to_check(exc, settings.mysql, tables.prefix)}; "
+                         f"prune needs SELECT and DELETE on {tables.ledger}); run it again to go on") from None
+    finally:
+        if connection is not None:
+            connection.close()
+    return report
+
+
+def _delete(connection, cursor, tables: Tables, report: PruneReport, batch_rows: int, pause: float,
+            sleep: Callable[[float], None]) -> None:
+    while batch := ledger.delete_older(cursor, tables, report.cutoff, batch_rows):
+        connection.commit()
+        report.removed += batch
+        report.batches += 1
+        log.debug("removed %d ledger rows (%d so far)", sum(batch.values()), sum(report.removed.values()))
+        sleep(pause)
+    connection.commit()
+
+
+def describe(report: PruneReport) -> str:
+    """One paragraph for an operator."""
+    total = sum(report.removed.values())
+    verb = "would remove" if report.dry_run else "removed"
+    text = f"{verb} {total} ledger rows applied before {_text(report.cutoff)} (database time)"
+    if total:
+        text += " (" + ", ".join(f"{name} {count}" for name, count in sorted(report.removed.items())) + ")"
+    if report.dry_run and report.oldest:
+        text += f", applied from {_text(report.oldest)} to {_text(report.newest)}"
+    if not report.dry_run:
+        text += f" in {report.batches} transactions"
+    if report.left:
+        oldest = (f"{_text(datetime.fromtimestamp(report.left.oldest, timezone.utc).replace(tzinfo=None))} UTC"
+                  if report.left.oldest else "none")
+        text += f"; the ledger now holds about {report.left.rows} rows (InnoDB's estimate), the oldest from {oldest}"
+    return text
+
+
+def _text(moment: datetime | None) -> str | None:
+    return moment.isoformat(sep=" ", timespec="seconds") if moment else None
+
+
+def _age(_ctx, _param, value: str) -> timedelta:
+    try:
+        return parse_age(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.option("--older-than", "older_than", required=True, callback=_age, metavar="AGE",
+              help="Remove rows applied longer ago than this: 30d, 12w, 90d (s, m, h, d, w).")
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+@click.option("--batch-size", type=click.IntRange(1, 100_000), default=BATCH_ROWS, show_default=True,
+              help="Rows per transaction.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@run_command
+def prune(settings: Settings, older_than: timedelta, dry_run: bool, batch_size: int, as_json: bool) -> None:
+    """Remove ledger rows older than AGE in small transactions, without holding up workers.
+
+    A record that comes back after its row was removed is applied again as new (see the README).
+    """
+    report = prune_ledger(settings, older_than, dry_run=dry_run, batch_rows=batch_size)
+    if as_json:
+        click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        click.echo(describe(report))
+    log.info("prune: %s", describe(report))
