@@ -94,3 +94,14 @@ def test_a_refused_prune_says_what_to_check(iem_db):
     assert done.returncode == 1
     assert "MySQL error 1045" in done.stderr and "prune needs SELECT and DELETE on" in done.stderr
     assert "Traceback" not in done.stderr and "wrong" not in done.stderr
+
+
+def test_prune_keeps_held_records_whatever_their_age(iem_db):
+    """A held record (issue 12) is evidence waiting for `guard release` or `discard`: never pruned."""
+    world(iem_db)
+    iem_db.query("UPDATE {t.ledger} SET outcome = 'held' WHERE email IN (%s, %s)",
+                 ("u0@example.com", "u1@example.com"))
+    report = prune_ledger(iem_db.settings(), timedelta(days=30), batch_rows=3, sleep=lambda _: None)
+    assert emails_left(iem_db) == ["u0@example.com", "u1@example.com", "u7@example.com", "u8@example.com",
+                                   "u9@example.com"]
+    assert report.removed == {"disabled": 5}
