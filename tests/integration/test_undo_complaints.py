@@ -3,10 +3,13 @@ are active again, the counters back, the unsubscribe rows as they were; a row ch
 
 from __future__ import annotations
 
+import subprocess
+import time
+
 from iem_seed import T0, Seed, bounce, complaint, iem_link, snapshot
 from pmtabounce.common.policy import Policy
 from pmtabounce.worker.apply import BatchApplier
-from storm_world import json_of, pmtabounce
+from storm_world import command, json_of, pmtabounce
 
 
 def apply(db, *records) -> list[str]:
@@ -91,3 +94,39 @@ def test_undo_selects_complaints_by_feedback_type_and_never_by_bounce_category(i
     assert matched("--feedback-type", "ABUSE") == 1 and matched("--feedback-type", "empty") == 1
     assert matched("--category", "bad-mailbox") == 1  # carl's bounce only
     assert matched("--domain", "example.com") == 3 and matched("--outcome", "unsubscribed") == 2
+
+
+def test_undo_of_complaints_killed_mid_run_then_run_again_is_undo_once(iem_db):
+    seed = Seed(iem_db)
+    seed.lists(3, 5)
+    seed.newsletter(42)
+    people = [f"p{i}@example.com" for i in range(60)]
+    for i, email in enumerate(people):
+        seed.subscriber(email, 3)
+        seed.subscriber(email, 5)
+        if i % 3 == 0:
+            seed.unsubscribe_request(seed.subscriber(email.replace("@", ".x@"), 3), 3, T0 - i, f"10.0.0.{i}")
+    without_complaints = snapshot(iem_db, ledger=False)
+    assert apply(iem_db, *[complaint(email, time=T0 + i) for i, email in enumerate(people)]) == [
+        "unsubscribed"] * len(people)
+    assert apply(iem_db, *[complaint(email.replace("@", ".x@"), time=T0) for email in people[::3]]) == [
+        "unsubscribed"] * len(people[::3])
+
+    def undone() -> int:
+        return iem_db.query("SELECT COUNT(*) FROM {t.ledger} WHERE undo_run IS NOT NULL")[0][0]
+
+    argv, env = command(iem_db, "undo", "--feedback-type", "abuse", "--yes", batch_size="2")
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while undone() < 20 and child.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        child.kill()  # SIGKILL: mid-batch, no clean-up
+        child.wait(timeout=30)
+    assert 0 < undone() < len(people) + len(people[::3]), "the kill did not land mid-run"
+
+    pmtabounce(iem_db, "undo", "--feedback-type", "abuse", "--yes")
+
+    assert snapshot(iem_db, ledger=False) == without_complaints
+    assert undone() == len(people) + len(people[::3])
