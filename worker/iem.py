@@ -387,7 +387,7 @@ def delete_unsubscribe_rows(cursor, t: Tables, keys: Sequence[UnsubscribeKey]) -
             f"IN ({', '.join(['(%s, %s, %s, %s, %s)'] * len(rows))})",
             [value for row in rows for value in row],
         )
-    return found  # type: ignore[return-value]
+    return found
 
 
 def restore_unsubscribe_requests(cursor, t: Tables, requests: Sequence[tuple[int, int, int, str]]) -> None:

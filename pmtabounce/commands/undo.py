@@ -21,7 +21,8 @@ from ..operator_audit import note, operator
 from ..runner import run_command
 from ..worker import audit
 from ..worker.db import Connection, Tables, connect, translate
-from ..worker.undo import CHANGED_IEM, UndoCounts, UndoFilter, undo_batch, undo_candidates
+from ..worker.undo import UndoCounts, undo_batch, undo_candidates
+from ..worker.undo_filter import CHANGED_IEM, UndoFilter
 from . import in_transaction, parse_when
 
 SHOW_SKIPPED = 20

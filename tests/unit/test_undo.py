@@ -3,7 +3,8 @@
 import click
 import pytest
 from pmtabounce.worker.effects import Unsubscribed
-from pmtabounce.worker.undo import UndoFilter, _changed_since, _unsubscribed_since, effect_of
+from pmtabounce.worker.undo import _changed_since, _unsubscribed_since, effect_of
+from pmtabounce.worker.undo_filter import UndoFilter
 
 from pmtabounce.commands import parse_when
 
