@@ -6,10 +6,14 @@ from __future__ import annotations
 import subprocess
 import time
 
+from iem_model import differences, state_of
 from iem_seed import T0, Seed, bounce, complaint, iem_link, snapshot
+from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.policy import Policy
 from pmtabounce.worker.apply import BatchApplier
-from storm_world import command, json_of, pmtabounce
+from storm_world import command, expected, json_of, load, pmtabounce
+
+from pmtabounce.demo.world import World
 
 
 def apply(db, *records) -> list[str]:
@@ -130,3 +134,19 @@ def test_undo_of_complaints_killed_mid_run_then_run_again_is_undo_once(iem_db):
 
     assert snapshot(iem_db, ledger=False) == without_complaints
     assert undone() == len(people) + len(people[::3])
+
+
+def test_undo_of_a_generated_worlds_complaints_gives_the_models_database_without_them(iem_db, tmp_path):
+    # independent: every address is met at most once, so leaving the complaints out changes no other record's effect
+    world = World.generate(44, subscribers=1500, records=1500, files=3, independent=True)
+    before, records = load(iem_db, world, tmp_path / "bounces")
+    pmtabounce(iem_db, "process", str(tmp_path / "bounces"))
+    complaints = {r.fingerprint for r in records if isinstance(r, ComplaintRecord)}
+    applied = iem_db.query("SELECT COUNT(*) FROM {t.ledger} WHERE outcome = 'unsubscribed'")[0][0]
+    assert applied > 20, "the world has too few complaints that unsubscribed someone"
+
+    done = json_of(pmtabounce(iem_db, "undo", "--outcome", "unsubscribed", "--yes", "--json"))
+
+    assert done["records"] == applied and done["skipped"] == []
+    problems = differences(expected(before, records, complaints), state_of(iem_db), ledger=False)
+    assert not problems, "\n".join(problems)
