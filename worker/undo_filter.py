@@ -13,8 +13,9 @@ CHANGED_IEM = ("applied", "disabled", "unsubscribed")  # the outcomes that wrote
 class UndoFilter:
     """Which ledger records an undo selects; every given part must hold, at least one must be given.
 
-    Times are bounce times (`timeLogged`, Unix seconds, inclusive); `files` are globs on the source file;
-    `diag` is found in the diagnostic case-insensitively; domains and the address match case-insensitively.
+    Times are the records' times (`timeLogged` of a bounce or complaint, Unix seconds, inclusive); `files` are
+    globs on the source file; `diag` is found in the diagnostic case-insensitively; domains and the address
+    match case-insensitively.
     `categories` are PowerMTA bounce categories (`bounceCat`), so they select bounces only; `feedback_types` are
     ARF Feedback-Types (`empty`: none given, as in PMTABOUNCE_COMPLAINT_TYPES), so they select complaints only.
     """

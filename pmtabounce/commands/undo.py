@@ -113,9 +113,9 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 
 @click.command()
 @click.option("--since", callback=lambda _c, _p, v: None if v is None else parse_when(v),
-              help="Bounce time (timeLogged) from, ISO or Unix.")
+              help="Record time (timeLogged of a bounce or complaint) from, ISO or Unix.")
 @click.option("--until", callback=lambda _c, _p, v: None if v is None else parse_when(v),
-              help="Bounce time (timeLogged) until, inclusive.")
+              help="Record time (timeLogged) until, inclusive.")
 @click.option("--domain", multiple=True, help="Recipient's domain (repeatable).")
 @click.option("--category", multiple=True, help="PowerMTA bounce category (repeatable; selects bounces only).")
 @click.option("--feedback-type", multiple=True,
