@@ -344,10 +344,59 @@ def delete_bounce_rows(cursor, t: Tables, keys: Sequence[tuple]) -> set[tuple]:
     return set(chosen)
 
 
-def reactivate_subscribers(cursor, t: Tables, rows: Mapping[int, int]) -> None:
-    """Undo of step 5 for subscriberid -> listid: `bounced = 0`, and per list bouncecount - 1, subscribecount + 1
-    per row, as IEM's own re-activation moves them."""
-    if rows:
-        per_list = Counter(rows.values())
-        disable_subscribers(cursor, t, {sid: 0 for sid in rows})
-        move_list_counts(cursor, t, {listid: -n for listid, n in per_list.items()}, {})
+def reactivate_subscribers(cursor, t: Tables, disabled: Mapping[int, int], unsubscribed: Mapping[int, int]) -> None:
+    """Undo of bounce step 5 and complaint steps 1-2, for subscriberid -> listid.
+
+    `disabled` rows get `bounced = 0`; `unsubscribed` rows `unsubscribed = 0, unsubscribeconfirmed = '0'` (the
+    schema's default and what an active row carries: the complaint only unsubscribed active rows and does not
+    record the value it overwrote). Per list, bouncecount or unsubscribecount - 1 and subscribecount + 1 per row,
+    as IEM's own re-activation moves them; one statement for the lists.
+    """
+    disable_subscribers(cursor, t, {sid: 0 for sid in disabled})
+    if unsubscribed:
+        cursor.execute(
+            f"UPDATE {t.subscribers} SET unsubscribed = 0, unsubscribeconfirmed = '0' "
+            f"WHERE subscriberid IN ({_marks(len(unsubscribed))})",
+            sorted(unsubscribed),
+        )
+    move_list_counts(cursor, t, {listid: -n for listid, n in Counter(disabled.values()).items()},
+                     {listid: -n for listid, n in Counter(unsubscribed.values()).items()})
+
+
+UnsubscribeKey = tuple[int, int, int, int, str]  # (subscriberid, listid, unsubscribetime, statid, unsubscribearea)
+
+
+def delete_unsubscribe_rows(cursor, t: Tables, keys: Sequence[UnsubscribeKey]) -> set[UnsubscribeKey]:
+    """Undo of complaint step 3: remove the one email_list_subscribers_unsubscribe row per key a complaint wrote;
+    returns the keys that had a row (the others were removed or changed since). That table has no key of its own,
+    so the rows are locked and matched on every column the complaint set."""
+    if not keys:
+        return set()
+    wanted = set(keys)
+    pairs = sorted({key[:2] for key in wanted})
+    cursor.execute(
+        f"SELECT subscriberid, listid, unsubscribetime, statid, unsubscribearea FROM {t.unsubscribes} "
+        f"WHERE (subscriberid, listid) IN ({', '.join(['(%s, %s)'] * len(pairs))}) FOR UPDATE",
+        [value for pair in pairs for value in pair],
+    )
+    found = {tuple(row) for row in cursor.fetchall()} & wanted
+    if found:
+        rows = sorted(found)
+        cursor.execute(
+            f"DELETE FROM {t.unsubscribes} WHERE (subscriberid, listid, unsubscribetime, statid, unsubscribearea) "
+            f"IN ({', '.join(['(%s, %s, %s, %s, %s)'] * len(rows))})",
+            [value for row in rows for value in row],
+        )
+    return found
+
+
+def restore_unsubscribe_requests(cursor, t: Tables, requests: Sequence[tuple[int, int, int, str]]) -> None:
+    """Undo of complaint step 3's deletion: a pending request row per (subscriberid, listid, requesttime, requestip)
+    the complaint kept, in the shape IEM's unsubscribe request leaves (unsubscribetime 0, statid 0, no IP or area)."""
+    if requests:
+        insert_rows(
+            cursor,
+            f"INSERT INTO {t.unsubscribes} (subscriberid, unsubscribetime, unsubscribeip, unsubscriberequesttime, "
+            "unsubscriberequestip, listid, statid, unsubscribearea) VALUES ",
+            [(sid, 0, None, when, ip, listid, 0, None) for sid, listid, when, ip in requests],
+        )

@@ -240,7 +240,7 @@ def records_seen(cursor, t: Tables) -> int:
 
 HISTORY_COLUMNS = ("id", "time_logged", "source_file", "source_line", "record_type", "category", "dsn_status",
                    "dsn_diag", "decision", "outcome", "subscriberid", "listid", "statid", "list_ids", "seen_count",
-                   "undo_run")
+                   "undo_run", "feedback_type", "feedback_format", "user_agent", "reporting_mta", "effects")
 
 
 def history(cursor, t: Tables, email: str) -> list[dict]:

@@ -5,7 +5,16 @@ its bounce row removed, its campaign counter back by one, and, if it
 disabled the subscriber and that row still has `bounced` = the time it set,
 the row active again with its list's `bouncecount - 1, subscribecount + 1`
 (IEM's own re-activation moves the counters the same way). A row that
-changed since is left alone and reported. What a record wrote is read from
+changed since is left alone and reported.
+
+For a complaint (iem-complaints.md "What is written"), each row it
+unsubscribed whose `unsubscribed` still equals the time it set: the row
+active again (`unsubscribed = 0`, `unsubscribeconfirmed = '0'`), its list's
+`unsubscribecount - 1, subscribecount + 1`, the campaign's
+`unsubscribecount - 1` when it counted the row, its
+email_list_subscribers_unsubscribe row removed and the pending request it
+kept (time and IP) put back. A row changed since is left alone entirely,
+counters included, and reported. What a record wrote is read from
 the ledger: its subscriber, list, statid, time, decision, category and
 outcome name the bounce row (subscriber, statid, list, time, type, rule) it
 inserted (spec step 2 allows only one per subscriber, campaign and list), the
@@ -26,69 +35,12 @@ import orjson
 
 from ..common.errors import TransientError
 from ..common.policy import bounce_rule
-from . import guard_store, iem
+from . import iem
 from .db import Tables
+from .effects import Unsubscribed
 
 STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
-CHANGED_IEM = ("applied", "disabled")  # the outcomes that wrote to IEM
-
-
-@dataclass(frozen=True)
-class UndoFilter:
-    """Which ledger records an undo selects; every given part must hold, at least one must be given.
-
-    Times are bounce times (`timeLogged`, Unix seconds, inclusive); `files` are globs on the source file;
-    `diag` is found in the diagnostic case-insensitively; domains and the address match case-insensitively.
-    """
-
-    since: int | None = None
-    until: int | None = None
-    domains: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-    diag: str | None = None
-    files: tuple[str, ...] = ()
-    email: str | None = None
-    outcomes: tuple[str, ...] = ()
-
-    @property
-    def empty(self) -> bool:
-        return not any((self.since is not None, self.until is not None, self.domains, self.categories, self.diag,
-                        self.files, self.email, self.outcomes))
-
-    def clause(self) -> tuple[str, list]:
-        """A WHERE clause on the ledger and its parameters: the filter, not undone yet, and wrote to IEM."""
-        parts: list[str] = ["undo_run IS NULL"]
-        params: list = []
-        wanted = [o for o in CHANGED_IEM if not self.outcomes or o in self.outcomes]
-        parts.append(f"outcome IN ({', '.join(['%s'] * len(wanted))})" if wanted else "FALSE")
-        params += wanted
-        for sql, value in (("time_logged >= %s", self.since), ("time_logged <= %s", self.until),
-                           ("email = %s", self.email), ("dsn_diag LIKE %s", _contains(self.diag))):
-            if value is not None:
-                parts.append(sql)
-                params.append(value)
-        for column, values in (("email", [guard_store.domain_pattern(d) for d in self.domains]),
-                               ("source_file", [_like_of_glob(g) for g in self.files])):
-            if values:
-                parts.append("(" + " OR ".join([f"{column} LIKE %s"] * len(values)) + ")")
-                params += values
-        if self.categories:
-            parts.append(f"category IN ({', '.join(['%s'] * len(self.categories))})")
-            params += list(self.categories)
-        return " AND ".join(parts), params
-
-    def describe(self) -> dict:
-        """The filter as given, for the audit."""
-        return {name: value for name, value in self.__dict__.items() if value not in (None, ())}
-
-
-def _contains(text: str | None) -> str | None:
-    return None if text is None else f"%{guard_store.escape_like(text)}%"
-
-
-def _like_of_glob(glob: str) -> str:
-    """A shell glob (`bounces-2020-12-14*.csv`) as a LIKE pattern."""
-    return guard_store.escape_like(glob).replace("*", "%").replace("?", "_")
+STATS_TABLE_OF_AREA = {"a": "autoresponders", "n": "newsletters"}  # the unsubscribearea a counted row carries
 
 
 @dataclass(frozen=True)
@@ -100,6 +52,7 @@ class Effect:
     bounce_row: tuple[int, int, int, int, str, str] | None  # (subscriberid, statid, listid, time, type, rule)
     campaign: tuple[int, str, str | None] | None  # (statid, counter column, stats table key if recorded)
     disabled: tuple[int, int, int] | None  # (subscriberid, listid, bounced time it set)
+    unsubscribed: tuple[Unsubscribed, ...] = ()  # a complaint's rows
 
 
 def effect_of(row: dict) -> Effect:
@@ -108,6 +61,8 @@ def effect_of(row: dict) -> Effect:
     From its `effects` column when the ledger has one and the row recorded them (worker/effects.py's
     shape); else, for rows applied before effects were recorded, from its own columns.
     """
+    if row["outcome"] == "unsubscribed":
+        return Effect(row["id"], row["email"], None, None, None, unsubscribed_rows(row.get("effects")))
     if row.get("effects"):
         recorded = orjson.loads(row["effects"])
         campaign = recorded.get("campaign")  # [stats table key, statid, column]
@@ -122,6 +77,15 @@ def effect_of(row: dict) -> Effect:
     return Effect(row["id"], row["email"], bounce_row, campaign, disabled)
 
 
+def unsubscribed_rows(effects: str | None) -> tuple[Unsubscribed, ...]:
+    """The rows a complaint's `effects` text (worker/effects.py) says it unsubscribed, with the stats table of
+    each counted one (from its unsubscribearea)."""
+    rows = (orjson.loads(effects) or {}).get("unsubscribed", []) if effects else []
+    return tuple(Unsubscribed(sid, listid, when, statid, area, kept_time, kept_ip, bool(counted),
+                              STATS_TABLE_OF_AREA.get(area) if counted else None)
+                 for sid, listid, when, statid, area, kept_time, kept_ip, counted in rows)
+
+
 def _tuple(value: list | None) -> tuple | None:
     return tuple(value) if value else None
 
@@ -132,7 +96,10 @@ class UndoCounts:
 
     records: int = 0
     bounce_rows_removed: int = 0
-    reenabled: Counter = field(default_factory=Counter)  # listid -> subscribers re-enabled
+    reenabled: Counter = field(default_factory=Counter)  # listid -> subscribers re-enabled (bounces)
+    resubscribed: Counter = field(default_factory=Counter)  # listid -> rows active again (complaints)
+    unsubscribe_rows_removed: int = 0
+    requests_restored: int = 0  # pending unsubscribe requests put back
     campaigns: dict = field(default_factory=lambda: defaultdict(Counter))  # statid -> {column: -n}
     skipped: list[dict] = field(default_factory=list)  # {ledger_id, email, what, why}
 
@@ -140,6 +107,9 @@ class UndoCounts:
         self.records += other.records
         self.bounce_rows_removed += other.bounce_rows_removed
         self.reenabled.update(other.reenabled)
+        self.resubscribed.update(other.resubscribed)
+        self.unsubscribe_rows_removed += other.unsubscribe_rows_removed
+        self.requests_restored += other.requests_restored
         for statid, counts in other.campaigns.items():
             self.campaigns[statid].update(counts)
         self.skipped += other.skipped
@@ -150,6 +120,10 @@ class UndoCounts:
             "bounce_rows_removed": self.bounce_rows_removed,
             "subscribers_reenabled": sum(self.reenabled.values()),
             "reenabled_per_list": {str(k): v for k, v in sorted(self.reenabled.items())},
+            "subscribers_resubscribed": sum(self.resubscribed.values()),
+            "resubscribed_per_list": {str(k): v for k, v in sorted(self.resubscribed.items())},
+            "unsubscribe_rows_removed": self.unsubscribe_rows_removed,
+            "unsubscribe_requests_restored": self.requests_restored,
             "campaign_counters": {str(s): dict(c) for s, c in sorted(self.campaigns.items())},
             "skipped": self.skipped,
         }
@@ -162,9 +136,10 @@ def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
     """
     effects = [effect_of(row) for row in rows]
     counts = UndoCounts(records=len(effects))
-    # The workers' lock: a subscriber's row before its bounce rows, so none counts rows we are removing.
+    # The workers' lock: a subscriber's row before its bounce and unsubscribe rows.
     current = iem.lock_subscribers(cursor, t, sorted({e.bounce_row[0] for e in effects if e.bounce_row}
-                                                     | {e.disabled[0] for e in effects if e.disabled}))
+                                                     | {e.disabled[0] for e in effects if e.disabled}
+                                                     | {u.subscriberid for e in effects for u in e.unsubscribed}))
     mark_undone(cursor, t, [e.ledger_id for e in effects], run)
     keys = [e.bounce_row for e in effects if e.bounce_row]
     removed = iem.delete_bounce_rows(cursor, t, keys)
@@ -185,9 +160,54 @@ def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
             else:
                 reactivate[e.disabled[0]] = e.disabled[1]
                 counts.reenabled[e.disabled[1]] += 1
+    resubscribe = _undo_unsubscribes(cursor, t, effects, current, moves, counts)
     iem.add_campaign_counts(cursor, t, moves)
-    iem.reactivate_subscribers(cursor, t, reactivate)
+    iem.reactivate_subscribers(cursor, t, reactivate, resubscribe)
     return counts
+
+
+def _undo_unsubscribes(cursor, t: Tables, effects: list[Effect], current: dict, moves: dict,
+                       counts: UndoCounts) -> dict[int, int]:
+    """The complaints' rows still as they left them: their unsubscribe rows removed, the kept requests put back,
+    their campaign counters queued in `moves`; returns subscriberid -> listid of the rows to make active again."""
+    unchanged = []
+    for e in effects:
+        for row in e.unsubscribed:
+            why = _unsubscribed_since(row, current.get(row.subscriberid))
+            if why:
+                counts.skipped.append(_skip(e, f"subscriber {row.subscriberid} on list {row.listid}", why))
+            else:
+                unchanged.append((e, row))
+    keys = [(r.subscriberid, r.listid, r.unsubscribetime, r.statid, r.area) for _, r in unchanged]
+    removed = iem.delete_unsubscribe_rows(cursor, t, keys)
+    counts.unsubscribe_rows_removed = len(removed)
+    tables = iem.stats_tables(cursor, t, (r.statid for _, r in unchanged if r.campaign_counted))
+    requests = [(r.subscriberid, r.listid, r.kept_request_time, r.kept_request_ip) for _, r in unchanged
+                if r.kept_request_time or r.kept_request_ip]
+    iem.restore_unsubscribe_requests(cursor, t, requests)
+    counts.requests_restored = len(requests)
+    for e, r in unchanged:
+        if (r.subscriberid, r.listid, r.unsubscribetime, r.statid, r.area) not in removed:
+            counts.skipped.append(_skip(e, "unsubscribe row", "no longer there"))
+        if r.campaign_counted and r.statid in tables:  # a campaign deleted since has no counter to move back
+            moves[(r.stats_table or tables[r.statid], r.statid)]["unsubscribecount"] -= 1
+            counts.campaigns[r.statid]["unsubscribecount"] -= 1
+        counts.resubscribed[r.listid] += 1
+    return {r.subscriberid: r.listid for _, r in unchanged}
+
+
+def _unsubscribed_since(row: Unsubscribed, now: tuple[int, int, int] | None) -> str | None:
+    """Why a row a complaint unsubscribed may not be made active again, or None if it is as the complaint left it."""
+    if now is None:
+        return "deleted since"
+    listid, bounced, unsubscribed = now
+    if unsubscribed == 0:
+        return "re-subscribed since"
+    if bounced:
+        return "bounced since"
+    if unsubscribed != row.unsubscribetime or listid != row.listid:
+        return "unsubscribed again since"
+    return None
 
 
 def _changed_since(disabled: tuple[int, int, int], now: tuple[int, int, int] | None) -> str | None:
@@ -216,7 +236,7 @@ UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged"
 
 
 def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
-    """Ledger rows matching `clause` (worker.undo.UndoFilter) with id above `after_id`, in id order,
+    """Ledger rows matching `clause` (worker.undo_filter.UndoFilter) with id above `after_id`, in id order,
     with their recorded `effects` when the ledger has that column."""
     columns = UNDO_COLUMNS + (("effects",) if _has_effects(cursor, t) else ())
     cursor.execute(

@@ -18,6 +18,7 @@ from ..runner import run_command
 from ..worker import guard_store, iem, ledger
 from ..worker.db import Tables, connect
 from ..worker.guard import domain_of
+from ..worker.undo import unsubscribed_rows
 
 
 def gather(settings: Settings, address: str) -> dict:
@@ -47,6 +48,18 @@ def _record(entry: dict) -> dict:
     entry["undone"] = entry["undo_run"] is not None
     entry["undone_at"] = iso(entry["undone_at"])
     entry["held"] = entry["outcome"] == "held"
+    effects = entry.pop("effects", None)
+    if entry["record_type"] == "f":  # a complaint: its ARF fields and the rows it unsubscribed
+        entry["complaint"] = {
+            "feedback_type": entry["feedback_type"], "format": entry["feedback_format"],
+            "user_agent": entry["user_agent"], "reporting_mta": entry["reporting_mta"],
+            "unsubscribed": [{"subscriberid": r.subscriberid, "listid": r.listid, "time": iso(r.unsubscribetime),
+                              "statid": r.statid, "area": r.area, "campaign_counted": r.campaign_counted,
+                              "kept_request_time": iso(r.kept_request_time), "kept_request_ip": r.kept_request_ip}
+                             for r in unsubscribed_rows(effects)],
+        }
+    for name in ("feedback_type", "feedback_format", "user_agent", "reporting_mta"):
+        del entry[name]
     return entry
 
 
@@ -66,6 +79,20 @@ def _list_row(row: tuple, bounces: list[tuple]) -> dict:
     }
 
 
+def _details(r: dict) -> list[str]:
+    """The lines under a record: what PowerMTA said (a bounce's DSN, a complaint's report and what it unsubscribed)."""
+    if "complaint" not in r:
+        return [f"      {r['dsn_status']}: {' '.join(r['dsn_diag'].split())}"]
+    c = r["complaint"]
+    lines = [f"      complaint: feedback type {c['feedback_type'] or '(none given)'}, format {c['format'] or '-'}, "
+             f"user agent {c['user_agent'] or '-'}, reporting MTA {c['reporting_mta'] or '-'}"]
+    lines += [f"      unsubscribed subscriber {u['subscriberid']} on list {u['listid']} at {u['time']} "
+              f"(statid {u['statid']}, area {u['area']}"
+              + (f", kept request {u['kept_request_time']} from {u['kept_request_ip'] or '-'}"
+                 if u["kept_request_time"] else "") + ")" for u in c["unsubscribed"]]
+    return lines
+
+
 def _trip(trip: guard_store.TripRow) -> dict:
     return {"domain": trip.domain, "tripped_at": iso(trip.tripped_at), "tripped_by": trip.tripped_by,
             "held": trip.held}
@@ -83,9 +110,10 @@ def render(report: dict) -> str:
     lines = [f"{report['address']}: {len(report['records'])} ledger records"]
     for r in report["records"]:
         where = f"subscriber {r['subscriberid']} on list {r['listid']}" if r["subscriberid"] else "no subscriber"
+        kind = r["category"] or ("complaint" if "complaint" in r else "(no category)")
         lines.append(f"  {r['time']}  {r['source_file']}:{r['source_line']}  {r['record_type']}  "
-                     f"{r['category'] or '(no category)'}: {r['decision']} -> {r['outcome']}, {where}")
-        lines.append(f"      {r['dsn_status']}: {' '.join(r['dsn_diag'].split())}")
+                     f"{kind}: {r['decision']} -> {r['outcome']}, {where}")
+        lines += _details(r)
         if r["undone"]:
             lines.append(f"      undone by run {r['undo_run']} ({r['undone_by']}, {r['undone_at']})")
         if r["held"]:

@@ -21,7 +21,8 @@ from ..operator_audit import note, operator
 from ..runner import run_command
 from ..worker import audit
 from ..worker.db import Connection, Tables, connect, translate
-from ..worker.undo import CHANGED_IEM, UndoCounts, UndoFilter, undo_batch, undo_candidates
+from ..worker.undo import UndoCounts, undo_batch, undo_candidates
+from ..worker.undo_filter import CHANGED_IEM, UndoFilter
 from . import in_transaction, parse_when
 
 SHOW_SKIPPED = 20
@@ -89,6 +90,10 @@ def describe(counts: dict, verb: str) -> str:
              f"bounce rows removed: {counts['bounce_rows_removed']}",
              f"subscribers re-enabled: {counts['subscribers_reenabled']}"
              + "".join(f"\n  list {k}: {v}" for k, v in counts["reenabled_per_list"].items()),
+             f"rows unsubscribed by complaints made active again: {counts['subscribers_resubscribed']}"
+             + "".join(f"\n  list {k}: {v}" for k, v in counts["resubscribed_per_list"].items()),
+             f"unsubscribe rows removed: {counts['unsubscribe_rows_removed']}, "
+             f"pending unsubscribe requests put back: {counts['unsubscribe_requests_restored']}",
              "campaign counters:" + ("".join(f"\n  statid {s}: " + ", ".join(f"{c} {n:+d}" for c, n in cs.items())
                                              for s, cs in counts["campaign_counters"].items()) or " none")]
     skipped = counts["skipped"]
@@ -108,27 +113,31 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 
 @click.command()
 @click.option("--since", callback=lambda _c, _p, v: None if v is None else parse_when(v),
-              help="Bounce time (timeLogged) from, ISO or Unix.")
+              help="Record time (timeLogged of a bounce or complaint) from, ISO or Unix.")
 @click.option("--until", callback=lambda _c, _p, v: None if v is None else parse_when(v),
-              help="Bounce time (timeLogged) until, inclusive.")
+              help="Record time (timeLogged) until, inclusive.")
 @click.option("--domain", multiple=True, help="Recipient's domain (repeatable).")
-@click.option("--category", multiple=True, help="PowerMTA bounce category (repeatable).")
+@click.option("--category", multiple=True, help="PowerMTA bounce category (repeatable; selects bounces only).")
+@click.option("--feedback-type", multiple=True,
+              help="ARF Feedback-Type of complaints, `empty` for none (repeatable; selects complaints only).")
 @click.option("--diag", help="Text in the diagnostic (case-insensitive).")
 @click.option("--file", "files", multiple=True, help="Source file name or glob (repeatable).")
 @click.option("--email", help="One recipient address.")
-@click.option("--outcome", multiple=True, type=click.Choice(CHANGED_IEM), help="applied or disabled (repeatable).")
+@click.option("--outcome", multiple=True, type=click.Choice(CHANGED_IEM),
+              help="applied, disabled or unsubscribed (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @run_command
-def undo(settings: Settings, since, until, domain, category, diag, files, email, outcome, dry_run, yes,
-         as_json) -> None:
+def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, dry_run,
+         yes, as_json) -> None:
     """Revert exactly what the selected ledger records wrote to IEM; rows changed since are left and reported."""
     selection = UndoFilter(since, until, tuple(d.strip().lower().lstrip("@") for d in domain),
-                           tuple(c.strip().lower() for c in category), diag, tuple(files), email, tuple(outcome))
+                           tuple(c.strip().lower() for c in category), diag, tuple(files), email, tuple(outcome),
+                           tuple(f.strip().lower() for f in feedback_type))
     if selection.empty:
         raise click.UsageError("give at least one filter (--since, --until, --domain, --category, --diag, --file, "
-                               "--email, --outcome)")
+                               "--email, --outcome, --feedback-type)")
     preview = UndoRun(settings, selection).all().as_dict()
     if dry_run:
         _show(preview, "would be undone", as_json, dry_run=True, filter=selection.describe())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from iem_seed import T0, Seed, bounce
+from iem_seed import T0, Seed, bounce, complaint
 from pmtabounce.common.policy import Policy
 from pmtabounce.worker.apply import BatchApplier
 from pmtabounce.worker.guard import GuardSettings
@@ -52,3 +52,31 @@ def test_explain_shows_every_record_in_time_order_its_undo_its_hold_and_the_rows
     text = pmtabounce(iem_db, "explain", "ann@gmail.example").stdout
     assert f"undone by run {undo['run']}" in text and "held by the domain guard" in text
     assert "unsubscribed since" in text and "the domain guard holds gmail.example" in text
+
+
+def test_explain_shows_a_complaints_report_and_the_rows_it_unsubscribed(iem_db):
+    seed = Seed(iem_db)
+    seed.lists(3, 5)
+    seed.newsletter(42)
+    on_3, on_5 = seed.subscriber("ann@example.com", 3), seed.subscriber("ann@example.com", 5)
+    seed.unsubscribe_request(on_5, 5, T0 - 100, "10.1.2.3")
+    assert apply(iem_db, complaint("ann@example.com", time=T0)) == ["unsubscribed"]
+
+    report = json_of(pmtabounce(iem_db, "explain", "ANN@example.com", "--json"))
+
+    [record] = report["records"]
+    assert (record["record_type"], record["outcome"], record["decision"]) == ("f", "unsubscribed", "all")
+    assert record["complaint"] == {
+        "feedback_type": "abuse", "format": "arf", "user_agent": "Test-Feedback/1.0",
+        "reporting_mta": "fbl.example.net",
+        "unsubscribed": [
+            {"subscriberid": on_3, "listid": 3, "time": "2024-11-19T10:05:33Z", "statid": 42, "area": "n",
+             "campaign_counted": True, "kept_request_time": None, "kept_request_ip": ""},
+            {"subscriberid": on_5, "listid": 5, "time": "2024-11-19T10:05:33Z", "statid": 0, "area": "f",
+             "campaign_counted": False, "kept_request_time": "2024-11-19T10:03:53Z", "kept_request_ip": "10.1.2.3"},
+        ]}
+    text = pmtabounce(iem_db, "explain", "ann@example.com").stdout
+    assert ("complaint: feedback type abuse, format arf, user agent Test-Feedback/1.0, "
+            "reporting MTA fbl.example.net") in text
+    assert f"unsubscribed subscriber {on_5} on list 5" in text
+    assert "kept request 2024-11-19T10:03:53Z from 10.1.2.3" in text

@@ -119,6 +119,11 @@ def test_setup_process_and_a_worker_run_as_the_granted_user_and_match_a_root_run
     done = cli(env, "explain", "john@example.com", "--json")
     assert done.returncode == 0 and '"undone": true' in done.stdout, done.stderr
     assert db.query("SELECT bounced FROM {t.subscribers} WHERE emailaddress = 'john@example.com'") == [(0,)]
+    # … and reverts the complaints: it reads and removes the unsubscribe rows they wrote.
+    done = cli(env, "undo", "--outcome", "unsubscribed", "--yes", "--json")
+    assert done.returncode == 0 and '"subscribers_resubscribed": 4' in done.stdout, done.stderr
+    assert db.query("SELECT unsubscribed FROM {t.subscribers} WHERE subscriberid IN (118, 802, 803, 901)") == [
+        (0,)] * 4
 
 
 REFUSED = [

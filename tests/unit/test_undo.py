@@ -2,7 +2,9 @@
 
 import click
 import pytest
-from pmtabounce.worker.undo import UndoFilter, _changed_since, effect_of
+from pmtabounce.worker.effects import Unsubscribed
+from pmtabounce.worker.undo import _changed_since, _unsubscribed_since, effect_of
+from pmtabounce.worker.undo_filter import UndoFilter
 
 from pmtabounce.commands import parse_when
 
@@ -58,8 +60,36 @@ def test_the_filter_as_sql():
 
 def test_without_outcomes_it_takes_every_record_that_wrote_to_iem():
     clause, params = UndoFilter(email="a@x.com").clause()
-    assert clause.startswith("undo_run IS NULL AND outcome IN (%s, %s)") and params[:2] == ["applied", "disabled"]
+    assert clause.startswith("undo_run IS NULL AND outcome IN (%s, %s, %s)")
+    assert params[:3] == ["applied", "disabled", "unsubscribed"]
     assert UndoFilter().empty and not UndoFilter(since=0).empty
+
+
+def test_feedback_types_select_complaints_and_empty_means_none_given():
+    clause, params = UndoFilter(feedback_types=("abuse", "empty")).clause()
+    assert clause.endswith("AND record_type = 'f' AND feedback_type IN (%s, %s)") and params[-2:] == ["abuse", ""]
+    assert not UndoFilter(feedback_types=("abuse",)).empty
+
+
+def test_what_a_complaint_wrote_every_row_with_the_stats_table_of_the_counted_ones():
+    effect = effect_of(row(outcome="unsubscribed", decision="all", effects=(
+        '{"unsubscribed": [[100, 3, 1000, 42, "n", 0, "", true], [101, 5, 1000, 0, "f", 900, "10.0.0.1", false], '
+        '[102, 6, 1000, 77, "a", 0, "", true]]}')))
+    assert (effect.bounce_row, effect.campaign, effect.disabled) == (None, None, None)
+    assert effect.unsubscribed == (Unsubscribed(100, 3, 1000, 42, "n", 0, "", True, "newsletters"),
+                                   Unsubscribed(101, 5, 1000, 0, "f", 900, "10.0.0.1", False, None),
+                                   Unsubscribed(102, 6, 1000, 77, "a", 0, "", True, "autoresponders"))
+
+
+@pytest.mark.parametrize("now, why", [
+    ((3, 0, 1000), None),  # as the complaint left it
+    (None, "deleted since"),
+    ((3, 0, 0), "re-subscribed since"),
+    ((3, 2000, 1000), "bounced since"),
+    ((3, 0, 1500), "unsubscribed again since"),
+])
+def test_a_row_a_complaint_unsubscribed_that_changed_since_is_left_alone(now, why):
+    assert _unsubscribed_since(Unsubscribed(100, 3, 1000, 42, "n", 0, "", True), now) == why
 
 
 @pytest.mark.parametrize("text, seconds", [
