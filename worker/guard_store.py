@@ -195,3 +195,47 @@ def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
     if cursor.rowcount != len(by_fingerprint):
         raise FatalError(f"{len(by_fingerprint) - cursor.rowcount} of these records are no longer held "
                          "(another `guard release` or `discard` ran meanwhile); nothing of this batch was applied")
+
+
+@dataclass(frozen=True)
+class SlotTaken:
+    """A held hard record whose (subscriber, campaign, list) bounce slot a later soft bounce took during the hold.
+
+    IEM keeps one bounce per (subscriberid, statid, listid) (spec iem-bounces.md step 2), so released now it
+    would be `already_bounced` and disable nothing, where a run without the guard disabled the subscriber.
+    `taker_*`: the ledger row of the soft bounce that took the slot.
+    """
+
+    held_id: int
+    email: str
+    listid: int
+    statid: int
+    taker_id: int
+    taker_file: str
+    taker_line: int
+    taker_category: str
+    taker_time: int
+
+    def undo_command(self) -> str:
+        """The `pmtabounce undo` that reverts the soft bounce which took the slot."""
+        return (f"pmtabounce undo --email {self.email} --file {self.taker_file} --category {self.taker_category} "
+                f"--since {self.taker_time} --until {self.taker_time} --outcome applied")
+
+
+def slots_taken(cursor, t: Tables, held_ids: Sequence[int]) -> list[SlotTaken]:
+    """Of these held ledger rows, those whose slot a soft bounce applied after them (and not undone) took."""
+    if not held_ids:
+        return []
+    cursor.execute(
+        "SELECT h.id, h.email, h.list_ids, s.listid, s.statid, s.id, s.source_file, s.source_line, s.category, "
+        "s.time_logged "
+        f"FROM {t.ledger} AS h JOIN {t.ledger} AS s ON s.email = h.email AND s.statid = h.statid AND s.id > h.id "
+        "AND s.decision = 'soft' AND s.outcome = 'applied' AND s.undo_run IS NULL "
+        f"WHERE h.outcome = 'held' AND h.id IN ({_marks(len(held_ids))}) ORDER BY h.id, s.id",
+        list(held_ids),
+    )
+    taken: dict[int, SlotTaken] = {}
+    for held_id, email, list_ids, listid, statid, *taker in cursor.fetchall():
+        if held_id not in taken and listid in parse_list_ids(list_ids):
+            taken[held_id] = SlotTaken(held_id, email, listid, statid, *taker)
+    return list(taken.values())

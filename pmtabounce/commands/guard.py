@@ -79,51 +79,85 @@ def trip(settings: Settings, domain: str) -> None:
                else f"{domain} was tripped already")
 
 
+SLOT_TAKEN_EXIT = 3  # README "Exit codes": a release left records held whose bounce slot a soft bounce took
+
+
 @guard.command()
 @click.argument("domain", callback=_domain)
 @click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @run_command
-def release(settings: Settings, domain: str, dry_run: bool) -> None:
-    """Apply DOMAIN's held records in the order they were held, through the normal apply path; end the trip."""
+def release(settings: Settings, domain: str, dry_run: bool, as_json: bool) -> None:
+    """Apply DOMAIN's held records in the order they were held, through the normal apply path; end the trip.
+
+    A held hard record whose (subscriber, campaign, list) slot a soft bounce took during the hold stays held
+    and is reported (exit 3): applied now it would disable nothing (IEM's one bounce per slot), where a run
+    without the guard disabled the subscriber.
+    """
     if dry_run:
         held = _held_summary(settings, domain)
-        click.echo(orjson.dumps({"domain": domain, "would_apply": held}, option=orjson.OPT_INDENT_2).decode())
-        return
+        _echo_release(domain, {"would_apply": held}, held.pop("slot_taken"), as_json)
+        sys.exit(SLOT_TAKEN_EXIT if held["slot_taken_count"] else 0)
     by = operator()
     run = in_transaction(settings, lambda cursor, t: audit.start(cursor, t, by, "guard release", {"domain": domain}))
-    outcomes, refused = release_held(settings, domain)
+    outcomes, refused, taken = release_held(settings, domain)
     counts = {"applied": sum(outcomes.values()), **{f"outcome_{k}": v for k, v in sorted(outcomes.items())},
-              "refused": refused}
+              "refused": refused, "slot_taken": len(taken)}
     in_transaction(settings, lambda cursor, t: audit.finish(cursor, t, run, counts))
     note(settings.dlq_audit_file, "guard release", by, {"domain": domain}, counts, run)
-    click.echo(orjson.dumps({"domain": domain, "run": run, **counts}, option=orjson.OPT_INDENT_2).decode())
-    sys.exit(1 if refused else 0)
+    _echo_release(domain, {"run": run, **counts}, taken, as_json)
+    sys.exit(1 if refused else SLOT_TAKEN_EXIT if taken else 0)
 
 
-def release_held(settings: Settings, domain: str) -> tuple[Counter, int]:
+def _echo_release(domain: str, report: dict, taken: list[guard_store.SlotTaken], as_json: bool) -> None:
+    rows = [{"email": s.email, "listid": s.listid, "statid": s.statid, "taken_by": f"{s.taker_file}:{s.taker_line}",
+             "taken_by_category": s.taker_category, "undo": s.undo_command()} for s in taken]
+    if as_json:
+        click.echo(orjson.dumps({"domain": domain, **report, "slot_taken": rows},
+                                option=orjson.OPT_INDENT_2).decode())
+        return
+    summary = report.get("would_apply", report)
+    click.echo(f"{domain}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()
+                                         if not isinstance(v, dict)))
+    for r in rows:
+        click.echo(f"still held: {r['email']} list {r['listid']} campaign {r['statid']}: the soft bounce "
+                   f"{r['taken_by']} ({r['taken_by_category']}) took its bounce slot during the hold, so it "
+                   "would disable nothing; undo that soft bounce and release again "
+                   f"({r['undo']} --yes), or discard")
+
+
+def release_held(settings: Settings, domain: str) -> tuple[Counter, int, list[guard_store.SlotTaken]]:
     """Apply the domain's held records batch by batch, then end its trip once none is left.
 
-    Returns (outcomes, records the database refused: those stay held and the trip stays).
+    Returns (outcomes, records the database refused, records left held because a soft bounce took their
+    slot during the hold); while either of the last two is not empty the trip stays.
     """
     applier = BatchApplier(settings.mysql, Tables(settings.table_prefix), settings.policy,
                            retry_max_wait=settings.retry_max_wait, guard=GuardSettings.from_settings(settings))
     outcomes: Counter = Counter()
-    refused, after = 0, 0
+    refused, after, taken = 0, 0, []
     try:
         while True:
-            batch = in_transaction(settings, lambda cursor, t, after=after: guard_store.held_records(
+            batch, batch_taken = in_transaction(settings, lambda cursor, t, after=after: _held_batch(
                 cursor, t, domain, after, settings.batch_size))
             if not batch:
-                if refused or _end_trip_if_empty(settings, domain):
-                    return outcomes, refused
+                if refused or taken or _end_trip_if_empty(settings, domain):
+                    return outcomes, refused, taken
                 after = 0  # a worker held more while we released: go round again
                 continue
-            result = applier.apply([record for _, record in batch], release=True)
+            kept = {s.held_id for s in batch_taken}
+            taken += batch_taken
+            result = applier.apply([record for id_, record in batch if id_ not in kept], release=True)
             outcomes.update(o.outcome for o in result.outcomes)
             refused += len(result.failed)
             after = batch[-1][0]
     finally:
         applier.close()
+
+
+def _held_batch(cursor, t, domain: str, after: int, limit: int):
+    batch = guard_store.held_records(cursor, t, domain, after, limit)
+    return batch, guard_store.slots_taken(cursor, t, [id_ for id_, _ in batch])
 
 
 def _end_trip_if_empty(settings: Settings, domain: str) -> bool:
@@ -141,13 +175,16 @@ def _held_summary(settings: Settings, domain: str) -> dict:
     def work(cursor, t):
         categories: Counter = Counter()
         times: list[int] = []
+        taken: list[guard_store.SlotTaken] = []
         after = 0
         while batch := guard_store.held_records(cursor, t, domain, after, 5000):
             categories.update(record.category for _, record in batch)
             times += [min(r.time_logged for _, r in batch), max(r.time_logged for _, r in batch)]
+            taken += guard_store.slots_taken(cursor, t, [id_ for id_, _ in batch])
             after = batch[-1][0]
         return {"records": sum(categories.values()), "by_category": dict(categories),
-                "first": iso(min(times, default=None)), "last": iso(max(times, default=None))}
+                "first": iso(min(times, default=None)), "last": iso(max(times, default=None)),
+                "slot_taken_count": len(taken), "slot_taken": taken}
 
     return in_transaction(settings, work)
 

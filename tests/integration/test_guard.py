@@ -27,6 +27,8 @@ from storm_world import (
 )
 from worker_fleet import Fleet, drain, ledger_count, produce_once, wait_for, worker_env
 
+from pmtabounce.demo.world import World
+
 
 def assert_state(want, db, **options) -> None:
     problems = differences(want, state_of(db), seen_counts=True, **options)
@@ -53,7 +55,7 @@ def test_process_holds_the_storm_after_the_trip_point_then_release_or_discard(ie
     assert [(s["domain"], s["held"], s["window_count"]) for s in status] == [(STORM.domain, len(held), BAR)]
 
     if then == "release":
-        dry = json_of(pmtabounce(iem_db, "guard", "release", STORM.domain, "--dry-run"))["would_apply"]
+        dry = json_of(pmtabounce(iem_db, "guard", "release", STORM.domain, "--dry-run", "--json"))["would_apply"]
         assert (dry["records"], dry["by_category"]) == (len(held), {"bad-mailbox": len(held)})
         assert held_fingerprints(iem_db) == held
         pmtabounce(iem_db, "guard", "release", STORM.domain, batch_size="7")
@@ -128,3 +130,25 @@ def test_an_operator_trip_shows_in_status_and_guard_status_and_is_audited(iem_db
     entry = json.loads(audit_file.read_text())
     assert (entry["action"], entry["target"], entry["tripped"]) == ("guard trip", {"domain": "gmail.com"}, 1)
     assert [a[0] for a in iem_db.query("SELECT action FROM {t.audit} ORDER BY id")] == ["guard trip"] * 2
+
+
+def test_release_keeps_held_and_reports_a_hard_bounce_whose_slot_a_soft_bounce_took_during_the_hold(iem_db, tmp_path):
+    # A world without a storm, example.net tripped by hand: some soft bounces of the same (subscriber, campaign,
+    # list) apply during the hold and take IEM's one bounce slot; released as is, the hard ones would disable nothing.
+    world = World.generate(11, subscribers=1200, records=4000, files=4)
+    before, records = load(iem_db, world, tmp_path / "bounces")
+    pmtabounce(iem_db, "guard", "trip", "example.net")
+    pmtabounce(iem_db, "process", str(tmp_path / "bounces"))
+
+    dry = pmtabounce(iem_db, "guard", "release", "example.net", "--dry-run", "--json", check=False)
+    assert dry.returncode == 3, dry.stdout + dry.stderr
+    taken = json_of(dry)["slot_taken"]
+    assert taken and json_of(dry)["would_apply"]["slot_taken_count"] == len(taken)
+
+    released = pmtabounce(iem_db, "guard", "release", "example.net", check=False)
+    assert released.returncode == 3, released.stdout + released.stderr
+    assert released.stdout.count("still held: ") == len(taken) and f"slot taken {len(taken)}" in released.stdout
+    assert len(held_fingerprints(iem_db)) == len(taken)
+
+    assert [d["domain"] for d in json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]] == [
+        "example.net"]  # the trip stays while records are held
