@@ -13,6 +13,7 @@ held until an operator releases or discards them.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -46,6 +47,29 @@ class GuardSettings:
 def domain_of(rcpt: str) -> str:
     """The recipient's domain in lower case; '' for an address without one."""
     return rcpt.strip().rpartition("@")[2].lower() if "@" in rcpt else ""
+
+
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+
+
+def valid_domain(text: str) -> str:
+    """An operator's domain for `guard trip/release/discard`: lower-cased, a leading `@` dropped.
+
+    Raises ValueError (saying why) unless it is a host name of two labels or more (RFC 1123 letters, digits,
+    inner hyphens; at most 253 characters); an internationalised name is allowed and kept as given (its
+    IDNA form must be valid). A trailing dot, a wildcard or SQL LIKE character is refused, never stripped.
+    """
+    domain = text.strip().lower().removeprefix("@")
+    if domain.endswith(".") and domain.rstrip("."):
+        raise ValueError(f"{text!r}: no trailing dot in a recipient domain; did you mean {domain.rstrip('.')!r}?")
+    try:
+        ascii_form = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"{text!r} is not a domain (example: gmail.com)") from None
+    labels = ascii_form.split(".")
+    if len(ascii_form) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
+        raise ValueError(f"{text!r} is not a domain (example: gmail.com)")
+    return domain
 
 
 @dataclass

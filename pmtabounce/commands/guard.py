@@ -22,7 +22,7 @@ from ..runner import run_command
 from ..worker import audit, guard_store
 from ..worker.apply import BatchApplier
 from ..worker.db import Tables
-from ..worker.guard import GuardSettings
+from ..worker.guard import GuardSettings, valid_domain
 from . import in_transaction
 from .explain import iso
 
@@ -33,10 +33,16 @@ def guard() -> None:
 
 
 def _domain(_ctx, _param, value: str) -> str:
-    domain = value.strip().lower().lstrip("@")
-    if not domain or "@" in domain or len(domain) > 255:
-        raise click.BadParameter(f"{value!r} is not a domain (example: gmail.com)")
-    return domain
+    try:
+        return valid_domain(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _warn_if_off(settings: Settings) -> None:
+    if not settings.guard:
+        click.echo("warning: the domain guard is off (PMTABOUNCE_GUARD=off): no worker holds anything, "
+                   "tripped or not", err=True)
 
 
 @guard.command()
@@ -44,12 +50,14 @@ def _domain(_ctx, _param, value: str) -> str:
 @run_command
 def status(settings: Settings, as_json: bool) -> None:
     """Tripped domains: since when, by whom, the window that tripped them, records held."""
+    _warn_if_off(settings)
     trips = in_transaction(settings, lambda cursor, t: guard_store.tripped(cursor, t))
     rows = [{"domain": r.domain, "tripped_at": iso(r.tripped_at), "tripped_by": r.tripped_by,
              "window_start": iso(r.window_start), "window_count": r.count, "threshold": r.threshold,
              "held": r.held} for r in trips]
     if as_json:
-        click.echo(orjson.dumps({"tripped": rows}, option=orjson.OPT_INDENT_2).decode())
+        click.echo(orjson.dumps({"guard": "on" if settings.guard else "off", "tripped": rows},
+                                option=orjson.OPT_INDENT_2).decode())
         return
     if not rows:
         click.echo("no domain is tripped: every bounce applies as usual")
@@ -77,6 +85,7 @@ def trip(settings: Settings, domain: str) -> None:
     note(settings.dlq_audit_file, "guard trip", by, {"domain": domain}, {"tripped": int(tripped)}, run)
     click.echo(f"{domain}: tripped; its hard bounces are held from now on" if tripped
                else f"{domain} was tripped already")
+    _warn_if_off(settings)
 
 
 SLOT_TAKEN_EXIT = 3  # README "Exit codes": a release left records held whose bounce slot a soft bounce took

@@ -151,6 +151,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
         rows_estimate=size.rows,  # InnoDB's estimate: COUNT(*) would read the whole ledger
         oldest_at=_iso(size.oldest),
         oldest_age_seconds=round(now - size.oldest, 1) if size.oldest is not None else None,
+        guard="on" if settings.guard else "off",
     )
     return part
 
@@ -251,6 +252,8 @@ def _details(part: Part) -> str:
             text += "; domain guard holding " + ", ".join(
                 f"{d['domain']} ({d['held']} held since {d['since']})" for d in f["tripped_domains"]
             ) + " (see `pmtabounce guard status`)"
+        if f["guard"] == "off":
+            text += "; domain guard off (PMTABOUNCE_GUARD=off): nothing is held"
     else:
         text = ""
     return "; ".join(t for t in (text, part.problem) if t)

@@ -64,7 +64,7 @@ def test_process_holds_the_storm_after_the_trip_point_then_release_or_discard(ie
         pmtabounce(iem_db, "guard", "discard", STORM.domain, "--yes")
         assert_state(expected(before, records, held, "discarded"), iem_db)
     assert guard_rows(iem_db) == [(STORM.domain, 0, BAR, BAR, 0, 1)]
-    assert json_of(pmtabounce(iem_db, "guard", "status", "--json")) == {"tripped": []}
+    assert json_of(pmtabounce(iem_db, "guard", "status", "--json")) == {"guard": "on", "tripped": []}
     settled = state_of(iem_db)
     for done in (tmp_path / "bounces").glob("*.csv.done"):  # every file again: released or discarded, a duplicate
         done.rename(done.with_suffix(""))
@@ -152,3 +152,23 @@ def test_release_keeps_held_and_reports_a_hard_bounce_whose_slot_a_soft_bounce_t
 
     assert [d["domain"] for d in json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]] == [
         "example.net"]  # the trip stays while records are held
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("gmail.com.", "did you mean 'gmail.com'?"), ("*.gmail.com", "not a domain"), ("%", "not a domain"),
+    ('a"b', "not a domain"), ("not a domain!", "not a domain")])
+def test_trip_refuses_what_is_not_a_domain(iem_db, name, says):
+    refused = pmtabounce(iem_db, "guard", "trip", name, check=False)
+    assert refused.returncode == 2 and says in refused.stderr and "tripped" not in refused.stdout
+    assert iem_db.query("SELECT domain FROM {t.guard_domains}") == []
+
+
+def test_with_the_guard_off_trip_and_both_statuses_say_so(iem_db):
+    tripped = pmtabounce(iem_db, "guard", "trip", "gmail.com", guard="off")
+    assert "the domain guard is off (PMTABOUNCE_GUARD=off)" in tripped.stderr
+    assert "the domain guard is off" in pmtabounce(iem_db, "guard", "status", guard="off").stderr
+    assert json_of(pmtabounce(iem_db, "guard", "status", "--json", guard="off"))["guard"] == "off"
+    report = pmtabounce(iem_db, "status", check=False, guard="off")
+    assert "(PMTABOUNCE_GUARD=off)" in "".join(report.stdout.split())  # the table wraps its cells
+    assert json_of(pmtabounce(iem_db, "status", "--json", check=False, guard="off"))["ledger"]["guard"] == "off"
+    assert "PMTABOUNCE_GUARD=off" not in "".join(pmtabounce(iem_db, "status", check=False).stdout.split())

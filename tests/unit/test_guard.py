@@ -1,9 +1,11 @@
 """The domain guard's rule (issue 12), over data: windows, the trip bar, what is held."""
 
+import re
+
 import pytest
 from pmtabounce.common.policy import Policy
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.guard import HISTORY, DomainState, GuardBatch, GuardSettings, domain_of
+from pmtabounce.worker.guard import HISTORY, DomainState, GuardBatch, GuardSettings, domain_of, valid_domain
 from pmtabounce.worker.plan import Candidate, plan_batch
 
 W = 600
@@ -133,3 +135,33 @@ def test_a_walk_stands_without_walking_again_only_when_no_bar_can_have_been_reac
 def test_a_walk_that_held_or_tripped_is_always_walked_again():
     guard, held = walk([rec(n) for n in range(1, 6)])
     assert held == [5] and not guard.stands_with({})
+
+
+@pytest.mark.parametrize(("given", "domain"), [
+    ("gmail.com", "gmail.com"),
+    ("Gmail.COM", "gmail.com"),
+    ("@gmail.com", "gmail.com"),
+    ("mx-1.example.co.uk", "mx-1.example.co.uk"),
+    ("bücher.de", "bücher.de"),
+    ("xn--bcher-kva.de", "xn--bcher-kva.de"),
+])
+def test_valid_domain_accepts_host_names(given, domain):
+    assert valid_domain(given) == domain
+
+
+@pytest.mark.parametrize(("given", "says"), [
+    ("gmail.com.", "did you mean 'gmail.com'?"),
+    ("*.gmail.com", "is not a domain"),
+    ("%", "is not a domain"),
+    ('a"b', "is not a domain"),
+    ("not a domain!", "is not a domain"),
+    ("gmail", "is not a domain"),
+    ("-gmail.com", "is not a domain"),
+    ("gmail_com.net", "is not a domain"),
+    ("a." * 127 + "com", "is not a domain"),
+    ("", "is not a domain"),
+    (".", "is not a domain"),
+])
+def test_valid_domain_refuses_what_is_not_a_domain(given, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        valid_domain(given)
