@@ -65,7 +65,7 @@ GUARD_TRIPS = Counter(
     "pmtabounce_guard_trips_total", "Times the domain guard tripped a recipient domain", registry=None
 )
 GUARD_TRIPPED_DOMAINS = Gauge(
-    "pmtabounce_guard_tripped_domains", "Recipient domains whose hard bounces the guard holds now (at the last batch)",
+    "pmtabounce_guard_tripped_domains", "Recipient domains whose hard bounces the guard holds now (read every 10 s)",
     registry=None,
 )
 GUARD_HELD = Gauge(

@@ -342,6 +342,25 @@ class BatchApplier:
             self.close()
             return None
 
+    def read_guard_gauges(self, *, every: float = GAUGES_EVERY) -> None:
+        """Set the guard's gauges (tripped domains, held records) from its tables, at most once per `every`
+        seconds, whatever the batches contain: a hand trip, a release or a worker started after a trip shows
+        within that. A database error is left for the next batch or ping to report (the gauges keep their
+        last value)."""
+        if time.monotonic() - self._guard_totals_read < every:
+            return
+        try:
+            connection = self._connect()
+            with connection.cursor() as cursor:
+                totals = guard_store.totals(cursor, self.tables)
+            connection.rollback()
+        except Exception:
+            self.close()
+            return
+        self._guard_totals, self._guard_totals_read = totals, time.monotonic()
+        metrics.GUARD_TRIPPED_DOMAINS.set(totals[0])
+        metrics.GUARD_HELD.set(totals[1])
+
     def ping(self) -> bool:
         """Readiness: can we reach the database right now?"""
         try:

@@ -118,6 +118,7 @@ class Worker:
         try:
             with self.database_calls.call():
                 self.applier.check_tables()
+                self.applier.read_guard_gauges(every=0)
             self._database_answered()
             while not (self.stopping.is_set() or self.idle):
                 self.consumer = self._connect()
@@ -227,13 +228,16 @@ class Worker:
         )
 
     def _look_after(self, consumer: Consumer) -> None:
-        """Between batches: the periodic summary, the ledger's size, and a database check while idle (for /readyz)."""
+        """Between batches: the periodic summary, the ledger's size, the guard's gauges, and a database check
+        while idle (for /readyz)."""
         self.tally.report(SUMMARY_SECONDS)
         if self.settings.metrics_port and time.monotonic() - self.ledger_read >= LEDGER_SECONDS:
             self.ledger_read = time.monotonic()
             if (extent := self.applier.ledger_extent()) is not None:
                 metrics.LEDGER_ROWS.set(extent.rows)
                 metrics.LEDGER_OLDEST.set(extent.oldest or 0)
+        with self.database_calls.call():
+            self.applier.read_guard_gauges()
         if not consumer.received and time.monotonic() - self.database_checked >= PING_SECONDS:
             with self.database_calls.call():
                 self.database_ok = self.applier.ping()

@@ -13,6 +13,7 @@ from conftest import SAMPLES
 from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.record import BounceRecord
 from prometheus_client.parser import text_string_to_metric_families
+from storm_world import pmtabounce
 from tcp_proxy import TcpProxy
 from worker_fleet import Fleet, free_port, http_get, ledger_count, publish, wait_for, worker_env
 
@@ -168,3 +169,16 @@ def test_a_producer_serves_health_and_counts_what_it_published(vhost, tmp_path):
         code = producer.wait(timeout=30)
         log.close()
     assert code == 0, (tmp_path / "producer.log").read_text()
+
+
+def test_the_guard_gauges_follow_hand_trips_and_a_restart_without_any_batch(iem_db, vhost, tmp_path):
+    pmtabounce(iem_db, "guard", "trip", "gmail.com")  # before the worker starts: it must serve 1 from the start
+    port = free_port()
+    env = worker_env(iem_db.url, vhost.url, metrics_port=port, table_prefix=iem_db.tables.prefix)
+    with Fleet(env, tmp_path) as fleet:
+        fleet.start()
+        wait_for(lambda: ready(port), "the worker to be ready", 60)
+        assert value(families(port), "pmtabounce_guard_tripped_domains") == 1
+        pmtabounce(iem_db, "guard", "trip", "yahoo.com")  # no record comes: the gauge still follows
+        wait_for(lambda: value(families(port), "pmtabounce_guard_tripped_domains") == 2,
+                 "the gauge to count the second trip", 30)
