@@ -7,9 +7,11 @@ from datetime import datetime, timezone
 from typing import TypeVar
 
 import click
+import pymysql
 
 from ..common.config import Settings
-from ..worker.db import Tables, connect
+from ..common.errors import FatalError
+from ..worker.db import Tables, connect, setting_to_check, translate
 
 T = TypeVar("T")
 
@@ -17,16 +19,23 @@ T = TypeVar("T")
 def in_transaction(settings: Settings, work: Callable[..., T]) -> T:
     """Run `work(cursor, tables)` in one transaction on a connection of its own; commit and return its result.
 
-    An exception rolls back (the connection is closed without a commit) and propagates.
+    An exception rolls back (the connection is closed without a commit). A database error is raised as a
+    FatalError naming what to check (worker/db.py translate, setting_to_check): a missing table (setup not
+    run), a grant, an unreachable server — a one-shot command reports it and exits 1 instead of waiting.
     """
-    connection = connect(settings.mysql)
     try:
-        with connection.cursor() as cursor:
-            result = work(cursor, Tables(settings.table_prefix))
-        connection.commit()
-        return result
-    finally:
-        connection.close()
+        connection = connect(settings.mysql)
+        try:
+            with connection.cursor() as cursor:
+                result = work(cursor, Tables(settings.table_prefix))
+            connection.commit()
+            return result
+        finally:
+            connection.close()
+    except (pymysql.err.MySQLError, ConnectionError, TimeoutError) as exc:
+        error = translate(exc)
+        hint = setting_to_check(exc, settings.mysql, settings.table_prefix)
+        raise FatalError(f"{error} ({hint})") from exc
 
 
 def parse_when(text: str) -> int:

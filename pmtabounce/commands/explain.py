@@ -16,24 +16,20 @@ import orjson
 from ..common.config import Settings
 from ..runner import run_command
 from ..worker import guard_store, iem, ledger
-from ..worker.db import Tables, connect
 from ..worker.guard import domain_of
 from ..worker.undo import unsubscribed_rows
+from . import in_transaction
 
 
 def gather(settings: Settings, address: str) -> dict:
     """{'address', 'records': [ledger rows], 'lists': [IEM rows with their bounce rows], 'guard': trip or None}."""
-    tables = Tables(settings.table_prefix)
-    connection = connect(settings.mysql)
-    try:
-        with connection.cursor() as cursor:
-            records = ledger.history(cursor, tables, address)
-            rows = iem.rows_of_address(cursor, tables, address)
-            bounces = iem.bounce_rows_of(cursor, tables, [row[0] for row in rows])
-            trips = guard_store.tripped(cursor, tables, domain_of(address)) if domain_of(address) else []
-        connection.commit()
-    finally:
-        connection.close()
+    def work(cursor, tables):
+        rows = iem.rows_of_address(cursor, tables, address)
+        trips = guard_store.tripped(cursor, tables, domain_of(address)) if domain_of(address) else []
+        return (ledger.history(cursor, tables, address), rows,
+                iem.bounce_rows_of(cursor, tables, [row[0] for row in rows]), trips)
+
+    records, rows, bounces, trips = in_transaction(settings, work)
     return {
         "address": address.strip(),
         "records": [_record(entry) for entry in records],

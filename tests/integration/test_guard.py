@@ -172,3 +172,16 @@ def test_with_the_guard_off_trip_and_both_statuses_say_so(iem_db):
     assert "(PMTABOUNCE_GUARD=off)" in "".join(report.stdout.split())  # the table wraps its cells
     assert json_of(pmtabounce(iem_db, "status", "--json", check=False, guard="off"))["ledger"]["guard"] == "off"
     assert "PMTABOUNCE_GUARD=off" not in "".join(pmtabounce(iem_db, "status", check=False).stdout.split())
+
+
+@pytest.mark.parametrize("argv", [("explain", "a@gmail.com"), ("guard", "status"), ("guard", "trip", "gmail.com"),
+                                  ("guard", "release", "gmail.com", "--dry-run"),
+                                  ("guard", "discard", "gmail.com", "--yes")])
+@pytest.mark.parametrize(("setting", "says"), [
+    ({"table_prefix": "nosuch_"}, "that `pmtabounce setup` was run"),  # 1146
+    ({"mysql_url": "mysql://root@127.0.0.1:1/iem"}, "check PMTABOUNCE_MYSQL_URL=mysql://root@127.0.0.1:1/iem"),  # 2003
+])
+def test_a_database_error_is_one_line_naming_what_to_check_not_a_traceback(iem_db, argv, setting, says):
+    failed = pmtabounce(iem_db, *argv, check=False, **setting)
+    assert failed.returncode == 1 and says in failed.stderr, failed.stderr
+    assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) <= 2
