@@ -101,19 +101,25 @@ def iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_NOT_WRITTEN = {
+    "held": "nothing written to IEM: held by the domain guard until `pmtabounce guard release` applies it "
+            "or `guard discard` drops it",
+    "discarded": "nothing written to IEM: discarded by `pmtabounce guard discard` (kept as evidence)",
+}
+
+
 def render(report: dict) -> str:
     """The report for people: one block per ledger record, then one per IEM row (no table: diagnostics are long)."""
     lines = [f"{report['address']}: {len(report['records'])} ledger records"]
     for r in report["records"]:
-        where = f"subscriber {r['subscriberid']} on list {r['listid']}" if r["subscriberid"] else "no subscriber"
+        where = (f"subscriber {r['subscriberid']} on list {r['listid']}" if r["subscriberid"]
+                 else _NOT_WRITTEN.get(r["outcome"], "no subscriber"))
         kind = r["category"] or ("complaint" if "complaint" in r else "(no category)")
         lines.append(f"  {r['time']}  {r['source_file']}:{r['source_line']}  {r['record_type']}  "
                      f"{kind}: {r['decision']} -> {r['outcome']}, {where}")
         lines += _details(r)
         if r["undone"]:
             lines.append(f"      undone by run {r['undo_run']} ({r['undone_by']}, {r['undone_at']})")
-        if r["held"]:
-            lines.append("      held by the domain guard: `pmtabounce guard release` applies it")
         if r["seen_count"] > 1:
             lines.append(f"      met {r['seen_count']} times (the later ones were duplicates)")
     lines.append(f"IEM now: {len(report['lists'])} subscriber rows")

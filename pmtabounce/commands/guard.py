@@ -39,6 +39,13 @@ def _domain(_ctx, _param, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
+def _require_tripped(settings: Settings, domain: str) -> None:
+    """Exit 1 (nothing audited) unless the domain is tripped: releasing or discarding it would do nothing."""
+    if not in_transaction(settings, lambda cursor, t: guard_store.tripped(cursor, t, domain)):
+        click.echo(f"{domain} is not tripped: nothing is held for it (see `pmtabounce guard status`)", err=True)
+        sys.exit(1)
+
+
 def _warn_if_off(settings: Settings) -> None:
     if not settings.guard:
         click.echo("warning: the domain guard is off (PMTABOUNCE_GUARD=off): no worker holds anything, "
@@ -103,6 +110,7 @@ def release(settings: Settings, domain: str, dry_run: bool, as_json: bool) -> No
     and is reported (exit 3): applied now it would disable nothing (IEM's one bounce per slot), where a run
     without the guard disabled the subscriber.
     """
+    _require_tripped(settings, domain)
     if dry_run:
         held = _held_summary(settings, domain)
         _echo_release(domain, {"would_apply": held}, held.pop("slot_taken"), as_json)
@@ -201,10 +209,16 @@ def _held_summary(settings: Settings, domain: str) -> dict:
 @guard.command()
 @click.argument("domain", callback=_domain)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--dry-run", is_flag=True, help="Show what would be discarded; change nothing.")
 @run_command
-def discard(settings: Settings, domain: str, yes: bool) -> None:
+def discard(settings: Settings, domain: str, yes: bool, dry_run: bool) -> None:
     """Mark DOMAIN's held records discarded (kept as evidence, never applied); end the trip."""
+    _require_tripped(settings, domain)
     held = _held_summary(settings, domain)
+    if dry_run:
+        click.echo(f"{domain}: would discard {held['records']} held records "
+                   f"({', '.join(f'{c} {n}' for c, n in held['by_category'].items()) or 'none'}) and end the trip")
+        return
     if not yes:
         click.confirm(f"discard {held['records']} held records of {domain}?", abort=True)
     by = operator()

@@ -185,3 +185,28 @@ def test_a_database_error_is_one_line_naming_what_to_check_not_a_traceback(iem_d
     failed = pmtabounce(iem_db, *argv, check=False, **setting)
     assert failed.returncode == 1 and says in failed.stderr, failed.stderr
     assert "Traceback" not in failed.stderr and len(failed.stderr.splitlines()) <= 2
+
+
+@pytest.mark.parametrize("argv", [("release",), ("release", "--dry-run"), ("discard", "--yes"),
+                                  ("discard", "--dry-run")])
+def test_releasing_or_discarding_a_domain_not_tripped_says_so_exits_1_and_audits_nothing(iem_db, argv):
+    done = pmtabounce(iem_db, "guard", argv[0], "gmail.com", *argv[1:], check=False)
+    assert done.returncode == 1 and "gmail.com is not tripped" in done.stderr, done.stdout + done.stderr
+    assert iem_db.query("SELECT action FROM {t.audit}") == []
+
+
+def test_discard_dry_run_changes_nothing_and_explain_says_what_held_means(iem_db, tmp_path):
+    world = storm_world(34)
+    _, _records = load(iem_db, world, tmp_path / "bounces")
+    pmtabounce(iem_db, "process", str(tmp_path / "bounces"))
+    held = held_fingerprints(iem_db)
+    dry = pmtabounce(iem_db, "guard", "discard", STORM.domain, "--dry-run")
+    assert f"would discard {len(held)} held records (bad-mailbox {len(held)})" in dry.stdout
+    assert held_fingerprints(iem_db) == held and guard_rows(iem_db)[0][1] == 1
+    assert iem_db.query("SELECT action FROM {t.audit}") == []
+
+    (email,) = iem_db.query("SELECT email FROM {t.ledger} WHERE outcome = 'held' ORDER BY id LIMIT 1")[0]
+    text = pmtabounce(iem_db, "explain", email).stdout
+    assert "hard -> held, nothing written to IEM: held by the domain guard until `pmtabounce guard release`" in text
+    pmtabounce(iem_db, "guard", "discard", STORM.domain, "--yes")
+    assert "hard -> discarded, nothing written to IEM: discarded by" in pmtabounce(iem_db, "explain", email).stdout
