@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..common.errors import FatalError
 from ..common.record import BounceRecord, parse_list_ids
-from . import ledger
+from . import iem, ledger
 from .db import Tables, case_of, insert_rows
 from .effects import to_json
 from .guard import HISTORY, DomainState, GuardBatch
@@ -223,7 +223,8 @@ class SlotTaken:
 
 
 def slots_taken(cursor, t: Tables, held_ids: Sequence[int]) -> list[SlotTaken]:
-    """Of these held ledger rows, those whose slot a soft bounce applied after them (and not undone) took."""
+    """Of these held ledger rows, those whose slot a soft bounce applied after them (and not undone) took: on the
+    list the record would land on now (the lowest listid of its lists where the address is active)."""
     if not held_ids:
         return []
     cursor.execute(
@@ -234,8 +235,15 @@ def slots_taken(cursor, t: Tables, held_ids: Sequence[int]) -> list[SlotTaken]:
         f"WHERE h.outcome = 'held' AND h.id IN ({_marks(len(held_ids))}) ORDER BY h.id, s.id",
         list(held_ids),
     )
-    taken: dict[int, SlotTaken] = {}
+    takers: dict[int, list] = {}
     for held_id, email, list_ids, listid, statid, *taker in cursor.fetchall():
-        if held_id not in taken and listid in parse_list_ids(list_ids):
-            taken[held_id] = SlotTaken(held_id, email, listid, statid, *taker)
-    return list(taken.values())
+        takers.setdefault(held_id, []).append((email, parse_list_ids(list_ids), listid, statid, taker))
+    taken = []
+    for held_id, found in takers.items():
+        email, list_ids = found[0][0], found[0][1]
+        # Spec step 1: the record lands on the lowest listid where the address is active now.
+        active = [row[1] for row in iem.rows_of_address(cursor, t, email) if not row[2] and not row[3]
+                  and row[1] in list_ids]
+        taken += [SlotTaken(held_id, email, listid, statid, *taker) for _, _, listid, statid, taker in found
+                  if active and listid == min(active)][:1]
+    return taken
