@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import posixpath
 from dataclasses import dataclass
 
 from . import guard_store
@@ -47,10 +49,12 @@ class UndoFilter:
             if value is not None:
                 parts.append(sql)
                 params.append(value)
-        for column, values in (("email", [guard_store.domain_pattern(d) for d in self.domains]),
-                               ("source_file", [_like_of_glob(g) for g in self.files])):
+        for column, test, values in (
+            ("email", "LIKE", [guard_store.domain_pattern(d) for d in self.domains]),
+            ("source_file", "REGEXP", [_regexp_of_glob(g) for g in self.files]),
+        ):
             if values:
-                parts.append("(" + " OR ".join([f"{column} LIKE %s"] * len(values)) + ")")
+                parts.append("(" + " OR ".join([f"{column} {test} %s"] * len(values)) + ")")
                 params += values
         if self.categories:
             parts.append(f"category IN ({', '.join(['%s'] * len(self.categories))})")
@@ -70,6 +74,10 @@ def _contains(text: str | None) -> str | None:
     return None if text is None else f"%{guard_store.escape_like(text)}%"
 
 
-def _like_of_glob(glob: str) -> str:
-    """A shell glob (`bounces-2020-12-14*.csv`) as a LIKE pattern."""
-    return guard_store.escape_like(glob).replace("*", "%").replace("?", "_")
+def _regexp_of_glob(glob: str) -> str:
+    """A shell glob (`bounces-2020-12-14*.csv`, `*-000[45].csv`) as a pattern for MariaDB's REGEXP (PCRE).
+
+    The ledger keeps a file's base name, so a path given is matched by its base name. fnmatch's
+    translation is anchored at the end only (Python's re.match anchors the start), hence the `^`.
+    """
+    return "^" + fnmatch.translate(posixpath.basename(glob.strip()))

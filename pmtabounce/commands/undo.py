@@ -10,6 +10,8 @@ and a line in PMTABOUNCE_DLQ_AUDIT_FILE (one audit file for every operator actio
 
 from __future__ import annotations
 
+import logging
+
 import click
 import orjson
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay
@@ -24,6 +26,8 @@ from ..worker.db import Connection, Tables, connect, translate
 from ..worker.undo import UndoCounts, undo_batch, undo_candidates
 from ..worker.undo_filter import CHANGED_IEM, UndoFilter
 from . import in_transaction, parse_when
+
+log = logging.getLogger("pmtabounce.undo")
 
 SHOW_SKIPPED = 20
 DRY_RUN = 0  # the run id a dry run marks rows with, then rolls back
@@ -138,7 +142,12 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
     if selection.empty:
         raise click.UsageError("give at least one filter (--since, --until, --domain, --category, --diag, --file, "
                                "--email, --outcome, --feedback-type)")
+    if since is not None and until is not None and since > until:
+        raise click.UsageError("--since is later than --until: no record can match")
     preview = UndoRun(settings, selection).all().as_dict()
+    if not preview["records"]:
+        log.warning("no record that changed IEM and is not undone yet matches %s: check each filter "
+                    "(--file matches the file's own name, --domain and --category are exact)", selection.describe())
     if dry_run:
         _show(preview, "would be undone", as_json, dry_run=True, filter=selection.describe())
         return

@@ -53,9 +53,12 @@ def test_the_filter_as_sql():
                                 outcomes=("disabled",)).clause()
     assert clause == ("undo_run IS NULL AND outcome IN (%s) AND time_logged >= %s AND time_logged <= %s AND "
                       "email = %s AND dsn_diag LIKE %s AND (email LIKE %s OR email LIKE %s) AND "
-                      "(source_file LIKE %s) AND category IN (%s)")
+                      "(source_file REGEXP %s) AND category IN (%s)")
+    glob = params.pop(7)  # a whole-name pattern for MariaDB's REGEXP (PCRE), which Python's re reads alike here
     assert params == ["disabled", 10, 20, "a@x.com", "%does not EXIST 100\\%%", "%@gmail.com", "%@a\\_b.com",
-                      "bounces-%.csv", "bad-mailbox"]
+                      "bad-mailbox"]
+    assert [bool(re.search(glob, name)) for name in ("bounces-2020.csv", "x-bounces-1.csv", "bounces-1.csv.done")] \
+        == [True, False, False]
 
 
 def test_without_outcomes_it_takes_every_record_that_wrote_to_iem():
