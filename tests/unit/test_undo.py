@@ -1,5 +1,7 @@
 """undo's pure parts: the filter as SQL, what a ledger record wrote, when a row changed since, times."""
 
+import re
+
 import click
 import pytest
 from pmtabounce.worker.effects import Unsubscribed
