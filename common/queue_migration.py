@@ -12,6 +12,10 @@ queue (RabbitMQ answers 406 to a declare without those arguments):
    then unbinds the old queue, so the exchange always routes to one of them;
 2. moves every message from the old queue into it (each acked only after
    RabbitMQ confirmed its copy), then deletes the old queue, now empty;
+   copies travel through our own work exchange — the only one bound to the
+   target at that moment — never the default exchange, which the shipped
+   user (deploy/rabbitmq/definitions.json) may not write to; that write
+   permission is checked before anything is unbound;
 3. declares the work queue anew, binds it, unbinds the migration queue, moves
    the messages back the same way and deletes the migration queue.
 
@@ -37,6 +41,7 @@ log = logging.getLogger("pmtabounce.setup")
 LEGACY_ARGUMENTS = ("x-delivery-limit", "x-dead-letter-exchange", "x-dead-letter-routing-key",
                     "x-dead-letter-strategy", "x-overflow")
 NOT_FOUND, PRECONDITION_FAILED = 404, 406
+PROBE_ROUTING_KEY = "pmtabounce.permission-probe"  # bound to no queue: the exchange drops the probe
 
 
 def declare_work_queue(connection: pika.BlockingConnection, topology: Topology) -> int:
@@ -53,7 +58,7 @@ def declare_work_queue(connection: pika.BlockingConnection, topology: Topology) 
     if _exists(connection, topology.migration_queue):
         channel = connection.channel()
         channel.queue_unbind(topology.migration_queue, topology.exchange, routing_key=topology.routing_key)
-        back = move_messages(connection, topology.migration_queue, topology.queue)
+        back = move_messages(connection, topology.migration_queue, topology)
         channel.queue_delete(topology.migration_queue)
         channel.close()
         log.info("broker: %d messages moved back into %s; %s deleted", back, topology.queue,
@@ -88,9 +93,10 @@ def _retire_legacy_queue(connection: pika.BlockingConnection, topology: Topology
         )
     log.info("broker: %s has x-arguments from an older version; moving it to a policy, messages included",
              topology.queue)
+    _check_can_publish(connection, topology)
     _declare(connection, topology.migration_queue, topology)
     channel.queue_unbind(topology.queue, topology.exchange, routing_key=topology.routing_key)
-    moved = move_messages(connection, topology.queue, topology.migration_queue)
+    moved = move_messages(connection, topology.queue, topology)
     left = channel.queue_declare(topology.queue, passive=True).method
     if left.message_count or left.consumer_count:
         raise FatalError(f"queue {topology.queue} was given new messages or consumers while setup emptied it; "
@@ -102,9 +108,12 @@ def _retire_legacy_queue(connection: pika.BlockingConnection, topology: Topology
     return moved
 
 
-def move_messages(connection: pika.BlockingConnection, source: str, target: str) -> int:
-    """Every message of `source` into `target`, each acked only once RabbitMQ confirmed its copy.
+def move_messages(connection: pika.BlockingConnection, source: str, topology: Topology) -> int:
+    """Every message of `source` republished to the work exchange, each acked only once RabbitMQ confirmed its copy.
 
+    The caller has bound exactly one queue (the target) to the exchange and
+    unbound `source`, so the exchange routes every copy there; `mandatory`
+    turns a copy routed nowhere into pika's UnroutableError instead of a loss.
     Properties and headers travel unchanged, but for `x-delivery-count`, which
     counts deliveries from the queue it leaves. Returns how many were moved.
     """
@@ -117,12 +126,32 @@ def move_messages(connection: pika.BlockingConnection, source: str, target: str)
             break
         headers = {k: v for k, v in (properties.headers or {}).items() if k != "x-delivery-count"}
         properties.headers = headers or None
-        put.basic_publish("", target, body, properties, mandatory=True)
+        put.basic_publish(topology.exchange, topology.routing_key, body, properties, mandatory=True)
         take.basic_ack(method.delivery_tag)
         moved += 1
     take.close()
     put.close()
     return moved
+
+
+def _check_can_publish(connection: pika.BlockingConnection, topology: Topology) -> None:
+    """Refuse (FatalError) before unbinding anything when this login may not publish to the work exchange.
+
+    RabbitMQ checks the write permission on every basic.publish (403 ACCESS_REFUSED
+    closes the channel); a probe with a routing key bound to nothing is dropped
+    by the exchange, so it changes no queue.
+    """
+    channel = connection.channel()
+    channel.confirm_delivery()
+    try:
+        channel.basic_publish(topology.exchange, PROBE_ROUTING_KEY, b"")
+    except ChannelClosedByBroker as exc:
+        raise FatalError(
+            f"queue {topology.queue} must be moved to a policy, through exchange {topology.exchange}, but "
+            f"RabbitMQ refuses this login to publish there ({exc.reply_code} {exc.reply_text}): give the user "
+            f"write permission on {topology.exchange} (deploy/rabbitmq/definitions.json), then run "
+            "`pmtabounce setup` again; nothing was moved") from None
+    channel.close()
 
 
 def _exists(connection: pika.BlockingConnection, queue: str) -> bool:

@@ -152,3 +152,59 @@ def test_the_imported_user_can_run_every_command_it_is_meant_for(imported, iem_d
     run("dlq", "import", str(export))  # and a copy into the dead-letter queue again
     run("dlq", "purge", "--yes")
     assert json.loads(run("dlq", "list", "--json").stdout)["messages"] == []
+
+
+LEGACY_ARGUMENTS = {"x-queue-type": "quorum", "x-delivery-limit": 20,
+                    "x-dead-letter-exchange": "pmtabounce.dead-letter", "x-dead-letter-routing-key": "bounce",
+                    "x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+
+
+def legacy_queue_with(vhost: str, count: int) -> None:
+    """As guest: the work queue as versions before the policy declared it, bound, holding `count` messages."""
+    topology = Topology()
+    connection = pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:5672/{vhost}"))
+    channel = connection.channel()
+    channel.queue_delete(topology.queue)
+    channel.queue_declare(topology.queue, durable=True, arguments=LEGACY_ARGUMENTS)
+    channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
+    channel.confirm_delivery()
+    for n in range(count):
+        channel.basic_publish(topology.exchange, topology.routing_key, str(n).encode(),
+                              pika.BasicProperties(message_id=f"m{n}", delivery_mode=2))
+    connection.close()
+
+
+def queue_list(vhost: str) -> dict[str, str]:
+    rows = rabbitmqctl("list_queues", "-q", "-p", vhost, "name", "messages", "arguments").stdout.splitlines()
+    return {row.split("\t")[0]: row for row in rows[1:] if "\t" in row}
+
+
+def test_the_shipped_user_moves_an_older_x_argument_queue_to_the_policy(imported):
+    vhost = imported
+    ensure_management_api()  # setup sets the policy through it, as this user (policymaker)
+    rabbitmqctl("change_password", vhost, PASSWORD)
+    legacy_queue_with(vhost, 50)
+    done = setup(f"amqp://{vhost}:{PASSWORD}@127.0.0.1:5672/{vhost}")
+    assert done.returncode == 0, done.stderr
+    queues = queue_list(vhost)
+    topology = Topology()
+    assert topology.migration_queue not in queues
+    assert "x-delivery-limit" not in queues[topology.queue]
+    assert sorted(int(body) for _, body in drain(f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+                                                  topology.queue)) == list(range(50))
+
+
+def test_a_user_who_may_not_publish_to_the_exchange_is_refused_before_anything_is_unbound(imported):
+    vhost = imported
+    ensure_management_api()
+    rabbitmqctl("change_password", vhost, PASSWORD)
+    # No write on pmtabounce.bounces (queue and exchange share the name): the move could not be done.
+    rabbitmqctl("set_permissions", "-p", vhost, vhost, ".*", "^pmtabounce\\.(bounces\\.migrating|dead-letter)$", ".*")
+    legacy_queue_with(vhost, 5)
+    done = setup(f"amqp://{vhost}:{PASSWORD}@127.0.0.1:5672/{vhost}")
+    assert done.returncode == 1, done.stderr
+    assert "write permission on pmtabounce.bounces" in done.stderr and "Traceback" not in done.stderr
+    queues = queue_list(vhost)
+    assert Topology().migration_queue not in queues  # nothing declared, bound or unbound
+    assert sorted(int(body) for _, body in drain(f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+                                                  Topology().queue)) == list(range(5))
