@@ -27,6 +27,7 @@ from .policy import (
     Policy,
     parse_categories,
     parse_complaint_types,
+    unknown_categories,
 )
 from .service_urls import MySQLTarget, check_amqp_url, parse_mysql_url, suggestion
 from .topology import Topology
@@ -101,6 +102,12 @@ class Settings:
         if not self.amqp_url:
             raise ConfigError("PMTABOUNCE_AMQP_URL is not set (amqp://user:password@host:5672/vhost)")
         return self.amqp_url
+
+    def policy_warnings(self) -> list[str]:
+        """Operator-facing warnings for hard/soft categories PowerMTA does not assign (maybe misspelt)."""
+        return [f"bounce category {category!r} in the policy is not one PowerMTA assigns"
+                + (f" (did you mean {near}?)" if near else " (fine if your bounce-category-patterns define it)")
+                for category, near in unknown_categories(self.policy)]
 
     def require_bounce_dir(self, given: Path | None = None) -> Path:
         directory = given or self.bounce_dir
@@ -220,8 +227,8 @@ def _numbers(cls: type[Settings], source: _Source) -> dict:
 
 def _policy(source: _Source) -> Policy:
     section = source.file_values.get("policy", {})
-    hard_raw, _ = source.get("hard_categories", section.get("hard"))
-    soft_raw, _ = source.get("soft_categories", section.get("soft"))
+    hard = _categories(source, "hard", DEFAULT_HARD)
+    soft = _categories(source, "soft", DEFAULT_SOFT)
     threshold, where = source.get("soft_threshold")
     if threshold is None:
         threshold = section.get("soft_threshold", DEFAULT_SOFT_THRESHOLD)
@@ -237,21 +244,40 @@ def _policy(source: _Source) -> Policy:
     if str(scope).strip().lower() not in COMPLAINT_SCOPES:
         raise ConfigError(f"{scope_where}={scope!r}: must be one of {', '.join(COMPLAINT_SCOPES)}")
 
-    def categories(raw, default):
-        if raw is None:
-            return default
-        return parse_categories(",".join(map(str, raw)) if isinstance(raw, list) else str(raw))
-
     try:
         return Policy(
-            hard=categories(hard_raw, DEFAULT_HARD),
-            soft=categories(soft_raw, DEFAULT_SOFT),
+            hard=hard,
+            soft=soft,
             soft_threshold=_int(threshold, where, 1, 1000),
             complaint_types=_complaint_types(types_raw, types_where),
             complaint_scope=str(scope).strip().lower(),
         )
     except ValueError as exc:
         raise ConfigError(f"bounce policy: {exc}") from None
+
+
+def _categories(source: _Source, key: str, default: frozenset[str]) -> frozenset[str]:
+    """PMTABOUNCE_<KEY>_CATEGORIES, else `[policy] <key>` of the file (a list or a comma string), else `default`.
+
+    Raises ConfigError naming the setting for a value that is not text (TOML `hard = 5`) or names no
+    category (`""`, `" , "`): an empty hard list would silently disable no one.
+    """
+    variable = f"PMTABOUNCE_{key.upper()}_CATEGORIES"
+    section = source.file_values.get("policy", {})
+    if variable in source.env:
+        raw, where = source.env[variable], variable
+    elif key in section:
+        raw, where = section[key], f"[policy] {key} in {source.path}"
+    else:
+        return default
+    items = raw if isinstance(raw, list) else [raw]
+    if not all(isinstance(item, str) for item in items):
+        raise ConfigError(f"{where}={raw!r}: categories are text, such as \"bad-mailbox\" or [\"bad-mailbox\"]")
+    categories = parse_categories(",".join(items))
+    if not categories:
+        raise ConfigError(f"{where}={raw!r}: names no category (leave it unset for the default "
+                          f"{','.join(sorted(default))})")
+    return categories
 
 
 def _complaint_types(raw: Any, where: str) -> frozenset[str]:

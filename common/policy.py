@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -9,6 +10,11 @@ Decision = Literal["hard", "soft", "ignore"]
 
 DEFAULT_HARD = frozenset({"bad-mailbox", "inactive-mailbox", "bad-domain"})
 DEFAULT_SOFT = frozenset({"quota-issues", "no-answer-from-host", "relaying-issues", "routing-errors"})
+# pmta-accounting.md "PowerMTA bounce categories": what PowerMTA itself assigns.
+POWERMTA_CATEGORIES = ("bad-mailbox", "bad-domain", "inactive-mailbox", "quota-issues", "no-answer-from-host",
+                       "relaying-issues", "routing-errors", "bad-connection", "bad-configuration", "content-related",
+                       "invalid-sender", "message-expired", "policy-related", "protocol-errors", "spam-related",
+                       "virus-related", "other")
 DEFAULT_SOFT_THRESHOLD = 5  # IEM hard-codes 5
 # iem-complaints.md "Which complaints act": ARF abuse, and JMRP's empty Feedback-Type.
 DEFAULT_COMPLAINT_TYPES = frozenset({"abuse", ""})
@@ -70,6 +76,17 @@ def bounce_rule(category: str) -> str:
 def parse_categories(text: str) -> frozenset[str]:
     """`bad-mailbox, hardbnc` -> {'bad-mailbox', 'hardbnc'}."""
     return frozenset(part.strip().lower() for part in text.split(",") if part.strip())
+
+
+def unknown_categories(policy: Policy) -> list[tuple[str, str | None]]:
+    """(category, nearest PowerMTA category or None) for each hard/soft category PowerMTA does not assign.
+
+    Not an error: operators may define their own (pmta-accounting.md), but a
+    misspelt `bad-mialbox` would never match a record, so it deserves a warning.
+    """
+    unknown = sorted((policy.hard | policy.soft) - set(POWERMTA_CATEGORIES))
+    return [(c, next(iter(difflib.get_close_matches(c, POWERMTA_CATEGORIES, n=1, cutoff=0.6)), None))
+            for c in unknown]
 
 
 def parse_complaint_types(text: str) -> frozenset[str]:

@@ -8,11 +8,14 @@ be imported on its own.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 
 from .common import logs
 from .common.config import Settings, log_format_asked
 from .common.errors import ConfigError, FatalError
+
+log = logging.getLogger("pmtabounce.config")
 
 
 def run_command(func):
@@ -29,6 +32,8 @@ def run_command(func):
             settings = Settings.from_env()
             log_format = settings.log_format
             logs.configure(settings.log_format, settings.log_level)
+            for warning in settings.policy_warnings():
+                log.warning("%s", warning)
             return func(settings, *args, **kwargs)
         except ConfigError as exc:
             logs.fatal(f"configuration error: {exc}", type(exc).__name__, log_format)

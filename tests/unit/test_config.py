@@ -1,5 +1,6 @@
 """Settings from PMTABOUNCE_* variables and an optional TOML file: every value, every refusal."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -255,3 +256,33 @@ def test_the_complaint_policy_from_a_toml_file_and_a_bad_scope_named(tmp_path):
     path.write_text('[policy]\ncomplaint_scope = "list"\n')
     with pytest.raises(ConfigError, match="pmtabounce.toml"):
         Settings.from_env({"PMTABOUNCE_CONFIG": str(path)})
+
+
+@pytest.mark.parametrize("environ, toml, named", [
+    ({"PMTABOUNCE_HARD_CATEGORIES": ""}, "", "PMTABOUNCE_HARD_CATEGORIES"),
+    ({"PMTABOUNCE_SOFT_CATEGORIES": " , "}, "", "PMTABOUNCE_SOFT_CATEGORIES"),
+    ({}, "[policy]\nhard = 5\n", "[policy] hard"),
+    ({}, "[policy]\nsoft = [\"quota-issues\", 3]\n", "[policy] soft"),
+    ({}, "[policy]\nhard = []\n", "[policy] hard"),
+    ({}, "[policy]\nsoft = \",\"\n", "[policy] soft"),
+])
+def test_category_lists_that_name_nothing_or_are_not_text_are_refused(tmp_path, environ, toml, named):
+    config = tmp_path / "pmtabounce.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        Settings.from_env({**environ, "PMTABOUNCE_CONFIG": str(config)})
+
+
+@pytest.mark.parametrize("environ, warned", [
+    ({}, []),
+    ({"PMTABOUNCE_HARD_CATEGORIES": "bad-mialbox"}, ["'bad-mialbox' in the policy is not one PowerMTA assigns "
+                                                     "(did you mean bad-mailbox?)"]),
+    ({"PMTABOUNCE_HARD_CATEGORIES": "bad-mailbox,hardbnc"}, ["'hardbnc' in the policy is not one PowerMTA "
+                                                             "assigns (fine if your bounce-category-patterns"]),
+    ({"PMTABOUNCE_SOFT_CATEGORIES": "quota-isues"}, ["'quota-isues' in the policy is not one PowerMTA assigns "
+                                                     "(did you mean quota-issues?)"]),
+])
+def test_categories_powermta_does_not_assign_are_warned_with_the_nearest(environ, warned):
+    warnings = Settings.from_env(environ).policy_warnings()
+    assert len(warnings) == len(warned)
+    assert all(expected in warning for expected, warning in zip(warned, warnings, strict=True))
