@@ -8,6 +8,7 @@ comes from the process's real uid, not from $USER, which anyone can set.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pwd
@@ -16,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
+
+from .common.errors import ConfigError
 
 log = logging.getLogger("pmtabounce.audit")
 
@@ -45,6 +48,33 @@ def append(path: Path | None, entry: dict) -> None:
             os.fsync(handle.fileno())
     except OSError as exc:
         log.error("could not append the audit line to %s (%s): %s", path, exc.strerror, orjson.dumps(entry).decode())
+
+
+def check_writable(path: Path | None) -> None:
+    """Raise ConfigError naming PMTABOUNCE_DLQ_AUDIT_FILE when `path` cannot be appended to (None: nothing to check).
+
+    Opening for append creates the file if it is missing and changes nothing in one that exists.
+    """
+    if path is None:
+        return
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"PMTABOUNCE_DLQ_AUDIT_FILE={path}: cannot append to it ({exc.strerror}); "
+                          "nothing was done: fix the path or its permissions, or unset it") from None
+
+
+def audited(func):
+    """Decorate a command `func(settings, ...)` that records operator actions: the audit file is checked
+    (check_writable) before it does anything, so a bad path is no surprise after the action."""
+
+    @functools.wraps(func)
+    def wrapper(settings, *args, **kwargs):
+        check_writable(settings.dlq_audit_file)
+        return func(settings, *args, **kwargs)
+
+    return wrapper
 
 
 def note(audit_file: Path | None, action: str, by: str, target: dict, counts: dict, run: int | None = None) -> dict:

@@ -17,7 +17,7 @@ import click
 import orjson
 
 from ..common.config import Settings
-from ..operator_audit import note, operator
+from ..operator_audit import audited, note, operator
 from ..runner import run_command
 from ..worker import audit, guard_store
 from ..worker.apply import BatchApplier
@@ -78,6 +78,7 @@ def status(settings: Settings, as_json: bool) -> None:
 @guard.command()
 @click.argument("domain", callback=_domain)
 @run_command
+@audited
 def trip(settings: Settings, domain: str) -> None:
     """Hold DOMAIN's hard bounces from now on (a provider's status page says it misbehaves)."""
     by = operator()
@@ -103,6 +104,7 @@ SLOT_TAKEN_EXIT = 3  # README "Exit codes": a release left records held whose bo
 @click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @run_command
+@audited
 def release(settings: Settings, domain: str, dry_run: bool, as_json: bool) -> None:
     """Apply DOMAIN's held records in the order they were held, through the normal apply path; end the trip.
 
@@ -211,6 +213,7 @@ def _held_summary(settings: Settings, domain: str) -> dict:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Show what would be discarded; change nothing.")
 @run_command
+@audited
 def discard(settings: Settings, domain: str, yes: bool, dry_run: bool) -> None:
     """Mark DOMAIN's held records discarded (kept as evidence, never applied); end the trip."""
     _require_tripped(settings, domain)

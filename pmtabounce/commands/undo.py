@@ -19,7 +19,7 @@ from tenacity.wait import wait_exponential, wait_random
 
 from ..common.config import Settings
 from ..common.errors import TransientError
-from ..operator_audit import note, operator
+from ..operator_audit import audited, note, operator
 from ..runner import run_command
 from ..worker import audit
 from ..worker.db import Connection, Tables, connect, translate
@@ -133,6 +133,7 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @run_command
+@audited
 def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, dry_run,
          yes, as_json) -> None:
     """Revert exactly what the selected ledger records wrote to IEM; rows changed since are left and reported."""

@@ -25,7 +25,7 @@ from ..common import broker
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from ..common.shutdown import stop_on_signals
-from ..operator_audit import operator
+from ..operator_audit import audited, operator
 from ..runner import run_command
 from .audit import audit
 from .export_file import ExportFileError, ExportWriter, read_lines, to_line
@@ -158,6 +158,7 @@ def show(settings: Settings, message_id: str, as_json: bool) -> None:
 @click.option("--take", is_flag=True, help="Remove each exported message from the queue (after it is on disk).")
 @click.option("--append", is_flag=True, help="Add to FILE instead of refusing when it exists.")
 @run_command
+@audited
 def export(settings: Settings, path: Path, selection: Selection, take: bool, append: bool) -> None:
     """Write dead letters to FILE.jsonl, one JSON object a line (body, properties, headers).
 
@@ -184,6 +185,7 @@ def export(settings: Settings, path: Path, selection: Selection, take: bool, app
 @dlq.command("import")
 @click.argument("path", metavar="FILE.jsonl", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @run_command
+@audited
 def import_command(settings: Settings, path: Path) -> None:
     """Publish the messages of FILE.jsonl back into the dead-letter queue, byte for byte, with confirms.
 
@@ -212,6 +214,7 @@ def import_command(settings: Settings, path: Path) -> None:
 @click.option("--force", is_flag=True, help="Replay them even past --max-replays.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @run_command
+@audited
 def replay(settings: Settings, selection: Selection, dry_run: bool, rate: str | None, max_replays: int | None,
            force: bool, yes: bool) -> None:
     """Put dead letters back on the work queue once their cause is fixed.
@@ -265,6 +268,7 @@ def _replay(settings: Settings, selection: Selection, limit: int, force: bool, r
 @selection_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @run_command
+@audited
 def purge(settings: Settings, selection: Selection, yes: bool) -> None:
     """Remove dead letters for good (with the same filters as list)."""
     confirmed = None
