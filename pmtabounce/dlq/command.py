@@ -164,11 +164,10 @@ def export(settings: Settings, path: Path, selection: Selection, take: bool, app
 
     Without --take the queue is left exactly as it was.
     """
-    try:
-        writer = ExportWriter(path, append=append)
-    except FileExistsError:
-        raise FatalError(f"{path} exists: choose another name, or --append to add to it") from None
-    with writer, broker_errors(), DeadLetterQueue.open(settings) as queue, \
+    if path.exists() and not append:
+        raise FatalError(f"{path} exists: choose another name, or --append to add to it")
+    # Connected first: a refused login must not leave an empty FILE that the retry then refuses.
+    with broker_errors(), DeadLetterQueue.open(settings) as queue, _export_writer(path, append) as writer, \
             stop_on_signals(log=log, then="stopping after the message in hand") as stop:
         chosen = selection.pick(queue.browse())
         written = export_letters(queue, chosen, writer, queue.name, take=take, stop=stop)
@@ -180,6 +179,16 @@ def export(settings: Settings, path: Path, selection: Selection, take: bool, app
     if written < len(chosen):
         click.echo(f"interrupted: {len(chosen) - written} matching messages were not exported", err=True)
         sys.exit(INTERRUPTED)
+
+
+def _export_writer(path: Path, append: bool) -> ExportWriter:
+    """ExportWriter(path), its refusals as FatalError (the file appeared meanwhile, or cannot be created)."""
+    try:
+        return ExportWriter(path, append=append)
+    except FileExistsError:
+        raise FatalError(f"{path} exists: choose another name, or --append to add to it") from None
+    except OSError as exc:
+        raise FatalError(f"cannot write {path}: {exc.strerror}") from None
 
 
 @dlq.command("import")

@@ -1,4 +1,4 @@
-"""A PMTABOUNCE_DLQ_AUDIT_FILE that cannot be written is refused before an audited command acts, not after."""
+"""Operator commands refuse a bad path before acting: an unwritable PMTABOUNCE_DLQ_AUDIT_FILE, and `dlq export` creates FILE only once connected."""
 
 from __future__ import annotations
 
@@ -37,3 +37,17 @@ def test_guard_trip_with_an_unwritable_audit_file_refuses_and_trips_nothing(iem_
     done = run(env, "guard", "trip", "example.com")
     assert done.returncode == 2 and "PMTABOUNCE_DLQ_AUDIT_FILE" in done.stderr, done.stderr
     assert iem_db.query("SELECT COUNT(*) FROM {t.audit}") == [(0,)]
+
+
+def test_dlq_export_that_cannot_connect_leaves_no_file_so_the_retry_is_not_refused(vhost, tmp_path):
+    export = tmp_path / "dead.jsonl"
+    wrong = vhost.url.replace("guest:guest@", "guest:wrong-password@")
+    assert wrong != vhost.url
+    failed = run(worker_env("mysql://unused@127.0.0.1/unused", wrong), "dlq", "export", str(export))
+    assert failed.returncode == 1 and "PMTABOUNCE_AMQP_URL" in failed.stderr, failed.stderr
+    assert not export.exists()
+    assert run(worker_env("mysql://unused@127.0.0.1/unused", vhost.url), "setup", "--no-database",
+               "--no-policy").returncode == 0
+    again = run(worker_env("mysql://unused@127.0.0.1/unused", vhost.url), "dlq", "export", str(export))
+    assert again.returncode == 0, again.stderr
+    assert export.read_text() == ""
