@@ -1,4 +1,5 @@
-"""Operator commands refuse a bad path before acting: an unwritable PMTABOUNCE_DLQ_AUDIT_FILE, and `dlq export` creates FILE only once connected."""
+"""Operator commands refuse a bad path before acting: an unwritable PMTABOUNCE_DLQ_AUDIT_FILE;
+`dlq export` creates FILE only once connected."""
 
 from __future__ import annotations
 
