@@ -27,6 +27,7 @@ from ..common.bouncedir import directory_problem, pending_files
 from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import PmtaBounceError
+from ..queue_policy import api_url
 from ..runner import run_command
 from ..worker import guard_store, ledger
 from ..worker.db import Tables, connect
@@ -92,7 +93,11 @@ def bounce_dir_part(directory: Path | None, now: float) -> Part:
 
 
 def broker_parts(settings: Settings) -> list[Part]:
-    """The work queue and the dead-letter queue; unacked counts from the management API if it is set."""
+    """The work queue and the dead-letter queue; unacked counts from the management API.
+
+    The API is PMTABOUNCE_RABBITMQ_API_URL, else the AMQP host on port 15672 with the AMQP login, as
+    `setup` uses it (queue_policy.api_url); only a set URL that does not answer makes the queue down.
+    """
     queue, dead = Part("queue"), Part("dead_letter")
     if not settings.amqp_url:
         return [_not_configured(p, "PMTABOUNCE_AMQP_URL is not set") for p in (queue, dead)]
@@ -108,12 +113,13 @@ def broker_parts(settings: Settings) -> list[Part]:
     if work.ready and not work.consumers:
         queue.state = NOT_CONSUMED
         queue.problem = f"{work.ready} messages wait and no worker consumes them (start `pmtabounce worker`)"
-    if not settings.rabbitmq_api_url:
-        queue.facts["unacked_note"] = "unknown: set PMTABOUNCE_RABBITMQ_API_URL (the management API) to see it"
-        return [queue, dead]
     try:
-        counts = queues.read_api_counts(settings.rabbitmq_api_url, queues.vhost_of(settings.amqp_url), work.name)
+        counts = queues.read_api_counts(api_url(settings), queues.vhost_of(settings.amqp_url), work.name)
     except PmtaBounceError as exc:
+        if not settings.rabbitmq_api_url:  # only the usual place was tried: optional, so not a part down
+            queue.facts["unacked_note"] = (f"unknown: {exc}; set PMTABOUNCE_RABBITMQ_API_URL (the management API, "
+                                           "a user with the monitoring or policymaker tag) to see it")
+            return [queue, dead]
         queue.facts["unacked_note"] = "unknown: the management API did not answer"
         return [_down(queue, str(exc)), dead]
     queue.facts["unacked"] = counts.unacked

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 
 import pika
 import pytest
@@ -16,6 +17,7 @@ from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.record import BounceRecord
 from rabbit_management import ensure_management_api
 from tcp_proxy import TcpProxy
+from throwaway import rabbitmqctl
 from worker_fleet import publish, wait_for, worker_env
 
 
@@ -55,7 +57,9 @@ def pending(directory, *names_and_ages: tuple[str, int]) -> None:
         os.utime(path, (time.time() - ago, time.time() - ago))
 
 
-def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_db, vhost, tmp_path, api_url):
+@pytest.mark.parametrize("api_set", [True, False], ids=["PMTABOUNCE_RABBITMQ_API_URL", "default-api-url"])
+def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_db, vhost, tmp_path, api_url,
+                                                                             api_set):
     setup_broker(iem_db.settings(amqp_url=vhost.url))
     pending(tmp_path, ("bounces-2.csv", 30), ("bounces-10.csv", 600), ("bounces-1.csv.done", 9000))
     publish(vhost.url, vhost.topology, bounces(5))
@@ -68,7 +72,8 @@ def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_
     connection.process_data_events(time_limit=0.5)
     add_ledger_rows(iem_db, ("applied", 10), ("applied", 20), ("disabled", 5), ("not_found", 7200),
                     ("disabled", 3 * 86400))
-    env = worker_env(iem_db.url, vhost.url, bounce_dir=tmp_path, rabbitmq_api_url=api_url)
+    # Unset, the API is found where setup finds it: the AMQP host on port 15672, with the AMQP login.
+    env = worker_env(iem_db.url, vhost.url, bounce_dir=tmp_path, **({"rabbitmq_api_url": api_url} if api_set else {}))
     try:
         # The management API's statistics are refreshed every few seconds: wait for them to show the consumer.
         wait_for(lambda: status_json(env)[1]["queue"]["unacked"] == 2, "the API to count 2 unacked", 30)
@@ -92,13 +97,26 @@ def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_
     assert "guest" not in json.dumps(report)  # URLs are shown without credentials
 
 
-def test_without_the_management_api_unacked_is_unknown_and_a_database_outage_is_reported(iem_db, vhost, tmp_path):
+@pytest.fixture
+def untagged_login(vhost):
+    """An AMQP URL for a user with every permission on `vhost` but no tag: the management API answers it 401."""
+    name, password = f"pmtt-untagged-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+    rabbitmqctl("add_user", name, password)
+    rabbitmqctl("set_permissions", "-p", vhost.name, name, ".*", ".*", ".*")
+    try:
+        yield f"amqp://{name}:{password}@127.0.0.1:5672/{vhost.name}"
+    finally:
+        rabbitmqctl("delete_user", name, check=False)
+
+
+def test_without_the_management_api_unacked_is_unknown_and_a_database_outage_is_reported(iem_db, vhost, tmp_path,
+                                                                                       untagged_login):
     setup_broker(iem_db.settings(amqp_url=vhost.url))
     target = parse_mysql_url(iem_db.url)
     proxy = TcpProxy(target.host, target.port)
     proxy.cut()
     try:
-        env = worker_env(proxy.url_for(iem_db.url), vhost.url, bounce_dir=tmp_path)
+        env = worker_env(proxy.url_for(iem_db.url), untagged_login, bounce_dir=tmp_path)
         code, report = status_json(env)
         text = status(env)
     finally:
