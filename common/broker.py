@@ -269,6 +269,18 @@ def declare_topology(channel, topology: Topology, *, work_queue: bool = True) ->
         channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
 
 
+def declare_dead_letter_side(settings: Settings) -> None:
+    """Connect and declare both exchanges and the dead-letter queue: what `setup` may declare before the
+    work queue's policy exists (the policy covers only the work queue). These names share the queue
+    prefix, so a login without permissions on it is refused here (FatalError), before a policy is set
+    for a queue it could never declare. Also TransientError, ConfigError as connect() raises them."""
+    connection = connect(settings.amqp, "setup")
+    try:
+        declare_topology(connection.channel(), settings.topology, work_queue=False)
+    finally:
+        close_quietly(connection)
+
+
 def setup_broker(settings: Settings) -> None:
     """`pmtabounce setup`, its RabbitMQ half: declare the exchanges and queues of `settings.topology`.
 

@@ -13,7 +13,7 @@ import json
 import logging
 
 from . import queues
-from .common.broker import close_quietly, connect, setup_broker
+from .common.broker import declare_dead_letter_side, setup_broker
 from .common.config import Settings
 from .common.errors import FatalError, TransientError
 from .common.topology import Topology
@@ -27,8 +27,9 @@ def setup_rabbitmq(settings: Settings, *, policy: bool = True) -> None:
     """`pmtabounce setup`, its RabbitMQ half: the policy first (a queue created next never exists
     without it), then the exchanges and queues (common.broker.setup_broker). Raises FatalError."""
     if policy:
-        # A wrong login or virtual host is told in PMTABOUNCE_AMQP_URL's terms before the API is asked.
-        close_quietly(connect(settings.amqp, "setup"))
+        # A wrong login, virtual host or missing permission is told in PMTABOUNCE_AMQP_URL's terms before
+        # the API is asked, so no policy is left behind for a queue setup cannot declare.
+        declare_dead_letter_side(settings)
         apply_policy(settings)
     setup_broker(settings)
 

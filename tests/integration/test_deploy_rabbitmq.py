@@ -208,3 +208,15 @@ def test_a_user_who_may_not_publish_to_the_exchange_is_refused_before_anything_i
     assert Topology().migration_queue not in queues  # nothing declared, bound or unbound
     assert sorted(int(body) for _, body in drain(f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
                                                   Topology().queue)) == list(range(5))
+
+
+def test_setup_for_a_prefix_the_user_has_no_permissions_on_leaves_no_policy_behind(imported):
+    vhost = imported
+    ensure_management_api()
+    rabbitmqctl("change_password", vhost, PASSWORD)
+    env = {**worker_env("mysql://unused@127.0.0.1/unused", f"amqp://{vhost}:{PASSWORD}@127.0.0.1:5672/{vhost}"),
+           "PMTABOUNCE_QUEUE_PREFIX": "other"}
+    done = subprocess.run([sys.executable, "-m", "pmtabounce", "setup", "--no-database"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "ACCESS_REFUSED" in done.stderr, done.stderr
+    assert "other.bounces" not in rabbitmqctl("list_policies", "-p", vhost).stdout
