@@ -6,6 +6,8 @@ the import error; it never goes missing from the list quietly.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .commands.explain import explain
@@ -17,11 +19,33 @@ from .commands.setup import setup
 from .commands.status import status
 from .commands.undo import undo
 from .commands.worker import worker
+from .common import logs
+from .common.config import log_format_asked
 from .demo.command import demo
 from .dlq.command import dlq
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class Commands(click.Group):
+    """The top-level group; with PMTABOUNCE_LOG_FORMAT=json click's own refusals (usage errors: a bad
+    option value, an unknown command, a missing argument; Ctrl-C at a prompt) are JSON fatal lines too,
+    as the README promises of every stderr line. Exit codes stay click's: 2 for usage, 1 for an abort."""
+
+    def main(self, *args, **kwargs):
+        if log_format_asked() != "json" or kwargs.get("standalone_mode") is False:
+            return super().main(*args, **kwargs)
+        try:
+            done = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            command = f"{exc.ctx.command_path}: " if isinstance(exc, click.UsageError) and exc.ctx else ""
+            logs.fatal(f"{command}{exc.format_message()} (see --help)", type(exc).__name__, "json")
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            logs.fatal("aborted", "Abort", "json")
+            sys.exit(1)
+        sys.exit(done if isinstance(done, int) else 0)  # non-standalone click returns --help's exit code
+
+
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pmtabounce")
 def main() -> None:
     """PowerMTA bounce logs into Interspire Email Marketer, exactly once.

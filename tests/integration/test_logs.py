@@ -166,3 +166,15 @@ def test_a_retry_line_carries_the_attempt_and_the_error_class(iem_db, tmp_path):
     retries = [e for e in json_lines(fleet.log()) if e.get("event") == "retry"]
     assert [e["retry_attempt"] for e in retries[:2]] == [1, 2]
     assert {e["error_class"] for e in retries} == {"TransientError"}
+
+
+@pytest.mark.parametrize("args", [["status", "--bogus"], ["no-such-command"], ["dlq", "import"],
+                                  ["dlq", "import", "/nonexistent/dead.jsonl"], ["dlq", "list", "--limit", "x"]],
+                         ids=["unknown option", "unknown command", "missing argument", "missing file", "bad value"])
+def test_a_usage_error_is_json_too(args):
+    env = worker_env("mysql://unused@127.0.0.1/unused", "amqp://unused@127.0.0.1/unused", log_format="json")
+    code, entries, text = run_json(args, env)
+    assert code == 2, text
+    assert [(e["event"], e["level"]) for e in entries] == [("fatal", "critical")]
+    assert entries[0]["error_class"] in ("NoSuchOption", "NoSuchCommand", "UsageError", "MissingParameter",
+                                         "BadParameter")
