@@ -221,17 +221,20 @@ def inequivalent_argument(reply_text: str) -> str:
     setting = ARGUMENT_SETTINGS.get(argument)
     if argument in queue_migration.LEGACY_ARGUMENTS:
         return (
-            f"the {kind} {name!r} (vhost {match['vhost']!r}) already exists with {argument} = {match['current']}, "
-            f"and this setup asks for {match['received']}: it was declared by an older pmtabounce, and {argument} "
-            f"is now the queue's policy{f' (from {setting})' if setting else ''}. Stop the workers and run "
-            "`pmtabounce setup`: it re-creates the queue without its old arguments and moves its messages "
+            f"the {kind} {name!r} (vhost {match['vhost']!r}) was declared by an older pmtabounce with "
+            f"{argument} = {match['current']}, which is now the queue's policy"
+            f"{f' (from {setting})' if setting else ''}"
+            f"{'' if match['received'] == 'none' else '; this declaration asks for ' + match['received']}. "
+            "Stop the workers and run `pmtabounce setup`: it re-creates the queue without its old arguments "
+            "and moves its messages "
             "(README, \"The queue's policy\")"
         )
     back = (f"set {setting} back to the {kind}'s value" if setting
             else "use the pmtabounce version that declared it")
     return (
         f"the {kind} {name!r} (vhost {match['vhost']!r}) already exists with {argument} = {match['current']}, "
-        f"and this setup asks for {match['received']}. RabbitMQ never changes an existing {kind}'s arguments: "
+        f"and this pmtabounce declares it with {match['received']}. RabbitMQ never changes an existing {kind}'s "
+        "arguments: "
         f"either {back}, or let the {kind} empty, delete it (rabbitmqctl delete_{kind} {name} "
         f"-p {match['vhost']!r}) and run `pmtabounce setup` again"
     )

@@ -52,9 +52,9 @@ def declare_work_queue(connection: pika.BlockingConnection, topology: Topology) 
     other arguments than ours; pika's AMQPError when the connection fails.
     """
     moved = 0
-    if _declare(connection, topology.queue, topology):
+    if declare_queue(connection, topology.queue, topology):
         moved = _retire_legacy_queue(connection, topology)
-        _declare(connection, topology.queue, topology)
+        declare_queue(connection, topology.queue, topology)
     if _exists(connection, topology.migration_queue):
         channel = connection.channel()
         channel.queue_unbind(topology.migration_queue, topology.exchange, routing_key=topology.routing_key)
@@ -67,8 +67,12 @@ def declare_work_queue(connection: pika.BlockingConnection, topology: Topology) 
     return moved
 
 
-def _declare(connection: pika.BlockingConnection, queue: str, topology: Topology) -> bool:
-    """Declare `queue` with only its type and bind it; True if it exists with our older x-arguments."""
+def declare_queue(connection: pika.BlockingConnection, queue: str, topology: Topology) -> bool:
+    """Declare `queue` with only its type and bind it; True (and nothing declared) if it exists with an
+    older version's x-arguments (LEGACY_ARGUMENTS: RabbitMQ answers 406, closing that channel only).
+
+    Raises pika's ChannelClosedByBroker for any other refusal, AMQPError when the connection fails.
+    """
     channel = connection.channel()
     try:
         channel.queue_declare(queue, durable=True, arguments=topology.queue_arguments())
@@ -94,7 +98,7 @@ def _retire_legacy_queue(connection: pika.BlockingConnection, topology: Topology
     log.info("broker: %s has x-arguments from an older version; moving it to a policy, messages included",
              topology.queue)
     _check_can_publish(connection, topology)
-    _declare(connection, topology.migration_queue, topology)
+    declare_queue(connection, topology.migration_queue, topology)
     channel.queue_unbind(topology.queue, topology.exchange, routing_key=topology.routing_key)
     moved = move_messages(connection, topology.queue, topology)
     left = channel.queue_declare(topology.queue, passive=True).method

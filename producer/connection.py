@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import pika
 from pika import exceptions as amqp
 
+from ..common import queue_migration
 from ..common.broker import (
     ANSWER_SECONDS,
     abandon,
@@ -30,11 +31,18 @@ log = logging.getLogger("pmtabounce.producer")
 
 
 def declare(url: str, topology: Topology) -> None:
-    """Declare exchanges and queues on a short blocking connection; idempotent. Raises our error types."""
+    """Declare exchanges and queues on a short blocking connection; idempotent. Raises our error types.
+
+    A work queue an older version declared with x-arguments is used as it is (the exchange still routes
+    to it), with a warning: the README's upgrade lets the producer run until `setup` moves it.
+    """
     connection = connect(url, "producer-setup")
     try:
         with translated(url):
-            declare_topology(connection.channel(), topology)
+            declare_topology(connection.channel(), topology, work_queue=False)
+            if queue_migration.declare_queue(connection, topology.queue, topology):
+                log.warning("queue %s still has the x-arguments of an older version; publishing to it as it is "
+                            "until `pmtabounce setup` moves it to the policy", topology.queue)
     finally:
         close_quietly(connection)
 

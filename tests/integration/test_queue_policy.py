@@ -136,3 +136,23 @@ def test_without_a_reachable_management_api_setup_says_how_to_set_the_policy_by_
     assert "guest:guest" not in done.stderr
     by_hand = setup(vhost, "--no-policy", rabbitmq_api_url="http://guest:guest@127.0.0.1:1")
     assert by_hand.returncode == 0, by_hand.stderr
+
+
+def test_a_new_producer_publishes_into_an_older_versions_queue_until_setup_moves_it(vhost, tmp_path):
+    topology = vhost.topology
+    assert setup(vhost).returncode == 0
+    connection, channel = vhost.channel()
+    channel.queue_delete(topology.queue)
+    channel.queue_declare(topology.queue, durable=True, arguments=LEGACY_ARGUMENTS)
+    channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
+    connection.close()
+    (tmp_path / "bounces-1.csv").write_text(
+        "type,timeLogged,rcpt,dsnStatus,dsnDiag,bounceCat,header_X-Mailer-LID,header_X-Mailer-SID\r\n"
+        "b,1732000000,ann@example.com,5.1.1,smtp;550 unknown,bad-mailbox,1,0\r\n")
+    env = worker_env("mysql://unused@127.0.0.1/unused", vhost.url, bounce_dir=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "pmtabounce", "producer", "--once"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr  # README's upgrade: "stop the workers (the producer may run)"
+    assert "older version" in done.stderr and (tmp_path / "bounces-1.csv.done").exists()
+    assert vhost.queue_depth(topology.queue) == 1
+    assert setup(vhost).returncode == 0 and vhost.queue_depth(topology.queue) == 1  # then moved, message and all

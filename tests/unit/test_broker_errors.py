@@ -5,7 +5,7 @@ import ssl
 import pytest
 from pika import exceptions as amqp
 from pika.adapters.utils import connection_workflow as bring_up
-from pmtabounce.common.broker import masked_url, translate
+from pmtabounce.common.broker import inequivalent_argument, masked_url, translate
 from pmtabounce.common.errors import FatalError, TransientError
 
 URL = "amqp://pmtabounce:s3cret@mq.example:5672/bounces"
@@ -50,6 +50,7 @@ CASES = [
     # An older version's queue, with what is now the policy as arguments: setup moves it over.
     (inequivalent("none", "the value 'reject-publish' of type 'longstr'", "x-overflow"), FatalError,
      ["'pmtabounce.bounces'", "x-overflow", "older pmtabounce", "Stop the workers and run `pmtabounce setup`"]),
+    (inequivalent("'25'", "'20'", "x-queue-type"), FatalError, ["and this pmtabounce declares it with '25'"]),
     (inequivalent("'classic'", "'quorum'", "x-queue-type"), FatalError,
      ["'pmtabounce.bounces'", "x-queue-type = 'quorum'", "delete_queue"]),
     (amqp.ChannelClosedByBroker(406, "PRECONDITION_FAILED - something new"), FatalError, ["something new"]),
@@ -101,3 +102,10 @@ def test_pika_errors_become_our_kinds(raised, kind, words):
 ])
 def test_masked_url_hides_only_the_password(url, masked):
     assert masked_url(url) == masked
+
+
+def test_an_older_versions_queue_is_not_said_to_be_asked_for_none():
+    text = inequivalent_argument("PRECONDITION_FAILED - inequivalent arg 'x-overflow' for queue 'pmtabounce.bounces' "
+                                 "in vhost 'bounces': received none but current is the value 'reject-publish' of "
+                                 "type 'longstr'")
+    assert "none" not in text and "setup asks" not in text
