@@ -128,7 +128,8 @@ def check_amqp_url(url: str) -> None:
         raise ConfigError(f"{variable} must start with amqp:// or amqps://")
     options = url_options(parts.query, AMQP_OPTIONS, variable)
     if options and parts.scheme != "amqps":
-        raise ConfigError(f"{variable}: {', '.join(options)} only apply to amqps:// (TLS)")
+        names = ", ".join(options)
+        raise ConfigError(f"{variable}: {names} {'applies' if len(options) == 1 else 'apply'} only to amqps:// (TLS)")
     for name in AMQP_FILE_OPTIONS:
         if name in options:
             _existing_file(options[name], name, variable)

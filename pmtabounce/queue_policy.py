@@ -51,9 +51,18 @@ def apply_policy(settings: Settings) -> None:
     try:
         queues.put_policy(api_url(settings), queues.vhost_of(settings.amqp), topology.policy_name, body)
     except (FatalError, TransientError) as exc:
-        raise FatalError(f"{exc} when setting policy {topology.policy_name} (the user needs the policymaker "
-                         f"tag). {by_hand(topology)}") from None
+        raise FatalError(f"{exc} when setting policy {topology.policy_name} ({refusal_hint(str(exc))}). "
+                         f"{by_hand(topology)}") from None
     log.info("broker: policy %s on %s: %s", topology.policy_name, topology.queue, topology.policy_definition())
+
+
+def refusal_hint(error: str) -> str:
+    """What a management API refusal means: 401 is a login it does not accept (a wrong password, or a user
+    without a management tag); anything else, most often 403, a user without the policymaker tag."""
+    if " 401 " in f"{error} ":
+        return ("401: the login was refused: check the password in PMTABOUNCE_RABBITMQ_API_URL (or "
+                "PMTABOUNCE_AMQP_URL, whose login is used by default) and that the user has the policymaker tag")
+    return "the user needs the policymaker tag"
 
 
 def by_hand(topology: Topology) -> str:

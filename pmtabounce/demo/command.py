@@ -95,6 +95,7 @@ def demo_bounce_dir(options: DemoOptions) -> Path:
 
 def run_demo(given: Settings, options: DemoOptions, console: Console) -> int:
     settings = demo_settings(given, options)
+    claim_directory(options.directory)  # refused before the demo says what it will use
     api_url = _console_api(given, settings)
     _say_what_is_used(console, given, settings, api_url)
     world, expected = _prepare(settings, options, console)
@@ -118,7 +119,6 @@ def run_demo(given: Settings, options: DemoOptions, console: Console) -> int:
 
 def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tuple[World, int]:
     """Fresh database, world and files, then setup; returns the world and the records to publish."""
-    claim_directory(options.directory)  # before anything is dropped: both refusals come first
     reset_database(settings.mysql)
     tables = Tables(settings.table_prefix)
     world = World.generate(options.seed, subscribers=options.subscribers, records=options.records,

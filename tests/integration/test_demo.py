@@ -125,5 +125,6 @@ def test_the_demo_refuses_a_directory_it_did_not_make(vhost, tmp_path):
     database = f"pmtt_demo_{uuid.uuid4().hex[:10]}"
     done = run_demo(worker_env(MYSQL_URL, vhost.url), database, directory)
     assert done.returncode == 1 and "was not made by `pmtabounce demo`" in done.stderr
+    assert "files:" not in done.stdout  # refused before it says what it would use
     assert (directory / "bounces" / "acct-2024-11-19.csv").exists()
     assert as_root("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)) == [(0,)]

@@ -108,7 +108,7 @@ def test_unknown_or_bad_mysql_options_are_refused_by_name(query, words):
     [
         ("amqps://u:p@mq/v?cacert=/etc/ca.pem", ["unknown option 'cacert'", "did you mean cacertfile?"]),
         ("amqps://u:p@mq/v?cacertfile=/nonexistent.pem", ["cacertfile=/nonexistent.pem", "not a readable file"]),
-        ("amqp://u:p@mq/v?cacertfile=CA", ["only apply to amqps://"]),
+        ("amqp://u:p@mq/v?cacertfile=CA", ["cacertfile applies only to amqps://"]),
         ("amqp://u:p@mq/v?heartbeat=5", ["unknown option 'heartbeat'"]),
     ],
 )
