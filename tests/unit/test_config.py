@@ -255,3 +255,21 @@ def test_the_complaint_policy_from_a_toml_file_and_a_bad_scope_named(tmp_path):
     path.write_text('[policy]\ncomplaint_scope = "list"\n')
     with pytest.raises(ConfigError, match="pmtabounce.toml"):
         Settings.from_env({"PMTABOUNCE_CONFIG": str(path)})
+
+
+def test_a_unix_socket_that_does_not_exist_is_a_configuration_error_naming_it():
+    with pytest.raises(ConfigError, match="unix_socket=/nonexistent/mysqld.sock"):
+        Settings.from_env({"PMTABOUNCE_MYSQL_URL": "mysql://u@127.0.0.1/iem?unix_socket=/nonexistent/mysqld.sock"})
+
+
+def test_the_url_in_logs_names_the_socket_not_the_unused_host(tmp_path):
+    import socket
+
+    path = tmp_path / "mysqld.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    try:
+        settings = Settings.from_env({"PMTABOUNCE_MYSQL_URL": f"mysql://u:secret@127.0.0.1/iem?unix_socket={path}"})
+    finally:
+        listener.close()
+    assert settings.mysql.safe_url() == f"mysql://u@localhost/iem?unix_socket={path}"
