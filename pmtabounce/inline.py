@@ -16,7 +16,7 @@ from .common import metrics
 from .common.accounting import AccountingFile, Record, RejectedRow, record_cells
 from .common.bouncedir import LOCK_WAIT, DirectoryLock, RejectFile, mark_done, pending_files, require_workable
 from .common.config import Settings
-from .common.errors import FatalError, TransientError
+from .common.errors import FatalError, GaveUp, TransientError
 from .summary import Summary
 from .worker.apply import BatchApplier
 from .worker.db import Tables
@@ -81,8 +81,13 @@ def _reach_database(applier: BatchApplier, give_up_after: float | None) -> None:
     try:
         applier.check_tables()
     except TransientError as exc:
-        raise FatalError(f"gave up after {give_up_after:g} s without the database ({exc}); no file was touched "
-                         "and the next run takes them up") from None
+        raise FatalError(f"gave up after {_waited(exc, give_up_after)} without the database ({exc}); no file was "
+                         "touched and the next run takes them up") from None
+
+
+def _waited(exc: TransientError, give_up_after: float | None) -> str:
+    """The time really spent waiting for the database, as the operator reads it."""
+    return f"{exc.waited:.1f} s" if isinstance(exc, GaveUp) else f"{give_up_after:g} s"
 
 
 def _process_one(path: Path, applier: BatchApplier, settings: Settings, summary: Summary,
@@ -92,7 +97,7 @@ def _process_one(path: Path, applier: BatchApplier, settings: Settings, summary:
         process_file(path, applier, settings, summary, on_batch=on_batch)
     except TransientError as exc:
         raise FatalError(
-            f"gave up after {give_up_after:g} s without the database ({exc}); {path.name} is not marked "
+            f"gave up after {_waited(exc, give_up_after)} without the database ({exc}); {path.name} is not marked "
             "done and the next run takes it up again"
         ) from None
     except OSError as exc:
