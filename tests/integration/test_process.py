@@ -428,3 +428,61 @@ def test_a_run_killed_mid_file_then_run_again_equals_one_clean_run(iem_db, tmp_p
     for name in ("bounces-1.csv.rejected", "bounces-2.csv.rejected"):
         assert (crash_dir / name).read_text() == (clean_dir / name).read_text()
     assert sorted(p.name for p in crash_dir.iterdir()) == sorted(p.name for p in clean_dir.iterdir())
+
+
+# --- SIGTERM: a clean stop between batches -----------------------------------------------------------------------
+
+def stop_world(db, directory: Path) -> tuple[list, list, object]:
+    """crash_world and crash_files, and a connection holding HELD's row: the second file's third batch waits."""
+    crash_world(Seed(db))
+    directory.mkdir()
+    first, second = crash_files(directory)
+    holder = db.connect()
+    with holder.cursor() as cursor:
+        cursor.execute(f"SELECT subscriberid FROM {db.tables.subscribers} WHERE emailaddress = %s FOR UPDATE",
+                       (HELD,))
+    return first, second, holder
+
+
+def signalled_run(db, directory: Path, holder, *signals: int) -> tuple[int, str]:
+    """Start `process`, send `signals` while its batch waits on the held row, let the row go; (rc, stderr)."""
+    runner = subprocess.Popen([sys.executable, "-m", "pmtabounce", "process", str(directory)],
+                              env=cli_env(db, batch_size=str(BATCH)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: lock_waits(db) > 0, "the run to wait on the lock")
+        for each in signals:
+            runner.send_signal(each)
+            time.sleep(0.3)
+        holder.rollback()
+        _, stderr = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        holder.close()
+    return runner.returncode, stderr
+
+
+def test_sigterm_finishes_the_batch_in_hand_and_leaves_the_file_for_the_next_run(iem_db, tmp_path):
+    directory = tmp_path / "bounces"
+    first, second, holder = stop_world(iem_db, directory)
+    rc, stderr = signalled_run(iem_db, directory, holder, signal.SIGTERM)
+    assert rc == 0, stderr
+    assert "SIGTERM received: finishing the batch in hand" in stderr
+    assert "stopped on request after 1 files; every batch read from bounces-2.csv is committed; it is not marked " \
+           "done" in stderr
+    committed = {r.fingerprint for r in first + second[:3 * BATCH]}  # the batch in hand committed, then stop
+    assert {row["fingerprint"] for row in ledger_rows(iem_db)} == committed
+    assert (directory / "bounces-1.csv.done").exists() and (directory / "bounces-2.csv").exists()
+    assert process_json(directory, cli_env(iem_db, batch_size=str(BATCH)))["files"] == 1
+
+
+def test_a_second_signal_stops_process_at_once(iem_db, tmp_path):
+    directory = tmp_path / "bounces"
+    first, second, holder = stop_world(iem_db, directory)
+    rc, _ = signalled_run(iem_db, directory, holder, signal.SIGTERM, signal.SIGINT)
+    assert rc == -signal.SIGINT
+    committed = {r.fingerprint for r in first + second[:2 * BATCH]}  # the batch in hand rolled back
+    assert {row["fingerprint"] for row in ledger_rows(iem_db)} == committed
+    assert (directory / "bounces-2.csv").exists()
