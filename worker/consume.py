@@ -254,7 +254,9 @@ class Worker:
         self.tally.report(SUMMARY_SECONDS)
         if self.settings.metrics_port and time.monotonic() - self.ledger_read >= LEDGER_SECONDS:
             self.ledger_read = time.monotonic()
-            if (extent := self.applier.ledger_extent()) is not None:
+            with self.database_calls.call():  # a silent server: abandonable on SIGTERM, seen by /readyz
+                extent = self.applier.ledger_extent()
+            if extent is not None:
                 metrics.LEDGER_ROWS.set(extent.rows)
                 metrics.LEDGER_OLDEST.set(extent.oldest or 0)
         with self.database_calls.call():
