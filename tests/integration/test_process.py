@@ -486,3 +486,25 @@ def test_a_second_signal_stops_process_at_once(iem_db, tmp_path):
     committed = {r.fingerprint for r in first + second[:2 * BATCH]}  # the batch in hand rolled back
     assert {row["fingerprint"] for row in ledger_rows(iem_db)} == committed
     assert (directory / "bounces-2.csv").exists()
+
+
+def test_sigterm_stops_process_stuck_on_a_silent_database_within_seconds(iem_db, samples):
+    proxy = TcpProxy(iem_db.target.host, iem_db.target.port)
+    proxy.black_hole()
+    runner = subprocess.Popen([sys.executable, "-m", "pmtabounce", "process", str(samples)],
+                              env=cli_env(mysql_url=proxy.url_for(iem_db.url)), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # the start-up check's first statement waits for an answer that never comes
+        runner.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        _, stderr = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+        proxy.close()
+    assert runner.returncode == 0, stderr
+    assert time.monotonic() - started < 8, "SIGTERM waited on the silent database"
+    assert "a database call that did not answer was abandoned" in stderr
+    assert not list(samples.glob("*.done"))
