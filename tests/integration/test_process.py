@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -446,22 +448,30 @@ def stop_world(db, directory: Path) -> tuple[list, list, object]:
 
 def signalled_run(db, directory: Path, holder, *signals: int) -> tuple[int, str]:
     """Start `process`, send `signals` while its batch waits on the held row, let the row go; (rc, stderr)."""
-    runner = subprocess.Popen([sys.executable, "-m", "pmtabounce", "process", str(directory)],
-                              env=cli_env(db, batch_size=str(BATCH)), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: lock_waits(db) > 0, "the run to wait on the lock")
-        for each in signals:
-            runner.send_signal(each)
-            time.sleep(0.3)
-        holder.rollback()
-        _, stderr = runner.communicate(timeout=30)
+        with running_process(directory, cli_env(db, batch_size=str(BATCH))) as runner:
+            wait_for(lambda: lock_waits(db) > 0, "the run to wait on the lock")
+            for each in signals:
+                runner.send_signal(each)
+                time.sleep(0.3)
+            holder.rollback()
+            _, stderr = runner.communicate(timeout=30)
+    finally:
+        holder.close()
+    return runner.returncode, stderr
+
+
+@contextmanager
+def running_process(directory: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """`process DIRECTORY` started (stderr piped, as text) and killed if still running at the end."""
+    runner = subprocess.Popen([sys.executable, "-m", "pmtabounce", "process", str(directory)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        yield runner
     finally:
         if runner.poll() is None:
             runner.kill()
             runner.wait()
-        holder.close()
-    return runner.returncode, stderr
 
 
 def test_sigterm_finishes_the_batch_in_hand_and_leaves_the_file_for_the_next_run(iem_db, tmp_path):
@@ -491,18 +501,13 @@ def test_a_second_signal_stops_process_at_once(iem_db, tmp_path):
 def test_sigterm_stops_process_stuck_on_a_silent_database_within_seconds(iem_db, samples):
     proxy = TcpProxy(iem_db.target.host, iem_db.target.port)
     proxy.black_hole()
-    runner = subprocess.Popen([sys.executable, "-m", "pmtabounce", "process", str(samples)],
-                              env=cli_env(mysql_url=proxy.url_for(iem_db.url)), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(3)  # the start-up check's first statement waits for an answer that never comes
-        runner.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        _, stderr = runner.communicate(timeout=30)
+        with running_process(samples, cli_env(mysql_url=proxy.url_for(iem_db.url))) as runner:
+            time.sleep(3)  # the start-up check's first statement waits for an answer that never comes
+            runner.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            _, stderr = runner.communicate(timeout=30)
     finally:
-        if runner.poll() is None:
-            runner.kill()
-            runner.wait()
         proxy.close()
     assert runner.returncode == 0, stderr
     assert time.monotonic() - started < 8, "SIGTERM waited on the silent database"
