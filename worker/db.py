@@ -128,7 +128,7 @@ def bound_io(connection: Connection, seconds: float) -> None:
     """Let each later read or write on `connection` wait at most `seconds` (a silent, partitioned
     server otherwise holds a call for the 60 s read timeout). PyMySQL has no public setter, but
     applies these two attributes to the socket before every read and write (connections.py)."""
-    connection._read_timeout = connection._write_timeout = max(seconds, 0.1)
+    connection._read_timeout = connection._write_timeout = max(seconds, 0.1)  # type: ignore[attr-defined]
 
 
 def translate(exc: BaseException) -> BaseException:
