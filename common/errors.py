@@ -17,6 +17,17 @@ class TransientError(PmtaBounceError):
     """Worth retrying: the database or broker went away, a deadlock, a lock wait timeout."""
 
 
+class GaveUp(TransientError):
+    """A transient failure outlasted the caller's bound (`--give-up-after`).
+
+    `waited`: the seconds really spent trying, from the first attempt to the last failure.
+    """
+
+    def __init__(self, message: str, waited: float) -> None:
+        super().__init__(message)
+        self.waited = waited
+
+
 class CommittedElsewhere(TransientError):
     """Another worker committed the same record first (the ledger's unique key refused ours, MySQL 1062).
 

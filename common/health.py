@@ -7,6 +7,7 @@ Kubernetes would otherwise kill a healthy pod.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
+
+from .errors import FatalError
 
 log = logging.getLogger("pmtabounce.http")
 
@@ -61,6 +64,7 @@ def serve(port: int, ready: ReadyCheck, registry: CollectorRegistry,
 
     `ready` returns None when the process is ready, else the reason it is not;
     `registry` holds the series this role exports (see metrics.registry_for).
+    Raises FatalError naming PMTABOUNCE_METRICS_PORT when the port cannot be bound (in use, or refused).
     """
     if not port:
         return None
@@ -81,7 +85,11 @@ def serve(port: int, ready: ReadyCheck, registry: CollectorRegistry,
             return [f"not ready: {reason}\n".encode()]
         return metrics_app(environ, start_response)
 
-    server = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=_Quiet)
+    try:
+        server = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=_Quiet)
+    except OSError as exc:
+        why = "is already in use by another process" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc})"
+        raise FatalError(f"PMTABOUNCE_METRICS_PORT={port} {why}: choose a free port, or 0 for no server") from None
     threading.Thread(target=server.serve_forever, name="pmtabounce-http", daemon=True).start()
     log.info("metrics on :%d/metrics, health on /healthz and /readyz", server.server_port)
     return server

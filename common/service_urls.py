@@ -44,7 +44,9 @@ class MySQLTarget:
     ssl_verify_identity: bool | None = None
 
     def safe_url(self) -> str:
-        """For logs: never the password."""
+        """For logs: never the password; the socket when there is one (PyMySQL then ignores host and port)."""
+        if self.unix_socket:
+            return f"mysql://{self.user}@localhost/{self.database}?unix_socket={self.unix_socket}"
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
     def tls(self) -> dict:
@@ -109,6 +111,9 @@ def parse_mysql_url(url: str) -> MySQLTarget:
             if options[name].lower() not in _FLAGS:
                 raise ConfigError(f"{variable}: {name}={options[name]!r} must be true or false")
             tls[name] = _FLAGS[options[name].lower()]
+    if "unix_socket" in options and not Path(options["unix_socket"]).is_socket():
+        raise ConfigError(f"{variable}: unix_socket={options['unix_socket']} is not a socket (is the server running "
+                          "on this host, and is this its socket path?)")
     return MySQLTarget(
         host=parts.hostname or "127.0.0.1",
         port=port,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -83,15 +84,18 @@ class AbandonableCalls:
         self.grace = grace
         self.log = log or logging.getLogger("pmtabounce")
         self.active = False
+        self.started = 0.0  # time.monotonic() when the stretch in hand began waiting on the server
 
     @contextmanager
     def call(self) -> Iterator[None]:
         """Code in this block may be abandoned after a stop request."""
-        previous, self.active = self.active, True
+        previous = self.active, self.started
+        if not self.active:
+            self.active, self.started = True, time.monotonic()
         try:
             yield
         finally:
-            self.active = previous
+            self.active, self.started = previous
 
     @contextmanager
     def outside(self) -> Iterator[None]:
@@ -100,7 +104,12 @@ class AbandonableCalls:
         try:
             yield
         finally:
-            self.active = previous
+            self.active, self.started = previous, time.monotonic()  # the next attempt's wait starts now
+
+    def waiting_for(self) -> float:
+        """Seconds the call in hand has been waiting on the server without a pause (0.0 outside a call),
+        for readiness: a silent server raises nothing for a minute."""
+        return time.monotonic() - self.started if self.active else 0.0
 
     def stop_requested(self) -> None:
         """From the signal handler: give the call in hand `grace` seconds, then abandon it."""

@@ -34,7 +34,7 @@ class Commands(click.Group):
         if log_format_asked() != "json" or kwargs.get("standalone_mode") is False:
             return super().main(*args, **kwargs)
         try:
-            done = super().main(*args, standalone_mode=False, **kwargs)
+            done = super().main(*args, standalone_mode=False, **kwargs)  # type: ignore[call-overload]
         except click.ClickException as exc:
             command = f"{exc.ctx.command_path}: " if isinstance(exc, click.UsageError) and exc.ctx else ""
             logs.fatal(f"{command}{exc.format_message()} (see --help)", type(exc).__name__, "json")

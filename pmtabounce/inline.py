@@ -9,6 +9,7 @@ whatever is applied again.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,13 +17,18 @@ from .common import metrics
 from .common.accounting import AccountingFile, Record, RejectedRow, record_cells
 from .common.bouncedir import LOCK_WAIT, DirectoryLock, RejectFile, mark_done, pending_files, require_workable
 from .common.config import Settings
-from .common.errors import FatalError, TransientError
+from .common.errors import FatalError, GaveUp, TransientError
+from .common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
 from .summary import Summary
 from .worker.apply import BatchApplier
 from .worker.db import Tables
 from .worker.guard import GuardSettings
 
 log = logging.getLogger("pmtabounce.process")
+
+
+class StopRequested(Exception):
+    """SIGTERM/SIGINT arrived: what was committed stays, the file in hand is not marked done."""
 
 
 def process_directory(
@@ -43,19 +49,29 @@ def process_directory(
     FatalError. A directory this process cannot read and write is a FatalError
     before anything is read or committed; a file that cannot be read is left
     for the next run and, once the others are done, named in a FatalError.
+    The first SIGTERM/SIGINT lets the batch in hand commit (a database call silent for
+    shutdown.GRACE_SECONDS is abandoned, uncommitted) and returns what was done, the file in hand
+    not marked done; a second ends the process at once (common/shutdown.py).
     """
     require_workable(directory)
     lock = _take_lock(directory, lock_wait)
+    stop = threading.Event()
+    calls = AbandonableCalls("the database", log=log)
     applier = applier or BatchApplier(
         settings.mysql, Tables(settings.table_prefix), settings.policy,
         retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
-        guard=GuardSettings.from_settings(settings),
+        guard=GuardSettings.from_settings(settings), sleep=_pause_until(stop, calls),
     )
     summary = Summary()
     try:
-        _reach_database(applier, give_up_after)
-        failed = [path.name for path in pending_files(directory)
-                  if not _process_one(path, applier, settings, summary, on_batch, give_up_after)]
+        with stop_on_signals(stop, log=log, on_stop=calls.stop_requested,
+                             then="finishing the batch in hand, then stopping (a second signal stops at once)"):
+            _reach_database(applier, give_up_after, calls)
+            failed = [path.name for path in pending_files(directory)
+                      if not _process_one(path, applier, settings, summary, on_batch, give_up_after, calls, stop)]
+    except (StopRequested, CallAbandoned) as stopped:
+        _say_stopped(stopped, summary)
+        return summary
     finally:
         applier.close()
         lock.release()
@@ -63,6 +79,26 @@ def process_directory(
         raise FatalError(f"could not process {', '.join(failed)} in {directory} (see above); they are not marked "
                          "done, the next run takes them up again")
     return summary
+
+
+def _say_stopped(stopped: BaseException, summary: Summary) -> None:
+    abandoned = ("a database call that did not answer was abandoned (nothing of it was committed; the next "
+                 "run takes the file up again)")
+    log.info("stopped on request after %d files; %s", summary.files,
+             stopped if isinstance(stopped, StopRequested) else abandoned,
+             extra={"event": "stopped", "files": summary.files})
+
+
+def _pause_until(stop: threading.Event, calls: AbandonableCalls) -> Callable[[float], None]:
+    """BatchApplier's retry pause: cut short by a stop request, which then ends the run (StopRequested)."""
+
+    def pause(seconds: float) -> None:
+        with calls.outside():
+            if stop.wait(seconds):
+                raise StopRequested("stopped while waiting for the database; the file in hand is not marked done, the "
+                                    "next run takes it up again")
+
+    return pause
 
 
 def _take_lock(directory: Path, lock_wait: float) -> DirectoryLock:
@@ -76,23 +112,33 @@ def _take_lock(directory: Path, lock_wait: float) -> DirectoryLock:
     return lock
 
 
-def _reach_database(applier: BatchApplier, give_up_after: float | None) -> None:
+def _reach_database(applier: BatchApplier, give_up_after: float | None, calls: AbandonableCalls) -> None:
     """Before any file: a wrong login or table prefix is said now, not when the first file arrives."""
     try:
-        applier.check_tables()
+        with calls.call():
+            applier.check_tables()
     except TransientError as exc:
-        raise FatalError(f"gave up after {give_up_after:g} s without the database ({exc}); no file was touched "
-                         "and the next run takes them up") from None
+        raise FatalError(f"gave up after {_waited(exc, give_up_after)} without the database ({exc}); no file was "
+                         "touched and the next run takes them up") from None
+
+
+def _waited(exc: TransientError, give_up_after: float | None) -> str:
+    """The time really spent waiting for the database, as the operator reads it."""
+    return f"{exc.waited:.1f} s" if isinstance(exc, GaveUp) else f"{give_up_after:g} s"
 
 
 def _process_one(path: Path, applier: BatchApplier, settings: Settings, summary: Summary,
-                 on_batch: Callable[[int], None] | None, give_up_after: float | None) -> bool:
-    """One file; False if a file error stopped it (logged; it stays for the next run), True otherwise."""
+                 on_batch: Callable[[int], None] | None, give_up_after: float | None,
+                 calls: AbandonableCalls, stop: threading.Event) -> bool:
+    """One file; False if a file error stopped it (logged; it stays for the next run), True otherwise.
+    Raises StopRequested once a stop request has let the batch in hand commit."""
+    if stop.is_set():
+        raise StopRequested(f"{path.name} and the files after it were not started; the next run takes them up")
     try:
-        process_file(path, applier, settings, summary, on_batch=on_batch)
+        process_file(path, applier, settings, summary, on_batch=on_batch, calls=calls, stop=stop)
     except TransientError as exc:
         raise FatalError(
-            f"gave up after {give_up_after:g} s without the database ({exc}); {path.name} is not marked "
+            f"gave up after {_waited(exc, give_up_after)} without the database ({exc}); {path.name} is not marked "
             "done and the next run takes it up again"
         ) from None
     except OSError as exc:
@@ -111,13 +157,22 @@ def process_file(
     summary: Summary,
     *,
     on_batch: Callable[[int], None] | None = None,
+    calls: AbandonableCalls | None = None,
+    stop: threading.Event | None = None,
 ) -> None:
+    """Every record of `path` applied in batches, then the file marked done (`settings.done_action`).
+
+    `calls`: database calls a stop request may abandon; `stop`: checked after each committed batch,
+    raising StopRequested with the file not marked done. Raises TransientError (gave up), FatalError, OSError.
+    """
     source = AccountingFile(path)
+    calls = calls or AbandonableCalls("the database", log=log)
     rejects = RejectFile(path, None)
     batch: list[Record] = []
 
     def flush() -> None:
-        result = applier.apply(batch)
+        with calls.call():
+            result = applier.apply(batch)
         summary.add(result.outcomes)
         for record, reason in result.failed:
             log.error("%s line %d: the database refused this record: %s", path.name, record.source_line, reason,
@@ -128,6 +183,9 @@ def process_file(
         if on_batch:
             on_batch(len(batch))
         batch.clear()
+        if stop is not None and stop.is_set():
+            raise StopRequested(f"every batch read from {path.name} is committed; it is not marked done and the "
+                                "next run takes it up again")
 
     def reject(row: RejectedRow) -> None:
         rejects.header = source.header or []

@@ -14,11 +14,11 @@ from tenacity.wait import wait_exponential, wait_random
 from ..common import metrics
 from ..common.complaint import ComplaintRecord
 from ..common.config import MySQLTarget
-from ..common.errors import CommittedElsewhere, FatalError, PermanentError, TransientError
+from ..common.errors import CommittedElsewhere, FatalError, GaveUp, PermanentError, TransientError
 from ..common.policy import Policy
 from ..common.record import BounceRecord
 from . import guard_store, iem, ledger
-from .db import Connection, Tables, connect, setting_to_check, translate
+from .db import Connection, Tables, bound_io, connect, setting_to_check, translate
 from .guard import GuardBatch, GuardSettings, domain_of, hard_domains
 from .plan import Outcome, Plan, plan_batch
 from .rows import Candidate, LinkedRow, Record
@@ -95,6 +95,8 @@ class BatchApplier:
         self.last_timing: BatchTiming | None = None
         self._lookups: iem.Lookups | None = None  # found on a connection's first batch
         self._planned = self._hot = 0.0  # perf_counter marks of the last transaction's phases
+        self._give_up_after = give_up_after
+        self._deadline: float | None = None  # time.monotonic() when the call in hand gives up
         self._retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=_within(give_up_after, wait_exponential(multiplier=0.1, max=retry_max_wait) + wait_random(0, 0.5)),
@@ -114,7 +116,7 @@ class BatchApplier:
         if not records:
             return BatchResult()
         try:
-            return BatchResult(self._retrying(self._apply_once, records, release))
+            return BatchResult(self._retry(self._apply_once, records, release))
         except PermanentError as exc:
             if len(records) == 1:
                 return BatchResult(failed=[(records[0], str(exc))])
@@ -286,8 +288,14 @@ class BatchApplier:
                                "count": trip.count, "threshold": trip.threshold})
 
     def _connect(self):
-        if self._connection is None:
+        left = None if self._deadline is None else self._deadline - time.monotonic()
+        if self._connection is None and left is not None:
+            left = max(left, 0.1)
+            self._connection = connect(self.target, timeout=min(left, 10.0), read_timeout=left)
+        elif self._connection is None:
             self._connection = connect(self.target)
+        elif left is not None:
+            bound_io(self._connection, left)
         return self._connection
 
     def _rollback(self) -> None:
@@ -310,7 +318,22 @@ class BatchApplier:
         """At start: connect, waiting out an outage as a batch would, and check that IEM's tables exist
         under the prefix. Raises FatalError (wrong prefix, login or grants), or TransientError once
         `give_up_after` has passed."""
-        self._retrying(self._check_tables_once)
+        self._retry(self._check_tables_once)
+
+    def _retry(self, attempt: Callable, *args):
+        """`attempt(*args)` under the retry policy. With `give_up_after`, every database call of every
+        attempt waits at most the time left (a partitioned server answers nothing, for a minute),
+        and giving up raises GaveUp with the seconds really spent."""
+        if self._give_up_after is None:
+            return self._retrying(attempt, *args)
+        started = time.monotonic()
+        self._deadline = started + self._give_up_after
+        try:
+            return self._retrying(attempt, *args)
+        except TransientError as exc:
+            raise GaveUp(str(exc), time.monotonic() - started) from exc
+        finally:
+            self._deadline = None
 
     def _check_tables_once(self) -> None:
         try:

@@ -14,6 +14,8 @@ import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from tenacity import Retrying, retry_if_exception_type
 from tenacity.wait import wait_exponential, wait_random
@@ -33,6 +35,7 @@ log = logging.getLogger("pmtabounce.worker")
 SUMMARY_SECONDS = 10.0
 PING_SECONDS = 5.0  # how often an idle worker checks the database, for /readyz
 LEDGER_SECONDS = 60.0  # how often the ledger's size and oldest row are read for the metrics
+HUNG_SECONDS = 5.0  # a database call silent this long makes /readyz fail (a partition raises nothing)
 PAUSE_SLICE = 0.25  # a retry pause looks for a stop request this often
 
 
@@ -116,7 +119,7 @@ class Worker:
             self.settings.batch_size, self.settings.mysql.safe_url(),
         )
         try:
-            with self.database_calls.call():
+            with self.database_calls.call(), self._said_if_silent():
                 self.applier.check_tables()
                 self.applier.read_guard_gauges(every=0)
             self._database_answered()
@@ -143,7 +146,12 @@ class Worker:
                 server.shutdown()
 
     def not_ready(self) -> str | None:
-        """/readyz: None when consuming on an open channel with the database answering lately, else why not."""
+        """/readyz: None when consuming on an open channel with the database answering lately, else why not.
+
+        A database call waiting HUNG_SECONDS or more (a partition: the socket open, nothing answering,
+        nothing raised) makes it not ready at once, naming the database, even before RabbitMQ is reached."""
+        if self.database_calls.waiting_for() >= HUNG_SECONDS:
+            return f"the database at {self.settings.mysql.safe_url()} has not answered a call for {HUNG_SECONDS:g} s"
         consumer = self.consumer
         if consumer is None or not consumer.consuming():
             return f"not consuming {self.topology.queue} (no open RabbitMQ channel)"
@@ -227,13 +235,28 @@ class Worker:
             len(deliveries), (self.flushed_at - started) * 1000, waited * 1000, len(handled.dead),
         )
 
+    @contextmanager
+    def _said_if_silent(self) -> Iterator[None]:
+        """The start-up check: if the database has not answered in HUNG_SECONDS, say that we wait for it."""
+        timer = threading.Timer(HUNG_SECONDS, log.warning, (
+            "waiting for the database at %s: no answer for %g s (consuming starts once it answers)",
+            self.settings.mysql.safe_url(), HUNG_SECONDS))
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+
     def _look_after(self, consumer: Consumer) -> None:
         """Between batches: the periodic summary, the ledger's size, the guard's gauges, and a database check
         while idle (for /readyz)."""
         self.tally.report(SUMMARY_SECONDS)
         if self.settings.metrics_port and time.monotonic() - self.ledger_read >= LEDGER_SECONDS:
             self.ledger_read = time.monotonic()
-            if (extent := self.applier.ledger_extent()) is not None:
+            with self.database_calls.call():  # a silent server: abandonable on SIGTERM, seen by /readyz
+                extent = self.applier.ledger_extent()
+            if extent is not None:
                 metrics.LEDGER_ROWS.set(extent.rows)
                 metrics.LEDGER_OLDEST.set(extent.oldest or 0)
         with self.database_calls.call():

@@ -99,7 +99,11 @@ Connection = pymysql.connections.Connection  # so that modules holding one need 
 def connect(target: MySQLTarget, *, timeout: float = 10.0, read_timeout: float | None = None) -> Connection:
     """A connection for one thread. READ COMMITTED: once we hold a subscriber's row lock,
     every later read sees the bounce rows other workers committed before they let it go.
-    `read_timeout` (seconds; default 60) bounds the wait for one statement's answer."""
+
+    `timeout`: seconds to open the socket; `read_timeout` (seconds; default the larger of `timeout`
+    and 60) bounds the wait for one statement's answer, and for sending it, the handshake included.
+    Raises what PyMySQL raises."""
+    io_timeout = read_timeout or max(timeout, 60.0)
     connection = pymysql.connect(
         host=target.host,
         port=target.port,
@@ -111,13 +115,20 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0, read_timeout: float |
         charset="utf8mb4",
         autocommit=False,
         connect_timeout=timeout,
-        read_timeout=read_timeout or max(timeout, 60.0),
-        write_timeout=max(timeout, 60.0),
+        read_timeout=io_timeout,
+        write_timeout=io_timeout,
     )
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cursor.execute("SET SESSION innodb_lock_wait_timeout = 20")
     return connection
+
+
+def bound_io(connection: Connection, seconds: float) -> None:
+    """Let each later read or write on `connection` wait at most `seconds` (a silent, partitioned
+    server otherwise holds a call for the 60 s read timeout). PyMySQL has no public setter, but
+    applies these two attributes to the socket before every read and write (connections.py)."""
+    connection._read_timeout = connection._write_timeout = max(seconds, 0.1)  # type: ignore[attr-defined]
 
 
 def translate(exc: BaseException) -> BaseException:

@@ -154,7 +154,8 @@ def release_held(settings: Settings, domain: str) -> tuple[Counter, int, list[gu
     applier = BatchApplier(settings.mysql, Tables(settings.table_prefix), settings.policy,
                            retry_max_wait=settings.retry_max_wait, guard=GuardSettings.from_settings(settings))
     outcomes: Counter = Counter()
-    refused, after, taken = 0, 0, []
+    refused, after = 0, 0
+    taken: list[guard_store.SlotTaken] = []
     try:
         while True:
             batch, batch_taken = in_transaction(settings, lambda cursor, t, after=after: _held_batch(

@@ -182,3 +182,19 @@ def test_the_guard_gauges_follow_hand_trips_and_a_restart_without_any_batch(iem_
         pmtabounce(iem_db, "guard", "trip", "yahoo.com")  # no record comes: the gauge still follows
         wait_for(lambda: value(families(port), "pmtabounce_guard_tripped_domains") == 2,
                  "the gauge to count the second trip", 30)
+
+
+def test_a_metrics_port_in_use_is_one_fatal_line_naming_the_setting(vhost, tmp_path):
+    taken = socket.socket()
+    taken.bind(("0.0.0.0", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    env = worker_env("mysql://unused@127.0.0.1/unused", vhost.url, metrics_port=port, bounce_dir=tmp_path)
+    try:
+        done = subprocess.run([sys.executable, "-m", "pmtabounce", "producer", "--once"], env=env,
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        taken.close()
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"PMTABOUNCE_METRICS_PORT={port} is already in use" in done.stderr

@@ -286,3 +286,21 @@ def test_categories_powermta_does_not_assign_are_warned_with_the_nearest(environ
     warnings = Settings.from_env(environ).policy_warnings()
     assert len(warnings) == len(warned)
     assert all(expected in warning for expected, warning in zip(warned, warnings, strict=True))
+
+
+def test_a_unix_socket_that_does_not_exist_is_a_configuration_error_naming_it():
+    with pytest.raises(ConfigError, match="unix_socket=/nonexistent/mysqld.sock"):
+        Settings.from_env({"PMTABOUNCE_MYSQL_URL": "mysql://u@127.0.0.1/iem?unix_socket=/nonexistent/mysqld.sock"})
+
+
+def test_the_url_in_logs_names_the_socket_not_the_unused_host(tmp_path):
+    import socket
+
+    path = tmp_path / "mysqld.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    try:
+        settings = Settings.from_env({"PMTABOUNCE_MYSQL_URL": f"mysql://u:secret@127.0.0.1/iem?unix_socket={path}"})
+    finally:
+        listener.close()
+    assert settings.mysql.safe_url() == f"mysql://u@localhost/iem?unix_socket={path}"
