@@ -379,11 +379,14 @@ def wait_for(condition, what: str, seconds: float = 120) -> None:
         time.sleep(0.05)
 
 
-def lock_waits(db) -> int:
-    """Transactions of this test's database waiting for a row lock (other tests share the server)."""
-    return db.query("SELECT COUNT(*) FROM information_schema.innodb_trx AS x "
-                    "JOIN information_schema.processlist AS p ON p.id = x.trx_mysql_thread_id "
-                    "WHERE x.trx_state = 'LOCK WAIT' AND p.db = %s", (db.name,))[0][0]
+def wait_for_the_held_batch(db, runner, before_held: set[str]) -> None:
+    """Wait until the run committed exactly the batches before the one that needs the held row, then give it
+    time to reach that row and wait on it (its lock wait lasts 20 s). Polling information_schema for the
+    waiting transaction missed it intermittently on a loaded server; the ledger is exact."""
+    wait_for(lambda: {row["fingerprint"] for row in ledger_rows(db)} == before_held or runner.poll() is not None,
+             "the run to commit the batches before the held one")
+    assert runner.poll() is None, "the run ended instead of waiting on the held row"
+    time.sleep(2)
 
 
 def test_a_run_killed_mid_file_then_run_again_equals_one_clean_run(iem_db, tmp_path):
@@ -406,8 +409,7 @@ def test_a_run_killed_mid_file_then_run_again_equals_one_clean_run(iem_db, tmp_p
                               env=cli_env(iem_db, batch_size=str(BATCH)),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: lock_waits(iem_db) > 0, "the run to wait on the lock")
-        assert runner.poll() is None
+        wait_for_the_held_batch(iem_db, runner, {r.fingerprint for r in first + second[:2 * BATCH]})
         runner.send_signal(signal.SIGKILL)
         runner.wait(timeout=30)
     finally:
@@ -446,11 +448,11 @@ def stop_world(db, directory: Path) -> tuple[list, list, object]:
     return first, second, holder
 
 
-def signalled_run(db, directory: Path, holder, *signals: int) -> tuple[int, str]:
+def signalled_run(db, directory: Path, holder, before_held: set[str], *signals: int) -> tuple[int, str]:
     """Start `process`, send `signals` while its batch waits on the held row, let the row go; (rc, stderr)."""
     try:
         with running_process(directory, cli_env(db, batch_size=str(BATCH))) as runner:
-            wait_for(lambda: lock_waits(db) > 0, "the run to wait on the lock")
+            wait_for_the_held_batch(db, runner, before_held)
             for each in signals:
                 runner.send_signal(each)
                 time.sleep(0.3)
@@ -477,7 +479,8 @@ def running_process(directory: Path, env: dict[str, str]) -> Iterator[subprocess
 def test_sigterm_finishes_the_batch_in_hand_and_leaves_the_file_for_the_next_run(iem_db, tmp_path):
     directory = tmp_path / "bounces"
     first, second, holder = stop_world(iem_db, directory)
-    rc, stderr = signalled_run(iem_db, directory, holder, signal.SIGTERM)
+    rc, stderr = signalled_run(iem_db, directory, holder, {r.fingerprint for r in first + second[:2 * BATCH]},
+                               signal.SIGTERM)
     assert rc == 0, stderr
     assert "SIGTERM received: finishing the batch in hand" in stderr
     assert "stopped on request after 1 files; every batch read from bounces-2.csv is committed; it is not marked " \
@@ -491,7 +494,8 @@ def test_sigterm_finishes_the_batch_in_hand_and_leaves_the_file_for_the_next_run
 def test_a_second_signal_stops_process_at_once(iem_db, tmp_path):
     directory = tmp_path / "bounces"
     first, second, holder = stop_world(iem_db, directory)
-    rc, _ = signalled_run(iem_db, directory, holder, signal.SIGTERM, signal.SIGINT)
+    rc, _ = signalled_run(iem_db, directory, holder, {r.fingerprint for r in first + second[:2 * BATCH]},
+                          signal.SIGTERM, signal.SIGINT)
     assert rc == -signal.SIGINT
     committed = {r.fingerprint for r in first + second[:2 * BATCH]}  # the batch in hand rolled back
     assert {row["fingerprint"] for row in ledger_rows(iem_db)} == committed
