@@ -162,17 +162,19 @@ def held_records(cursor, t: Tables, domain: str, after_id: int, limit: int) -> l
     return found
 
 
-def discard_held(cursor, t: Tables, domain: str) -> int:
-    """Mark a domain's held records `discarded` (kept as evidence, never applied); returns how many."""
+def discard_held(cursor, t: Tables, domain: str, run: int) -> int:
+    """Mark a domain's held records `discarded` (kept as evidence, never applied) by the audit run `run` of the
+    `guard discard`; returns how many."""
     cursor.execute(
-        f"UPDATE {t.ledger} SET outcome = 'discarded' WHERE outcome = 'held' AND email LIKE %s",
-        (domain_pattern(domain),),
+        f"UPDATE {t.ledger} SET outcome = 'discarded', guard_run = %s WHERE outcome = 'held' AND email LIKE %s",
+        (run, domain_pattern(domain)),
     )
     return cursor.rowcount
 
 
-def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
-    """Held records, now applied (`guard release`): their ledger rows get their real outcome.
+def settle(cursor, t: Tables, outcomes: Sequence[Outcome], run: int) -> None:
+    """Held records, now applied by the `guard release` of audit run `run`: their ledger rows get their real
+    outcome and the run (`explain` shows which release ended the hold).
 
     Raises FatalError if a row is no longer `held` (released or discarded meanwhile by another run).
     """
@@ -189,8 +191,8 @@ def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
     # By (time_logged, fingerprint), the ledger's unique key: the fingerprint alone is not indexed.
     where, keys = ledger.by_record(sorted((o.record.time_logged, f) for f, o in by_fingerprint.items()))
     cursor.execute(
-        f"UPDATE {t.ledger} SET {', '.join(sets)} WHERE ({where}) AND outcome = 'held'",
-        params + keys,
+        f"UPDATE {t.ledger} SET {', '.join(sets)}, guard_run = %s WHERE ({where}) AND outcome = 'held'",
+        params + [run] + keys,
     )
     if cursor.rowcount != len(by_fingerprint):
         raise FatalError(f"{len(by_fingerprint) - cursor.rowcount} of these records are no longer held "

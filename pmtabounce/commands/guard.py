@@ -120,7 +120,7 @@ def release(settings: Settings, domain: str, dry_run: bool, as_json: bool) -> No
         sys.exit(SLOT_TAKEN_EXIT if held["slot_taken_count"] else 0)
     by = operator()
     run = in_transaction(settings, lambda cursor, t: audit.start(cursor, t, by, "guard release", {"domain": domain}))
-    outcomes, refused, taken, kept = release_held(settings, domain)
+    outcomes, refused, taken, kept = release_held(settings, domain, run)
     counts = {"applied": sum(outcomes.values()), **{f"outcome_{k}": v for k, v in sorted(outcomes.items())},
               "refused": refused, "slot_taken": len(taken), "kept_held": kept}
     in_transaction(settings, lambda cursor, t: audit.finish(cursor, t, run, counts))
@@ -145,8 +145,9 @@ def _echo_release(domain: str, report: dict, taken: list[guard_store.SlotTaken],
                    f"undo that record and release again ({r['undo']} --yes), or discard")
 
 
-def release_held(settings: Settings, domain: str) -> tuple[Counter, int, list[guard_store.SlotTaken], int]:
-    """Apply the domain's held records batch by batch, then end its trip once none is left.
+def release_held(settings: Settings, domain: str, run: int) -> tuple[Counter, int, list[guard_store.SlotTaken],
+                                                                    int]:
+    """Apply the domain's held records batch by batch as audit run `run`, then end its trip once none is left.
 
     Returns (outcomes, records the database refused, records left held because a later record changed their
     row during the hold (guard_store.slots_taken), records left held in all: those and the later held records of
@@ -170,7 +171,7 @@ def release_held(settings: Settings, domain: str) -> tuple[Counter, int, list[gu
             taken += batch_taken
             kept = _kept(batch, batch_taken, first_kept)
             kept_total += len(kept)
-            result = applier.apply([record for id_, record in batch if id_ not in kept], release=True)
+            result = applier.apply([record for id_, record in batch if id_ not in kept], release=run)
             outcomes.update(o.outcome for o in result.outcomes)
             refused += len(result.failed)
             after = batch[-1][0]
@@ -245,7 +246,7 @@ def discard(settings: Settings, domain: str, yes: bool, dry_run: bool) -> None:
     def work(cursor, t):
         run = audit.start(cursor, t, by, "guard discard", {"domain": domain})
         guard_store.lock_domains(cursor, t, [domain])
-        discarded = guard_store.discard_held(cursor, t, domain)
+        discarded = guard_store.discard_held(cursor, t, domain, run)
         guard_store.end_trip(cursor, t, domain)
         audit.finish(cursor, t, run, {"discarded": discarded})
         return run, discarded

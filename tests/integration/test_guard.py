@@ -224,7 +224,12 @@ def test_discard_dry_run_changes_nothing_and_explain_says_what_held_means(iem_db
     text = pmtabounce(iem_db, "explain", email).stdout
     assert "hard -> held, nothing written to IEM: held by the domain guard until `pmtabounce guard release`" in text
     pmtabounce(iem_db, "guard", "discard", STORM.domain, "--yes")
-    assert "hard -> discarded, nothing written to IEM: discarded by" in pmtabounce(iem_db, "explain", email).stdout
+    text = pmtabounce(iem_db, "explain", email).stdout
+    assert "hard -> discarded, nothing written to IEM: discarded by" in text
+    (run,) = iem_db.query("SELECT id FROM {t.audit} WHERE action = 'guard discard'")[0]
+    assert f"held by the domain guard; discarded by run {run} (`guard discard` by " in text
+    record = json_of(pmtabounce(iem_db, "explain", email, "--json"))["records"][0]
+    assert (record["was_held"], record["guard_run"], record["hold_ended_action"]) == (True, run, "guard discard")
 
 
 
@@ -291,3 +296,11 @@ def test_release_keeps_held_a_hard_bounce_whose_row_a_complaint_unsubscribed_dur
     still = pmtabounce(iem_db, "guard", "release", "example.net", "--json", check=False)
     assert still.returncode == 3 and [k["email"] for k in json_of(still)["slot_taken"]] == ["ann@example.net"]
     assert _of_list_3(snapshot(iem_db, ledger=False)) == _of_list_3(want)
+    # explain says the bounce was held, and which release ended the hold.
+    report = json_of(pmtabounce(iem_db, "explain", "bob@example.net", "--json"))
+    bounced = next(r for r in report["records"] if r["record_type"] == "b")
+    assert (bounced["outcome"], bounced["held"], bounced["was_held"], bounced["hold_ended_action"]) == (
+        "disabled", False, True, "guard release")
+    assert f"held by the domain guard; released by run {bounced['guard_run']} (`guard release` by " in pmtabounce(
+        iem_db, "explain", "bob@example.net").stdout
+    assert json_of(still)["run"] == bounced["guard_run"]
