@@ -282,7 +282,7 @@ def slots_taken(cursor, t: Tables, held_ids: Sequence[int]) -> list[SlotTaken]:
         ids = {row[1]: row[0] for row in rows}
         lands = min((listid for listid in list_ids if listid in active or listid in dict(touched)), default=None)
         takers = [taker for listid, taker in touched if listid == lands]
-        if not takers or _slot_was_taken_before(cursor, t, ids[lands], statid, lands, takers):
+        if lands is None or not takers or _slot_was_taken_before(cursor, t, ids[lands], statid, lands, takers):
             continue
         for taker in takers:
             sid, source_file, source_line, category, time_logged, record_type, decision, outcome, feedback, \
