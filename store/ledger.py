@@ -120,8 +120,12 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
             ],
         ),
         (
-            5,  # issue 16: the audit run (`guard release` or `discard`) that ended a record's hold, for `explain`
-            [f"ALTER TABLE {t.ledger} ADD COLUMN guard_run bigint unsigned DEFAULT NULL"],
+            # issue 16: the audit run (`guard release` or `discard`) that ended a record's hold, for `explain`;
+            # who and why of an operator action: the MySQL account (CURRENT_USER()) and the operator's reason.
+            5,
+            [f"ALTER TABLE {t.ledger} ADD COLUMN guard_run bigint unsigned DEFAULT NULL",
+             f"ALTER TABLE {t.audit} ADD COLUMN account varchar(255) NOT NULL DEFAULT '', "
+             "ADD COLUMN reason text DEFAULT NULL"],
         ),
     ]
 

@@ -18,9 +18,9 @@ import orjson
 
 from ..common.config import Settings
 from ..common.guard import GuardSettings, valid_domain
-from ..operator_audit import audited, note, operator
+from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
-from ..store import audit, guard_store
+from ..store import guard_store
 from ..store.db import Tables
 from ..worker.apply import BatchApplier
 from . import in_transaction
@@ -77,20 +77,21 @@ def status(settings: Settings, as_json: bool) -> None:
 
 @guard.command()
 @click.argument("domain", callback=_domain)
+@reason_option()
 @run_command
 @audited
-def trip(settings: Settings, domain: str) -> None:
+def trip(settings: Settings, domain: str, reason: str | None) -> None:
     """Hold DOMAIN's hard bounces from now on (a provider's status page says it misbehaves)."""
-    by = operator()
+    action = Action("guard trip", {"domain": domain}, database_where(settings), reason)
 
     def work(cursor, t):
-        run = audit.start(cursor, t, by, "guard trip", {"domain": domain})
-        tripped = guard_store.trip(cursor, t, domain, by, int(time.time()))
-        audit.finish(cursor, t, run, {"tripped": int(tripped)})
-        return run, tripped
+        action.start(cursor, t)
+        tripped = guard_store.trip(cursor, t, domain, action.by, int(time.time()))
+        action.finish(cursor, t, {"tripped": int(tripped)})
+        return tripped
 
-    run, tripped = in_transaction(settings, work)
-    note(settings.dlq_audit_file, "guard trip", by, {"domain": domain}, {"tripped": int(tripped)}, run)
+    tripped = in_transaction(settings, work)
+    action.note(settings.dlq_audit_file, {"tripped": int(tripped)})
     click.echo(f"{domain}: tripped; its hard bounces are held from now on" if tripped
                else f"{domain} was tripped already")
     _warn_if_off(settings)
@@ -103,9 +104,10 @@ SLOT_TAKEN_EXIT = 3  # README "Exit codes": a release left records held whose bo
 @click.argument("domain", callback=_domain)
 @click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@reason_option()
 @run_command
 @audited
-def release(settings: Settings, domain: str, dry_run: bool, as_json: bool) -> None:
+def release(settings: Settings, domain: str, dry_run: bool, as_json: bool, reason: str | None) -> None:
     """Apply DOMAIN's held records in the order they were held, through the normal apply path; end the trip.
 
     A held hard record whose row a later record changed during the hold (a soft bounce took its bounce slot,
@@ -118,13 +120,13 @@ def release(settings: Settings, domain: str, dry_run: bool, as_json: bool) -> No
         held = _held_summary(settings, domain)
         _echo_release(domain, {"would_apply": held}, held.pop("slot_taken"), as_json)
         sys.exit(SLOT_TAKEN_EXIT if held["slot_taken_count"] else 0)
-    by = operator()
-    run = in_transaction(settings, lambda cursor, t: audit.start(cursor, t, by, "guard release", {"domain": domain}))
+    action = Action("guard release", {"domain": domain}, database_where(settings), reason)
+    run = in_transaction(settings, action.start)
     outcomes, refused, taken, kept = release_held(settings, domain, run)
     counts = {"applied": sum(outcomes.values()), **{f"outcome_{k}": v for k, v in sorted(outcomes.items())},
               "refused": refused, "slot_taken": len(taken), "kept_held": kept}
-    in_transaction(settings, lambda cursor, t: audit.finish(cursor, t, run, counts))
-    note(settings.dlq_audit_file, "guard release", by, {"domain": domain}, counts, run)
+    in_transaction(settings, lambda cursor, t: action.finish(cursor, t, counts))
+    action.note(settings.dlq_audit_file, counts)
     _echo_release(domain, {"run": run, **counts}, taken, as_json)
     sys.exit(1 if refused else SLOT_TAKEN_EXIT if taken else 0)
 
@@ -229,9 +231,10 @@ def _held_summary(settings: Settings, domain: str) -> dict:
 @click.argument("domain", callback=_domain)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Show what would be discarded; change nothing.")
+@reason_option()
 @run_command
 @audited
-def discard(settings: Settings, domain: str, yes: bool, dry_run: bool) -> None:
+def discard(settings: Settings, domain: str, yes: bool, dry_run: bool, reason: str | None) -> None:
     """Mark DOMAIN's held records discarded (kept as evidence, never applied); end the trip."""
     _require_tripped(settings, domain)
     held = _held_summary(settings, domain)
@@ -241,16 +244,16 @@ def discard(settings: Settings, domain: str, yes: bool, dry_run: bool) -> None:
         return
     if not yes:
         click.confirm(f"discard {held['records']} held records of {domain}?", abort=True)
-    by = operator()
+    action = Action("guard discard", {"domain": domain}, database_where(settings), reason)
 
     def work(cursor, t):
-        run = audit.start(cursor, t, by, "guard discard", {"domain": domain})
+        run = action.start(cursor, t)
         guard_store.lock_domains(cursor, t, [domain])
         discarded = guard_store.discard_held(cursor, t, domain, run)
         guard_store.end_trip(cursor, t, domain)
-        audit.finish(cursor, t, run, {"discarded": discarded})
-        return run, discarded
+        action.finish(cursor, t, {"discarded": discarded})
+        return discarded
 
-    run, discarded = in_transaction(settings, work)
-    note(settings.dlq_audit_file, "guard discard", by, {"domain": domain}, {"discarded": discarded}, run)
+    discarded = in_transaction(settings, work)
+    action.note(settings.dlq_audit_file, {"discarded": discarded})
     click.echo(f"{domain}: {discarded} held records discarded; the trip is ended")

@@ -130,7 +130,8 @@ def test_an_operator_trip_shows_in_status_and_guard_status_and_is_audited(iem_db
     text = pmtabounce(iem_db, "guard", "status").stdout
     assert text.startswith("gmail.com: 0 held since ") and "(tripped by hand)" in text
     entry = json.loads(audit_file.read_text())
-    assert (entry["action"], entry["target"], entry["tripped"]) == ("guard trip", {"domain": "gmail.com"}, 1)
+    assert (entry["action"], entry["target"], entry["counts"]) == (
+        "guard trip", {"domain": "gmail.com"}, {"tripped": 1})
     assert [a[0] for a in iem_db.query("SELECT action FROM {t.audit} ORDER BY id")] == ["guard trip"] * 2
 
 
