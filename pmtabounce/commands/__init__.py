@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import timezone
 from typing import TypeVar
 
 import click
@@ -11,6 +11,7 @@ import pymysql
 
 from ..common.config import Settings
 from ..common.errors import FatalError
+from ..common.record import iso_time
 from ..store.db import Tables, connect, setting_to_check, translate
 
 T = TypeVar("T")
@@ -39,12 +40,13 @@ def in_transaction(settings: Settings, work: Callable[..., T]) -> T:
 
 
 def parse_when(text: str) -> int:
-    """Unix seconds, or an ISO 8601 time (`2020-12-14T10:00:00Z`; without an offset it is UTC)."""
+    """Unix seconds, or an ISO 8601 time (`2020-12-14T10:00:00Z`, PowerMTA's `2020-12-14 02:00:00-0800`; without
+    an offset it is UTC), read by common.record.iso_time as the accounting files are. Raises click.BadParameter."""
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         return int(text)
-    try:
-        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is neither Unix seconds nor an ISO time (2020-12-14T10:00:00Z)") from None
+    moment = iso_time(text)
+    if moment is None:
+        raise click.BadParameter(f"{text!r} is neither Unix seconds nor an ISO time (2020-12-14T10:00:00Z, "
+                                 "or as PowerMTA writes it: 2020-12-14 02:00:00-0800)")
     return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
