@@ -12,7 +12,7 @@ import pymysql
 from ..common.config import Settings
 from ..common.errors import FatalError
 from ..common.record import iso_time
-from ..store.db import Tables, connect, setting_to_check, translate
+from ..store.db import Tables, connect, error_number, setting_to_check, translate
 
 T = TypeVar("T")
 
@@ -34,9 +34,20 @@ def in_transaction(settings: Settings, work: Callable[..., T]) -> T:
         finally:
             connection.close()
     except (pymysql.err.MySQLError, ConnectionError, TimeoutError) as exc:
-        error = translate(exc)
-        hint = setting_to_check(exc, settings.mysql, settings.table_prefix)
-        raise FatalError(f"{error} ({hint})") from exc
+        raise database_failure(exc, settings) from exc
+
+
+OPERATOR_GRANTS = "deploy/mysql/grants-operator.sql"
+
+
+def database_failure(exc: BaseException, settings: Settings) -> FatalError:
+    """A one-shot command's database error as one line: what went wrong and what to check (store/db.py
+    setting_to_check: the URL without its password, the prefix), and for a refused statement the grants an
+    operator's account needs beyond the worker's."""
+    hint = setting_to_check(exc, settings.mysql, settings.table_prefix)
+    if error_number(exc) in (1142, 1143):  # command or column denied
+        hint += f"; an operator's account needs {OPERATOR_GRANTS} on top of grants.sql"
+    return FatalError(f"{translate(exc)} ({hint})")
 
 
 def parse_when(text: str) -> int:

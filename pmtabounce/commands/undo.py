@@ -24,7 +24,7 @@ from ..runner import run_command
 from ..store.db import Connection, Tables, connect, translate
 from ..store.undo import UndoCounts, undo_batch, undo_candidates
 from ..store.undo_filter import CHANGED_IEM, UndoFilter
-from . import in_transaction, parse_when
+from . import database_failure, in_transaction, parse_when
 
 log = logging.getLogger("pmtabounce.undo")
 
@@ -84,7 +84,9 @@ class UndoRun:
                 if isinstance(error, TransientError):
                     self.connection.close()
                     self.connection = None
-            raise error from exc
+            if isinstance(error, TransientError) or error is exc:
+                raise error from exc
+            raise database_failure(exc, self.settings) from exc
 
 
 def describe(counts: dict, verb: str) -> str:
@@ -146,9 +148,14 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
     if since is not None and until is not None and since > until:
         raise click.UsageError("--since is later than --until: no record can match")
     preview = UndoRun(settings, selection).all().as_dict()
-    if not preview["records"]:
-        log.warning("no record that changed IEM and is not undone yet matches %s: check each filter "
-                    "(--file matches the file's own name, --domain and --category are exact)", selection.describe())
+    if not preview["records"] and not preview["skipped"]:
+        # Nothing to ask about and nothing to audit: an operator's typo is not an action.
+        click.echo(f"nothing matches {selection.describe()}: no record that changed IEM and is not undone yet; "
+                   "check each filter (--file matches the file's own name, --domain and --category are exact)",
+                   err=as_json)
+        if as_json:
+            _show(preview, "would be undone", as_json, dry_run=dry_run, filter=selection.describe())
+        return
     if dry_run:
         _show(preview, "would be undone", as_json, dry_run=True, filter=selection.describe())
         return

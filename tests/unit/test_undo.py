@@ -4,12 +4,12 @@ import re
 
 import click
 import pytest
+from pmtabounce.common.record import parse_time
 from pmtabounce.store.effects import Unsubscribed
 from pmtabounce.store.undo import _changed_since, _unsubscribed_since, effect_of
 from pmtabounce.store.undo_filter import UndoFilter
 
 from pmtabounce.commands import parse_when
-from pmtabounce.common.record import parse_time
 
 
 def row(**changes) -> dict:
