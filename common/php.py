@@ -83,7 +83,7 @@ def _json(value: object) -> str:
         if keys == list(range(len(keys))):  # a PHP "list" (empty included) is a JSON array
             return "[" + ",".join(_json(item) for item in value.values()) + "]"
         return "{" + ",".join(
-            _json_string(str(key)) + ":" + _json(item) for key, item in zip(keys, value.values())
+            _json_string(str(key)) + ":" + _json(item) for key, item in zip(keys, value.values(), strict=True)
         ) + "}"
     raise TypeError(f"json_encode: {type(value).__name__} is not one of the PHP values we send")
 
