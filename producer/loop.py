@@ -27,7 +27,7 @@ from tenacity import (
 )
 
 from ..common import metrics
-from ..common.broker import safe_url
+from ..common.broker import Nodes, safe_url
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from .checkpoint import orphaned_checkpoints
@@ -60,7 +60,7 @@ class Producer:
         self.watch = DirectoryWatch(directory, settings.rescan_seconds)
         self.publisher = ConfirmingPublisher(self.topology, self.loop, self._confirmed, self._stuck,
                                              settings.retry_max_wait)
-        self.link = BrokerLink(settings.amqp, self.loop, self._lost)
+        self.link = BrokerLink(Nodes(settings.amqp, "producer"), self.loop, self._lost)
         self.job: FileJob | None = None
         self.unreadable: set[str] = set()
         self._stop = stop
@@ -114,16 +114,19 @@ class Producer:
         self._stop.wait(seconds)
 
     def _open(self) -> None:
-        declare(self.settings.amqp, self.topology)
+        nodes = self.link.nodes
+        declare(nodes, self.topology)
         self.link.open(self.publisher.enable)
         again = self.publisher.outstanding
-        log.info("connected to %s%s", safe_url(self.settings.amqp),
+        log.info("connected to %s%s", safe_url(nodes.urls[nodes.current]),
                  f"; sent {again} unconfirmed messages again" if again else "")
 
     def _lost(self, reason: BaseException) -> None:
         unconfirmed = self.publisher.detach()
-        log.warning("lost the connection to RabbitMQ (%s); %d unconfirmed messages will be sent again",
-                    reason or "closed", unconfirmed)
+        self.link.nodes.lost()
+        log.warning("lost the connection to RabbitMQ (%s); %d unconfirmed messages will be sent again%s",
+                    reason or "closed", unconfirmed,
+                    ", starting with the next node" if len(self.link.nodes) > 1 else "")
 
     def _stuck(self, why: str) -> None:
         log.warning("RabbitMQ keeps refusing messages (%s); reconnecting, which declares the topology again", why)
