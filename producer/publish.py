@@ -89,6 +89,7 @@ class ConfirmingPublisher:
         self._refusing = False
         self._unreported = 0  # refused since the last warning
         self._next_report = 0.0
+        self._waiting_since: float | None = None  # since when a confirm is due and none came (monotonic)
 
     @property
     def ready(self) -> bool:
@@ -115,6 +116,7 @@ class ConfirmingPublisher:
     def detach(self) -> int:
         """The channel is gone: what it left unconfirmed goes first on the next one. Returns how many wait."""
         self._channel = None
+        self._waiting_since = None
         if self._timer is not None:
             self._loop.remove_timeout(self._timer)  # the new channel sends them at once
             self._timer = None
@@ -134,13 +136,24 @@ class ConfirmingPublisher:
                 unconfirmed.add(message)
                 count += 1
         metrics.RECORDS_PUBLISHED.inc(count)
+        if count and self._waiting_since is None:
+            self._waiting_since = time.monotonic()
         return count
+
+    def confirms_silent_for(self, now: float) -> float:
+        """Seconds (monotonic `now`) that messages have waited with no confirm from RabbitMQ; 0 when none wait.
+
+        A quorum queue confirms a message once a majority of its members have it: with half or more of
+        them down it confirms nothing, and this grows until they come back.
+        """
+        return 0.0 if self._waiting_since is None else now - self._waiting_since
 
     def _on_confirm(self, frame) -> None:
         method = frame.method
         confirmed, refused = self._unconfirmed.confirm(
             method.delivery_tag, multiple=method.multiple, ack=isinstance(method, Basic.Ack)
         )
+        self._waiting_since = time.monotonic() if len(self._unconfirmed) else None
         if confirmed:
             self._refusals = 0
             if self._refusing:
