@@ -170,9 +170,9 @@ class Producer:
             self._next_late_warning = now + CONFIRMS_LATE_SECONDS
             nodes = self.link.nodes
             log.warning(
-                "%d messages have waited %.0f s for RabbitMQ's confirms on node %s: the quorum queue %s confirms "
-                "only while more than half of its nodes are online (see `pmtabounce status`); nothing is marked "
-                "done until they come, nothing is lost", self.publisher.outstanding, silent,
+                "%d messages have waited %.0f s for RabbitMQ to confirm them (node %s): the quorum queue %s takes "
+                "messages only while more than half of its nodes are online (see `pmtabounce status`); nothing is "
+                "marked done until it does, nothing is lost", self.publisher.outstanding, silent,
                 safe_url(nodes.urls[nodes.current]), self.topology.queue,
                 extra={"event": "confirms_late", "waited_seconds": round(silent, 1)},
             )

@@ -173,14 +173,23 @@ class RabbitCluster:
         return next(node for node in self.nodes if node.name == name)
 
     def any_running(self) -> RabbitNode:
-        return next(node for node in self.nodes if node.running)
+        """A node that runs and answers (one being restarted may run and not answer yet)."""
+        return next(node for node in self.nodes if node.running and node.answers())
 
     def queue(self, name: str) -> dict:
         """The queue as the management API of a running node shows it (leader, members, online)."""
         return self.any_running().api(f"/api/queues/%2F/{quote(name, safe='')}")
 
     def leader(self, queue: str) -> RabbitNode:
-        return self.node(self.queue(queue)["leader"])
+        """The node of the queue's leader (waiting for the management API to list the queue)."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                return self.node(self.queue(queue)["leader"])
+            except (OSError, KeyError):  # 404 (HTTPError is an OSError) until its statistics arrive
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def clients(self, prefix: str = "pmtabounce-") -> dict[str, list[str]]:
         """Our processes' connections by node name (the connection_name every role sets)."""

@@ -285,7 +285,7 @@ def test_a_queue_below_quorum_is_visible_in_status_and_the_producers_log(up, wor
             node.kill()
         wait_for(lambda: "waited" in run.producer_log.read_text(errors="replace"), "the confirms-late warning", 60)
         late = [line for line in run.producer_log.read_text(errors="replace").splitlines() if "waited" in line]
-        assert "confirms only while more than half of its nodes are online" in late[0]
+        assert "takes messages only while more than half of its nodes are online" in late[0]
         status = subprocess.run([sys.executable, "-m", "pmtabounce", "status", "--json"], env=run.env,
                                 capture_output=True, text=True, timeout=120)
         queue = orjson.loads(status.stdout)["queue"]
