@@ -256,7 +256,7 @@ def _details(part: Part) -> str:
         text = f"{f['name']} at {f['broker']}: {f['ready']} ready, {unacked} unacked, {f['consumers']} consumers"
         if f.get("unacked_note") and f["unacked"] is None:
             text += f" ({f['unacked_note']})"
-        if f.get("members"):
+        if len(f.get("members") or ()) > 1:  # one node: nothing to tell
             text += f"; leader {f['leader']}, {len(f['online'])} of {len(f['members'])} nodes online"
     elif part.name == "dead_letter" and "messages" in f:
         text = f"{f['name']}: {f['messages']} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
