@@ -128,6 +128,26 @@ def read_api_counts(api: ManagementApi, vhost: str, queue: str) -> ApiCounts:
     )
 
 
+@dataclass(frozen=True)
+class Client:
+    """One of our processes' connections: who (the connection_name every role sets), on which node, since when."""
+
+    process: str
+    node: str
+    connected_at: float  # Unix seconds
+
+
+def read_clients(api: ManagementApi, vhost: str) -> list[Client]:
+    """Our processes connected to the virtual host, by the management API's connection list (any node's
+    answer covers the whole cluster); a process that moved shows its new node and when it got there."""
+    data = api.request(f"/api/vhosts/{quote(vhost, safe='')}/connections")
+    clients = [Client(name, entry.get("node", "?"), entry.get("connected_at", 0) / 1000)
+               for entry in data
+               if (name := (entry.get("client_properties") or {}).get("connection_name", "")).startswith(
+                   "pmtabounce-") and not name.startswith("pmtabounce-status@")]
+    return sorted(clients, key=lambda client: client.process)
+
+
 def management_available(api: ManagementApi) -> bool:
     """Does the management API answer (and accept our login)?"""
     try:

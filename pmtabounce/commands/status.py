@@ -118,7 +118,9 @@ def broker_parts(settings: Settings) -> list[Part]:
         queue.state = NOT_CONSUMED
         queue.problem = f"{work.ready} messages wait and no worker consumes them (start `pmtabounce worker`)"
     try:
-        counts = queues.read_api_counts(management_api(settings), queues.vhost_of(settings.amqp_url), work.name)
+        api, vhost = management_api(settings), queues.vhost_of(settings.amqp_url)
+        counts = queues.read_api_counts(api, vhost, work.name)
+        clients = queues.read_clients(api, vhost)
     except PmtaBounceError as exc:
         if not settings.rabbitmq_api_url:  # only the usual place was tried: optional, so not a part down
             queue.facts["unacked_note"] = (f"unknown: {exc}; set PMTABOUNCE_RABBITMQ_API_URL (the management API, "
@@ -127,6 +129,8 @@ def broker_parts(settings: Settings) -> list[Part]:
         queue.facts["unacked_note"] = "unknown: the management API did not answer"
         return [_down(queue, str(exc)), dead]
     queue.facts["unacked"] = counts.unacked
+    queue.facts["processes"] = [{"process": c.process.removeprefix("pmtabounce-"), "node": c.node,
+                                 "connected_since": _iso(c.connected_at)} for c in clients]
     if counts.members:
         queue.facts.update(leader=counts.leader, members=list(counts.members), online=list(counts.online))
     if counts.below_quorum:
@@ -256,7 +260,11 @@ def _details(part: Part) -> str:
         text = f"{f['name']} at {f['broker']}: {f['ready']} ready, {unacked} unacked, {f['consumers']} consumers"
         if f.get("unacked_note") and f["unacked"] is None:
             text += f" ({f['unacked_note']})"
-        if len(f.get("members") or ()) > 1:  # one node: nothing to tell
+        nodes = sorted({p["node"] for p in f.get("processes") or ()})
+        if len(nodes) > 1 or len(f.get("members") or ()) > 1:  # one node: nothing to tell
+            text += "; processes on " + ", ".join(
+                f"{node} ({sum(p['node'] == node for p in f['processes'])})" for node in nodes)
+        if len(f.get("members") or ()) > 1:
             text += f"; leader {f['leader']}, {len(f['online'])} of {len(f['members'])} nodes online"
     elif part.name == "dead_letter" and "messages" in f:
         text = f"{f['name']}: {f['messages']} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")

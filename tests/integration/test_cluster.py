@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import orjson
@@ -24,12 +25,12 @@ import pika
 import pytest
 from conftest import drop_database, make_database
 from fleet_world import assert_same_database
+from pmtabounce.common.bouncedir import pending_files
+from pmtabounce.common.topology import Topology
 from rabbit_cluster import RabbitCluster, RabbitNode
 from tcp_proxy import TcpProxy
 from worker_fleet import Fleet, drain, ledger_count, records_of, wait_for, worker_env
 
-from pmtabounce.common.bouncedir import pending_files
-from pmtabounce.common.topology import Topology
 from pmtabounce.demo.world import World
 from pmtabounce.inline import process_directory
 
@@ -108,7 +109,7 @@ class Progress:
     def stall_after(self, moment: float) -> float:
         """The longest time the ledger stood still from `moment` until its last move."""
         times = [moment] + [t for t, _ in self.moves if t > moment]
-        return max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else float("inf")
+        return max(b - a for a, b in pairwise(times)) if len(times) > 1 else float("inf")
 
 
 class Run:
@@ -293,6 +294,8 @@ def test_a_queue_below_quorum_is_visible_in_status_and_the_producers_log(up, wor
         assert queue["state"] == "below quorum", queue
         assert len(queue["members"]) == 3 and len(queue["online"]) == 1, queue
         assert queue["broker"] == f"amqp://127.0.0.1:{up.any_running().amqp_port}/%2F", "the node that answered"
+        assert [p["node"] for p in queue["processes"] if p["process"].startswith("producer@")] == [
+            up.any_running().name], "status says which node the producer is on now"
     finally:
         run.producer.kill()
         run.producer.wait()
