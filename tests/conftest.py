@@ -17,7 +17,7 @@ import pymysql
 import pytest
 from pmtabounce.common.config import MySQLTarget, Settings, parse_mysql_url
 from pmtabounce.common.topology import Topology
-from pmtabounce.worker.db import Tables, connect
+from pmtabounce.store.db import Tables, connect
 from rabbit_management import ensure_management_api
 from throwaway import AMQP_URL, MYSQL_URL, add_vhost, create_database, delete_vhost, drop_databases, server_of
 
@@ -70,10 +70,11 @@ class IemDatabase:
         return replace(base, **changes)
 
 
-def make_database(prefix: str = "email_") -> IemDatabase:
-    """A fresh database of its own (see IemDatabase); drop it with drop_database."""
+def make_database(prefix: str = "email_", *, webhooks: bool = True) -> IemDatabase:
+    """A fresh database of its own (see IemDatabase); `webhooks=False`: an IEM before 6.5.1.
+    Drop it with drop_database."""
     try:
-        name, url = create_database(server_of(MYSQL_URL), "pmtt_", prefix)
+        name, url = create_database(server_of(MYSQL_URL), "pmtt_", prefix, webhooks=webhooks)
     except pymysql.err.OperationalError as exc:
         pytest.fail(
             f"MariaDB is not reachable at {parse_mysql_url(MYSQL_URL).safe_url()} ({exc}). Start it with: "
