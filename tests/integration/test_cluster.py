@@ -5,9 +5,9 @@ data, the default node untouched). Each scenario loads one generated world into 
 producer and two workers given every node (PMTABOUNCE_AMQP_URL is the list), disturbs the cluster
 mid-run, and then asks: is the database what `pmtabounce process` makes of the same files (nothing lost,
 nothing applied twice), is the queue empty with no dead letter, and how long did the ledger stand still
-after the kill (the stall, printed for the record)? A stall must stay under the time the dead node stays
-away: a process waiting for its own node, as before the node list, stalls at least that long, and for
-ever when the node is gone for good.
+after the kill (the stall, printed for the record)? A stall must stay under one reconnect backoff and an
+election (STALL_BOUND): a process waiting for its own node, as before the node list, stalls as long as
+the node is away, and for ever when it is gone for good.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
 AWAY_SECONDS = 15.0  # a killed node that comes back stays away this long: longer than any stall allowed
 BACKOFF = 2.0  # PMTABOUNCE_RETRY_MAX_WAIT of the fleet: the longest pause between two rounds of the node list
+# The longest stall allowed: one backoff and a leader election's few seconds. Waiting for the lost node
+# takes AWAY_SECONDS (or for ever); a producer channel nacked on after an election took 9-10 s. Measured
+# with the node list: under 1 s.
+STALL_BOUND = BACKOFF + 4.0
 RECORDS = 6000
 
 
@@ -218,7 +222,7 @@ def test_clients_node_killed_and_restarted(up, world, fleet_db, tmp_path):
     stall, logs = run_scenario(up, world, fleet_db, tmp_path, disturb)
     record("clients' node killed, back 15 s later", stall)
     assert "moved from RabbitMQ node" in logs, "a process on the killed node moved to another one"
-    assert stall < AWAY_SECONDS, f"stalled {stall:.1f} s: waited for the killed node instead of moving on"
+    assert stall < STALL_BOUND, f"stalled {stall:.1f} s: waited for the killed node instead of moving on"
     restart[0].join()
 
 
@@ -235,7 +239,7 @@ def test_queue_leader_killed_mid_file(up, world, fleet_db, tmp_path):
 
     stall, _ = run_scenario(up, world, fleet_db, tmp_path, disturb)
     record("the queue's leader killed mid-file", stall)
-    assert stall < AWAY_SECONDS
+    assert stall < STALL_BOUND
     restart[0].join()
 
 
@@ -248,7 +252,7 @@ def test_clients_node_gone_for_good(up, world, fleet_db, tmp_path):
     stall, logs = run_scenario(up, world, fleet_db, tmp_path, disturb)
     record("the clients' node gone for good", stall)
     assert "moved from RabbitMQ node" in logs
-    assert stall < AWAY_SECONDS
+    assert stall < STALL_BOUND
 
 
 def test_behind_a_load_balancer_the_leader_killed(up, world, fleet_db, tmp_path):
@@ -269,7 +273,7 @@ def test_behind_a_load_balancer_the_leader_killed(up, world, fleet_db, tmp_path)
         balancer.close()
     record("one address (a TCP load balancer), the leader killed", stall)
     assert balancer.connections >= 3
-    assert stall < AWAY_SECONDS
+    assert stall < STALL_BOUND
     restart[0].join()
 
 
