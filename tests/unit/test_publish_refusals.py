@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import pika
 from pika.spec import Basic
-
 from pmtabounce.common.topology import Topology
 from pmtabounce.producer import publish
 from pmtabounce.producer.checkpoint import Pending
