@@ -30,13 +30,12 @@ def setup_rabbitmq(settings: Settings, *, policy: bool = True) -> None:
     Raises FatalError, also when no node can be reached (one line naming them, as every command says it),
     ConfigError when the management API's address is needed and cannot be derived.
     """
-    api = management_api(settings) if policy else None
     try:
-        if api is not None:
-            # A wrong login, virtual host or missing permission is told in PMTABOUNCE_AMQP_URL's terms before
-            # the API is asked, so no policy is left behind for a queue setup cannot declare.
+        if policy:
+            # A wrong login, virtual host or missing permission (or TLS) is told in PMTABOUNCE_AMQP_URL's terms
+            # before the API is looked for, so no policy is left behind for a queue setup cannot declare.
             declare_dead_letter_side(settings)
-            apply_policy(settings, api)
+            apply_policy(settings, management_api(settings))
         setup_broker(settings)
     except TransientError as exc:
         raise FatalError(f"{exc}; run `pmtabounce setup` again once RabbitMQ answers") from None
