@@ -29,7 +29,7 @@ from .policy import (
     parse_complaint_types,
     unknown_categories,
 )
-from .service_urls import AMQP_SEPARATORS, MySQLTarget, amqp_urls, masked, parse_mysql_url, suggestion
+from .service_urls import MySQLTarget, amqp_urls, list_entries, masked, parse_mysql_url, suggestion
 from .topology import Topology
 
 __all__ = ["MySQLTarget", "Settings", "TABLE_PREFIX", "parse_mysql_url"]
@@ -192,12 +192,20 @@ def _urls(source: _Source) -> dict:
 
 
 def api_urls(setting: str, where: str) -> tuple[str, ...]:
-    """The management API's addresses: http(s):// URLs separated by commas or whitespace, each checked."""
-    entries = tuple(entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry)
+    """The management API's addresses: http(s):// URLs separated by commas or whitespace, each checked
+    (scheme, host, numeric port); ConfigError naming the entry, password masked."""
+    entries = tuple(list_entries(setting, where))
     for number, entry in enumerate(entries, 1):
-        if urlsplit(entry).scheme not in ("http", "https"):
-            named = f"{where} entry {number} ({masked(entry)})" if len(entries) > 1 else where
+        named = f"{where} entry {number} ({masked(entry)})" if len(entries) > 1 else where
+        parts = urlsplit(entry)
+        if parts.scheme not in ("http", "https"):
             raise ConfigError(f"{named} must start with http:// or https:// (the management API, port 15672)")
+        try:
+            _ = parts.port  # urllib checks it only when asked
+        except ValueError:
+            raise ConfigError(f"{named} has a port that is not a number") from None
+        if not parts.hostname:
+            raise ConfigError(f"{named} names no host")
     return entries
 
 

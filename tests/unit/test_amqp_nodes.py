@@ -9,7 +9,7 @@ from pmtabounce.common import broker
 from pmtabounce.common.config import Settings
 from pmtabounce.common.errors import ConfigError, FatalError, TransientError
 
-from pmtabounce.queues import default_api
+from pmtabounce.queues import ManagementApi, default_api
 
 ONE = "amqp://u:secret@mq1:5672/v"
 THREE = ["amqp://u:secret@mq1:5672/v", "amqp://u:secret@mq2:5673/v", "amqp://other:pw@mq3/v"]
@@ -134,3 +134,56 @@ def test_a_management_api_list_is_checked_entry_by_entry():
     assert settings.rabbitmq_api_urls == ("http://a:15672", "http://b:15673")
     with pytest.raises(ConfigError, match=r"entry 2 \(b:15673\) must start with http"):
         Settings.from_env({"PMTABOUNCE_RABBITMQ_API_URL": "http://a:15672,b:15673"})
+
+
+@pytest.mark.parametrize("setting, named", [
+    # a comma or space in a password cuts the URL in two; neither half may be shown, both hold part of it
+    ("amqp://u:top,secret@mq1:5672/v", "PMTABOUNCE_AMQP_URL entry 1: its password holds a comma or a space"),
+    ("amqp://u:top secret@mq1:5672/v", "PMTABOUNCE_AMQP_URL entry 1: its password holds a comma or a space"),
+    ("amqp://u:p@mq1/v,amqp://u:top,secret@mq2/v", "PMTABOUNCE_AMQP_URL entry 2: its password holds a comma"),
+    # URLs joined by a separator of another client (Celery's ';'), read as a virtual host's name
+    ("amqp://u:p@mq1/v;amqp://u:topsecret@mq2/v", "several URLs joined by another separator"),
+    ("amqp://u:p@mq0/v amqp://u:p@mq1/v|amqp://u:topsecret@mq2/v", "several URLs joined by another separator"),
+])
+def test_a_refused_list_never_shows_a_password(setting, named):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"PMTABOUNCE_AMQP_URL": setting})
+    assert named in str(refused.value)
+    assert "top" not in str(refused.value) and "secret" not in str(refused.value)
+
+
+def test_masked_hides_every_password_of_text_that_is_not_one_url():
+    assert broker.masked_url("amqp://u:p@mq1/v;amqps://w:topsecret@mq2/v") == "amqp://u:****@mq1/v;amqps://w:****@mq2/v"
+
+
+def test_a_virtual_host_with_a_slash_must_be_written_percent_2f():
+    # pika reads amqp://h/a/b as virtual host "a"; the check of one virtual host for all read "a/b"
+    with pytest.raises(ConfigError, match="%2F"):
+        Settings.from_env({"PMTABOUNCE_AMQP_URL": "amqp://u:p@mq1/a%2Fb,amqp://u:p@mq2/a/b"})
+    setting = "amqp://u:p@mq1/a%2Fb, amqp://u:p@mq2/a%2Fb"
+    assert broker.safe_url(Settings.from_env({"PMTABOUNCE_AMQP_URL": setting}).amqp) == (
+        "amqp://mq1:5672/a%2Fb, amqp://mq2:5672/a%2Fb")
+
+
+@pytest.mark.parametrize("setting, named", [
+    ("http://a:15672,http://b:1567x", "entry 2 (http://b:1567x) has a port that is not a number"),
+    ("http://", "PMTABOUNCE_RABBITMQ_API_URL names no host"),
+    ("http://g:top,secret@a:15672", "PMTABOUNCE_RABBITMQ_API_URL entry 1: its password holds a comma"),
+])
+def test_a_management_api_entry_without_host_or_with_a_bad_port_is_refused_at_start(setting, named):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"PMTABOUNCE_RABBITMQ_API_URL": setting})
+    assert named in str(refused.value)
+    assert "secret" not in str(refused.value)
+
+
+def test_ipv6_nodes_keep_their_brackets_in_logs_and_the_derived_management_api():
+    setting = "amqp://u:p@[::1]:5672/v, amqps://u:p@[fd00::7]/v"
+    assert broker.safe_url(setting) == "amqp://[::1]:5672/v, amqps://[fd00::7]:5671/v"
+    assert default_api(setting).urls == ("http://u:p@[::1]:15672", "https://u:p@[fd00::7]:15671")
+
+
+def test_an_ipv6_management_api_is_asked_at_its_address():
+    # port 1 on the loopback is closed: the API cannot be reached, which is told, not a traceback
+    with pytest.raises(TransientError, match=r"cannot reach the management API at http://\[::1\]:1/"):
+        ManagementApi(("http://u:p@[::1]:1",)).node()
