@@ -39,8 +39,10 @@ setup_log = logging.getLogger("pmtabounce.setup")
 log = logging.getLogger("pmtabounce.broker")
 T = TypeVar("T")
 
-# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use".
+# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use", INTERNAL_ERROR
+# what RabbitMQ answers a basic.get on a quorum queue below quorum ("nodedown").
 ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
+INTERNAL_ERROR = 541
 # Which of our settings decides a queue argument, for the message when an existing queue differs.
 ARGUMENT_SETTINGS = {
     "x-delivery-limit": "PMTABOUNCE_DELIVERY_LIMIT",

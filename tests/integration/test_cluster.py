@@ -303,3 +303,39 @@ def test_a_queue_below_quorum_is_visible_in_status_and_the_producers_log(up, wor
     finally:
         run.producer.kill()
         run.producer.wait()
+
+
+def pmtabounce(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pmtabounce", *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_dead_letters_below_quorum_are_not_counted_as_none(up, fleet_db, tmp_path):
+    # RabbitMQ counts 0 messages in a quorum queue whose leader it cannot reach: `dlq list` said
+    # "0 of 0 messages" and status "dead letter ok: 0 messages" while three waited there
+    run = Run(fleet_db, up.urls, tmp_path, up.api_urls)
+    assert pmtabounce(run.env, "setup").returncode == 0
+    connection = pika.BlockingConnection(pika.URLParameters(up.nodes[0].url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for number in range(3):
+        channel.basic_publish("", run.topology.dead_queue, orjson.dumps({"dead": number}),
+                              pika.BasicProperties(delivery_mode=2))
+    connection.close()
+    leader = up.leader(run.topology.dead_queue)
+    for node in [leader, *[n for n in up.nodes if n is not leader][:1]]:
+        node.kill()
+
+    listed = pmtabounce(run.env, "dlq", "list")
+    assert listed.returncode == 1, listed.stdout + listed.stderr
+    assert "below quorum" in listed.stderr and "nothing was read or removed" in listed.stderr, listed.stderr
+    status = pmtabounce(run.env, "status", "--json")
+    dead = orjson.loads(status.stdout)["dead_letter"]
+    assert status.returncode == 1
+    assert dead["state"] == "below quorum" and dead["messages"] is None, dead
+
+    up.all_up()
+    wait_for(lambda: len(up.queue(run.topology.dead_queue).get("online", ())) == 3, "the queue's nodes online", 60)
+    listed = pmtabounce(run.env, "dlq", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(orjson.loads(listed.stdout)["messages"]) == 3, "nothing was lost"
