@@ -339,3 +339,18 @@ def test_dead_letters_below_quorum_are_not_counted_as_none(up, fleet_db, tmp_pat
     listed = pmtabounce(run.env, "dlq", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert len(orjson.loads(listed.stdout)["messages"]) == 3, "nothing was lost"
+
+
+def test_the_nodes_die_with_the_process_that_started_them(tmp_path):
+    # a node runs in a session of its own: when pytest itself is killed (no close()), only the guard stops it
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from rabbit_cluster import RabbitCluster; "
+         "cluster = RabbitCluster(Path(sys.argv[1]), size=1).start(); "
+         "print(cluster.nodes[0].process.pid, flush=True); time.sleep(600)", str(tmp_path / "cluster")],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    try:
+        node = int(owner.stdout.readline())
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_for(lambda: not Path(f"/proc/{node}").exists(), "the orphaned node killed by the guard", 30)
