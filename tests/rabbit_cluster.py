@@ -60,6 +60,9 @@ class RabbitNode:
         self.dir.mkdir(parents=True)
         (self.dir / "rabbitmq.conf").write_text(
             f"management.tcp.port = {self.api_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+            # the management API lists connections and queue leaders after a statistics round: 5 s by default,
+            # as long as a scenario's run lasts on a fast machine
+            "collect_statistics_interval = 500\n"
             "log.console = false\nlog.file.level = warning\n"
         )
         (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")

@@ -213,8 +213,8 @@ def test_clients_node_killed_and_restarted(up, world, fleet_db, tmp_path):
     restart: list[threading.Thread] = []
 
     def disturb(run, progress):
+        victim = busiest_node(up)  # first: the management API lists connections late, the run may be over
         mid_file(run, progress)
-        victim = busiest_node(up)
         victim.kill()
         restart.append(later(AWAY_SECONDS, lambda: up.restart(victim)))
         return time.monotonic()
@@ -245,8 +245,9 @@ def test_queue_leader_killed_mid_file(up, world, fleet_db, tmp_path):
 
 def test_clients_node_gone_for_good(up, world, fleet_db, tmp_path):
     def disturb(run, progress):
+        victim = busiest_node(up)
         mid_file(run, progress)
-        busiest_node(up).kill()
+        victim.kill()
         return time.monotonic()
 
     stall, logs = run_scenario(up, world, fleet_db, tmp_path, disturb)
