@@ -180,15 +180,28 @@ def _check_names(env: Mapping[str, str], file_values: dict, path: str | None) ->
 
 
 def _urls(source: _Source) -> dict:
-    mysql_url, amqp_url = source.get("mysql_url")[0], source.get("amqp_url")[0]
+    mysql_url = _text(*source.get("mysql_url"), lists=False)
+    amqp_url = _text(*source.get("amqp_url"), lists=True)
     if mysql_url:
         parse_mysql_url(mysql_url)
     if amqp_url:
         amqp_urls(amqp_url)
     api_url, where = source.get("rabbitmq_api_url")
+    api_url = _text(api_url, where, lists=True)
     if api_url:
         api_urls(api_url, where)
     return {"mysql_url": mysql_url, "amqp_url": amqp_url, "rabbitmq_api_url": api_url}
+
+
+def _text(value: Any, where: str, *, lists: bool) -> str | None:
+    """A URL setting as text. From the TOML file, a node list may also be an array of URLs (written
+    back as the comma-separated list the environment takes); anything else is a ConfigError."""
+    if lists and isinstance(value, list) and all(isinstance(entry, str) for entry in value):
+        return ", ".join(value)
+    if value is not None and not isinstance(value, str):
+        kind = "a URL, or an array of URLs" if lists else "a URL"
+        raise ConfigError(f"{where} must be {kind} in quotes, not a TOML {type(value).__name__}")
+    return value
 
 
 def api_urls(setting: str, where: str) -> tuple[str, ...]:

@@ -178,3 +178,27 @@ def test_an_ipv6_management_api_is_asked_at_its_address():
     # port 1 on the loopback is closed: the API cannot be reached, which is told, not a traceback
     with pytest.raises(TransientError, match=r"cannot reach the management API at http://\[::1\]:1/"):
         ManagementApi(("http://u:p@[::1]:1",)).node()
+
+
+def test_the_config_file_may_list_the_nodes_as_an_array(tmp_path):
+    path = tmp_path / "pmtabounce.toml"
+    path.write_text('amqp_url = ["amqp://u:secret@mq1:5672/v", "amqp://u:secret@mq2:5672/v"]\n'
+                    'rabbitmq_api_url = ["http://u:secret@mq1:15672", "http://u:secret@mq2:15672"]\n')
+    settings = Settings.from_env({"PMTABOUNCE_CONFIG": str(path)})
+    assert sorted(broker.Nodes(settings.amqp, "test").urls) == ["amqp://u:secret@mq1:5672/v",
+                                                                "amqp://u:secret@mq2:5672/v"]
+    assert settings.rabbitmq_api_urls == ("http://u:secret@mq1:15672", "http://u:secret@mq2:15672")
+
+
+@pytest.mark.parametrize("line, named", [
+    ('amqp_url = 5672', "amqp_url in"),
+    ('amqp_url = ["amqp://u:secret@mq1/v", 2]', "amqp_url in"),
+    ('mysql_url = ["mysql://u:secret@db/iem"]', "mysql_url in"),
+])
+def test_a_url_setting_of_another_toml_type_is_refused_without_its_value(tmp_path, line, named):
+    path = tmp_path / "pmtabounce.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"PMTABOUNCE_CONFIG": str(path)})
+    assert named in str(refused.value) and "in quotes" in str(refused.value)
+    assert "secret" not in str(refused.value)
