@@ -92,6 +92,34 @@ class Tables:
     def audit(self) -> str:
         return self._name("pmtabounce_audit")
 
+    @property
+    def outbox(self) -> str:
+        return self._name("pmtabounce_outbox")
+
+    @property
+    def outbox_attempts(self) -> str:
+        return self._name("pmtabounce_outbox_attempts")
+
+    @property
+    def webhooks(self) -> str:
+        return self._name("webhooks")
+
+    @property
+    def webhook_logs(self) -> str:
+        return self._name("webhook_logs")
+
+    @property
+    def customfields(self) -> str:
+        return self._name("customfields")
+
+    @property
+    def customfield_lists(self) -> str:
+        return self._name("customfield_lists")
+
+    @property
+    def subscribers_data(self) -> str:
+        return self._name("subscribers_data")
+
 
 Connection = pymysql.connections.Connection  # so that modules holding one need not import PyMySQL
 
