@@ -14,10 +14,11 @@ from datetime import datetime
 
 from ..common.complaint import ComplaintRecord
 from .db import Tables, case_of, insert_rows
+from . import outbox
 from .effects import to_json
 from .rows import Outcome, Record
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:
@@ -119,6 +120,7 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
                 "ADD UNIQUE KEY pmtabounce_ledger_record (time_logged, fingerprint)",
             ],
         ),
+        (5, outbox.migration(t)),  # issue 18: the events' outbox (two new tables, nothing altered)
     ]
 
 

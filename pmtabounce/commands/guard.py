@@ -20,7 +20,7 @@ from ..common.config import Settings
 from ..common.guard import GuardSettings, valid_domain
 from ..operator_audit import audited, note, operator
 from ..runner import run_command
-from ..store import audit, guard_store
+from ..store import audit, events, guard_store
 from ..store.db import Tables
 from ..worker.apply import BatchApplier
 from . import in_transaction
@@ -86,6 +86,8 @@ def trip(settings: Settings, domain: str) -> None:
     def work(cursor, t):
         run = audit.start(cursor, t, by, "guard trip", {"domain": domain})
         tripped = guard_store.trip(cursor, t, domain, by, int(time.time()))
+        if tripped:
+            _event(settings, cursor, t, "guard.tripped", {"domain": domain, "by": by, "run": run}, run)
         audit.finish(cursor, t, run, {"tripped": int(tripped)})
         return run, tripped
 
@@ -151,8 +153,9 @@ def release_held(settings: Settings, domain: str) -> tuple[Counter, int, list[gu
     Returns (outcomes, records the database refused, records left held because a soft bounce took their
     slot during the hold); while either of the last two is not empty the trip stays.
     """
-    applier = BatchApplier(settings.mysql, Tables(settings.table_prefix), settings.policy,
-                           retry_max_wait=settings.retry_max_wait, guard=GuardSettings.from_settings(settings))
+    tables = Tables(settings.table_prefix)
+    applier = BatchApplier(settings.mysql, tables, settings.policy, retry_max_wait=settings.retry_max_wait,
+                           guard=GuardSettings.from_settings(settings), events=events.from_settings(settings, tables))
     outcomes: Counter = Counter()
     refused, after = 0, 0
     taken: list[guard_store.SlotTaken] = []
@@ -161,7 +164,7 @@ def release_held(settings: Settings, domain: str) -> tuple[Counter, int, list[gu
             batch, batch_taken = in_transaction(settings, lambda cursor, t, after=after: _held_batch(
                 cursor, t, domain, after, settings.batch_size))
             if not batch:
-                if refused or taken or _end_trip_if_empty(settings, domain):
+                if refused or taken or _end_trip_if_empty(settings, domain, outcomes):
                     return outcomes, refused, taken
                 after = 0  # a worker held more while we released: go round again
                 continue
@@ -180,12 +183,14 @@ def _held_batch(cursor, t, domain: str, after: int, limit: int):
     return batch, guard_store.slots_taken(cursor, t, [id_ for id_, _ in batch])
 
 
-def _end_trip_if_empty(settings: Settings, domain: str) -> bool:
+def _end_trip_if_empty(settings: Settings, domain: str, outcomes: Counter) -> bool:
     def work(cursor, t):
         guard_store.lock_domains(cursor, t, [domain])
         if guard_store.held_records(cursor, t, domain, 0, 1):
             return False
         guard_store.end_trip(cursor, t, domain)
+        _event(settings, cursor, t, "guard.released", {"domain": domain, "by": operator(),
+                                                       "outcomes": dict(outcomes)}, time.time())
         return True
 
     return in_transaction(settings, work)
@@ -232,9 +237,16 @@ def discard(settings: Settings, domain: str, yes: bool, dry_run: bool) -> None:
         guard_store.lock_domains(cursor, t, [domain])
         discarded = guard_store.discard_held(cursor, t, domain)
         guard_store.end_trip(cursor, t, domain)
+        _event(settings, cursor, t, "guard.discarded", {"domain": domain, "by": by, "run": run,
+                                                        "discarded": discarded}, run)
         audit.finish(cursor, t, run, {"discarded": discarded})
         return run, discarded
 
     run, discarded = in_transaction(settings, work)
     note(settings.dlq_audit_file, "guard discard", by, {"domain": domain}, {"discarded": discarded}, run)
     click.echo(f"{domain}: {discarded} held records discarded; the trip is ended")
+
+
+def _event(settings: Settings, cursor, t: Tables, key: str, data: dict, unique: object) -> None:
+    """The operator's guard decision on the decision stream, in the same transaction (docs/events.md)."""
+    events.from_settings(settings, t).decision(cursor, key, [(data, (data["domain"], unique), data["domain"])])

@@ -1,0 +1,267 @@
+"""The relay: committed outbox rows out to their targets, beside the batches, never in their way.
+
+A relay claims due rows (store/outbox.py), commits the claim, then sends:
+stream events to the decision stream exchange, published persistent and
+mandatory on a confirming channel (RabbitMQ's publisher confirms: a confirm
+means the broker has it, routed or kept by the alternate exchange); webhook
+calls POSTed with IEM's exact body and headers (worker/webhook_http.py),
+each try logged in IEM's webhook_logs as IEM logs a call and in our attempts
+table. A try that fails is due again after a backoff (1 s doubling, at most
+PMTABOUNCE_EVENT_RETRY_MAX_WAIT); a webhook call is parked after
+PMTABOUNCE_WEBHOOK_ATTEMPTS tries. A stream event is never parked: RabbitMQ
+being away is waited out.
+
+It runs as a thread of every worker (its own MySQL and AMQP connections, so
+a slow receiver never holds a batch), as `pmtabounce relay`, and at the end
+of `pmtabounce process` (`drain`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import pika
+from pika.exceptions import NackError, UnroutableError
+
+from ..common import broker, metrics
+from ..common.config import Settings
+from ..common.errors import FatalError, TransientError
+from ..common.events import CONTENT_TYPE, retry_delay
+from ..store import outbox, webhooks
+from ..store.db import Connection, Tables, connect, translate
+from ..store.outbox import Claimed
+from .webhook_http import WebhookAnswer, post
+
+log = logging.getLogger("pmtabounce.relay")
+
+STREAM_CHUNK = 200  # stream events claimed at once
+WEBHOOK_CHUNK = 10  # webhook calls claimed at once (their lease covers each one's timeout)
+IDLE_SECONDS = 1.0  # how often an idle relay looks for due rows
+GAUGES_SECONDS = 10.0
+
+
+def delivered(answer: WebhookAnswer) -> bool:
+    """A webhook call reached its receiver when it answered 2xx (IEM never looks; we retry anything else)."""
+    return answer.status is not None and 200 <= answer.status < 300
+
+
+class Relay:
+    """Sends committed outbox rows; one per thread (it owns its connections)."""
+
+    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.tables = Tables(settings.table_prefix)
+        self.targets = [name for name, on in (("stream", settings.event_stream and bool(settings.amqp_url)),
+                                             ("webhook", settings.webhooks)) if on]
+        if settings.event_stream and not settings.amqp_url:
+            log.warning("PMTABOUNCE_EVENT_STREAM is on but PMTABOUNCE_AMQP_URL is not set: stream events wait "
+                        "in the outbox for a worker or `pmtabounce relay` that has it")
+        self._sleep = sleep
+        self._mysql: Connection | None = None
+        self._amqp: pika.BlockingConnection | None = None
+        self._channel = None
+        self._gauges_read = float("-inf")
+        self._failures = 0
+
+    # --- the loops -------------------------------------------------------------------------------------
+
+    def run(self, stopping: threading.Event) -> None:
+        """Send until `stopping` is set; outages are waited out with backoff, a FatalError is logged and ends it."""
+        log.info("relay sending %s from the outbox", " and ".join(self.targets) or "nothing (both are off)")
+        try:
+            while not stopping.is_set() and self.targets:
+                try:
+                    sent = self.once()
+                    self._failures = 0
+                except TransientError as exc:
+                    self._failures += 1
+                    pause = retry_delay(self._failures, self.settings.retry_max_wait)
+                    metrics.RETRIES.labels("relay").inc()
+                    log.warning("relay: %s; trying again in %.0f s", exc, pause)
+                    self.close()
+                    stopping.wait(pause)
+                    continue
+                if not sent:
+                    stopping.wait(IDLE_SECONDS)
+        except FatalError as exc:
+            log.critical("relay stops: %s. Committed events wait in the outbox", exc,
+                         extra={"event": "fatal", "error_class": type(exc).__name__})
+        finally:
+            self.close()
+
+    def drain(self, seconds: float) -> int:
+        """Send what is due until nothing is, or `seconds` have passed; the rows handled. What is left
+        (a receiver that does not answer, a retry not yet due) waits in the outbox for the next run or relay."""
+        deadline = time.monotonic() + seconds
+        handled = 0
+        try:
+            while time.monotonic() < deadline and (done := self.once()):
+                handled += done
+        except TransientError as exc:
+            log.warning("events not sent now (%s); they wait in the outbox for the next run or a relay", exc)
+        finally:
+            self.close()
+        return handled
+
+    def once(self) -> int:
+        """One chunk of due rows of each target sent; the rows handled (0: none was due)."""
+        self._gauges()
+        handled = 0
+        if "stream" in self.targets:
+            handled += self._stream()
+        if "webhook" in self.targets:
+            handled += self._webhooks()
+        return handled
+
+    # --- the decision stream -----------------------------------------------------------------------------
+
+    def _stream(self) -> int:
+        rows = self._claim("stream", STREAM_CHUNK, lease=60.0)
+        if not rows:
+            return 0
+        done: list[int] = []
+        try:
+            channel = self._stream_channel()
+            for row in rows:
+                self._publish(channel, row)
+                done.append(row.id)
+        except (TransientError, FatalError) as exc:
+            self._close_amqp()
+            self._in_transaction(lambda cursor: self._stream_failed(cursor, rows, done, str(exc)))
+            raise
+        self._in_transaction(lambda cursor: outbox.sent(cursor, self.tables, done))
+        metrics.EVENTS_SENT.labels("stream").inc(len(done))
+        return len(rows)
+
+    def _stream_failed(self, cursor, rows: list[Claimed], done: list[int], why: str) -> None:
+        outbox.sent(cursor, self.tables, done)
+        for row in rows:
+            if row.id not in done:
+                outbox.failed(cursor, self.tables, row.id, why,
+                              retry_delay(row.attempts + 1, self.settings.event_retry_max_wait), park=False)
+                metrics.EVENTS_RETRIED.labels("stream").inc()
+        metrics.EVENTS_SENT.labels("stream").inc(len(done))
+
+    def _publish(self, channel, row: Claimed) -> None:
+        """Publish one event and wait for RabbitMQ's confirm (mandatory: a return is a failure, though the
+        alternate exchange takes what no binding routes)."""
+        properties = pika.BasicProperties(
+            content_type=CONTENT_TYPE, delivery_mode=2, message_id=row.event_id, type=row.event,
+            timestamp=int(time.time()), app_id="pmtabounce",
+        )
+        with broker.translated(self.settings.amqp_url):
+            try:
+                channel.basic_publish(self.settings.topology.events_exchange, row.event, row.body.encode(),
+                                      properties, mandatory=True)
+            except (NackError, UnroutableError) as exc:
+                raise TransientError(f"RabbitMQ did not take event {row.event_id} ({type(exc).__name__}); run "
+                                     "`pmtabounce setup` if the decision stream's exchanges are missing") from exc
+
+    def _stream_channel(self):
+        if self._channel is None or not self._channel.is_open:
+            self._close_amqp()
+            self._amqp = broker.connect(self.settings.amqp, "relay")
+            with broker.translated(self.settings.amqp_url):
+                self._channel = self._amqp.channel()
+                self._channel.confirm_delivery()
+        return self._channel
+
+    def _close_amqp(self) -> None:
+        if self._amqp is not None:
+            broker.close_quietly(self._amqp)
+        self._amqp = self._channel = None
+
+    # --- IEM's webhooks ---------------------------------------------------------------------------------
+
+    def _webhooks(self) -> int:
+        timeout = self.settings.webhook_timeout
+        rows = self._claim("webhook", WEBHOOK_CHUNK, lease=WEBHOOK_CHUNK * (timeout + 5.0))
+        for row in rows:
+            started = time.monotonic()
+            answer = post(row.url, row.body.encode("utf-8"), timeout)
+            took = time.monotonic() - started
+            self._in_transaction(lambda cursor, row=row, answer=answer, took=took: self._answered(
+                cursor, row, answer, took))
+        return len(rows)
+
+    def _answered(self, cursor, row: Claimed, answer: WebhookAnswer, took: float) -> None:
+        """Log the try as IEM does (webhook_logs) and in our attempts; the row sent, due again, or parked."""
+        number = row.attempts + 1
+        webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url,
+                          json.loads(row.body), answer.body if answer.status is not None else None, int(time.time()))
+        said = answer.body if answer.status is not None else (answer.error or "no answer")
+        outbox.attempt(cursor, self.tables, row.id, number, answer.status, said or "", took)
+        if delivered(answer):
+            outbox.sent(cursor, self.tables, [row.id], f"{answer.status}")
+            metrics.EVENTS_SENT.labels("webhook").inc()
+            return
+        status = f"HTTP {answer.status}" if answer.status is not None else (answer.error or "no answer")
+        park = number >= self.settings.webhook_attempts
+        outbox.failed(cursor, self.tables, row.id, status,
+                      retry_delay(number, self.settings.event_retry_max_wait), park=park)
+        if park:
+            metrics.EVENTS_PARKED_TOTAL.labels("webhook").inc()
+            log.error("webhook %s (outbox %d, %s) parked after %d tries, the last: %s; see `pmtabounce webhooks "
+                      "list`", row.url, row.id, row.event, number, status,
+                      extra={"event": "webhook_parked", "outbox_id": row.id, "attempts": number})
+        else:
+            metrics.EVENTS_RETRIED.labels("webhook").inc()
+            log.warning("webhook %s (outbox %d) not delivered (%s, try %d of %d); trying again later", row.url,
+                        row.id, status, number, self.settings.webhook_attempts,
+                        extra={"event": "webhook_retry", "outbox_id": row.id, "attempts": number})
+
+    # --- the database -----------------------------------------------------------------------------------
+
+    def _claim(self, target: str, limit: int, lease: float) -> list[Claimed]:
+        return self._in_transaction(lambda cursor: outbox.claim(cursor, self.tables, [target], limit, lease))
+
+    def _gauges(self) -> None:
+        if time.monotonic() - self._gauges_read < GAUGES_SECONDS:
+            return
+        self._gauges_read = time.monotonic()
+        found = self._in_transaction(lambda cursor: outbox.counts(cursor, self.tables))
+        for target in metrics.EVENT_TARGETS:
+            metrics.EVENTS_WAITING.labels(target).set(found.get((target, "waiting"), 0))
+            metrics.EVENTS_PARKED.labels(target).set(found.get((target, "parked"), 0))
+
+    def _in_transaction(self, work):
+        """`work(cursor)` in one committed transaction; a database failure as our error type."""
+        try:
+            if self._mysql is None:
+                self._mysql = connect(self.settings.mysql)
+            with self._mysql.cursor() as cursor:
+                result = work(cursor)
+            self._mysql.commit()
+            return result
+        except Exception as exc:
+            error = translate(exc)
+            self._close_mysql()
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _close_mysql(self) -> None:
+        if self._mysql is not None:
+            try:
+                self._mysql.close()
+            except Exception:  # already gone
+                pass
+            self._mysql = None
+
+    def close(self) -> None:
+        """Let go of both connections (a claimed row not yet answered comes due again after its lease)."""
+        self._close_mysql()
+        self._close_amqp()
+
+
+def start_thread(settings: Settings, stopping: threading.Event) -> threading.Thread | None:
+    """The worker's relay thread, or None when webhooks and the stream are both off."""
+    if not (settings.webhooks or settings.event_stream):
+        return None
+    thread = threading.Thread(target=Relay(settings).run, args=(stopping,), name="relay", daemon=True)
+    thread.start()
+    return thread
