@@ -99,11 +99,11 @@ EVENTS_PARKED_TOTAL = Counter(
     ["target"], registry=None,
 )
 EVENTS_WAITING = Gauge(
-    "pmtabounce_events_waiting", "Outbox events committed and not yet delivered, by target (read every 10 s)",
+    "pmtabounce_outbox_waiting", "Outbox events committed and not yet delivered, by target (read every 10 s)",
     ["target"], registry=None,
 )
 EVENTS_PARKED = Gauge(
-    "pmtabounce_events_parked", "Outbox events parked, waiting for `pmtabounce webhooks retry` or `drop`, by "
+    "pmtabounce_outbox_parked", "Outbox events parked, waiting for `pmtabounce webhooks retry` or `drop`, by "
     "target (read every 10 s)", ["target"], registry=None,
 )
 EVENT_TARGETS = ("stream", "webhook")

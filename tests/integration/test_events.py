@@ -6,63 +6,11 @@ expected bytes are written out here from iem-webhooks.md, not computed by the co
 
 from __future__ import annotations
 
-from iem_seed import T0, Seed, bounce, complaint, write_file
+from iem_seed import Seed
 from storm_world import json_of, pmtabounce
 from webhook_receiver import WebhookReceiver
-from webhook_world import BOUNCE, SUBSCRIBE, UNSUBSCRIBE, add_custom_field, add_webhook, add_webhook_tables, \
-    outbox_rows, webhook_logs
-
-LIST_NAME = "Kunden/Ä"  # `/` and a non-ASCII letter: PHP writes them `\/` and `\u00c4`
-
-
-def world(db, receiver: WebhookReceiver) -> dict[str, int]:
-    """List 3 (named LIST_NAME) with a Bounce and an Unsubscribe webhook, an inactive one and one with no URL;
-    list 4 with a Bounce webhook but only a soft bounce (fires nothing)."""
-    add_webhook_tables(db)
-    seed = Seed(db)
-    seed.lists(3, 4)
-    db.query("UPDATE {t.lists} SET name = %s WHERE listid = 3", (LIST_NAME,))
-    seed.newsletter(42)
-    ids = {"ann": seed.subscriber("Ann@Example.com", 3), "bob": seed.subscriber("bob@example.com", 4),
-           "cat": seed.subscriber("cat@example.com", 3)}
-    add_webhook(db, 3, BOUNCE, "", active=1)  # IEM stops at an empty URL; we skip it and go on
-    ids["bounce_hook"] = add_webhook(db, 3, BOUNCE, receiver.url)
-    add_webhook(db, 3, BOUNCE, receiver.url + "?inactive", active=0)
-    ids["unsubscribe_hook"] = add_webhook(db, 3, UNSUBSCRIBE, receiver.url)
-    add_webhook(db, 4, BOUNCE, receiver.url + "?list4")
-    add_webhook(db, 3, SUBSCRIBE, receiver.url + "?subscribe")
-    return ids
-
-
-BOUNCE_BODY = (b'{"event":"Bounce","listname":"Kunden\\/\\u00c4","emailaddress":"Ann@Example.com","bounced":1,'
-               b'"bouncedate":%d}' % T0)
-UNSUBSCRIBE_BODY = (b'{"event":"Unsubscribe","listname":"Kunden\\/\\u00c4","emailaddress":"cat@example.com",'
-                    b'"unsubscribed":1,"unsubscribedate":%d}' % (T0 + 5))
-
-
-def logmsg(url: str, payload: str) -> str:
-    return f'a:2:{{s:3:"url";s:{len(url)}:"{url}";s:7:"payload";{payload}}}'
-
-
-BOUNCE_PAYLOAD = ('a:5:{s:5:"event";s:6:"Bounce";s:8:"listname";s:9:"Kunden/Ä";s:12:"emailaddress";'
-                  f's:15:"Ann@Example.com";s:7:"bounced";i:1;s:10:"bouncedate";i:{T0};}}')
-UNSUBSCRIBE_PAYLOAD = ('a:5:{s:5:"event";s:11:"Unsubscribe";s:8:"listname";s:9:"Kunden/Ä";s:12:"emailaddress";'
-                       f's:15:"cat@example.com";s:12:"unsubscribed";i:1;s:15:"unsubscribedate";i:{T0 + 5};}}')
-
-
-def records(tmp_path):
-    folder = tmp_path / "bounces"
-    folder.mkdir()
-    write_file(folder / "a.csv", [bounce("hard", "ann@example.com", (3,)), bounce("soft", "bob@example.com", (4,)),
-                                  complaint("cat@example.com", (3,), time=T0 + 5, line=4)])
-    return folder
-
-
-def request(body: bytes, port: int) -> bytes:
-    """What IEM's curl sends: the request line, Host, Accept, Content-Type, Content-Length, nothing else."""
-    return (b"POST /hook HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAccept: */*\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (port, len(body), body))
-
+from webhook_world import BOUNCE, BOUNCE_BODY, BOUNCE_PAYLOAD, UNSUBSCRIBE, UNSUBSCRIBE_BODY, UNSUBSCRIBE_PAYLOAD, \
+    logmsg, outbox_rows, records, request, webhook_logs, world
 
 def test_a_disable_and_an_unsubscribe_call_the_lists_webhooks_with_iems_bytes_and_log_rows(iem_db, tmp_path):
     receiver = WebhookReceiver()
