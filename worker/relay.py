@@ -179,7 +179,7 @@ class Relay:
 
     def _webhooks(self) -> int:
         timeout = self.settings.webhook_timeout
-        rows = self._claim("webhook", WEBHOOK_CHUNK, lease=WEBHOOK_CHUNK * (timeout + 5.0))
+        rows = self._claim("webhook", WEBHOOK_CHUNK, lease=WEBHOOK_CHUNK * timeout + 5.0)
         for row in rows:
             started = time.monotonic()
             answer = post(row.url, row.body.encode("utf-8"), timeout)

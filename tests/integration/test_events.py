@@ -6,11 +6,14 @@ expected bytes are written out here from iem-webhooks.md, not computed by the co
 
 from __future__ import annotations
 
-from iem_seed import Seed
-from storm_world import json_of, pmtabounce
+import subprocess
+
+from iem_seed import Seed, bounce
+from storm_world import command, json_of, pmtabounce
 from webhook_receiver import WebhookReceiver
-from webhook_world import BOUNCE, BOUNCE_BODY, BOUNCE_PAYLOAD, UNSUBSCRIBE, UNSUBSCRIBE_BODY, UNSUBSCRIBE_PAYLOAD, \
-    logmsg, outbox_rows, records, request, webhook_logs, world
+from webhook_world import BOUNCE, BOUNCE_BODY, BOUNCE_PAYLOAD, SUBSCRIBE, UNSUBSCRIBE, UNSUBSCRIBE_BODY, \
+    UNSUBSCRIBE_PAYLOAD, add_custom_field, logmsg, outbox_rows, records, request, webhook_logs, world
+from worker_fleet import wait_for
 
 def test_a_disable_and_an_unsubscribe_call_the_lists_webhooks_with_iems_bytes_and_log_rows(iem_db, tmp_path):
     receiver = WebhookReceiver()
@@ -78,3 +81,76 @@ def test_parked_calls_are_listed_and_can_be_sent_again(iem_db, tmp_path):
     pmtabounce(iem_db, "webhooks", "drop", "--all", "--yes")
     assert json_of(pmtabounce(iem_db, "webhooks", "list", "--json"))["rows"] == []
     assert [row[4] for row in outbox_rows(iem_db)] == ["sent", "dropped"]
+
+
+def test_undo_sends_iems_subscribe_webhook_with_the_custom_fields(iem_db, tmp_path):
+    receiver = WebhookReceiver()
+    ids = world(iem_db, receiver)
+    add_custom_field(iem_db, 3, "Zeta", {ids["ann"]: "z/ü"})  # with data: first, in subscribers_data's order
+    add_custom_field(iem_db, 3, "Alpha")  # without: after, as ""
+    add_custom_field(iem_db, 4, "Other list", {ids["ann"]: "not shown"})
+    pmtabounce(iem_db, "process", str(records(tmp_path)), webhooks="on")
+    receiver.requests.clear()
+
+    pmtabounce(iem_db, "undo", "--email", "ann@example.com", "--yes", webhooks="on")
+    pmtabounce(iem_db, "relay", "--once", "10", webhooks="on")
+
+    body = (b'{"event":"Subscribe","listname":"Kunden\\/\\u00c4","emailaddress":"Ann@Example.com","confirmed":"1",'
+            b'"confirmdate":"0","customfields":{"Zeta":"z\\/\\u00fc","Alpha":""}}')
+    assert receiver.requests == [request(body, receiver.port).replace(b"/hook ", b"/hook?subscribe ")]
+    payload = ('a:6:{s:5:"event";s:9:"Subscribe";s:8:"listname";s:9:"Kunden/Ä";s:12:"emailaddress";'
+               's:15:"Ann@Example.com";s:9:"confirmed";s:1:"1";s:11:"confirmdate";s:1:"0";s:12:"customfields";'
+               'a:2:{s:4:"Zeta";s:4:"z/ü";s:5:"Alpha";s:0:"";}}')
+    assert webhook_logs(iem_db)[-1] == (SUBSCRIBE, logmsg(receiver.url + "?subscribe", payload), "ok")
+
+
+def test_a_rolled_back_batch_sends_nothing(iem_db, tmp_path, monkeypatch):
+    from pmtabounce.common.errors import FatalError
+    from pmtabounce.store import events as store_events
+    from pmtabounce.worker.apply import BatchApplier
+
+    receiver = WebhookReceiver()
+    world(iem_db, receiver)
+    settings = iem_db.settings()
+    applier = BatchApplier(settings.mysql, iem_db.tables, settings.policy,
+                           events=store_events.from_settings(settings, iem_db.tables))
+    monkeypatch.setattr(BatchApplier, "_write_shared_counters",
+                        lambda self, cursor, plan: (_ for _ in ()).throw(FatalError("stopped before commit")))
+    record = bounce("hard", "ann@example.com", (3,))
+    try:
+        applier.apply([record])
+    except FatalError:
+        pass
+    assert iem_db.query("SELECT COUNT(*) FROM {t.ledger}") == [(0,)]
+    pmtabounce(iem_db, "relay", "--once", "5", webhooks="on")
+    assert outbox_rows(iem_db) == [] and receiver.requests == []
+
+    monkeypatch.undo()  # the same batch again, committed this time: its events once, none of the rolled-back try
+    applier.apply([record])
+    applier.close()
+    pmtabounce(iem_db, "relay", "--once", "5", webhooks="on")
+    assert [row[2:] for row in outbox_rows(iem_db)] == [("Bounce", receiver.url, "sent", 1)]
+    assert receiver.bodies() == [BOUNCE_BODY]
+
+
+def test_a_kill_between_commit_and_send_loses_nothing(iem_db, tmp_path):
+    receiver = WebhookReceiver()
+    world(iem_db, receiver)
+    receiver.hang = True
+    argv, env = command(iem_db, "process", str(records(tmp_path)), webhooks="on", webhook_timeout="1")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(receiver.requests) == 1, "the first call, held by the receiver")
+    process.kill()  # committed, the call in hand unanswered: its claim's lease runs out, then it is sent again
+    process.wait()
+    assert [row[4] for row in outbox_rows(iem_db)] == ["waiting", "waiting"]
+
+    receiver.hang = False
+    wait_for(lambda: _relay_once(iem_db) and len(receiver.requests) == 3, "every call once the lease ran out")
+
+    assert receiver.bodies() == [BOUNCE_BODY, BOUNCE_BODY, UNSUBSCRIBE_BODY]
+    assert [row[4] for row in outbox_rows(iem_db)] == ["sent", "sent"]
+
+
+def _relay_once(db) -> bool:
+    pmtabounce(db, "relay", "--once", "3", webhooks="on")
+    return True
