@@ -47,7 +47,7 @@ def event_id(*parts: object) -> str:
 
 def envelope(key: str, ident: str, data: dict, when: float, subject: str = "") -> bytes:
     """The CloudEvents 1.0 JSON of one decision (`key` one of ROUTING_KEYS, `when` Unix seconds)."""
-    event = {
+    event: dict[str, object] = {
         "specversion": SPEC_VERSION,
         "id": ident,
         "source": SOURCE,

@@ -15,9 +15,9 @@ from .commands.guard import guard
 from .commands.process import process
 from .commands.producer import producer
 from .commands.prune import prune
+from .commands.relay import relay
 from .commands.setup import setup
 from .commands.status import status
-from .commands.relay import relay
 from .commands.undo import undo
 from .commands.webhooks import webhooks
 from .commands.worker import worker

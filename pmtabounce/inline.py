@@ -20,8 +20,8 @@ from .common.config import Settings
 from .common.errors import FatalError, GaveUp, TransientError
 from .common.guard import GuardSettings
 from .common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
-from .store.db import Tables
 from .store import events
+from .store.db import Tables
 from .summary import Summary
 from .worker.apply import BatchApplier
 

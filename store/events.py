@@ -108,10 +108,12 @@ class Events:
         if not self.stream:
             return
         now = time.time()
-        outbox.add(cursor, self.tables, [
-            Delivery(event_id(key, *parts), "stream", key, envelope(key, event_id(key, *parts), data, now,
-                                                                      subject).decode(), data.get("fingerprint", fingerprint))
-            for data, parts, subject in items])
+        rows = []
+        for data, parts, subject in items:
+            ident = event_id(key, *parts)
+            rows.append(Delivery(ident, "stream", key, envelope(key, ident, data, now, subject).decode(),
+                                 data.get("fingerprint", fingerprint)))
+        outbox.add(cursor, self.tables, rows)
 
     def for_reactivations(self, cursor, reactivated: Sequence[tuple[int, int, str]], run: int) -> None:
         """IEM's re-activation webhook (Subscribe, with customfields) for rows `undo` made active again:

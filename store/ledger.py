@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..common.complaint import ComplaintRecord
-from .db import Tables, case_of, insert_rows
 from . import outbox
+from .db import Tables, case_of, insert_rows
 from .effects import to_json
 from .rows import Outcome, Record
 
@@ -242,7 +242,8 @@ def records_seen(cursor, t: Tables) -> int:
 
 HISTORY_COLUMNS = ("id", "time_logged", "source_file", "source_line", "record_type", "category", "dsn_status",
                    "dsn_diag", "decision", "outcome", "subscriberid", "listid", "statid", "list_ids", "seen_count",
-                   "undo_run", "feedback_type", "feedback_format", "user_agent", "reporting_mta", "effects")
+                   "undo_run", "feedback_type", "feedback_format", "user_agent", "reporting_mta", "effects",
+                   "fingerprint")
 
 
 def history(cursor, t: Tables, email: str) -> list[dict]:

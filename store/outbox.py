@@ -164,7 +164,8 @@ LIST_COLUMNS = ("id", "event_id", "target", "event", "fingerprint", "webhookid",
 
 def listed(cursor, t: Tables, state: str, limit: int, ids: Sequence[int] = ()) -> list[dict]:
     """Rows in `state` (oldest first), or just `ids` of them, as dicts of LIST_COLUMNS."""
-    where, params = "state = %s", [state]
+    where = "state = %s"
+    params: list[object] = [state]
     if ids:
         where += f" AND id IN ({', '.join(['%s'] * len(ids))})"
         params += list(ids)
@@ -176,7 +177,8 @@ def listed(cursor, t: Tables, state: str, limit: int, ids: Sequence[int] = ()) -
 def move(cursor, t: Tables, from_state: str, to_state: str, ids: Sequence[int] = ()) -> int:
     """Parked rows back to `waiting` (due now, attempts from zero) or to `dropped`; all of them when no ids.
     Returns the rows moved."""
-    where, params = "state = %s", [from_state]
+    where = "state = %s"
+    params: list[object] = [from_state]
     if ids:
         where += f" AND id IN ({', '.join(['%s'] * len(ids))})"
         params += list(ids)
@@ -198,6 +200,8 @@ def of_records(cursor, t: Tables, fingerprints: Sequence[str]) -> dict[str, list
     columns = ("id", "fingerprint", "target", "event", "event_id", "url", "state", "attempts", "last_answer",
                "sent_at")
     events = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    for e in events:
+        e["sent_at"] = float(e["sent_at"]) if e["sent_at"] is not None else None
     tries: dict[int, list[dict]] = {}
     ids = [e["id"] for e in events if e["target"] == "webhook"]
     if ids:
@@ -221,3 +225,20 @@ def present(cursor, t: Tables) -> bool:
     cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                    "AND TABLE_NAME = %s", (t.outbox.strip("`"),))
     return int(cursor.fetchone()[0]) == 1
+
+
+def summary(cursor, t: Tables, seconds: int) -> dict[str, dict[str, int]]:
+    """target -> waiting, parked, sent (in the last `seconds`), retried (events created in the last `seconds`
+    that needed more than one try, or wait for another after a failed one), for `status`; every target shown."""
+    cursor.execute(
+        f"SELECT target, SUM(state = 'waiting'), SUM(state = 'parked'), "
+        f"SUM(state = 'sent' AND sent_at >= NOW(6) - INTERVAL %s SECOND), "
+        f"SUM(created_at >= NOW(6) - INTERVAL %s SECOND AND (attempts > 1 OR (state <> 'sent' AND attempts > 0))) "
+        f"FROM {t.outbox} GROUP BY target",
+        (seconds, seconds),
+    )
+    found = {target: {"waiting": 0, "parked": 0, "sent": 0, "retried": 0} for target in TARGETS}
+    for target, waiting, parked, sent_, retried in cursor.fetchall():
+        found[target] = {"waiting": int(waiting or 0), "parked": int(parked or 0), "sent": int(sent_ or 0),
+                         "retried": int(retried or 0)}
+    return found

@@ -19,8 +19,8 @@ from ..common.guard import GuardBatch, GuardSettings, domain_of, hard_domains
 from ..common.policy import Policy
 from ..common.record import BounceRecord
 from ..store import guard_store, iem, ledger
-from ..store.events import Events
 from ..store.db import Connection, Tables, bound_io, connect, setting_to_check, translate
+from ..store.events import Events
 from ..store.rows import Candidate, LinkedRow, Record
 from .plan import Outcome, Plan, plan_batch
 

@@ -130,8 +130,9 @@ class Relay:
                 self._publish(channel, row)
                 done.append(row.id)
         except (TransientError, FatalError) as exc:
+            why = str(exc)
             self._close_amqp()
-            self._in_transaction(lambda cursor: self._stream_failed(cursor, rows, done, str(exc)))
+            self._in_transaction(lambda cursor: self._stream_failed(cursor, rows, done, why))
             raise
         self._in_transaction(lambda cursor: outbox.sent(cursor, self.tables, done))
         metrics.EVENTS_SENT.labels("stream").inc(len(done))
@@ -166,8 +167,9 @@ class Relay:
             self._close_amqp()
             self._amqp = broker.connect(self.settings.amqp, "relay")
             with broker.translated(self.settings.amqp_url):
-                self._channel = self._amqp.channel()
-                self._channel.confirm_delivery()
+                channel = self._amqp.channel()
+                channel.confirm_delivery()
+            self._channel = channel
         return self._channel
 
     def _close_amqp(self) -> None:

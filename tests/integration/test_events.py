@@ -11,9 +11,24 @@ import subprocess
 from iem_seed import Seed, bounce
 from storm_world import command, json_of, pmtabounce
 from webhook_receiver import WebhookReceiver
-from webhook_world import BOUNCE, BOUNCE_BODY, BOUNCE_PAYLOAD, SUBSCRIBE, UNSUBSCRIBE, UNSUBSCRIBE_BODY, \
-    UNSUBSCRIBE_PAYLOAD, add_custom_field, logmsg, outbox_rows, records, request, webhook_logs, world
+from webhook_world import (
+    BOUNCE,
+    BOUNCE_BODY,
+    BOUNCE_PAYLOAD,
+    SUBSCRIBE,
+    UNSUBSCRIBE,
+    UNSUBSCRIBE_BODY,
+    UNSUBSCRIBE_PAYLOAD,
+    add_custom_field,
+    logmsg,
+    outbox_rows,
+    records,
+    request,
+    webhook_logs,
+    world,
+)
 from worker_fleet import wait_for
+
 
 def test_a_disable_and_an_unsubscribe_call_the_lists_webhooks_with_iems_bytes_and_log_rows(iem_db, tmp_path):
     receiver = WebhookReceiver()
@@ -58,6 +73,13 @@ def test_a_receiver_down_gets_every_call_once_it_is_back_with_the_same_ids(iem_d
     assert [row[4] for row in sent] == ["sent", "sent"]
     assert webhook_logs(iem_db)[-2:] == [(BOUNCE, logmsg(receiver.url, BOUNCE_PAYLOAD), "ok"),
                                          (UNSUBSCRIBE, logmsg(receiver.url, UNSUBSCRIBE_PAYLOAD), "ok")]
+    [record] = [r for r in json_of(pmtabounce(iem_db, "explain", "ann@example.com", "--json"))["records"]]
+    [call] = record["events"]
+    assert (call["event"], call["url"], call["state"]) == ("Bounce", receiver.url, "sent")
+    assert [(t["status"], t["answer"]) for t in call["tries"]][-1] == (200, "ok")
+    assert all(t["status"] is None and t["answer"] for t in call["tries"][:-1]) and len(call["tries"]) >= 2
+    report = json_of(pmtabounce(iem_db, "status", "--json", check=False))
+    assert report["ledger"]["events_last_hour"]["webhook"] == {"waiting": 0, "parked": 0, "sent": 2, "retried": 2}
 
 
 def test_parked_calls_are_listed_and_can_be_sent_again(iem_db, tmp_path):
