@@ -7,7 +7,7 @@ import json
 from iem_seed import T0
 from storm_world import pmtabounce
 from webhook_receiver import WebhookReceiver
-from webhook_world import BOUNCE_BODY, UNSUBSCRIBE_BODY, outbox_rows, records, world
+from webhook_world import BOUNCE_BODY, UNSUBSCRIBE_BODY, bodies, outbox_rows, records, world
 from worker_fleet import Fleet, produce_once, wait_for, worker_env
 
 
@@ -38,7 +38,7 @@ def drain(vhost, queue: str) -> list[tuple]:
 
 
 def test_the_worker_sends_the_webhooks_and_one_stream_event_per_decision(iem_db, vhost, tmp_path):
-    receiver = WebhookReceiver()
+    receiver = WebhookReceiver().up()
     ids = world(iem_db, receiver)
     env = worker_env(iem_db.url, vhost.url, event_stream="on", webhooks="on")
     pmtabounce(iem_db, "setup", amqp_url=vhost.url)
@@ -51,7 +51,7 @@ def test_the_worker_sends_the_webhooks_and_one_stream_event_per_decision(iem_db,
                  "three stream events and two webhook calls")
         assert fleet.terminate(worker) == 0
 
-    assert receiver.bodies() == [BOUNCE_BODY, UNSUBSCRIBE_BODY]
+    assert bodies(receiver) == [BOUNCE_BODY, UNSUBSCRIBE_BODY]
     events = drain(vhost, queue)
     assert [key for key, _, _ in events] == ["bounce.hard.disabled", "bounce.soft.recorded", "complaint.unsubscribed"]
     ids_sent = {row[1] for row in outbox_rows(iem_db, "stream")}
