@@ -266,7 +266,6 @@ def declare_topology(channel, topology: Topology, *, work_queue: bool = True) ->
         channel.queue_declare(topology.dead_queue, durable=True, arguments=topology.dead_queue_arguments())
         channel.queue_bind(topology.dead_queue, topology.dead_exchange, routing_key=topology.routing_key)
         channel.exchange_declare(topology.exchange, exchange_type="direct", durable=True)
-        declare_events(channel, topology)
         if not work_queue:
             return
         channel.queue_declare(topology.queue, durable=True, arguments=topology.queue_arguments())
@@ -312,6 +311,7 @@ def setup_broker(settings: Settings) -> None:
         with translated(settings.amqp):
             declare_topology(connection.channel(), topology, work_queue=False)
             queue_migration.declare_work_queue(connection, topology)
+            declare_events(connection.channel(), topology)
     finally:
         close_quietly(connection)
     setup_log.info(
