@@ -37,8 +37,8 @@ from iem_model import BounceModel, IemState, differences  # noqa: E402
 from measure import Result, ServerCpu, batch_timings, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
-from webhook_receiver import WebhookReceiver  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
+from webhook_receiver import WebhookReceiver  # noqa: E402
 
 from pmtabounce.demo.world import World  # noqa: E402
 

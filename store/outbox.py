@@ -242,3 +242,14 @@ def summary(cursor, t: Tables, seconds: int) -> dict[str, dict[str, int]]:
         found[target] = {"waiting": int(waiting or 0), "parked": int(parked or 0), "sent": int(sent_ or 0),
                          "retried": int(retried or 0)}
     return found
+
+
+def next_due(cursor, t: Tables, targets: Iterable[str]) -> float | None:
+    """Seconds until the earliest waiting row of `targets` is due (0 if one is now); None when none waits."""
+    kinds = [k for k in targets if k in TARGETS]
+    if not kinds:
+        return None
+    cursor.execute(f"SELECT MIN(due_at) - {_NOW} FROM {t.outbox} WHERE state = 'waiting' "
+                   f"AND target IN ({', '.join(['%s'] * len(kinds))})", kinds)
+    found = cursor.fetchone()[0]
+    return None if found is None else max(0.0, float(found))

@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pika
 from pika.exceptions import NackError, UnroutableError
@@ -39,7 +40,8 @@ from .webhook_http import WebhookAnswer, post
 log = logging.getLogger("pmtabounce.relay")
 
 STREAM_CHUNK = 200  # stream events claimed at once
-WEBHOOK_CHUNK = 10  # webhook calls claimed at once (their lease covers each one's timeout)
+WEBHOOK_CHUNK = 20  # webhook calls claimed at once (their lease covers a timeout for each)
+POSTERS = 8  # calls of one chunk in flight at once
 IDLE_SECONDS = 1.0  # how often an idle relay looks for due rows
 GAUGES_SECONDS = 10.0
 
@@ -85,6 +87,14 @@ class Relay:
                     self.close()
                     stopping.wait(pause)
                     continue
+                except (FatalError, KeyboardInterrupt):
+                    raise
+                except Exception:  # a bug must not end the worker's sending for good: said, then tried again
+                    self._failures += 1
+                    log.exception("relay: unexpected error; the rows in hand come due again after their lease")
+                    self.close()
+                    stopping.wait(retry_delay(self._failures, self.settings.retry_max_wait))
+                    continue
                 if not sent:
                     stopping.wait(IDLE_SECONDS)
         except FatalError as exc:
@@ -94,13 +104,20 @@ class Relay:
             self.close()
 
     def drain(self, seconds: float) -> int:
-        """Send what is due until nothing is, or `seconds` have passed; the rows handled. What is left
-        (a receiver that does not answer, a retry not yet due) waits in the outbox for the next run or relay."""
+        """Send, and try again what fails as its backoff comes due, until nothing waits or `seconds` have
+        passed; the rows handled. What is left (a receiver still down, a retry due later) waits in the outbox
+        for the next run or a relay."""
         deadline = time.monotonic() + seconds
         handled = 0
         try:
-            while time.monotonic() < deadline and (done := self.once()):
-                handled += done
+            while time.monotonic() < deadline:
+                if done := self.once():
+                    handled += done
+                    continue
+                wait = self._in_transaction(lambda cursor: outbox.next_due(cursor, self.tables, self.targets))
+                if wait is None or time.monotonic() + wait >= deadline:
+                    break
+                self._sleep(max(wait, 0.05))
         except TransientError as exc:
             log.warning("events not sent now (%s); they wait in the outbox for the next run or a relay", exc)
         finally:
@@ -180,27 +197,41 @@ class Relay:
     # --- IEM's webhooks ---------------------------------------------------------------------------------
 
     def _webhooks(self) -> int:
+        """A chunk of due calls posted, each URL's in order and up to POSTERS URLs side by side (so one slow
+        receiver does not hold the others), then every answer recorded in one transaction: one commit per
+        chunk, not per call."""
         timeout = self.settings.webhook_timeout
         rows = self._claim("webhook", WEBHOOK_CHUNK, lease=WEBHOOK_CHUNK * timeout + 5.0)
-        for row in rows:
-            started = time.monotonic()
-            answer = post(row.url, row.body.encode("utf-8"), timeout)
-            took = time.monotonic() - started
-            self._in_transaction(lambda cursor, row=row, answer=answer, took=took: self._answered(
-                cursor, row, answer, took))
+        if not rows:
+            return 0
+        by_url: dict[str, list[Claimed]] = {}
+        for row in rows:  # one URL's calls in order, one after the other; different URLs side by side
+            by_url.setdefault(row.url, []).append(row)
+        with ThreadPoolExecutor(min(POSTERS, len(by_url)), thread_name_prefix="webhook") as pool:
+            got = dict(zip(by_url, pool.map(lambda calls: [_timed_post(r, timeout) for r in calls],
+                                            by_url.values()), strict=True))
+        answers = [got[row.url].pop(0) for row in rows]
+        now = int(time.time())
+        self._in_transaction(lambda cursor: self._answered(cursor, rows, answers, now))
         return len(rows)
 
-    def _answered(self, cursor, row: Claimed, answer: WebhookAnswer, took: float) -> None:
-        """Log the try as IEM does (webhook_logs) and in our attempts; the row sent, due again, or parked."""
-        number = row.attempts + 1
-        webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url,
-                          json.loads(row.body), answer.body if answer.status is not None else None, int(time.time()))
-        said = answer.body if answer.status is not None else (answer.error or "no answer")
-        outbox.attempt(cursor, self.tables, row.id, number, answer.status, said or "", took)
-        if delivered(answer):
-            outbox.sent(cursor, self.tables, [row.id], f"{answer.status}")
-            metrics.EVENTS_SENT.labels("webhook").inc()
-            return
+    def _answered(self, cursor, rows: list[Claimed], answers: list[tuple[WebhookAnswer, float]], now: int) -> None:
+        """Log each try as IEM does (webhook_logs) and in our attempts; each row sent, due again, or parked."""
+        delivered_ids = []
+        for row, (answer, took) in zip(rows, answers, strict=True):
+            number = row.attempts + 1
+            webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url, json.loads(row.body),
+                              answer.body if answer.status is not None else None, now)
+            said = answer.body if answer.status is not None else (answer.error or "no answer")
+            outbox.attempt(cursor, self.tables, row.id, number, answer.status, said or "", took)
+            if delivered(answer):
+                delivered_ids.append(row.id)
+            else:
+                self._not_delivered(cursor, row, number, answer)
+        outbox.sent(cursor, self.tables, delivered_ids, "2xx")
+        metrics.EVENTS_SENT.labels("webhook").inc(len(delivered_ids))
+
+    def _not_delivered(self, cursor, row: Claimed, number: int, answer: WebhookAnswer) -> None:
         status = f"HTTP {answer.status}" if answer.status is not None else (answer.error or "no answer")
         park = number >= self.settings.webhook_attempts
         outbox.failed(cursor, self.tables, row.id, status,
@@ -258,6 +289,12 @@ class Relay:
         """Let go of both connections (a claimed row not yet answered comes due again after its lease)."""
         self._close_mysql()
         self._close_amqp()
+
+
+def _timed_post(row: Claimed, timeout: float) -> tuple[WebhookAnswer, float]:
+    started = time.monotonic()
+    answer = post(row.url, row.body.encode("utf-8"), timeout)
+    return answer, time.monotonic() - started
 
 
 def start_thread(settings: Settings, stopping: threading.Event) -> threading.Thread | None:

@@ -8,7 +8,7 @@ from iem_seed import T0
 from storm_world import pmtabounce
 from webhook_receiver import WebhookReceiver
 from webhook_world import BOUNCE_BODY, UNSUBSCRIBE_BODY, bodies, outbox_rows, records, world
-from worker_fleet import Fleet, produce_once, wait_for, worker_env
+from worker_fleet import Fleet, drain, produce_once, wait_for, worker_env
 
 
 def bound_queue(vhost, *keys: str) -> str:
@@ -23,18 +23,9 @@ def bound_queue(vhost, *keys: str) -> str:
     return "crm"
 
 
-def drain(vhost, queue: str) -> list[tuple]:
-    """(routing key, properties, CloudEvent) of every message in `queue`, acked."""
-    connection, channel = vhost.channel()
-    got = []
-    try:
-        while True:
-            method, properties, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return got
-            got.append((method.routing_key, properties, json.loads(body)))
-    finally:
-        connection.close()
+def taken(vhost, queue: str) -> list[tuple]:
+    """(routing key, properties, CloudEvent) of every message in `queue` (the key is also the AMQP `type`)."""
+    return [(properties.type, properties, json.loads(body)) for properties, body in drain(vhost.url, queue)]
 
 
 def test_the_worker_sends_the_webhooks_and_one_stream_event_per_decision(iem_db, vhost, tmp_path):
@@ -52,7 +43,7 @@ def test_the_worker_sends_the_webhooks_and_one_stream_event_per_decision(iem_db,
         assert fleet.terminate(worker) == 0
 
     assert bodies(receiver) == [BOUNCE_BODY, UNSUBSCRIBE_BODY]
-    events = drain(vhost, queue)
+    events = taken(vhost, queue)
     assert [key for key, _, _ in events] == ["bounce.hard.disabled", "bounce.soft.recorded", "complaint.unsubscribed"]
     ids_sent = {row[1] for row in outbox_rows(iem_db, "stream")}
     for key, properties, event in events:
@@ -75,6 +66,6 @@ def test_an_event_no_queue_is_bound_for_waits_in_the_unrouted_queue(iem_db, vhos
     pmtabounce(iem_db, "guard", "trip", "example.org", event_stream="on")
     pmtabounce(iem_db, "relay", "--once", "10", amqp_url=vhost.url, event_stream="on")
 
-    [(key, _, event)] = drain(vhost, vhost.topology.unrouted_queue)
+    [(key, _, event)] = taken(vhost, vhost.topology.unrouted_queue)
     assert key == "guard.tripped" and event["data"]["domain"] == "example.org"
-    assert drain(vhost, "crm") == []
+    assert taken(vhost, "crm") == []
