@@ -303,6 +303,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-file-mb", type=int, default=0, help="also measure producer memory on a file this big")
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306", help="MariaDB server (no database)")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure each variant this many times, alternating")
     parser.add_argument("--webhooks", action="store_true",
                         help="also each variant with IEM webhooks on every list, to a loopback receiver")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
@@ -329,13 +330,15 @@ def main(argv: list[str] | None = None) -> int:
             scale_url, bench.next_slice = cached_database(args.mysql_url, size)
         for at_scale in (False, True) if args.scale else (False,):
             bench.scale_url = scale_url if at_scale else None
-            results.append(bench.inline())
-            if args.webhooks:
-                results.append(bench.inline(webhooks=True))
-            for workers in (int(n) for n in args.workers.split(",") if n.strip()):
-                results.append(bench.fleet(workers))
+            for _ in range(args.rounds):  # with and without webhooks alternate, so a busy machine hits both
+                results.append(bench.inline())
                 if args.webhooks:
-                    results.append(bench.fleet(workers, webhooks=True))
+                    results.append(bench.inline(webhooks=True))
+            for workers in (int(n) for n in args.workers.split(",") if n.strip()):
+                for _ in range(args.rounds):
+                    results.append(bench.fleet(workers))
+                    if args.webhooks:
+                        results.append(bench.fleet(workers, webhooks=True))
         print_results(results)
         if args.big_file_mb:
             big_file_memory(sandbox, work, args.big_file_mb)
