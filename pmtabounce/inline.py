@@ -84,6 +84,7 @@ def process_directory(
 
 
 def _say_stopped(stopped: BaseException, summary: Summary) -> None:
+    summary.stopped = True
     abandoned = ("a database call that did not answer was abandoned (nothing of it was committed; the next "
                  "run takes the file up again)")
     log.info("stopped on request after %d files; %s", summary.files,

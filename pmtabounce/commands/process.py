@@ -30,7 +30,7 @@ def process(settings: Settings, directory: Path | None, as_json: bool, give_up_a
 
     directory = settings.require_bounce_dir(directory)
     summary = process_directory(settings, directory, give_up_after=give_up_after, lock_wait=lock_wait)
-    if send_events and (settings.webhooks or settings.event_stream):
+    if send_events and not summary.stopped and (settings.webhooks or settings.event_stream):
         from ..worker.relay import Relay
 
         Relay(settings).drain(send_events)
