@@ -13,7 +13,7 @@ import click
 import orjson
 
 from ..common.config import Settings
-from ..operator_audit import audited, note, operator
+from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
 from ..store import outbox
 from . import in_transaction
@@ -58,33 +58,43 @@ def list_(settings: Settings, state: str, limit: int, body: bool, as_json: bool)
             click.echo(f"    {r['body']}")
 
 
-def _move(settings: Settings, ids: tuple[int, ...], every: bool, to_state: str, action: str) -> None:
+def _move(settings: Settings, ids: tuple[int, ...], every: bool, to_state: str, name: str,
+          reason: str | None) -> None:
     if not ids and not every:
         raise click.UsageError("name the rows (--id, repeatable; see `pmtabounce webhooks list`) or give --all")
-    by = operator()
-    moved = in_transaction(settings, lambda cursor, t: outbox.move(cursor, t, "parked", to_state, ids))
-    note(settings.dlq_audit_file, action, by, {"ids": list(ids) or "all parked"}, {"events": moved})
+    action = Action(name, {"ids": list(ids) or "all parked"}, database_where(settings), reason)
+
+    def work(cursor, t):
+        action.start(cursor, t)
+        moved = outbox.move(cursor, t, "parked", to_state, ids)
+        action.finish(cursor, t, {"events": moved})
+        return moved
+
+    moved = in_transaction(settings, work)
+    action.note(settings.dlq_audit_file, {"events": moved})
     click.echo(f"{moved} parked events {'due again now' if to_state == 'waiting' else 'dropped'}")
 
 
 @webhooks.command()
 @click.option("--id", "ids", type=int, multiple=True, callback=_ids, help="An outbox row id (repeatable).")
 @click.option("--all", "every", is_flag=True, help="Every parked row.")
+@reason_option()
 @run_command
 @audited
-def retry(settings: Settings, ids: tuple[int, ...], every: bool) -> None:
+def retry(settings: Settings, ids: tuple[int, ...], every: bool, reason: str | None) -> None:
     """Make parked events due again now, with a fresh count of tries (after the receiver is fixed)."""
-    _move(settings, ids, every, "waiting", "webhooks retry")
+    _move(settings, ids, every, "waiting", "webhooks retry", reason)
 
 
 @webhooks.command()
 @click.option("--id", "ids", type=int, multiple=True, callback=_ids, help="An outbox row id (repeatable).")
 @click.option("--all", "every", is_flag=True, help="Every parked row.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@reason_option()
 @run_command
 @audited
-def drop(settings: Settings, ids: tuple[int, ...], every: bool, yes: bool) -> None:
+def drop(settings: Settings, ids: tuple[int, ...], every: bool, yes: bool, reason: str | None) -> None:
     """Give parked events up: never sent, kept as `dropped` for `explain`."""
     if not yes:
         click.confirm(f"drop {'every parked event' if every else f'{len(ids)} parked events'}?", abort=True)
-    _move(settings, ids, every, "dropped", "webhooks drop")
+    _move(settings, ids, every, "dropped", "webhooks drop", reason)
