@@ -83,6 +83,8 @@ def test_a_receiver_down_gets_every_call_once_it_is_back_with_the_same_ids(iem_d
     assert (call["event"], call["url"], call["state"]) == ("Bounce", receiver.url(), "sent")
     assert [(t["status"], t["answer"]) for t in call["tries"]][-1] == (200, "ok")
     assert all(t["status"] is None and t["answer"] for t in call["tries"][:-1]) and len(call["tries"]) >= 2
+    text = pmtabounce(iem_db, "explain", "ann@example.com").stdout
+    assert f"event Bounce -> webhook {receiver.url()}: sent" in text and "no answer" in text and "HTTP 200 'ok'" in text
     report = json_of(pmtabounce(iem_db, "status", "--json", check=False))
     assert report["ledger"]["events_last_hour"]["webhook"] == {"waiting": 0, "parked": 0, "sent": 2, "retried": 2}
 
