@@ -71,8 +71,9 @@ class Relay:
 
     # --- the loops -------------------------------------------------------------------------------------
 
-    def run(self, stopping: threading.Event) -> None:
-        """Send until `stopping` is set; outages are waited out with backoff, a FatalError is logged and ends it."""
+    def run(self, stopping: threading.Event) -> int:
+        """Send until `stopping` is set; outages are waited out with backoff, a FatalError is logged and ends it.
+        Returns the exit code: 0, or 1 after a FatalError."""
         log.info("relay sending %s from the outbox", " and ".join(self.targets) or "nothing (both are off)")
         try:
             while not stopping.is_set() and self.targets:
@@ -100,8 +101,10 @@ class Relay:
         except FatalError as exc:
             log.critical("relay stops: %s. Committed events wait in the outbox", exc,
                          extra={"event": "fatal", "error_class": type(exc).__name__})
+            return 1
         finally:
             self.close()
+        return 0
 
     def drain(self, seconds: float) -> int:
         """Send, and try again what fails as its backoff comes due, until nothing waits or `seconds` have

@@ -37,9 +37,9 @@ def relay(settings: Settings, once: float | None) -> None:
     stopping = threading.Event()
     server = health.serve(settings.metrics_port, lambda: None, metrics.registry_for("relay"))
     try:
-        with stop_on_signals(stopping, log=log, then="finishing the call in hand, then exiting"):
-            sender.run(stopping)
+        with stop_on_signals(stopping, log=log, then="finishing the calls in hand, then exiting"):
+            code = sender.run(stopping)
     finally:
         if server is not None:
             server.shutdown()
-    sys.exit(0)
+    sys.exit(code)
