@@ -66,6 +66,7 @@ class Relay:
         self._mysql: Connection | None = None
         self._amqp: pika.BlockingConnection | None = None
         self._channel = None
+        self._nodes: broker.Nodes | None = None  # PMTABOUNCE_AMQP_URL's nodes; a lost one passes the turn
         self._gauges_read = float("-inf")
         self._failures = 0
 
@@ -151,6 +152,8 @@ class Relay:
                 done.append(row.id)
         except (TransientError, FatalError) as exc:
             why = str(exc)
+            if self._nodes is not None:
+                self._nodes.lost()
             self._close_amqp()
             self._in_transaction(lambda cursor: self._stream_failed(cursor, rows, done, why))
             raise
@@ -185,7 +188,9 @@ class Relay:
     def _stream_channel(self):
         if self._channel is None or not self._channel.is_open:
             self._close_amqp()
-            self._amqp = broker.connect(self.settings.amqp, "relay")
+            if self._nodes is None:
+                self._nodes = broker.Nodes(self.settings.amqp, "relay")
+            self._amqp = broker.connect(self._nodes, "relay")
             with broker.translated(self.settings.amqp_url):
                 channel = self._amqp.channel()
                 channel.confirm_delivery()
