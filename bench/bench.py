@@ -1,12 +1,16 @@
 """Throughput on one generated world: the original's one-by-one pattern, inline `process`, and the fleet.
 
-    python bench/bench.py [--records 30000] [--workers 1,2,4] [--big-file-mb 200]
+    python bench/bench.py [--records 30000] [--workers 1,2,4] [--big-file-mb 200] [--webhooks]
 
 Every variant runs on its own fresh database (and RabbitMQ vhost) built from
 the same seed, and must end with exactly the tables of the expected-state
 model (tests/iem_model.py); the world is an order-independent one, so the
 fleet's parallel workers must reach them too. Prints rows/s, the ratio to the
 original, and peak RSS (VmHWM, sampled from /proc) of the producer and the workers.
+`--webhooks` measures inline and each fleet size again, in the same run, with IEM
+list webhooks (Bounce and Unsubscribe) configured on every list and a loopback
+receiver answering them (docs/events.md): the bounce rate must stay within 10%
+of the rate without; it also says how long the calls took to be delivered.
 `--big-file-mb N` also measures the producer's peak memory on an N MB file
 against a small one: it must not grow with the file.
 """
@@ -34,6 +38,7 @@ from measure import Result, ServerCpu, batch_timings, print_results  # noqa: E40
 from pmtabounce.common.policy import Policy  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
+from webhook_receiver import WebhookReceiver  # noqa: E402
 
 from pmtabounce.demo.world import World  # noqa: E402
 
@@ -121,23 +126,68 @@ class Bench:
                         note=f"{trips / records:.1f} round trips per bounce")
         return self.check(result, place, ledger=False)
 
-    def inline(self) -> Result:
-        place = self.place("inline")
+    def webhooks_on_every_list(self, url: str) -> WebhookReceiver:
+        """A Bounce and an Unsubscribe webhook on every list of the database, to a receiver on loopback."""
+        receiver = WebhookReceiver().up()
+        connection = self.sandbox.connect(url)
+        t = self.sandbox.tables
+        try:
+            with connection.cursor() as cursor:
+                for event in (2, 3):
+                    cursor.execute(f"INSERT INTO {t.webhooks} (webhook_type_id, webhook_event_type_id, id, "
+                                   f"webhook_url, createdate) SELECT 1, %s, listid, %s, 0 FROM {t.lists}",
+                                   (event, receiver.url()))
+            connection.commit()
+        finally:
+            connection.close()
+        return receiver
+
+    def calls_delivered(self, url: str, started: float, children: list, timeout: float = 600) -> str:
+        """Wait until the outbox has no webhook call waiting; how many went out and when the last did."""
+        deadline = time.monotonic() + timeout
+        t = self.sandbox.tables
+        while True:
+            connection = self.sandbox.connect(url)
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SELECT SUM(state = 'waiting'), SUM(state = 'sent'), COUNT(*) FROM {t.outbox} "
+                                   "WHERE target = 'webhook'")
+                    waiting, sent, total = (int(n or 0) for n in cursor.fetchone())
+            finally:
+                connection.close()
+            if not waiting or time.monotonic() > deadline or all(c.poll() is not None for c in children):
+                return (f"{sent} of {total} webhook calls delivered {time.perf_counter() - started:.1f} s "
+                        "after the start")
+            time.sleep(0.2)
+
+    def inline(self, webhooks: bool = False) -> Result:
+        place = self.place("inline-webhooks" if webhooks else "inline")
         url, directory = place.url, place.directory
+        receiver = self.webhooks_on_every_list(url) if webhooks else None
         env = self.sandbox.env(url, None, "DEBUG")
         servers = ServerCpu()
         started = time.perf_counter()
         log = self.work / f"{directory.name}.log"
-        child = self.sandbox.start(["process", str(directory)], env, log)
+        # The bounces' time alone; the calls are then sent as `process` would after its files, and timed apart.
+        child = self.sandbox.start(["process", "--send-events", "0", str(directory)], env, log)
         rss = self.sandbox.finish(child)
-        result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss},
+        seconds = time.perf_counter() - started
+        note = ""
+        if receiver is not None:
+            sending = time.perf_counter()
+            self.sandbox.run(["relay", "--once", "600"], env)
+            note = f"then {len(receiver.requests)} calls sent in {time.perf_counter() - sending:.1f} s"
+            receiver.down()
+        name = "(b) inline process" + (", webhooks on every list" if webhooks else "")
+        result = Result(name, self.records, seconds, {"process": rss},
                         cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
-                        batches=batch_timings([log]))
+                        batches=batch_timings([log]), note=note)
         return self.check(result, place)
 
-    def fleet(self, workers: int) -> Result:
-        place = self.place(f"fleet-{workers}")
+    def fleet(self, workers: int, webhooks: bool = False) -> Result:
+        place = self.place(f"fleet-{workers}" + ("-webhooks" if webhooks else ""))
         url, directory = place.url, place.directory
+        receiver = self.webhooks_on_every_list(url) if webhooks else None
         env = self.sandbox.env(url, self.sandbox.vhost())
         self.sandbox.run(["setup"], env)
         logs = self.work / f"{directory.name}-logs"
@@ -150,6 +200,7 @@ class Bench:
         try:
             self.sandbox.wait_for_ledger(url, len(place.expected.ledger), [producer, *fleet], above=place.above)
             seconds = time.perf_counter() - started
+            note = self.calls_delivered(url, started, fleet) if receiver is not None else ""
             rss = {"producer": self.sandbox.finish(producer)}
             for child in fleet:  # every record is committed: a clean stop, rather than idling out
                 child.send_signal(signal.SIGTERM)
@@ -158,11 +209,13 @@ class Bench:
             for child in (producer, *fleet):
                 if child.poll() is None:
                     child.kill()
-        name = f"(c) fleet, {workers} worker{'s' if workers > 1 else ''}"
+        if receiver is not None:
+            receiver.down()
+        name = f"(c) fleet, {workers} worker{'s' if workers > 1 else ''}" + (", webhooks" if webhooks else "")
         cpu = {"producer": self.sandbox.memory.cpu_seconds(producer),
                "worker": sum(self.sandbox.memory.cpu_seconds(child) for child in fleet)}
         result = Result(name, self.records, seconds, rss, cpu=cpu, servers=servers.stop(),
-                        batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]))
+                        batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]), note=note)
         return self.check(result, place)
 
 
@@ -250,6 +303,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-file-mb", type=int, default=0, help="also measure producer memory on a file this big")
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306", help="MariaDB server (no database)")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
+    parser.add_argument("--rounds", type=int, default=1, help="measure each variant this many times, alternating")
+    parser.add_argument("--webhooks", action="store_true",
+                        help="also each variant with IEM webhooks on every list, to a loopback receiver")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
     parser.add_argument("--scale", action="store_true",
                         help="also run every variant on a realistic-size database (built once, then kept)")
@@ -274,9 +330,15 @@ def main(argv: list[str] | None = None) -> int:
             scale_url, bench.next_slice = cached_database(args.mysql_url, size)
         for at_scale in (False, True) if args.scale else (False,):
             bench.scale_url = scale_url if at_scale else None
-            results.append(bench.inline())
+            for _ in range(args.rounds):  # with and without webhooks alternate, so a busy machine hits both
+                results.append(bench.inline())
+                if args.webhooks:
+                    results.append(bench.inline(webhooks=True))
             for workers in (int(n) for n in args.workers.split(",") if n.strip()):
-                results.append(bench.fleet(workers))
+                for _ in range(args.rounds):
+                    results.append(bench.fleet(workers))
+                    if args.webhooks:
+                        results.append(bench.fleet(workers, webhooks=True))
         print_results(results)
         if args.big_file_mb:
             big_file_memory(sandbox, work, args.big_file_mb)

@@ -20,6 +20,7 @@ from .common.config import Settings
 from .common.errors import FatalError, GaveUp, TransientError
 from .common.guard import GuardSettings
 from .common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
+from .store import events
 from .store.db import Tables
 from .summary import Summary
 from .worker.apply import BatchApplier
@@ -61,6 +62,7 @@ def process_directory(
         settings.mysql, Tables(settings.table_prefix), settings.policy,
         retry_max_wait=settings.retry_max_wait, give_up_after=give_up_after,
         guard=GuardSettings.from_settings(settings), sleep=_pause_until(stop, calls),
+        events=events.from_settings(settings, Tables(settings.table_prefix)),
     )
     summary = Summary()
     try:
@@ -82,6 +84,7 @@ def process_directory(
 
 
 def _say_stopped(stopped: BaseException, summary: Summary) -> None:
+    summary.stopped = True
     abandoned = ("a database call that did not answer was abandoned (nothing of it was committed; the next "
                  "run takes the file up again)")
     log.info("stopped on request after %d files; %s", summary.files,

@@ -112,6 +112,14 @@ class Tables:
     def audit(self) -> str:
         return self._name("pmtabounce_audit")
 
+    @property
+    def outbox(self) -> str:
+        return self._name("pmtabounce_outbox")
+
+    @property
+    def outbox_attempts(self) -> str:
+        return self._name("pmtabounce_outbox_attempts")
+
 
 Connection = pymysql.connections.Connection  # so that modules holding one need not import PyMySQL
 

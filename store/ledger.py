@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..common.complaint import ComplaintRecord
+from . import outbox
 from .db import Tables, case_of, insert_rows
 from .effects import to_json
 from .rows import Outcome, Record
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:
@@ -127,6 +128,7 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
              f"ALTER TABLE {t.audit} ADD COLUMN account varchar(255) NOT NULL DEFAULT '', "
              "ADD COLUMN reason text DEFAULT NULL"],
         ),
+        (6, outbox.migration(t)),  # issue 18: the events' outbox (two new tables, nothing altered)
     ]
 
 
@@ -249,7 +251,7 @@ def records_seen(cursor, t: Tables) -> int:
 HISTORY_COLUMNS = ("id", "time_logged", "source_file", "source_line", "record_type", "category", "dsn_status",
                    "dsn_diag", "decision", "outcome", "subscriberid", "listid", "statid", "list_ids", "seen_count",
                    "undo_run", "guard_run", "feedback_type", "feedback_format", "user_agent", "reporting_mta",
-                   "effects")
+                   "effects", "fingerprint")
 
 
 def history(cursor, t: Tables, email: str) -> list[dict]:

@@ -20,6 +20,7 @@ from ..common.policy import Policy
 from ..common.record import BounceRecord
 from ..store import guard_store, iem, ledger
 from ..store.db import Connection, Tables, bound_io, connect, setting_to_check, translate
+from ..store.events import Events
 from ..store.rows import Candidate, LinkedRow, Record
 from .plan import Outcome, Plan, plan_batch
 
@@ -83,8 +84,10 @@ class BatchApplier:
         give_up_after: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         guard: GuardSettings | None = None,
+        events: Events | None = None,
     ) -> None:
         self.target = target
+        self.events = events  # the outbox rows of each batch (docs/events.md); None writes none
         self.tables = tables
         self.policy = policy
         self.guard = guard if guard is not None else GuardSettings()
@@ -203,6 +206,8 @@ class BatchApplier:
             self._hot = time.perf_counter()
             self._write_shared_counters(cursor, plan)
             guard_store.write(cursor, t, guard, int(time.time()))
+            if self.events is not None and guard.trips:
+                self.events.for_trips(cursor, guard.trips.values())
             if guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
                 self._guard_totals = guard_store.totals(cursor, t)
                 self._guard_totals_read = time.monotonic()
@@ -268,6 +273,8 @@ class BatchApplier:
         iem.replace_unsubscribe_rows(cursor, t, plan.unsubscribe_rows)
         times = {o.record.fingerprint: o.record.time_logged for o in plan.outcomes if o.outcome == "duplicate"}
         ledger.count_repeats(cursor, t, plan.repeats, times)
+        if self.events is not None:
+            self.events.for_outcomes(cursor, plan.new_outcomes)
 
     def _write_shared_counters(self, cursor, plan: Plan) -> None:
         """The counter rows nearly every batch updates (campaign statistics, list counts), last before commit:
@@ -313,6 +320,8 @@ class BatchApplier:
                 pass
             self._connection = None
         self._lookups = None  # a reconnect may follow an ALTER that renamed an index
+        if self.events is not None:
+            self.events.forget()
 
     def check_tables(self) -> None:
         """At start: connect, waiting out an outage as a batch would, and check that IEM's tables exist
