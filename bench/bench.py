@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every
 
 import original  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
-from measure import Result, ServerCpu, batch_timings, print_results  # noqa: E402
+from measure import Result, ServerCpu, batch_timings, print_profiles, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
@@ -109,7 +109,8 @@ class Bench:
         return result
 
     def original(self) -> Result:
-        place = Place(self.sandbox.database(self.world), self.directory("original"), self.expected)
+        place = Place(self.sandbox.database(self.world), self.directory("original"),
+                      original.expected_state(self.world, self.template))
         url, directory = place.url, place.directory
         connection = self.sandbox.connect(url)
         started = time.perf_counter()
@@ -121,16 +122,19 @@ class Bench:
                         note=f"{trips / records:.1f} round trips per bounce")
         return self.check(result, place, ledger=False)
 
-    def inline(self) -> Result:
-        place = self.place("inline")
+    def inline(self, python: str = sys.executable) -> Result:
+        """(b); with `python`, the pmtabounce installed for that interpreter (--baseline)."""
+        baseline = python != sys.executable
+        place = self.place("inline-baseline" if baseline else "inline")
         url, directory = place.url, place.directory
         env = self.sandbox.env(url, None, "DEBUG")
         servers = ServerCpu()
         started = time.perf_counter()
         log = self.work / f"{directory.name}.log"
-        child = self.sandbox.start(["process", str(directory)], env, log)
+        child = self.sandbox.start(["process", str(directory)], env, log, python)
         rss = self.sandbox.finish(child)
-        result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss},
+        name = "(b0) inline, --baseline" if baseline else "(b) inline process"
+        result = Result(name, self.records, time.perf_counter() - started, {"process": rss},
                         cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
                         batches=batch_timings([log]))
         return self.check(result, place)
@@ -250,6 +254,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-file-mb", type=int, default=0, help="also measure producer memory on a file this big")
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306", help="MariaDB server (no database)")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also run (b) with the pmtabounce installed for this interpreter (an earlier version)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run every child under cProfile, keep its stats in DIR and print the top functions")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
     parser.add_argument("--scale", action="store_true",
                         help="also run every variant on a realistic-size database (built once, then kept)")
@@ -264,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; MariaDB, RabbitMQ and every process below share it")
     work = Path(tempfile.mkdtemp(prefix="pmtabounce-bench-"))
     sandbox = Sandbox(args.mysql_url, args.amqp_url, work)
+    sandbox.profile = args.profile
     results: list[Result] = []
     try:
         bench = Bench(args, sandbox, work)
@@ -274,10 +283,14 @@ def main(argv: list[str] | None = None) -> int:
             scale_url, bench.next_slice = cached_database(args.mysql_url, size)
         for at_scale in (False, True) if args.scale else (False,):
             bench.scale_url = scale_url if at_scale else None
+            if args.baseline:
+                results.append(bench.inline(args.baseline))
             results.append(bench.inline())
             for workers in (int(n) for n in args.workers.split(",") if n.strip()):
                 results.append(bench.fleet(workers))
         print_results(results)
+        if args.profile:
+            print_profiles(args.profile)
         if args.big_file_mb:
             big_file_memory(sandbox, work, args.big_file_mb)
     finally:

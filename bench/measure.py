@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import pstats
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -16,6 +18,8 @@ _BATCH = re.compile(
 )
 # worker/consume.py's DEBUG line: how long the worker sat waiting for messages before the batch.
 _WAITED = re.compile(r"after (\d+) ms waiting for messages")
+# pmtabounce/inline.py's DEBUG line for every file: the overlap of its reader thread and the database side.
+_READ_AHEAD = re.compile(r"read ahead: the database side waited (\d+) ms for records, the reader (\d+) ms for")
 
 
 @dataclass
@@ -28,6 +32,8 @@ class Batches:
     write: float = 0.0
     shared: float = 0.0
     waited: float = 0.0
+    reader_waited: float = 0.0  # `process`: its reader thread waiting for room (the database side is the slower)
+    files: int = 0  # `process`: files with a read-ahead line
 
     @property
     def serial_fraction(self) -> float:
@@ -39,9 +45,13 @@ class Batches:
         if not self.count:
             return "no batch timings (run the children at DEBUG)"
         per = 1.0 / self.count
+        waited = f"waited for messages {self.waited * per:.0f} ms"
+        if self.files:
+            waited = (f"waited for the reader {self.waited * per:.0f} ms (reader waited for the database "
+                      f"{self.reader_waited * per:.0f} ms)")
         return (f"{self.count} batches of {self.records * per:.0f}: read+lock {self.read * per:.0f} ms, "
                 f"own rows {self.write * per:.0f} ms, shared counters to commit {self.shared * per:.0f} ms "
-                f"-> serial fraction {self.serial_fraction:.1%}; waited for messages {self.waited * per:.0f} ms")
+                f"-> serial fraction {self.serial_fraction:.1%}; {waited}")
 
 
 @dataclass
@@ -76,6 +86,10 @@ def batch_timings(logs: list[Path]) -> Batches:
             total.write += float(match[3])
             total.shared += float(match[4])
         total.waited += sum(float(m) for m in _WAITED.findall(text))
+        for match in _READ_AHEAD.finditer(text):
+            total.files += 1
+            total.waited += float(match[1])
+            total.reader_waited += float(match[2])
     return total
 
 
@@ -104,11 +118,13 @@ def _pids(name: str) -> list[int]:
 
 def print_results(results: list[Result]) -> None:
     base = results[0].rate if results and results[0].name.startswith("(a)") else 0.0
-    print(f"\n{'variant':<36}{'records':>9}{'seconds':>9}{'rows/s':>9}{'x (a)':>8}  peak RSS")
+    before = next((r.rate for r in results if r.name.startswith("(b0)")), 0.0)
+    print(f"\n{'variant':<36}{'records':>9}{'seconds':>9}{'rows/s':>9}{'x (a)':>8}{'x (b0)':>8}  peak RSS")
     for r in results:
         ratio = f"{r.rate / base:7.1f}x" if base else "      -"
+        ratio_b0 = f"{r.rate / before:7.2f}x" if before else "      -"
         rss = ", ".join(f"{k} {v / 1024:.0f} MB" for k, v in r.rss_kb.items())
-        print(f"{r.name:<36}{r.records:>9}{r.seconds:>9.1f}{r.rate:>9.0f}{ratio:>8}  {rss}  {r.note}")
+        print(f"{r.name:<36}{r.records:>9}{r.seconds:>9.1f}{r.rate:>9.0f}{ratio:>8}{ratio_b0:>8}  {rss}  {r.note}")
     print("\nCPU seconds per 10,000 rows (children from /proc; servers are whole processes, shared with anything "
           "else running on them)")
     for r in results:
@@ -132,3 +148,15 @@ def print_results(results: list[Result]) -> None:
         print(f"{r.name}: {status}")
         for line in r.problems:
             print(f"    {line}")
+
+
+def print_profiles(directory: Path, top: int = 15) -> None:
+    """The functions each profiled child spent most of its own time in (cProfile's tottime)."""
+    for path in sorted(directory.glob("*.prof")):
+        out = io.StringIO()
+        stats = pstats.Stats(str(path), stream=out)
+        print(f"\nprofile {path.name}: {stats.total_tt:.2f} s in Python functions; top {top} by own time")
+        stats.sort_stats("tottime").print_stats(top)
+        lines = out.getvalue().splitlines()
+        start = next((n for n, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
+        print("\n".join(lines[start:start + top + 1]))
