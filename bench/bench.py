@@ -18,6 +18,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -29,6 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every variant
 
 import original  # noqa: E402
+import replay  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
 from measure import Result, ServerCpu, batch_timings, print_profiles, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
@@ -137,6 +139,25 @@ class Bench:
         result = Result(name, self.records, time.perf_counter() - started, {"process": rss},
                         cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
                         batches=batch_timings([log]))
+        return self.check(result, place)
+
+    def limit(self) -> Result:
+        """MariaDB alone: `process`'s statements, recorded in a run of their own, replayed by the C client on a
+        fresh database from the same seed (which must then hold the expected tables as well)."""
+        recorded = self.place("record")
+        statements = self.work / "statements.sql"
+        env = self.sandbox.env(recorded.url, None)
+        command = [sys.executable, str(REPO / "bench" / "replay.py"), "record", str(statements), "--",
+                   "process", str(recorded.directory)]
+        done = subprocess.run(command, env=env, cwd=self.work, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"recording the statements failed: {done.stderr.strip()}")
+        place = self.place("replay")
+        count = statements.read_bytes().count(b";\n")
+        servers = ServerCpu()
+        seconds = replay.replay(statements, place.url)
+        result = Result("(L) limit: MariaDB replaying (b)", self.records, seconds, servers=servers.stop(),
+                        note=f"{count} statements, {count * 500 / self.records:.1f} per 500 rows")
         return self.check(result, place)
 
     def fleet(self, workers: int) -> Result:
@@ -256,6 +277,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
     parser.add_argument("--baseline", metavar="PYTHON",
                         help="also run (b) with the pmtabounce installed for this interpreter (an earlier version)")
+    parser.add_argument("--no-limit", dest="limit", action="store_false",
+                        help="leave out (L), MariaDB replaying inline's statements alone")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="run every child under cProfile, keep its stats in DIR and print the top functions")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
@@ -286,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.baseline:
                 results.append(bench.inline(args.baseline))
             results.append(bench.inline())
+            if args.limit:
+                results.append(bench.limit())
             for workers in (int(n) for n in args.workers.split(",") if n.strip()):
                 results.append(bench.fleet(workers))
         print_results(results)

@@ -128,7 +128,7 @@ def print_results(results: list[Result]) -> None:
     print("\nCPU seconds per 10,000 rows (children from /proc; servers are whole processes, shared with anything "
           "else running on them)")
     for r in results:
-        if r.cpu:
+        if r.cpu or r.servers:
             own = ", ".join(f"{role} {r.cpu_per_10k(role):.2f}" for role in r.cpu)
             shared = ", ".join(f"{k} {v * 10000 / r.records:.2f}" for k, v in r.servers.items())
             print(f"  {r.name:<36}{own};  {shared}")
@@ -136,6 +136,12 @@ def print_results(results: list[Result]) -> None:
     for r in results:
         if r.cpu:
             print(f"  {r.name:<36}{r.batches.describe()}")
+    limits = [r for r in results if r.name.startswith("(L)")]
+    for limit in limits:
+        print(f"\nhow close: {limit.name} {limit.rate:.0f} rows/s ({limit.note})")
+        for r in results:
+            if r.name.startswith("(b"):
+                print(f"  {r.name:<36}{r.rate:>7.0f} rows/s = {r.rate / limit.rate:.0%} of the limit")
     scaled = {r.name.removesuffix(", at scale"): r for r in results if r.name.endswith(", at scale")}
     if scaled:
         print("\nat scale against an empty ledger and small IEM tables (same world, same run)")
