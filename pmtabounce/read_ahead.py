@@ -12,6 +12,7 @@ thread, in file order, exactly as without the thread.
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,9 @@ from .common.accounting import AccountingFile, Record, RejectedRow
 
 Item = Record | RejectedRow
 _END = object()  # the file is read through: its counts are final
+# While the reader parses, the database side comes back from every socket wait needing the interpreter
+# lock; Python hands it over only every switch interval (5 ms by default), 20-odd times a batch.
+SWITCH_INTERVAL = 0.0005
 
 
 class ReadAhead:
@@ -42,6 +46,8 @@ class ReadAhead:
         self._thread = threading.Thread(target=self._read, name=f"read {source.name}", daemon=True)
 
     def __enter__(self) -> ReadAhead:
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
         self._thread.start()
         return self
 
@@ -54,6 +60,7 @@ class ReadAhead:
         except queue.Empty:
             pass
         self._thread.join(timeout=1.0)
+        sys.setswitchinterval(self._switch_interval)
 
     def __iter__(self) -> Iterator[Item]:
         while True:
