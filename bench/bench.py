@@ -141,13 +141,15 @@ class Bench:
                         batches=batch_timings([log]))
         return self.check(result, place)
 
-    def limit(self) -> Result:
-        """MariaDB alone: `process`'s statements, recorded in a run of their own, replayed by the C client on a
-        fresh database from the same seed (which must then hold the expected tables as well)."""
+    def limit(self, python: str = sys.executable) -> Result:
+        """MariaDB alone: `process`'s statements (of the pmtabounce installed for `python`), recorded in a run
+        of their own, replayed by the C client on a fresh database from the same seed (which must then hold
+        the expected tables as well)."""
+        baseline = python != sys.executable
         recorded = self.place("record")
-        statements = self.work / "statements.sql"
+        statements = self.work / f"{recorded.directory.name}.sql"
         env = self.sandbox.env(recorded.url, None)
-        command = [sys.executable, str(REPO / "bench" / "replay.py"), "record", str(statements), "--",
+        command = [python, str(REPO / "bench" / "replay.py"), "record", str(statements), "--",
                    "process", str(recorded.directory)]
         done = subprocess.run(command, env=env, cwd=self.work, capture_output=True, text=True, timeout=1800)
         if done.returncode != 0:
@@ -155,8 +157,9 @@ class Bench:
         place = self.place("replay")
         count = statements.read_bytes().count(b";\n")
         servers = ServerCpu()
-        seconds = replay.replay(statements, place.url)
-        result = Result("(L) limit: MariaDB replaying (b)", self.records, seconds, servers=servers.stop(),
+        seconds, handlers = replay.replay(statements, place.url)
+        result = Result(f"(L) MariaDB alone, (b{'0' if baseline else ''})'s SQL", self.records, seconds,
+                        servers=servers.stop(), handlers=handlers,
                         note=f"{count} statements, {count * 500 / self.records:.1f} per 500 rows")
         return self.check(result, place)
 
@@ -213,6 +216,24 @@ def big_file_memory(sandbox: Sandbox, work: Path, megabytes: int) -> None:
         seconds = time.perf_counter() - started
         print(f"  {label:<6}{megabytes:>7.0f} MB {rows:>9} rows {seconds:7.1f} s {rows / seconds:8.0f} rows/s  "
               f"producer peak RSS {rss / 1024:.0f} MB")
+
+
+def process_memory(sandbox: Sandbox, work: Path, megabytes: int, world: World) -> None:
+    """`process`'s peak RSS, reader thread included, on a small file and on a big one (its rows are
+    addresses the world does not hold: every one a ledger row, `not_found`)."""
+    print(f"\nprocess memory: a 1 MB file against a {megabytes} MB file")
+    for label, size in (("small", 1), ("big", megabytes)):
+        directory = work / f"process-memory-{label}"
+        directory.mkdir()
+        path = directory / "bounces-2024-11-19-0000.csv"
+        rows = write_big_file(path, size * 1024 * 1024)
+        env = sandbox.env(sandbox.database(world), None)
+        started = time.perf_counter()
+        child = sandbox.start(["process", str(directory)], env, work / f"process-memory-{label}.log")
+        rss = sandbox.finish(child, timeout=7200)
+        seconds = time.perf_counter() - started
+        print(f"  {label:<6}{path.stat().st_size / 1024 / 1024:>7.0f} MB {rows:>9} rows {seconds:7.1f} s "
+              f"{rows / seconds:8.0f} rows/s  process peak RSS {rss / 1024:.0f} MB")
 
 
 _ROW = ("b,{t},user{n}@example.com,failed,5.1.1 (bad destination mailbox address),"
@@ -309,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.baseline:
                 results.append(bench.inline(args.baseline))
             results.append(bench.inline())
+            if args.limit and args.baseline:
+                results.append(bench.limit(args.baseline))
             if args.limit:
                 results.append(bench.limit())
             for workers in (int(n) for n in args.workers.split(",") if n.strip()):
@@ -318,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             print_profiles(args.profile)
         if args.big_file_mb:
             big_file_memory(sandbox, work, args.big_file_mb)
+            process_memory(sandbox, work, args.big_file_mb, bench.world)
     finally:
         if args.keep:
             print(f"\nkept: {work}, databases {', '.join(sandbox.databases)}, vhosts {', '.join(sandbox.vhosts)}")

@@ -65,6 +65,7 @@ class Result:
     cpu: dict[str, float] = field(default_factory=dict)  # role -> CPU seconds (workers: all of them)
     servers: dict[str, float] = field(default_factory=dict)  # mariadb/rabbitmq -> CPU seconds
     batches: Batches = field(default_factory=Batches)
+    handlers: dict[str, int] = field(default_factory=dict)  # (L): the replaying session's Handler_* counts
 
     def cpu_per_10k(self, role: str) -> float:
         return self.cpu[role] * 10000 / self.records if self.records else 0.0
@@ -97,22 +98,21 @@ class ServerCpu:
     """CPU seconds MariaDB and RabbitMQ spent between start() and stop(): whole servers, so anything else
     running on them (other users' tests) counts too."""
 
-    SERVERS = {"mariadb": "mariadbd", "rabbitmq": "beam.smp"}
+    # (name, user): the shared servers run as their own users; test suites start RabbitMQ nodes of their own
+    SERVERS = {"mariadb": ("mariadbd", "mysql"), "rabbitmq": ("beam.smp", "rabbitmq")}
 
     def __init__(self) -> None:
-        self.pids = {name: _pids(process) for name, process in self.SERVERS.items()}
-        self.started = self._now()
-
-    def _now(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(pid) for pid in pids) for name, pids in self.pids.items()}
+        self.pids = {name: _pids(*process) for name, process in self.SERVERS.items()}
+        self.started = {pid: cpu_seconds(pid) for pids in self.pids.values() for pid in pids}
 
     def stop(self) -> dict[str, float]:
-        now = self._now()
-        return {name: now[name] - self.started[name] for name in now}
+        """CPU seconds per server since start (a process that has gone since counts nothing)."""
+        now = {pid: cpu_seconds(pid) for pid in self.started}
+        return {name: sum(max(0.0, now[pid] - self.started[pid]) for pid in pids) for name, pids in self.pids.items()}
 
 
-def _pids(name: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+def _pids(name: str, user: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-x", "-u", user, name], capture_output=True, text=True)
     return [int(pid) for pid in found.stdout.split()]
 
 
@@ -142,6 +142,12 @@ def print_results(results: list[Result]) -> None:
         for r in results:
             if r.name.startswith("(b"):
                 print(f"  {r.name:<36}{r.rate:>7.0f} rows/s = {r.rate / limit.rate:.0%} of the limit")
+    if limits:
+        names = sorted({k for r in limits for k, v in r.handlers.items() if v})
+        print("\nMariaDB handler counts per 10,000 rows (SHOW SESSION STATUS of the replaying session)")
+        print(f"  {'':<36}" + "".join(f"{n.removeprefix('Handler_'):>14}" for n in names))
+        for r in limits:
+            print(f"  {r.name:<36}" + "".join(f"{r.handlers.get(n, 0) * 10000 / r.records:>14.0f}" for n in names))
     scaled = {r.name.removesuffix(", at scale"): r for r in results if r.name.endswith(", at scale")}
     if scaled:
         print("\nat scale against an empty ledger and small IEM tables (same world, same run)")

@@ -43,20 +43,25 @@ def record(path: Path, argv: list[str]) -> int:
     return 0
 
 
-def replay(path: Path, url: str) -> float:
-    """Seconds the `mariadb` client takes to send every statement of `path` to the database of `url`."""
+def replay(path: Path, url: str) -> tuple[float, dict[str, int]]:
+    """Seconds the `mariadb` client takes to send every statement of `path` to the database of `url`, and the
+    session's handler counts afterwards (SHOW SESSION STATUS: Handler_read_key is an index lookup,
+    Handler_read_next a step along an index, Handler_write a row inserted...)."""
     target = parse_mysql_url(url)
     client = ["mariadb", "--binary-mode", "--batch", "--silent", f"--host={target.host}", f"--port={target.port}",
               f"--user={target.user}", target.database]
     env = {"MYSQL_PWD": target.password} if target.password else {}
+    with open(path, "ab") as statements:
+        statements.write(b"SELECT '--handlers--';\nSHOW SESSION STATUS LIKE 'Handler%';\n")
     with open(path, "rb") as statements:
         started = time.perf_counter()
-        done = subprocess.run(client, stdin=statements, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env={"PATH": "/usr/bin:/bin", **env})
+        done = subprocess.run(client, stdin=statements, capture_output=True, env={"PATH": "/usr/bin:/bin", **env})
         seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"replaying {path} failed: {done.stderr.decode(errors='replace').strip()}")
-    return seconds
+    handlers = done.stdout.decode(errors="replace").rsplit("--handlers--", 1)[1]
+    counts = {name: int(value) for name, value in (line.split("\t") for line in handlers.split("\n") if "\t" in line)}
+    return seconds, counts
 
 
 if __name__ == "__main__":
