@@ -227,12 +227,13 @@ def process_memory(sandbox: Sandbox, work: Path, megabytes: int, world: World) -
         directory.mkdir()
         path = directory / "bounces-2024-11-19-0000.csv"
         rows = write_big_file(path, size * 1024 * 1024)
+        megabytes = path.stat().st_size / 1024 / 1024  # before `process` marks it done
         env = sandbox.env(sandbox.database(world), None)
         started = time.perf_counter()
         child = sandbox.start(["process", str(directory)], env, work / f"process-memory-{label}.log")
         rss = sandbox.finish(child, timeout=7200)
         seconds = time.perf_counter() - started
-        print(f"  {label:<6}{path.stat().st_size / 1024 / 1024:>7.0f} MB {rows:>9} rows {seconds:7.1f} s "
+        print(f"  {label:<6}{megabytes:>7.0f} MB {rows:>9} rows {seconds:7.1f} s "
               f"{rows / seconds:8.0f} rows/s  process peak RSS {rss / 1024:.0f} MB")
 
 
