@@ -221,6 +221,7 @@ def process_file(
 def _apply_items(items: ReadAhead, batch: list[Record], batch_size: int, summary: Summary,
                  flush: Callable[[], None], reject: Callable[[RejectedRow], None], path: Path) -> None:
     """The file's items in order: a rejected row kept and counted, records flushed a batch at a time."""
+    read = metrics.RECORDS_READ.labels("process")
     for item in items:
         if isinstance(item, RejectedRow):
             log.error("%s line %d: rejected: %s", path.name, item.source_line, item.reason,
@@ -231,7 +232,7 @@ def _apply_items(items: ReadAhead, batch: list[Record], batch_size: int, summary
             continue
         batch.append(item)
         summary.records += 1
-        metrics.RECORDS_READ.labels("process").inc()
+        read.inc()
         if len(batch) >= batch_size:
             flush()
     if batch:
