@@ -299,6 +299,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
     parser.add_argument("--baseline", metavar="PYTHON",
                         help="also run (b) with the pmtabounce installed for this interpreter (an earlier version)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="measure (b0), (b) and (L) N times, interleaved (default 1)")
     parser.add_argument("--no-limit", dest="limit", action="store_false",
                         help="leave out (L), MariaDB replaying inline's statements alone")
     parser.add_argument("--profile", type=Path, metavar="DIR",
@@ -328,13 +330,14 @@ def main(argv: list[str] | None = None) -> int:
             scale_url, bench.next_slice = cached_database(args.mysql_url, size)
         for at_scale in (False, True) if args.scale else (False,):
             bench.scale_url = scale_url if at_scale else None
-            if args.baseline:
-                results.append(bench.inline(args.baseline))
-            results.append(bench.inline())
-            if args.limit and args.baseline:
-                results.append(bench.limit(args.baseline))
-            if args.limit:
-                results.append(bench.limit())
+            for _ in range(args.rounds):  # interleaved, so that a change in the machine's load hits every variant
+                if args.baseline:
+                    results.append(bench.inline(args.baseline))
+                results.append(bench.inline())
+                if args.limit and args.baseline:
+                    results.append(bench.limit(args.baseline))
+                if args.limit:
+                    results.append(bench.limit())
             for workers in (int(n) for n in args.workers.split(",") if n.strip()):
                 results.append(bench.fleet(workers))
         print_results(results)
