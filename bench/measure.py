@@ -148,11 +148,10 @@ def print_results(results: list[Result]) -> None:
                 low, high = min(found), max(found)
                 print(f"  {name:<36}{low:>7.0f} - {high:>6.0f} rows/s = {low / limit_rate:.0%} - "
                       f"{high / limit_rate:.0%} of the limit")
-        before = rates.get("(b0) inline, --baseline")
-        ours = rates.get("(b) inline process")
-        if before and ours:
-            pairs = [b / a for a, b in zip(before, ours, strict=False)]
-            print(f"  (b) / (b0) round by round: {', '.join(f'{p:.2f}x' for p in pairs)}")
+    before, ours = rates.get("(b0) inline, --baseline"), rates.get("(b) inline process")
+    if before and ours:
+        pairs = [b / a for a, b in zip(before, ours, strict=False)]
+        print(f"\n(b) / (b0) round by round: {', '.join(f'{p:.2f}x' for p in pairs)}")
     if limits:
         names = sorted({k for r in limits for k, v in r.handlers.items() if v})
         print("\nMariaDB handler counts per 10,000 rows (SHOW SESSION STATUS of the replaying session)")
