@@ -46,8 +46,13 @@ def test_one_url_or_full_urls_separated_by_commas_or_whitespace(setting):
     ("amqp://u:p@mq0/v amqp://u:p@mq1/v|amqp://u:secret@mq2/v", "several URLs joined by another separator"),
 ])
 def test_a_malformed_list_is_refused_at_start_naming_the_entry(setting, named):
+    assert_refused("PMTABOUNCE_AMQP_URL", setting, named)
+
+
+def assert_refused(variable: str, setting: str, named: str) -> None:
+    """Settings refuse `variable`=`setting` with a message holding `named` and no password ("secret")."""
     with pytest.raises(ConfigError) as refused:
-        Settings.from_env({"PMTABOUNCE_AMQP_URL": setting})
+        Settings.from_env({variable: setting})
     assert named in str(refused.value)
     assert "secret" not in str(refused.value)
 
@@ -162,10 +167,7 @@ def test_a_virtual_host_with_a_slash_must_be_written_percent_2f():
     ("http://g:top,secret@a:15672", "PMTABOUNCE_RABBITMQ_API_URL entry 1: its password holds a comma"),
 ])
 def test_a_management_api_entry_without_host_or_with_a_bad_port_is_refused_at_start(setting, named):
-    with pytest.raises(ConfigError) as refused:
-        Settings.from_env({"PMTABOUNCE_RABBITMQ_API_URL": setting})
-    assert named in str(refused.value)
-    assert "secret" not in str(refused.value)
+    assert_refused("PMTABOUNCE_RABBITMQ_API_URL", setting, named)
 
 
 def test_ipv6_nodes_keep_their_brackets_in_logs_and_the_derived_management_api():
