@@ -7,35 +7,32 @@ from datetime import datetime, timezone
 from typing import TypeVar
 
 import click
-import pymysql
 
 from ..common.config import Settings
-from ..common.errors import FatalError
-from ..store.db import Tables, connect, setting_to_check, translate
+from ..store.database import ONE_SHOT, Database
+from ..store.db import Tables
 
 T = TypeVar("T")
+
+
+def one_shot(settings: Settings) -> Database:
+    """The database of an operator's command: the first failure is fatal (store/database.py ONE_SHOT)."""
+    return Database(settings.mysql, Tables(settings.table_prefix), ONE_SHOT)
 
 
 def in_transaction(settings: Settings, work: Callable[..., T]) -> T:
     """Run `work(cursor, tables)` in one transaction on a connection of its own; commit and return its result.
 
     An exception rolls back (the connection is closed without a commit). A database error is raised as a
-    FatalError naming what to check (store/db.py translate, setting_to_check): a missing table (setup not
-    run), a grant, an unreachable server — a one-shot command reports it and exits 1 instead of waiting.
+    FatalError naming what to check (store/database.py ONE_SHOT): a missing table (setup not run), a grant,
+    an unreachable or silent server (within a few seconds) — a one-shot command reports it and exits 1.
     """
+    database = one_shot(settings)
     try:
-        connection = connect(settings.mysql)
-        try:
-            with connection.cursor() as cursor:
-                result = work(cursor, Tables(settings.table_prefix))
-            connection.commit()
-            return result
-        finally:
-            connection.close()
-    except (pymysql.err.MySQLError, ConnectionError, TimeoutError) as exc:
-        error = translate(exc)
-        hint = setting_to_check(exc, settings.mysql, settings.table_prefix)
-        raise FatalError(f"{error} ({hint})") from exc
+        with database.transaction() as session:
+            return work(session.cursor, session.tables)
+    finally:
+        database.close()
 
 
 def parse_when(text: str) -> int:

@@ -10,22 +10,25 @@ and a line in PMTABOUNCE_DLQ_AUDIT_FILE (one audit file for every operator actio
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
+import threading
 
 import click
 import orjson
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay
-from tenacity.wait import wait_exponential, wait_random
 
 from ..common.config import Settings
-from ..common.errors import TransientError
+from ..common.errors import FatalError, GaveUp, StopRequested
+from ..common.shutdown import stop_on_signals
 from ..operator_audit import audited, note, operator
 from ..runner import run_command
 from ..store import audit
-from ..store.db import Connection, Tables, connect, translate
+from ..store.database import Database, Session, WaitItOut
+from ..store.db import Tables
 from ..store.undo import UndoCounts, undo_batch, undo_candidates
 from ..store.undo_filter import CHANGED_IEM, UndoFilter
-from . import in_transaction, parse_when
+from . import parse_when
 
 log = logging.getLogger("pmtabounce.undo")
 
@@ -33,59 +36,53 @@ SHOW_SKIPPED = 20
 DRY_RUN = 0  # the run id a dry run marks rows with, then rolls back
 
 
+MID_RUN_SECONDS = 120.0  # once reached, a database outage is waited out this long (each wait logged), then exit 1
+INTERRUPTED = 130  # README "Exit codes": stopped on SIGTERM/SIGINT between batches, as `dlq replay`
+
+
+def undo_database(settings: Settings, stop: threading.Event | None = None) -> Database:
+    """undo's database: an unreachable one fails at once; once reached, an outage is waited out (logged)
+    up to MID_RUN_SECONDS, a stop request ending the wait (store/database.py WaitItOut)."""
+    return Database(settings.mysql, Tables(settings.table_prefix),
+                    WaitItOut(max_wait=settings.retry_max_wait, give_up_after=MID_RUN_SECONDS, stop=stop,
+                              reach_at_once=True), log=log)
+
+
 class UndoRun:
-    """Batches of one undo (or a dry run of it) over one connection, each retried as a whole when transient."""
+    """Batches of one undo (or a dry run of it), each one transaction, retried as a whole when transient."""
 
-    def __init__(self, settings: Settings, selection: UndoFilter, run: int = DRY_RUN) -> None:
-        self.settings = settings
-        self.tables = Tables(settings.table_prefix)
+    def __init__(self, database: Database, selection: UndoFilter, batch_size: int, run: int = DRY_RUN,
+                 stop: threading.Event | None = None) -> None:
+        self.database = database
         self.clause, self.params = selection.clause()
+        self.batch_size = batch_size
         self.run = run
-        self.connection: Connection | None = None
-        self.retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            wait=wait_exponential(multiplier=0.1, max=settings.retry_max_wait) + wait_random(0, 0.5),
-            stop=stop_after_delay(600), reraise=True,
-        )
+        self.stop = stop
 
-    def all(self) -> UndoCounts:
-        """Every batch until none is left; a dry run (run id 0) rolls each back."""
+    def all(self) -> tuple[UndoCounts, bool]:
+        """Every batch until none is left, or a stop request between batches: (what was done, completed).
+        A dry run (run id 0) rolls each back. Raises FatalError when the database is lost for good."""
         total, after = UndoCounts(), 0
         try:
-            while (done := self.retrying(self._batch, after)) is not None:
+            while not (self.stop is not None and self.stop.is_set()):
+                done = self.database.run(functools.partial(self._batch, after=after), commit=self.run != DRY_RUN)
+                if done is None:
+                    return total, True
                 counts, after = done
                 total.add(counts)
-            return total
-        finally:
-            if self.connection is not None:
-                self.connection.close()
+        except StopRequested:
+            pass
+        except GaveUp as exc:
+            raise FatalError(f"gave up after {exc.waited:.0f} s without the database at {self.database.describe()} "
+                             f"({exc}); what was undone stays undone: run the same command again to go on") from None
+        return total, False
 
-    def _batch(self, after: int) -> tuple[UndoCounts, int] | None:
+    def _batch(self, session: Session, after: int) -> tuple[UndoCounts, int] | None:
         """One batch after ledger id `after`: (what it did, the last id), or None when none is left."""
-        try:
-            if self.connection is None:
-                self.connection = connect(self.settings.mysql)
-            connection = self.connection
-            with connection.cursor() as cursor:
-                rows = undo_candidates(cursor, self.tables, self.clause, self.params, after,
-                                       self.settings.batch_size)
-                counts = undo_batch(cursor, self.tables, rows, self.run) if rows else None
-            if self.run == DRY_RUN:
-                connection.rollback()
-            else:
-                connection.commit()
-            return (counts, rows[-1]["id"]) if counts is not None else None
-        except Exception as exc:
-            error = translate(exc)
-            if self.connection is not None:
-                try:
-                    self.connection.rollback()
-                except Exception:  # gone: forget it, the retry connects again
-                    pass
-                if isinstance(error, TransientError):
-                    self.connection.close()
-                    self.connection = None
-            raise error from exc
+        rows = undo_candidates(session.cursor, session.tables, self.clause, self.params, after, self.batch_size)
+        if not rows:
+            return None
+        return undo_batch(session.cursor, session.tables, rows, self.run), rows[-1]["id"]
 
 
 def describe(counts: dict, verb: str) -> str:
@@ -145,7 +142,11 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
                                "--email, --outcome, --feedback-type)")
     if since is not None and until is not None and since > until:
         raise click.UsageError("--since is later than --until: no record can match")
-    preview = UndoRun(settings, selection).all().as_dict()
+    database = undo_database(settings)
+    try:
+        preview = UndoRun(database, selection, settings.batch_size).all()[0].as_dict()
+    finally:
+        database.close()
     if not preview["records"]:
         log.warning("no record that changed IEM and is not undone yet matches %s: check each filter "
                     "(--file matches the file's own name, --domain and --category are exact)", selection.describe())
@@ -155,10 +156,26 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
     if not yes:
         click.echo(describe(preview, "would be undone"), err=True)
         click.confirm("undo these?", abort=True, err=True)
+    _undo(settings, selection, as_json)
+
+
+def _undo(settings: Settings, selection: UndoFilter, as_json: bool) -> None:
+    """The run itself, audited; a stop request ends it between batches (exit 130, `completed: false`)."""
     by = operator()
-    run = in_transaction(settings, lambda cursor, t: audit.start(cursor, t, by, "undo", selection.describe()))
-    done = UndoRun(settings, selection, run).all().as_dict()
-    counts = {key: value for key, value in done.items() if key != "skipped"} | {"skipped": len(done["skipped"])}
-    in_transaction(settings, lambda cursor, t: audit.finish(cursor, t, run, counts))
+    with stop_on_signals(log=log, then="stopping after the batch in hand") as stop:
+        database = undo_database(settings, stop)
+        try:
+            run = database.run(lambda s: audit.start(s.cursor, s.tables, by, "undo", selection.describe()))
+            total, completed = UndoRun(database, selection, settings.batch_size, run, stop).all()
+            done = total.as_dict()
+            counts = ({key: value for key, value in done.items() if key != "skipped"}
+                      | {"skipped": len(done["skipped"]), "completed": completed})
+            database.run(lambda s: audit.finish(s.cursor, s.tables, run, counts))
+        finally:
+            database.close()
     note(settings.dlq_audit_file, "undo", by, selection.describe(), counts, run)
     _show(done, "undone", as_json, run=run, filter=selection.describe())
+    if not completed:
+        click.echo("interrupted: the records not yet undone are left as they were; run the same command again "
+                   "to go on", err=True)
+        sys.exit(INTERRUPTED)

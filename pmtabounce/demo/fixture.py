@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+from ..store.database import Cursor
 from ..store.db import Tables
 
 
@@ -18,8 +19,7 @@ def iem_schema(tables: Tables) -> list[str]:
     ]
 
 
-def create_iem_tables(connection, tables: Tables) -> None:
-    with connection.cursor() as cursor:
-        for statement in iem_schema(tables):
-            cursor.execute(statement)
-    connection.commit()
+def create_iem_tables(cursor: Cursor, tables: Tables) -> None:
+    """Create the fixture's tables under `tables`' prefix (DDL: each commits on its own)."""
+    for statement in iem_schema(tables):
+        cursor.execute(statement)
