@@ -209,6 +209,11 @@ def process_file(
             flush()
     finally:
         rejects.close()
+    _file_done(path, settings, summary, source, rejects)
+
+
+def _file_done(path: Path, settings: Settings, summary: Summary, source: AccountingFile, rejects: RejectFile) -> None:
+    """Every record of `path` is committed: mark it done (`settings.done_action`), count it and say so."""
     try:
         mark_done(path, settings.done_action)
     except OSError as exc:
@@ -225,3 +230,4 @@ def process_file(
         extra={"event": "file_done", "file": path.name, "bounces": counts.bounces, "complaints": counts.complaints,
                "skipped": counts.skipped, "rejected": rejects.count},
     )
+

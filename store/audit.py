@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import orjson
 
-from .db import Tables
+from .db import Cursor, Tables
 
 
-def start(cursor, t: Tables, operator: str, action: str, target: dict) -> int:
+def start(cursor: Cursor, t: Tables, operator: str, action: str, target: dict) -> int:
     """Record the start of an action (who, what, on what); returns its id. Commit it before acting."""
     cursor.execute(
         f"INSERT INTO {t.audit} (operator, action, target, counts) VALUES (%s, %s, %s, '{{}}')",
@@ -21,7 +21,7 @@ def start(cursor, t: Tables, operator: str, action: str, target: dict) -> int:
     return int(cursor.lastrowid)
 
 
-def finish(cursor, t: Tables, run: int, counts: dict) -> None:
+def finish(cursor: Cursor, t: Tables, run: int, counts: dict) -> None:
     """Record the counts of an action that ended."""
     cursor.execute(
         f"UPDATE {t.audit} SET finished_at = NOW(6), counts = %s WHERE id = %s",

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_delay, stop_never
 from tenacity.wait import wait_exponential, wait_random
@@ -31,7 +31,7 @@ from tenacity.wait import wait_exponential, wait_random
 from ..common import metrics
 from ..common.config import MySQLTarget
 from ..common.errors import CommittedElsewhere, FatalError, GaveUp, StopRequested, TransientError
-from .db import Connection, Tables, bound_io, connect, setting_to_check, translate
+from .db import Connection, Cursor, Tables, bound_io, connect, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.database")
 
@@ -42,28 +42,15 @@ STATEMENT_SECONDS = 60.0  # one statement's answer (PyMySQL's read timeout): a s
 PROBE_SECONDS = 1.0  # how often a retry pause checks whether the database is back
 
 
-class Cursor(Protocol):
-    """What our SQL functions use of a DB-API cursor (PyMySQL's `Cursor`)."""
-
-    rowcount: int
-    lastrowid: int
-    connection: Any
-
-    def execute(self, query: str, args: Any = None) -> int: ...
-
-    def executemany(self, query: str, args: Any) -> int | None: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> Any: ...
-
-
 @dataclass(frozen=True)
 class Session:
     """One transaction's handle: the cursor to run statements on and the table names to run them against."""
 
     cursor: Cursor
     tables: Tables
+
+
+__all__ = ["CONNECT_SECONDS", "ONE_SHOT", "Cursor", "Database", "OneShot", "Session", "WaitItOut"]
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import pymysql
 from pymysql.constants import SERVER_STATUS
@@ -33,6 +34,22 @@ TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")  # a 2003 t
 DUPLICATE_KEY = 1062
 # The ledger's unique key (ledger.py): its name from schema version 4 on, and before.
 LEDGER_KEYS = ("pmtabounce_ledger_record", "pmtabounce_ledger_fingerprint")
+
+
+class Cursor(Protocol):
+    """What our SQL functions use of a DB-API cursor (PyMySQL's `Cursor`)."""
+
+    rowcount: int
+    lastrowid: int
+    connection: Any
+
+    def execute(self, query: str, args: Any = None) -> int: ...
+
+    def executemany(self, query: str, args: Any) -> int | None: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -183,7 +200,7 @@ def case_of(key: str, values: Mapping) -> tuple[str, list]:
 MAX_STATEMENT = 1_000_000  # bytes; below MySQL's default max_allowed_packet, as PyMySQL's executemany
 
 
-def insert_rows(cursor, statement: str, rows: Sequence[Sequence], *, suffix: str = "") -> None:
+def insert_rows(cursor: Cursor, statement: str, rows: Sequence[Sequence], *, suffix: str = "") -> None:
     """`statement` (INSERT INTO t (cols) VALUES) with the rows appended, many per statement,
     each statement ending in `suffix` (an ON DUPLICATE KEY UPDATE clause, say).
 

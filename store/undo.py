@@ -36,11 +36,8 @@ import orjson
 from ..common.errors import TransientError
 from ..common.policy import bounce_rule
 from . import iem
-from .db import Tables
-from .effects import Unsubscribed
-
-STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
-STATS_TABLE_OF_AREA = {"a": "autoresponders", "n": "newsletters"}  # the unsubscribearea a counted row carries
+from .db import Cursor, Tables
+from .effects import CAMPAIGN_COLUMN, STATS_TABLE_OF_AREA, Unsubscribed
 
 
 @dataclass(frozen=True)
@@ -72,7 +69,7 @@ def effect_of(row: dict) -> Effect:
     bounce_row = None
     if decision in ("hard", "soft"):
         bounce_row = (sid, row["statid"], listid, row["time_logged"], decision, bounce_rule(row["category"]))
-    campaign = (row["statid"], STAT_COLUMN[decision], None) if row["statid"] > 0 else None
+    campaign = (row["statid"], CAMPAIGN_COLUMN[decision], None) if row["statid"] > 0 else None
     disabled = (sid, listid, row["time_logged"]) if row["outcome"] == "disabled" else None
     return Effect(row["id"], row["email"], bounce_row, campaign, disabled)
 
@@ -129,7 +126,7 @@ class UndoCounts:
         }
 
 
-def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
+def undo_batch(cursor: Cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
     """Revert these ledger rows' writes in the caller's transaction and mark them with `run`.
 
     Raises AlreadyUndone if another run marked one of them meanwhile (roll back and read again).
@@ -166,7 +163,7 @@ def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
     return counts
 
 
-def _undo_unsubscribes(cursor, t: Tables, effects: list[Effect], current: dict, moves: dict,
+def _undo_unsubscribes(cursor: Cursor, t: Tables, effects: list[Effect], current: dict, moves: dict,
                        counts: UndoCounts) -> dict[int, int]:
     """The complaints' rows still as they left them: their unsubscribe rows removed, the kept requests put back,
     their campaign counters queued in `moves`; returns subscriberid -> listid of the rows to make active again."""
@@ -235,7 +232,7 @@ class AlreadyUndone(TransientError):
 UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged", "decision", "category", "outcome")
 
 
-def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
+def undo_candidates(cursor: Cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
     """Ledger rows matching `clause` (worker.undo_filter.UndoFilter) with id above `after_id`, in id order,
     with their recorded `effects` when the ledger has that column."""
     columns = UNDO_COLUMNS + (("effects",) if _has_effects(cursor, t) else ())
@@ -246,12 +243,12 @@ def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int,
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _has_effects(cursor, t: Tables) -> bool:
+def _has_effects(cursor: Cursor, t: Tables) -> bool:
     cursor.execute(f"SHOW COLUMNS FROM {t.ledger} LIKE 'effects'")
     return cursor.fetchone() is not None
 
 
-def mark_undone(cursor, t: Tables, ids: Sequence[int], run: int) -> None:
+def mark_undone(cursor: Cursor, t: Tables, ids: Sequence[int], run: int) -> None:
     """Mark ledger rows as reverted by undo run `run`; raises AlreadyUndone if one was marked meanwhile."""
     if not ids:
         return

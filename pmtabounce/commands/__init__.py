@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TypeVar
@@ -9,7 +11,8 @@ from typing import TypeVar
 import click
 
 from ..common.config import Settings
-from ..store.database import ONE_SHOT, Database
+from ..common.errors import FatalError, GaveUp
+from ..store.database import ONE_SHOT, Database, WaitItOut
 from ..store.db import Tables
 
 T = TypeVar("T")
@@ -18,6 +21,26 @@ T = TypeVar("T")
 def one_shot(settings: Settings) -> Database:
     """The database of an operator's command: the first failure is fatal (store/database.py ONE_SHOT)."""
     return Database(settings.mysql, Tables(settings.table_prefix), ONE_SHOT)
+
+
+MID_RUN_SECONDS = 120.0  # once reached, a database outage is waited out this long (each wait logged), then exit 1
+INTERRUPTED = 130  # README "Exit codes": stopped on SIGTERM/SIGINT between batches, as `dlq replay`
+
+
+def batches_database(settings: Settings, stop: threading.Event | None = None,
+                     log: logging.Logger | None = None) -> Database:
+    """The database of a command that acts in many batches (`undo`, `guard release`), for its reads, batches
+    and audit alike: an unreachable one fails at once; once reached, an outage is waited out (logged) up to
+    MID_RUN_SECONDS, a stop request ending the wait (store/database.py WaitItOut)."""
+    policy = WaitItOut(max_wait=settings.retry_max_wait, give_up_after=MID_RUN_SECONDS, stop=stop,
+                       reach_at_once=True)
+    return Database(settings.mysql, Tables(settings.table_prefix), policy, log=log or logging.getLogger("pmtabounce"))
+
+
+def gave_up(exc: GaveUp, database: Database, kept: str) -> FatalError:
+    """The FatalError of a batches_database run that lost the database for good; `kept`: what stays done."""
+    return FatalError(f"gave up after {exc.waited:.0f} s without the database at {database.describe()} ({exc}); "
+                      f"{kept}: run the same command again to go on")
 
 
 def in_transaction(settings: Settings, work: Callable[..., T]) -> T:

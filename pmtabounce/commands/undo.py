@@ -19,33 +19,20 @@ import click
 import orjson
 
 from ..common.config import Settings
-from ..common.errors import FatalError, GaveUp, StopRequested
+from ..common.errors import GaveUp, StopRequested
 from ..common.shutdown import stop_on_signals
 from ..operator_audit import audited, note, operator
 from ..runner import run_command
 from ..store import audit
-from ..store.database import Database, Session, WaitItOut
-from ..store.db import Tables
+from ..store.database import Database, Session
 from ..store.undo import UndoCounts, undo_batch, undo_candidates
 from ..store.undo_filter import CHANGED_IEM, UndoFilter
-from . import parse_when
+from . import INTERRUPTED, batches_database, gave_up, parse_when
 
 log = logging.getLogger("pmtabounce.undo")
 
 SHOW_SKIPPED = 20
 DRY_RUN = 0  # the run id a dry run marks rows with, then rolls back
-
-
-MID_RUN_SECONDS = 120.0  # once reached, a database outage is waited out this long (each wait logged), then exit 1
-INTERRUPTED = 130  # README "Exit codes": stopped on SIGTERM/SIGINT between batches, as `dlq replay`
-
-
-def undo_database(settings: Settings, stop: threading.Event | None = None) -> Database:
-    """undo's database: an unreachable one fails at once; once reached, an outage is waited out (logged)
-    up to MID_RUN_SECONDS, a stop request ending the wait (store/database.py WaitItOut)."""
-    return Database(settings.mysql, Tables(settings.table_prefix),
-                    WaitItOut(max_wait=settings.retry_max_wait, give_up_after=MID_RUN_SECONDS, stop=stop,
-                              reach_at_once=True), log=log)
 
 
 class UndoRun:
@@ -73,8 +60,7 @@ class UndoRun:
         except StopRequested:
             pass
         except GaveUp as exc:
-            raise FatalError(f"gave up after {exc.waited:.0f} s without the database at {self.database.describe()} "
-                             f"({exc}); what was undone stays undone: run the same command again to go on") from None
+            raise gave_up(exc, self.database, "what was undone stays undone") from None
         return total, False
 
     def _batch(self, session: Session, after: int) -> tuple[UndoCounts, int] | None:
@@ -142,7 +128,7 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
                                "--email, --outcome, --feedback-type)")
     if since is not None and until is not None and since > until:
         raise click.UsageError("--since is later than --until: no record can match")
-    database = undo_database(settings)
+    database = batches_database(settings, log=log)
     try:
         preview = UndoRun(database, selection, settings.batch_size).all()[0].as_dict()
     finally:
@@ -163,7 +149,7 @@ def _undo(settings: Settings, selection: UndoFilter, as_json: bool) -> None:
     """The run itself, audited; a stop request ends it between batches (exit 130, `completed: false`)."""
     by = operator()
     with stop_on_signals(log=log, then="stopping after the batch in hand") as stop:
-        database = undo_database(settings, stop)
+        database = batches_database(settings, stop, log)
         try:
             run = database.run(lambda s: audit.start(s.cursor, s.tables, by, "undo", selection.describe()))
             total, completed = UndoRun(database, selection, settings.batch_size, run, stop).all()
