@@ -80,6 +80,7 @@ class Settings:
     retry_max_wait: float = 30.0
     publish_window: int = 2000  # producer: records read but not yet safe (confirmed), at most
     dlq_audit_file: Path | None = None  # `dlq`, `undo` and `guard` runs also append their audit lines here
+    audit_require_reason: bool = False  # every audited action that changes data must say why (--reason)
     guard: bool = True  # the domain guard (issue 12): hold a domain's hard bounces when they spike
     guard_min: int = 100  # hard bounces in one window that may trip a domain, at least
     guard_factor: float = 3.0  # times the domain's busiest window of the previous 7 days
@@ -222,6 +223,7 @@ def _numbers(cls: type[Settings], source: _Source) -> dict:
     for name in ("rescan_seconds", "retry_max_wait", "guard_factor"):
         values[name] = _float(*source.get(name, getattr(cls, name)))
     values["guard"] = _switch(*source.get("guard", "on"))
+    values["audit_require_reason"] = _switch(*source.get("audit_require_reason", "off"))
     return values
 
 

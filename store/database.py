@@ -31,7 +31,7 @@ from tenacity.wait import wait_exponential, wait_random
 from ..common import metrics
 from ..common.config import MySQLTarget
 from ..common.errors import CommittedElsewhere, FatalError, GaveUp, StopRequested, TransientError
-from .db import Connection, Cursor, Tables, bound_io, connect, setting_to_check, translate
+from .db import DENIED, Connection, Cursor, Tables, bound_io, connect, error_number, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.database")
 
@@ -62,7 +62,8 @@ class OneShot:
 
     connect_seconds: float = CONNECT_SECONDS
     statement_seconds: float = STATEMENT_SECONDS
-    hint: str = ""  # added to the fatal message: what the command needs (`prune needs DELETE on …`)
+    hint: str = ""  # added to every fatal message: what the command needs (`prune needs DELETE on …`)
+    denied_hint: str = ""  # added when the server denied a statement (1142, 1143): the grants to apply
 
 
 ONE_SHOT = OneShot()
@@ -85,6 +86,7 @@ class WaitItOut:
     reach_at_once: bool = False
     connect_seconds: float = 10.0
     statement_seconds: float = STATEMENT_SECONDS
+    denied_hint: str = ""  # added when the server denied a statement (1142, 1143): the grants to apply
 
 
 Policy = OneShot | WaitItOut
@@ -230,6 +232,8 @@ class Database:
             return error  # refused data (PermanentError): the caller isolates the record
         # No record can stop a connection being made: that, like a missing table, is the settings' fault.
         hint = setting_to_check(exc, self.target, self.tables.prefix)
+        if self.policy.denied_hint and error_number(exc) in DENIED:
+            hint += f"; {self.policy.denied_hint}"
         extra = self.policy.hint if isinstance(self.policy, OneShot) and self.policy.hint else ""
         where = "" if self.describe() in hint else f" at {self.describe()}"
         return FatalError(f"{error}{where} ({hint}{'; ' + extra if extra else ''})")

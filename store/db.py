@@ -31,6 +31,7 @@ FATAL = {
     2026,  # TLS asked for (ssl_* in the URL) but refused or unverifiable
 }
 TLS_REFUSALS = ("CERTIFICATE_VERIFY_FAILED", "WRONG_VERSION_NUMBER")  # a 2003 that no retry can fix
+DENIED = (1142, 1143)  # command or column denied: the account lacks a grant
 DUPLICATE_KEY = 1062
 # The ledger's unique key (ledger.py): its name from schema version 4 on, and before.
 LEDGER_KEYS = ("pmtabounce_ledger_record", "pmtabounce_ledger_fingerprint")
@@ -204,7 +205,7 @@ def setting_to_check(exc: BaseException, target: MySQLTarget, prefix: str) -> st
     code = error_number(exc)
     if code in (1146, 1054):
         return f"check PMTABOUNCE_TABLE_PREFIX={prefix!r} and that `pmtabounce setup` was run"
-    if code in (1142, 1143):
+    if code in DENIED:
         return f"the user of PMTABOUNCE_MYSQL_URL={target.safe_url()} lacks a grant"
     return f"check PMTABOUNCE_MYSQL_URL={target.safe_url()}"
 

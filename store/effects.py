@@ -83,3 +83,8 @@ def complaint_effects(rows: list[Unsubscribed]) -> Effects | None:
 def to_json(effects: Effects | None) -> str | None:
     """The ledger column's text (NULL for nothing written)."""
     return orjson.dumps(effects.as_dict()).decode() if effects else None
+
+
+def from_json(text: str | None) -> dict | None:
+    """The column's text back as the dict described above."""
+    return orjson.loads(text) if text else None

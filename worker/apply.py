@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import Counter
@@ -92,10 +93,11 @@ class BatchApplier:
         """
         return self._isolating(self._apply_once, records)
 
-    def release(self, records: Sequence[Record]) -> BatchResult:
-        """`guard release`: held records applied as if new, in one transaction, their ledger rows updated
-        from `held` to their real outcome and their domains' held counts lowered; the guard is not asked again."""
-        return self._isolating(self._release_once, records)
+    def release(self, records: Sequence[Record], run: int) -> BatchResult:
+        """`guard release` (audit run `run`): held records applied as if new, in one transaction, their ledger
+        rows updated from `held` to their real outcome and the run, their domains' held counts lowered; the guard
+        is not asked again."""
+        return self._isolating(functools.partial(self._release_once, run=run), records)
 
     def _isolating(self, attempt: Callable[[Sequence[Record]], list[Outcome]],
                    records: Sequence[Record]) -> BatchResult:
@@ -126,9 +128,9 @@ class BatchApplier:
         self._committed(started, records, plan)
         return plan.outcomes
 
-    def _release_once(self, records: Sequence[Record]) -> list[Outcome]:
+    def _release_once(self, records: Sequence[Record], run: int) -> list[Outcome]:
         started = time.perf_counter()
-        plan = self.database.run(lambda session: self._release_transaction(session, records))
+        plan = self.database.run(lambda session: self._release_transaction(session, records, run))
         self._committed(started, records, plan)
         return plan.outcomes
 
@@ -182,12 +184,12 @@ class BatchApplier:
                 self._guard_totals_read = time.monotonic()
         return plan
 
-    def _release_transaction(self, session: Session, records: Sequence[Record]) -> Plan:
+    def _release_transaction(self, session: Session, records: Sequence[Record], run: int) -> Plan:
         """Held records, read and walked as new (their ledger rows say `held`), written as a batch's are."""
         cursor, t = session.cursor, session.tables
         plan = self._walk(records, self._read(cursor, records, set()), None)
         self._planned = time.perf_counter()
-        guard_store.settle(cursor, t, plan.new_outcomes)
+        guard_store.settle(cursor, t, plan.new_outcomes, run)
         released = Counter(domain_of(o.record.rcpt) for o in plan.new_outcomes)
         guard_store.add_held(cursor, t, {domain: -count for domain, count in released.items()})
         self._write_own_rows(cursor, plan)

@@ -21,9 +21,8 @@ import orjson
 from ..common.config import Settings
 from ..common.errors import GaveUp, StopRequested
 from ..common.shutdown import stop_on_signals
-from ..operator_audit import audited, note, operator
+from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
-from ..store import audit
 from ..store.database import Database, Session
 from ..store.undo import UndoCounts, undo_batch, undo_candidates
 from ..store.undo_filter import CHANGED_IEM, UndoFilter
@@ -115,10 +114,11 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@reason_option()
 @run_command
 @audited
 def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, dry_run,
-         yes, as_json) -> None:
+         yes, as_json, reason) -> None:
     """Revert exactly what the selected ledger records wrote to IEM; rows changed since are left and reported."""
     selection = UndoFilter(since, until, tuple(d.strip().lower().lstrip("@") for d in domain),
                            tuple(c.strip().lower() for c in category), diag, tuple(files), email, tuple(outcome),
@@ -133,33 +133,37 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
         preview = UndoRun(database, selection, settings.batch_size).all()[0].as_dict()
     finally:
         database.close()
-    if not preview["records"]:
-        log.warning("no record that changed IEM and is not undone yet matches %s: check each filter "
-                    "(--file matches the file's own name, --domain and --category are exact)", selection.describe())
+    if not preview["records"] and not preview["skipped"]:
+        # Nothing to ask about and nothing to audit: an operator's typo is not an action.
+        click.echo(f"nothing matches {selection.describe()}: no record that changed IEM and is not undone yet; "
+                   "check each filter (--file matches the file's own name, --domain and --category are exact)",
+                   err=as_json)
+        if as_json:
+            _show(preview, "would be undone", as_json, dry_run=dry_run, filter=selection.describe())
+        return
     if dry_run:
         _show(preview, "would be undone", as_json, dry_run=True, filter=selection.describe())
         return
     if not yes:
         click.echo(describe(preview, "would be undone"), err=True)
         click.confirm("undo these?", abort=True, err=True)
-    _undo(settings, selection, as_json)
+    _undo(settings, selection, as_json, Action("undo", selection.describe(), database_where(settings), reason))
 
 
-def _undo(settings: Settings, selection: UndoFilter, as_json: bool) -> None:
+def _undo(settings: Settings, selection: UndoFilter, as_json: bool, action: Action) -> None:
     """The run itself, audited; a stop request ends it between batches (exit 130, `completed: false`)."""
-    by = operator()
     with stop_on_signals(log=log, then="stopping after the batch in hand") as stop:
         database = batches_database(settings, stop, log)
         try:
-            run = database.run(lambda s: audit.start(s.cursor, s.tables, by, "undo", selection.describe()))
+            run = database.run(lambda s: action.start(s.cursor, s.tables))
             total, completed = UndoRun(database, selection, settings.batch_size, run, stop).all()
             done = total.as_dict()
             counts = ({key: value for key, value in done.items() if key != "skipped"}
                       | {"skipped": len(done["skipped"]), "completed": completed})
-            database.run(lambda s: audit.finish(s.cursor, s.tables, run, counts))
+            database.run(lambda s: action.finish(s.cursor, s.tables, counts))
         finally:
             database.close()
-    note(settings.dlq_audit_file, "undo", by, selection.describe(), counts, run)
+    action.note(settings.dlq_audit_file, counts)
     _show(done, "undone", as_json, run=run, filter=selection.describe())
     if not completed:
         click.echo("interrupted: the records not yet undone are left as they were; run the same command again "

@@ -88,7 +88,7 @@ def test_sigterm_during_undo_stops_between_batches_audits_the_counts_so_far_and_
     assert json.loads(out)["records"] == 3 == undone()  # the batch in hand committed, no other began
     assert audit_row(iem_db, "undo")["records"] == 3 and audit_row(iem_db, "undo")["completed"] is False
     line = json.loads((tmp_path / "audit.log").read_text().splitlines()[-1])
-    assert line["action"] == "undo" and line["records"] == 3 and line["completed"] is False
+    assert line["action"] == "undo" and line["counts"]["records"] == 3 and line["counts"]["completed"] is False
     # Running it again finishes the rest.
     again = json.loads(pmtabounce(iem_db, "undo", "--domain", "example.com", "--yes", "--json").stdout)
     assert again["records"] == 3 and undone() == 6
@@ -110,7 +110,8 @@ def test_sigterm_during_guard_release_stops_between_batches_audits_the_counts_so
     counts = audit_row(iem_db, "guard release")
     assert counts["applied"] == 3 and counts["completed"] is False
     line = json.loads((tmp_path / "audit.log").read_text().splitlines()[-1])
-    assert line["action"] == "guard release" and line["applied"] == 3 and line["completed"] is False
+    assert line["action"] == "guard release" and line["counts"]["applied"] == 3
+    assert line["counts"]["completed"] is False
     assert iem_db.query("SELECT tripped_at IS NOT NULL FROM {t.guard_domains} WHERE domain = 'example.com'") == [
         (1,)]  # still tripped: three are held
     pmtabounce(iem_db, "guard", "release", "example.com")
