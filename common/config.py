@@ -29,7 +29,7 @@ from .policy import (
     parse_complaint_types,
     unknown_categories,
 )
-from .service_urls import MySQLTarget, check_amqp_url, parse_mysql_url, suggestion
+from .service_urls import AMQP_SEPARATORS, MySQLTarget, amqp_urls, masked, parse_mysql_url, suggestion
 from .topology import Topology
 
 __all__ = ["MySQLTarget", "Settings", "TABLE_PREFIX", "parse_mysql_url"]
@@ -100,9 +100,15 @@ class Settings:
 
     @property
     def amqp(self) -> str:
+        """PMTABOUNCE_AMQP_URL as set: one node's URL, or several (common/broker.py `Nodes` reads the list)."""
         if not self.amqp_url:
             raise ConfigError("PMTABOUNCE_AMQP_URL is not set (amqp://user:password@host:5672/vhost)")
         return self.amqp_url
+
+    @property
+    def rabbitmq_api_urls(self) -> tuple[str, ...]:
+        """PMTABOUNCE_RABBITMQ_API_URL's entries (several nodes: separated by commas or spaces); () if unset."""
+        return api_urls(self.rabbitmq_api_url, "PMTABOUNCE_RABBITMQ_API_URL") if self.rabbitmq_api_url else ()
 
     def policy_warnings(self) -> list[str]:
         """Operator-facing warnings for hard/soft categories PowerMTA does not assign (maybe misspelt)."""
@@ -178,11 +184,21 @@ def _urls(source: _Source) -> dict:
     if mysql_url:
         parse_mysql_url(mysql_url)
     if amqp_url:
-        check_amqp_url(amqp_url)
+        amqp_urls(amqp_url)
     api_url, where = source.get("rabbitmq_api_url")
-    if api_url and urlsplit(api_url).scheme not in ("http", "https"):
-        raise ConfigError(f"{where} must start with http:// or https:// (the management API, port 15672)")
+    if api_url:
+        api_urls(api_url, where)
     return {"mysql_url": mysql_url, "amqp_url": amqp_url, "rabbitmq_api_url": api_url}
+
+
+def api_urls(setting: str, where: str) -> tuple[str, ...]:
+    """The management API's addresses: http(s):// URLs separated by commas or whitespace, each checked."""
+    entries = tuple(entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry)
+    for number, entry in enumerate(entries, 1):
+        if urlsplit(entry).scheme not in ("http", "https"):
+            named = f"{where} entry {number} ({masked(entry)})" if len(entries) > 1 else where
+            raise ConfigError(f"{named} must start with http:// or https:// (the management API, port 15672)")
+    return entries
 
 
 def _names(source: _Source) -> dict:

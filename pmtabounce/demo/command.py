@@ -138,7 +138,7 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
                    for item in AccountingFile(path))
     queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
-    with_policy = queues.management_available(queue_policy.api_url(settings))
+    with_policy = _console_api(settings, settings) is not None
     if not with_policy:
         console.print("[yellow]RabbitMQ's management API does not answer on :15672: the demo queue runs without "
                       "its policy (no delivery limit); `rabbitmq-plugins enable rabbitmq_management` adds it[/]")
@@ -165,7 +165,7 @@ def watch(settings: Settings, expected: int, processes: Processes, timeout: floa
             while True:
                 with database.transaction() as session:  # each read a fresh snapshot
                     result.seen = ledger.records_seen(session.cursor, tables)
-                work, dead = queues.read_queues(settings.amqp, topology)
+                work, dead, _node = queues.read_queues(settings.amqp, topology)
                 result.dead = dead.ready
                 waiting = len(pending_files(settings.require_bounce_dir()))
                 state = f"files {waiting} · queued {work.ready} · consumers {work.consumers}"
@@ -257,8 +257,11 @@ def _free_port() -> int:
 
 def _console_api(given: Settings, settings: Settings) -> str | None:
     """The management API if it answers (the configured one, else the broker's host on :15672)."""
-    api_url = given.rabbitmq_api_url or queues.default_api_url(settings.amqp)
-    return api_url if queues.management_available(api_url) else None
+    try:
+        api = queue_policy.management_api(settings)
+    except ConfigError:  # nodes on other ports: where their API is cannot be told
+        return None
+    return api.urls[0] if queues.management_available(api) else None
 
 
 def _say_what_is_used(console: Console, given: Settings, settings: Settings, api_url: str | None) -> None:
