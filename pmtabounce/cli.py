@@ -15,9 +15,11 @@ from .commands.guard import guard
 from .commands.process import process
 from .commands.producer import producer
 from .commands.prune import prune
+from .commands.relay import relay
 from .commands.setup import setup
 from .commands.status import status
 from .commands.undo import undo
+from .commands.webhooks import webhooks
 from .commands.worker import worker
 from .common import logs
 from .common.config import log_format_asked
@@ -55,5 +57,5 @@ def main() -> None:
     """
 
 
-for command in (setup, process, producer, worker, dlq, status, demo, explain, undo, guard, prune):
+for command in (setup, process, producer, worker, dlq, status, demo, explain, undo, guard, prune, relay, webhooks):
     main.add_command(command)

@@ -8,11 +8,12 @@ delivered again finds its row and changes nothing the second time. Its
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from ..common.complaint import ComplaintRecord
+from . import outbox
 from .db import Cursor, Tables, case_of, insert_rows
 from .effects import to_json
 from .rows import Outcome, Record
@@ -29,7 +30,7 @@ class Migration:
     """
 
     version: int
-    statements: tuple[str, ...]
+    statements: tuple[str, ...] | Callable[[Tables], Sequence[str]]  # templates, or made by a table's module
 
 
 MIGRATIONS = (
@@ -118,13 +119,15 @@ MIGRATIONS = (
         "ALTER TABLE {t.audit} ADD COLUMN account varchar(255) NOT NULL DEFAULT '', "
         "ADD COLUMN reason text DEFAULT NULL",
     )),
+    Migration(6, outbox.migration),  # issue 18: the events' outbox (two new tables, nothing altered)
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:
     """(version, statements) in order, with `t`'s table names; `setup` runs those above the recorded version."""
-    return [(m.version, [statement.format(t=t) for statement in m.statements]) for m in MIGRATIONS]
+    return [(m.version, list(m.statements(t)) if callable(m.statements)
+             else [statement.format(t=t) for statement in m.statements]) for m in MIGRATIONS]
 
 
 def meta_table_sql(t: Tables) -> str:
@@ -146,9 +149,13 @@ def known(cursor: Cursor, t: Tables, records: Iterable[Record]) -> set[str]:
 
 
 def by_record(keys: Sequence[tuple[int, str]]) -> tuple[str, list]:
-    """A WHERE clause matching these (time_logged, fingerprint) pairs: one index range each."""
+    """A WHERE clause matching these (time_logged, fingerprint) pairs: one index range each.
+
+    A row constructor IN list, not ORed pairs: the same ranges on the (time_logged, fingerprint)
+    key, but MariaDB 10.11 plans 500 of them in a quarter of the time (issue 20).
+    """
     params = [item for key in keys for item in key]
-    return " OR ".join(["(time_logged = %s AND fingerprint = %s)"] * len(keys)), params
+    return f"(time_logged, fingerprint) IN ({', '.join(['(%s, %s)'] * len(keys))})", params
 
 
 def record(cursor: Cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
@@ -247,7 +254,7 @@ def records_seen(cursor: Cursor, t: Tables) -> int:
 HISTORY_COLUMNS = ("id", "time_logged", "source_file", "source_line", "record_type", "category", "dsn_status",
                    "dsn_diag", "decision", "outcome", "subscriberid", "listid", "statid", "list_ids", "seen_count",
                    "undo_run", "guard_run", "feedback_type", "feedback_format", "user_agent", "reporting_mta",
-                   "effects")
+                   "effects", "fingerprint")
 
 
 def history(cursor: Cursor, t: Tables, email: str) -> list[dict]:

@@ -19,6 +19,7 @@ from ..common.record import BounceRecord
 from ..store import guard_store, iem, ledger
 from ..store.database import Cursor, Database, Session, WaitItOut
 from ..store.db import Tables
+from ..store.events import Events
 from ..store.rows import Candidate, LinkedRow, Record
 from .plan import BatchReads, Outcome, Plan, plan_batch
 
@@ -71,10 +72,12 @@ class BatchApplier:
         sleep: Callable[[float], None] | None = None,
         guard: GuardSettings | None = None,
         database: Database | None = None,
+        events: Events | None = None,
     ) -> None:
         """`database`: the one to apply through (guard release shares its own); by default one that waits out
         an outage (store/database.py WaitItOut), for ever or `give_up_after` seconds, pausing with `sleep`."""
         self.target = target
+        self.events = events  # the outbox rows of each batch (docs/events.md); None writes none
         self.tables = tables
         self.policy = policy
         self.guard = guard if guard is not None else GuardSettings()
@@ -146,9 +149,10 @@ class BatchApplier:
         metrics.BATCH_DURATION.observe(timing.total)
         metrics.BATCH_SIZE.observe(timing.records)
         metrics.LAST_SUCCESS.set(time.time())
-        for outcome in outcomes:
-            kind = "complaint" if isinstance(outcome.record, ComplaintRecord) else "bounce"
-            metrics.RECORDS_PROCESSED.labels(outcome.outcome, kind).inc()
+        kinds = Counter((o.outcome, "complaint" if isinstance(o.record, ComplaintRecord) else "bounce")
+                        for o in outcomes)
+        for (outcome, kind), count in kinds.items():  # one labels() lookup per kind, not per record
+            metrics.RECORDS_PROCESSED.labels(outcome, kind).inc(count)
         log.debug(
             "batch of %d records: read and locked in %.1f ms, own rows written in %.1f ms, "
             "shared counters held %.1f ms through commit (%.0f%% of the batch)",
@@ -169,8 +173,10 @@ class BatchApplier:
         ledger.record(cursor, t, plan.new_outcomes)
         self._write_own_rows(cursor, plan)
         if guard is not None and guard.added and not lock_guard_first:
-            locked = self._guard_states(cursor, records, reads, lock=True)
+            # stands_with needs only the batch's own windows; a re-walk needs the 7 days before them.
+            locked = self._guard_states(cursor, records, reads, lock=True, history=False)
             if not guard.stands_with(locked.states):
+                locked = self._guard_states(cursor, records, reads, lock=True)
                 rewalked = self._walk(records, reads, locked).guard
                 if rewalked is None or not rewalked.same_decisions(guard):
                     raise GuardMoved()
@@ -179,6 +185,8 @@ class BatchApplier:
         self._write_shared_counters(cursor, plan)
         if guard is not None and guard.added:
             guard_store.write(cursor, t, guard, int(time.time()))
+            if self.events is not None and guard.trips:
+                self.events.for_trips(cursor, guard.trips.values())
             if guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
                 self._guard_totals = guard_store.totals(cursor, t)
                 self._guard_totals_read = time.monotonic()
@@ -224,10 +232,12 @@ class BatchApplier:
         renamed an index)."""
         if self._lookups is None or self._lookups[0] != self.database.connections:
             self._lookups = (self.database.connections, iem.find_lookups(cursor, self.tables))
+            if self.events is not None:
+                self.events.forget()  # a new connection may reach an upgraded IEM
         return self._lookups[1]
 
     def _guard_states(self, cursor: Cursor, records: Sequence[Record], reads: BatchReads, *,
-                      lock: bool) -> GuardBatch:
+                      lock: bool, history: bool = True) -> GuardBatch:
         hard = [r for r in records if isinstance(r, BounceRecord) and r.fingerprint not in reads.known
                 and self.policy.classify(r.category) == "hard"]
         domains = hard_domains(hard, self.policy.classify)
@@ -236,7 +246,8 @@ class BatchApplier:
         if lock:
             guard_store.lock_domains(cursor, self.tables, domains)
         windows = [self.guard.window_of(r.time_logged) for r in hard]
-        return GuardBatch(self.guard, guard_store.read_states(cursor, self.tables, domains, min(windows), max(windows)))
+        return GuardBatch(self.guard, guard_store.read_states(cursor, self.tables, domains, min(windows), max(windows),
+                                                              history=history))
 
     def _walk(self, records: Sequence[Record], reads: BatchReads, guard: GuardBatch | None) -> Plan:
         return plan_batch(records, policy=self.policy, reads=reads, guard=guard)
@@ -251,6 +262,8 @@ class BatchApplier:
         iem.replace_unsubscribe_rows(cursor, t, plan.unsubscribe_rows)
         times = {o.record.fingerprint: o.record.time_logged for o in plan.outcomes if o.outcome == "duplicate"}
         ledger.count_repeats(cursor, t, plan.repeats, times)
+        if self.events is not None:
+            self.events.for_outcomes(cursor, plan.new_outcomes)
 
     def _write_shared_counters(self, cursor: Cursor, plan: Plan) -> None:
         """The counter rows nearly every batch updates (campaign statistics, list counts), last before commit:

@@ -26,7 +26,7 @@ from ..common.guard import GuardSettings, valid_domain
 from ..common.shutdown import stop_on_signals
 from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
-from ..store import guard_store
+from ..store import events, guard_store
 from ..store.database import Database, Session
 from ..store.db import Cursor, Tables
 from ..worker.apply import BatchApplier
@@ -94,8 +94,10 @@ def trip(settings: Settings, domain: str, reason: str | None) -> None:
     action = Action("guard trip", {"domain": domain}, database_where(settings), reason)
 
     def work(cursor: Cursor, t: Tables) -> bool:
-        action.start(cursor, t)
+        run = action.start(cursor, t)
         tripped = guard_store.trip(cursor, t, domain, action.by, int(time.time()))
+        if tripped:
+            _event(settings, cursor, t, "guard.tripped", {"domain": domain, "by": action.by, "run": run}, run)
         action.finish(cursor, t, {"tripped": int(tripped)})
         return tripped
 
@@ -189,7 +191,8 @@ def release_held(settings: Settings, database: Database, domain: str, run: int,
     """Apply the domain's held records batch by batch as audit run `run`, then end its trip once none is left;
     a stop request ends it between batches. While any record was refused or is left held, the trip stays."""
     applier = BatchApplier(settings.mysql, database.tables, settings.policy,
-                           guard=GuardSettings.from_settings(settings), database=database)
+                           guard=GuardSettings.from_settings(settings), database=database,
+                           events=events.from_settings(settings, database.tables))
     released, after = Released(), 0
     first_kept: dict[str, int] = {}
     try:
@@ -197,8 +200,8 @@ def release_held(settings: Settings, database: Database, domain: str, run: int,
             batch, batch_taken = database.run(functools.partial(_held_batch, domain=domain, after=after,
                                                                 limit=settings.batch_size))
             if not batch:
-                if released.refused or released.taken or database.run(functools.partial(_end_trip_if_empty,
-                                                                                         domain=domain)):
+                if released.refused or released.taken or database.run(functools.partial(
+                        _end_trip_if_empty, settings=settings, domain=domain, outcomes=released.outcomes, run=run)):
                     released.completed = True
                     return released
                 after = 0  # a worker held more while we released: go round again
@@ -231,12 +234,13 @@ def _held_batch(session: Session, domain: str, after: int, limit: int):
     return batch, guard_store.slots_taken(session.cursor, session.tables, [id_ for id_, _ in batch])
 
 
-def _end_trip_if_empty(session: Session, domain: str) -> bool:
+def _end_trip_if_empty(session: Session, settings: Settings, domain: str, outcomes: Counter, run: int) -> bool:
     cursor, t = session.cursor, session.tables
     guard_store.lock_domains(cursor, t, [domain])
     if guard_store.held_records(cursor, t, domain, 0, 1):
         return False
     guard_store.end_trip(cursor, t, domain)
+    _event(settings, cursor, t, "guard.released", {"domain": domain, "run": run, "outcomes": dict(outcomes)}, run)
     return True
 
 
@@ -290,9 +294,16 @@ def discard(settings: Settings, domain: str, yes: bool, dry_run: bool, reason: s
         guard_store.lock_domains(cursor, t, [domain])
         discarded = guard_store.discard_held(cursor, t, domain, run)
         guard_store.end_trip(cursor, t, domain)
+        _event(settings, cursor, t, "guard.discarded", {"domain": domain, "by": action.by, "run": run,
+                                                        "discarded": discarded}, run)
         action.finish(cursor, t, {"discarded": discarded})
         return discarded
 
     discarded = in_transaction(settings, work)
     action.note(settings.dlq_audit_file, {"discarded": discarded})
     click.echo(f"{domain}: {discarded} held records discarded; the trip is ended")
+
+
+def _event(settings: Settings, cursor: Cursor, t: Tables, key: str, data: dict, unique: object) -> None:
+    """The operator's guard decision on the decision stream, in the same transaction (docs/events.md)."""
+    events.from_settings(settings, t).decision(cursor, key, [(data, (data["domain"], unique), data["domain"])])

@@ -28,7 +28,7 @@ from ..common.config import Settings
 from ..common.errors import FatalError, PmtaBounceError
 from ..queue_policy import management_api
 from ..runner import run_command
-from ..store import guard_store, ledger
+from ..store import guard_store, ledger, outbox
 from ..store.database import ONE_SHOT, Cursor, Database
 from ..store.db import Tables
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
@@ -158,6 +158,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
             last = ledger.last_applied(cursor, tables)
             trips = guard_store.tripped(cursor, tables)
             size = ledger.extent(cursor, tables)
+            events = outbox.summary(cursor, tables, HOUR)
     except FatalError as exc:
         if not database.connections:
             return _down(part, f"cannot reach the database at {target.safe_url()} ({exc})")
@@ -173,6 +174,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
         oldest_at=_iso(size.oldest),
         oldest_age_seconds=round(now - size.oldest, 1) if size.oldest is not None else None,
         guard="on" if settings.guard else "off",
+        events_last_hour=events,  # per target: waiting, parked, sent and retried (docs/events.md)
     )
     return part
 
@@ -277,6 +279,11 @@ def _details(part: Part) -> str:
             ) + " (see `pmtabounce guard status`)"
         if f["guard"] == "off":
             text += "; domain guard off (PMTABOUNCE_GUARD=off): nothing is held"
+        text += "; events " + ", ".join(
+            f"{target}: {e['waiting']} waiting, {e['sent']} sent and {e['retried']} retried in the last hour, "
+            f"{e['parked']} parked" for target, e in f["events_last_hour"].items())
+        if any(e["parked"] for e in f["events_last_hour"].values()):
+            text += " (see `pmtabounce webhooks list`)"
     else:
         text = ""
     return "; ".join(t for t in (text, part.problem) if t)

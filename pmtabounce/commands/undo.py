@@ -23,7 +23,9 @@ from ..common.errors import GaveUp, StopRequested
 from ..common.shutdown import stop_on_signals
 from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
+from ..store import events
 from ..store.database import Database, Session
+from ..store.events import Events
 from ..store.undo import UndoCounts, undo_batch, undo_candidates
 from ..store.undo_filter import CHANGED_IEM, UndoFilter
 from . import INTERRUPTED, batches_database, gave_up, parse_when
@@ -38,8 +40,10 @@ class UndoRun:
     """Batches of one undo (or a dry run of it), each one transaction, retried as a whole when transient."""
 
     def __init__(self, database: Database, selection: UndoFilter, batch_size: int, run: int = DRY_RUN,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, events: Events | None = None) -> None:
+        """`events`: the outbox rows of what each batch reverts (docs/events.md); None writes none."""
         self.database = database
+        self.events = events
         self.clause, self.params = selection.clause()
         self.batch_size = batch_size
         self.run = run
@@ -67,7 +71,7 @@ class UndoRun:
         rows = undo_candidates(session.cursor, session.tables, self.clause, self.params, after, self.batch_size)
         if not rows:
             return None
-        return undo_batch(session.cursor, session.tables, rows, self.run), rows[-1]["id"]
+        return undo_batch(session.cursor, session.tables, rows, self.run, self.events), rows[-1]["id"]
 
 
 def describe(counts: dict, verb: str) -> str:
@@ -130,7 +134,8 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
         raise click.UsageError("--since is later than --until: no record can match")
     database = batches_database(settings, log=log)
     try:
-        preview = UndoRun(database, selection, settings.batch_size).all()[0].as_dict()
+        preview = UndoRun(database, selection, settings.batch_size,
+                          events=events.from_settings(settings, database.tables)).all()[0].as_dict()
     finally:
         database.close()
     if not preview["records"] and not preview["skipped"]:
@@ -156,7 +161,8 @@ def _undo(settings: Settings, selection: UndoFilter, as_json: bool, action: Acti
         database = batches_database(settings, stop, log)
         try:
             run = database.run(lambda s: action.start(s.cursor, s.tables))
-            total, completed = UndoRun(database, selection, settings.batch_size, run, stop).all()
+            total, completed = UndoRun(database, selection, settings.batch_size, run, stop,
+                                       events.from_settings(settings, database.tables)).all()
             done = total.as_dict()
             counts = ({key: value for key, value in done.items() if key != "skipped"}
                       | {"skipped": len(done["skipped"]), "completed": completed})

@@ -16,7 +16,8 @@ from pathlib import Path
 import pmtabounce
 
 ROOT = Path(pmtabounce.__file__).parent
-COMMANDS = {"setup", "process", "producer", "worker", "dlq", "status", "demo", "explain", "undo", "guard", "prune"}
+COMMANDS = {"setup", "process", "producer", "worker", "dlq", "status", "demo", "explain", "undo", "guard", "prune",
+            "webhooks", "relay"}
 LONGEST_FUNCTION = 60  # lines (issue 17): a function longer than this does more than one job
 
 
