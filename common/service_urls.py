@@ -1,7 +1,7 @@
 """PMTABOUNCE_MYSQL_URL and PMTABOUNCE_AMQP_URL: read, their options checked, TLS included.
 
-MySQL URL options are PyMySQL's own `connect()` argument names (also what SQLAlchemy's
-`mysql+pymysql://` URLs pass through): `unix_socket`, `ssl_ca`, `ssl_cert`, `ssl_key`,
+MySQL URL options are the MySQL driver's own `connect()` argument names (also what SQLAlchemy's
+`mysql+<driver>://` URLs pass through): `unix_socket`, `ssl_ca`, `ssl_cert`, `ssl_key`,
 `ssl_verify_cert`, `ssl_verify_identity`. AMQP URL options are those of RabbitMQ's URI query
 parameter spec for TLS: `cacertfile`, `certfile`, `keyfile`, `server_name_indication` (amqps:// only).
 Anything else is refused by name: an option dropped silently once made a TLS connection plain.

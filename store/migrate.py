@@ -12,7 +12,8 @@ import pymysql
 from ..common.config import Settings
 from ..common.errors import FatalError
 from . import iem, ledger
-from .db import Tables, connect, error_number, setting_to_check, translate
+from .database import Cursor, Database, OneShot, Session
+from .db import Tables, error_number
 
 log = logging.getLogger("pmtabounce.setup")
 
@@ -21,44 +22,41 @@ MIGRATION_SECONDS = 6 * 3600.0
 
 
 def setup_database(settings: Settings) -> int:
-    """Run the ledger migrations not yet applied; returns the schema version now in place."""
-    tables = Tables(settings.table_prefix)
-    try:
-        return _migrate(settings, tables)
-    except Exception as exc:
-        error = translate(exc)  # one-shot: even what a worker would retry ends setup, with its reason
-        if error is exc:
-            raise
-        raise FatalError(f"database setup failed at {settings.mysql.safe_url()}: {error} "
-                         f"({setting_to_check(exc, settings.mysql, tables.prefix)})") from None
+    """Run the ledger migrations not yet applied; returns the schema version now in place.
 
-
-def _migrate(settings: Settings, tables: Tables) -> int:
-    connection = connect(settings.mysql, read_timeout=MIGRATION_SECONDS)
+    One-shot (store/database.py): even what a worker would retry ends setup with a FatalError and its reason."""
+    database = Database(settings.mysql, Tables(settings.table_prefix), OneShot(statement_seconds=MIGRATION_SECONDS))
     try:
-        with connection.cursor() as cursor:
-            iem.require_tables(cursor, tables, settings.mysql.safe_url())  # never our tables beside nothing
-            cursor.execute(ledger.meta_table_sql(tables))
-            cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
-            row = cursor.fetchone()
-            current = int(row[0]) if row else 0
-            for version, statements in ledger.migrations(tables):
-                if version <= current:
-                    continue
-                log.info("database: applying schema version %d to %s", version, tables.ledger)
-                for statement in statements:
-                    _execute_ddl(cursor, statement)
-                cursor.execute(
-                    f"INSERT INTO {tables.meta} (name, value) VALUES ('schema_version', %s) "
-                    "ON DUPLICATE KEY UPDATE value = VALUES(value)",
-                    (str(version),),
-                )
-                log.info("database: applied schema version %d (%s)", version, tables.ledger)
-                current = version
-        connection.commit()
+        with database.transaction() as session:
+            current = _migrate(session, settings.mysql.safe_url())
+    except FatalError as exc:
+        raise FatalError(f"database setup failed: {exc}") from None
     finally:
-        connection.close()
+        database.close()
     log.info("database ready: schema version %d in %s", current, settings.mysql.safe_url())
+    return current
+
+
+def _migrate(session: Session, where: str) -> int:
+    cursor, tables = session.cursor, session.tables
+    iem.require_tables(cursor, tables, where)  # never our tables beside nothing
+    cursor.execute(ledger.meta_table_sql(tables))
+    cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
+    row = cursor.fetchone()
+    current = int(row[0]) if row else 0
+    for version, statements in ledger.migrations(tables):
+        if version <= current:
+            continue
+        log.info("database: applying schema version %d to %s", version, tables.ledger)
+        for statement in statements:
+            _execute_ddl(cursor, statement)
+        cursor.execute(
+            f"INSERT INTO {tables.meta} (name, value) VALUES ('schema_version', %s) "
+            "ON DUPLICATE KEY UPDATE value = VALUES(value)",
+            (str(version),),
+        )
+        log.info("database: applied schema version %d (%s)", version, tables.ledger)
+        current = version
     return current
 
 
@@ -69,7 +67,7 @@ _NOT_INSTANT = {1845, 1846}
 _ALREADY_DONE = {1060, 1061, 1091}
 
 
-def _execute_ddl(cursor, statement: str) -> None:
+def _execute_ddl(cursor: Cursor, statement: str) -> None:
     """Run one migration statement. An ALTER TABLE is tried with ALGORITHM=INSTANT first (no copy of a
     large, live ledger), then as the server chooses; columns already there count as done, so a
     half-applied migration re-runs."""

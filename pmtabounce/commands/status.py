@@ -18,7 +18,6 @@ from pathlib import Path
 
 import click
 import orjson
-import pymysql
 from rich.console import Console
 from rich.table import Table
 
@@ -26,11 +25,12 @@ from .. import queues
 from ..common.bouncedir import directory_problem, pending_files
 from ..common.broker import safe_url
 from ..common.config import Settings
-from ..common.errors import PmtaBounceError
+from ..common.errors import FatalError, PmtaBounceError
 from ..queue_policy import management_api
 from ..runner import run_command
 from ..store import guard_store, ledger, outbox
-from ..store.db import Tables, connect
+from ..store.database import ONE_SHOT, Cursor, Database
+from ..store.db import Tables
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
 OK, DOWN, NOT_CONFIGURED, NOT_CONSUMED = "ok", "down", "not configured", "not consumed"
@@ -160,12 +160,10 @@ def ledger_part(settings: Settings, now: float) -> Part:
     target = settings.mysql
     part.facts["database"] = target.safe_url()
     tables = Tables(settings.table_prefix)
+    database = Database(target, tables, ONE_SHOT)
     try:
-        connection = connect(target, timeout=5.0)
-    except pymysql.err.MySQLError as exc:
-        return _down(part, f"cannot reach the database at {target.safe_url()} ({_mysql_reason(exc)})")
-    try:
-        with connection.cursor() as cursor:
+        with database.transaction(commit=False) as session:
+            cursor = session.cursor
             windows = {f"{prefix}last_{span}": _outcomes(cursor, tables, seconds, names, complaints=bool(prefix))
                        for prefix, names in (("", LEDGER_OUTCOMES), ("complaints_", COMPLAINT_LEDGER_OUTCOMES))
                        for span, seconds in (("hour", HOUR), ("day", DAY))}
@@ -173,10 +171,12 @@ def ledger_part(settings: Settings, now: float) -> Part:
             trips = guard_store.tripped(cursor, tables)
             size = ledger.extent(cursor, tables)
             events = outbox.summary(cursor, tables, HOUR)
-    except pymysql.err.MySQLError as exc:
-        return _down(part, f"cannot read {tables.ledger} ({_mysql_reason(exc)}); has `pmtabounce setup` run?")
+    except FatalError as exc:
+        if not database.connections:
+            return _down(part, f"cannot reach the database at {target.safe_url()} ({exc})")
+        return _down(part, f"cannot read {tables.ledger} ({exc}); has `pmtabounce setup` run?")
     finally:
-        connection.close()
+        database.close()
     part.facts.update(
         **windows,
         last_applied_at=_iso(last),
@@ -191,7 +191,8 @@ def ledger_part(settings: Settings, now: float) -> Part:
     return part
 
 
-def _outcomes(cursor, tables: Tables, seconds: int, names: tuple[str, ...], *, complaints: bool) -> dict[str, int]:
+def _outcomes(cursor: Cursor, tables: Tables, seconds: int, names: tuple[str, ...], *,
+              complaints: bool) -> dict[str, int]:
     """Each outcome's ledger rows in the window, then `duplicate`: the repeats met of those records."""
     counts = ledger.outcomes_since(cursor, tables, seconds, complaints=complaints)
     return {**{name: counts.get(name, 0) for name in names},
@@ -211,12 +212,6 @@ def _not_configured(part: Part, why: str) -> Part:
 def _down(part: Part, why: str) -> Part:
     part.state, part.problem = DOWN, why
     return part
-
-
-def _mysql_reason(exc: pymysql.err.MySQLError) -> str:
-    if len(exc.args) >= 2:
-        return f"MySQL error {exc.args[0]}: {exc.args[1]}"
-    return str(exc) or type(exc).__name__
 
 
 def _iso(moment: float | None) -> str | None:

@@ -37,7 +37,8 @@ from ..common.errors import ConfigError, FatalError
 from ..common.record import BounceRecord
 from ..runner import run_command
 from ..store import ledger
-from ..store.db import Tables, connect
+from ..store.database import ONE_SHOT, Database
+from ..store.db import Tables
 from ..store.migrate import setup_database
 from .fixture import create_iem_tables
 from .reset import claim_directory, reset_database
@@ -123,12 +124,13 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
     tables = Tables(settings.table_prefix)
     world = World.generate(options.seed, subscribers=options.subscribers, records=options.records,
                            files=options.files)
-    connection = connect(settings.mysql)
+    database = Database(settings.mysql, tables, ONE_SHOT)
     try:
-        create_iem_tables(connection, tables)
-        world.create_database(connection, tables)
+        with database.transaction() as session:
+            create_iem_tables(session.cursor, tables)
+            world.create_database(session.cursor, tables)
     finally:
-        connection.close()
+        database.close()
     bounce_dir = demo_bounce_dir(options)
     shutil.rmtree(bounce_dir, ignore_errors=True)
     paths = world.write_files(bounce_dir)
@@ -156,14 +158,13 @@ def watch(settings: Settings, expected: int, processes: Processes, timeout: floa
     deadline = time.monotonic() + timeout
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[state]}"))
-    connection = connect(settings.mysql)
+    database = Database(settings.mysql, tables, ONE_SHOT)
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("applying bounces", total=expected, state="")
             while True:
-                with connection.cursor() as cursor:
-                    result.seen = ledger.records_seen(cursor, tables)
-                connection.commit()  # a fresh snapshot on the next read
+                with database.transaction() as session:  # each read a fresh snapshot
+                    result.seen = ledger.records_seen(session.cursor, tables)
                 work, dead, _node = queues.read_queues(settings.amqp, topology)
                 result.dead = dead.ready
                 waiting = len(pending_files(settings.require_bounce_dir()))
@@ -174,7 +175,7 @@ def watch(settings: Settings, expected: int, processes: Processes, timeout: floa
                 _check(processes, deadline, timeout)
                 time.sleep(POLL_SECONDS)
     finally:
-        connection.close()
+        database.close()
 
 
 def _check(processes: Processes, deadline: float, timeout: float) -> None:
@@ -185,12 +186,12 @@ def _check(processes: Processes, deadline: float, timeout: float) -> None:
 
 
 def _ledger_outcomes(settings: Settings, *, complaints: bool = False) -> dict[str, int]:
-    connection = connect(settings.mysql)
+    database = Database(settings.mysql, Tables(settings.table_prefix), ONE_SHOT)
     try:
-        with connection.cursor() as cursor:
-            return ledger.outcomes_since(cursor, Tables(settings.table_prefix), complaints=complaints)
+        with database.transaction(commit=False) as session:
+            return ledger.outcomes_since(session.cursor, session.tables, complaints=complaints)
     finally:
-        connection.close()
+        database.close()
 
 
 class Processes:

@@ -67,7 +67,8 @@ def world(tmp_path_factory):
     generated = World.generate(19, subscribers=3000, records=RECORDS, files=4, independent=True)
     inline_db = make_database()
     connection = inline_db.connect()
-    generated.create_database(connection, inline_db.tables)
+    generated.create_database(connection.cursor(), inline_db.tables)
+    connection.commit()
     connection.close()
     directory = tmp_path_factory.mktemp("inline-bounces")
     generated.write_files(directory)
@@ -80,7 +81,8 @@ def world(tmp_path_factory):
 def fleet_db(world):
     db = make_database()
     connection = db.connect()
-    world[0].create_database(connection, db.tables)
+    world[0].create_database(connection.cursor(), db.tables)
+    connection.commit()
     connection.close()
     yield db
     drop_database(db)

@@ -105,7 +105,8 @@ def test_setup_again_keeps_the_ledger(iem_db):
 def test_setup_under_another_prefix(iem_db):
     other = Tables("iem2_")
     connection = iem_db.connect()
-    create_iem_tables(connection, other)  # a second IEM in the same database
+    create_iem_tables(connection.cursor(), other)  # a second IEM in the same database
+    connection.commit()
     connection.close()
     result = setup(iem_db, table_prefix="iem2_")
     assert result.returncode == 0, result.stderr

@@ -6,7 +6,7 @@ import pytest
 from pmtabounce.common.guard import HISTORY, DomainState, GuardBatch, GuardSettings, domain_of, valid_domain
 from pmtabounce.common.policy import Policy
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.plan import Candidate, plan_batch
+from pmtabounce.worker.plan import BatchReads, Candidate, plan_batch
 
 W = 600
 T0 = 1_700_000_400  # a window start (divisible by 600)
@@ -98,8 +98,9 @@ def test_same_decisions_compares_what_was_held_and_tripped():
 def test_in_the_walk_a_held_record_writes_nothing_and_the_rest_apply():
     candidates = [Candidate(f"a{n}@gmail.com", 100 + n, 3) for n in range(1, 8)]
     guard = GuardBatch(SMALL, {})
-    plan = plan_batch([rec(n) for n in range(1, 8)], policy=Policy(), known=(), candidates=candidates,
-                      bounce_rows=(), stats_tables={42: "newsletters"}, guard=guard)
+    plan = plan_batch([rec(n) for n in range(1, 8)], policy=Policy(), guard=guard,
+                      reads=BatchReads(known=(), candidates=candidates, bounce_rows=(),
+                                       stats_tables={42: "newsletters"}))
     assert [o.outcome for o in plan.outcomes] == ["disabled"] * 4 + ["held"] * 3
     assert sorted(plan.disable) == [101, 102, 103, 104] and len(plan.bounce_rows) == 4
     assert plan.stats[("newsletters", 42)]["bouncecount_hard"] == 4
@@ -108,8 +109,8 @@ def test_in_the_walk_a_held_record_writes_nothing_and_the_rest_apply():
 def test_a_duplicate_is_not_counted_again():
     first = rec(1)
     guard = GuardBatch(SMALL, {})
-    plan_batch([first, first, rec(2)], policy=Policy(), known=(), candidates=(), bounce_rows=(), stats_tables={},
-               guard=guard)
+    plan_batch([first, first, rec(2)], policy=Policy(),
+               reads=BatchReads(known=(), candidates=(), bounce_rows=(), stats_tables={}), guard=guard)
     assert guard.added == {("gmail.com", T0): 2}
 
 
