@@ -27,7 +27,7 @@ def reset_database(target: MySQLTarget) -> None:
     """
     name = target.database
     server = pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                             unix_socket=target.unix_socket, autocommit=True, connect_timeout=10)
+                             unix_socket=target.unix_socket, autocommit=True, connect_timeout=10, **target.tls())
     try:
         with server.cursor() as cursor:
             if _database_exists(cursor, name) and not _database_marked(cursor, name):
