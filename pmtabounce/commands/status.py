@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import queues
-from ..common.bouncedir import directory_problem, pending_files
+from ..common.bouncedir import directory_problem, scan_directory
 from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import PmtaBounceError
@@ -82,11 +82,13 @@ def bounce_dir_part(directory: Path | None, now: float) -> Part:
         return _not_configured(part, "PMTABOUNCE_BOUNCE_DIR is not set")
     part.facts["path"] = str(directory)
     try:
-        files = pending_files(directory)
+        files, links = scan_directory(directory)
         mtimes = [path.stat().st_mtime for path in files]
     except OSError as exc:
         return _down(part, f"cannot read {directory}: {exc.strerror or exc}")
     part.facts["pending_files"] = len(files)
+    if links:
+        part.facts["links_skipped"] = [path.name for path in links]
     part.facts["oldest_pending_age_seconds"] = round(now - min(mtimes), 1) if mtimes else None
     problem = directory_problem(directory)
     return _down(part, problem) if problem else part
@@ -239,6 +241,8 @@ def _details(part: Part) -> str:
     if part.name == "bounce_dir" and "pending_files" in f:
         oldest = f", oldest {age(f['oldest_pending_age_seconds'])} old" if f["pending_files"] else ""
         text = f"{f['path']}: {f['pending_files']} files waiting{oldest}"
+        if f.get("links_skipped"):
+            text += f"; symbolic links skipped (never read): {', '.join(f['links_skipped'])}"
     elif part.name == "queue" and "ready" in f:
         unacked = f["unacked"] if f["unacked"] is not None else "unknown"
         text = f"{f['name']} at {f['broker']}: {f['ready']} ready, {unacked} unacked, {f['consumers']} consumers"

@@ -219,3 +219,14 @@ def test_a_backlog_that_no_worker_consumes_is_a_problem(iem_db, vhost, tmp_path)
     assert (queue["state"], queue["ready"], queue["consumers"]) == ("not consumed", 4, 0)
     assert queue["problem"] == "4 messages wait and no worker consumes them (start `pmtabounce worker`)"
     assert text.returncode == 1 and "no worker consumes them" in text.stdout
+
+
+def test_a_symbolic_link_is_not_counted_as_pending_and_is_named(tmp_path):
+    pending(tmp_path, ("b-1.csv", 60))
+    (tmp_path / "b-2.csv").symlink_to(tmp_path / "b-1.csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
+    env["PMTABOUNCE_BOUNCE_DIR"] = str(tmp_path)
+    _, report = status_json(env)
+    assert report["bounce_dir"]["pending_files"] == 1
+    assert report["bounce_dir"]["links_skipped"] == ["b-2.csv"]
+    assert "symbolic links skipped (never read): b-2.csv" in status(env).stdout
