@@ -14,7 +14,7 @@ from pmtabounce.common.accounting import AccountingFile, RejectedRow
 from pmtabounce.common.bouncedir import pending_files
 from pmtabounce.common.policy import Policy, bounce_rule
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.db import Tables
+from pmtabounce.store.db import Tables
 
 _STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
 

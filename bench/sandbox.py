@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.topology import Topology
-from pmtabounce.worker.db import Tables, connect
+from pmtabounce.store.db import Tables, connect
 from throwaway import add_vhost, create_database, delete_vhost, drop_databases  # bench.py puts tests/ on sys.path
 
 

@@ -19,8 +19,8 @@ from importlib import resources
 
 from iem_model import IemState, LedgerEntry, Subscriber
 from pmtabounce.common.config import Settings
-from pmtabounce.worker.db import Tables
-from pmtabounce.worker.migrate import setup_database
+from pmtabounce.store.db import Tables
+from pmtabounce.store.migrate import setup_database
 from throwaway import admin_connection, create_database
 
 FILLER_SUBSCRIBER, FILLER_LIST, FILLER_STATID, FILLER_BOUNCE = 1_000_000_000, 900_000, 2_000_000_000, 1_500_000_000

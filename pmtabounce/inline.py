@@ -18,11 +18,11 @@ from .common.accounting import AccountingFile, Record, RejectedRow, record_cells
 from .common.bouncedir import LOCK_WAIT, DirectoryLock, RejectFile, mark_done, pending_files, require_workable
 from .common.config import Settings
 from .common.errors import FatalError, GaveUp, TransientError
+from .common.guard import GuardSettings
 from .common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
+from .store.db import Tables
 from .summary import Summary
 from .worker.apply import BatchApplier
-from .worker.db import Tables
-from .worker.guard import GuardSettings
 
 log = logging.getLogger("pmtabounce.process")
 

@@ -17,7 +17,7 @@ import pymysql
 import pytest
 from pmtabounce.common.config import MySQLTarget, Settings, parse_mysql_url
 from pmtabounce.common.topology import Topology
-from pmtabounce.worker.db import Tables, connect
+from pmtabounce.store.db import Tables, connect
 from rabbit_management import ensure_management_api
 from throwaway import AMQP_URL, MYSQL_URL, add_vhost, create_database, delete_vhost, drop_databases, server_of
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from pmtabounce.common.accounting import record_cells
 from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.db import Tables
-from pmtabounce.worker.migrate import setup_database
+from pmtabounce.store.db import Tables
+from pmtabounce.store.migrate import setup_database
 
 from pmtabounce.demo.fixture import create_iem_tables
 

@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 
 import pymysql
 from pmtabounce.common.config import Settings, parse_mysql_url
-from pmtabounce.worker.db import Tables, connect
-from pmtabounce.worker.migrate import setup_database
+from pmtabounce.store.db import Tables, connect
+from pmtabounce.store.migrate import setup_database
 
 from pmtabounce.demo.fixture import create_iem_tables
 

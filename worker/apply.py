@@ -15,13 +15,13 @@ from ..common import metrics
 from ..common.complaint import ComplaintRecord
 from ..common.config import MySQLTarget
 from ..common.errors import CommittedElsewhere, FatalError, GaveUp, PermanentError, TransientError
+from ..common.guard import GuardBatch, GuardSettings, domain_of, hard_domains
 from ..common.policy import Policy
 from ..common.record import BounceRecord
-from . import guard_store, iem, ledger
-from .db import Connection, Tables, bound_io, connect, setting_to_check, translate
-from .guard import GuardBatch, GuardSettings, domain_of, hard_domains
+from ..store import guard_store, iem, ledger
+from ..store.db import Connection, Tables, bound_io, connect, setting_to_check, translate
+from ..store.rows import Candidate, LinkedRow, Record
 from .plan import Outcome, Plan, plan_batch
-from .rows import Candidate, LinkedRow, Record
 
 log = logging.getLogger("pmtabounce.worker")
 

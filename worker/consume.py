@@ -23,11 +23,11 @@ from tenacity.wait import wait_exponential, wait_random
 from ..common import broker, health, metrics
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
+from ..common.guard import GuardSettings
 from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
+from ..store.db import Tables
 from .amqp import Consumer
 from .apply import BatchApplier
-from .db import Tables
-from .guard import GuardSettings
 from .handle import DeadLetterGuard, Handled, handle_batch
 
 log = logging.getLogger("pmtabounce.worker")

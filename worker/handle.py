@@ -14,9 +14,9 @@ from typing import Protocol
 from ..common.errors import FatalError, InvalidMessage
 from ..common.message import decode
 from ..common.topology import H_DEAD_AT, H_ERROR, H_REASON, H_WORKER
+from ..store.rows import Record
 from .apply import BatchResult
 from .plan import Outcome
-from .rows import Record
 
 # The short class of a dead letter: a metric label and the H_ERROR header.
 INVALID_MESSAGE = "invalid_message"

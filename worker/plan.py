@@ -15,12 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..common.complaint import ComplaintRecord
+from ..common.guard import GuardBatch
 from ..common.policy import Policy, bounce_rule
 from ..common.record import BounceRecord
-from .effects import Unsubscribed, bounce_effects
-from .guard import GuardBatch
+from ..store.effects import Unsubscribed, bounce_effects
+from ..store.rows import Candidate, LinkedRow, Outcome, Record, Rows
 from .plan_complaint import decide_complaint
-from .rows import Candidate, LinkedRow, Outcome, Record, Rows
 
 __all__ = ["COMPLAINT_OUTCOMES", "OUTCOMES", "Candidate", "LinkedRow", "Outcome", "Plan", "Rows", "plan_batch"]
 # held: kept by the domain guard, nothing written to IEM yet; discarded: a held record an operator threw away.

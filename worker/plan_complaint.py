@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..common.complaint import ComplaintRecord, UnsubscribeLink, confirms
 from ..common.policy import Policy
-from .effects import Unsubscribed, complaint_effects
-from .rows import Candidate, Outcome, Rows
+from ..store.effects import Unsubscribed, complaint_effects
+from ..store.rows import Candidate, Outcome, Rows
 
 _AREA = {"autoresponders": "a", "newsletters": "n"}
 

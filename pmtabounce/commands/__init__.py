@@ -11,7 +11,7 @@ import pymysql
 
 from ..common.config import Settings
 from ..common.errors import FatalError
-from ..worker.db import Tables, connect, setting_to_check, translate
+from ..store.db import Tables, connect, setting_to_check, translate
 
 T = TypeVar("T")
 
@@ -20,7 +20,7 @@ def in_transaction(settings: Settings, work: Callable[..., T]) -> T:
     """Run `work(cursor, tables)` in one transaction on a connection of its own; commit and return its result.
 
     An exception rolls back (the connection is closed without a commit). A database error is raised as a
-    FatalError naming what to check (worker/db.py translate, setting_to_check): a missing table (setup not
+    FatalError naming what to check (store/db.py translate, setting_to_check): a missing table (setup not
     run), a grant, an unreachable server — a one-shot command reports it and exits 1 instead of waiting.
     """
     try:

@@ -14,10 +14,10 @@ import click
 import orjson
 
 from ..common.config import Settings
+from ..common.guard import domain_of
 from ..runner import run_command
-from ..worker import guard_store, iem, ledger
-from ..worker.guard import domain_of
-from ..worker.undo import unsubscribed_rows
+from ..store import guard_store, iem, ledger
+from ..store.undo import unsubscribed_rows
 from . import in_transaction
 
 

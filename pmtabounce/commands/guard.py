@@ -17,12 +17,12 @@ import click
 import orjson
 
 from ..common.config import Settings
+from ..common.guard import GuardSettings, valid_domain
 from ..operator_audit import audited, note, operator
 from ..runner import run_command
-from ..worker import audit, guard_store
+from ..store import audit, guard_store
+from ..store.db import Tables
 from ..worker.apply import BatchApplier
-from ..worker.db import Tables
-from ..worker.guard import GuardSettings, valid_domain
 from . import in_transaction
 from .explain import iso
 

@@ -23,8 +23,8 @@ from ..common.config import Settings
 from ..common.errors import FatalError
 from ..dlq.selection import parse_age
 from ..runner import run_command
-from ..worker import ledger
-from ..worker.db import Tables, connect, setting_to_check, translate
+from ..store import ledger
+from ..store.db import Tables, connect, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.prune")
 

@@ -19,7 +19,7 @@ from ..runner import run_command
 def setup(settings: Settings, database: bool, broker: bool | None, policy: bool) -> None:
     """Create or upgrade pmtabounce's own tables and queues. Idempotent; never alters IEM's tables."""
     from ..queue_policy import setup_rabbitmq
-    from ..worker.migrate import setup_database
+    from ..store.migrate import setup_database
 
     if database:
         setup_database(settings)

@@ -29,8 +29,8 @@ from ..common.config import Settings
 from ..common.errors import PmtaBounceError
 from ..queue_policy import api_url
 from ..runner import run_command
-from ..worker import guard_store, ledger
-from ..worker.db import Tables, connect
+from ..store import guard_store, ledger
+from ..store.db import Tables, connect
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
 OK, DOWN, NOT_CONFIGURED, NOT_CONSUMED = "ok", "down", "not configured", "not consumed"

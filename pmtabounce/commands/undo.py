@@ -21,10 +21,10 @@ from ..common.config import Settings
 from ..common.errors import TransientError
 from ..operator_audit import audited, note, operator
 from ..runner import run_command
-from ..worker import audit
-from ..worker.db import Connection, Tables, connect, translate
-from ..worker.undo import UndoCounts, undo_batch, undo_candidates
-from ..worker.undo_filter import CHANGED_IEM, UndoFilter
+from ..store import audit
+from ..store.db import Connection, Tables, connect, translate
+from ..store.undo import UndoCounts, undo_batch, undo_candidates
+from ..store.undo_filter import CHANGED_IEM, UndoFilter
 from . import in_transaction, parse_when
 
 log = logging.getLogger("pmtabounce.undo")

@@ -36,9 +36,9 @@ from ..common.config import Settings
 from ..common.errors import ConfigError, FatalError
 from ..common.record import BounceRecord
 from ..runner import run_command
-from ..worker import ledger
-from ..worker.db import Tables, connect
-from ..worker.migrate import setup_database
+from ..store import ledger
+from ..store.db import Tables, connect
+from ..store.migrate import setup_database
 from .fixture import create_iem_tables
 from .reset import claim_directory, reset_database
 from .world import World

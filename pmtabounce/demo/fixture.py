@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
-from ..worker.db import Tables
+from ..store.db import Tables
 
 
 def iem_schema(tables: Tables) -> list[str]:

@@ -14,7 +14,7 @@ import threading
 import pytest
 from iem_seed import Seed, bounce
 from pmtabounce.common.policy import Policy
-from pmtabounce.worker import iem
+from pmtabounce.store import iem
 from pmtabounce.worker.apply import BatchApplier
 
 ROWS = 3000  # subscribers on list 3, addresses user1..user3000

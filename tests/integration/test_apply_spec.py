@@ -9,8 +9,8 @@ from iem_seed import T0, Seed, bounce, ledger_rows, snapshot
 from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.errors import FatalError
 from pmtabounce.common.policy import Policy
+from pmtabounce.store.db import Tables
 from pmtabounce.worker.apply import BatchApplier
-from pmtabounce.worker.db import Tables
 
 DEFAULT = Policy()
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from iem_seed import T0, Seed, bounce, complaint
+from pmtabounce.common.guard import GuardSettings
 from pmtabounce.common.policy import Policy
 from pmtabounce.worker.apply import BatchApplier
-from pmtabounce.worker.guard import GuardSettings
 from storm_world import json_of, pmtabounce
 
 

@@ -6,9 +6,9 @@ import multiprocessing
 
 from iem_seed import T0, Seed, bounce
 from pmtabounce.common import metrics
+from pmtabounce.common.guard import GuardSettings
 from pmtabounce.common.policy import Policy
 from pmtabounce.worker.apply import BatchApplier
-from pmtabounce.worker.guard import GuardSettings
 
 PROCESSES, ROUNDS, PER_BATCH = 4, 6, 10
 GUARD = GuardSettings(minimum=100, factor=3, window=600)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from iem_seed import T0, Seed, bounce, ledger_rows, rejected_rows, snapshot, write_file, write_oversized
-from pmtabounce.worker.db import Tables
+from pmtabounce.store.db import Tables
 from tcp_proxy import TcpProxy
 
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"

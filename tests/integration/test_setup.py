@@ -8,10 +8,10 @@ import sys
 
 from iem_seed import Seed, bounce, ledger_rows
 from pmtabounce.common.policy import Policy
-from pmtabounce.worker import ledger
+from pmtabounce.store import ledger
+from pmtabounce.store.db import Tables
+from pmtabounce.store.ledger import migrations
 from pmtabounce.worker.apply import BatchApplier
-from pmtabounce.worker.db import Tables
-from pmtabounce.worker.ledger import migrations
 
 from pmtabounce.demo.fixture import create_iem_tables
 
@@ -172,7 +172,7 @@ def test_setup_finishes_a_migration_a_crash_left_half_done(iem_db):
 
 def test_a_change_the_server_cannot_make_in_place_is_made_its_own_way(iem_db, caplog):
     """ALGORITHM=INSTANT is asked for first; an index (never instant) falls back rather than failing setup."""
-    from pmtabounce.worker.migrate import _execute_ddl
+    from pmtabounce.store.migrate import _execute_ddl
 
     connection = iem_db.connect()
     try:

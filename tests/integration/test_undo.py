@@ -8,9 +8,9 @@ import time
 
 from iem_model import differences, state_of
 from iem_seed import T0, Seed, bounce
+from pmtabounce.common.guard import iso
 from pmtabounce.common.policy import Policy
 from pmtabounce.worker.apply import BatchApplier
-from pmtabounce.worker.guard import iso
 from storm_world import STORM, command, expected, json_of, load, pmtabounce, storm_records, storm_world
 from worker_fleet import Fleet, ledger_count, produce_once, wait_for, worker_env
 

@@ -8,8 +8,8 @@ from pmtabounce.common.config import MySQLTarget
 from pmtabounce.common.errors import TransientError
 from pmtabounce.common.policy import Policy
 from pmtabounce.common.record import BounceRecord
+from pmtabounce.store.db import Tables
 from pmtabounce.worker.apply import BatchApplier
-from pmtabounce.worker.db import Tables
 
 RECORD = BounceRecord("b", 1732010733, "a@example.com", "5.1.1", "gone", "bad-mailbox", (3,), 42)
 

@@ -7,7 +7,7 @@ import pytest
 from pmtabounce.common.config import Settings, parse_mysql_url
 from pmtabounce.common.errors import ConfigError
 from pmtabounce.common.policy import DEFAULT_HARD, DEFAULT_SOFT
-from pmtabounce.worker.db import Tables
+from pmtabounce.store.db import Tables
 
 
 def test_defaults():

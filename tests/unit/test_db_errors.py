@@ -1,11 +1,11 @@
-"""PyMySQL's exceptions, built as PyMySQL raises them, translated into our kinds (worker/db.py)."""
+"""PyMySQL's exceptions, built as PyMySQL raises them, translated into our kinds (store/db.py)."""
 
 import struct
 
 import pymysql
 import pytest
 from pmtabounce.common.errors import CommittedElsewhere, FatalError, PermanentError, TransientError
-from pmtabounce.worker.db import translate
+from pmtabounce.store.db import translate
 from pymysql.constants import CR
 
 

@@ -3,9 +3,9 @@
 import re
 
 import pytest
+from pmtabounce.common.guard import HISTORY, DomainState, GuardBatch, GuardSettings, domain_of, valid_domain
 from pmtabounce.common.policy import Policy
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.guard import HISTORY, DomainState, GuardBatch, GuardSettings, domain_of, valid_domain
 from pmtabounce.worker.plan import Candidate, plan_batch
 
 W = 600

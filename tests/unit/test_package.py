@@ -61,8 +61,9 @@ def test_every_module_imports_on_its_own_in_a_fresh_interpreter():
     assert failures == {}
 
 
-def test_common_imports_nothing_of_ours_and_the_two_sides_only_common():
-    allowed = {"common": ("common",), "producer": ("common", "producer"), "worker": ("common", "worker")}
+def test_common_imports_nothing_of_ours_store_only_common_and_the_two_sides_only_common_and_store():
+    allowed = {"common": ("common",), "producer": ("common", "producer"), "store": ("common", "store"),
+               "worker": ("common", "store", "worker")}
     for module in modules():
         side = module.split(".")[1] if module.count(".") else ""
         if side in allowed:

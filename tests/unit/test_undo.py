@@ -4,9 +4,9 @@ import re
 
 import click
 import pytest
-from pmtabounce.worker.effects import Unsubscribed
-from pmtabounce.worker.undo import _changed_since, _unsubscribed_since, effect_of
-from pmtabounce.worker.undo_filter import UndoFilter
+from pmtabounce.store.effects import Unsubscribed
+from pmtabounce.store.undo import _changed_since, _unsubscribed_since, effect_of
+from pmtabounce.store.undo_filter import UndoFilter
 
 from pmtabounce.commands import parse_when
 
@@ -26,7 +26,7 @@ def row(**changes) -> dict:
     ({"decision": "ignore", "category": "policy-related", "outcome": "applied"}, None,
      (42, "bouncecount_unknown", None), None),  # statistics only
     ({"statid": 0}, (100, 0, 3, 1000, "hard", "bad_mailbox"), None, (100, 3, 1000)),  # no campaign
-    # recorded by the ledger (worker/effects.py's shape): taken as written, the stats table included
+    # recorded by the ledger (store/effects.py's shape): taken as written, the stats table included
     ({"effects": '{"bounce_row": [100, 42, 3, 999, "hard", "bad_mailbox"], '
                  '"campaign": ["autoresponders", 42, "bouncecount_hard"], "disabled": [100, 3, 999]}'},
      (100, 42, 3, 999, "hard", "bad_mailbox"), (42, "bouncecount_hard", "autoresponders"), (100, 3, 999)),

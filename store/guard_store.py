@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..common.errors import FatalError
+from ..common.guard import HISTORY, DomainState, GuardBatch
 from ..common.record import BounceRecord, parse_list_ids
 from . import iem, ledger
 from .db import Tables, case_of, insert_rows
 from .effects import to_json
-from .guard import HISTORY, DomainState, GuardBatch
-from .plan import Outcome
+from .rows import Outcome
 
 TRIPPED_BY_GUARD = "guard"
 

@@ -58,7 +58,7 @@ class Effect:
 def effect_of(row: dict) -> Effect:
     """The writes of a ledger row of outcome applied or disabled (see undo_candidates).
 
-    From its `effects` column when the ledger has one and the row recorded them (worker/effects.py's
+    From its `effects` column when the ledger has one and the row recorded them (store/effects.py's
     shape); else, for rows applied before effects were recorded, from its own columns.
     """
     if row["outcome"] == "unsubscribed":
@@ -78,7 +78,7 @@ def effect_of(row: dict) -> Effect:
 
 
 def unsubscribed_rows(effects: str | None) -> tuple[Unsubscribed, ...]:
-    """The rows a complaint's `effects` text (worker/effects.py) says it unsubscribed, with the stats table of
+    """The rows a complaint's `effects` text (store/effects.py) says it unsubscribed, with the stats table of
     each counted one (from its unsubscribearea)."""
     rows = (orjson.loads(effects) or {}).get("unsubscribed", []) if effects else []
     return tuple(Unsubscribed(sid, listid, when, statid, area, kept_time, kept_ip, bool(counted),

@@ -1,7 +1,7 @@
 """The domain guard: when one recipient domain's hard bounces spike, hold them instead of disabling.
 
 Pure: the batch's walk asks `GuardBatch.holds` for every new record, in
-order, and the guard's tables (worker/guard_store.py) are read before and
+order, and the guard's tables (store/guard_store.py) are read before and
 written after. The rule is issue 12's: per recipient domain, count records
 whose decision is `hard` in windows of bounce time (`timeLogged`, so a late
 backlog counts where it happened); a window trips its domain when its count
@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from ..common.policy import Decision
-from ..common.record import BounceRecord
+from .policy import Decision
+from .record import BounceRecord
 
 HISTORY = 7 * 86400  # seconds of earlier windows that set a domain's usual level
 
