@@ -11,7 +11,7 @@ import pymysql
 
 from ..common.config import Settings
 from ..common.errors import FatalError
-from . import iem, ledger
+from . import guard_store, iem, ledger
 from .db import Tables, connect, error_number, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.setup")
@@ -55,6 +55,9 @@ def _migrate(settings: Settings, tables: Tables) -> int:
                 )
                 log.info("database: applied schema version %d (%s)", version, tables.ledger)
                 current = version
+            if current >= 3:  # the guard's tables exist
+                for change in guard_store.normalise_domains(cursor, tables):
+                    log.info("database: domain guard: %s (one domain, its IDNA A-label)", change)
         connection.commit()
     finally:
         connection.close()

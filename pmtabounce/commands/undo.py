@@ -18,6 +18,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 from tenacity.wait import wait_exponential, wait_random
 
 from ..common.config import Settings
+from ..common.guard import a_label
 from ..common.errors import TransientError
 from ..operator_audit import audited, note, operator
 from ..runner import run_command
@@ -137,7 +138,7 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, dry_run,
          yes, as_json) -> None:
     """Revert exactly what the selected ledger records wrote to IEM; rows changed since are left and reported."""
-    selection = UndoFilter(since, until, tuple(d.strip().lower().lstrip("@") for d in domain),
+    selection = UndoFilter(since, until, tuple(a_label(d.strip().lstrip("@")) for d in domain),
                            tuple(c.strip().lower() for c in category), diag, tuple(files), email, tuple(outcome),
                            tuple(f.strip().lower() for f in feedback_type))
     if selection.empty:
