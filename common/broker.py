@@ -9,9 +9,7 @@ TransientError when trying again can help. Retries key off those types.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +22,7 @@ from pika.adapters.utils import connection_workflow as bring_up
 from . import queue_migration
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
+from .instance import consumer_tag
 from .service_urls import AMQP_OPTIONS  # our TLS options, in RabbitMQ's URI spec names; pika never sees them
 from .topology import Topology
 
@@ -58,7 +57,7 @@ def parameters(url: str, role: str) -> pika.URLParameters:
     params = plain_parameters(url)
     if urlsplit(url).scheme == "amqps":
         params.ssl_options = _tls(params.host, dict(parse_qsl(urlsplit(url).query)))
-    params.client_properties = {"connection_name": f"pmtabounce-{role}@{socket.gethostname()}:{os.getpid()}"}
+    params.client_properties = {"connection_name": consumer_tag(role)}
     params.heartbeat = 30
     params.blocked_connection_timeout = 120
     params.connection_attempts = 1

@@ -9,8 +9,6 @@ BatchApplier alone (no PyMySQL here, as no pika there).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -24,6 +22,7 @@ from ..common import broker, health, metrics
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from ..common.guard import GuardSettings
+from ..common.instance import instance_name
 from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
 from ..store.db import Tables
 from .amqp import Consumer
@@ -98,7 +97,7 @@ class Worker:
             guard=GuardSettings.from_settings(settings),
         )
         self.guard = DeadLetterGuard()
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.name = instance_name()
         self.stopping = threading.Event()
         self.database_calls = AbandonableCalls("the database", log=log)
         self.idle = False
