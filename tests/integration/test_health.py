@@ -11,7 +11,9 @@ import time
 
 from conftest import SAMPLES
 from pmtabounce.common.config import parse_mysql_url
+from pmtabounce.common.health import serve
 from pmtabounce.common.record import BounceRecord
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 from storm_world import pmtabounce
 from tcp_proxy import TcpProxy
@@ -198,3 +200,19 @@ def test_a_metrics_port_in_use_is_one_fatal_line_naming_the_setting(vhost, tmp_p
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert f"PMTABOUNCE_METRICS_PORT={port} is already in use" in done.stderr
+
+
+def test_only_the_three_paths_answer_and_every_other_path_is_not_found():
+    registry = CollectorRegistry()
+    Counter("pmtabounce_probe_total", "a series to find", registry=registry).inc()
+    server = serve(free_port(), lambda: None, registry, host="127.0.0.1")
+    try:
+        port = server.server_port
+        assert http_get(port, "/metrics")[0] == 200 and "pmtabounce_probe_total 1.0" in http_get(port, "/metrics")[1]
+        assert http_get(port, "/healthz") == (200, "ok\n") and http_get(port, "/readyz") == (200, "ready\n")
+        for path in ("/", "/anything", "/metrics/extra", "/favicon.ico", "/healthz/"):
+            code, body = http_get(port, path)
+            assert code == 404 and "pmtabounce_probe_total" not in body, path
+    finally:
+        server.shutdown()
+        server.server_close()
