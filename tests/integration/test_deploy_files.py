@@ -256,3 +256,24 @@ def test_the_powermta_snippet_logs_what_the_parser_needs(tmp_path):
     (complaint,) = list(AccountingFile(path))
     assert isinstance(complaint, ComplaintRecord) and complaint.feedback_type == "abuse"
     assert (complaint.link.subscriberid, complaint.link.confirmcode, complaint.list_ids) == (7, "ab", (3, 7))
+
+
+def test_no_unit_runs_setup_and_the_producer_needs_only_amqp():
+    """setup belongs to the release: on every restart it tied the producer to the management API."""
+    for path in (DEPLOY / "systemd").glob("*.service"):
+        service = unit(path.name)["Service"]
+        commands = [service.get(key, "") for key in ("ExecStartPre", "ExecStart", "ExecStartPost")]
+        assert not any("pmtabounce setup" in command for command in commands), path.name
+    producer = unit("pmtabounce-producer@.service")["Unit"]["After"].split()
+    assert "rabbitmq-server.service" in producer and not {"mariadb.service", "mysql.service"} & set(producer)
+
+
+def test_the_units_documentation_is_installed_by_the_documented_steps():
+    steps = (DEPLOY / "README.md").read_text().split("## systemd", 1)[1].split("\n## ", 1)[0]
+    for path in (DEPLOY / "systemd").glob("pmtabounce*.[st]*"):
+        for link in unit(path.name)["Unit"].get("Documentation", "").split():
+            assert link.startswith("file://"), link
+            installed = link.removeprefix("file://")
+            assert re.search(rf"install\b.*\s(\S+)\s+{re.escape(installed)}\b", steps), (path.name, installed)
+            source = re.search(rf"install\b.*\s(\S+)\s+{re.escape(installed)}\b", steps).group(1)
+            assert (DEPLOY.parent / source).is_file(), source
