@@ -61,9 +61,10 @@ def scan_directory(directory: Path) -> tuple[list[Path], list[Path]]:
 _WARNED_LINKS: set[Path] = set()
 
 
-def directory_problem(directory: Path) -> str | None:
+def directory_problem(directory: Path, write: bool = True) -> str | None:
     """What keeps this process from working `directory` (it lists, reads, renames or deletes files and
-    keeps its lock file there), in an operator's words; None if nothing does.
+    keeps its lock file there), in an operator's words; None if nothing does. `write=False`: only what
+    keeps it from listing and reading (all `status` needs).
 
     os.access asks the kernel, so a read-only mount, an ACL or NFS root squash count, not only mode bits.
     """
@@ -72,7 +73,7 @@ def directory_problem(directory: Path) -> str | None:
     effective = os.access in os.supports_effective_ids
     if not os.access(directory, os.R_OK | os.X_OK, effective_ids=effective):
         return f"{directory} is not readable by {_user()}"
-    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=effective):
+    if write and not os.access(directory, os.W_OK | os.X_OK, effective_ids=effective):
         return (f"{directory} is not writable by {_user()}: finished files are renamed or deleted there, "
                 "and its lock file lives there")
     return None
