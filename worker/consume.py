@@ -27,7 +27,8 @@ from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
 from ..store.db import Tables
 from .amqp import Consumer
 from .apply import BatchApplier
-from .handle import DeadLetterGuard, Handled, handle_batch
+from .handle import DEAD_LETTER_REASONS, DeadLetterGuard, Handled, handle_batch
+from .plan import COMPLAINT_OUTCOMES, OUTCOMES
 
 log = logging.getLogger("pmtabounce.worker")
 
@@ -111,6 +112,7 @@ class Worker:
         self.ledger_read = -LEDGER_SECONDS
 
     def run(self) -> int:
+        _series_at_zero()
         server = health.serve(self.settings.metrics_port, self.not_ready, metrics.registry_for("worker"))
         log.info(
             "worker %s consuming %s at %s in batches of up to %d, applying to %s",
@@ -298,3 +300,10 @@ class Worker:
             extra={"event": "retry", "retry_attempt": state.attempt_number, "error_class": "TransientError"},
         )
 
+
+def _series_at_zero() -> None:
+    """Every label value of the worker's counters, at 0 from the start (metrics.start_at_zero says why)."""
+    metrics.start_at_zero(metrics.DEAD_LETTERED, DEAD_LETTER_REASONS)
+    metrics.start_at_zero(metrics.RECORDS_PROCESSED, [*((o, "bounce") for o in OUTCOMES),
+                                                      *((o, "complaint") for o in COMPLAINT_OUTCOMES)])
+    metrics.start_at_zero(metrics.RETRIES, ("database", "broker"))

@@ -216,3 +216,20 @@ def test_only_the_three_paths_answer_and_every_other_path_is_not_found():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_fresh_worker_serves_every_labelled_counter_at_zero_so_the_first_increase_alerts(iem_db, vhost, tmp_path):
+    """A series born at 1 has no earlier sample: increase() never saw the first dead letters after a start."""
+    port = free_port()
+    with Fleet(worker_env(iem_db.url, vhost.url, metrics_port=port), tmp_path) as fleet:
+        worker = fleet.start()
+        wait_for(lambda: ready(port), "the worker to be ready", 60)
+        found = families(port)
+        assert fleet.terminate(worker) == 0, fleet.log()
+    served = {(s.name, tuple(sorted(s.labels.items())), s.value) for f in found.values() for s in f.samples}
+    for name, labels in [("pmtabounce_dead_lettered_total", {"reason": "invalid_message"}),
+                         ("pmtabounce_dead_lettered_total", {"reason": "database_refused"}),
+                         ("pmtabounce_records_processed_total", {"outcome": "disabled", "record": "bounce"}),
+                         ("pmtabounce_records_processed_total", {"outcome": "unsubscribed", "record": "complaint"}),
+                         ("pmtabounce_retries_total", {"kind": "database"})]:
+        assert (name, tuple(sorted(labels.items())), 0.0) in served, (name, labels)
