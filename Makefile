@@ -1,4 +1,4 @@
-# make run  : a demo of the whole job against the local MariaDB and RabbitMQ
+# make run  : a demo of the whole job against the local MariaDB and RabbitMQ (options: DEMO_ARGS='...')
 # make test : the unit tests on the oldest and newest Python we admit, then the whole suite (what .ci/run calls)
 PYTHON ?= python3
 VENV ?= .venv
@@ -26,8 +26,10 @@ install: $(BIN)/.deps
 services: install
 	$(BIN)/python tests/preflight.py
 
+# make run DEMO_ARGS='--database my_demo --vhost my-demo --directory /tmp/my-demo': another person's demo
+# on a shared server is left alone (see `pmtabounce demo --help`).
 run: services
-	$(BIN)/pmtabounce demo
+	$(BIN)/pmtabounce demo $(DEMO_ARGS)
 
 # mypy checks the installed package (pmtabounce.common and the rest exist only once installed), from inside
 # the venv so that the source tree's folders do not shadow it.

@@ -123,6 +123,29 @@ def effective_policy(api_url: str, vhost: str, queue: str) -> dict:
     return dict(data.get("effective_policy_definition") or {})
 
 
+def vhost_description(api_url: str, vhost: str) -> str | None:
+    """The description of virtual host `vhost` ('' if it has none), None if there is no such virtual host."""
+    try:
+        return str(_get_json(api_url, f"/api/vhosts/{quote(vhost, safe='')}").get("description") or "")
+    except FatalError as exc:
+        if "(404)" in str(exc):
+            return None
+        raise
+
+
+def make_vhost(api_url: str, vhost: str, description: str, user: str) -> None:
+    """PUT /api/vhosts/VHOST with a description, then full permissions on it for `user` (the API's user needs
+    the administrator tag). Raises FatalError when refused, TransientError when the API does not answer."""
+    _request_json(api_url, f"/api/vhosts/{quote(vhost, safe='')}", "PUT", {"description": description})
+    _request_json(api_url, f"/api/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}", "PUT",
+                  {"configure": ".*", "write": ".*", "read": ".*"})
+
+
+def delete_vhost(api_url: str, vhost: str) -> None:
+    """DELETE /api/vhosts/VHOST, with everything in it (queues, messages, policies)."""
+    _request_json(api_url, f"/api/vhosts/{quote(vhost, safe='')}", "DELETE")
+
+
 def _get_json(api_url: str, path: str) -> dict:
     return _request_json(api_url, path)
 

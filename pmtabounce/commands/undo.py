@@ -18,8 +18,8 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay
 from tenacity.wait import wait_exponential, wait_random
 
 from ..common.config import Settings
-from ..common.guard import a_label
 from ..common.errors import TransientError
+from ..common.guard import a_label
 from ..operator_audit import audited, note, operator
 from ..runner import run_command
 from ..store import audit
