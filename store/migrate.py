@@ -6,11 +6,13 @@ The migrations themselves are ledger.migrations(); the RabbitMQ half is common.b
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import pymysql
 
 from ..common.config import Settings
-from ..common.errors import FatalError
+from ..common.errors import FatalError, TransientError
 from . import guard_store, iem, ledger
 from .db import Tables, connect, error_number, setting_to_check, translate
 
@@ -63,6 +65,57 @@ def _migrate(settings: Settings, tables: Tables) -> int:
         connection.close()
     log.info("database ready: schema version %d in %s", current, settings.mysql.safe_url())
     return current
+
+
+def wait_for_schema(settings: Settings, seconds: float, poll: float = 2.0,
+                    sleep: Callable[[float], None] = time.sleep) -> int:
+    """Change nothing: wait up to `seconds` until the database holds this version's schema (what a `setup` of
+    this release writes; a newer one too), polling every `poll` seconds; an unreachable database is waited
+    for the same way. Returns the schema version found. Raises FatalError naming what is missing once the
+    time is up, at once for a refusal (login, grants)."""
+    wanted = latest_version()
+    tables = Tables(settings.table_prefix)
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            found, why = _schema_version(settings, tables), ""
+        except Exception as exc:
+            error = translate(exc)
+            if not isinstance(error, TransientError):
+                raise FatalError(f"cannot read the schema version at {settings.mysql.safe_url()}: {error} "
+                                 f"({setting_to_check(exc, settings.mysql, tables.prefix)})") from None
+            found, why = 0, f" (the database did not answer: {error})"
+        if found >= wanted:
+            log.info("database: schema version %d in %s (this version needs %d)", found, tables.meta, wanted)
+            return found
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FatalError(f"schema version {found} in {settings.mysql.safe_url()}{why}, this version needs "
+                             f"{wanted}: run this release's `pmtabounce setup` (on Kubernetes its setup Job)")
+        log.info("database: waiting for schema version %d (found %d)%s", wanted, found, why)
+        sleep(min(poll, left))
+
+
+def latest_version() -> int:
+    """The schema version this code writes and needs (its last migration)."""
+    return max(version for version, _ in ledger.migrations(Tables()))
+
+
+def _schema_version(settings: Settings, tables: Tables) -> int:
+    """The schema version recorded in the meta table; 0 when there is none (no table, no row)."""
+    connection = connect(settings.mysql, timeout=5.0, read_timeout=10.0)
+    try:
+        with connection.cursor() as cursor:
+            try:
+                cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
+            except pymysql.err.ProgrammingError as exc:
+                if error_number(exc) == 1146:  # no meta table yet: setup never ran
+                    return 0
+                raise
+            row = cursor.fetchone()
+            return int(row[0]) if row else 0
+    finally:
+        connection.close()
 
 
 # ALTER TABLE … ALGORITHM=INSTANT refused: the server cannot add these columns in place (old MariaDB/MySQL).
