@@ -1,4 +1,4 @@
-"""Streaming parser for PowerMTA accounting CSV files (see the README's format notes).
+"""Streaming parser for PowerMTA accounting CSV files (docs/semantics.md, "Accepted input").
 
 Columns are found by header name; each file has its own header. `b` and `rb`
 rows are bounces, `f` rows complaints (iem-complaints.md); other types are

@@ -226,7 +226,7 @@ def inequivalent_argument(reply_text: str) -> str:
             f"{'' if match['received'] == 'none' else '; this declaration asks for ' + match['received']}. "
             "Stop the workers and run `pmtabounce setup`: it re-creates the queue without its old arguments "
             "and moves its messages "
-            "(README, \"The queue's policy\")"
+            "(docs/operations.md, \"The queue's policy\")"
         )
     back = (f"set {setting} back to the {kind}'s value" if setting
             else "use the pmtabounce version that declared it")

@@ -60,7 +60,7 @@ INT_RANGES = (
 
 @dataclass(frozen=True)
 class Settings:
-    """Every setting, validated; `from_env` builds it (README, Configuration, lists each one)."""
+    """Every setting, validated; `from_env` builds it (docs/configuration.md lists each one)."""
 
     mysql_url: str | None = field(default=None, repr=False)
     amqp_url: str | None = field(default=None, repr=False)

@@ -8,7 +8,7 @@ done, after its audit line (replay, `export --take`). A second SIGTERM or
 SIGINT, of either kind, ends the process at once with that signal's default
 action (exit status 128 + the signal's number), before that audit line. Nothing is lost
 either way: what was not acked goes back to the queue, and what was not
-confirmed is sent again from the checkpoint (README, "Exit codes", "Stopping").
+confirmed is sent again from the checkpoint (README, "Exit codes"; docs/operations.md, "Stopping").
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from .dlq.command import dlq
 class Commands(click.Group):
     """The top-level group; with PMTABOUNCE_LOG_FORMAT=json click's own refusals (usage errors: a bad
     option value, an unknown command, a missing argument; Ctrl-C at a prompt) are JSON fatal lines too,
-    as the README promises of every stderr line. Exit codes stay click's: 2 for usage, 1 for an abort."""
+    as docs/operations.md (Logs) promises of every stderr line. Exit codes stay click's: 2 for usage, 1 for an abort."""
 
     def main(self, *args, **kwargs):
         if log_format_asked() != "json" or kwargs.get("standalone_mode") is False:
@@ -51,7 +51,7 @@ def main() -> None:
     """PowerMTA bounce logs into Interspire Email Marketer, exactly once.
 
     Configure with PMTABOUNCE_MYSQL_URL, PMTABOUNCE_AMQP_URL,
-    PMTABOUNCE_TABLE_PREFIX and PMTABOUNCE_BOUNCE_DIR (see the README).
+    PMTABOUNCE_TABLE_PREFIX and PMTABOUNCE_BOUNCE_DIR (see docs/configuration.md).
     """
 
 

@@ -3,8 +3,8 @@
 Policies cannot be set over AMQP, only with the management API or rabbitmqctl.
 `setup` uses PMTABOUNCE_RABBITMQ_API_URL, else the AMQP host on port 15672 with
 the AMQP login; when neither answers it stops and prints the rabbitmqctl
-command that does the same (then `setup --no-policy`). See README, "The
-queue's policy".
+command that does the same (then `setup --no-policy`). See docs/operations.md,
+"The queue's policy".
 """
 
 from __future__ import annotations

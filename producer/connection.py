@@ -34,7 +34,7 @@ def declare(url: str, topology: Topology) -> None:
     """Declare exchanges and queues on a short blocking connection; idempotent. Raises our error types.
 
     A work queue an older version declared with x-arguments is used as it is (the exchange still routes
-    to it), with a warning: the README's upgrade lets the producer run until `setup` moves it.
+    to it), with a warning: the upgrade order (docs/upgrading.md) lets the producer run until `setup` moves it.
     """
     connection = connect(url, "producer-setup")
     try:

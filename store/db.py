@@ -74,6 +74,26 @@ class Tables:
         return self._name("stats_autoresponders")
 
     @property
+    def customfields(self) -> str:
+        return self._name("customfields")
+
+    @property
+    def customfield_lists(self) -> str:
+        return self._name("customfield_lists")
+
+    @property
+    def subscribers_data(self) -> str:
+        return self._name("subscribers_data")
+
+    @property
+    def webhooks(self) -> str:
+        return self._name("webhooks")  # IEM 6.5.1 on, as webhook_logs
+
+    @property
+    def webhook_logs(self) -> str:
+        return self._name("webhook_logs")
+
+    @property
     def ledger(self) -> str:
         return self._name("pmtabounce_ledger")
 

@@ -70,10 +70,11 @@ class IemDatabase:
         return replace(base, **changes)
 
 
-def make_database(prefix: str = "email_") -> IemDatabase:
-    """A fresh database of its own (see IemDatabase); drop it with drop_database."""
+def make_database(prefix: str = "email_", *, webhooks: bool = True) -> IemDatabase:
+    """A fresh database of its own (see IemDatabase); `webhooks=False`: an IEM before 6.5.1.
+    Drop it with drop_database."""
     try:
-        name, url = create_database(server_of(MYSQL_URL), "pmtt_", prefix)
+        name, url = create_database(server_of(MYSQL_URL), "pmtt_", prefix, webhooks=webhooks)
     except pymysql.err.OperationalError as exc:
         pytest.fail(
             f"MariaDB is not reachable at {parse_mysql_url(MYSQL_URL).safe_url()} ({exc}). Start it with: "

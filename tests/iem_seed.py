@@ -119,6 +119,25 @@ class Seed:
                   "unsubscriberequesttime, unsubscriberequestip, listid, statid, unsubscribearea) "
                   "VALUES (%s, 0, NULL, %s, %s, %s, 0, NULL)", (subscriberid, requesttime, requestip, listid))
 
+    def webhook(self, listid: int, event: int, url: str, *, active: int = 1, webhook_type: int = 1) -> int:
+        """A row of IEM 6.5.1's email_webhooks (`event`: 1 Subscribe, 2 Unsubscribe, 3 Bounce); its webhookid."""
+        return self._run("INSERT INTO {t.webhooks} (webhook_type_id, webhook_event_type_id, id, webhook_url, "
+                         "createdate, active, ownerid) VALUES (%s, %s, %s, %s, %s, %s, 1)",
+                         (webhook_type, event, listid, url, T0 - 86400, active))
+
+    def custom_field(self, name: str | None, *listids: int, fieldid: int | None = None) -> int:
+        """A custom field mapped to `listids`; its fieldid."""
+        fieldid = self._run("INSERT INTO {t.customfields} (fieldid, name, fieldtype, fieldsettings) "
+                            "VALUES (%s, %s, 'text', '')", (fieldid, name))
+        for listid in listids:
+            self._run("INSERT INTO {t.customfield_lists} (fieldid, listid) VALUES (%s, %s)", (fieldid, listid))
+        return fieldid
+
+    def field_data(self, subscriberid: int, fieldid: int, data: str | None) -> None:
+        """A subscriber's value of a custom field (a row of email_subscribers_data)."""
+        self._run("INSERT INTO {t.subscribers_data} (subscriberid, fieldid, data) VALUES (%s, %s, %s)",
+                  (subscriberid, fieldid, data))
+
     def newsletter(self, statid: int) -> None:
         self._run("INSERT INTO {t.stats_newsletters} (statid, bouncecount_soft, bouncecount_hard, "
                   "bouncecount_unknown, sendinformation) VALUES (%s, 10, 20, 30, '')", (statid,))

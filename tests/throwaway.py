@@ -40,9 +40,11 @@ def admin_connection(mysql_server: str) -> pymysql.connections.Connection:
 
 
 def create_database(mysql_server: str, name_prefix: str, table_prefix: str = "email_",
-                    fill: Callable[[pymysql.connections.Connection, Tables], None] | None = None) -> tuple[str, str]:
-    """A new database `<name_prefix><random hex>` holding IEM's fixture tables under `table_prefix`,
-    filled by `fill(connection, tables)` if given, and our ledger (`pmtabounce setup`); (name, URL)."""
+                    fill: Callable[[pymysql.connections.Connection, Tables], None] | None = None,
+                    *, webhooks: bool = True) -> tuple[str, str]:
+    """A new database `<name_prefix><random hex>` holding IEM's fixture tables under `table_prefix`
+    (`webhooks=False`: an IEM before 6.5.1, without its webhook tables), filled by
+    `fill(connection, tables)` if given, and our ledger (`pmtabounce setup`); (name, URL)."""
     name = f"{name_prefix}{uuid.uuid4().hex[:12]}"
     server = admin_connection(mysql_server)
     try:
@@ -54,7 +56,7 @@ def create_database(mysql_server: str, name_prefix: str, table_prefix: str = "em
     tables = Tables(table_prefix)
     connection = connect(parse_mysql_url(url))
     try:
-        create_iem_tables(connection, tables)
+        create_iem_tables(connection, tables, webhooks=webhooks)
         if fill is not None:
             fill(connection, tables)
     finally:

@@ -3,8 +3,8 @@
 The ledger gains one row per bounce for ever (100k bounces a day is 36 M rows
 a year). Duplicate detection needs a record's row only for as long as the same
 record may come back (a redelivery: minutes; a file copied back by hand: days),
-so the operator chooses how long that is; the README says what a record
-re-fed after its row was pruned does.
+so the operator chooses how long that is; docs/operations.md (Ledger retention)
+says what a record re-fed after its row was pruned does.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def _age(_ctx, _param, value: str) -> timedelta:
 def prune(settings: Settings, older_than: timedelta, dry_run: bool, batch_size: int, as_json: bool) -> None:
     """Remove ledger rows older than AGE in small transactions, without holding up workers.
 
-    A record that comes back after its row was removed is applied again as new (see the README).
+    A record that comes back after its row was removed is applied again as new (docs/operations.md, "Ledger retention").
     """
     report = prune_ledger(settings, older_than, dry_run=dry_run, batch_rows=batch_size)
     if as_json:

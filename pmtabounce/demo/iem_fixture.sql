@@ -159,3 +159,67 @@ CREATE TABLE IF NOT EXISTS email_stats_autoresponders (
   PRIMARY KEY (statid),
   KEY email_stats_autoresponders_autoresponderid_idx (autoresponderid)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+-- Custom fields (every IEM 6.x): read only for the Subscribe webhook's payload (spec/iem-webhooks.md).
+CREATE TABLE IF NOT EXISTS email_customfields (
+  fieldid int(11) NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  name varchar(255) DEFAULT NULL,
+  fieldtype varchar(100) DEFAULT NULL,
+  defaultvalue varchar(255) DEFAULT NULL,
+  required char(1) DEFAULT '0',
+  fieldsettings mediumtext,
+  createdate int(11) DEFAULT 0,
+  ownerid int(11) DEFAULT 0,
+  isglobal char(1) DEFAULT '0'
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS email_customfield_lists (
+  cflid int(11) NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  fieldid int(11) NOT NULL DEFAULT '0',
+  listid int(11) NOT NULL DEFAULT '0'
+) ENGINE=InnoDB;
+
+CREATE TABLE IF NOT EXISTS email_subscribers_data (
+  subscriberid int(11) NOT NULL DEFAULT '0',
+  fieldid int(11) NOT NULL DEFAULT '0',
+  data text
+) ENGINE=InnoDB;
+
+-- IEM 6.5.1 only (database version 20220908): list and campaign webhooks (spec/iem-webhooks.md).
+-- Older installations have none of these four tables; a fixture of an older IEM leaves them out.
+CREATE TABLE IF NOT EXISTS email_webhooks (
+  webhookid int(11) NOT NULL AUTO_INCREMENT,
+  webhook_type_id int(11) NOT NULL,
+  webhook_event_type_id int(11) NOT NULL,
+  id int(11) DEFAULT 0 COMMENT '(listid or newsletterid)',
+  webhook_url varchar(2048) NOT NULL,
+  createdate int(11) NOT NULL,
+  active int(1) NOT NULL DEFAULT 1,
+  ownerid int(11) NOT NULL DEFAULT 0,
+  PRIMARY KEY (webhookid)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE TABLE IF NOT EXISTS email_webhook_types (
+  webhook_type_id int(11) NOT NULL,
+  webhook_type_name varchar(100) NOT NULL,
+  PRIMARY KEY (webhook_type_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+INSERT IGNORE INTO email_webhook_types (webhook_type_id, webhook_type_name) VALUES (1, 'List'), (2, 'Campaign');
+
+CREATE TABLE IF NOT EXISTS email_webhook_event_types (
+  event_type_id int(11) NOT NULL,
+  event_type_name varchar(100) NOT NULL,
+  PRIMARY KEY (event_type_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+INSERT IGNORE INTO email_webhook_event_types (event_type_id, event_type_name) VALUES
+  (1, 'Subscribe'), (2, 'Unsubscribe'), (3, 'Bounce'), (4, 'ScheduleCampaign'), (5, 'CampaignSent');
+
+CREATE TABLE IF NOT EXISTS email_webhook_logs (
+  logid int(11) NOT NULL AUTO_INCREMENT,
+  webhook_type_id int(11) NOT NULL,
+  webhook_event_type_id int(11) NOT NULL,
+  logmsg text NOT NULL,
+  webhook_response varchar(255) NULL,
+  logdate int(11) DEFAULT 0,
+  PRIMARY KEY (logid)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

@@ -154,7 +154,7 @@ def test_release_keeps_held_and_reports_a_hard_bounce_whose_slot_a_soft_bounce_t
     assert [d["domain"] for d in json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]] == [
         "example.net"]  # the trip stays while records are held
 
-    for row in taken:  # the README's way out: undo the soft bounce that took the slot, then release again
+    for row in taken:  # docs/operations.md's way out: undo the soft bounce that took the slot, then release again
         pmtabounce(iem_db, *row["undo"].split()[1:], "--yes")
     pmtabounce(iem_db, "guard", "release", "example.net")
     # Each reported subscriber is now disabled, as a run without the guard left it.

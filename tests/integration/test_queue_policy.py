@@ -152,7 +152,7 @@ def test_a_new_producer_publishes_into_an_older_versions_queue_until_setup_moves
     env = worker_env("mysql://unused@127.0.0.1/unused", vhost.url, bounce_dir=tmp_path)
     done = subprocess.run([sys.executable, "-m", "pmtabounce", "producer", "--once"], env=env, capture_output=True,
                           text=True, timeout=120)
-    assert done.returncode == 0, done.stderr  # README's upgrade: "stop the workers (the producer may run)"
+    assert done.returncode == 0, done.stderr  # docs/upgrading.md: "stop the workers (the producer may run)"
     assert "older version" in done.stderr and (tmp_path / "bounces-1.csv.done").exists()
     assert vhost.queue_depth(topology.queue) == 1
     assert setup(vhost).returncode == 0 and vhost.queue_depth(topology.queue) == 1  # then moved, message and all

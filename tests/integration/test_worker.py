@@ -130,7 +130,7 @@ def lock_waits(db) -> int:
 
 
 def test_a_second_signal_of_either_kind_ends_a_stopping_worker_at_once(iem_db, vhost, tmp_path):
-    """The first SIGTERM waits for the batch in hand; a second signal, here Ctrl-C, means now (README)."""
+    """The first SIGTERM waits for the batch in hand; a second signal, here Ctrl-C, means now (docs: Stopping)."""
     emails = add_subscribers(iem_db, 1)
     publish(vhost.url, vhost.topology, hard_bounces(emails))
     holder = iem_db.connect()  # holds the subscriber's row, so the worker's batch waits for it

@@ -1,4 +1,4 @@
-"""The worker's prefetch is what the README says it is: twice PMTABOUNCE_BATCH_SIZE."""
+"""The worker's prefetch is what docs/configuration.md says it is: twice PMTABOUNCE_BATCH_SIZE."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from worker_fleet import Fleet, wait_for, worker_env
 
 from pmtabounce import queues
 
-README = Path(__file__).parents[2] / "README.md"
+CONFIGURATION = Path(__file__).parents[2] / "docs" / "configuration.md"
 
 
-def test_the_prefetch_is_twice_the_batch_size_as_the_readme_says(iem_db, vhost, tmp_path):
-    row = next(line for line in README.read_text().splitlines() if line.startswith("| `PMTABOUNCE_BATCH_SIZE`"))
+def test_the_prefetch_is_twice_the_batch_size_as_the_docs_say(iem_db, vhost, tmp_path):
+    row = next(line for line in CONFIGURATION.read_text().splitlines() if line.startswith("| `PMTABOUNCE_BATCH_SIZE`"))
     assert re.search(r"prefetch is twice this", row), row
 
     api = ensure_management_api()
