@@ -242,7 +242,8 @@ def test_setup_folds_a_domain_an_earlier_version_kept_in_unicode_into_its_a_labe
     iem_db.execute_many("INSERT INTO {t.guard_domains} (domain, tripped_at, tripped_by, trip_window, trip_count, "
                         "trip_threshold, held, trips) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                         [("bücher.example", 1000, "guard", 600, 5, 5, 2, 1),
-                         ("xn--bcher-kva.example", None, "", None, 0, 0, 0, 0), ("☃.example", None, "", None, 0, 0, 0, 0)])
+                         ("xn--bcher-kva.example", None, "", None, 0, 0, 0, 0),
+                         ("☃.example", None, "", None, 0, 0, 0, 0)])
     iem_db.execute_many("INSERT INTO {t.guard_windows} (domain, window_start, hard_count, tripped) "
                         "VALUES (%s, %s, %s, %s)",
                         [("bücher.example", 600, 5, 1), ("xn--bcher-kva.example", 600, 3, 0),

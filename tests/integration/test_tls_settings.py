@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import SAMPLES
 from worker_fleet import worker_env
 

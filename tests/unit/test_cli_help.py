@@ -5,8 +5,9 @@ import re
 import click
 import pytest
 from click.testing import CliRunner
-from pmtabounce.cli import main
 from pmtabounce.common.config import known_names
+
+from pmtabounce.cli import main
 
 VARIABLES = {f"PMTABOUNCE_{name.upper()}" for name in (*known_names(), "config")}
 
