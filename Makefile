@@ -10,7 +10,7 @@ PYENV_ROOT ?= $(HOME)/.pyenv
 # pyenv's own copy first (its shims refuse a version that is not selected), else pythonX.Y on PATH.
 find_python = $(or $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1))),$(shell command -v python$(1)))
 
-.PHONY: run test install lint bench clean services unit-pythons alerts
+.PHONY: run test test-cluster install lint bench clean services unit-pythons alerts
 
 $(BIN)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ test: services unit-pythons alerts
 	$(BIN)/ruff check .
 	$(MYPY)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The tests on a three-node RabbitMQ cluster they start themselves (a few minutes); `make test` runs them too.
+test-cluster: services
+	$(BIN)/pytest -q -m cluster -s $(PYTEST_ARGS)
 
 .PRECIOUS: .venv-%/.deps
 

@@ -9,10 +9,13 @@ TransientError when trying again can help. Retries key off those types.
 from __future__ import annotations
 
 import logging
+import os
+import random
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pika
@@ -23,11 +26,12 @@ from . import queue_migration
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
 from .instance import consumer_tag
-from .service_urls import AMQP_OPTIONS  # our TLS options, in RabbitMQ's URI spec names; pika never sees them
+from .service_urls import AMQP_OPTIONS, AMQP_SEPARATORS, amqp_urls, masked  # AMQP_OPTIONS: ours, pika never sees them
 from .topology import Topology
 
 setup_log = logging.getLogger("pmtabounce.setup")
 log = logging.getLogger("pmtabounce.broker")
+T = TypeVar("T")
 
 # AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use".
 ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
@@ -79,10 +83,82 @@ def _tls(host: str, options: dict[str, str]) -> pika.SSLOptions:
     return pika.SSLOptions(context, server_hostname=options.get("server_name_indication", host))
 
 
-def connect(url: str, role: str) -> pika.BlockingConnection:
-    """A blocking connection; raises FatalError or TransientError (never a pika exception)."""
-    with translated(url):
-        return pika.BlockingConnection(parameters(url, role))
+class Nodes:
+    """The RabbitMQ nodes of PMTABOUNCE_AMQP_URL in this process's order, and the one in use.
+
+    The order is shuffled once per process, so that a fleet given the same list spreads over the
+    nodes. A connection goes to the first node that answers, starting from the one in use; after
+    `lost()` it starts from the next one, at once, instead of waiting for the same node to come
+    back (RabbitMQ's advice to clients of a cluster: know several endpoints, reconnect to another).
+    """
+
+    def __init__(self, setting: str, role: str, rng: random.Random | None = None) -> None:
+        self.setting = setting
+        self.role = role
+        self.urls = list(amqp_urls(setting))
+        (rng or random.Random()).shuffle(self.urls)
+        self.current = 0
+        self.used: str | None = None  # the node of the last connection, for the log line that says it moved
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+    def in_turn(self) -> list[str]:
+        """Every node once, the one in use first."""
+        return self.urls[self.current:] + self.urls[: self.current]
+
+    def lost(self) -> None:
+        """The connection in use is gone: the next attempt starts with the next node."""
+        if len(self.urls) > 1:
+            self.current = (self.current + 1) % len(self.urls)
+
+    def first_answering(self, attempt: Callable[[str], T]) -> T:
+        """`attempt(url)` on each node in turn until one succeeds; its result.
+
+        A node that cannot be reached (TransientError) passes the turn to the next one; a refusal
+        an operator must fix (FatalError: login, vhost, permissions) stops at once. When no node
+        answers, TransientError names each with its reason, and the caller backs off.
+        """
+        failures: list[TransientError] = []
+        for url in self.in_turn():
+            try:
+                with translated(url):
+                    result = attempt(url)
+            except TransientError as exc:
+                failures.append(exc)
+                continue
+            self._using(url)
+            return result
+        if len(failures) == 1:
+            raise failures[0]
+        raise TransientError(f"no RabbitMQ node answers: {'; '.join(str(f) for f in failures)}")
+
+    def _using(self, url: str) -> None:
+        self.current = self.urls.index(url)
+        where = f"{safe_url(url)}" + (f" (node {self.current + 1} of {len(self)} in this process's order)"
+                                      if len(self) > 1 else "")
+        if self.used is None:
+            if len(self) > 1:
+                log.info("%s on RabbitMQ node %s", self.role, where,
+                         extra={"event": "broker_node", "node": safe_url(url)})
+        elif self.used != url:
+            log.warning("%s moved from RabbitMQ node %s to %s", self.role, safe_url(self.used), where,
+                        extra={"event": "broker_node_moved", "node": safe_url(url), "previous": safe_url(self.used)})
+        self.used = url
+
+
+def connect(target: str | Nodes, role: str) -> pika.BlockingConnection:
+    """A blocking connection to the first node of `target` (PMTABOUNCE_AMQP_URL, or a process's `Nodes`)
+    that answers; raises FatalError or TransientError (never a pika exception)."""
+    nodes = target if isinstance(target, Nodes) else Nodes(target, role)
+    return nodes.first_answering(lambda url: pika.BlockingConnection(parameters(url, role)))
+
+
+def connected_node(connection: pika.BlockingConnection) -> str:
+    """The node a blocking connection is on, for logs and status: amqp://host:port/vhost."""
+    params = connection._impl.params
+    scheme = "amqps" if params.ssl_options else "amqp"
+    return f"{scheme}://{params.host}:{params.port}/{quote(params.virtual_host, safe='')}"
 
 
 def close_quietly(connection: pika.BlockingConnection) -> None:
@@ -123,21 +199,19 @@ def abandon(connection: pika.connection.Connection, seconds: float) -> None:
         connection._terminate_stream(amqp.StreamLostError(f"RabbitMQ did not answer within {seconds:.0f} s"))
 
 
-def safe_url(url: str) -> str:
-    """For logs: host, port and vhost, never the credentials."""
-    p = plain_parameters(url)
+def safe_url(setting: str) -> str:
+    """For logs: host, port and vhost of each node of PMTABOUNCE_AMQP_URL, never the credentials."""
+    urls = AMQP_SEPARATORS.split(setting.strip())
+    if len(urls) > 1:
+        return ", ".join(safe_url(url) for url in urls if url)
+    p = plain_parameters(setting.strip())
     scheme = "amqps" if p.ssl_options else "amqp"
     return f"{scheme}://{p.host}:{p.port}/{quote(p.virtual_host, safe='')}"
 
 
-def masked_url(url: str) -> str:
-    """PMTABOUNCE_AMQP_URL as an operator wrote it, with the password replaced by `****`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
+def masked_url(setting: str) -> str:
+    """PMTABOUNCE_AMQP_URL as an operator wrote it (each node's URL), with the passwords replaced by `****`."""
+    return re.sub(r"[^\s,]+", lambda entry: masked(entry[0]), setting)
 
 
 @contextmanager

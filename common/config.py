@@ -29,7 +29,7 @@ from .policy import (
     parse_complaint_types,
     unknown_categories,
 )
-from .service_urls import MySQLTarget, check_amqp_url, parse_mysql_url, suggestion
+from .service_urls import AMQP_SEPARATORS, MySQLTarget, amqp_urls, masked, parse_mysql_url, suggestion
 from .topology import Topology
 
 __all__ = ["MySQLTarget", "Settings", "TABLE_PREFIX", "parse_mysql_url"]
@@ -80,6 +80,7 @@ class Settings:
     retry_max_wait: float = 30.0
     publish_window: int = 2000  # producer: records read but not yet safe (confirmed), at most
     dlq_audit_file: Path | None = None  # `dlq`, `undo` and `guard` runs also append their audit lines here
+    audit_require_reason: bool = False  # every audited action that changes data must say why (--reason)
     guard: bool = True  # the domain guard (issue 12): hold a domain's hard bounces when they spike
     guard_min: int = 100  # hard bounces in one window that may trip a domain, at least
     guard_factor: float = 3.0  # times the domain's busiest window of the previous 7 days
@@ -99,9 +100,15 @@ class Settings:
 
     @property
     def amqp(self) -> str:
+        """PMTABOUNCE_AMQP_URL as set: one node's URL, or several (common/broker.py `Nodes` reads the list)."""
         if not self.amqp_url:
             raise ConfigError("PMTABOUNCE_AMQP_URL is not set (amqp://user:password@host:5672/vhost)")
         return self.amqp_url
+
+    @property
+    def rabbitmq_api_urls(self) -> tuple[str, ...]:
+        """PMTABOUNCE_RABBITMQ_API_URL's entries (several nodes: separated by commas or spaces); () if unset."""
+        return api_urls(self.rabbitmq_api_url, "PMTABOUNCE_RABBITMQ_API_URL") if self.rabbitmq_api_url else ()
 
     def policy_warnings(self) -> list[str]:
         """Operator-facing warnings for hard/soft categories PowerMTA does not assign (maybe misspelt)."""
@@ -177,11 +184,21 @@ def _urls(source: _Source) -> dict:
     if mysql_url:
         parse_mysql_url(mysql_url)
     if amqp_url:
-        check_amqp_url(amqp_url)
+        amqp_urls(amqp_url)
     api_url, where = source.get("rabbitmq_api_url")
-    if api_url and urlsplit(api_url).scheme not in ("http", "https"):
-        raise ConfigError(f"{where} must start with http:// or https:// (the management API, port 15672)")
+    if api_url:
+        api_urls(api_url, where)
     return {"mysql_url": mysql_url, "amqp_url": amqp_url, "rabbitmq_api_url": api_url}
+
+
+def api_urls(setting: str, where: str) -> tuple[str, ...]:
+    """The management API's addresses: http(s):// URLs separated by commas or whitespace, each checked."""
+    entries = tuple(entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry)
+    for number, entry in enumerate(entries, 1):
+        if urlsplit(entry).scheme not in ("http", "https"):
+            named = f"{where} entry {number} ({masked(entry)})" if len(entries) > 1 else where
+            raise ConfigError(f"{named} must start with http:// or https:// (the management API, port 15672)")
+    return entries
 
 
 def _names(source: _Source) -> dict:
@@ -222,6 +239,7 @@ def _numbers(cls: type[Settings], source: _Source) -> dict:
     for name in ("rescan_seconds", "retry_max_wait", "guard_factor"):
         values[name] = _float(*source.get(name, getattr(cls, name)))
     values["guard"] = _switch(*source.get("guard", "on"))
+    values["audit_require_reason"] = _switch(*source.get("audit_require_reason", "off"))
     return values
 
 

@@ -94,7 +94,7 @@ def parse_time(raw: str) -> int:
     if text.isascii() and text.isdigit():
         value = int(text)
     else:
-        moment = _iso_time(text)
+        moment = iso_time(text)
         if moment is None:
             raise ValueError(f"timeLogged {text!r} is neither Unix seconds nor an ISO time")
         if moment.tzinfo is None:
@@ -105,8 +105,10 @@ def parse_time(raw: str) -> int:
     return value
 
 
-def _iso_time(text: str) -> datetime | None:
-    """`text` as an ISO 8601 time the same way on every Python the project admits; None if it is not one."""
+def iso_time(text: str) -> datetime | None:
+    """`text` as an ISO 8601 time the same way on every Python the project admits (3.10's fromisoformat refuses
+    `Z` and an offset without a colon, both of which PowerMTA writes); None if it is not one. Naive when `text`
+    has no offset. The one reader of times: accounting files (parse_time) and the command line (parse_when)."""
     try:
         return datetime.fromisoformat(text)
     except ValueError:

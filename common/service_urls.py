@@ -10,11 +10,12 @@ Anything else is refused by name: an option dropped silently once made a TLS con
 from __future__ import annotations
 
 import difflib
+import re
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -148,12 +149,58 @@ def parse_mysql_url(url: str) -> MySQLTarget:
     )
 
 
-def check_amqp_url(url: str) -> None:
-    """amqp:// or amqps://, with only the TLS options we read (and those only with amqps://)."""
-    variable = "PMTABOUNCE_AMQP_URL"
+AMQP_SEPARATORS = re.compile(r"[\s,]+")
+
+
+def amqp_urls(setting: str) -> tuple[str, ...]:
+    """The nodes of PMTABOUNCE_AMQP_URL: one URL, or several full URLs separated by commas or whitespace.
+
+    Each entry is a whole amqp:// or amqps:// URL (its own login and port; one virtual host for all);
+    a comma inside a password is written %2C. Raises ConfigError naming the entry (its position and its
+    text, password masked) that is not a URL, has no host, has a port that is not a number, or names
+    another virtual host than the first.
+    """
+    entries = [entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry]
+    if not entries:
+        raise ConfigError("PMTABOUNCE_AMQP_URL is empty (amqp://user:password@host:5672/vhost)")
+    for number, entry in enumerate(entries, 1):
+        named = f"PMTABOUNCE_AMQP_URL entry {number} ({masked(entry)})" if len(entries) > 1 else "PMTABOUNCE_AMQP_URL"
+        check_amqp_url(entry, named)
+        if _vhost(entry) != _vhost(entries[0]):
+            raise ConfigError(f"{named} names virtual host {_vhost(entry)!r}, entry 1 {_vhost(entries[0])!r}: the "
+                              "nodes of one cluster share their virtual hosts, so every entry names the same one")
+    return tuple(entries)
+
+
+def _vhost(url: str) -> str:
+    """The virtual host an amqp:// URL names, as RabbitMQ's URI spec reads it (no path: "/")."""
+    path = urlsplit(url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def masked(url: str) -> str:
+    """`url` as written, with the password replaced by `****` (for messages and logs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:****@{host}"))
+
+
+def check_amqp_url(url: str, variable: str = "PMTABOUNCE_AMQP_URL") -> None:
+    """One node's URL: amqp:// or amqps://, a host, a numeric port, and only the TLS options we read
+    (and those only with amqps://). `variable` names the setting (or the list entry) in messages."""
     parts = urlsplit(url)
     if parts.scheme not in ("amqp", "amqps"):
-        raise ConfigError(f"{variable} must start with amqp:// or amqps://")
+        raise ConfigError(f"{variable} must start with amqp:// or amqps:// (several nodes: full URLs separated "
+                          "by commas or spaces)")
+    try:
+        _ = parts.port  # urllib checks it only when asked
+    except ValueError:
+        raise ConfigError(f"{variable} has a port that is not a number (several nodes: one full URL each, "
+                          "separated by commas or spaces)") from None
+    if not parts.hostname:
+        raise ConfigError(f"{variable} names no host")
     options = url_options(parts.query, AMQP_OPTIONS, variable)
     if options and parts.scheme != "amqps":
         names = ", ".join(options)

@@ -26,21 +26,31 @@ POLICY_PRIORITY = 10  # RabbitMQ applies one policy per queue, the highest prior
 
 def setup_rabbitmq(settings: Settings, *, policy: bool = True) -> None:
     """`pmtabounce setup`, its RabbitMQ half: the policy first (a queue created next never exists
-    without it), then the exchanges and queues (common.broker.setup_broker). Raises FatalError."""
-    if policy:
-        # A wrong login, virtual host or missing permission is told in PMTABOUNCE_AMQP_URL's terms before
-        # the API is asked, so no policy is left behind for a queue setup cannot declare.
-        declare_dead_letter_side(settings)
-        apply_policy(settings)
-    setup_broker(settings)
+    without it), then the exchanges and queues (common.broker.setup_broker).
+
+    Raises FatalError, also when no node can be reached (one line naming them, as every command says it),
+    ConfigError when the management API's address is needed and cannot be derived.
+    """
+    try:
+        if policy:
+            # A wrong login, virtual host or missing permission (or TLS) is told in PMTABOUNCE_AMQP_URL's terms
+            # before the API is looked for, so no policy is left behind for a queue setup cannot declare.
+            declare_dead_letter_side(settings)
+            apply_policy(settings, management_api(settings))
+        setup_broker(settings)
+    except TransientError as exc:
+        raise FatalError(f"{exc}; run `pmtabounce setup` again once RabbitMQ answers") from None
 
 
-def api_url(settings: Settings) -> str:
-    """PMTABOUNCE_RABBITMQ_API_URL, else where the management API usually is for PMTABOUNCE_AMQP_URL."""
-    return settings.rabbitmq_api_url or queues.default_api_url(settings.amqp)
+def management_api(settings: Settings) -> queues.ManagementApi:
+    """PMTABOUNCE_RABBITMQ_API_URL's nodes, else where the management API usually is for each node of
+    PMTABOUNCE_AMQP_URL (ConfigError when that cannot be told: nodes on other ports than 5672)."""
+    if settings.rabbitmq_api_urls:
+        return queues.ManagementApi(settings.rabbitmq_api_urls)
+    return queues.default_api(settings.amqp)
 
 
-def apply_policy(settings: Settings) -> None:
+def apply_policy(settings: Settings, api: queues.ManagementApi) -> None:
     """Create or update the policy `settings.topology.policy_name` (PUT /api/policies/VHOST/NAME).
 
     Idempotent. Raises FatalError, with the equivalent rabbitmqctl command, when the management
@@ -51,11 +61,13 @@ def apply_policy(settings: Settings) -> None:
     body = {"pattern": topology.policy_pattern(), "definition": topology.policy_definition(),
             "priority": POLICY_PRIORITY, "apply-to": "queues"}
     try:
-        queues.put_policy(api_url(settings), vhost, topology.policy_name, body)
+        answered = api.node()
+        queues.put_policy(api, vhost, topology.policy_name, body)
     except (FatalError, TransientError) as exc:
         raise FatalError(f"{exc} when setting policy {topology.policy_name} ({refusal_hint(str(exc))}). "
                          f"{by_hand(topology, vhost)}") from None
-    log.info("broker: policy %s on %s: %s", topology.policy_name, topology.queue, topology.policy_definition())
+    log.info("broker: policy %s on %s: %s (management API of %s)", topology.policy_name, topology.queue,
+             topology.policy_definition(), answered)
 
 
 def refusal_hint(error: str) -> str:

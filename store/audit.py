@@ -2,7 +2,8 @@
 
 The row is written when the action starts, so an interrupted run is still on
 record, and completed with its counts when it ends. An undo's row id is its
-run id, which the ledger rows it reverted carry.
+run id, which the ledger rows it reverted carry; a held record's ledger row
+carries the run of the `guard release` or `discard` that ended its hold.
 """
 
 from __future__ import annotations
@@ -12,13 +13,19 @@ import orjson
 from .db import Tables
 
 
-def start(cursor, t: Tables, operator: str, action: str, target: dict) -> int:
-    """Record the start of an action (who, what, on what); returns its id. Commit it before acting."""
+def start(cursor, t: Tables, operator: str, action: str, target: dict, reason: str | None = None) -> tuple[int, str]:
+    """Record the start of an action (who, what, on what, why; the MySQL account as the server knows it).
+
+    Returns (its id, that account). Commit it before acting.
+    """
     cursor.execute(
-        f"INSERT INTO {t.audit} (operator, action, target, counts) VALUES (%s, %s, %s, '{{}}')",
-        (operator, action, orjson.dumps(target).decode()),
+        f"INSERT INTO {t.audit} (operator, account, reason, action, target, counts) "
+        "VALUES (%s, CURRENT_USER(), %s, %s, %s, '{}')",
+        (operator, reason, action, orjson.dumps(target).decode()),
     )
-    return int(cursor.lastrowid)
+    run = int(cursor.lastrowid)
+    cursor.execute("SELECT CURRENT_USER()")
+    return run, str(cursor.fetchone()[0])
 
 
 def finish(cursor, t: Tables, run: int, counts: dict) -> None:

@@ -17,7 +17,7 @@ from ..common.guard import HISTORY, DomainState, GuardBatch, a_label, u_label
 from ..common.record import BounceRecord, parse_list_ids
 from . import iem, ledger
 from .db import Tables, case_of, insert_rows
-from .effects import to_json
+from .effects import from_json, to_json
 from .rows import Outcome
 
 TRIPPED_BY_GUARD = "guard"
@@ -208,15 +208,18 @@ def held_records(cursor, t: Tables, domain: str, after_id: int, limit: int) -> l
     return found
 
 
-def discard_held(cursor, t: Tables, domain: str) -> int:
-    """Mark a domain's held records `discarded` (kept as evidence, never applied); returns how many."""
+def discard_held(cursor, t: Tables, domain: str, run: int) -> int:
+    """Mark a domain's held records `discarded` (kept as evidence, never applied) by the audit run `run` of the
+    `guard discard`; returns how many."""
     in_domain, patterns = email_in_domain(domain)
-    cursor.execute(f"UPDATE {t.ledger} SET outcome = 'discarded' WHERE outcome = 'held' AND {in_domain}", patterns)
+    cursor.execute(f"UPDATE {t.ledger} SET outcome = 'discarded', guard_run = %s WHERE outcome = 'held' AND {in_domain}",
+                   (run, *patterns))
     return cursor.rowcount
 
 
-def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
-    """Held records, now applied (`guard release`): their ledger rows get their real outcome.
+def settle(cursor, t: Tables, outcomes: Sequence[Outcome], run: int) -> None:
+    """Held records, now applied by the `guard release` of audit run `run`: their ledger rows get their real
+    outcome and the run (`explain` shows which release ended the hold).
 
     Raises FatalError if a row is no longer `held` (released or discarded meanwhile by another run).
     """
@@ -233,8 +236,8 @@ def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
     # By (time_logged, fingerprint), the ledger's unique key: the fingerprint alone is not indexed.
     where, keys = ledger.by_record(sorted((o.record.time_logged, f) for f, o in by_fingerprint.items()))
     cursor.execute(
-        f"UPDATE {t.ledger} SET {', '.join(sets)} WHERE ({where}) AND outcome = 'held'",
-        params + keys,
+        f"UPDATE {t.ledger} SET {', '.join(sets)}, guard_run = %s WHERE ({where}) AND outcome = 'held'",
+        params + [run] + keys,
     )
     if cursor.rowcount != len(by_fingerprint):
         raise FatalError(f"{len(by_fingerprint) - cursor.rowcount} of these records are no longer held "
@@ -243,11 +246,15 @@ def settle(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
 
 @dataclass(frozen=True)
 class SlotTaken:
-    """A held hard record whose (subscriber, campaign, list) bounce slot a later soft bounce took during the hold.
+    """A held hard record whose row a later record, applied during the hold and not undone, changed.
 
-    IEM keeps one bounce per (subscriberid, statid, listid) (spec iem-bounces.md step 2), so released now it
-    would be `already_bounced` and disable nothing, where a run without the guard disabled the subscriber.
-    `taker_*`: the ledger row of the soft bounce that took the slot.
+    Without the guard the held record would have disabled its row first (spec iem-bounces.md step 5), and every
+    later record would have found that row bounced (step 1; iem-complaints.md step 2): released now it would
+    do something else. `how` says what the later record did to the row: `slot`, a soft bounce took the
+    (subscriber, campaign, list) bounce slot, so the release would be `already_bounced` (step 2); `unsubscribed`,
+    a complaint unsubscribed it, so the release would be `not_found`; `applied`, another bounce wrote to it
+    (a bounce row, campaign counters, or a 5th bounce row that disabled it).
+    `taker_*`: the ledger row of that later record.
     """
 
     held_id: int
@@ -259,35 +266,90 @@ class SlotTaken:
     taker_line: int
     taker_category: str
     taker_time: int
+    how: str = "slot"
+    taker_outcome: str = "applied"
+    taker_feedback_type: str = ""
 
     def undo_command(self) -> str:
-        """The `pmtabounce undo` that reverts the soft bounce which took the slot."""
-        return (f"pmtabounce undo --email {self.email} --file {self.taker_file} --category {self.taker_category} "
-                f"--since {self.taker_time} --until {self.taker_time} --outcome applied")
+        """The `pmtabounce undo` that reverts the later record."""
+        if self.how == "unsubscribed":
+            kind = f" --feedback-type {self.taker_feedback_type or 'empty'}"
+        else:
+            kind = f" --category {self.taker_category}" if self.taker_category else ""
+        return (f"pmtabounce undo --email {self.email} --file {self.taker_file}{kind} "
+                f"--since {self.taker_time} --until {self.taker_time} --outcome {self.taker_outcome}")
+
+    def what(self) -> str:
+        """What the later record did, for people."""
+        taker = f"{self.taker_file}:{self.taker_line}"
+        if self.how == "unsubscribed":
+            return (f"the complaint {taker} ({self.taker_feedback_type or 'no feedback type'}) unsubscribed its row "
+                    "during the hold, so it would find no row (not_found)")
+        if self.how == "slot":
+            return (f"the soft bounce {taker} ({self.taker_category}) took its bounce slot during the hold, "
+                    "so it would disable nothing")
+        return (f"the bounce {taker} ({self.taker_category}) was applied to its row during the hold, where "
+                "without the guard it would have found the row bounced")
+
+
+# The outcomes of a record that changed a row it found (undo_filter.CHANGED_IEM).
+_CHANGED_ROW = ("applied", "disabled", "unsubscribed")
 
 
 def slots_taken(cursor, t: Tables, held_ids: Sequence[int]) -> list[SlotTaken]:
-    """Of these held ledger rows, those whose slot a soft bounce applied after them (and not undone) took: on the
-    list the record would land on now (the lowest listid of its lists where the address is active)."""
+    """Of these held ledger rows, those whose row a later record (applied after them, not undone) changed: one
+    SlotTaken per such later record.
+
+    The row a held record lands on without the guard is the lowest listid of its lists where the address was
+    active when it was held (spec iem-bounces.md step 1): active now, or changed by a later record (those
+    change active rows only). Not reported: a record whose slot on that row was taken before the hold (it is
+    `already_bounced` either way, and the row stays active).
+    """
     if not held_ids:
         return []
     cursor.execute(
-        "SELECT h.id, h.email, h.list_ids, s.listid, s.statid, s.id, s.source_file, s.source_line, s.category, "
-        "s.time_logged "
-        f"FROM {t.ledger} AS h JOIN {t.ledger} AS s ON s.email = h.email AND s.statid = h.statid AND s.id > h.id "
-        "AND s.decision = 'soft' AND s.outcome = 'applied' AND s.undo_run IS NULL "
+        "SELECT h.id, h.email, h.list_ids, h.statid, s.id, s.source_file, s.source_line, s.category, s.time_logged, "
+        "s.record_type, s.decision, s.outcome, s.feedback_type, s.statid, s.listid, s.effects "
+        f"FROM {t.ledger} AS h JOIN {t.ledger} AS s ON s.email = h.email AND s.id > h.id "
+        f"AND s.outcome IN ({_marks(len(_CHANGED_ROW))}) AND s.undo_run IS NULL "
         f"WHERE h.outcome = 'held' AND h.id IN ({_marks(len(held_ids))}) ORDER BY h.id, s.id",
-        list(held_ids),
+        [*_CHANGED_ROW, *held_ids],
     )
-    takers: dict[int, list] = {}
-    for held_id, email, list_ids, listid, statid, *taker in cursor.fetchall():
-        takers.setdefault(held_id, []).append((email, parse_list_ids(list_ids), listid, statid, taker))
+    later: dict[int, list] = {}
+    for held_id, email, list_ids, statid, *taker in cursor.fetchall():
+        later.setdefault(held_id, []).append((email, parse_list_ids(list_ids), statid, taker))
     taken = []
-    for held_id, found in takers.items():
-        email, list_ids = found[0][0], found[0][1]
-        # Spec step 1: the record lands on the lowest listid where the address is active now.
-        active = [row[1] for row in iem.rows_of_address(cursor, t, email) if not row[2] and not row[3]
-                  and row[1] in list_ids]
-        taken += [SlotTaken(held_id, email, listid, statid, *taker) for _, _, listid, statid, taker in found
-                  if active and listid == min(active)][:1]
+    for held_id, found in later.items():
+        email, list_ids, statid = found[0][:3]
+        touched = [(listid, taker) for *_, taker in found for listid in _rows_changed(taker)]
+        rows = iem.rows_of_address(cursor, t, email)
+        active = {row[1]: row[0] for row in rows if not row[2] and not row[3]}
+        ids = {row[1]: row[0] for row in rows}
+        lands = min((listid for listid in list_ids if listid in active or listid in dict(touched)), default=None)
+        takers = [taker for listid, taker in touched if listid == lands]
+        if lands is None or not takers or _slot_was_taken_before(cursor, t, ids[lands], statid, lands, takers):
+            continue
+        for taker in takers:
+            sid, source_file, source_line, category, time_logged, record_type, decision, outcome, feedback, \
+                s_statid = taker[:10]
+            how = ("unsubscribed" if record_type == "f" else
+                   "slot" if decision == "soft" and s_statid == statid else "applied")
+            taken.append(SlotTaken(held_id, email, lands, statid, sid, source_file, source_line, category,
+                                   time_logged, how, outcome, feedback))
     return taken
+
+
+def _rows_changed(taker: list) -> list[int]:
+    """The listids of the rows a later ledger row changed: a complaint's unsubscribed rows, a bounce's row."""
+    record_type, listid, effects = taker[5], taker[10], taker[11]
+    if record_type == "f":
+        return [row[1] for row in (from_json(effects) or {}).get("unsubscribed", [])]
+    return [listid] if listid is not None else []
+
+
+def _slot_was_taken_before(cursor, t: Tables, subscriberid: int, statid: int, listid: int, takers: list) -> bool:
+    """Whether the row had a bounce row of the held record's campaign that no later record wrote (the held record
+    is then `already_bounced` with or without the guard, and changes nothing)."""
+    written = sum(1 for taker in takers if taker[5] != "f" and taker[6] in ("hard", "soft") and taker[9] == statid)
+    rows = [b for b in iem.bounce_rows_of(cursor, t, [subscriberid]) if b[2] == statid and b[3] == listid]
+    return len(rows) > written

@@ -17,7 +17,7 @@ from .db import Tables, case_of, insert_rows
 from .effects import to_json
 from .rows import Outcome, Record
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:
@@ -118,6 +118,14 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
                 f"ALTER TABLE {t.ledger} DROP KEY pmtabounce_ledger_fingerprint, "
                 "ADD UNIQUE KEY pmtabounce_ledger_record (time_logged, fingerprint)",
             ],
+        ),
+        (
+            # issue 16: the audit run (`guard release` or `discard`) that ended a record's hold, for `explain`;
+            # who and why of an operator action: the MySQL account (CURRENT_USER()) and the operator's reason.
+            5,
+            [f"ALTER TABLE {t.ledger} ADD COLUMN guard_run bigint unsigned DEFAULT NULL",
+             f"ALTER TABLE {t.audit} ADD COLUMN account varchar(255) NOT NULL DEFAULT '', "
+             "ADD COLUMN reason text DEFAULT NULL"],
         ),
     ]
 
@@ -240,25 +248,33 @@ def records_seen(cursor, t: Tables) -> int:
 
 HISTORY_COLUMNS = ("id", "time_logged", "source_file", "source_line", "record_type", "category", "dsn_status",
                    "dsn_diag", "decision", "outcome", "subscriberid", "listid", "statid", "list_ids", "seen_count",
-                   "undo_run", "feedback_type", "feedback_format", "user_agent", "reporting_mta", "effects")
+                   "undo_run", "guard_run", "feedback_type", "feedback_format", "user_agent", "reporting_mta",
+                   "effects")
 
 
 def history(cursor, t: Tables, email: str) -> list[dict]:
-    """Every ledger row of an address (case-insensitive), in bounce-time order, with its undo run if undone.
+    """Every ledger row of an address (case-insensitive), in bounce-time order, with its undo run if undone and
+    the run that ended its hold if the domain guard held it.
 
-    Each is a dict of HISTORY_COLUMNS plus `undone_at` and `undone_by` (None unless undone). For `explain`.
+    Each is a dict of HISTORY_COLUMNS plus `undone_at` and `undone_by` (None unless undone) and `hold_ended_at`,
+    `hold_ended_by`, `hold_ended_action` (None unless a `guard release` or `discard` ended a hold). For `explain`.
     """
     columns = ", ".join(f"l.{name}" for name in HISTORY_COLUMNS)
     cursor.execute(
-        f"SELECT {columns}, UNIX_TIMESTAMP(a.started_at), a.operator FROM {t.ledger} AS l "
-        f"LEFT JOIN {t.audit} AS a ON a.id = l.undo_run WHERE l.email = %s ORDER BY l.time_logged, l.id",
+        f"SELECT {columns}, UNIX_TIMESTAMP(a.started_at), a.operator, UNIX_TIMESTAMP(g.started_at), g.operator, "
+        f"g.action FROM {t.ledger} AS l LEFT JOIN {t.audit} AS a ON a.id = l.undo_run "
+        f"LEFT JOIN {t.audit} AS g ON g.id = l.guard_run WHERE l.email = %s ORDER BY l.time_logged, l.id",
         (email.strip(),),
     )
     rows = []
     for row in cursor.fetchall():
         entry = dict(zip(HISTORY_COLUMNS, row, strict=False))
-        entry["undone_at"] = float(row[-2]) if row[-2] is not None else None
-        entry["undone_by"] = row[-1]
+        undone_at, undone_by, ended_at, ended_by, ended_action = row[len(HISTORY_COLUMNS):]
+        entry["undone_at"] = float(undone_at) if undone_at is not None else None
+        entry["undone_by"] = undone_by
+        entry["hold_ended_at"] = float(ended_at) if ended_at is not None else None
+        entry["hold_ended_by"] = ended_by
+        entry["hold_ended_action"] = ended_action
         rows.append(entry)
     return rows
 @dataclass(frozen=True)

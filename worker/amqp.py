@@ -54,14 +54,14 @@ class Consumer:
         self.tag = self.channel.basic_consume(topology.queue, self._on_message, consumer_tag=consumer_tag("worker"))
 
     @classmethod
-    def open(cls, url: str, topology: Topology, batch_size: int) -> Consumer:
-        """Connect, declare the topology (idempotent) and start consuming.
+    def open(cls, nodes: broker.Nodes, topology: Topology, batch_size: int) -> Consumer:
+        """Connect to the first of `nodes` that answers, declare the topology (idempotent) and start consuming.
 
         Raises FatalError (login, virtual host, permissions, a queue with other arguments) or TransientError.
         """
-        connection = broker.connect(url, "worker")
+        connection = broker.connect(nodes, "worker")
         try:
-            with broker.translated(url):
+            with broker.translated(nodes.urls[nodes.current]):
                 return cls(connection, topology, batch_size)
         except BaseException:
             broker.close_quietly(connection)

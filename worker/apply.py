@@ -106,11 +106,11 @@ class BatchApplier:
             reraise=True,
         )
 
-    def apply(self, records: Sequence[Record], *, release: bool = False) -> BatchResult:
+    def apply(self, records: Sequence[Record], *, release: int | None = None) -> BatchResult:
         """All records in one transaction; a record the database refuses is isolated, the rest commit.
 
-        `release`: the records are held ones (`guard release`): applied as if new, their ledger rows
-        updated from `held` to their real outcome, the guard not asked again.
+        `release`: the audit run of a `guard release` whose held records these are: applied as if new, their
+        ledger rows updated from `held` to their real outcome and the run, the guard not asked again.
         Transient failures are retried (forever unless `give_up_after`); a FatalError propagates.
         """
         if not records:
@@ -128,7 +128,7 @@ class BatchApplier:
             result.failed += single.failed
         return result
 
-    def _apply_once(self, records: Sequence[Record], release: bool = False) -> list[Outcome]:
+    def _apply_once(self, records: Sequence[Record], release: int | None = None) -> list[Outcome]:
         started = time.perf_counter()
         connection = None
         try:
@@ -177,7 +177,7 @@ class BatchApplier:
             100 * timing.serial_fraction,
         )
 
-    def _transaction(self, connection, records, release: bool, lock_guard_first: bool) -> Plan:
+    def _transaction(self, connection, records, release: int | None, lock_guard_first: bool) -> Plan:
         """Read, walk, write: the batch's own rows first, then the rows every batch shares (campaign and list
         counters, the guard's domain rows) last before commit, so their locks are held for the shortest time.
         The guard's rows are locked just before commit unless `lock_guard_first` (after GuardMoved): then the
@@ -208,7 +208,7 @@ class BatchApplier:
                 self._guard_totals_read = time.monotonic()
         return plan
 
-    def _read(self, cursor, records: Sequence[Record], release: bool) -> dict:
+    def _read(self, cursor, records: Sequence[Record], release: int | None) -> dict:
         """Read, locked, every row the batch's records may touch: plan_batch's keyword arguments."""
         t = self.tables
         known = ledger.known(cursor, t, records)
@@ -252,12 +252,12 @@ class BatchApplier:
     def _walk(self, records, reads: dict, guard: GuardBatch | None) -> Plan:
         return plan_batch(records, policy=self.policy, guard=guard, **reads)
 
-    def _write_own_rows(self, cursor, plan: Plan, release: bool) -> None:
+    def _write_own_rows(self, cursor, plan: Plan, release: int | None) -> None:
         """Rows no other batch needs: the ledger, bounce rows, the subscriber rows this batch locked and their
         unsubscribe rows."""
         t = self.tables
         if release:
-            guard_store.settle(cursor, t, plan.new_outcomes)
+            guard_store.settle(cursor, t, plan.new_outcomes, release)
             released = Counter(domain_of(o.record.rcpt) for o in plan.new_outcomes)
             guard_store.add_held(cursor, t, {domain: -count for domain, count in released.items()})
         else:

@@ -90,6 +90,7 @@ class Worker:
     def __init__(self, settings: Settings, exit_when_idle: float | None = None) -> None:
         self.settings = settings
         self.amqp_url = settings.amqp  # a missing URL is a ConfigError now, not after connecting
+        self.nodes = broker.Nodes(self.amqp_url, "worker")
         self.topology = settings.topology
         self.exit_when_idle = exit_when_idle
         self.applier = BatchApplier(
@@ -170,7 +171,7 @@ class Worker:
             reraise=True,
         )
         try:
-            consumer = retrying(Consumer.open, self.amqp_url, self.topology, self.settings.batch_size)
+            consumer = retrying(Consumer.open, self.nodes, self.topology, self.settings.batch_size)
         except ShutdownRequested:
             return None
         if self.broker_down:
@@ -191,14 +192,16 @@ class Worker:
                 self._flush(consumer)
         except TransientError as exc:  # from the broker: the database's are retried inside the applier
             self.broker_down = True
+            self.nodes.lost()
             if self.stopping.is_set():
                 log.warning("RabbitMQ connection failed while stopping (%s); messages not yet acknowledged "
                             "go back to the queue", exc)
                 return
             metrics.RETRIES.labels("broker").inc()
             log.warning(
-                "RabbitMQ connection or channel failed (%s); reconnecting. Messages not yet acknowledged "
+                "RabbitMQ connection or channel failed (%s); reconnecting%s. Messages not yet acknowledged "
                 "go back to the queue and come again (the ledger makes repeats harmless)", exc,
+                ", starting with the next node" if len(self.nodes) > 1 else "",
             )
         finally:
             consumer.close()

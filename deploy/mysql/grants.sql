@@ -17,9 +17,10 @@
 --   IEM_DATABASE=iem TABLE_PREFIX=email_ DB_USER=pmtabounce DB_HOST='%' DB_PASSWORD='...' \
 --     envsubst < grants.sql | mysql -u root -p
 --
--- Table-level grants work before the table exists, so this can run before
--- `pmtabounce setup` creates pmtabounce's own tables. `undo` and `explain`
--- need a little more: grants-operator.sql, for an operator's account.
+-- Table-level grants that include CREATE work before the table exists, so this
+-- can run before `pmtabounce setup` creates pmtabounce's own tables. `undo`,
+-- `explain` and `guard` need a little more: grants-operator.sql, for an
+-- operator's account; `prune` an account of its own: grants-prune.sql.
 
 CREATE USER IF NOT EXISTS '${DB_USER}'@'${DB_HOST}' IDENTIFIED BY '${DB_PASSWORD}';
 
@@ -72,8 +73,5 @@ GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_guard_windows` TO '${DB_USER}'@'${DB_HOST}';
 GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_audit` TO '${DB_USER}'@'${DB_HOST}';
--- `pmtabounce prune` (deploy/systemd/pmtabounce-prune.timer, deploy/k8s/prune-cronjob.yaml) deletes old
--- ledger rows, which the account above may not. Give it an account of its own that can do nothing else,
--- and put its URL in /etc/pmtabounce/prune.env (PMTABOUNCE_MYSQL_URL=...) or the Secret's prune-mysql-url:
---   CREATE USER IF NOT EXISTS 'pmtabounce_prune'@'${DB_HOST}' IDENTIFIED BY '...';
---   GRANT SELECT, DELETE ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_ledger` TO 'pmtabounce_prune'@'${DB_HOST}';
+-- `pmtabounce prune` deletes old ledger rows, which the account above may not: it has an account of its
+-- own, deploy/mysql/grants-prune.sql.

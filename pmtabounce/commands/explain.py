@@ -1,7 +1,8 @@
 """`pmtabounce explain ADDRESS`: everything we know about one address, for the support desk.
 
 Every ledger record for it in bounce-time order (where it came from, what
-PowerMTA said, what we decided and did, whether it was held or undone), and
+PowerMTA said, what we decided and did, whether it was held and which
+release or discard ended the hold, whether it was undone), and
 its IEM rows now: per list active, bounced since or unsubscribed since, with
 its bounce rows. The address matches case-insensitively, like IEM's lookup.
 """
@@ -44,6 +45,8 @@ def _record(entry: dict) -> dict:
     entry["undone"] = entry["undo_run"] is not None
     entry["undone_at"] = iso(entry["undone_at"])
     entry["held"] = entry["outcome"] == "held"
+    entry["was_held"] = entry["held"] or entry["guard_run"] is not None
+    entry["hold_ended_at"] = iso(entry["hold_ended_at"])
     effects = entry.pop("effects", None)
     if entry["record_type"] == "f":  # a complaint: its ARF fields and the rows it unsubscribed
         entry["complaint"] = {
@@ -118,6 +121,10 @@ def render(report: dict) -> str:
         lines.append(f"  {r['time']}  {r['source_file']}:{r['source_line']}  {r['record_type']}  "
                      f"{kind}: {r['decision']} -> {r['outcome']}, {where}")
         lines += _details(r)
+        if r["guard_run"] is not None:
+            ended = "released" if r["hold_ended_action"] == "guard release" else "discarded"
+            lines.append(f"      held by the domain guard; {ended} by run {r['guard_run']} "
+                         f"(`{r['hold_ended_action']}` by {r['hold_ended_by']}, {r['hold_ended_at']})")
         if r["undone"]:
             lines.append(f"      undone by run {r['undo_run']} ({r['undone_by']}, {r['undone_at']})")
         if r["seen_count"] > 1:

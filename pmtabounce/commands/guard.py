@@ -18,9 +18,9 @@ import orjson
 
 from ..common.config import Settings
 from ..common.guard import GuardSettings, valid_domain
-from ..operator_audit import audited, note, operator
+from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
-from ..store import audit, guard_store
+from ..store import guard_store
 from ..store.db import Tables
 from ..worker.apply import BatchApplier
 from . import in_transaction
@@ -77,20 +77,21 @@ def status(settings: Settings, as_json: bool) -> None:
 
 @guard.command()
 @click.argument("domain", callback=_domain)
+@reason_option()
 @run_command
 @audited
-def trip(settings: Settings, domain: str) -> None:
+def trip(settings: Settings, domain: str, reason: str | None) -> None:
     """Hold DOMAIN's hard bounces from now on (a provider's status page says it misbehaves)."""
-    by = operator()
+    action = Action("guard trip", {"domain": domain}, database_where(settings), reason)
 
     def work(cursor, t):
-        run = audit.start(cursor, t, by, "guard trip", {"domain": domain})
-        tripped = guard_store.trip(cursor, t, domain, by, int(time.time()))
-        audit.finish(cursor, t, run, {"tripped": int(tripped)})
-        return run, tripped
+        action.start(cursor, t)
+        tripped = guard_store.trip(cursor, t, domain, action.by, int(time.time()))
+        action.finish(cursor, t, {"tripped": int(tripped)})
+        return tripped
 
-    run, tripped = in_transaction(settings, work)
-    note(settings.dlq_audit_file, "guard trip", by, {"domain": domain}, {"tripped": int(tripped)}, run)
+    tripped = in_transaction(settings, work)
+    action.note(settings.dlq_audit_file, {"tripped": int(tripped)})
     click.echo(f"{domain}: tripped; its hard bounces are held from now on" if tripped
                else f"{domain} was tripped already")
     _warn_if_off(settings)
@@ -103,34 +104,37 @@ SLOT_TAKEN_EXIT = 3  # README "Exit codes": a release left records held whose bo
 @click.argument("domain", callback=_domain)
 @click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@reason_option()
 @run_command
 @audited
-def release(settings: Settings, domain: str, dry_run: bool, as_json: bool) -> None:
+def release(settings: Settings, domain: str, dry_run: bool, as_json: bool, reason: str | None) -> None:
     """Apply DOMAIN's held records in the order they were held, through the normal apply path; end the trip.
 
-    A held hard record whose (subscriber, campaign, list) slot a soft bounce took during the hold stays held
-    and is reported (exit 3): applied now it would disable nothing (IEM's one bounce per slot), where a run
-    without the guard disabled the subscriber.
+    A held hard record whose row a later record changed during the hold (a soft bounce took its bounce slot,
+    a complaint unsubscribed the row, another bounce was applied to it) stays held and is reported (exit 3),
+    and so do the later held records of its address: applied now it would not do what a run without the
+    guard did (disable the row first).
     """
     _require_tripped(settings, domain)
     if dry_run:
         held = _held_summary(settings, domain)
         _echo_release(domain, {"would_apply": held}, held.pop("slot_taken"), as_json)
         sys.exit(SLOT_TAKEN_EXIT if held["slot_taken_count"] else 0)
-    by = operator()
-    run = in_transaction(settings, lambda cursor, t: audit.start(cursor, t, by, "guard release", {"domain": domain}))
-    outcomes, refused, taken = release_held(settings, domain)
+    action = Action("guard release", {"domain": domain}, database_where(settings), reason)
+    run = in_transaction(settings, action.start)
+    outcomes, refused, taken, kept = release_held(settings, domain, run)
     counts = {"applied": sum(outcomes.values()), **{f"outcome_{k}": v for k, v in sorted(outcomes.items())},
-              "refused": refused, "slot_taken": len(taken)}
-    in_transaction(settings, lambda cursor, t: audit.finish(cursor, t, run, counts))
-    note(settings.dlq_audit_file, "guard release", by, {"domain": domain}, counts, run)
+              "refused": refused, "slot_taken": len(taken), "kept_held": kept}
+    in_transaction(settings, lambda cursor, t: action.finish(cursor, t, counts))
+    action.note(settings.dlq_audit_file, counts)
     _echo_release(domain, {"run": run, **counts}, taken, as_json)
     sys.exit(1 if refused else SLOT_TAKEN_EXIT if taken else 0)
 
 
 def _echo_release(domain: str, report: dict, taken: list[guard_store.SlotTaken], as_json: bool) -> None:
     rows = [{"email": s.email, "listid": s.listid, "statid": s.statid, "taken_by": f"{s.taker_file}:{s.taker_line}",
-             "taken_by_category": s.taker_category, "undo": s.undo_command()} for s in taken]
+             "taken_by_category": s.taker_category, "taken_how": s.how, "undo": s.undo_command(), "why": s.what()}
+            for s in taken]
     if as_json:
         click.echo(orjson.dumps({"domain": domain, **report, "slot_taken": rows},
                                 option=orjson.OPT_INDENT_2).decode())
@@ -139,40 +143,51 @@ def _echo_release(domain: str, report: dict, taken: list[guard_store.SlotTaken],
     click.echo(f"{domain}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in summary.items()
                                          if not isinstance(v, dict)))
     for r in rows:
-        click.echo(f"still held: {r['email']} list {r['listid']} campaign {r['statid']}: the soft bounce "
-                   f"{r['taken_by']} ({r['taken_by_category']}) took its bounce slot during the hold, so it "
-                   "would disable nothing; undo that soft bounce and release again "
-                   f"({r['undo']} --yes), or discard")
+        click.echo(f"still held: {r['email']} list {r['listid']} campaign {r['statid']}: {r['why']}; "
+                   f"undo that record and release again ({r['undo']} --yes), or discard")
 
 
-def release_held(settings: Settings, domain: str) -> tuple[Counter, int, list[guard_store.SlotTaken]]:
-    """Apply the domain's held records batch by batch, then end its trip once none is left.
+def release_held(settings: Settings, domain: str, run: int) -> tuple[Counter, int, list[guard_store.SlotTaken],
+                                                                    int]:
+    """Apply the domain's held records batch by batch as audit run `run`, then end its trip once none is left.
 
-    Returns (outcomes, records the database refused, records left held because a soft bounce took their
-    slot during the hold); while either of the last two is not empty the trip stays.
+    Returns (outcomes, records the database refused, records left held because a later record changed their
+    row during the hold (guard_store.slots_taken), records left held in all: those and the later held records of
+    the same addresses); while any is left the trip stays.
     """
     applier = BatchApplier(settings.mysql, Tables(settings.table_prefix), settings.policy,
                            retry_max_wait=settings.retry_max_wait, guard=GuardSettings.from_settings(settings))
     outcomes: Counter = Counter()
-    refused, after = 0, 0
+    refused, after, kept_total = 0, 0, 0
     taken: list[guard_store.SlotTaken] = []
+    first_kept: dict[str, int] = {}
     try:
         while True:
             batch, batch_taken = in_transaction(settings, lambda cursor, t, after=after: _held_batch(
                 cursor, t, domain, after, settings.batch_size))
             if not batch:
                 if refused or taken or _end_trip_if_empty(settings, domain):
-                    return outcomes, refused, taken
+                    return outcomes, refused, taken, kept_total
                 after = 0  # a worker held more while we released: go round again
                 continue
-            kept = {s.held_id for s in batch_taken}
             taken += batch_taken
-            result = applier.apply([record for id_, record in batch if id_ not in kept], release=True)
+            kept = _kept(batch, batch_taken, first_kept)
+            kept_total += len(kept)
+            result = applier.apply([record for id_, record in batch if id_ not in kept], release=run)
             outcomes.update(o.outcome for o in result.outcomes)
             refused += len(result.failed)
             after = batch[-1][0]
     finally:
         applier.close()
+
+
+def _kept(batch: list, taken: list[guard_store.SlotTaken], first_kept: dict[str, int]) -> set[int]:
+    """The ledger ids of this batch to keep held: those a later record overtook, and every later held record of
+    the same address (released before the one kept, it would land where that one lands without the guard).
+    `first_kept`: address (lower case) -> the first ledger id kept for it, across batches; updated."""
+    for s in taken:
+        first_kept.setdefault(s.email.lower(), s.held_id)
+    return {id_ for id_, record in batch if id_ >= first_kept.get(record.rcpt.lower(), id_ + 1)}
 
 
 def _held_batch(cursor, t, domain: str, after: int, limit: int):
@@ -196,15 +211,18 @@ def _held_summary(settings: Settings, domain: str) -> dict:
         categories: Counter = Counter()
         times: list[int] = []
         taken: list[guard_store.SlotTaken] = []
-        after = 0
+        first_kept: dict[str, int] = {}
+        kept = after = 0
         while batch := guard_store.held_records(cursor, t, domain, after, 5000):
             categories.update(record.category for _, record in batch)
             times += [min(r.time_logged for _, r in batch), max(r.time_logged for _, r in batch)]
-            taken += guard_store.slots_taken(cursor, t, [id_ for id_, _ in batch])
+            batch_taken = guard_store.slots_taken(cursor, t, [id_ for id_, _ in batch])
+            taken += batch_taken
+            kept += len(_kept(batch, batch_taken, first_kept))
             after = batch[-1][0]
         return {"records": sum(categories.values()), "by_category": dict(categories),
                 "first": iso(min(times, default=None)), "last": iso(max(times, default=None)),
-                "slot_taken_count": len(taken), "slot_taken": taken}
+                "slot_taken_count": len(taken), "kept_held": kept, "slot_taken": taken}
 
     return in_transaction(settings, work)
 
@@ -213,9 +231,10 @@ def _held_summary(settings: Settings, domain: str) -> dict:
 @click.argument("domain", callback=_domain)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Show what would be discarded; change nothing.")
+@reason_option()
 @run_command
 @audited
-def discard(settings: Settings, domain: str, yes: bool, dry_run: bool) -> None:
+def discard(settings: Settings, domain: str, yes: bool, dry_run: bool, reason: str | None) -> None:
     """Mark DOMAIN's held records discarded (kept as evidence, never applied); end the trip."""
     _require_tripped(settings, domain)
     held = _held_summary(settings, domain)
@@ -225,16 +244,16 @@ def discard(settings: Settings, domain: str, yes: bool, dry_run: bool) -> None:
         return
     if not yes:
         click.confirm(f"discard {held['records']} held records of {domain}?", abort=True)
-    by = operator()
+    action = Action("guard discard", {"domain": domain}, database_where(settings), reason)
 
     def work(cursor, t):
-        run = audit.start(cursor, t, by, "guard discard", {"domain": domain})
+        run = action.start(cursor, t)
         guard_store.lock_domains(cursor, t, [domain])
-        discarded = guard_store.discard_held(cursor, t, domain)
+        discarded = guard_store.discard_held(cursor, t, domain, run)
         guard_store.end_trip(cursor, t, domain)
-        audit.finish(cursor, t, run, {"discarded": discarded})
-        return run, discarded
+        action.finish(cursor, t, {"discarded": discarded})
+        return discarded
 
-    run, discarded = in_transaction(settings, work)
-    note(settings.dlq_audit_file, "guard discard", by, {"domain": domain}, {"discarded": discarded}, run)
+    discarded = in_transaction(settings, work)
+    action.note(settings.dlq_audit_file, {"discarded": discarded})
     click.echo(f"{domain}: {discarded} held records discarded; the trip is ended")

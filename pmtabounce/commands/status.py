@@ -27,13 +27,14 @@ from ..common.bouncedir import directory_problem, scan_directory
 from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import PmtaBounceError
-from ..queue_policy import api_url
+from ..queue_policy import management_api
 from ..runner import run_command
 from ..store import guard_store, ledger
 from ..store.db import Tables, connect
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
 OK, DOWN, NOT_CONFIGURED, NOT_CONSUMED, NOT_USED = "ok", "down", "not configured", "not consumed", "not used"
+BELOW_QUORUM = "below quorum"
 # A record met again adds to its first row's seen_count: the ledger never holds a "duplicate" row.
 LEDGER_OUTCOMES = tuple(name for name in OUTCOMES if name != "duplicate")
 COMPLAINT_LEDGER_OUTCOMES = tuple(name for name in COMPLAINT_OUTCOMES if name != "duplicate")
@@ -107,8 +108,10 @@ def bounce_dir_part(directory: Path | None, now: float, needed: bool = True) -> 
 def broker_parts(settings: Settings) -> list[Part]:
     """The work queue and the dead-letter queue; unacked counts from the management API.
 
-    The API is PMTABOUNCE_RABBITMQ_API_URL, else the AMQP host on port 15672 with the AMQP login, as
-    `setup` uses it (queue_policy.api_url); only a set URL that does not answer makes the queue down.
+    The API is PMTABOUNCE_RABBITMQ_API_URL, else each AMQP node's host on port 15672 with its login, as
+    `setup` uses it (queue_policy.management_api); only a set URL that does not answer makes the queue down.
+    It also tells the quorum queue's leader and members online: with half of them or fewer online, the
+    queue confirms and delivers nothing, and the part is `below quorum`.
     """
     queue, dead = Part("queue"), Part("dead_letter")
     if not settings.amqp_url:
@@ -117,16 +120,19 @@ def broker_parts(settings: Settings) -> list[Part]:
     queue.facts.update(broker=safe_url(settings.amqp_url), name=topology.queue)
     dead.facts["name"] = topology.dead_queue
     try:
-        work, dead_counts = queues.read_queues(settings.amqp_url, topology)
+        work, dead_counts, node = queues.read_queues(settings.amqp_url, topology)
     except PmtaBounceError as exc:
         return [_down(queue, str(exc)), _down(dead, str(exc))]
+    queue.facts["broker"] = node
     queue.facts.update(ready=work.ready, unacked=None, consumers=work.consumers)
     dead.facts["messages"] = dead_counts.ready
     if work.ready and not work.consumers:
         queue.state = NOT_CONSUMED
         queue.problem = f"{work.ready} messages wait and no worker consumes them (start `pmtabounce worker`)"
     try:
-        counts = queues.read_api_counts(api_url(settings), queues.vhost_of(settings.amqp_url), work.name)
+        api, vhost = management_api(settings), queues.vhost_of(settings.amqp_url)
+        counts = queues.read_api_counts(api, vhost, work.name)
+        clients = queues.read_clients(api, vhost)
     except PmtaBounceError as exc:
         if not settings.rabbitmq_api_url:  # only the usual place was tried: optional, so not a part down
             queue.facts["unacked_note"] = (f"unknown: {exc}; set PMTABOUNCE_RABBITMQ_API_URL (the management API, "
@@ -135,6 +141,15 @@ def broker_parts(settings: Settings) -> list[Part]:
         queue.facts["unacked_note"] = "unknown: the management API did not answer"
         return [_down(queue, str(exc)), dead]
     queue.facts["unacked"] = counts.unacked
+    queue.facts["processes"] = [{"process": c.process.removeprefix("pmtabounce-"), "node": c.node,
+                                 "connected_since": _iso(c.connected_at)} for c in clients]
+    if counts.members:
+        queue.facts.update(leader=counts.leader, members=list(counts.members), online=list(counts.online))
+    if counts.below_quorum:
+        queue.state = BELOW_QUORUM
+        queue.problem = (f"only {len(counts.online)} of its {len(counts.members)} nodes are online "
+                         f"({', '.join(counts.online) or 'none'}): the quorum queue takes and delivers nothing "
+                         f"until {len(counts.members) // 2 + 1} are")
     return [queue, dead]
 
 
@@ -232,7 +247,8 @@ def render(report: Report, console: Console | None = None) -> None:
     for column in ("part", "state", "details"):
         parts.add_column(column)
     for part in report.parts:
-        colour = {OK: "green", DOWN: "bold red", NOT_CONSUMED: "bold red"}.get(part.state, "yellow")
+        colour = {OK: "green", DOWN: "bold red", NOT_CONSUMED: "bold red",
+                  BELOW_QUORUM: "bold red"}.get(part.state, "yellow")
         parts.add_row(part.name.replace("_", " "), f"[{colour}]{part.state}[/]", _details(part))
     console.print(parts)
     ledger_part = next(p for p in report.parts if p.name == "ledger")
@@ -265,6 +281,12 @@ def _details(part: Part) -> str:
         text = f"{f['name']} at {f['broker']}: {f['ready']} ready, {unacked} unacked, {f['consumers']} consumers"
         if f.get("unacked_note") and f["unacked"] is None:
             text += f" ({f['unacked_note']})"
+        nodes = sorted({p["node"] for p in f.get("processes") or ()})
+        if len(nodes) > 1 or len(f.get("members") or ()) > 1:  # one node: nothing to tell
+            text += "; processes on " + ", ".join(
+                f"{node} ({sum(p['node'] == node for p in f['processes'])})" for node in nodes)
+        if len(f.get("members") or ()) > 1:
+            text += f"; leader {f['leader']}, {len(f['online'])} of {len(f['members'])} nodes online"
     elif part.name == "dead_letter" and "messages" in f:
         text = f"{f['name']}: {f['messages']} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
     elif part.name == "ledger" and "last_day" in f:

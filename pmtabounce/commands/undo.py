@@ -20,13 +20,12 @@ from tenacity.wait import wait_exponential, wait_random
 from ..common.config import Settings
 from ..common.errors import TransientError
 from ..common.guard import a_label
-from ..operator_audit import audited, note, operator
+from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
-from ..store import audit
 from ..store.db import Connection, Tables, connect, translate
 from ..store.undo import UndoCounts, undo_batch, undo_candidates
 from ..store.undo_filter import CHANGED_IEM, UndoFilter
-from . import in_transaction, parse_when
+from . import database_failure, in_transaction, parse_when
 
 log = logging.getLogger("pmtabounce.undo")
 
@@ -86,7 +85,9 @@ class UndoRun:
                 if isinstance(error, TransientError):
                     self.connection.close()
                     self.connection = None
-            raise error from exc
+            if isinstance(error, TransientError) or error is exc:
+                raise error from exc
+            raise database_failure(exc, self.settings) from exc
 
 
 def describe(counts: dict, verb: str) -> str:
@@ -133,10 +134,11 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@reason_option()
 @run_command
 @audited
 def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, dry_run,
-         yes, as_json) -> None:
+         yes, as_json, reason) -> None:
     """Revert exactly what the selected ledger records wrote to IEM; rows changed since are left and reported."""
     selection = UndoFilter(since, until, tuple(a_label(d.strip().lstrip("@")) for d in domain),
                            tuple(c.strip().lower() for c in category), diag, tuple(files), email, tuple(outcome),
@@ -147,19 +149,24 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
     if since is not None and until is not None and since > until:
         raise click.UsageError("--since is later than --until: no record can match")
     preview = UndoRun(settings, selection).all().as_dict()
-    if not preview["records"]:
-        log.warning("no record that changed IEM and is not undone yet matches %s: check each filter "
-                    "(--file matches the file's own name, --domain and --category are exact)", selection.describe())
+    if not preview["records"] and not preview["skipped"]:
+        # Nothing to ask about and nothing to audit: an operator's typo is not an action.
+        click.echo(f"nothing matches {selection.describe()}: no record that changed IEM and is not undone yet; "
+                   "check each filter (--file matches the file's own name, --domain and --category are exact)",
+                   err=as_json)
+        if as_json:
+            _show(preview, "would be undone", as_json, dry_run=dry_run, filter=selection.describe())
+        return
     if dry_run:
         _show(preview, "would be undone", as_json, dry_run=True, filter=selection.describe())
         return
     if not yes:
         click.echo(describe(preview, "would be undone"), err=True)
         click.confirm("undo these?", abort=True, err=True)
-    by = operator()
-    run = in_transaction(settings, lambda cursor, t: audit.start(cursor, t, by, "undo", selection.describe()))
+    action = Action("undo", selection.describe(), database_where(settings), reason)
+    run = in_transaction(settings, action.start)
     done = UndoRun(settings, selection, run).all().as_dict()
     counts = {key: value for key, value in done.items() if key != "skipped"} | {"skipped": len(done["skipped"])}
-    in_transaction(settings, lambda cursor, t: audit.finish(cursor, t, run, counts))
-    note(settings.dlq_audit_file, "undo", by, selection.describe(), counts, run)
+    in_transaction(settings, lambda cursor, t: action.finish(cursor, t, counts))
+    action.note(settings.dlq_audit_file, counts)
     _show(done, "undone", as_json, run=run, filter=selection.describe())

@@ -102,13 +102,14 @@ def reset_vhost(api_url: str, settings: Settings) -> None:
     """Delete the demo's virtual host with all in it and make it anew for the AMQP user, as the demo database;
     FatalError, deleting nothing, if it exists and the demo did not make it (its description says so)."""
     vhost = queues.vhost_of(settings.amqp)
-    found = queues.vhost_description(api_url, vhost)
+    api = queues.ManagementApi((api_url,))
+    found = queues.vhost_description(api, vhost)
     if found is not None and found != VHOST_MARK:
         raise FatalError(f"virtual host {vhost} exists and was not made by `pmtabounce demo` (its description is "
                          f"{found!r}); the demo deletes only virtual hosts it made: choose another --vhost")
     if found is not None:
-        queues.delete_vhost(api_url, vhost)
-    queues.make_vhost(api_url, vhost, VHOST_MARK, broker.plain_parameters(settings.amqp).credentials.username)
+        queues.delete_vhost(api, vhost)
+    queues.make_vhost(api, vhost, VHOST_MARK, broker.plain_parameters(settings.amqp).credentials.username)
 
 
 def demo_bounce_dir(options: DemoOptions) -> Path:
@@ -162,7 +163,7 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console, api_url
                    for item in AccountingFile(path))
     queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
-    with_policy = queues.management_available(queue_policy.api_url(settings))
+    with_policy = _console_api(settings, settings) is not None
     if not with_policy:
         console.print("[yellow]RabbitMQ's management API does not answer on :15672: the demo queue runs without "
                       "its policy (no delivery limit); `rabbitmq-plugins enable rabbitmq_management` adds it[/]")
@@ -190,7 +191,7 @@ def watch(settings: Settings, expected: int, processes: Processes, timeout: floa
                 with connection.cursor() as cursor:
                     result.seen = ledger.records_seen(cursor, tables)
                 connection.commit()  # a fresh snapshot on the next read
-                work, dead = queues.read_queues(settings.amqp, topology)
+                work, dead, _node = queues.read_queues(settings.amqp, topology)
                 result.dead = dead.ready
                 waiting = len(pending_files(settings.require_bounce_dir()))
                 state = f"files {waiting} · queued {work.ready} · consumers {work.consumers}"
@@ -282,8 +283,11 @@ def _free_port() -> int:
 
 def _console_api(given: Settings, settings: Settings) -> str | None:
     """The management API if it answers (the configured one, else the broker's host on :15672)."""
-    api_url = given.rabbitmq_api_url or queues.default_api_url(settings.amqp)
-    return api_url if queues.management_available(api_url) else None
+    try:
+        api = queue_policy.management_api(settings)
+    except ConfigError:  # nodes on other ports: where their API is cannot be told
+        return None
+    return api.urls[0] if queues.management_available(api) else None
 
 
 def _say_what_is_used(console: Console, given: Settings, settings: Settings, api_url: str | None) -> None:

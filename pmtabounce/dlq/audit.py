@@ -1,32 +1,22 @@
-"""Who replayed or purged what, when: one INFO line per run, and a JSON line in an audit file if configured.
+"""Who replayed, purged, imported or took what, when and why: the operator audit line of a `dlq` run.
 
-The OS user comes from the process's real uid, not from $USER, which anyone can set.
+The line is the one schema of every operator action (operator_audit.Action): `where` is the broker and vhost,
+`account` the AMQP user, `target` the queue and the filter.
 """
 
 from __future__ import annotations
 
-import logging
-from datetime import datetime, timezone
-
 from ..common.config import Settings
-from ..operator_audit import append, operator
+from ..operator_audit import Action, broker_where
 from .selection import Selection
 
-log = logging.getLogger("pmtabounce.dlq.audit")
 
+def audit(settings: Settings, action: str, selection: Selection, queue: str, reason: str | None = None,
+          **outcome) -> dict:
+    """Log `dlq ACTION` at INFO (and append it to PMTABOUNCE_DLQ_AUDIT_FILE); returns the entry.
 
-def audit(settings: Settings, action: str, selection: Selection, queue: str, **outcome) -> dict:
-    """Log the run at INFO (and append it to PMTABOUNCE_DLQ_AUDIT_FILE); returns the entry."""
-    entry = {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "action": action,
-        "by": operator(),
-        "queue": queue,
-        "filter": selection.describe(),
-        **outcome,
-    }
-    counts = ", ".join(f"{name} {value}" for name, value in outcome.items())
-    log.info("dlq %s by %s on %s: %s (filter: %s)", action, entry["by"], queue, counts, entry["filter"])
-    if settings.dlq_audit_file:
-        append(settings.dlq_audit_file, entry)
-    return entry
+    `outcome`: the counts (and the file, for import and export), as the entry's `counts`.
+    """
+    where, account = broker_where(settings)
+    entry = Action(f"dlq {action}", {"queue": queue, "filter": selection.describe()}, where, reason, account)
+    return entry.note(settings.dlq_audit_file, outcome)

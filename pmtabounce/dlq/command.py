@@ -25,7 +25,7 @@ from ..common import broker
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from ..common.shutdown import stop_on_signals
-from ..operator_audit import audited, operator
+from ..operator_audit import audited, operator, reason_option
 from ..runner import run_command
 from .audit import audit
 from .export_file import ExportFileError, ExportWriter, read_lines, to_line
@@ -158,9 +158,11 @@ def show(settings: Settings, message_id: str, as_json: bool) -> None:
 @selection_options
 @click.option("--take", is_flag=True, help="Remove each exported message from the queue (after it is on disk).")
 @click.option("--append", is_flag=True, help="Add to FILE instead of refusing when it exists.")
+@reason_option("--why")
 @run_command
 @audited
-def export(settings: Settings, path: Path, selection: Selection, take: bool, append: bool) -> None:
+def export(settings: Settings, path: Path, selection: Selection, take: bool, append: bool,
+           reason: str | None) -> None:
     """Write dead letters to FILE.jsonl, one JSON object a line (body, properties, headers).
 
     Without --take the queue is left exactly as it was.
@@ -174,7 +176,7 @@ def export(settings: Settings, path: Path, selection: Selection, take: bool, app
         written = export_letters(queue, chosen, writer, queue.name, take=take, stop=stop)
         queue.release()
     if take:
-        audit(settings, "export --take", selection, queue.name, taken=written, file=str(path))
+        audit(settings, "export --take", selection, queue.name, reason, taken=written, file=str(path))
     what = "removed from" if take else "left in"
     click.echo(f"wrote {written} messages to {path} ({what} {queue.name})")
     if written < len(chosen):
@@ -194,9 +196,10 @@ def _export_writer(path: Path, append: bool) -> ExportWriter:
 
 @dlq.command("import")
 @click.argument("path", metavar="FILE.jsonl", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@reason_option()
 @run_command
 @audited
-def import_command(settings: Settings, path: Path) -> None:
+def import_command(settings: Settings, path: Path, reason: str | None) -> None:
     """Publish the messages of FILE.jsonl back into the dead-letter queue, byte for byte, with confirms.
 
     A message already in the queue (same id and body) is not added twice.
@@ -209,7 +212,7 @@ def import_command(settings: Settings, path: Path) -> None:
         present = queue.browse()
         queue.release()
         result = import_letters(queue, letters, present, queue.topology.dead_exchange)
-    audit(settings, "import", Selection(), queue.name, published=result.published,
+    audit(settings, "import", Selection(), queue.name, reason, published=result.published,
           already_there=result.already_there, file=str(path))
     click.echo(f"imported {result.published} messages into {queue.name}; "
                f"{result.already_there} were already there")
@@ -223,10 +226,11 @@ def import_command(settings: Settings, path: Path) -> None:
               help="Refuse messages replayed this many times already [default: PMTABOUNCE_MAX_REPLAYS, 3].")
 @click.option("--force", is_flag=True, help="Replay them even past --max-replays.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@reason_option("--why")
 @run_command
 @audited
 def replay(settings: Settings, selection: Selection, dry_run: bool, rate: str | None, max_replays: int | None,
-           force: bool, yes: bool) -> None:
+           force: bool, yes: bool, reason: str | None) -> None:
     """Put dead letters back on the work queue once their cause is fixed.
 
     Each is removed from the dead-letter queue only after RabbitMQ confirmed its
@@ -249,11 +253,11 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, rate: str | 
             return
         click.confirm(f"Replay {len(plan.replay)} messages to the work queue?", abort=True, err=True)
         confirmed = Counter(letter.identity for letter in plan.replay)
-    _replay(settings, selection, limit, force, per_second, confirmed, show_plan=yes)
+    _replay(settings, selection, limit, force, per_second, confirmed, show_plan=yes, reason=reason)
 
 
 def _replay(settings: Settings, selection: Selection, limit: int, force: bool, rate: float | None,
-            confirmed: Counter | None, show_plan: bool) -> None:
+            confirmed: Counter | None, show_plan: bool, reason: str | None) -> None:
     with broker_errors(), DeadLetterQueue.open(settings) as queue, \
             stop_on_signals(log=log, then="stopping after the message in hand") as stop:
         plan = plan_replay(only_confirmed(selection.pick(queue.browse()), confirmed), limit, force)
@@ -266,7 +270,7 @@ def _replay(settings: Settings, selection: Selection, limit: int, force: bool, r
             with progress_bar(len(plan.replay), "replaying") as advance:
                 finished = run.run(plan.replay, stop, advance)
         finally:  # audited even when the run fails half-way: what was replayed stays replayed
-            audit(settings, "replay", selection, queue.name, replayed=len(run.done), refused=len(plan.refused),
+            audit(settings, "replay", selection, queue.name, reason, replayed=len(run.done), refused=len(plan.refused),
                   forced=force, completed=finished)
             queue.release()
     click.echo(f"replayed {len(run.done)} messages to {queue.topology.exchange}; "
@@ -291,9 +295,10 @@ def _exit_if_all_refused(refused: int) -> None:
 @dlq.command()
 @selection_options
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@reason_option("--why")
 @run_command
 @audited
-def purge(settings: Settings, selection: Selection, yes: bool) -> None:
+def purge(settings: Settings, selection: Selection, yes: bool, reason: str | None) -> None:
     """Remove dead letters for good (with the same filters as list)."""
     confirmed = None
     if not yes:
@@ -308,7 +313,7 @@ def purge(settings: Settings, selection: Selection, yes: bool) -> None:
         for letter in chosen:
             queue.remove(letter)
         queue.release()
-    audit(settings, "purge", selection, queue.name, removed=len(chosen))
+    audit(settings, "purge", selection, queue.name, reason, removed=len(chosen))
     out = console()
     out.print(letters_table(chosen, f"removed {len(chosen)} messages from {queue.name}", rows=SHOW_ROWS))
     if chosen:

@@ -150,7 +150,9 @@ def test_k8s_producer_is_a_single_replica_on_a_volume_and_keda_scales_the_worker
     assert trigger["type"] == "rabbitmq" and trigger["metadata"]["mode"] == "QueueLength"
     assert trigger["metadata"]["queueName"] == Topology().queue
     auth = manifests[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
-    assert auth["secretTargetRef"] == [{"parameter": "host", "name": "pmtabounce", "key": "amqp-url"}]
+    assert auth["secretTargetRef"] == [{"parameter": "host", "name": "pmtabounce", "key": "keda-amqp-url"}]
+    secret = yaml.safe_load((DEPLOY / "k8s" / "secret.example.yaml").read_text())["stringData"]
+    assert "," not in secret["keda-amqp-url"], "KEDA's trigger reads one host, never the node list"
 
 
 def unit(name: str) -> configparser.ConfigParser:

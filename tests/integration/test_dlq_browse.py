@@ -104,8 +104,8 @@ def test_export_and_import_give_back_the_same_bytes_and_take_only_when_asked(wor
     world.dlq("export", str(after))
     assert _by_id(after) == _by_id(before)
     audit = [orjson.loads(line) for line in world.audit_file.read_bytes().splitlines()]
-    assert [(a["action"], a.get("taken"), a.get("published")) for a in audit] == [
-        ("export --take", 3, None), ("import", None, 3), ("import", None, 0)
+    assert [(a["action"], a["counts"].get("taken"), a["counts"].get("published")) for a in audit] == [
+        ("dlq export --take", 3, None), ("dlq import", None, 3), ("dlq import", None, 0)
     ]
 
 
@@ -126,8 +126,9 @@ def test_purge_asks_first_and_reports_what_it_removed(world):
     world.dlq("purge", "--yes", "--reason", "rejected")
     assert world.dlq_json()["counts"] == {"database_refused": 3}
     audit = [orjson.loads(line) for line in world.audit_file.read_bytes().splitlines()]
-    assert [(a["action"], a["removed"], a["filter"]) for a in audit] == [
-        ("purge", 2, "--reason invalid"), ("purge", 1, "--reason rejected")
+    assert [(a["action"], a["counts"]["removed"], a["target"]["filter"]) for a in audit] == [
+        ("dlq purge", 2, "--reason invalid"), ("dlq purge", 1, "--reason rejected")
     ]
-    assert all("@" in a["by"] and a["at"] for a in audit)
+    assert all(a["by"] and a["os_user"] and a["at"] and a["account"] == "guest" for a in audit)
+    assert all(a["where"].endswith(f"/{world.vhost.name}") and a["run"] is None for a in audit)
     assert "dlq purge by" in purged.stderr  # the INFO audit line

@@ -79,10 +79,9 @@ def test_replay_after_the_fix_applies_exactly_once_and_the_loop_guard_stops_repe
     assert world.dlq_json()["counts"] == {"invalid_message": 1}
 
     audit = [orjson.loads(line) for line in world.audit_file.read_bytes().splitlines()]
-    assert [(a["action"], a["replayed"], a["refused"], a["forced"]) for a in audit] == [
-        ("replay", 3, 0, False), ("replay", 0, 3, False), ("replay", 3, 0, True)
-    ]
-    assert {a["filter"] for a in audit} == {f"--reason {REFUSED}"}
+    assert [(a["action"], a["counts"]["replayed"], a["counts"]["refused"], a["counts"]["forced"])
+            for a in audit] == [("dlq replay", 3, 0, False), ("dlq replay", 0, 3, False), ("dlq replay", 3, 0, True)]
+    assert {a["target"]["filter"] for a in audit} == {f"--reason {REFUSED}"}
 
 
 def test_an_interrupted_replay_run_again_loses_and_doubles_nothing(dead_lettered):
@@ -99,7 +98,8 @@ def test_an_interrupted_replay_run_again_loses_and_doubles_nothing(dead_lettered
     assert dead - 1 + work == records and 2 <= work < records
     assert "SIGINT received: stopping after the message in hand" in polite.log_path.read_text()
     audited = orjson.loads(world.audit_file.read_bytes().splitlines()[-1])  # written on the clean stop
-    assert (audited["action"], audited["replayed"], audited["completed"]) == ("replay", work, False)
+    assert (audited["action"], audited["counts"]["replayed"], audited["counts"]["completed"]) == (
+        "dlq replay", work, False)
 
     # kill -9: held messages go back to the queue; at most the one in flight is in both queues.
     brutal = world.spawn_dlq("replay", "--reason", REFUSED, "--rate", "4", "--yes")

@@ -174,3 +174,39 @@ def test_the_compose_init_script_fills_the_placeholders_as_documented(tmp_path):
     subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
     assert capture.read_text() == render(IEM_DATABASE="iem", TABLE_PREFIX="email_", DB_USER="pmtabounce",
                                          DB_HOST="%", DB_PASSWORD="s3cret")
+
+
+def test_every_grants_file_applies_to_a_fresh_database_before_setup_and_each_account_runs_its_commands(granted):
+    # Issue 16 item 15: grants.sql says it may run before `setup`; so may the operator's and prune's files.
+    db, url = granted
+    target = parse_mysql_url(url)
+    prune_user, prune_password = f"{target.user}_p", uuid.uuid4().hex
+    try:
+        for path, user, password in ((DEPLOY / "mysql" / "grants-operator.sql", target.user, target.password),
+                                     (DEPLOY / "mysql" / "grants-prune.sql", prune_user, prune_password)):
+            for statement in statements(render_file(path, IEM_DATABASE=db.name, TABLE_PREFIX="email_",
+                                                    DB_USER=user, DB_HOST="%", DB_PASSWORD=password)):
+                as_root(statement)  # before setup: our tables do not exist yet
+        assert db.query("SHOW TABLES LIKE 'email_pmtabounce%%'") == []
+        env = worker_env(url, "amqp://unused@127.0.0.1/unused")
+        assert cli(env, "setup", "--no-broker").returncode == 0
+        operator = cli(env, "guard", "trip", "example.com", "--reason", "grants test")
+        assert operator.returncode == 0, operator.stderr
+        released = cli(env, "guard", "release", "example.com")
+        assert released.returncode == 0, released.stdout + released.stderr
+        prune_url = f"mysql://{prune_user}:{prune_password}@{target.host}:{target.port}/{db.name}"
+        pruned = cli(worker_env(prune_url, "amqp://unused@127.0.0.1/unused"), "prune", "--older-than", "1d")
+        assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+        # … and nothing more: the prune account cannot touch an IEM table or the audit.
+        connection = pymysql.connect(host=target.host, port=target.port, user=prune_user, password=prune_password,
+                                     database=db.name)
+        try:
+            for sql in ("SELECT emailaddress FROM email_list_subscribers", "DELETE FROM email_pmtabounce_audit",
+                        "DROP TABLE email_pmtabounce_ledger"):
+                with connection.cursor() as cursor, pytest.raises(pymysql.err.OperationalError) as refused:
+                    cursor.execute(sql)
+                assert refused.value.args[0] in (1142, 1143), sql
+        finally:
+            connection.close()
+    finally:
+        as_root("DROP USER IF EXISTS %s@'%%'", params=(prune_user,))

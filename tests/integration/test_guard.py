@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import drop_database, make_database
 from iem_model import differences, state_of
-from iem_seed import bounce, write_file
+from iem_seed import T0, Seed, bounce, complaint, snapshot, write_file
 from storm_world import (
     BAR,
     STORM,
@@ -129,7 +130,8 @@ def test_an_operator_trip_shows_in_status_and_guard_status_and_is_audited(iem_db
     text = pmtabounce(iem_db, "guard", "status").stdout
     assert text.startswith("gmail.com: 0 held since ") and "(tripped by hand)" in text
     entry = json.loads(audit_file.read_text())
-    assert (entry["action"], entry["target"], entry["tripped"]) == ("guard trip", {"domain": "gmail.com"}, 1)
+    assert (entry["action"], entry["target"], entry["counts"]) == (
+        "guard trip", {"domain": "gmail.com"}, {"tripped": 1})
     assert [a[0] for a in iem_db.query("SELECT action FROM {t.audit} ORDER BY id")] == ["guard trip"] * 2
 
 
@@ -149,7 +151,9 @@ def test_release_keeps_held_and_reports_a_hard_bounce_whose_slot_a_soft_bounce_t
     released = pmtabounce(iem_db, "guard", "release", "example.net", check=False)
     assert released.returncode == 3, released.stdout + released.stderr
     assert released.stdout.count("still held: ") == len(taken) and f"slot taken {len(taken)}" in released.stdout
-    assert len(held_fingerprints(iem_db)) == len(taken)
+    held = len(held_fingerprints(iem_db))  # those, and the later held records of their addresses
+    assert held >= len({r["email"] for r in taken}) and f"kept held {held}" in released.stdout
+    assert json_of(dry)["would_apply"]["kept_held"] == held
 
     assert [d["domain"] for d in json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]] == [
         "example.net"]  # the trip stays while records are held
@@ -221,7 +225,86 @@ def test_discard_dry_run_changes_nothing_and_explain_says_what_held_means(iem_db
     text = pmtabounce(iem_db, "explain", email).stdout
     assert "hard -> held, nothing written to IEM: held by the domain guard until `pmtabounce guard release`" in text
     pmtabounce(iem_db, "guard", "discard", STORM.domain, "--yes")
-    assert "hard -> discarded, nothing written to IEM: discarded by" in pmtabounce(iem_db, "explain", email).stdout
+    text = pmtabounce(iem_db, "explain", email).stdout
+    assert "hard -> discarded, nothing written to IEM: discarded by" in text
+    (run,) = iem_db.query("SELECT id FROM {t.audit} WHERE action = 'guard discard'")[0]
+    assert f"held by the domain guard; discarded by run {run} (`guard discard` by " in text
+    record = json_of(pmtabounce(iem_db, "explain", email, "--json"))["records"][0]
+    assert (record["was_held"], record["guard_run"], record["hold_ended_action"]) == (True, run, "guard discard")
+
+
+
+def _complaint_world(db, directory) -> None:
+    """bob on list 3, ann on lists 7 and 9; a file with their hard bounces (campaigns 42 and 43) then, ten
+    seconds later, a complaint of each (ann's unsubscribes both her rows: scope `all`)."""
+    seed = Seed(db)
+    seed.lists(3, 7, 9)
+    seed.newsletter(42)
+    seed.newsletter(43)
+    seed.subscriber("bob@example.net", 3)
+    seed.subscriber("ann@example.net", 7)
+    seed.subscriber("ann@example.net", 9)
+    directory.mkdir(exist_ok=True)
+    write_file(directory / "bounces-1.csv", [
+        bounce("hard", "bob@example.net", file="bounces-1.csv", line=2),
+        bounce("hard", "ann@example.net", lists=(7,), statid=43, file="bounces-1.csv", line=3),
+        complaint("bob@example.net", time=T0 + 10, file="bounces-1.csv", line=4),
+        complaint("ann@example.net", lists=(7,), statid=43, time=T0 + 10, file="bounces-1.csv", line=5)])
+
+
+def _of_list_3(state: dict) -> dict:
+    """bob's part of a snapshot: list 3, campaign 42."""
+    bob = {row[0] for row in state["subscribers"] if row[1] == 3}
+    return {"subscribers": [r for r in state["subscribers"] if r[1] == 3],
+            "lists": [r for r in state["lists"] if r[0] == 3],
+            "bounces": [r for r in state["bounces"] if r[0] in bob],
+            "newsletters": [r for r in state["newsletters"] if r[0] == 42],
+            "unsubscribes": [r for r in state["unsubscribes"] if r[0] in bob]}
+
+
+def test_release_keeps_held_a_hard_bounce_whose_row_a_complaint_unsubscribed_during_the_hold(iem_db, tmp_path):
+    # Issue 16 item 1. Without the guard the hard bounce disables the row and the complaint then finds it
+    # bounced (bounce counters); held, the complaint unsubscribes the row first, and released as is the bounce
+    # finds no active row (`not_found`): the subscriber ends unsubscribed (complaint counters).
+    guard_off = make_database()
+    try:
+        _complaint_world(guard_off, tmp_path / "off")
+        pmtabounce(guard_off, "process", str(tmp_path / "off"), guard="off")
+        want = snapshot(guard_off, ledger=False)
+    finally:
+        drop_database(guard_off)
+    _complaint_world(iem_db, tmp_path / "on")
+    pmtabounce(iem_db, "guard", "trip", "example.net")
+    pmtabounce(iem_db, "process", str(tmp_path / "on"))
+    assert len(held_fingerprints(iem_db)) == 2
+
+    released = pmtabounce(iem_db, "guard", "release", "example.net", "--json", check=False)
+    assert released.returncode == 3, released.stdout + released.stderr
+    kept = json_of(released)["slot_taken"]
+    assert sorted((k["email"], k["listid"], k["taken_by"], k["taken_how"]) for k in kept) == [
+        ("ann@example.net", 7, "bounces-1.csv:5", "unsubscribed"),
+        ("bob@example.net", 3, "bounces-1.csv:4", "unsubscribed")]
+    assert len(held_fingerprints(iem_db)) == 2
+    assert [d["domain"] for d in json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]] == [
+        "example.net"]
+    text = pmtabounce(iem_db, "guard", "release", "example.net", check=False).stdout
+    assert ("still held: bob@example.net list 3 campaign 42: the complaint bounces-1.csv:4 (abuse) "
+            "unsubscribed its row during the hold") in text, text
+
+    # bob's complaint touched that row only: undo it as the report says, release, and bob is as without the guard.
+    bob = next(k for k in kept if k["email"] == "bob@example.net")
+    pmtabounce(iem_db, *bob["undo"].split()[1:], "--yes")
+    still = pmtabounce(iem_db, "guard", "release", "example.net", "--json", check=False)
+    assert still.returncode == 3 and [k["email"] for k in json_of(still)["slot_taken"]] == ["ann@example.net"]
+    assert _of_list_3(snapshot(iem_db, ledger=False)) == _of_list_3(want)
+    # explain says the bounce was held, and which release ended the hold.
+    report = json_of(pmtabounce(iem_db, "explain", "bob@example.net", "--json"))
+    bounced = next(r for r in report["records"] if r["record_type"] == "b")
+    assert (bounced["outcome"], bounced["held"], bounced["was_held"], bounced["hold_ended_action"]) == (
+        "disabled", False, True, "guard release")
+    assert f"held by the domain guard; released by run {bounced['guard_run']} (`guard release` by " in pmtabounce(
+        iem_db, "explain", "bob@example.net").stdout
+    assert json_of(still)["run"] == bounced["guard_run"]
 
 
 def test_a_domain_in_unicode_and_as_its_a_label_is_one_domain_tripped_held_and_discarded(iem_db, tmp_path):

@@ -27,11 +27,11 @@ def setup(vhost, *args: str, **settings) -> subprocess.CompletedProcess:
 
 
 def queue_info(vhost, name: str) -> dict:
-    return queues._get_json(ensure_management_api(), f"/api/queues/{vhost.name}/{name}")
+    return queues.ManagementApi((ensure_management_api(),)).request(f"/api/queues/{vhost.name}/{name}")
 
 
 def effective(vhost, name: str) -> dict:
-    return queues.effective_policy(ensure_management_api(), vhost.name, name)
+    return queues.effective_policy(queues.ManagementApi((ensure_management_api(),)), vhost.name, name)
 
 
 def wait_effective(vhost, name: str, key: str, expected) -> None:
@@ -40,7 +40,7 @@ def wait_effective(vhost, name: str, key: str, expected) -> None:
 
 
 def queue_names(vhost) -> set[str]:
-    return {q["name"] for q in queues._get_json(ensure_management_api(), f"/api/queues/{vhost.name}")}
+    return {q["name"] for q in queues.ManagementApi((ensure_management_api(),)).request(f"/api/queues/{vhost.name}")}
 
 
 def publish_numbered(vhost, queue_or_exchange: str, count: int, *, exchange: bool = True) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
 from iem_model import differences, state_of
 from iem_seed import T0, Seed, bounce
 from pmtabounce.common.guard import iso
@@ -91,6 +92,34 @@ def test_undo_wants_a_filter_and_matches_nothing_else(iem_db, tmp_path):
     assert result.returncode == 2 and "at least one filter" in result.stderr
 
 
+@pytest.mark.parametrize("argv", [(), ("--yes",), ("--yes", "--json")])
+def test_undo_with_nothing_matching_says_so_asks_nothing_and_audits_nothing(iem_db, argv):
+    # Issue 16 item 12: no question (stdin is empty: a question would abort, exit 1), no audit row, exit 0.
+    result = pmtabounce(iem_db, "undo", "--domain", "nowhere.example", *argv, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nothing matches" in (result.stdout if "--json" not in argv else result.stderr)
+    assert "undo these?" not in result.stderr
+    assert iem_db.query("SELECT COUNT(*) FROM {t.audit}") == [(0,)]
+
+
+def test_an_undo_the_database_refuses_names_the_url_and_the_operator_grants(iem_db):
+    # Issue 16 item 12: as the other commands do, the URL (no password) and what to apply.
+    user = f"pmtt_{iem_db.name[-8:]}"
+    iem_db.query(f"CREATE USER '{user}'@'%%' IDENTIFIED BY 'pw-not-shown'")
+    try:
+        iem_db.query(f"GRANT SELECT ON {iem_db.name}.* TO '{user}'@'%%'")
+        url = f"mysql://{user}:pw-not-shown@127.0.0.1:3306/{iem_db.name}"
+        iem_db.query("INSERT INTO {t.ledger} (fingerprint, record_type, time_logged, email, dsn_diag, decision, "
+                     "outcome) VALUES ('f1', 'b', 1, 'a@nowhere.example', '', 'ignore', 'applied')")
+        failed = pmtabounce(iem_db, "undo", "--domain", "nowhere.example", "--yes", check=False, mysql_url=url)
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert f"mysql://{user}@127.0.0.1:3306/{iem_db.name}" in failed.stderr
+        assert "deploy/mysql/grants-operator.sql" in failed.stderr and "pw-not-shown" not in failed.stderr
+        assert "Traceback" not in failed.stderr
+    finally:
+        iem_db.query(f"DROP USER '{user}'@'%%'")
+
+
 def test_undo_while_workers_apply_the_rest_gives_the_same_database(iem_db, vhost, tmp_path):
     world = storm_world(43, independent=True)
     before, records = load(iem_db, world, tmp_path / "bounces")
@@ -149,7 +178,7 @@ def test_each_filter_selects_on_the_database_as_documented(iem_db):
     assert matched("--file", "/var/log/pmta/bounces/bounces-2020-12-15-1000.csv") == 1  # the ledger keeps the name
     assert matched("--file", "other_2020") == 0 and matched("--file", "x_other_2020.csv") == 0  # whole name only
     nothing = pmtabounce(iem_db, "undo", "--category", "bad-mailbx", "--dry-run", "--json")
-    assert "no record that changed IEM and is not undone yet matches" in nothing.stderr
+    assert "nothing matches {'categories': ('bad-mailbx',)}: no record that changed IEM" in nothing.stderr
     backwards = pmtabounce(iem_db, "undo", "--since", str(T0 + 10), "--until", str(T0 + 5), "--dry-run", check=False)
     assert backwards.returncode == 2 and "--since is later than --until" in backwards.stderr
     assert matched("--category", "bad-mailbox") == 2 and matched("--category", "POLICY-RELATED") == 1

@@ -4,6 +4,7 @@ import re
 
 import click
 import pytest
+from pmtabounce.common.record import parse_time
 from pmtabounce.store.effects import Unsubscribed
 from pmtabounce.store.undo import UndoCounts, _changed_since, _unsubscribed_since, effect_of
 from pmtabounce.store.undo_filter import UndoFilter
@@ -102,9 +103,19 @@ def test_a_row_a_complaint_unsubscribed_that_changed_since_is_left_alone(now, wh
     ("2020-12-15T02:40:00Z", 1608000000),
     ("2020-12-15T03:40:00+01:00", 1608000000),
     ("2020-12-15 02:40:00", 1608000000),  # no offset: UTC
+    ("2020-12-14 18:40:00-0800", 1608000000),  # PowerMTA's `iso-times yes` form, which 3.10's fromisoformat refuses
+    ("2020-12-15 03:40:00.5+0100", 1608000000),
+    ("2020-12-15T02:40:00.000Z", 1608000000),
 ])
 def test_times_are_unix_or_iso(text, seconds):
     assert parse_when(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["2020-12-14 18:40:00-0800", "2020-12-15T02:40:00Z", "2020-12-15T03:40:00+01:00",
+                                  "1608000000"])
+def test_the_command_line_reads_a_time_as_the_accounting_file_does(text):
+    # One parser (common/record.py) for files and --since/--until: what PowerMTA writes can be pasted.
+    assert parse_when(text) == parse_time(text)
 
 
 def test_a_time_that_is_neither_is_refused():

@@ -1,0 +1,136 @@
+"""PMTABOUNCE_AMQP_URL as a list of nodes: the syntax, its refusals, and the order a process tries them in."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from pmtabounce.common import broker
+from pmtabounce.common.config import Settings
+from pmtabounce.common.errors import ConfigError, FatalError, TransientError
+
+from pmtabounce.queues import default_api
+
+ONE = "amqp://u:secret@mq1:5672/v"
+THREE = ["amqp://u:secret@mq1:5672/v", "amqp://u:secret@mq2:5673/v", "amqp://other:pw@mq3/v"]
+
+
+@pytest.mark.parametrize("setting", [
+    ONE,
+    ",".join(THREE),
+    " ".join(THREE),
+    "\n  ".join(THREE) + "\n",
+    ", ".join(THREE),
+])
+def test_one_url_or_full_urls_separated_by_commas_or_whitespace(setting):
+    settings = Settings.from_env({"PMTABOUNCE_AMQP_URL": setting})
+    expected = [ONE] if setting == ONE else THREE
+    assert sorted(broker.Nodes(settings.amqp, "test").urls) == sorted(expected)
+
+
+@pytest.mark.parametrize("setting, named", [
+    # the shapes that used to pass as one URL: a traceback, an outage for ever, a vhost named after a URL
+    ("amqp://u:secret@mq1:5672,mq2:5672,mq3:5672/v", "entry 2 (mq2:5672)"),
+    ("amqp://u:secret@mq1,mq2,mq3/v", "entry 2 (mq2)"),
+    ("amqp://u:secret@mq1:5672/v,amqp://u:secret@mq2:x/v", "entry 2 (amqp://u:****@mq2:x/v) has a port"),
+    ("amqp://u:secret@mq1:5672/v amqp://u:secret@mq2:5672/w", "entry 2 (amqp://u:****@mq2:5672/w) names virtual"),
+    ("amqp://u:secret@mq1:5672/v, http://mq2:15672", "entry 2 (http://mq2:15672) must start with amqp://"),
+    ("amqp://u:secret@:5672/v", "PMTABOUNCE_AMQP_URL names no host"),
+    ("amqp://u:secret@mq1:99999/v", "PMTABOUNCE_AMQP_URL has a port"),
+])
+def test_a_malformed_list_is_refused_at_start_naming_the_entry(setting, named):
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"PMTABOUNCE_AMQP_URL": setting})
+    assert named in str(refused.value)
+    assert "secret" not in str(refused.value)
+
+
+def test_each_process_shuffles_the_nodes_so_a_fleet_spreads():
+    setting = ",".join(THREE)
+    firsts = {broker.Nodes(setting, "test", random.Random(seed)).in_turn()[0] for seed in range(30)}
+    assert firsts == set(THREE)
+
+
+def test_a_lost_connection_starts_the_next_attempt_at_the_next_node():
+    nodes = broker.Nodes(",".join(THREE), "test", random.Random(1))
+    order = nodes.in_turn()
+    assert nodes.first_answering(lambda url: url) == order[0]
+    nodes.lost()
+    assert nodes.in_turn() == order[1:] + order[:1]
+    assert nodes.first_answering(lambda url: url) == order[1]
+
+
+def test_unreachable_nodes_pass_the_turn_and_all_unreachable_names_each():
+    nodes = broker.Nodes(",".join(THREE), "test", random.Random(2))
+    order = nodes.in_turn()
+    tried = []
+
+    def attempt(url):
+        tried.append(url)
+        if url != order[2]:
+            raise TransientError(f"cannot reach {url}")
+        return "connected"
+
+    assert nodes.first_answering(attempt) == "connected"
+    assert tried == order
+    assert nodes.in_turn()[0] == order[2], "the node that answered is tried first next time"
+
+    def nobody(url):
+        raise OSError("connection refused")
+
+    with pytest.raises(TransientError) as none:
+        nodes.first_answering(nobody)
+    assert "no RabbitMQ node answers" in str(none.value)
+    assert all(broker.safe_url(url) in str(none.value) for url in THREE)
+    assert "secret" not in str(none.value)
+
+
+def test_a_refusal_an_operator_must_fix_stops_at_the_first_node():
+    nodes = broker.Nodes(",".join(THREE), "test", random.Random(3))
+    tried = []
+
+    def refused(url):
+        tried.append(url)
+        raise FatalError("RabbitMQ refused the login")
+
+    with pytest.raises(FatalError):
+        nodes.first_answering(refused)
+    assert len(tried) == 1
+
+
+def test_logs_name_the_node_and_say_when_a_process_moved(caplog):
+    nodes = broker.Nodes(",".join(THREE), "worker", random.Random(4))
+    order = nodes.in_turn()
+    with caplog.at_level("INFO", logger="pmtabounce.broker"):
+        nodes.first_answering(lambda url: url)
+        nodes.lost()
+        nodes.first_answering(lambda url: url)
+    first, moved = caplog.records[-2].getMessage(), caplog.records[-1].getMessage()
+    assert f"worker on RabbitMQ node {broker.safe_url(order[0])}" in first
+    assert f"worker moved from RabbitMQ node {broker.safe_url(order[0])} to {broker.safe_url(order[1])}" in moved
+
+
+def test_safe_and_masked_forms_of_a_list_name_every_node_without_passwords():
+    setting = ",".join(THREE)
+    assert broker.safe_url(setting) == "amqp://mq1:5672/v, amqp://mq2:5673/v, amqp://mq3:5672/v"
+    assert broker.masked_url(setting) == ("amqp://u:****@mq1:5672/v,amqp://u:****@mq2:5673/v,"
+                                          "amqp://other:****@mq3/v")
+
+
+def test_the_management_api_is_derived_per_node_on_the_usual_ports():
+    api = default_api("amqp://u:p@mq1:5672/v, amqp://u:p@mq2/v, amqps://u:p@mq3:5671/v")
+    assert api.urls == ("http://u:p@mq1:15672", "http://u:p@mq2:15672", "https://u:p@mq3:15671")
+
+
+def test_the_management_api_is_required_when_a_node_is_on_another_port():
+    with pytest.raises(ConfigError) as refused:
+        default_api("amqp://u:p@mq1:5672/v, amqp://u:p@mq1:5673/v")
+    assert "amqp://mq1:5673/v is not on port 5672" in str(refused.value)
+    assert "PMTABOUNCE_RABBITMQ_API_URL" in str(refused.value)
+
+
+def test_a_management_api_list_is_checked_entry_by_entry():
+    settings = Settings.from_env({"PMTABOUNCE_RABBITMQ_API_URL": "http://a:15672, http://b:15673"})
+    assert settings.rabbitmq_api_urls == ("http://a:15672", "http://b:15673")
+    with pytest.raises(ConfigError, match=r"entry 2 \(b:15673\) must start with http"):
+        Settings.from_env({"PMTABOUNCE_RABBITMQ_API_URL": "http://a:15672,b:15673"})
