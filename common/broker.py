@@ -9,7 +9,6 @@ TransientError when trying again can help. Retries key off those types.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
 import ssl

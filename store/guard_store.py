@@ -212,8 +212,10 @@ def discard_held(cursor, t: Tables, domain: str, run: int) -> int:
     """Mark a domain's held records `discarded` (kept as evidence, never applied) by the audit run `run` of the
     `guard discard`; returns how many."""
     in_domain, patterns = email_in_domain(domain)
-    cursor.execute(f"UPDATE {t.ledger} SET outcome = 'discarded', guard_run = %s WHERE outcome = 'held' AND {in_domain}",
-                   (run, *patterns))
+    cursor.execute(
+        f"UPDATE {t.ledger} SET outcome = 'discarded', guard_run = %s WHERE outcome = 'held' AND {in_domain}",
+        (run, *patterns),
+    )
     return cursor.rowcount
 
 
