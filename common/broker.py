@@ -344,6 +344,17 @@ def declare_topology(channel, topology: Topology, *, work_queue: bool = True) ->
         channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
 
 
+def declare_events(channel, topology: Topology) -> None:
+    """The decision stream: the topic exchange, its alternate exchange (fanout) and the quorum queue that
+    keeps what no operator's binding takes (docs/events.md). Idempotent."""
+    with translated():
+        channel.exchange_declare(topology.unrouted_exchange, exchange_type="fanout", durable=True)
+        channel.queue_declare(topology.unrouted_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(topology.unrouted_queue, topology.unrouted_exchange, routing_key="")
+        channel.exchange_declare(topology.events_exchange, exchange_type="topic", durable=True,
+                                 arguments=topology.events_arguments())
+
+
 def declare_dead_letter_side(settings: Settings) -> None:
     """Connect and declare both exchanges and the dead-letter queue: what `setup` may declare before the
     work queue's policy exists (the policy covers only the work queue). These names share the queue
@@ -372,9 +383,12 @@ def setup_broker(settings: Settings) -> None:
         with translated(settings.amqp):
             declare_topology(connection.channel(), topology, work_queue=False)
             queue_migration.declare_work_queue(connection, topology)
+            declare_events(connection.channel(), topology)
     finally:
         close_quietly(connection)
     setup_log.info(
-        "broker ready at %s: exchange %s -> quorum queue %s (policy %s), dead letters in %s",
+        "broker ready at %s: exchange %s -> quorum queue %s (policy %s), dead letters in %s; decision stream "
+        "%s (events no queue is bound for wait in %s)",
         safe_url(settings.amqp), topology.exchange, topology.queue, topology.policy_name, topology.dead_queue,
+        topology.events_exchange, topology.unrouted_queue,
     )

@@ -55,6 +55,7 @@ INT_RANGES = (
     ("publish_window", 1, 100000),
     ("guard_min", 1, 10_000_000),
     ("guard_window", 1, 86400),
+    ("webhook_attempts", 1, 1000),
 )
 
 
@@ -85,6 +86,11 @@ class Settings:
     guard_min: int = 100  # hard bounces in one window that may trip a domain, at least
     guard_factor: float = 3.0  # times the domain's busiest window of the previous 7 days
     guard_window: int = 600  # seconds of bounce time (timeLogged) per window
+    webhooks: bool = True  # IEM 6.5.1's list webhooks sent as IEM would (docs/events.md)
+    event_stream: bool = False  # every decision on the RabbitMQ decision stream (docs/events.md)
+    webhook_timeout: float = 10.0  # seconds for one webhook call, connect and answer
+    webhook_attempts: int = 10  # tries of one webhook call before it is parked
+    event_retry_max_wait: float = 300.0  # the longest pause between two tries of an event
 
     @property
     def mysql(self) -> MySQLTarget:
@@ -236,9 +242,11 @@ def _choices(source: _Source) -> dict:
 def _numbers(cls: type[Settings], source: _Source) -> dict:
     values: dict[str, float] = {name: _int(*source.get(name, getattr(cls, name)), low, high)
                                 for name, low, high in INT_RANGES}
-    for name in ("rescan_seconds", "retry_max_wait", "guard_factor"):
+    for name in ("rescan_seconds", "retry_max_wait", "guard_factor", "webhook_timeout", "event_retry_max_wait"):
         values[name] = _float(*source.get(name, getattr(cls, name)))
     values["guard"] = _switch(*source.get("guard", "on"))
+    values["webhooks"] = _switch(*source.get("webhooks", "on"))
+    values["event_stream"] = _switch(*source.get("event_stream", "off"))
     values["audit_require_reason"] = _switch(*source.get("audit_require_reason", "off"))
     return values
 

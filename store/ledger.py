@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from ..common.complaint import ComplaintRecord
+from . import outbox
 from .db import Tables, case_of, insert_rows
 from .effects import to_json
 from .rows import Outcome, Record
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 def migrations(t: Tables) -> list[tuple[int, list[str]]]:
@@ -127,6 +128,7 @@ def migrations(t: Tables) -> list[tuple[int, list[str]]]:
              f"ALTER TABLE {t.audit} ADD COLUMN account varchar(255) NOT NULL DEFAULT '', "
              "ADD COLUMN reason text DEFAULT NULL"],
         ),
+        (6, outbox.migration(t)),  # issue 18: the events' outbox (two new tables, nothing altered)
     ]
 
 
@@ -149,9 +151,13 @@ def known(cursor, t: Tables, records: Iterable[Record]) -> set[str]:
 
 
 def by_record(keys: Sequence[tuple[int, str]]) -> tuple[str, list]:
-    """A WHERE clause matching these (time_logged, fingerprint) pairs: one index range each."""
+    """A WHERE clause matching these (time_logged, fingerprint) pairs: one index range each.
+
+    A row constructor IN list, not ORed pairs: the same ranges on the (time_logged, fingerprint)
+    key, but MariaDB 10.11 plans 500 of them in a quarter of the time (issue 20).
+    """
     params = [item for key in keys for item in key]
-    return " OR ".join(["(time_logged = %s AND fingerprint = %s)"] * len(keys)), params
+    return f"(time_logged, fingerprint) IN ({', '.join(['(%s, %s)'] * len(keys))})", params
 
 
 def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
@@ -249,7 +255,7 @@ def records_seen(cursor, t: Tables) -> int:
 HISTORY_COLUMNS = ("id", "time_logged", "source_file", "source_line", "record_type", "category", "dsn_status",
                    "dsn_diag", "decision", "outcome", "subscriberid", "listid", "statid", "list_ids", "seen_count",
                    "undo_run", "guard_run", "feedback_type", "feedback_format", "user_agent", "reporting_mta",
-                   "effects")
+                   "effects", "fingerprint")
 
 
 def history(cursor, t: Tables, email: str) -> list[dict]:

@@ -38,6 +38,7 @@ from ..common.policy import bounce_rule
 from . import iem
 from .db import Tables
 from .effects import Unsubscribed
+from .events import Events
 
 STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
 STATS_TABLE_OF_AREA = {"a": "autoresponders", "n": "newsletters"}  # the unsubscribearea a counted row carries
@@ -129,8 +130,9 @@ class UndoCounts:
         }
 
 
-def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
-    """Revert these ledger rows' writes in the caller's transaction and mark them with `run`.
+def undo_batch(cursor, t: Tables, rows: list[dict], run: int, events: Events | None = None) -> UndoCounts:
+    """Revert these ledger rows' writes in the caller's transaction and mark them with `run`; with `events`,
+    write their outbox rows too (an `undo.reverted` per record, IEM's Subscribe webhook per row made active).
 
     Raises AlreadyUndone if another run marked one of them meanwhile (roll back and read again).
     """
@@ -163,6 +165,8 @@ def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
     resubscribe = _undo_unsubscribes(cursor, t, effects, current, moves, counts)
     iem.add_campaign_counts(cursor, t, moves)
     iem.reactivate_subscribers(cursor, t, reactivate, resubscribe)
+    if events is not None:
+        events.for_undo(cursor, rows, effects, reactivate, resubscribe, run)
     return counts
 
 
@@ -232,7 +236,8 @@ class AlreadyUndone(TransientError):
     """Another undo run marked one of these records meanwhile: roll back and read the selection again."""
 
 
-UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged", "decision", "category", "outcome")
+UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged", "decision", "category", "outcome",
+                "fingerprint")
 
 
 def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:

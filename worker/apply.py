@@ -20,6 +20,7 @@ from ..common.policy import Policy
 from ..common.record import BounceRecord
 from ..store import guard_store, iem, ledger
 from ..store.db import Connection, Tables, bound_io, connect, setting_to_check, translate
+from ..store.events import Events
 from ..store.rows import Candidate, LinkedRow, Record
 from .plan import Outcome, Plan, plan_batch
 
@@ -83,8 +84,10 @@ class BatchApplier:
         give_up_after: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         guard: GuardSettings | None = None,
+        events: Events | None = None,
     ) -> None:
         self.target = target
+        self.events = events  # the outbox rows of each batch (docs/events.md); None writes none
         self.tables = tables
         self.policy = policy
         self.guard = guard if guard is not None else GuardSettings()
@@ -167,9 +170,10 @@ class BatchApplier:
         metrics.BATCH_DURATION.observe(timing.total)
         metrics.BATCH_SIZE.observe(timing.records)
         metrics.LAST_SUCCESS.set(time.time())
-        for outcome in outcomes:
-            kind = "complaint" if isinstance(outcome.record, ComplaintRecord) else "bounce"
-            metrics.RECORDS_PROCESSED.labels(outcome.outcome, kind).inc()
+        kinds = Counter((o.outcome, "complaint" if isinstance(o.record, ComplaintRecord) else "bounce")
+                        for o in outcomes)
+        for (outcome, kind), count in kinds.items():  # one labels() lookup per kind, not per record
+            metrics.RECORDS_PROCESSED.labels(outcome, kind).inc(count)
         log.debug(
             "batch of %d records: read and locked in %.1f ms, own rows written in %.1f ms, "
             "shared counters held %.1f ms through commit (%.0f%% of the batch)",
@@ -194,8 +198,10 @@ class BatchApplier:
                 self._write_shared_counters(cursor, plan)
                 return plan
             if not lock_guard_first:
-                locked = self._guard_states(cursor, records, reads, lock=True)
+                # stands_with needs only the batch's own windows; a re-walk needs the 7 days before them.
+                locked = self._guard_states(cursor, records, reads, lock=True, history=False)
                 if not guard.stands_with(locked.states):
+                    locked = self._guard_states(cursor, records, reads, lock=True)
                     rewalked = self._walk(records, reads, locked).guard
                     if rewalked is None or not rewalked.same_decisions(guard):
                         raise GuardMoved()
@@ -203,6 +209,8 @@ class BatchApplier:
             self._hot = time.perf_counter()
             self._write_shared_counters(cursor, plan)
             guard_store.write(cursor, t, guard, int(time.time()))
+            if self.events is not None and guard.trips:
+                self.events.for_trips(cursor, guard.trips.values())
             if guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
                 self._guard_totals = guard_store.totals(cursor, t)
                 self._guard_totals_read = time.monotonic()
@@ -238,7 +246,7 @@ class BatchApplier:
         """The guard's view for this batch's walk; None when PMTABOUNCE_GUARD=off."""
         return self._guard_states(cursor, records, reads, lock=lock) if self.guard.enabled else None
 
-    def _guard_states(self, cursor, records, reads: dict, *, lock: bool) -> GuardBatch:
+    def _guard_states(self, cursor, records, reads: dict, *, lock: bool, history: bool = True) -> GuardBatch:
         hard = [r for r in records if isinstance(r, BounceRecord) and r.fingerprint not in reads["known"]
                 and self.policy.classify(r.category) == "hard"]
         domains = hard_domains(hard, self.policy.classify)
@@ -247,7 +255,8 @@ class BatchApplier:
         if lock:
             guard_store.lock_domains(cursor, self.tables, domains)
         windows = [self.guard.window_of(r.time_logged) for r in hard]
-        return GuardBatch(self.guard, guard_store.read_states(cursor, self.tables, domains, min(windows), max(windows)))
+        return GuardBatch(self.guard, guard_store.read_states(cursor, self.tables, domains, min(windows), max(windows),
+                                                              history=history))
 
     def _walk(self, records, reads: dict, guard: GuardBatch | None) -> Plan:
         return plan_batch(records, policy=self.policy, guard=guard, **reads)
@@ -268,6 +277,8 @@ class BatchApplier:
         iem.replace_unsubscribe_rows(cursor, t, plan.unsubscribe_rows)
         times = {o.record.fingerprint: o.record.time_logged for o in plan.outcomes if o.outcome == "duplicate"}
         ledger.count_repeats(cursor, t, plan.repeats, times)
+        if self.events is not None:
+            self.events.for_outcomes(cursor, plan.new_outcomes)
 
     def _write_shared_counters(self, cursor, plan: Plan) -> None:
         """The counter rows nearly every batch updates (campaign statistics, list counts), last before commit:
@@ -313,6 +324,8 @@ class BatchApplier:
                 pass
             self._connection = None
         self._lookups = None  # a reconnect may follow an ALTER that renamed an index
+        if self.events is not None:
+            self.events.forget()
 
     def check_tables(self) -> None:
         """At start: connect, waiting out an outage as a batch would, and check that IEM's tables exist

@@ -24,11 +24,13 @@ from ..common.errors import FatalError, TransientError
 from ..common.guard import GuardSettings
 from ..common.instance import instance_name
 from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
+from ..store import events
 from ..store.db import Tables
 from .amqp import Consumer
 from .apply import BatchApplier
 from .handle import DEAD_LETTER_REASONS, DeadLetterGuard, Handled, handle_batch
 from .plan import COMPLAINT_OUTCOMES, OUTCOMES
+from .relay import start_thread
 
 log = logging.getLogger("pmtabounce.worker")
 
@@ -43,9 +45,10 @@ class ShutdownRequested(Exception):
     """A stop request arrived during a retry pause: in-flight messages go back unacked."""
 
 
-def run_worker(settings: Settings, exit_when_idle: float | None = None) -> int:
-    """Consume until SIGTERM/SIGINT (or `exit_when_idle` seconds with no message); the exit code."""
-    worker = Worker(settings, exit_when_idle)
+def run_worker(settings: Settings, exit_when_idle: float | None = None, relay: bool = True) -> int:
+    """Consume until SIGTERM/SIGINT (or `exit_when_idle` seconds with no message); the exit code.
+    `relay`: also send the outbox's events from a thread of this process (worker/relay.py)."""
+    worker = Worker(settings, exit_when_idle, relay=relay)
     with stop_on_signals(worker.stopping, log=log, then="finishing the batch in hand, then exiting",
                          on_stop=worker.database_calls.stop_requested):
         return worker.run()
@@ -87,16 +90,20 @@ class Tally:
 class Worker:
     """Consumes the work queue until told to stop; survives broker and database outages on its own."""
 
-    def __init__(self, settings: Settings, exit_when_idle: float | None = None) -> None:
+    def __init__(self, settings: Settings, exit_when_idle: float | None = None, relay: bool = True) -> None:
         self.settings = settings
+        self.relay = relay
+        self.relay_stop = threading.Event()
+        self.relay_thread: threading.Thread | None = None
         self.amqp_url = settings.amqp  # a missing URL is a ConfigError now, not after connecting
         self.nodes = broker.Nodes(self.amqp_url, "worker")
         self.topology = settings.topology
         self.exit_when_idle = exit_when_idle
+        tables = Tables(settings.table_prefix)
         self.applier = BatchApplier(
-            settings.mysql, Tables(settings.table_prefix), settings.policy,
+            settings.mysql, tables, settings.policy,
             retry_max_wait=settings.retry_max_wait, sleep=self._database_pause,
-            guard=GuardSettings.from_settings(settings),
+            guard=GuardSettings.from_settings(settings), events=events.from_settings(settings, tables),
         )
         self.guard = DeadLetterGuard()
         self.name = instance_name()
@@ -125,6 +132,8 @@ class Worker:
                 self.applier.check_tables()
                 self.applier.read_guard_gauges(every=0)
             self._database_answered()
+            if self.relay:
+                self.relay_thread = start_thread(self.settings, self.relay_stop)
             while not (self.stopping.is_set() or self.idle):
                 self.consumer = self._connect()
                 if self.consumer is not None:
@@ -142,6 +151,9 @@ class Worker:
                          extra={"event": "fatal", "error_class": type(exc).__name__})
             return 1
         finally:
+            self.relay_stop.set()
+            if self.relay_thread is not None:  # a call in hand ends within PMTABOUNCE_WEBHOOK_TIMEOUT
+                self.relay_thread.join(self.settings.webhook_timeout + 5.0)
             self.applier.close()
             self.tally.report()
             if server is not None:

@@ -20,7 +20,7 @@ from ..common.config import Settings
 from ..common.guard import GuardSettings, valid_domain
 from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
-from ..store import guard_store
+from ..store import events, guard_store
 from ..store.db import Tables
 from ..worker.apply import BatchApplier
 from . import in_transaction
@@ -85,8 +85,10 @@ def trip(settings: Settings, domain: str, reason: str | None) -> None:
     action = Action("guard trip", {"domain": domain}, database_where(settings), reason)
 
     def work(cursor, t):
-        action.start(cursor, t)
+        run = action.start(cursor, t)
         tripped = guard_store.trip(cursor, t, domain, action.by, int(time.time()))
+        if tripped:
+            _event(settings, cursor, t, "guard.tripped", {"domain": domain, "by": action.by, "run": run}, run)
         action.finish(cursor, t, {"tripped": int(tripped)})
         return tripped
 
@@ -155,8 +157,9 @@ def release_held(settings: Settings, domain: str, run: int) -> tuple[Counter, in
     row during the hold (guard_store.slots_taken), records left held in all: those and the later held records of
     the same addresses); while any is left the trip stays.
     """
-    applier = BatchApplier(settings.mysql, Tables(settings.table_prefix), settings.policy,
-                           retry_max_wait=settings.retry_max_wait, guard=GuardSettings.from_settings(settings))
+    tables = Tables(settings.table_prefix)
+    applier = BatchApplier(settings.mysql, tables, settings.policy, retry_max_wait=settings.retry_max_wait,
+                           guard=GuardSettings.from_settings(settings), events=events.from_settings(settings, tables))
     outcomes: Counter = Counter()
     refused, after, kept_total = 0, 0, 0
     taken: list[guard_store.SlotTaken] = []
@@ -166,7 +169,7 @@ def release_held(settings: Settings, domain: str, run: int) -> tuple[Counter, in
             batch, batch_taken = in_transaction(settings, lambda cursor, t, after=after: _held_batch(
                 cursor, t, domain, after, settings.batch_size))
             if not batch:
-                if refused or taken or _end_trip_if_empty(settings, domain):
+                if refused or taken or _end_trip_if_empty(settings, domain, outcomes, run):
                     return outcomes, refused, taken, kept_total
                 after = 0  # a worker held more while we released: go round again
                 continue
@@ -195,12 +198,14 @@ def _held_batch(cursor, t, domain: str, after: int, limit: int):
     return batch, guard_store.slots_taken(cursor, t, [id_ for id_, _ in batch])
 
 
-def _end_trip_if_empty(settings: Settings, domain: str) -> bool:
+def _end_trip_if_empty(settings: Settings, domain: str, outcomes: Counter, run: int) -> bool:
     def work(cursor, t):
         guard_store.lock_domains(cursor, t, [domain])
         if guard_store.held_records(cursor, t, domain, 0, 1):
             return False
         guard_store.end_trip(cursor, t, domain)
+        _event(settings, cursor, t, "guard.released", {"domain": domain, "run": run, "outcomes": dict(outcomes)},
+               run)
         return True
 
     return in_transaction(settings, work)
@@ -251,9 +256,16 @@ def discard(settings: Settings, domain: str, yes: bool, dry_run: bool, reason: s
         guard_store.lock_domains(cursor, t, [domain])
         discarded = guard_store.discard_held(cursor, t, domain, run)
         guard_store.end_trip(cursor, t, domain)
+        _event(settings, cursor, t, "guard.discarded", {"domain": domain, "by": action.by, "run": run,
+                                                        "discarded": discarded}, run)
         action.finish(cursor, t, {"discarded": discarded})
         return discarded
 
     discarded = in_transaction(settings, work)
     action.note(settings.dlq_audit_file, {"discarded": discarded})
     click.echo(f"{domain}: {discarded} held records discarded; the trip is ended")
+
+
+def _event(settings: Settings, cursor, t: Tables, key: str, data: dict, unique: object) -> None:
+    """The operator's guard decision on the decision stream, in the same transaction (docs/events.md)."""
+    events.from_settings(settings, t).decision(cursor, key, [(data, (data["domain"], unique), data["domain"])])

@@ -29,7 +29,7 @@ from ..common.config import Settings
 from ..common.errors import PmtaBounceError
 from ..queue_policy import management_api
 from ..runner import run_command
-from ..store import guard_store, ledger
+from ..store import guard_store, ledger, outbox
 from ..store.db import Tables, connect
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
@@ -172,6 +172,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
             last = ledger.last_applied(cursor, tables)
             trips = guard_store.tripped(cursor, tables)
             size = ledger.extent(cursor, tables)
+            events = outbox.summary(cursor, tables, HOUR)
     except pymysql.err.MySQLError as exc:
         return _down(part, f"cannot read {tables.ledger} ({_mysql_reason(exc)}); has `pmtabounce setup` run?")
     finally:
@@ -185,6 +186,7 @@ def ledger_part(settings: Settings, now: float) -> Part:
         oldest_at=_iso(size.oldest),
         oldest_age_seconds=round(now - size.oldest, 1) if size.oldest is not None else None,
         guard="on" if settings.guard else "off",
+        events_last_hour=events,  # per target: waiting, parked, sent and retried (docs/events.md)
     )
     return part
 
@@ -303,6 +305,11 @@ def _details(part: Part) -> str:
             ) + " (see `pmtabounce guard status`)"
         if f["guard"] == "off":
             text += "; domain guard off (PMTABOUNCE_GUARD=off): nothing is held"
+        text += "; events " + ", ".join(
+            f"{target}: {e['waiting']} waiting, {e['sent']} sent and {e['retried']} retried in the last hour, "
+            f"{e['parked']} parked" for target, e in f["events_last_hour"].items())
+        if any(e["parked"] for e in f["events_last_hour"].values()):
+            text += " (see `pmtabounce webhooks list`)"
     else:
         text = f.get("note", "")
     return "; ".join(t for t in (text, part.problem) if t)

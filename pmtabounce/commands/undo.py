@@ -22,6 +22,7 @@ from ..common.errors import TransientError
 from ..common.guard import a_label
 from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
+from ..store import events
 from ..store.db import Connection, Tables, connect, translate
 from ..store.undo import UndoCounts, undo_batch, undo_candidates
 from ..store.undo_filter import CHANGED_IEM, UndoFilter
@@ -41,6 +42,7 @@ class UndoRun:
         self.tables = Tables(settings.table_prefix)
         self.clause, self.params = selection.clause()
         self.run = run
+        self.events = events.from_settings(settings, self.tables)
         self.connection: Connection | None = None
         self.retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
@@ -69,7 +71,7 @@ class UndoRun:
             with connection.cursor() as cursor:
                 rows = undo_candidates(cursor, self.tables, self.clause, self.params, after,
                                        self.settings.batch_size)
-                counts = undo_batch(cursor, self.tables, rows, self.run) if rows else None
+                counts = undo_batch(cursor, self.tables, rows, self.run, self.events) if rows else None
             if self.run == DRY_RUN:
                 connection.rollback()
             else:

@@ -54,7 +54,8 @@ def granted():
     db = make_database()
     user, password = f"pmtt_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
     try:
-        db.query("DROP TABLE {t.ledger}, {t.meta}, {t.guard_domains}, {t.guard_windows}, {t.audit}")
+        db.query("DROP TABLE {t.ledger}, {t.meta}, {t.guard_domains}, {t.guard_windows}, {t.audit}, {t.outbox}, "
+                 "{t.outbox_attempts}")
         seed(db)
         for statement in statements(render(IEM_DATABASE=db.name, TABLE_PREFIX="email_", DB_USER=user,
                                            DB_HOST="%", DB_PASSWORD=password)):
