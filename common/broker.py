@@ -25,15 +25,23 @@ from . import queue_migration
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
 from .instance import consumer_tag
-from .service_urls import AMQP_OPTIONS, AMQP_SEPARATORS, amqp_urls, masked  # AMQP_OPTIONS: ours, pika never sees them
+from .service_urls import (  # AMQP_OPTIONS: ours, pika never sees them
+    AMQP_OPTIONS,
+    AMQP_SEPARATORS,
+    amqp_urls,
+    host_port,
+    masked,
+)
 from .topology import Topology
 
 setup_log = logging.getLogger("pmtabounce.setup")
 log = logging.getLogger("pmtabounce.broker")
 T = TypeVar("T")
 
-# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use".
+# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use", INTERNAL_ERROR
+# what RabbitMQ answers a basic.get on a quorum queue below quorum ("nodedown").
 ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
+INTERNAL_ERROR = 541
 # Which of our settings decides a queue argument, for the message when an existing queue differs.
 ARGUMENT_SETTINGS = {
     "x-delivery-limit": "PMTABOUNCE_DELIVERY_LIMIT",
@@ -157,7 +165,7 @@ def connected_node(connection: pika.BlockingConnection) -> str:
     """The node a blocking connection is on, for logs and status: amqp://host:port/vhost."""
     params = connection._impl.params
     scheme = "amqps" if params.ssl_options else "amqp"
-    return f"{scheme}://{params.host}:{params.port}/{quote(params.virtual_host, safe='')}"
+    return f"{scheme}://{host_port(params.host, params.port)}/{quote(params.virtual_host, safe='')}"
 
 
 def close_quietly(connection: pika.BlockingConnection) -> None:
@@ -205,7 +213,7 @@ def safe_url(setting: str) -> str:
         return ", ".join(safe_url(url) for url in urls if url)
     p = plain_parameters(setting.strip())
     scheme = "amqps" if p.ssl_options else "amqp"
-    return f"{scheme}://{p.host}:{p.port}/{quote(p.virtual_host, safe='')}"
+    return f"{scheme}://{host_port(p.host, p.port)}/{quote(p.virtual_host, safe='')}"
 
 
 def masked_url(setting: str) -> str:

@@ -150,6 +150,22 @@ def parse_mysql_url(url: str) -> MySQLTarget:
 
 
 AMQP_SEPARATORS = re.compile(r"[\s,]+")
+_SCHEME = re.compile(r"(?=\b[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def list_entries(setting: str, variable: str) -> list[str]:
+    """The entries of a list setting (PMTABOUNCE_AMQP_URL, PMTABOUNCE_RABBITMQ_API_URL): full URLs separated
+    by commas or whitespace, empty entries dropped.
+
+    Raises ConfigError when a separator stands inside a password (the entry after it has no scheme and
+    an `@`: a host never holds one), naming the entry and never its text, which is part of a password.
+    """
+    entries = [entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry]
+    for number, entry in enumerate(entries[1:], 2):
+        if "://" not in entry and "@" in entry:
+            raise ConfigError(f"{variable} entry {number - 1}: its password holds a comma or a space, which "
+                              "separate the nodes of the list; write them %2C and %20")
+    return entries
 
 
 def amqp_urls(setting: str) -> tuple[str, ...]:
@@ -160,7 +176,7 @@ def amqp_urls(setting: str) -> tuple[str, ...]:
     text, password masked) that is not a URL, has no host, has a port that is not a number, or names
     another virtual host than the first.
     """
-    entries = [entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry]
+    entries = list_entries(setting, "PMTABOUNCE_AMQP_URL")
     if not entries:
         raise ConfigError("PMTABOUNCE_AMQP_URL is empty (amqp://user:password@host:5672/vhost)")
     for number, entry in enumerate(entries, 1):
@@ -179,12 +195,28 @@ def _vhost(url: str) -> str:
 
 
 def masked(url: str) -> str:
-    """`url` as written, with the password replaced by `****` (for messages and logs)."""
+    """`url` as written, with the password replaced by `****` (for messages and logs).
+
+    Also when `url` is not one well-formed URL: each `scheme://` in it (several URLs joined by another
+    separator) is masked, and text before an `@` that follows no scheme (the rest of a password cut by
+    a separator) is masked whole.
+    """
+    pieces = [piece for piece in _SCHEME.split(url) if piece]
+    if len(pieces) > 1:
+        return "".join(masked(piece) for piece in pieces)
+    if "://" not in url:
+        return f"****@{url.rsplit('@', 1)[1]}" if "@" in url else url
     parts = urlsplit(url)
     if parts.password is None:
         return url
     user, host = parts.netloc.rsplit("@", 1)
     return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:****@{host}"))
+
+
+def host_port(host: str, port: int | None) -> str:
+    """`host:port` for a URL, an IPv6 address in brackets ([::1]:5672); `host` alone when port is None."""
+    bracketed = f"[{host}]" if ":" in host else host
+    return bracketed if port is None else f"{bracketed}:{port}"
 
 
 def check_amqp_url(url: str, variable: str = "PMTABOUNCE_AMQP_URL") -> None:
@@ -201,6 +233,10 @@ def check_amqp_url(url: str, variable: str = "PMTABOUNCE_AMQP_URL") -> None:
                           "separated by commas or spaces)") from None
     if not parts.hostname:
         raise ConfigError(f"{variable} names no host")
+    if "/" in parts.path[1:]:
+        hint = ("several URLs joined by another separator: separate the nodes with commas or spaces"
+                if "://" in parts.path else "a '/' inside the virtual host's name is written %2F")
+        raise ConfigError(f"{variable}: the virtual host is one name after the host ({hint})")
     options = url_options(parts.query, AMQP_OPTIONS, variable)
     if options and parts.scheme != "amqps":
         names = ", ".join(options)

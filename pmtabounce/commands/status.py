@@ -143,14 +143,26 @@ def broker_parts(settings: Settings) -> list[Part]:
     queue.facts["unacked"] = counts.unacked
     queue.facts["processes"] = [{"process": c.process.removeprefix("pmtabounce-"), "node": c.node,
                                  "connected_since": _iso(c.connected_at)} for c in clients]
-    if counts.members:
-        queue.facts.update(leader=counts.leader, members=list(counts.members), online=list(counts.online))
-    if counts.below_quorum:
-        queue.state = BELOW_QUORUM
-        queue.problem = (f"only {len(counts.online)} of its {len(counts.members)} nodes are online "
-                         f"({', '.join(counts.online) or 'none'}): the quorum queue takes and delivers nothing "
-                         f"until {len(counts.members) // 2 + 1} are")
+    quorum(queue, counts, "ready")
+    try:
+        quorum(dead, queues.read_api_counts(api, vhost, dead.facts["name"]), "messages")
+    except PmtaBounceError as exc:
+        dead.problem = f"its nodes online unknown: {exc}"
     return [queue, dead]
+
+
+def quorum(part: Part, counts: queues.ApiCounts, count: str) -> None:
+    """A quorum queue's leader and members online, into `part`; below quorum, the part says so and its
+    `count` fact becomes None (unknown): RabbitMQ answers 0 messages for a quorum queue whose leader it
+    cannot reach (rabbit_quorum_queue:stat), whatever the queue holds."""
+    if counts.members:
+        part.facts.update(leader=counts.leader, members=list(counts.members), online=list(counts.online))
+    if counts.below_quorum:
+        part.state = BELOW_QUORUM
+        part.facts[count] = None
+        part.problem = (f"only {len(counts.online)} of its {len(counts.members)} nodes are online "
+                        f"({', '.join(counts.online) or 'none'}): the quorum queue takes and delivers nothing, "
+                        f"and RabbitMQ cannot count its messages, until {len(counts.members) // 2 + 1} are")
 
 
 def ledger_part(settings: Settings, now: float) -> Part:
@@ -269,6 +281,14 @@ def render(report: Report, console: Console | None = None) -> None:
             console.print(outcomes)
 
 
+def _members(facts: dict) -> str:
+    """'; leader NODE, N of M nodes online' for a quorum queue of several members, else ''."""
+    if len(facts.get("members") or ()) <= 1:  # one node: nothing to tell
+        return ""
+    leader = f"leader {facts['leader']}" if facts.get("leader") else "no leader"
+    return f"; {leader}, {len(facts['online'])} of {len(facts['members'])} nodes online"
+
+
 def _details(part: Part) -> str:
     f = part.facts
     if part.name == "bounce_dir" and "pending_files" in f:
@@ -280,17 +300,20 @@ def _details(part: Part) -> str:
             text += "; read-only for this user (enough for status; process and the producer must write there)"
     elif part.name == "queue" and "ready" in f:
         unacked = f["unacked"] if f["unacked"] is not None else "unknown"
-        text = f"{f['name']} at {f['broker']}: {f['ready']} ready, {unacked} unacked, {f['consumers']} consumers"
+        ready = f"{f['ready']} ready" if f["ready"] is not None else "ready unknown"
+        text = f"{f['name']} at {f['broker']}: {ready}, {unacked} unacked, {f['consumers']} consumers"
         if f.get("unacked_note") and f["unacked"] is None:
             text += f" ({f['unacked_note']})"
         nodes = sorted({p["node"] for p in f.get("processes") or ()})
         if len(nodes) > 1 or len(f.get("members") or ()) > 1:  # one node: nothing to tell
             text += "; processes on " + ", ".join(
-                f"{node} ({sum(p['node'] == node for p in f['processes'])})" for node in nodes)
-        if len(f.get("members") or ()) > 1:
-            text += f"; leader {f['leader']}, {len(f['online'])} of {len(f['members'])} nodes online"
+                f"{node} ({sum(p['node'] == node for p in f['processes'])})" for node in nodes
+            ) if nodes else "; no process of ours connected"
+        text += _members(f)
     elif part.name == "dead_letter" and "messages" in f:
-        text = f"{f['name']}: {f['messages']} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
+        messages = f["messages"] if f["messages"] is not None else "unknown number of"
+        text = (f"{f['name']}: {messages} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
+                + _members(f))
     elif part.name == "ledger" and "last_day" in f:
         hour = _applied(f["last_hour"]) + _applied(f["complaints_last_hour"])
         day = _applied(f["last_day"]) + _applied(f["complaints_last_day"])

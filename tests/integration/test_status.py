@@ -86,7 +86,9 @@ def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_
     assert 590 <= report["bounce_dir"]["oldest_pending_age_seconds"] < 900
     queue = report["queue"]
     assert (queue["name"], queue["ready"], queue["unacked"], queue["consumers"]) == ("pmtabounce.bounces", 3, 2, 1)
-    assert report["dead_letter"] == {"state": "ok", "name": "pmtabounce.dead-letter", "messages": 1}
+    node = queue["leader"]  # the one node of the services' broker, a quorum queue's only member
+    assert report["dead_letter"] == {"state": "ok", "name": "pmtabounce.dead-letter", "messages": 1,
+                                     "leader": node, "members": [node], "online": [node]}
     ledger = report["ledger"]
     assert ledger["last_hour"] == {"applied": 2, "disabled": 1, "already_bounced": 0, "not_found": 0,
                                    "unroutable": 0, "held": 0, "discarded": 0, "duplicate": 0}
