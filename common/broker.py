@@ -9,10 +9,8 @@ TransientError when trying again can help. Retries key off those types.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +24,7 @@ from pika.adapters.utils import connection_workflow as bring_up
 from . import queue_migration
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
+from .instance import consumer_tag
 from .service_urls import (  # AMQP_OPTIONS: ours, pika never sees them
     AMQP_OPTIONS,
     AMQP_SEPARATORS,
@@ -69,7 +68,7 @@ def parameters(url: str, role: str) -> pika.URLParameters:
     params = plain_parameters(url)
     if urlsplit(url).scheme == "amqps":
         params.ssl_options = _tls(params.host, dict(parse_qsl(urlsplit(url).query)))
-    params.client_properties = {"connection_name": f"pmtabounce-{role}@{socket.gethostname()}:{os.getpid()}"}
+    params.client_properties = {"connection_name": consumer_tag(role)}
     params.heartbeat = 30
     params.blocked_connection_timeout = 120
     params.connection_attempts = 1

@@ -50,10 +50,30 @@ class MySQLTarget:
             return f"mysql://{self.user}@localhost/{self.database}?unix_socket={self.unix_socket}"
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
+    def wants_tls(self) -> bool:
+        """True when the URL names any ssl_* option, whatever its value: then only TLS will do."""
+        return any(getattr(self, name) is not None for name in (*MYSQL_FILE_OPTIONS, *MYSQL_FLAG_OPTIONS))
+
     def tls(self) -> dict:
-        """PyMySQL's `connect()` keyword arguments for TLS (empty: no TLS)."""
-        names = (*MYSQL_FILE_OPTIONS, *MYSQL_FLAG_OPTIONS)
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        """PyMySQL's `connect()` keyword arguments for TLS: `{"ssl": SSLContext}`, or {} (no ssl_* option).
+
+        We build the context ourselves because PyMySQL's own ssl_* handling makes none when every value is
+        false (`ssl_verify_cert=false` alone meant a connection in clear) and does not verify with `ssl_ca`
+        alone. Rules: the server's certificate is verified (against `ssl_ca`, else the system's CAs) unless
+        `ssl_verify_cert=false`; its host name is checked when `ssl_verify_identity=true`. PyMySQL refuses a
+        server without TLS when it is given a context (CR_SSL_CONNECTION_ERROR, 2026)."""
+        if not self.wants_tls():
+            return {}
+        context = ssl.create_default_context(cafile=self.ssl_ca)
+        # Python 3.13 sets VERIFY_X509_STRICT, which the certificates MySQL and MariaDB generate themselves
+        # fail (PyMySQL clears it for the same reason).
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        context.check_hostname = bool(self.ssl_verify_identity)
+        if self.ssl_verify_cert is False:
+            context.verify_mode = ssl.CERT_NONE
+        if self.ssl_cert:
+            context.load_cert_chain(self.ssl_cert, self.ssl_key)
+        return {"ssl": context}
 
 
 def suggestion(name: str, known: Iterable[str]) -> str:
@@ -112,6 +132,9 @@ def parse_mysql_url(url: str) -> MySQLTarget:
             if options[name].lower() not in _FLAGS:
                 raise ConfigError(f"{variable}: {name}={options[name]!r} must be true or false")
             tls[name] = _FLAGS[options[name].lower()]
+    if tls.get("ssl_verify_identity") and tls.get("ssl_verify_cert") is False:
+        raise ConfigError(f"{variable}: ssl_verify_identity=true checks the certificate that ssl_verify_cert=false "
+                          "would not verify; choose one")
     if "unix_socket" in options and not Path(options["unix_socket"]).is_socket():
         raise ConfigError(f"{variable}: unix_socket={options['unix_socket']} is not a socket (is the server running "
                           "on this host, and is this its socket path?)")

@@ -204,6 +204,29 @@ def effective_policy(api: ManagementApi, vhost: str, queue: str) -> dict:
     return dict(data.get("effective_policy_definition") or {})
 
 
+def vhost_description(api: ManagementApi, vhost: str) -> str | None:
+    """The description of virtual host `vhost` ('' if it has none), None if there is no such virtual host."""
+    try:
+        return str(api.request(f"/api/vhosts/{quote(vhost, safe='')}").get("description") or "")
+    except FatalError as exc:
+        if "(404)" in str(exc):
+            return None
+        raise
+
+
+def make_vhost(api: ManagementApi, vhost: str, description: str, user: str) -> None:
+    """PUT /api/vhosts/VHOST with a description, then full permissions on it for `user` (the API's user needs
+    the administrator tag). Raises FatalError when refused, TransientError when the API does not answer."""
+    api.request(f"/api/vhosts/{quote(vhost, safe='')}", "PUT", {"description": description})
+    api.request(f"/api/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}", "PUT",
+                {"configure": ".*", "write": ".*", "read": ".*"})
+
+
+def delete_vhost(api: ManagementApi, vhost: str) -> None:
+    """DELETE /api/vhosts/VHOST, with everything in it (queues, messages, policies)."""
+    api.request(f"/api/vhosts/{quote(vhost, safe='')}", "DELETE")
+
+
 def _request_json(api_url: str, path: str, method: str = "GET", body: dict | None = None) -> Any:
     parts = urlsplit(api_url)
     base = f"{parts.scheme}://{host_port(parts.hostname or '', parts.port)}" + parts.path.rstrip("/")

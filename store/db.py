@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -157,13 +158,16 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0, read_timeout: float |
         password=target.password,
         database=target.database,
         unix_socket=target.unix_socket,
-        **target.tls(),  # TLS from the URL's ssl_* options (service_urls.py); PyMySQL verifies with a CA
+        **target.tls(),  # TLS from the URL's ssl_* options: a context of ours (service_urls.py)
         charset="utf8mb4",
         autocommit=False,
         connect_timeout=timeout,
         read_timeout=io_timeout,
         write_timeout=io_timeout,
     )
+    if target.wants_tls() and not isinstance(connection._sock, ssl.SSLSocket):  # type: ignore[attr-defined]
+        connection.close()  # PyMySQL before 1.2 went on in clear when the server offered no TLS
+        raise pymysql.err.OperationalError(2026, "TLS is required (ssl_* in the URL) but the server offers none")
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cursor.execute("SET SESSION innodb_lock_wait_timeout = 20")

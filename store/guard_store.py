@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..common.errors import FatalError
-from ..common.guard import HISTORY, DomainState, GuardBatch
+from ..common.guard import HISTORY, DomainState, GuardBatch, a_label, u_label
 from ..common.record import BounceRecord, parse_list_ids
 from . import iem, ledger
 from .db import Cursor, Tables, case_of, insert_rows
@@ -118,6 +118,43 @@ def end_trip(cursor: Cursor, t: Tables, domain: str) -> None:
     cursor.execute(f"UPDATE {t.guard_domains} SET tripped_at = NULL, held = 0 WHERE domain = %s", (domain,))
 
 
+def normalise_domains(cursor: Cursor, t: Tables) -> list[str]:
+    """Fold each domain row an earlier version kept in Unicode (`bücher.example`) into its A-label's
+    (`xn--bcher-kva.example`, common.guard.a_label): window counts and held counts added, a trip kept
+    (the earlier one when both were tripped). `setup` runs it; idempotent. Returns the domains folded."""
+    cursor.execute(f"SELECT domain FROM {t.guard_domains} WHERE LENGTH(domain) <> CHAR_LENGTH(domain) "
+                   "ORDER BY domain FOR UPDATE")
+    folded = []
+    for (domain,) in cursor.fetchall():
+        target = a_label(domain)
+        if target == domain:
+            continue  # IDNA refuses it: kept as written, as domain_of keeps its records
+        lock_domains(cursor, t, [target])
+        cursor.execute(f"SELECT window_start, hard_count, tripped FROM {t.guard_windows} WHERE domain = %s",
+                       (domain,))
+        windows = [(target, *row) for row in cursor.fetchall()]
+        if windows:
+            insert_rows(cursor, f"INSERT INTO {t.guard_windows} (domain, window_start, hard_count, tripped) VALUES ",
+                        windows, suffix=" ON DUPLICATE KEY UPDATE hard_count = hard_count + VALUES(hard_count), "
+                        "tripped = GREATEST(tripped, VALUES(tripped))")
+        cursor.execute(f"DELETE FROM {t.guard_windows} WHERE domain = %s", (domain,))
+        cursor.execute(f"SELECT tripped_at, tripped_by, trip_window, trip_count, trip_threshold, held, trips "
+                       f"FROM {t.guard_domains} WHERE domain = %s", (domain,))
+        at, by, window, count, threshold, held, trips = cursor.fetchone()
+        # MySQL assigns left to right, each seeing the ones before: tripped_at, which the others test, last.
+        takes = "(tripped_at IS NULL OR tripped_at > %s) AND %s IS NOT NULL"
+        cursor.execute(
+            f"UPDATE {t.guard_domains} SET held = held + %s, trips = trips + %s, "
+            f"tripped_by = IF({takes}, %s, tripped_by), trip_window = IF({takes}, %s, trip_window), "
+            f"trip_count = IF({takes}, %s, trip_count), trip_threshold = IF({takes}, %s, trip_threshold), "
+            f"tripped_at = IF({takes}, %s, tripped_at) WHERE domain = %s",
+            (held, trips, at, at, by, at, at, window, at, at, count, at, at, threshold, at, at, at, target),
+        )
+        cursor.execute(f"DELETE FROM {t.guard_domains} WHERE domain = %s", (domain,))
+        folded.append(f"{domain} -> {target}")
+    return folded
+
+
 def tripped(cursor: Cursor, t: Tables, domain: str | None = None) -> list[TripRow]:
     """Tripped domains (or this one, if tripped), longest tripped first."""
     where, params = ("AND domain = %s", [domain]) if domain else ("", [])
@@ -141,18 +178,27 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def domain_pattern(domain: str) -> str:
-    """A LIKE pattern for the addresses of a domain."""
-    return f"%@{escape_like(domain.strip())}"
+def domain_patterns(domain: str) -> list[str]:
+    """LIKE patterns for the addresses of a domain (an A-label, as the guard keeps it): written in that
+    form, and in its Unicode form if it has one (`x@bücher.example` is an address of xn--bcher-kva.example)."""
+    forms = dict.fromkeys([domain.strip(), u_label(domain.strip())])
+    return [f"%@{escape_like(form)}" for form in forms]
+
+
+def email_in_domain(domain: str) -> tuple[str, list[str]]:
+    """A condition on `email` (in parentheses) and its parameters: the address is one of the domain's."""
+    patterns = domain_patterns(domain)
+    return "(" + " OR ".join(["email LIKE %s"] * len(patterns)) + ")", patterns
 
 
 def held_records(cursor: Cursor, t: Tables, domain: str, after_id: int, limit: int) -> list[tuple[int, BounceRecord]]:
     """(ledger id, record) of a domain's held records after `after_id`, in the order they were held."""
+    in_domain, patterns = email_in_domain(domain)
     cursor.execute(
         f"SELECT id, fingerprint, record_type, time_logged, email, dsn_status, dsn_diag, category, list_ids, statid, "
-        f"source_file, source_line FROM {t.ledger} WHERE outcome = 'held' AND id > %s AND email LIKE %s "
+        f"source_file, source_line FROM {t.ledger} WHERE outcome = 'held' AND id > %s AND {in_domain} "
         "ORDER BY id LIMIT %s",
-        (after_id, domain_pattern(domain), limit),
+        (after_id, *patterns, limit),
     )
     found = []
     for row in cursor.fetchall():
@@ -167,9 +213,10 @@ def held_records(cursor: Cursor, t: Tables, domain: str, after_id: int, limit: i
 def discard_held(cursor: Cursor, t: Tables, domain: str, run: int) -> int:
     """Mark a domain's held records `discarded` (kept as evidence, never applied) by the audit run `run` of the
     `guard discard`; returns how many."""
+    in_domain, patterns = email_in_domain(domain)
     cursor.execute(
-        f"UPDATE {t.ledger} SET outcome = 'discarded', guard_run = %s WHERE outcome = 'held' AND email LIKE %s",
-        (run, domain_pattern(domain)),
+        f"UPDATE {t.ledger} SET outcome = 'discarded', guard_run = %s WHERE outcome = 'held' AND {in_domain}",
+        (run, *patterns),
     )
     return cursor.rowcount
 

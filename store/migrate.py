@@ -6,13 +6,15 @@ The migrations themselves are ledger.migrations(); the RabbitMQ half is common.b
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import pymysql
 
 from ..common.config import Settings
-from ..common.errors import FatalError
-from . import iem, ledger
-from .database import Cursor, Database, OneShot, Session
+from ..common.errors import FatalError, TransientError
+from . import guard_store, iem, ledger
+from .database import Cursor, Database, OneShot, Session, WaitItOut
 from .db import Tables, error_number
 
 log = logging.getLogger("pmtabounce.setup")
@@ -57,7 +59,57 @@ def _migrate(session: Session, where: str) -> int:
         )
         log.info("database: applied schema version %d (%s)", version, tables.ledger)
         current = version
+    if current >= 3:  # the guard's tables exist
+        for change in guard_store.normalise_domains(cursor, tables):
+            log.info("database: domain guard: %s (one domain, its IDNA A-label)", change)
     return current
+
+
+def wait_for_schema(settings: Settings, seconds: float, poll: float = 2.0,
+                    sleep: Callable[[float], None] = time.sleep) -> int:
+    """Change nothing: wait up to `seconds` until the database holds this version's schema (what a `setup` of
+    this release writes; a newer one too), polling every `poll` seconds; an unreachable database is waited
+    for the same way (WaitItOut, bounded by the time left). Returns the schema version found. Raises
+    FatalError naming what is missing once the time is up, at once for a refusal (login, grants)."""
+    wanted = latest_version()
+    tables = Tables(settings.table_prefix)
+    deadline = time.monotonic() + seconds
+    while True:
+        policy = WaitItOut(give_up_after=max(deadline - time.monotonic(), 0.1), connect_seconds=5.0,
+                           statement_seconds=10.0)
+        database = Database(settings.mysql, tables, policy, log=log)
+        try:
+            found, why = database.run(_schema_version, commit=False), ""
+        except TransientError as exc:  # GaveUp: the database did not answer within the time left
+            found, why = 0, f" (the database did not answer: {exc})"
+        finally:
+            database.close()
+        if found >= wanted:
+            log.info("database: schema version %d in %s (this version needs %d)", found, tables.meta, wanted)
+            return found
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FatalError(f"schema version {found} in {settings.mysql.safe_url()}{why}, this version needs "
+                             f"{wanted}: run this release's `pmtabounce setup` (on Kubernetes its setup Job)")
+        log.info("database: waiting for schema version %d (found %d)%s", wanted, found, why)
+        sleep(min(poll, left))
+
+
+def latest_version() -> int:
+    """The schema version this code writes and needs (its last migration)."""
+    return ledger.SCHEMA_VERSION
+
+
+def _schema_version(session: Session) -> int:
+    """The schema version recorded in the meta table; 0 when there is none (no table, no row)."""
+    cursor, tables = session.cursor, session.tables
+    cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
+                   "AND table_name = %s", (tables.meta,))
+    if not cursor.fetchone()[0]:  # no meta table yet: setup never ran
+        return 0
+    cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 # ALTER TABLE … ALGORITHM=INSTANT refused: the server cannot add these columns in place (old MariaDB/MySQL).

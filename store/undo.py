@@ -122,7 +122,7 @@ class UndoCounts:
             "resubscribed_per_list": {str(k): v for k, v in sorted(self.resubscribed.items())},
             "unsubscribe_rows_removed": self.unsubscribe_rows_removed,
             "unsubscribe_requests_restored": self.requests_restored,
-            "campaign_counters": {str(s): dict(c) for s, c in sorted(self.campaigns.items())},
+            "campaign_counters": {str(s): dict(sorted(c.items())) for s, c in sorted(self.campaigns.items())},
             "skipped": self.skipped,
         }
 

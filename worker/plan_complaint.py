@@ -24,6 +24,8 @@ def decide_complaint(record: ComplaintRecord, rows: Rows, policy: Policy) -> Out
         return Outcome(record, "not_found", scope)
     found = email if not record.rcpt else ""
     list_ids = record.list_ids or ((link.listid,) if link and link.listid else ())
+    if scope == "row" and link is None and not list_ids:
+        return Outcome(record, "unroutable", scope, email=found)  # the bounce rule: no usable list id
     if scope == "all":
         targets = rows.active(email)
     elif scope == "campaign":

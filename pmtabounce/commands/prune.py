@@ -115,11 +115,17 @@ def _text(moment: datetime | None) -> str | None:
     return moment.isoformat(sep=" ", timespec="seconds") if moment else None
 
 
+MAX_AGE = timedelta(days=36500)  # beyond it the server's NOW() - INTERVAL leaves the dates it can hold (NULL)
+
+
 def _age(_ctx, _param, value: str) -> timedelta:
     try:
-        return parse_age(value)
+        age = parse_age(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if age > MAX_AGE:
+        raise click.BadParameter(f"{value!r} is more than 100 years (36500d): no ledger row is that old")
+    return age
 
 
 @click.command()
@@ -139,5 +145,4 @@ def prune(settings: Settings, older_than: timedelta, dry_run: bool, batch_size: 
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(describe(report))
-    log.info("prune: %s", describe(report))
+        click.echo(describe(report))  # once: a log line of the same went to the same terminal or journal

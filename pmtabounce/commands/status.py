@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import queues
-from ..common.bouncedir import directory_problem, pending_files
+from ..common.bouncedir import directory_problem, scan_directory
 from ..common.broker import safe_url
 from ..common.config import Settings
 from ..common.errors import FatalError, PmtaBounceError
@@ -33,7 +33,7 @@ from ..store.database import ONE_SHOT, Cursor, Database
 from ..store.db import Tables
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
-OK, DOWN, NOT_CONFIGURED, NOT_CONSUMED = "ok", "down", "not configured", "not consumed"
+OK, DOWN, NOT_CONFIGURED, NOT_CONSUMED, NOT_USED = "ok", "down", "not configured", "not consumed", "not used"
 BELOW_QUORUM = "below quorum"
 # A record met again adds to its first row's seen_count: the ledger never holds a "duplicate" row.
 LEDGER_OUTCOMES = tuple(name for name in OUTCOMES if name != "duplicate")
@@ -63,34 +63,46 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """Every part configured, reachable and moving; anything else is worth an alert."""
-        return all(part.state == OK for part in self.parts)
+        """Every part this mode needs configured, reachable and moving; anything else is worth an alert."""
+        return all(part.state in (OK, NOT_USED) for part in self.parts)
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, **{part.name: part.as_dict() for part in self.parts}}
 
 
 def gather(settings: Settings, directory: Path | None = None, now: float | None = None) -> Report:
-    """Read every part; never raises for a service that is down."""
+    """Every part, each read on its own. Without PMTABOUNCE_AMQP_URL it is inline mode (`process`): the queues
+    are not used; with it, fleet mode, where the bounce directory is the producer host's to check (a worker
+    host has none): unset there, it is not used either. The database is needed in both."""
     now = time.time() if now is None else now
-    return Report([bounce_dir_part(directory or settings.bounce_dir, now), *broker_parts(settings),
-                   ledger_part(settings, now)])
+    fleet = bool(settings.amqp_url)
+    return Report([bounce_dir_part(directory or settings.bounce_dir, now, needed=not fleet),
+                   *broker_parts(settings), ledger_part(settings, now)])
 
 
-def bounce_dir_part(directory: Path | None, now: float) -> Part:
+def bounce_dir_part(directory: Path | None, now: float, needed: bool = True) -> Part:
+    """Files waiting and the oldest's age. Status only lists and reads: a read-only directory (compose mounts it
+    so for status) is fine here, and shown as `writable: false` for what process and the producer need."""
     part = Part("bounce_dir")
     if directory is None:
-        return _not_configured(part, "PMTABOUNCE_BOUNCE_DIR is not set")
+        if needed:
+            return _not_configured(part, "PMTABOUNCE_BOUNCE_DIR is not set")
+        return _not_used(part, "fleet mode: the producer's host checks its bounce directory (PMTABOUNCE_BOUNCE_DIR)")
     part.facts["path"] = str(directory)
     try:
-        files = pending_files(directory)
+        files, links = scan_directory(directory)
         mtimes = [path.stat().st_mtime for path in files]
     except OSError as exc:
         return _down(part, f"cannot read {directory}: {exc.strerror or exc}")
     part.facts["pending_files"] = len(files)
+    if links:
+        part.facts["links_skipped"] = [path.name for path in links]
     part.facts["oldest_pending_age_seconds"] = round(now - min(mtimes), 1) if mtimes else None
-    problem = directory_problem(directory)
-    return _down(part, problem) if problem else part
+    problem = directory_problem(directory, write=False)
+    if problem:
+        return _down(part, problem)
+    part.facts["writable"] = directory_problem(directory) is None
+    return part
 
 
 def broker_parts(settings: Settings) -> list[Part]:
@@ -103,7 +115,7 @@ def broker_parts(settings: Settings) -> list[Part]:
     """
     queue, dead = Part("queue"), Part("dead_letter")
     if not settings.amqp_url:
-        return [_not_configured(p, "PMTABOUNCE_AMQP_URL is not set") for p in (queue, dead)]
+        return [_not_used(p, "inline mode: PMTABOUNCE_AMQP_URL is not set") for p in (queue, dead)]
     topology = settings.topology
     queue.facts.update(broker=safe_url(settings.amqp_url), name=topology.queue)
     dead.facts["name"] = topology.dead_queue
@@ -209,6 +221,11 @@ def _not_configured(part: Part, why: str) -> Part:
     return part
 
 
+def _not_used(part: Part, why: str) -> Part:
+    part.state, part.facts["note"] = NOT_USED, why
+    return part
+
+
 def _down(part: Part, why: str) -> Part:
     part.state, part.problem = DOWN, why
     return part
@@ -272,6 +289,10 @@ def _details(part: Part) -> str:
     if part.name == "bounce_dir" and "pending_files" in f:
         oldest = f", oldest {age(f['oldest_pending_age_seconds'])} old" if f["pending_files"] else ""
         text = f"{f['path']}: {f['pending_files']} files waiting{oldest}"
+        if f.get("links_skipped"):
+            text += f"; symbolic links skipped (never read): {', '.join(f['links_skipped'])}"
+        if f.get("writable") is False:
+            text += "; read-only for this user (enough for status; process and the producer must write there)"
     elif part.name == "queue" and "ready" in f:
         unacked = f["unacked"] if f["unacked"] is not None else "unknown"
         ready = f"{f['ready']} ready" if f["ready"] is not None else "ready unknown"
@@ -308,7 +329,7 @@ def _details(part: Part) -> str:
         if any(e["parked"] for e in f["events_last_hour"].values()):
             text += " (see `pmtabounce webhooks list`)"
     else:
-        text = ""
+        text = f.get("note", "")
     return "; ".join(t for t in (text, part.problem) if t)
 
 
@@ -319,8 +340,10 @@ def _details(part: Part) -> str:
 def status(settings: Settings, directory: Path | None, as_json: bool) -> None:
     """Files waiting, queue depth, unacked, consumers, dead letters, and what was applied lately.
 
-    Exits 1 if any part (bounce directory, RabbitMQ, the management API, MySQL) is down or not
-    configured, or messages wait with no worker consuming them.
+    Exits 1 if any part it needs is down or not configured, or messages wait with no worker consuming
+    them. Inline mode (no PMTABOUNCE_AMQP_URL) needs the bounce directory and MySQL; fleet mode RabbitMQ
+    (and the management API when PMTABOUNCE_RABBITMQ_API_URL is set) and MySQL, and the bounce directory
+    when PMTABOUNCE_BOUNCE_DIR or DIR is given. Reading the directory is enough.
     """
     report = gather(settings, directory)
     if as_json:

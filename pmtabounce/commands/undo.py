@@ -20,6 +20,7 @@ import orjson
 
 from ..common.config import Settings
 from ..common.errors import GaveUp, StopRequested
+from ..common.guard import a_label
 from ..common.shutdown import stop_on_signals
 from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
@@ -124,7 +125,7 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, dry_run,
          yes, as_json, reason) -> None:
     """Revert exactly what the selected ledger records wrote to IEM; rows changed since are left and reported."""
-    selection = UndoFilter(since, until, tuple(d.strip().lower().lstrip("@") for d in domain),
+    selection = UndoFilter(since, until, tuple(a_label(d.strip().lstrip("@")) for d in domain),
                            tuple(c.strip().lower() for c in category), diag, tuple(files), email, tuple(outcome),
                            tuple(f.strip().lower() for f in feedback_type))
     if selection.empty:

@@ -25,6 +25,10 @@ def walk(records, states=None, settings=SMALL):
 
 @pytest.mark.parametrize("rcpt, domain", [
     ("a@Gmail.COM", "gmail.com"), (" b@x.example ", "x.example"), ("no-at-sign", ""), ("a@b@c.org", "c.org"),
+    ("a@bücher.example", "xn--bcher-kva.example"), ("a@BÜCHER.Example", "xn--bcher-kva.example"),
+    ("a@XN--BCHER-KVA.example", "xn--bcher-kva.example"),
+    ("a@faß.de", "xn--fa-hia.de"),  # IDNA 2008: not fass.de, another domain (the stdlib codec's IDNA 2003)
+    ("a@☃.example", "☃.example"),  # IDNA 2008 refuses it: kept as written, never an error
 ])
 def test_domain_of(rcpt, domain):
     assert domain_of(rcpt) == domain
@@ -143,7 +147,8 @@ def test_a_walk_that_held_or_tripped_is_always_walked_again():
     ("Gmail.COM", "gmail.com"),
     ("@gmail.com", "gmail.com"),
     ("mx-1.example.co.uk", "mx-1.example.co.uk"),
-    ("bücher.de", "bücher.de"),
+    ("bücher.de", "xn--bcher-kva.de"),
+    ("BÜCHER.de", "xn--bcher-kva.de"),
     ("xn--bcher-kva.de", "xn--bcher-kva.de"),
 ])
 def test_valid_domain_accepts_host_names(given, domain):
@@ -166,3 +171,11 @@ def test_valid_domain_accepts_host_names(given, domain):
 def test_valid_domain_refuses_what_is_not_a_domain(given, says):
     with pytest.raises(ValueError, match=re.escape(says)):
         valid_domain(given)
+
+
+def test_a_domain_written_in_unicode_and_as_its_a_label_is_one_domain_to_the_guard():
+    records = [rec(n, "a{n}@bücher.example" if n % 2 else "a{n}@xn--bcher-kva.example") for n in range(1, 7)]
+    guard, held = walk(records)
+    assert held == [5, 6]
+    assert guard.added == {("xn--bcher-kva.example", T0): 6}
+    assert walk([rec(1, "a@bücher.example")], {"xn--bcher-kva.example": DomainState(tripped=True)})[1] == [1]

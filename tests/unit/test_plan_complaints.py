@@ -55,6 +55,8 @@ CASES = {
         fbl(lists=(3, 7, 8), header=link(101, "c101", 7)), "row", ("unsubscribed", "row", [(101, 7, 42, "n", True)])),
     "row: the link's L is not M's list": (fbl(header=link(101, None, 3)), "row", ("not_found", "row", [])),
     "row: the link names an inactive row": (fbl("z@x.com", header=link(300)), "row", ("not_found", "row", [])),
+    "row: rcpt but no list id and no link, the bounce rule's unroutable": (
+        fbl(lists=()), "row", ("unroutable", "row", [])),
     "link without rcpt, C right": (
         fbl("", lists=(7,), header=link(101, "c101", 7, 42)), "all",
         ("unsubscribed", "all", [(100, 3, 0, "f", False), (101, 7, 42, "n", True), (102, 8, 0, "f", False)])),
