@@ -222,7 +222,7 @@ def of_records(cursor: Cursor, t: Tables, fingerprints: Sequence[str]) -> dict[s
 
 
 def present(cursor: Cursor, t: Tables) -> bool:
-    """Whether schema version 5 is in place (an installation not yet set up again has no outbox)."""
+    """Whether schema version 6 is in place (an installation not yet set up again has no outbox)."""
     cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                    "AND TABLE_NAME = %s", (t.outbox.strip("`"),))
     return int(cursor.fetchone()[0]) == 1
