@@ -142,12 +142,14 @@ def failed(cursor, t: Tables, row_id: int, answer: str, delay: float, park: bool
     )
 
 
-def attempt(cursor, t: Tables, row_id: int, number: int, status: int | None, answer: str, seconds: float) -> None:
-    """One webhook call's answer (HTTP status, None for none; the body or the error), for `explain`."""
+def attempt(cursor, t: Tables, row_id: int, status: int | None, answer: str, seconds: float) -> None:
+    """One webhook call's answer (HTTP status, None for none; the body or the error), for `explain`, numbered
+    after the tries already kept: `webhooks retry` starts the row's count of tries afresh (outbox.attempts),
+    and the tries before it stay in the history."""
     cursor.execute(
-        f"INSERT INTO {t.outbox_attempts} (outbox_id, attempt, status, answer, seconds) VALUES (%s, %s, %s, %s, %s) "
-        "ON DUPLICATE KEY UPDATE status = VALUES(status), answer = VALUES(answer), seconds = VALUES(seconds)",
-        (row_id, number, status, answer[:255], seconds),
+        f"INSERT INTO {t.outbox_attempts} (outbox_id, attempt, status, answer, seconds) "
+        f"SELECT %s, COALESCE(MAX(attempt), 0) + 1, %s, %s, %s FROM {t.outbox_attempts} WHERE outbox_id = %s",
+        (row_id, status, answer[:255], seconds, row_id),
     )
 
 

@@ -231,7 +231,7 @@ class Relay:
             webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url, json.loads(row.body),
                               answer.body if answer.status is not None else None, now)
             said = answer.body if answer.status is not None else (answer.error or "no answer")
-            outbox.attempt(cursor, self.tables, row.id, number, answer.status, said or "", took)
+            outbox.attempt(cursor, self.tables, row.id, answer.status, said or "", took)
             if delivered(answer):
                 delivered_ids.append(row.id)
             else:

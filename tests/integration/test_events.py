@@ -184,3 +184,22 @@ def test_a_kill_between_commit_and_send_loses_nothing(iem_db, tmp_path):
 def _relay_once(db) -> bool:
     pmtabounce(db, "relay", "--once", "3", webhooks="on")
     return True
+
+
+def test_explain_keeps_every_try_of_a_call_sent_again_after_it_was_parked(iem_db, tmp_path):
+    # `webhooks retry` starts a fresh count of tries; the tries made before it are still history for `explain`.
+    receiver = WebhookReceiver().up()
+    world(iem_db, receiver)
+    receiver.answer(500, b"broken")
+    pmtabounce(iem_db, "process", str(records(tmp_path)), webhooks="on", webhook_attempts="1")
+    [parked, _] = json_of(pmtabounce(iem_db, "webhooks", "list", "--json"))["rows"]
+
+    receiver.answer()
+    pmtabounce(iem_db, "webhooks", "retry", "--id", str(parked["id"]))
+    pmtabounce(iem_db, "relay", "--once", "10", webhooks="on")
+
+    [record] = json_of(pmtabounce(iem_db, "explain", "ann@example.com", "--json"))["records"]
+    [call] = record["events"]
+    assert [(t["status"], t["answer"]) for t in call["tries"]] == [(500, "broken"), (200, "ok")]
+    assert call["tries"][0]["at"] <= call["tries"][1]["at"]
+    assert [row[2] for row in webhook_logs(iem_db)] == ["broken", "broken", "ok"]  # one log row per try, as before
