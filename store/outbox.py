@@ -142,6 +142,12 @@ def failed(cursor, t: Tables, row_id: int, answer: str, delay: float, park: bool
     )
 
 
+def put_back(cursor, t: Tables, row_id: int, delay: float) -> None:
+    """A claimed row not tried (its receiver did not answer the call before it): due again in `delay` seconds,
+    its tries unchanged."""
+    cursor.execute(f"UPDATE {t.outbox} SET due_at = {_NOW} + %s WHERE id = %s", (delay, row_id))
+
+
 def attempt(cursor, t: Tables, row_id: int, status: int | None, answer: str, seconds: float) -> None:
     """One webhook call's answer (HTTP status, None for none; the body or the error), for `explain`, numbered
     after the tries already kept: `webhooks retry` starts the row's count of tries afresh (outbox.attempts),

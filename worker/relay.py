@@ -207,7 +207,9 @@ class Relay:
     def _webhooks(self) -> int:
         """A chunk of due calls posted, each URL's in order and up to POSTERS URLs side by side (so one slow
         receiver does not hold the others), then every answer recorded in one transaction: one commit per
-        chunk, not per call."""
+        chunk, not per call. A receiver that does not answer is not called again in the chunk: its later
+        calls are put back untried, due with the retry of the one that got no answer (its order kept), so a
+        hanging receiver costs one timeout per chunk, not one per call."""
         timeout = self.settings.webhook_timeout
         rows = self._claim("webhook", WEBHOOK_CHUNK, lease=WEBHOOK_CHUNK * timeout + 5.0)
         if not rows:
@@ -216,17 +218,25 @@ class Relay:
         for row in rows:  # one URL's calls in order, one after the other; different URLs side by side
             by_url.setdefault(row.url, []).append(row)
         with ThreadPoolExecutor(min(POSTERS, len(by_url)), thread_name_prefix="webhook") as pool:
-            got = dict(zip(by_url, pool.map(lambda calls: [_timed_post(r, timeout) for r in calls],
-                                            by_url.values()), strict=True))
-        answers = [got[row.url].pop(0) for row in rows]
+            got = dict(zip(by_url, pool.map(lambda calls: _post_in_order(calls, timeout), by_url.values()),
+                           strict=True))
+        answers = [got[row.url].pop(0) if got[row.url] else None for row in rows]
         now = int(time.time())
         self._in_transaction(lambda cursor: self._answered(cursor, rows, answers, now))
         return len(rows)
 
-    def _answered(self, cursor, rows: list[Claimed], answers: list[tuple[WebhookAnswer, float]], now: int) -> None:
-        """Log each try as IEM does (webhook_logs) and in our attempts; each row sent, due again, or parked."""
+    def _answered(self, cursor, rows: list[Claimed], answers: list[tuple[WebhookAnswer, float] | None],
+                  now: int) -> None:
+        """Log each try as IEM does (webhook_logs) and in our attempts; each row sent, due again, or parked.
+        A row without an answer was not tried (its receiver did not answer an earlier call of the chunk): due
+        again with that call, its tries unchanged."""
         delivered_ids = []
-        for row, (answer, took) in zip(rows, answers, strict=True):
+        put_back: dict[str, float] = {}  # URL -> the delay of its call that got no answer
+        for row, tried in zip(rows, answers, strict=True):
+            if tried is None:
+                outbox.put_back(cursor, self.tables, row.id, put_back[row.url])
+                continue
+            answer, took = tried
             number = row.attempts + 1
             webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url, json.loads(row.body),
                               answer.body if answer.status is not None else None, now)
@@ -235,15 +245,16 @@ class Relay:
             if delivered(answer):
                 delivered_ids.append(row.id)
             else:
-                self._not_delivered(cursor, row, number, answer)
+                put_back[row.url] = self._not_delivered(cursor, row, number, answer)
         outbox.sent(cursor, self.tables, delivered_ids, "2xx")
         metrics.EVENTS_SENT.labels("webhook").inc(len(delivered_ids))
 
-    def _not_delivered(self, cursor, row: Claimed, number: int, answer: WebhookAnswer) -> None:
+    def _not_delivered(self, cursor, row: Claimed, number: int, answer: WebhookAnswer) -> float:
+        """The row due again after its backoff, or parked; returns the backoff (seconds)."""
         status = f"HTTP {answer.status}" if answer.status is not None else (answer.error or "no answer")
         park = number >= self.settings.webhook_attempts
-        outbox.failed(cursor, self.tables, row.id, status,
-                      retry_delay(number, self.settings.event_retry_max_wait), park=park)
+        delay = retry_delay(number, self.settings.event_retry_max_wait)
+        outbox.failed(cursor, self.tables, row.id, status, delay, park=park)
         if park:
             metrics.EVENTS_PARKED_TOTAL.labels("webhook").inc()
             log.error("webhook %s (outbox %d, %s) parked after %d tries, the last: %s; see `pmtabounce webhooks "
@@ -254,6 +265,7 @@ class Relay:
             log.warning("webhook %s (outbox %d) not delivered (%s, try %d of %d); trying again later", row.url,
                         row.id, status, number, self.settings.webhook_attempts,
                         extra={"event": "webhook_retry", "outbox_id": row.id, "attempts": number})
+        return delay
 
     # --- the database -----------------------------------------------------------------------------------
 
@@ -297,6 +309,17 @@ class Relay:
         """Let go of both connections (a claimed row not yet answered comes due again after its lease)."""
         self._close_mysql()
         self._close_amqp()
+
+
+def _post_in_order(calls: list[Claimed], timeout: float) -> list[tuple[WebhookAnswer, float]]:
+    """One URL's calls, in order, until one gets no answer (the receiver is down or hangs: the rest would
+    each wait out the timeout too); the answers of those tried (the last may be the one without)."""
+    answers = []
+    for row in calls:
+        answers.append(_timed_post(row, timeout))
+        if answers[-1][0].status is None:
+            break
+    return answers
 
 
 def _timed_post(row: Claimed, timeout: float) -> tuple[WebhookAnswer, float]:

@@ -203,3 +203,40 @@ def test_explain_keeps_every_try_of_a_call_sent_again_after_it_was_parked(iem_db
     assert [(t["status"], t["answer"]) for t in call["tries"]] == [(500, "broken"), (200, "ok")]
     assert call["tries"][0]["at"] <= call["tries"][1]["at"]
     assert [row[2] for row in webhook_logs(iem_db)] == ["broken", "broken", "ok"]  # one log row per try, as before
+
+
+def test_a_hanging_receiver_costs_one_timeout_per_chunk_and_does_not_hold_the_other_receivers(iem_db):
+    # 25 calls to a receiver that never answers, older than 3 calls to one that does. Trying each of the
+    # hanging one's calls in a chunk costs a timeout each (20 of them) before anything else is claimed.
+    from dataclasses import replace
+
+    from pmtabounce.store import outbox
+    from pmtabounce.worker.relay import Relay
+
+    hanging, healthy = WebhookReceiver().up(), WebhookReceiver().up()
+    hanging.hang()
+    rows = [outbox.Delivery(f"h{n}", "webhook", "Bounce", '{"n":%d}' % n, webhook_event=BOUNCE, url=hanging.url())
+            for n in range(25)]
+    rows += [outbox.Delivery(f"k{n}", "webhook", "Bounce", '{"n":%d}' % n, webhook_event=BOUNCE, url=healthy.url())
+             for n in range(3)]
+    connection = iem_db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, iem_db.tables, rows)
+    connection.commit()
+    connection.close()
+    relay = Relay(replace(iem_db.settings(), webhook_timeout=0.5))
+    try:
+        relay.once()  # the 20 oldest, all the hanging receiver's
+        assert len(hanging.requests) == 1  # no answer: its other calls of the chunk wait with it, untried
+        relay.once()  # its 5 others (one tried), and the healthy receiver's 3
+        assert len(healthy.requests) == 3 and len(hanging.requests) == 2
+    finally:
+        relay.close()
+        hanging.down()
+    states = iem_db.query("SELECT url, state, attempts FROM {t.outbox} ORDER BY id")
+    tried, untried = (hanging.url(), "waiting", 1), (hanging.url(), "waiting", 0)
+    assert states[:25] == [tried] + [untried] * 19 + [tried] + [untried] * 4
+    assert states[25:] == [(healthy.url(), "sent", 1)] * 3
+    assert [row[0] for row in webhook_logs(iem_db)] == [BOUNCE] * 5  # a log row per try, none for an untried call
+    due = iem_db.query("SELECT MIN(due_at) >= UNIX_TIMESTAMP(NOW(6)) FROM {t.outbox} WHERE state = 'waiting'")
+    assert due == [(1,)]  # the untried ones due with the retry of the call that got no answer
