@@ -129,13 +129,25 @@ class Relay:
         return handled
 
     def once(self) -> int:
-        """One chunk of due rows of each target sent; the rows handled (0: none was due)."""
+        """One chunk of due rows of each target sent; the rows handled (0: none was due).
+
+        One target's outage does not hold the other: RabbitMQ away leaves the stream's events due again
+        later, and the webhook calls due now are still sent. Raises the TransientError of a target that
+        failed only when nothing was handled (so the caller's backoff applies); else it is logged."""
         self._gauges()
         handled = 0
-        if "stream" in self.targets:
-            handled += self._stream()
-        if "webhook" in self.targets:
-            handled += self._webhooks()
+        failure: TransientError | None = None
+        for target, send in (("stream", self._stream), ("webhook", self._webhooks)):
+            if target not in self.targets:
+                continue
+            try:
+                handled += send()
+            except TransientError as exc:
+                failure = failure or exc
+        if failure is not None:
+            if not handled:
+                raise failure
+            log.warning("relay: %s; those events wait in the outbox, the others were sent", failure)
         return handled
 
     # --- the decision stream -----------------------------------------------------------------------------

@@ -240,3 +240,33 @@ def test_a_hanging_receiver_costs_one_timeout_per_chunk_and_does_not_hold_the_ot
     assert [row[0] for row in webhook_logs(iem_db)] == [BOUNCE] * 5  # a log row per try, none for an untried call
     due = iem_db.query("SELECT MIN(due_at) >= UNIX_TIMESTAMP(NOW(6)) FROM {t.outbox} WHERE state = 'waiting'")
     assert due == [(1,)]  # the untried ones due with the retry of the call that got no answer
+
+
+def test_rabbitmq_away_does_not_stop_the_webhooks(iem_db):
+    # The decision stream's broker is down (nothing listens); the webhook calls due beside its events still go.
+    import socket
+    from dataclasses import replace
+
+    from pmtabounce.store import outbox
+    from pmtabounce.worker.relay import Relay
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    receiver = WebhookReceiver().up()
+    connection = iem_db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, iem_db.tables, [
+            outbox.Delivery("s1", "stream", "bounce.hard.disabled", "{}"),
+            outbox.Delivery("w1", "webhook", "Bounce", '{"n":1}', webhook_event=BOUNCE, url=receiver.url())])
+    connection.commit()
+    connection.close()
+    settings = replace(iem_db.settings(), event_stream=True, amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/%2F",
+                       event_retry_max_wait=1.0)
+
+    Relay(settings).drain(5)
+
+    assert bodies(receiver) == [b'{"n":1}']
+    assert iem_db.query("SELECT target, state FROM {t.outbox} ORDER BY id") == [("stream", "waiting"),
+                                                                                ("webhook", "sent")]
