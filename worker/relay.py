@@ -69,6 +69,8 @@ class Relay:
         self._nodes: broker.Nodes | None = None  # PMTABOUNCE_AMQP_URL's nodes; a lost one passes the turn
         self._gauges_read = float("-inf")
         self._failures = 0
+        self.stopped: str | None = None  # why `run` ended on a FatalError (a worker's /readyz says it)
+        self.thread: threading.Thread | None = None
 
     # --- the loops -------------------------------------------------------------------------------------
 
@@ -100,6 +102,7 @@ class Relay:
                 if not sent:
                     stopping.wait(IDLE_SECONDS)
         except FatalError as exc:
+            self.stopped = str(exc)
             log.critical("relay stops: %s. Committed events wait in the outbox", exc,
                          extra={"event": "fatal", "error_class": type(exc).__name__})
             return 1
@@ -340,10 +343,12 @@ def _timed_post(row: Claimed, timeout: float) -> tuple[WebhookAnswer, float]:
     return answer, time.monotonic() - started
 
 
-def start_thread(settings: Settings, stopping: threading.Event) -> threading.Thread | None:
-    """The worker's relay thread, or None when webhooks and the stream are both off."""
+def start_thread(settings: Settings, stopping: threading.Event) -> Relay | None:
+    """The worker's relay, running in its thread (`.thread`) until `stopping` is set; None when webhooks
+    and the stream are both off. Its `.stopped` says why, when a FatalError ended it early."""
     if not (settings.webhooks or settings.event_stream):
         return None
-    thread = threading.Thread(target=Relay(settings).run, args=(stopping,), name="relay", daemon=True)
-    thread.start()
-    return thread
+    relay = Relay(settings)
+    relay.thread = threading.Thread(target=relay.run, args=(stopping,), name="relay", daemon=True)
+    relay.thread.start()
+    return relay
