@@ -215,16 +215,16 @@ def test_a_hanging_receiver_costs_one_timeout_per_chunk_and_does_not_hold_the_ot
 
     hanging, healthy = WebhookReceiver().up(), WebhookReceiver().up()
     hanging.hang()
-    rows = [outbox.Delivery(f"h{n}", "webhook", "Bounce", '{"n":%d}' % n, webhook_event=BOUNCE, url=hanging.url())
-            for n in range(25)]
-    rows += [outbox.Delivery(f"k{n}", "webhook", "Bounce", '{"n":%d}' % n, webhook_event=BOUNCE, url=healthy.url())
-             for n in range(3)]
+    def call(ident: str, n: int, url: str) -> outbox.Delivery:
+        return outbox.Delivery(ident, "webhook", "Bounce", f'{{"n":{n}}}', webhook_event=BOUNCE, url=url)
+
+    rows = [call(f"h{n}", n, hanging.url()) for n in range(25)] + [call(f"k{n}", n, healthy.url()) for n in range(3)]
     connection = iem_db.connect()
     with connection.cursor() as cursor:
         outbox.add(cursor, iem_db.tables, rows)
     connection.commit()
     connection.close()
-    relay = Relay(replace(iem_db.settings(), webhook_timeout=0.5))
+    relay = Relay(replace(iem_db.settings(), webhook_timeout=2.0))  # ample for the healthy one under load
     try:
         relay.once()  # the 20 oldest, all the hanging receiver's
         assert len(hanging.requests) == 1  # no answer: its other calls of the chunk wait with it, untried
@@ -238,8 +238,8 @@ def test_a_hanging_receiver_costs_one_timeout_per_chunk_and_does_not_hold_the_ot
     assert states[:25] == [tried] + [untried] * 19 + [tried] + [untried] * 4
     assert states[25:] == [(healthy.url(), "sent", 1)] * 3
     assert [row[0] for row in webhook_logs(iem_db)] == [BOUNCE] * 5  # a log row per try, none for an untried call
-    due = iem_db.query("SELECT MIN(due_at) >= UNIX_TIMESTAMP(NOW(6)) FROM {t.outbox} WHERE state = 'waiting'")
-    assert due == [(1,)]  # the untried ones due with the retry of the call that got no answer
+    due = [row[0] for row in iem_db.query("SELECT due_at FROM {t.outbox} ORDER BY id LIMIT 20")]
+    assert all(abs(when - due[0]) < 0.1 for when in due)  # the untried ones due with the retry of the call before
 
 
 def test_rabbitmq_away_does_not_stop_the_webhooks(iem_db):
