@@ -27,7 +27,7 @@ _NOW = "UNIX_TIMESTAMP(NOW(6))"
 
 
 def migration(t: Tables) -> list[str]:
-    """Schema version 5 (issue 18): the outbox and the attempts of its webhook calls."""
+    """Schema version 6 (issue 18): the outbox and the attempts of its webhook calls."""
     return [
         f"""CREATE TABLE IF NOT EXISTS {t.outbox} (
   id bigint unsigned NOT NULL AUTO_INCREMENT,
@@ -229,7 +229,7 @@ def of_records(cursor, t: Tables, fingerprints: Sequence[str]) -> dict[str, list
 
 
 def present(cursor, t: Tables) -> bool:
-    """Whether schema version 5 is in place (an installation not yet set up again has no outbox)."""
+    """Whether schema version 6 is in place (an installation not yet set up again has no outbox)."""
     cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                    "AND TABLE_NAME = %s", (t.outbox.strip("`"),))
     return int(cursor.fetchone()[0]) == 1

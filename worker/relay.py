@@ -236,12 +236,10 @@ class Relay:
             got = dict(zip(by_url, pool.map(lambda calls: _post_in_order(calls, timeout), by_url.values()),
                            strict=True))
         answers = [got[row.url].pop(0) if got[row.url] else None for row in rows]
-        now = int(time.time())
-        self._in_transaction(lambda cursor: self._answered(cursor, rows, answers, now))
+        self._in_transaction(lambda cursor: self._answered(cursor, rows, answers))
         return len(rows)
 
-    def _answered(self, cursor, rows: list[Claimed], answers: list[tuple[WebhookAnswer, float] | None],
-                  now: int) -> None:
+    def _answered(self, cursor, rows: list[Claimed], answers: list[Posted | None]) -> None:
         """Log each try as IEM does (webhook_logs) and in our attempts; each row sent, due again, or parked.
         A row without an answer was not tried (its receiver did not answer an earlier call of the chunk): due
         again with that call, its tries unchanged."""
@@ -251,10 +249,10 @@ class Relay:
             if tried is None:
                 outbox.put_back(cursor, self.tables, row.id, put_back[row.url])
                 continue
-            answer, took = tried
+            answer, took, ended = tried
             number = row.attempts + 1
             webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url, json.loads(row.body),
-                              answer.body if answer.status is not None else None, now)
+                              answer.body if answer.status is not None else None, ended)
             said = answer.body if answer.status is not None else (answer.error or "no answer")
             outbox.attempt(cursor, self.tables, row.id, answer.status, said or "", took)
             if delivered(answer):
@@ -326,7 +324,10 @@ class Relay:
         self._close_amqp()
 
 
-def _post_in_order(calls: list[Claimed], timeout: float) -> list[tuple[WebhookAnswer, float]]:
+Posted = tuple[WebhookAnswer, float, int]  # one call's answer, its seconds, and when it ended (Unix seconds)
+
+
+def _post_in_order(calls: list[Claimed], timeout: float) -> list[Posted]:
     """One URL's calls, in order, until one gets no answer (the receiver is down or hangs: the rest would
     each wait out the timeout too); the answers of those tried (the last may be the one without)."""
     answers = []
@@ -337,10 +338,10 @@ def _post_in_order(calls: list[Claimed], timeout: float) -> list[tuple[WebhookAn
     return answers
 
 
-def _timed_post(row: Claimed, timeout: float) -> tuple[WebhookAnswer, float]:
+def _timed_post(row: Claimed, timeout: float) -> Posted:
     started = time.monotonic()
     answer = post(row.url, row.body.encode("utf-8"), timeout)
-    return answer, time.monotonic() - started
+    return answer, time.monotonic() - started, int(time.time())  # IEM's logdate: time() once curl_exec returned
 
 
 def start_thread(settings: Settings, stopping: threading.Event) -> Relay | None:

@@ -270,3 +270,29 @@ def test_rabbitmq_away_does_not_stop_the_webhooks(iem_db):
     assert bodies(receiver) == [b'{"n":1}']
     assert iem_db.query("SELECT target, state FROM {t.outbox} ORDER BY id") == [("stream", "waiting"),
                                                                                 ("webhook", "sent")]
+
+
+def test_each_log_row_has_the_time_of_its_own_call(iem_db):
+    # IEM logs a call when it has its answer: logdate is that call's time, not the end of a relay's chunk.
+    from dataclasses import replace
+
+    from pmtabounce.store import outbox
+    from pmtabounce.worker.relay import Relay
+
+    fast, hanging = WebhookReceiver().up(), WebhookReceiver().up()
+    hanging.hang()
+    connection = iem_db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, iem_db.tables, [
+            outbox.Delivery(f"c{n}", "webhook", "Bounce", "{}", webhook_event=BOUNCE, url=url)
+            for n, url in enumerate((fast.url(), hanging.url()))])
+    connection.commit()
+    connection.close()
+    relay = Relay(replace(iem_db.settings(), webhook_timeout=3.0))
+    try:
+        relay.once()
+    finally:
+        relay.close()
+        hanging.down()
+    [(fast_at,), (hanging_at,)] = iem_db.query("SELECT logdate FROM {t.webhook_logs} ORDER BY logid")
+    assert hanging_at - fast_at >= 2  # the hanging call ended 3 s after the fast one
