@@ -159,6 +159,20 @@ def attempt(cursor, t: Tables, row_id: int, status: int | None, answer: str, sec
     )
 
 
+def delete_older(cursor, t: Tables, cutoff, limit: int) -> int:
+    """Remove up to `limit` rows created before `cutoff` (a server datetime) that are done with (`sent` or
+    `dropped`), with their attempts, in the caller's transaction; the rows removed. A `waiting` or `parked`
+    row is never removed, whatever its age (`pmtabounce prune`)."""
+    cursor.execute(f"SELECT id FROM {t.outbox} WHERE state IN ('sent', 'dropped') AND created_at < %s "
+                   "ORDER BY id LIMIT %s FOR UPDATE", (cutoff, limit))
+    ids = [row[0] for row in cursor.fetchall()]
+    if ids:
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(f"DELETE FROM {t.outbox_attempts} WHERE outbox_id IN ({marks})", ids)
+        cursor.execute(f"DELETE FROM {t.outbox} WHERE id IN ({marks})", ids)
+    return len(ids)
+
+
 def counts(cursor, t: Tables) -> dict[tuple[str, str], int]:
     """(target, state) -> rows, for the waiting and parked ones (sent rows are history)."""
     cursor.execute(f"SELECT target, state, COUNT(*) FROM {t.outbox} WHERE state IN ('waiting', 'parked') "

@@ -23,7 +23,7 @@ from ..common.config import Settings
 from ..common.errors import FatalError
 from ..dlq.selection import parse_age
 from ..runner import run_command
-from ..store import ledger
+from ..store import ledger, outbox
 from ..store.db import Tables, connect, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.prune")
@@ -43,6 +43,7 @@ class PruneReport:
     newest: datetime | None = None
     batches: int = 0
     left: ledger.Extent | None = None
+    outbox_removed: int = 0  # sent or dropped outbox rows (events) created before the cutoff; not in a dry run
 
     def as_dict(self) -> dict:
         return {
@@ -51,12 +52,14 @@ class PruneReport:
             "newest": _text(self.newest), "transactions": self.batches,
             "ledger_rows_estimate": self.left.rows if self.left else None,
             "ledger_oldest_unix": self.left.oldest if self.left else None,
+            "outbox_removed": self.outbox_removed,
         }
 
 
 def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
                  pause: float = PAUSE_SECONDS, sleep: Callable[[float], None] = time.sleep) -> PruneReport:
-    """Delete ledger rows applied more than `older_than` ago, `batch_rows` per transaction.
+    """Delete ledger rows applied more than `older_than` ago, `batch_rows` per transaction, then the outbox's
+    rows (events) created before the same cutoff that were sent or dropped (store/outbox.py `delete_older`).
 
     Raises FatalError when the database refuses; every transaction before it
     stays committed, so running it again goes on where it stopped.
@@ -72,6 +75,7 @@ def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = F
                 report.removed, report.oldest, report.newest = ledger.older_than(cursor, tables, report.cutoff)
             else:
                 _delete(connection, cursor, tables, report, batch_rows, pause, sleep)
+                _delete_events(connection, cursor, tables, report, batch_rows, pause, sleep)
             report.left = ledger.extent(cursor, tables)
             connection.commit()
     except Exception as exc:
@@ -80,7 +84,8 @@ def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = F
             raise
         done = f" after removing {sum(report.removed.values())} rows" if report and not dry_run else ""
         raise FatalError(f"prune stopped{done}: {error} ({setting_to_check(exc, settings.mysql, tables.prefix)}; "
-                         f"prune needs SELECT and DELETE on {tables.ledger}); run it again to go on") from None
+                         f"prune needs SELECT and DELETE on {tables.ledger}, {tables.outbox} and "
+                         f"{tables.outbox_attempts}); run it again to go on") from None
     finally:
         if connection is not None:
             connection.close()
@@ -98,6 +103,16 @@ def _delete(connection, cursor, tables: Tables, report: PruneReport, batch_rows:
     connection.commit()
 
 
+def _delete_events(connection, cursor, tables: Tables, report: PruneReport, batch_rows: int, pause: float,
+                   sleep: Callable[[float], None]) -> None:
+    while removed := outbox.delete_older(cursor, tables, report.cutoff, batch_rows):
+        connection.commit()
+        report.outbox_removed += removed
+        report.batches += 1
+        sleep(pause)
+    connection.commit()
+
+
 def describe(report: PruneReport) -> str:
     """One paragraph for an operator."""
     total = sum(report.removed.values())
@@ -108,7 +123,7 @@ def describe(report: PruneReport) -> str:
     if report.dry_run and report.oldest:
         text += f", applied from {_text(report.oldest)} to {_text(report.newest)}"
     if not report.dry_run:
-        text += f" in {report.batches} transactions"
+        text += f" and {report.outbox_removed} sent or dropped events of the outbox, in {report.batches} transactions"
     if report.left:
         oldest = (f"{_text(datetime.fromtimestamp(report.left.oldest, timezone.utc).replace(tzinfo=None))} UTC"
                   if report.left.oldest else "none")
