@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 import click
 import orjson
@@ -27,6 +28,7 @@ from ..store import ledger, outbox
 from ..store.db import Tables, connect, setting_to_check, translate
 
 log = logging.getLogger("pmtabounce.prune")
+T = TypeVar("T")
 
 BATCH_ROWS = 1000  # rows per transaction: a few milliseconds of row locks, on rows no worker is writing
 PAUSE_SECONDS = 0.05  # between transactions, so workers' commits and the purge thread keep up
@@ -74,8 +76,16 @@ def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = F
             if dry_run:
                 report.removed, report.oldest, report.newest = ledger.older_than(cursor, tables, report.cutoff)
             else:
-                _delete(connection, cursor, tables, report, batch_rows, pause, sleep)
-                _delete_events(connection, cursor, tables, report, batch_rows, pause, sleep)
+                cutoff = report.cutoff
+                for batch in _batches(connection, lambda: ledger.delete_older(cursor, tables, cutoff, batch_rows),
+                                      pause, sleep):
+                    report.removed += batch
+                    report.batches += 1
+                    log.debug("removed %d ledger rows (%d so far)", sum(batch.values()), sum(report.removed.values()))
+                for removed in _batches(connection, lambda: outbox.delete_older(cursor, tables, cutoff, batch_rows),
+                                        pause, sleep):
+                    report.outbox_removed += removed
+                    report.batches += 1
             report.left = ledger.extent(cursor, tables)
             connection.commit()
     except Exception as exc:
@@ -92,23 +102,12 @@ def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = F
     return report
 
 
-def _delete(connection, cursor, tables: Tables, report: PruneReport, batch_rows: int, pause: float,
-            sleep: Callable[[float], None]) -> None:
-    while batch := ledger.delete_older(cursor, tables, report.cutoff, batch_rows):
+def _batches(connection, step: Callable[[], T], pause: float, sleep: Callable[[float], None]) -> Iterator[T]:
+    """`step()` (one transaction's deletes: what it removed, falsy when nothing) committed and repeated, with a
+    pause between transactions, until nothing is left; yields what each removed."""
+    while removed := step():
         connection.commit()
-        report.removed += batch
-        report.batches += 1
-        log.debug("removed %d ledger rows (%d so far)", sum(batch.values()), sum(report.removed.values()))
-        sleep(pause)
-    connection.commit()
-
-
-def _delete_events(connection, cursor, tables: Tables, report: PruneReport, batch_rows: int, pause: float,
-                   sleep: Callable[[float], None]) -> None:
-    while removed := outbox.delete_older(cursor, tables, report.cutoff, batch_rows):
-        connection.commit()
-        report.outbox_removed += removed
-        report.batches += 1
+        yield removed
         sleep(pause)
     connection.commit()
 
