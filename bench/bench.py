@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -35,8 +36,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every variant
 
 import original  # noqa: E402
+import replay  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
-from measure import Result, ServerCpu, batch_timings, print_results  # noqa: E402
+from measure import Result, ServerCpu, batch_timings, print_profiles, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
 from sandbox import Sandbox  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
@@ -116,7 +118,8 @@ class Bench:
         return result
 
     def original(self) -> Result:
-        place = Place(self.sandbox.database(self.world), self.directory("original"), self.expected)
+        place = Place(self.sandbox.database(self.world), self.directory("original"),
+                      original.expected_state(self.world, self.template))
         url, directory = place.url, place.directory
         connection = self.sandbox.connect(url)
         started = time.perf_counter()
@@ -164,8 +167,11 @@ class Bench:
                         "after the start")
             time.sleep(0.2)
 
-    def inline(self, webhooks: bool = False) -> Result:
-        place = self.place("inline-webhooks" if webhooks else "inline")
+    def inline(self, python: str = sys.executable, webhooks: bool = False) -> Result:
+        """(b); with `python`, the pmtabounce installed for that interpreter (--baseline); with `webhooks`, a
+        Bounce and an Unsubscribe webhook on every list."""
+        baseline = python != sys.executable
+        place = self.place("inline-baseline" if baseline else "inline-webhooks" if webhooks else "inline")
         url, directory = place.url, place.directory
         receiver = self.webhooks_on_every_list(url) if webhooks else None
         env = self.sandbox.env(url, None, "DEBUG")
@@ -173,7 +179,8 @@ class Bench:
         started = time.perf_counter()
         log = self.work / f"{directory.name}.log"
         # The bounces' time alone; the calls are then sent as `process` would after its files, and timed apart.
-        child = self.sandbox.start(["process", "--send-events", "0", str(directory)], env, log)
+        command = ["process", str(directory)] if baseline else ["process", "--send-events", "0", str(directory)]
+        child = self.sandbox.start(command, env, log, python)
         rss = self.sandbox.finish(child)
         seconds = time.perf_counter() - started
         note = ""
@@ -183,10 +190,33 @@ class Bench:
             note = f"then {len(receiver.requests)} calls sent in {time.perf_counter() - sending:.1f} s"
         if receiver is not None:
             receiver.down()
-        name = "(b) inline process" + (", webhooks on every list" if webhooks else "")
+        name = ("(b0) inline, --baseline" if baseline else "(b) inline process"
+                + (", webhooks on every list" if webhooks else ""))
         result = Result(name, self.records, seconds, {"process": rss},
                         cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
                         batches=batch_timings([log]), note=note)
+        return self.check(result, place)
+
+    def limit(self, python: str = sys.executable) -> Result:
+        """MariaDB alone: `process`'s statements (of the pmtabounce installed for `python`), recorded in a run
+        of their own, replayed by the C client on a fresh database from the same seed (which must then hold
+        the expected tables as well)."""
+        baseline = python != sys.executable
+        recorded = self.place("record")
+        statements = self.work / f"{recorded.directory.name}.sql"
+        env = self.sandbox.env(recorded.url, None)
+        command = [python, str(REPO / "bench" / "replay.py"), "record", str(statements), "--",
+                   "process", str(recorded.directory)]
+        done = subprocess.run(command, env=env, cwd=self.work, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"recording the statements failed: {done.stderr.strip()}")
+        place = self.place("replay")
+        count = statements.read_bytes().count(b";\n")
+        servers = ServerCpu()
+        seconds, handlers = replay.replay(statements, place.url)
+        result = Result(f"(L) MariaDB alone, (b{'0' if baseline else ''})'s SQL", self.records, seconds,
+                        servers=servers.stop(), handlers=handlers,
+                        note=f"{count} statements, {count * 500 / self.records:.1f} per 500 rows")
         return self.check(result, place)
 
     def fleet(self, workers: int, webhooks: bool = False) -> Result:
@@ -246,6 +276,25 @@ def big_file_memory(sandbox: Sandbox, work: Path, megabytes: int) -> None:
         seconds = time.perf_counter() - started
         print(f"  {label:<6}{megabytes:>7.0f} MB {rows:>9} rows {seconds:7.1f} s {rows / seconds:8.0f} rows/s  "
               f"producer peak RSS {rss / 1024:.0f} MB")
+
+
+def process_memory(sandbox: Sandbox, work: Path, megabytes: int, world: World) -> None:
+    """`process`'s peak RSS, reader thread included, on a small file and on a big one (its rows are
+    addresses the world does not hold: every one a ledger row, `not_found`)."""
+    print(f"\nprocess memory: a 1 MB file against a {megabytes} MB file")
+    for label, size in (("small", 1), ("big", megabytes)):
+        directory = work / f"process-memory-{label}"
+        directory.mkdir()
+        path = directory / "bounces-2024-11-19-0000.csv"
+        rows = write_big_file(path, size * 1024 * 1024)
+        megabytes = path.stat().st_size / 1024 / 1024  # before `process` marks it done
+        env = sandbox.env(sandbox.database(world), None)
+        started = time.perf_counter()
+        child = sandbox.start(["process", str(directory)], env, work / f"process-memory-{label}.log")
+        rss = sandbox.finish(child, timeout=7200)
+        seconds = time.perf_counter() - started
+        print(f"  {label:<6}{megabytes:>7.0f} MB {rows:>9} rows {seconds:7.1f} s "
+              f"{rows / seconds:8.0f} rows/s  process peak RSS {rss / 1024:.0f} MB")
 
 
 _ROW = ("b,{t},user{n}@example.com,failed,5.1.1 (bad destination mailbox address),"
@@ -308,7 +357,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-file-mb", type=int, default=0, help="also measure producer memory on a file this big")
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306", help="MariaDB server (no database)")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
-    parser.add_argument("--rounds", type=int, default=1, help="measure each variant this many times, alternating")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also run (b) with the pmtabounce installed for this interpreter (an earlier version)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="measure every variant N times, interleaved (default 1)")
+    parser.add_argument("--no-limit", dest="limit", action="store_false",
+                        help="leave out (L), MariaDB replaying inline's statements alone")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run every child under cProfile, keep its stats in DIR and print the top functions")
     parser.add_argument("--webhooks", action="store_true",
                         help="also each variant with IEM webhooks on every list, to a loopback receiver")
     parser.add_argument("--hang", action="store_true",
@@ -327,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; MariaDB, RabbitMQ and every process below share it")
     work = Path(tempfile.mkdtemp(prefix="pmtabounce-bench-"))
     sandbox = Sandbox(args.mysql_url, args.amqp_url, work)
+    sandbox.profile = args.profile
     results: list[Result] = []
     try:
         bench = Bench(args, sandbox, work)
@@ -337,18 +394,27 @@ def main(argv: list[str] | None = None) -> int:
             scale_url, bench.next_slice = cached_database(args.mysql_url, size)
         for at_scale in (False, True) if args.scale else (False,):
             bench.scale_url = scale_url if at_scale else None
-            for _ in range(args.rounds):  # with and without webhooks alternate, so a busy machine hits both
+            for _ in range(args.rounds):  # interleaved, so that a change in the machine's load hits every variant
+                if args.baseline:
+                    results.append(bench.inline(args.baseline))
                 results.append(bench.inline())
                 if args.webhooks:
                     results.append(bench.inline(webhooks=True))
+                if args.limit and args.baseline:
+                    results.append(bench.limit(args.baseline))
+                if args.limit:
+                    results.append(bench.limit())
             for workers in (int(n) for n in args.workers.split(",") if n.strip()):
                 for _ in range(args.rounds):
                     results.append(bench.fleet(workers))
                     if args.webhooks:
                         results.append(bench.fleet(workers, webhooks=True))
         print_results(results)
+        if args.profile:
+            print_profiles(args.profile)
         if args.big_file_mb:
             big_file_memory(sandbox, work, args.big_file_mb)
+            process_memory(sandbox, work, args.big_file_mb, bench.world)
     finally:
         if args.keep:
             print(f"\nkept: {work}, databases {', '.join(sandbox.databases)}, vhosts {', '.join(sandbox.vhosts)}")

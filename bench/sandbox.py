@@ -27,6 +27,7 @@ class Sandbox:
         self.databases: list[str] = []
         self.vhosts: list[str] = []
         self.memory = PeakMemory()
+        self.profile: Path | None = None  # --profile: every child runs under cProfile, its stats written here
         # `python -m` puts the working directory first on sys.path: in the clone's top folder the source
         # tree's pmtabounce/ would shadow the installed package, so children run in the bench's own folder.
         self.workdir = workdir
@@ -62,10 +63,14 @@ class Sandbox:
         if done.returncode != 0:
             raise RuntimeError(f"pmtabounce {' '.join(args)} failed: {done.stderr.strip()}")
 
-    def start(self, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    def start(self, args: list[str], env: dict[str, str], log: Path, python: str = sys.executable) -> subprocess.Popen:
         log.parent.mkdir(parents=True, exist_ok=True)
+        profile: list[str] = []
+        if self.profile is not None:
+            self.profile.mkdir(parents=True, exist_ok=True)
+            profile = ["-m", "cProfile", "-o", str(self.profile / f"{log.parent.name}-{log.stem}.prof")]
         with open(log, "wb") as handle:
-            child = subprocess.Popen([sys.executable, "-m", "pmtabounce", *args], env=env, stdout=handle,
+            child = subprocess.Popen([python, *profile, "-m", "pmtabounce", *args], env=env, stdout=handle,
                                      stderr=subprocess.STDOUT, cwd=self.workdir)
         child.log_path = log
         self.memory.watch(child)
@@ -74,7 +79,8 @@ class Sandbox:
     def finish(self, child: subprocess.Popen, timeout: float = 600) -> int:
         """Wait for a child to exit 0; its peak resident set in kB."""
         if child.wait(timeout=timeout) != 0:
-            raise RuntimeError(f"pmtabounce {child.args[3]} exited with {child.returncode}; see {child.log_path}")
+            command = child.args[child.args.index("pmtabounce") + 1]
+            raise RuntimeError(f"pmtabounce {command} exited with {child.returncode}; see {child.log_path}")
         return self.memory.peak_kb(child)
 
     def ledger_top(self, url: str) -> int:

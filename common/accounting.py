@@ -167,9 +167,14 @@ class AccountingFile:
 
     def _record(self, kind: str, cells: list[str], line: int, index: Index) -> Record:
         # pmta-accounting.md: the cells a row lacks are empty; the checks below decide whether it still makes a record.
+        width = len(cells)
+
         def cell(name: str) -> str:
+            positions = index.get(name, ())
+            if len(positions) == 1:  # the usual header: every column once
+                return cells[positions[0]] if positions[0] < width else ""
             # Header names differing only in case may be two columns: the first non-empty one counts.
-            values = [cells[p] for p in index.get(name, ()) if p < len(cells)]
+            values = [cells[p] for p in positions if p < width]
             return next((v for v in values if v.strip()), values[0] if values else "")
 
         complaint = kind in COMPLAINT_TYPES
@@ -180,8 +185,9 @@ class AccountingFile:
             raise ValueError("rcpt is empty")
         if len(rcpt) > 255:
             raise ValueError("rcpt is longer than 255 characters")
-        list_ids = parse_list_ids(cell("lid") if cell("lid").strip() else cell("list_id"))
-        statid = parse_statid(cell("sid") if cell("sid").strip() else cell("mailing_id"))
+        lid, sid = cell("lid"), cell("sid")
+        list_ids = parse_list_ids(lid if lid.strip() else cell("list_id"))
+        statid = parse_statid(sid if sid.strip() else cell("mailing_id"))
         time_logged = parse_time(cell("time"))
         if complaint:
             return ComplaintRecord(

@@ -47,8 +47,10 @@ def lock_domains(cursor, t: Tables, domains: Sequence[str]) -> None:
                     suffix=" ON DUPLICATE KEY UPDATE domain = domain")
 
 
-def read_states(cursor, t: Tables, domains: Sequence[str], first_window: int, last_window: int) -> dict:
-    """DomainState per domain: tripped or not, and its windows from 7 days before `first_window` to `last_window`.
+def read_states(cursor, t: Tables, domains: Sequence[str], first_window: int, last_window: int, *,
+                history: bool = True) -> dict:
+    """DomainState per domain: tripped or not, and its windows from 7 days before `first_window` to `last_window`
+    (without `history`, from `first_window`: enough to tell whether a walk's decisions stand, GuardBatch.stands_with).
 
     One statement: every window row has its domain's row (lock_domains creates it before any window is written).
     """
@@ -60,7 +62,7 @@ def read_states(cursor, t: Tables, domains: Sequence[str], first_window: int, la
         f"FROM {t.guard_domains} AS d LEFT JOIN {t.guard_windows} AS w "
         "ON w.domain = d.domain AND w.window_start BETWEEN %s AND %s "
         f"WHERE d.domain IN ({_marks(len(domains))})",
-        [first_window - HISTORY, last_window, *domains],
+        [first_window - (HISTORY if history else 0), last_window, *domains],
     )
     for domain, tripped, start, count, window_tripped in cursor.fetchall():
         state = states[domain.lower()]

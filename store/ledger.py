@@ -151,9 +151,13 @@ def known(cursor, t: Tables, records: Iterable[Record]) -> set[str]:
 
 
 def by_record(keys: Sequence[tuple[int, str]]) -> tuple[str, list]:
-    """A WHERE clause matching these (time_logged, fingerprint) pairs: one index range each."""
+    """A WHERE clause matching these (time_logged, fingerprint) pairs: one index range each.
+
+    A row constructor IN list, not ORed pairs: the same ranges on the (time_logged, fingerprint)
+    key, but MariaDB 10.11 plans 500 of them in a quarter of the time (issue 20).
+    """
     params = [item for key in keys for item in key]
-    return " OR ".join(["(time_logged = %s AND fingerprint = %s)"] * len(keys)), params
+    return f"(time_logged, fingerprint) IN ({', '.join(['(%s, %s)'] * len(keys))})", params
 
 
 def record(cursor, t: Tables, outcomes: Sequence[Outcome]) -> None:
