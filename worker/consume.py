@@ -23,7 +23,7 @@ from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from ..common.guard import GuardSettings
 from ..common.instance import instance_name
-from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
+from ..common.shutdown import GRACE_SECONDS, AbandonableCalls, CallAbandoned, stop_on_signals
 from ..store import events
 from ..store.db import Tables
 from .amqp import Consumer
@@ -153,8 +153,13 @@ class Worker:
         finally:
             self.relay_stop.set()
             if self.relay_sender is not None and self.relay_sender.thread is not None:
-                # a call in hand ends within PMTABOUNCE_WEBHOOK_TIMEOUT
-                self.relay_sender.thread.join(self.settings.webhook_timeout + 5.0)
+                # The relay's call in hand (a webhook, or a database call on a silent server) gets the same grace
+                # as the worker's own; a daemon thread left behind loses nothing: its claimed rows are sent again
+                # once their lease runs out, and its open transaction is rolled back (at-least-once).
+                self.relay_sender.thread.join(GRACE_SECONDS)
+                if self.relay_sender.thread.is_alive():
+                    log.info("the relay's call in hand did not end within %.0f s; its events are sent again later",
+                             GRACE_SECONDS)
             self.applier.close()
             self.tally.report()
             if server is not None:
