@@ -45,7 +45,7 @@ class MySQLTarget:
     ssl_verify_identity: bool | None = None
 
     def safe_url(self) -> str:
-        """For logs: never the password; the socket when there is one (PyMySQL then ignores host and port)."""
+        """For logs: never the password; the socket when there is one (the driver then ignores host and port)."""
         if self.unix_socket:
             return f"mysql://{self.user}@localhost/{self.database}?unix_socket={self.unix_socket}"
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
@@ -54,26 +54,26 @@ class MySQLTarget:
         """True when the URL names any ssl_* option, whatever its value: then only TLS will do."""
         return any(getattr(self, name) is not None for name in (*MYSQL_FILE_OPTIONS, *MYSQL_FLAG_OPTIONS))
 
-    def tls(self) -> dict:
-        """PyMySQL's `connect()` keyword arguments for TLS: `{"ssl": SSLContext}`, or {} (no ssl_* option).
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context the URL's ssl_* options ask for, or None (no ssl_* option: no TLS).
 
-        We build the context ourselves because PyMySQL's own ssl_* handling makes none when every value is
+        Built here rather than by the MySQL driver, whose own ssl_* handling makes none when every value is
         false (`ssl_verify_cert=false` alone meant a connection in clear) and does not verify with `ssl_ca`
         alone. Rules: the server's certificate is verified (against `ssl_ca`, else the system's CAs) unless
-        `ssl_verify_cert=false`; its host name is checked when `ssl_verify_identity=true`. PyMySQL refuses a
-        server without TLS when it is given a context (CR_SSL_CONNECTION_ERROR, 2026)."""
+        `ssl_verify_cert=false`; its host name is checked when `ssl_verify_identity=true`. store/db.py's
+        `connect` refuses a server without TLS when there is a context (CR_SSL_CONNECTION_ERROR, 2026)."""
         if not self.wants_tls():
-            return {}
+            return None
         context = ssl.create_default_context(cafile=self.ssl_ca)
         # Python 3.13 sets VERIFY_X509_STRICT, which the certificates MySQL and MariaDB generate themselves
-        # fail (PyMySQL clears it for the same reason).
+        # fail (the driver clears it for the same reason).
         context.verify_flags &= ~ssl.VERIFY_X509_STRICT
         context.check_hostname = bool(self.ssl_verify_identity)
         if self.ssl_verify_cert is False:
             context.verify_mode = ssl.CERT_NONE
         if self.ssl_cert:
             context.load_cert_chain(self.ssl_cert, self.ssl_key)
-        return {"ssl": context}
+        return context
 
 
 def suggestion(name: str, known: Iterable[str]) -> str:

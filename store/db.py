@@ -158,7 +158,7 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0, read_timeout: float |
         password=target.password,
         database=target.database,
         unix_socket=target.unix_socket,
-        **target.tls(),  # TLS from the URL's ssl_* options: a context of ours (service_urls.py)
+        ssl=target.ssl_context(),  # TLS from the URL's ssl_* options: a context of ours (service_urls.py)
         charset="utf8mb4",
         autocommit=False,
         connect_timeout=timeout,

@@ -3,7 +3,7 @@ rides out database outages, and stops cleanly on SIGTERM or SIGINT.
 
 What a message means and what becomes of it is decided in handle.py; the
 frames sent to RabbitMQ are in amqp.py. The database is reached through
-BatchApplier alone (no PyMySQL here, as no pika there).
+BatchApplier alone (no MySQL driver here, as no pika there).
 """
 
 from __future__ import annotations

@@ -182,7 +182,7 @@ class World:
     def create_database(self, cursor: Cursor, tables: Tables) -> None:
         """Insert the world into IEM tables that exist and are empty, in the caller's transaction.
 
-        Every value is a parameter: PyMySQL turns executemany into multi-row
+        Every value is a parameter: the driver turns executemany into multi-row
         INSERTs only then (a literal in VALUES makes it one round trip per row).
         """
         for table, columns, rows in self._table_rows(tables):

@@ -81,10 +81,10 @@ def test_a_certificate_file_that_does_not_load_is_refused_at_start(pem, tmp_path
 
 def test_mysql_tls_options_reach_pymysql(pem):
     target = parse_mysql_url(f"mysql://u:p@db/iem?ssl_ca={pem}&ssl_verify_identity=true&ssl_cert={pem}&ssl_key={pem}")
-    context = target.tls()["ssl"]
+    context = target.ssl_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "db.example"),),)]
-    assert parse_mysql_url("mysql://u@db/iem").tls() == {}
+    assert parse_mysql_url("mysql://u@db/iem").ssl_context() is None
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_mysql_tls_options_reach_pymysql(pem):
     ],
 )
 def test_every_mysql_tls_option_means_tls(pem, query, verify, host_name):
-    context = parse_mysql_url("mysql://u@db/iem?" + query.format(pem=pem)).tls()["ssl"]
+    context = parse_mysql_url("mysql://u@db/iem?" + query.format(pem=pem)).ssl_context()
     assert (context.verify_mode, context.check_hostname) == (verify, host_name)
 
 
