@@ -9,6 +9,7 @@ the file, the line and the reason, and the rest of the file goes on.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,12 @@ class ParseCounts:
     by_type: dict[str, int] = field(default_factory=dict)
 
 
+def open_no_follow(path: str, flags: int) -> int:
+    """An `opener` for open(): a symbolic link is refused (ELOOP), also one put in place after a directory
+    scan chose the name (bouncedir.pending_files reads regular files only)."""
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
 class AccountingFile:
     """Iterate one accounting file as BounceRecord, ComplaintRecord and RejectedRow items, never holding it whole."""
 
@@ -95,7 +102,7 @@ class AccountingFile:
 
     def __iter__(self) -> Generator[Record | RejectedRow, None, None]:
         # utf-8-sig strips a BOM if one is there; remote servers put any bytes in dsnDiag.
-        with open(self.path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        with open(self.path, encoding="utf-8-sig", errors="replace", newline="", opener=open_no_follow) as handle:
             yield from self.read(handle)
 
     def read(self, handle: Iterable[str]) -> Iterator[Record | RejectedRow]:

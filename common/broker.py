@@ -9,10 +9,8 @@ TransientError when trying again can help. Retries key off those types.
 from __future__ import annotations
 
 import logging
-import os
 import random
 import re
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,15 +24,24 @@ from pika.adapters.utils import connection_workflow as bring_up
 from . import queue_migration
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
-from .service_urls import AMQP_OPTIONS, AMQP_SEPARATORS, amqp_urls, masked  # AMQP_OPTIONS: ours, pika never sees them
+from .instance import consumer_tag
+from .service_urls import (  # AMQP_OPTIONS: ours, pika never sees them
+    AMQP_OPTIONS,
+    AMQP_SEPARATORS,
+    amqp_urls,
+    host_port,
+    masked,
+)
 from .topology import Topology
 
 setup_log = logging.getLogger("pmtabounce.setup")
 log = logging.getLogger("pmtabounce.broker")
 T = TypeVar("T")
 
-# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use".
+# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use", INTERNAL_ERROR
+# what RabbitMQ answers a basic.get on a quorum queue below quorum ("nodedown").
 ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
+INTERNAL_ERROR = 541
 # Which of our settings decides a queue argument, for the message when an existing queue differs.
 ARGUMENT_SETTINGS = {
     "x-delivery-limit": "PMTABOUNCE_DELIVERY_LIMIT",
@@ -61,7 +68,7 @@ def parameters(url: str, role: str) -> pika.URLParameters:
     params = plain_parameters(url)
     if urlsplit(url).scheme == "amqps":
         params.ssl_options = _tls(params.host, dict(parse_qsl(urlsplit(url).query)))
-    params.client_properties = {"connection_name": f"pmtabounce-{role}@{socket.gethostname()}:{os.getpid()}"}
+    params.client_properties = {"connection_name": consumer_tag(role)}
     params.heartbeat = 30
     params.blocked_connection_timeout = 120
     params.connection_attempts = 1
@@ -158,7 +165,7 @@ def connected_node(connection: pika.BlockingConnection) -> str:
     """The node a blocking connection is on, for logs and status: amqp://host:port/vhost."""
     params = connection._impl.params
     scheme = "amqps" if params.ssl_options else "amqp"
-    return f"{scheme}://{params.host}:{params.port}/{quote(params.virtual_host, safe='')}"
+    return f"{scheme}://{host_port(params.host, params.port)}/{quote(params.virtual_host, safe='')}"
 
 
 def close_quietly(connection: pika.BlockingConnection) -> None:
@@ -206,7 +213,7 @@ def safe_url(setting: str) -> str:
         return ", ".join(safe_url(url) for url in urls if url)
     p = plain_parameters(setting.strip())
     scheme = "amqps" if p.ssl_options else "amqp"
-    return f"{scheme}://{p.host}:{p.port}/{quote(p.virtual_host, safe='')}"
+    return f"{scheme}://{host_port(p.host, p.port)}/{quote(p.virtual_host, safe='')}"
 
 
 def masked_url(setting: str) -> str:

@@ -29,7 +29,7 @@ from .policy import (
     parse_complaint_types,
     unknown_categories,
 )
-from .service_urls import AMQP_SEPARATORS, MySQLTarget, amqp_urls, masked, parse_mysql_url, suggestion
+from .service_urls import MySQLTarget, amqp_urls, list_entries, masked, parse_mysql_url, suggestion
 from .topology import Topology
 
 __all__ = ["MySQLTarget", "Settings", "TABLE_PREFIX", "parse_mysql_url"]
@@ -186,24 +186,45 @@ def _check_names(env: Mapping[str, str], file_values: dict, path: str | None) ->
 
 
 def _urls(source: _Source) -> dict:
-    mysql_url, amqp_url = source.get("mysql_url")[0], source.get("amqp_url")[0]
+    mysql_url = _text(*source.get("mysql_url"), lists=False)
+    amqp_url = _text(*source.get("amqp_url"), lists=True)
     if mysql_url:
         parse_mysql_url(mysql_url)
     if amqp_url:
         amqp_urls(amqp_url)
     api_url, where = source.get("rabbitmq_api_url")
+    api_url = _text(api_url, where, lists=True)
     if api_url:
         api_urls(api_url, where)
     return {"mysql_url": mysql_url, "amqp_url": amqp_url, "rabbitmq_api_url": api_url}
 
 
+def _text(value: Any, where: str, *, lists: bool) -> str | None:
+    """A URL setting as text. From the TOML file, a node list may also be an array of URLs (written
+    back as the comma-separated list the environment takes); anything else is a ConfigError."""
+    if lists and isinstance(value, list) and all(isinstance(entry, str) for entry in value):
+        return ", ".join(value)
+    if value is not None and not isinstance(value, str):
+        kind = "a URL, or an array of URLs" if lists else "a URL"
+        raise ConfigError(f"{where} must be {kind} in quotes, not a TOML {type(value).__name__}")
+    return value
+
+
 def api_urls(setting: str, where: str) -> tuple[str, ...]:
-    """The management API's addresses: http(s):// URLs separated by commas or whitespace, each checked."""
-    entries = tuple(entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry)
+    """The management API's addresses: http(s):// URLs separated by commas or whitespace, each checked
+    (scheme, host, numeric port); ConfigError naming the entry, password masked."""
+    entries = tuple(list_entries(setting, where))
     for number, entry in enumerate(entries, 1):
-        if urlsplit(entry).scheme not in ("http", "https"):
-            named = f"{where} entry {number} ({masked(entry)})" if len(entries) > 1 else where
+        named = f"{where} entry {number} ({masked(entry)})" if len(entries) > 1 else where
+        parts = urlsplit(entry)
+        if parts.scheme not in ("http", "https"):
             raise ConfigError(f"{named} must start with http:// or https:// (the management API, port 15672)")
+        try:
+            _ = parts.port  # urllib checks it only when asked
+        except ValueError:
+            raise ConfigError(f"{named} has a port that is not a number") from None
+        if not parts.hostname:
+            raise ConfigError(f"{named} names no host")
     return entries
 
 

@@ -8,6 +8,8 @@ gauge of 0 that would read as truth on a dashboard.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -121,6 +123,13 @@ ROLES = {
                *EVENT_METRICS),
     "relay": (RETRIES, *EVENT_METRICS),
 }
+
+
+def start_at_zero(counter: Counter, label_sets: Iterable[str | tuple[str, ...]]) -> None:
+    """Create `counter`'s series for these label values now, at 0. A series that first appears at 1 is never
+    seen by increase() or rate() (no earlier sample): the first dead letter after a start would not alert."""
+    for labels in label_sets:
+        counter.labels(*((labels,) if isinstance(labels, str) else labels))
 
 
 def registry_for(role: str) -> CollectorRegistry:

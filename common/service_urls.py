@@ -1,7 +1,7 @@
 """PMTABOUNCE_MYSQL_URL and PMTABOUNCE_AMQP_URL: read, their options checked, TLS included.
 
-MySQL URL options are PyMySQL's own `connect()` argument names (also what SQLAlchemy's
-`mysql+pymysql://` URLs pass through): `unix_socket`, `ssl_ca`, `ssl_cert`, `ssl_key`,
+MySQL URL options are the MySQL driver's own `connect()` argument names (also what SQLAlchemy's
+`mysql+<driver>://` URLs pass through): `unix_socket`, `ssl_ca`, `ssl_cert`, `ssl_key`,
 `ssl_verify_cert`, `ssl_verify_identity`. AMQP URL options are those of RabbitMQ's URI query
 parameter spec for TLS: `cacertfile`, `certfile`, `keyfile`, `server_name_indication` (amqps:// only).
 Anything else is refused by name: an option dropped silently once made a TLS connection plain.
@@ -50,10 +50,30 @@ class MySQLTarget:
             return f"mysql://{self.user}@localhost/{self.database}?unix_socket={self.unix_socket}"
         return f"mysql://{self.user}@{self.host}:{self.port}/{self.database}"
 
+    def wants_tls(self) -> bool:
+        """True when the URL names any ssl_* option, whatever its value: then only TLS will do."""
+        return any(getattr(self, name) is not None for name in (*MYSQL_FILE_OPTIONS, *MYSQL_FLAG_OPTIONS))
+
     def tls(self) -> dict:
-        """PyMySQL's `connect()` keyword arguments for TLS (empty: no TLS)."""
-        names = (*MYSQL_FILE_OPTIONS, *MYSQL_FLAG_OPTIONS)
-        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+        """PyMySQL's `connect()` keyword arguments for TLS: `{"ssl": SSLContext}`, or {} (no ssl_* option).
+
+        We build the context ourselves because PyMySQL's own ssl_* handling makes none when every value is
+        false (`ssl_verify_cert=false` alone meant a connection in clear) and does not verify with `ssl_ca`
+        alone. Rules: the server's certificate is verified (against `ssl_ca`, else the system's CAs) unless
+        `ssl_verify_cert=false`; its host name is checked when `ssl_verify_identity=true`. PyMySQL refuses a
+        server without TLS when it is given a context (CR_SSL_CONNECTION_ERROR, 2026)."""
+        if not self.wants_tls():
+            return {}
+        context = ssl.create_default_context(cafile=self.ssl_ca)
+        # Python 3.13 sets VERIFY_X509_STRICT, which the certificates MySQL and MariaDB generate themselves
+        # fail (PyMySQL clears it for the same reason).
+        context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+        context.check_hostname = bool(self.ssl_verify_identity)
+        if self.ssl_verify_cert is False:
+            context.verify_mode = ssl.CERT_NONE
+        if self.ssl_cert:
+            context.load_cert_chain(self.ssl_cert, self.ssl_key)
+        return {"ssl": context}
 
 
 def suggestion(name: str, known: Iterable[str]) -> str:
@@ -112,6 +132,9 @@ def parse_mysql_url(url: str) -> MySQLTarget:
             if options[name].lower() not in _FLAGS:
                 raise ConfigError(f"{variable}: {name}={options[name]!r} must be true or false")
             tls[name] = _FLAGS[options[name].lower()]
+    if tls.get("ssl_verify_identity") and tls.get("ssl_verify_cert") is False:
+        raise ConfigError(f"{variable}: ssl_verify_identity=true checks the certificate that ssl_verify_cert=false "
+                          "would not verify; choose one")
     if "unix_socket" in options and not Path(options["unix_socket"]).is_socket():
         raise ConfigError(f"{variable}: unix_socket={options['unix_socket']} is not a socket (is the server running "
                           "on this host, and is this its socket path?)")
@@ -127,6 +150,22 @@ def parse_mysql_url(url: str) -> MySQLTarget:
 
 
 AMQP_SEPARATORS = re.compile(r"[\s,]+")
+_SCHEME = re.compile(r"(?=\b[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def list_entries(setting: str, variable: str) -> list[str]:
+    """The entries of a list setting (PMTABOUNCE_AMQP_URL, PMTABOUNCE_RABBITMQ_API_URL): full URLs separated
+    by commas or whitespace, empty entries dropped.
+
+    Raises ConfigError when a separator stands inside a password (the entry after it has no scheme and
+    an `@`: a host never holds one), naming the entry and never its text, which is part of a password.
+    """
+    entries = [entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry]
+    for number, entry in enumerate(entries[1:], 2):
+        if "://" not in entry and "@" in entry:
+            raise ConfigError(f"{variable} entry {number - 1}: its password holds a comma or a space, which "
+                              "separate the nodes of the list; write them %2C and %20")
+    return entries
 
 
 def amqp_urls(setting: str) -> tuple[str, ...]:
@@ -137,7 +176,7 @@ def amqp_urls(setting: str) -> tuple[str, ...]:
     text, password masked) that is not a URL, has no host, has a port that is not a number, or names
     another virtual host than the first.
     """
-    entries = [entry for entry in AMQP_SEPARATORS.split(setting.strip()) if entry]
+    entries = list_entries(setting, "PMTABOUNCE_AMQP_URL")
     if not entries:
         raise ConfigError("PMTABOUNCE_AMQP_URL is empty (amqp://user:password@host:5672/vhost)")
     for number, entry in enumerate(entries, 1):
@@ -156,12 +195,28 @@ def _vhost(url: str) -> str:
 
 
 def masked(url: str) -> str:
-    """`url` as written, with the password replaced by `****` (for messages and logs)."""
+    """`url` as written, with the password replaced by `****` (for messages and logs).
+
+    Also when `url` is not one well-formed URL: each `scheme://` in it (several URLs joined by another
+    separator) is masked, and text before an `@` that follows no scheme (the rest of a password cut by
+    a separator) is masked whole.
+    """
+    pieces = [piece for piece in _SCHEME.split(url) if piece]
+    if len(pieces) > 1:
+        return "".join(masked(piece) for piece in pieces)
+    if "://" not in url:
+        return f"****@{url.rsplit('@', 1)[1]}" if "@" in url else url
     parts = urlsplit(url)
     if parts.password is None:
         return url
     user, host = parts.netloc.rsplit("@", 1)
     return urlunsplit(parts._replace(netloc=f"{user.split(':', 1)[0]}:****@{host}"))
+
+
+def host_port(host: str, port: int | None) -> str:
+    """`host:port` for a URL, an IPv6 address in brackets ([::1]:5672); `host` alone when port is None."""
+    bracketed = f"[{host}]" if ":" in host else host
+    return bracketed if port is None else f"{bracketed}:{port}"
 
 
 def check_amqp_url(url: str, variable: str = "PMTABOUNCE_AMQP_URL") -> None:
@@ -178,6 +233,10 @@ def check_amqp_url(url: str, variable: str = "PMTABOUNCE_AMQP_URL") -> None:
                           "separated by commas or spaces)") from None
     if not parts.hostname:
         raise ConfigError(f"{variable} names no host")
+    if "/" in parts.path[1:]:
+        hint = ("several URLs joined by another separator: separate the nodes with commas or spaces"
+                if "://" in parts.path else "a '/' inside the virtual host's name is written %2F")
+        raise ConfigError(f"{variable}: the virtual host is one name after the host ({hint})")
     options = url_options(parts.query, AMQP_OPTIONS, variable)
     if options and parts.scheme != "amqps":
         names = ", ".join(options)

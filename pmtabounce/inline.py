@@ -203,6 +203,11 @@ def process_file(
         rejects.close()
         log.debug("%s read ahead: the database side waited %.0f ms for records, the reader %.0f ms for the "
                   "database", path.name, reading.consumer_waited * 1000, reading.reader_waited * 1000)
+    _file_done(path, settings, summary, source, rejects)
+
+
+def _file_done(path: Path, settings: Settings, summary: Summary, source: AccountingFile, rejects: RejectFile) -> None:
+    """Every record of `path` is committed: mark it done (`settings.done_action`), count it and say so."""
     try:
         mark_done(path, settings.done_action)
     except OSError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 
 from . import queues
 from .common.broker import declare_dead_letter_side, setup_broker
@@ -56,14 +57,15 @@ def apply_policy(settings: Settings, api: queues.ManagementApi) -> None:
     API refuses (the user needs the policymaker tag) or cannot be reached.
     """
     topology = settings.topology
+    vhost = queues.vhost_of(settings.amqp)
     body = {"pattern": topology.policy_pattern(), "definition": topology.policy_definition(),
             "priority": POLICY_PRIORITY, "apply-to": "queues"}
     try:
         answered = api.node()
-        queues.put_policy(api, queues.vhost_of(settings.amqp), topology.policy_name, body)
+        queues.put_policy(api, vhost, topology.policy_name, body)
     except (FatalError, TransientError) as exc:
         raise FatalError(f"{exc} when setting policy {topology.policy_name} ({refusal_hint(str(exc))}). "
-                         f"{by_hand(topology)}") from None
+                         f"{by_hand(topology, vhost)}") from None
     log.info("broker: policy %s on %s: %s (management API of %s)", topology.policy_name, topology.queue,
              topology.policy_definition(), answered)
 
@@ -77,9 +79,10 @@ def refusal_hint(error: str) -> str:
     return "the user needs the policymaker tag"
 
 
-def by_hand(topology: Topology) -> str:
-    """What to do instead: set PMTABOUNCE_RABBITMQ_API_URL, or the rabbitmqctl command and --no-policy."""
+def by_hand(topology: Topology, vhost: str) -> str:
+    """What to do instead: set PMTABOUNCE_RABBITMQ_API_URL, or the rabbitmqctl command (for the virtual host of
+    PMTABOUNCE_AMQP_URL, ready to paste) and --no-policy."""
     return ("Set PMTABOUNCE_RABBITMQ_API_URL to the management API, or set the policy yourself and run "
-            f"`pmtabounce setup --no-policy`: rabbitmqctl set_policy -p VHOST --apply-to queues --priority "
-            f"{POLICY_PRIORITY} {topology.policy_name} '{topology.policy_pattern()}' "
-            f"'{json.dumps(topology.policy_definition())}'")
+            f"`pmtabounce setup --no-policy`: rabbitmqctl set_policy -p {shlex.quote(vhost)} --apply-to queues "
+            f"--priority {POLICY_PRIORITY} {topology.policy_name} {shlex.quote(topology.policy_pattern())} "
+            f"{shlex.quote(json.dumps(topology.policy_definition()))}")

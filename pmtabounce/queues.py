@@ -21,7 +21,7 @@ import pika
 
 from .common import broker
 from .common.errors import ConfigError, FatalError, TransientError
-from .common.service_urls import amqp_urls
+from .common.service_urls import amqp_urls, host_port
 from .common.topology import Topology
 
 API_TIMEOUT = 5.0
@@ -160,8 +160,7 @@ def management_available(api: ManagementApi) -> bool:
 def console_url(api_url: str) -> str:
     """The management console's address, for people: the API URL without credentials."""
     parts = urlsplit(api_url)
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{parts.hostname}{port}/"
+    return f"{parts.scheme}://{host_port(parts.hostname or '', parts.port)}/"
 
 
 # The management plugin's usual port for each usual AMQP port: only there can one be told from the other.
@@ -186,7 +185,7 @@ def default_api(amqp_setting: str) -> ManagementApi:
         api_scheme, api_port = API_PORTS[(scheme, params.port)]
         user = quote(params.credentials.username, safe="")
         password = quote(params.credentials.password, safe="")
-        apis.append(f"{api_scheme}://{user}:{password}@{params.host}:{api_port}")
+        apis.append(f"{api_scheme}://{user}:{password}@{host_port(params.host, api_port)}")
     return ManagementApi(tuple(apis))
 
 
@@ -205,9 +204,32 @@ def effective_policy(api: ManagementApi, vhost: str, queue: str) -> dict:
     return dict(data.get("effective_policy_definition") or {})
 
 
+def vhost_description(api: ManagementApi, vhost: str) -> str | None:
+    """The description of virtual host `vhost` ('' if it has none), None if there is no such virtual host."""
+    try:
+        return str(api.request(f"/api/vhosts/{quote(vhost, safe='')}").get("description") or "")
+    except FatalError as exc:
+        if "(404)" in str(exc):
+            return None
+        raise
+
+
+def make_vhost(api: ManagementApi, vhost: str, description: str, user: str) -> None:
+    """PUT /api/vhosts/VHOST with a description, then full permissions on it for `user` (the API's user needs
+    the administrator tag). Raises FatalError when refused, TransientError when the API does not answer."""
+    api.request(f"/api/vhosts/{quote(vhost, safe='')}", "PUT", {"description": description})
+    api.request(f"/api/permissions/{quote(vhost, safe='')}/{quote(user, safe='')}", "PUT",
+                {"configure": ".*", "write": ".*", "read": ".*"})
+
+
+def delete_vhost(api: ManagementApi, vhost: str) -> None:
+    """DELETE /api/vhosts/VHOST, with everything in it (queues, messages, policies)."""
+    api.request(f"/api/vhosts/{quote(vhost, safe='')}", "DELETE")
+
+
 def _request_json(api_url: str, path: str, method: str = "GET", body: dict | None = None) -> Any:
     parts = urlsplit(api_url)
-    base = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "") + parts.path.rstrip("/")
+    base = f"{parts.scheme}://{host_port(parts.hostname or '', parts.port)}" + parts.path.rstrip("/")
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(base + path, data=data, method=method, headers={"Accept": "application/json"})
     if data is not None:

@@ -21,7 +21,7 @@ from ..common.events import bounce_key, envelope, event_id
 from ..common.guard import Trip, domain_of
 from ..common.php import json_encode
 from . import outbox, webhooks
-from .db import Tables
+from .db import Cursor, Tables
 from .outbox import Delivery
 from .rows import Outcome
 
@@ -82,7 +82,7 @@ class Events:
                 if found is None:
                     continue
                 key = found
-                disabled = (o.effects or {}).get("disabled")
+                disabled = o.effects.disabled if o.effects else None
                 if disabled:
                     changes.append(Change(webhooks.EVENT_BOUNCE, disabled[0], disabled[1], disabled[2],
                                           r.fingerprint))
@@ -175,7 +175,7 @@ class Events:
         return calls
 
 
-def subscriber_names(cursor, t: Tables, subscriberids: Iterable[int]) -> dict[int, tuple[str, str]]:
+def subscriber_names(cursor: Cursor, t: Tables, subscriberids: Iterable[int]) -> dict[int, tuple[str, str]]:
     """subscriberid -> (its list's name, its emailaddress as stored), read in the caller's transaction."""
     ids = sorted(subscriberids)
     if not ids:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .db import Tables, insert_rows
+from .db import Cursor, Tables, insert_rows
 
 TARGETS = ("stream", "webhook")
 STATES = ("waiting", "sent", "parked", "dropped")
@@ -90,7 +90,7 @@ class Claimed:
     url: str
 
 
-def add(cursor, t: Tables, deliveries: Sequence[Delivery]) -> None:
+def add(cursor: Cursor, t: Tables, deliveries: Sequence[Delivery]) -> None:
     """Add rows in the caller's transaction (due at once): one multi-row INSERT."""
     if not deliveries:
         return
@@ -102,7 +102,7 @@ def add(cursor, t: Tables, deliveries: Sequence[Delivery]) -> None:
     )
 
 
-def claim(cursor, t: Tables, targets: Iterable[str], limit: int, lease: float) -> list[Claimed]:
+def claim(cursor: Cursor, t: Tables, targets: Iterable[str], limit: int, lease: float) -> list[Claimed]:
     """Take up to `limit` due waiting rows of `targets` (oldest first) that no other relay holds, and push
     their due time `lease` seconds ahead; the caller commits at once, then sends."""
     kinds = [k for k in targets if k in TARGETS]
@@ -123,7 +123,7 @@ def claim(cursor, t: Tables, targets: Iterable[str], limit: int, lease: float) -
     return rows
 
 
-def sent(cursor, t: Tables, ids: Sequence[int], answer: str = "") -> None:
+def sent(cursor: Cursor, t: Tables, ids: Sequence[int], answer: str = "") -> None:
     """These rows reached their target."""
     if ids:
         cursor.execute(
@@ -133,7 +133,7 @@ def sent(cursor, t: Tables, ids: Sequence[int], answer: str = "") -> None:
         )
 
 
-def failed(cursor, t: Tables, row_id: int, answer: str, delay: float, park: bool) -> None:
+def failed(cursor: Cursor, t: Tables, row_id: int, answer: str, delay: float, park: bool) -> None:
     """A try that did not reach the target: due again in `delay` seconds, or parked."""
     cursor.execute(
         f"UPDATE {t.outbox} SET attempts = attempts + 1, last_answer = %s, state = %s, due_at = {_NOW} + %s "
@@ -142,7 +142,8 @@ def failed(cursor, t: Tables, row_id: int, answer: str, delay: float, park: bool
     )
 
 
-def attempt(cursor, t: Tables, row_id: int, number: int, status: int | None, answer: str, seconds: float) -> None:
+def attempt(cursor: Cursor, t: Tables, row_id: int, number: int, status: int | None, answer: str,
+            seconds: float) -> None:
     """One webhook call's answer (HTTP status, None for none; the body or the error), for `explain`."""
     cursor.execute(
         f"INSERT INTO {t.outbox_attempts} (outbox_id, attempt, status, answer, seconds) VALUES (%s, %s, %s, %s, %s) "
@@ -151,7 +152,7 @@ def attempt(cursor, t: Tables, row_id: int, number: int, status: int | None, ans
     )
 
 
-def counts(cursor, t: Tables) -> dict[tuple[str, str], int]:
+def counts(cursor: Cursor, t: Tables) -> dict[tuple[str, str], int]:
     """(target, state) -> rows, for the waiting and parked ones (sent rows are history)."""
     cursor.execute(f"SELECT target, state, COUNT(*) FROM {t.outbox} WHERE state IN ('waiting', 'parked') "
                    "GROUP BY target, state")
@@ -162,7 +163,7 @@ LIST_COLUMNS = ("id", "event_id", "target", "event", "fingerprint", "webhookid",
                 "last_answer", "created_at", "body")
 
 
-def listed(cursor, t: Tables, state: str, limit: int, ids: Sequence[int] = ()) -> list[dict]:
+def listed(cursor: Cursor, t: Tables, state: str, limit: int, ids: Sequence[int] = ()) -> list[dict]:
     """Rows in `state` (oldest first), or just `ids` of them, as dicts of LIST_COLUMNS."""
     where = "state = %s"
     params: list[object] = [state]
@@ -174,7 +175,7 @@ def listed(cursor, t: Tables, state: str, limit: int, ids: Sequence[int] = ()) -
     return [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
 
 
-def move(cursor, t: Tables, from_state: str, to_state: str, ids: Sequence[int] = ()) -> int:
+def move(cursor: Cursor, t: Tables, from_state: str, to_state: str, ids: Sequence[int] = ()) -> int:
     """Parked rows back to `waiting` (due now, attempts from zero) or to `dropped`; all of them when no ids.
     Returns the rows moved."""
     where = "state = %s"
@@ -187,7 +188,7 @@ def move(cursor, t: Tables, from_state: str, to_state: str, ids: Sequence[int] =
     return int(cursor.rowcount)
 
 
-def of_records(cursor, t: Tables, fingerprints: Sequence[str]) -> dict[str, list[dict]]:
+def of_records(cursor: Cursor, t: Tables, fingerprints: Sequence[str]) -> dict[str, list[dict]]:
     """fingerprint -> its events, each with its webhook call's attempts (for `explain`)."""
     if not fingerprints:
         return {}
@@ -220,14 +221,14 @@ def of_records(cursor, t: Tables, fingerprints: Sequence[str]) -> dict[str, list
     return found
 
 
-def present(cursor, t: Tables) -> bool:
+def present(cursor: Cursor, t: Tables) -> bool:
     """Whether schema version 5 is in place (an installation not yet set up again has no outbox)."""
     cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                    "AND TABLE_NAME = %s", (t.outbox.strip("`"),))
     return int(cursor.fetchone()[0]) == 1
 
 
-def summary(cursor, t: Tables, seconds: int) -> dict[str, dict[str, int]]:
+def summary(cursor: Cursor, t: Tables, seconds: int) -> dict[str, dict[str, int]]:
     """target -> waiting, parked, sent (in the last `seconds`), retried (events created in the last `seconds`
     that needed more than one try, or wait for another after a failed one), for `status`; every target shown."""
     cursor.execute(
@@ -244,7 +245,7 @@ def summary(cursor, t: Tables, seconds: int) -> dict[str, dict[str, int]]:
     return found
 
 
-def next_due(cursor, t: Tables, targets: Iterable[str]) -> float | None:
+def next_due(cursor: Cursor, t: Tables, targets: Iterable[str]) -> float | None:
     """Seconds until the earliest waiting row of `targets` is due (0 if one is now); None when none waits."""
     kinds = [k for k in targets if k in TARGETS]
     if not kinds:

@@ -19,7 +19,8 @@ def build(world: World, fleet_db, inline_db, tmp_path: Path) -> tuple[Path, int]
     """
     for db in (fleet_db, inline_db):
         connection = db.connect()
-        world.create_database(connection, db.tables)
+        world.create_database(connection.cursor(), db.tables)
+        connection.commit()
         connection.close()
     fleet_dir, inline_dir = tmp_path / "fleet-bounces", tmp_path / "inline-bounces"
     world.write_files(fleet_dir)

@@ -4,7 +4,9 @@ Each node has its own name, AMQP, management and distribution ports, data and lo
 and enabled-plugins files; they share an Erlang cookie in a HOME of their own (the CLI tools read it
 there too). The machine's default node (rabbit@localhost, port 5672) and its files are never touched.
 A node is started with `start_new_session` so that a kill takes its whole process group (beam and its
-helpers), and `close()` kills whatever is left, even when a test failed.
+helpers), and `close()` kills whatever is left, even when a test failed. Its own session also keeps it
+alive when pytest itself is killed (a CI timeout, a second Ctrl-C), which runs no `close()`: a guard
+process, holding the read end of a pipe only pytest writes to, kills every node when that pipe closes.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +26,19 @@ from urllib.parse import quote
 import orjson
 from worker_fleet import free_port
 
+# Waits for its stdin (a pipe from the process that started the cluster) to close, then kills each process
+# group listed in the file, if its leader is still one of our nodes (a group id may have been reused).
+GUARD = """
+import os, signal, sys
+sys.stdin.buffer.read()
+for line in open(sys.argv[1]).read().split():
+    pgid, _, name = line.partition(":")
+    try:
+        if f"RABBITMQ_NODENAME={name}".encode() in open(f"/proc/{pgid}/environ", "rb").read().split(b"\\0"):
+            os.killpg(int(pgid), signal.SIGKILL)
+    except OSError:
+        pass
+"""
 SERVER_BIN = Path("/usr/lib/rabbitmq/bin")  # the package's own scripts: /usr/sbin's wrappers switch user
 START_SECONDS = 120.0
 
@@ -44,6 +60,9 @@ class RabbitNode:
         self.dir.mkdir(parents=True)
         (self.dir / "rabbitmq.conf").write_text(
             f"management.tcp.port = {self.api_port}\nmanagement.tcp.ip = 127.0.0.1\n"
+            # the management API lists connections and queue leaders after a statistics round: 5 s by default,
+            # as long as a scenario's run lasts on a fast machine
+            "collect_statistics_interval = 500\n"
             "log.console = false\nlog.file.level = warning\n"
         )
         (self.dir / "enabled_plugins").write_text("[rabbitmq_management].\n")
@@ -79,7 +98,9 @@ class RabbitNode:
     def start(self) -> None:
         with open(self.dir / "server.log", "ab") as log:
             self.process = subprocess.Popen([_tool("rabbitmq-server")], env=self.env(), stdout=log,
-                                            stderr=subprocess.STDOUT, start_new_session=True)
+                                            stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir)
+        with open(self.dir.parent / "process-groups", "a") as groups:
+            groups.write(f"{self.process.pid}:{self.name}\n")
 
     def wait_ready(self, timeout: float = START_SECONDS) -> None:
         """Until the node runs its apps and the management API answers."""
@@ -135,8 +156,12 @@ class RabbitCluster:
         cookie.chmod(0o400)
         prefix = f"pmtc{os.getpid()}x{secrets.token_hex(2)}"
         self.nodes = [RabbitNode(directory, home, f"{prefix}n{n}") for n in range(1, size + 1)]
+        self._guard: subprocess.Popen | None = None
 
     def start(self) -> RabbitCluster:
+        (self.dir / "process-groups").touch()
+        self._guard = subprocess.Popen([sys.executable, "-c", GUARD, str(self.dir / "process-groups")],
+                                       stdin=subprocess.PIPE, start_new_session=True)
         try:
             for node in self.nodes:
                 node.start()
@@ -159,6 +184,10 @@ class RabbitCluster:
     def close(self) -> None:
         for node in self.nodes:
             node.kill()
+        if self._guard is not None:
+            self._guard.stdin.close()  # nothing left for it to kill
+            self._guard.wait()
+            self._guard = None
 
     @property
     def urls(self) -> str:

@@ -14,6 +14,7 @@ import pika
 from pika.exceptions import ConsumerCancelled
 
 from ..common import broker
+from ..common.instance import consumer_tag
 from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
 from .handle import DeadLetterVerdict, Delivery, ack_plan, dead_letter_headers
 
@@ -50,7 +51,7 @@ class Consumer:
         self.in_hand: dict[int, pika.BasicProperties] = {}
         self.outstanding: set[int] = set()
         self.quiet_since = time.monotonic()
-        self.tag = self.channel.basic_consume(topology.queue, self._on_message)
+        self.tag = self.channel.basic_consume(topology.queue, self._on_message, consumer_tag=consumer_tag("worker"))
 
     @classmethod
     def open(cls, nodes: broker.Nodes, topology: Topology, batch_size: int) -> Consumer:

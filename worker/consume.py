@@ -9,8 +9,6 @@ BatchApplier alone (no PyMySQL here, as no pika there).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -24,12 +22,14 @@ from ..common import broker, health, metrics
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from ..common.guard import GuardSettings
+from ..common.instance import instance_name
 from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
 from ..store import events
 from ..store.db import Tables
 from .amqp import Consumer
 from .apply import BatchApplier
-from .handle import DeadLetterGuard, Handled, handle_batch
+from .handle import DEAD_LETTER_REASONS, DeadLetterGuard, Handled, handle_batch
+from .plan import COMPLAINT_OUTCOMES, OUTCOMES
 from .relay import start_thread
 
 log = logging.getLogger("pmtabounce.worker")
@@ -106,7 +106,7 @@ class Worker:
             guard=GuardSettings.from_settings(settings), events=events.from_settings(settings, tables),
         )
         self.guard = DeadLetterGuard()
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.name = instance_name()
         self.stopping = threading.Event()
         self.database_calls = AbandonableCalls("the database", log=log)
         self.idle = False
@@ -120,6 +120,7 @@ class Worker:
         self.ledger_read = -LEDGER_SECONDS
 
     def run(self) -> int:
+        _series_at_zero()
         server = health.serve(self.settings.metrics_port, self.not_ready, metrics.registry_for("worker"))
         log.info(
             "worker %s consuming %s at %s in batches of up to %d, applying to %s",
@@ -314,3 +315,10 @@ class Worker:
             extra={"event": "retry", "retry_attempt": state.attempt_number, "error_class": "TransientError"},
         )
 
+
+def _series_at_zero() -> None:
+    """Every label value of the worker's counters, at 0 from the start (metrics.start_at_zero says why)."""
+    metrics.start_at_zero(metrics.DEAD_LETTERED, DEAD_LETTER_REASONS)
+    metrics.start_at_zero(metrics.RECORDS_PROCESSED, [*((o, "bounce") for o in OUTCOMES),
+                                                      *((o, "complaint") for o in COMPLAINT_OUTCOMES)])
+    metrics.start_at_zero(metrics.RETRIES, ("database", "broker"))

@@ -18,13 +18,14 @@ from ..common.config import Settings
 from ..common.guard import domain_of
 from ..runner import run_command
 from ..store import guard_store, iem, ledger, outbox
+from ..store.db import Cursor
 from ..store.undo import unsubscribed_rows
 from . import in_transaction
 
 
 def gather(settings: Settings, address: str) -> dict:
     """{'address', 'records': [ledger rows], 'lists': [IEM rows with their bounce rows], 'guard': trip or None}."""
-    def work(cursor, tables):
+    def work(cursor: Cursor, tables):
         rows = iem.rows_of_address(cursor, tables, address)
         trips = guard_store.tripped(cursor, tables, domain_of(address)) if domain_of(address) else []
         history = ledger.history(cursor, tables, address)

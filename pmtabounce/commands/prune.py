@@ -24,7 +24,8 @@ from ..common.errors import FatalError
 from ..dlq.selection import parse_age
 from ..runner import run_command
 from ..store import ledger
-from ..store.db import Tables, connect, setting_to_check, translate
+from ..store.database import Database, OneShot
+from ..store.db import Tables
 
 log = logging.getLogger("pmtabounce.prune")
 
@@ -62,40 +63,34 @@ def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = F
     stays committed, so running it again goes on where it stopped.
     """
     tables = Tables(settings.table_prefix)
-    connection = None
+    database = Database(settings.mysql, tables, OneShot(hint=f"prune needs SELECT and DELETE on {tables.ledger}"))
     report = None
     try:
-        connection = connect(settings.mysql)
-        with connection.cursor() as cursor:
-            report = PruneReport(ledger.server_time_before(cursor, older_than.total_seconds()), dry_run)
+        with database.transaction() as session:
+            report = PruneReport(ledger.server_time_before(session.cursor, older_than.total_seconds()), dry_run)
             if dry_run:
-                report.removed, report.oldest, report.newest = ledger.older_than(cursor, tables, report.cutoff)
-            else:
-                _delete(connection, cursor, tables, report, batch_rows, pause, sleep)
-            report.left = ledger.extent(cursor, tables)
-            connection.commit()
-    except Exception as exc:
-        error = translate(exc)  # one-shot, as setup: even what a worker would retry ends prune, with its reason
-        if error is exc:
-            raise
+                report.removed, report.oldest, report.newest = ledger.older_than(session.cursor, tables,
+                                                                                 report.cutoff)
+        if not dry_run:
+            _delete(database, report, batch_rows, pause, sleep)
+        with database.transaction() as session:
+            report.left = ledger.extent(session.cursor, tables)
+    except FatalError as exc:  # one-shot, as setup: even what a worker would retry ends prune, with its reason
         done = f" after removing {sum(report.removed.values())} rows" if report and not dry_run else ""
-        raise FatalError(f"prune stopped{done}: {error} ({setting_to_check(exc, settings.mysql, tables.prefix)}; "
-                         f"prune needs SELECT and DELETE on {tables.ledger}); run it again to go on") from None
+        raise FatalError(f"prune stopped{done}: {exc}; run it again to go on") from None
     finally:
-        if connection is not None:
-            connection.close()
+        database.close()
     return report
 
 
-def _delete(connection, cursor, tables: Tables, report: PruneReport, batch_rows: int, pause: float,
+def _delete(database: Database, report: PruneReport, batch_rows: int, pause: float,
             sleep: Callable[[float], None]) -> None:
-    while batch := ledger.delete_older(cursor, tables, report.cutoff, batch_rows):
-        connection.commit()
+    """The rows before the cutoff, `batch_rows` per transaction, `pause` seconds apart."""
+    while batch := database.run(lambda s: ledger.delete_older(s.cursor, s.tables, report.cutoff, batch_rows)):
         report.removed += batch
         report.batches += 1
         log.debug("removed %d ledger rows (%d so far)", sum(batch.values()), sum(report.removed.values()))
         sleep(pause)
-    connection.commit()
 
 
 def describe(report: PruneReport) -> str:
@@ -120,11 +115,17 @@ def _text(moment: datetime | None) -> str | None:
     return moment.isoformat(sep=" ", timespec="seconds") if moment else None
 
 
+MAX_AGE = timedelta(days=36500)  # beyond it the server's NOW() - INTERVAL leaves the dates it can hold (NULL)
+
+
 def _age(_ctx, _param, value: str) -> timedelta:
     try:
-        return parse_age(value)
+        age = parse_age(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if age > MAX_AGE:
+        raise click.BadParameter(f"{value!r} is more than 100 years (36500d): no ledger row is that old")
+    return age
 
 
 @click.command()
@@ -144,5 +145,4 @@ def prune(settings: Settings, older_than: timedelta, dry_run: bool, batch_size: 
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(describe(report))
-    log.info("prune: %s", describe(report))
+        click.echo(describe(report))  # once: a log line of the same went to the same terminal or journal

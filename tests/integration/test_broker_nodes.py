@@ -37,7 +37,8 @@ def test_every_role_passes_over_a_node_that_does_not_answer(iem_db, vhost, tmp_p
 
     world = World.generate(5, subscribers=100, records=150, files=1, edge_files=False)
     connection = iem_db.connect()
-    world.create_database(connection, iem_db.tables)
+    world.create_database(connection.cursor(), iem_db.tables)
+    connection.commit()
     connection.close()
     directory = tmp_path / "bounces"
     world.write_files(directory)

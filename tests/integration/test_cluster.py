@@ -67,7 +67,8 @@ def world(tmp_path_factory):
     generated = World.generate(19, subscribers=3000, records=RECORDS, files=4, independent=True)
     inline_db = make_database()
     connection = inline_db.connect()
-    generated.create_database(connection, inline_db.tables)
+    generated.create_database(connection.cursor(), inline_db.tables)
+    connection.commit()
     connection.close()
     directory = tmp_path_factory.mktemp("inline-bounces")
     generated.write_files(directory)
@@ -80,7 +81,8 @@ def world(tmp_path_factory):
 def fleet_db(world):
     db = make_database()
     connection = db.connect()
-    world[0].create_database(connection, db.tables)
+    world[0].create_database(connection.cursor(), db.tables)
+    connection.commit()
     connection.close()
     yield db
     drop_database(db)
@@ -213,8 +215,8 @@ def test_clients_node_killed_and_restarted(up, world, fleet_db, tmp_path):
     restart: list[threading.Thread] = []
 
     def disturb(run, progress):
+        victim = busiest_node(up)  # first: the management API lists connections late, the run may be over
         mid_file(run, progress)
-        victim = busiest_node(up)
         victim.kill()
         restart.append(later(AWAY_SECONDS, lambda: up.restart(victim)))
         return time.monotonic()
@@ -245,8 +247,9 @@ def test_queue_leader_killed_mid_file(up, world, fleet_db, tmp_path):
 
 def test_clients_node_gone_for_good(up, world, fleet_db, tmp_path):
     def disturb(run, progress):
+        victim = busiest_node(up)
         mid_file(run, progress)
-        busiest_node(up).kill()
+        victim.kill()
         return time.monotonic()
 
     stall, logs = run_scenario(up, world, fleet_db, tmp_path, disturb)
@@ -303,3 +306,54 @@ def test_a_queue_below_quorum_is_visible_in_status_and_the_producers_log(up, wor
     finally:
         run.producer.kill()
         run.producer.wait()
+
+
+def pmtabounce(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pmtabounce", *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_dead_letters_below_quorum_are_not_counted_as_none(up, fleet_db, tmp_path):
+    # RabbitMQ counts 0 messages in a quorum queue whose leader it cannot reach: `dlq list` said
+    # "0 of 0 messages" and status "dead letter ok: 0 messages" while three waited there
+    run = Run(fleet_db, up.urls, tmp_path, up.api_urls)
+    assert pmtabounce(run.env, "setup").returncode == 0
+    connection = pika.BlockingConnection(pika.URLParameters(up.nodes[0].url))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    for number in range(3):
+        channel.basic_publish("", run.topology.dead_queue, orjson.dumps({"dead": number}),
+                              pika.BasicProperties(delivery_mode=2))
+    connection.close()
+    leader = up.leader(run.topology.dead_queue)
+    for node in [leader, *[n for n in up.nodes if n is not leader][:1]]:
+        node.kill()
+
+    listed = pmtabounce(run.env, "dlq", "list")
+    assert listed.returncode == 1, listed.stdout + listed.stderr
+    assert "below quorum" in listed.stderr and "nothing was read or removed" in listed.stderr, listed.stderr
+    status = pmtabounce(run.env, "status", "--json")
+    dead = orjson.loads(status.stdout)["dead_letter"]
+    assert status.returncode == 1
+    assert dead["state"] == "below quorum" and dead["messages"] is None, dead
+
+    up.all_up()
+    wait_for(lambda: len(up.queue(run.topology.dead_queue).get("online", ())) == 3, "the queue's nodes online", 60)
+    listed = pmtabounce(run.env, "dlq", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert len(orjson.loads(listed.stdout)["messages"]) == 3, "nothing was lost"
+
+
+def test_the_nodes_die_with_the_process_that_started_them(tmp_path):
+    # a node runs in a session of its own: when pytest itself is killed (no close()), only the guard stops it
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from rabbit_cluster import RabbitCluster; "
+         "cluster = RabbitCluster(Path(sys.argv[1]), size=1).start(); "
+         "print(cluster.nodes[0].process.pid, flush=True); time.sleep(600)", str(tmp_path / "cluster")],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    try:
+        node = int(owner.stdout.readline())
+    finally:
+        owner.kill()
+        owner.wait()
+    wait_for(lambda: not Path(f"/proc/{node}").exists(), "the orphaned node killed by the guard", 30)

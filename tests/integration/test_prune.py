@@ -81,10 +81,13 @@ def test_the_command_reports_what_it_removed(iem_db):
     done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("removed 7 ledger rows applied before ")
+    assert (done.stdout + done.stderr).count("ledger rows applied before") == 1  # the report once, not logged again
     assert "(disabled 7)" in done.stdout and "the ledger now holds about" in done.stdout
     assert len(emails_left(iem_db)) == 3
     bad = subprocess.run([*run[:-1], "thirty days"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "30s, 15m, 1h, 2d or 1w" in bad.stderr
+    huge = subprocess.run([*run[:-1], "9999999w"], env=env, capture_output=True, text=True, timeout=60)
+    assert huge.returncode == 2 and "more than 100 years" in huge.stderr and "None" not in huge.stdout + huge.stderr
 
 
 def test_a_refused_prune_says_what_to_check(iem_db):

@@ -9,7 +9,7 @@ from pmtabounce.common import broker
 from pmtabounce.common.config import Settings
 from pmtabounce.common.errors import ConfigError, FatalError, TransientError
 
-from pmtabounce.queues import default_api
+from pmtabounce.queues import ManagementApi, default_api
 
 ONE = "amqp://u:secret@mq1:5672/v"
 THREE = ["amqp://u:secret@mq1:5672/v", "amqp://u:secret@mq2:5673/v", "amqp://other:pw@mq3/v"]
@@ -37,10 +37,22 @@ def test_one_url_or_full_urls_separated_by_commas_or_whitespace(setting):
     ("amqp://u:secret@mq1:5672/v, http://mq2:15672", "entry 2 (http://mq2:15672) must start with amqp://"),
     ("amqp://u:secret@:5672/v", "PMTABOUNCE_AMQP_URL names no host"),
     ("amqp://u:secret@mq1:99999/v", "PMTABOUNCE_AMQP_URL has a port"),
+    # a comma or space in a password cuts the URL in two; neither half may be shown, both hold part of it
+    ("amqp://u:secret,x@mq1:5672/v", "PMTABOUNCE_AMQP_URL entry 1: its password holds a comma or a space"),
+    ("amqp://u:x secret@mq1:5672/v", "PMTABOUNCE_AMQP_URL entry 1: its password holds a comma or a space"),
+    ("amqp://u:p@mq1/v,amqp://u:secret,x@mq2/v", "PMTABOUNCE_AMQP_URL entry 2: its password holds a comma"),
+    # URLs joined by a separator of another client (Celery's ';'), read as a virtual host's name
+    ("amqp://u:p@mq1/v;amqp://u:secret@mq2/v", "several URLs joined by another separator"),
+    ("amqp://u:p@mq0/v amqp://u:p@mq1/v|amqp://u:secret@mq2/v", "several URLs joined by another separator"),
 ])
 def test_a_malformed_list_is_refused_at_start_naming_the_entry(setting, named):
+    assert_refused("PMTABOUNCE_AMQP_URL", setting, named)
+
+
+def assert_refused(variable: str, setting: str, named: str) -> None:
+    """Settings refuse `variable`=`setting` with a message holding `named` and no password ("secret")."""
     with pytest.raises(ConfigError) as refused:
-        Settings.from_env({"PMTABOUNCE_AMQP_URL": setting})
+        Settings.from_env({variable: setting})
     assert named in str(refused.value)
     assert "secret" not in str(refused.value)
 
@@ -134,3 +146,61 @@ def test_a_management_api_list_is_checked_entry_by_entry():
     assert settings.rabbitmq_api_urls == ("http://a:15672", "http://b:15673")
     with pytest.raises(ConfigError, match=r"entry 2 \(b:15673\) must start with http"):
         Settings.from_env({"PMTABOUNCE_RABBITMQ_API_URL": "http://a:15672,b:15673"})
+
+
+def test_masked_hides_every_password_of_text_that_is_not_one_url():
+    assert broker.masked_url("amqp://u:p@mq1/v;amqps://w:topsecret@mq2/v") == "amqp://u:****@mq1/v;amqps://w:****@mq2/v"
+
+
+def test_a_virtual_host_with_a_slash_must_be_written_percent_2f():
+    # pika reads amqp://h/a/b as virtual host "a"; the check of one virtual host for all read "a/b"
+    with pytest.raises(ConfigError, match="%2F"):
+        Settings.from_env({"PMTABOUNCE_AMQP_URL": "amqp://u:p@mq1/a%2Fb,amqp://u:p@mq2/a/b"})
+    setting = "amqp://u:p@mq1/a%2Fb, amqp://u:p@mq2/a%2Fb"
+    assert broker.safe_url(Settings.from_env({"PMTABOUNCE_AMQP_URL": setting}).amqp) == (
+        "amqp://mq1:5672/a%2Fb, amqp://mq2:5672/a%2Fb")
+
+
+@pytest.mark.parametrize("setting, named", [
+    ("http://a:15672,http://b:1567x", "entry 2 (http://b:1567x) has a port that is not a number"),
+    ("http://", "PMTABOUNCE_RABBITMQ_API_URL names no host"),
+    ("http://g:top,secret@a:15672", "PMTABOUNCE_RABBITMQ_API_URL entry 1: its password holds a comma"),
+])
+def test_a_management_api_entry_without_host_or_with_a_bad_port_is_refused_at_start(setting, named):
+    assert_refused("PMTABOUNCE_RABBITMQ_API_URL", setting, named)
+
+
+def test_ipv6_nodes_keep_their_brackets_in_logs_and_the_derived_management_api():
+    setting = "amqp://u:p@[::1]:5672/v, amqps://u:p@[fd00::7]/v"
+    assert broker.safe_url(setting) == "amqp://[::1]:5672/v, amqps://[fd00::7]:5671/v"
+    assert default_api(setting).urls == ("http://u:p@[::1]:15672", "https://u:p@[fd00::7]:15671")
+
+
+def test_an_ipv6_management_api_is_asked_at_its_address():
+    # port 1 on the loopback is closed: the API cannot be reached, which is told, not a traceback
+    with pytest.raises(TransientError, match=r"cannot reach the management API at http://\[::1\]:1/"):
+        ManagementApi(("http://u:p@[::1]:1",)).node()
+
+
+def test_the_config_file_may_list_the_nodes_as_an_array(tmp_path):
+    path = tmp_path / "pmtabounce.toml"
+    path.write_text('amqp_url = ["amqp://u:secret@mq1:5672/v", "amqp://u:secret@mq2:5672/v"]\n'
+                    'rabbitmq_api_url = ["http://u:secret@mq1:15672", "http://u:secret@mq2:15672"]\n')
+    settings = Settings.from_env({"PMTABOUNCE_CONFIG": str(path)})
+    assert sorted(broker.Nodes(settings.amqp, "test").urls) == ["amqp://u:secret@mq1:5672/v",
+                                                                "amqp://u:secret@mq2:5672/v"]
+    assert settings.rabbitmq_api_urls == ("http://u:secret@mq1:15672", "http://u:secret@mq2:15672")
+
+
+@pytest.mark.parametrize("line, named", [
+    ('amqp_url = 5672', "amqp_url in"),
+    ('amqp_url = ["amqp://u:secret@mq1/v", 2]', "amqp_url in"),
+    ('mysql_url = ["mysql://u:secret@db/iem"]', "mysql_url in"),
+])
+def test_a_url_setting_of_another_toml_type_is_refused_without_its_value(tmp_path, line, named):
+    path = tmp_path / "pmtabounce.toml"
+    path.write_text(line + "\n")
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({"PMTABOUNCE_CONFIG": str(path)})
+    assert named in str(refused.value) and "in quotes" in str(refused.value)
+    assert "secret" not in str(refused.value)

@@ -10,6 +10,7 @@ import pytest
 from pmtabounce.common.events import bounce_key, envelope, event_id, retry_delay, routing_key_of
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.store.db import Tables
+from pmtabounce.store.effects import Effects
 from pmtabounce.store.events import Events
 from pmtabounce.store.rows import Outcome
 
@@ -75,7 +76,7 @@ def test_a_batch_writes_one_insert_with_a_row_per_decision_and_none_for_what_cha
     cursor = RecordingCursor()
     events = Events(Tables(), stream=True, webhooks=False)
     events.for_outcomes(cursor, [
-        Outcome(hard(), "disabled", "hard", 7, 3, {"disabled": [7, 3, 1732010733]}),
+        Outcome(hard(), "disabled", "hard", 7, 3, Effects(disabled=(7, 3, 1732010733))),
         Outcome(hard("bob@example.com"), "not_found", "hard"),
     ])
     [insert] = cursor.statements
@@ -86,14 +87,14 @@ def test_a_batch_writes_one_insert_with_a_row_per_decision_and_none_for_what_cha
 def test_with_both_off_nothing_is_read_or_written():
     cursor = RecordingCursor()
     Events(Tables(), stream=False, webhooks=False).for_outcomes(
-        cursor, [Outcome(hard(), "disabled", "hard", 7, 3, {"disabled": [7, 3, 1732010733]})])
+        cursor, [Outcome(hard(), "disabled", "hard", 7, 3, Effects(disabled=(7, 3, 1732010733)))])
     assert cursor.statements == []
 
 
 def test_webhooks_on_an_iem_without_webhook_tables_ask_once_per_connection():
     cursor = RecordingCursor()  # answers 0 tables
     events = Events(Tables(), stream=False, webhooks=True)
-    disabled = [Outcome(hard(), "disabled", "hard", 7, 3, {"disabled": [7, 3, 1732010733]})]
+    disabled = [Outcome(hard(), "disabled", "hard", 7, 3, Effects(disabled=(7, 3, 1732010733)))]
     events.for_outcomes(cursor, disabled)
     events.for_outcomes(cursor, disabled)
     assert len(cursor.statements) == 1 and "information_schema" in cursor.statements[0]
