@@ -40,7 +40,7 @@ import replay  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
 from measure import Result, ServerCpu, batch_timings, print_profiles, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
-from sandbox import Sandbox  # noqa: E402
+from sandbox import Sandbox, insert_world  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
 from webhook_receiver import WebhookReceiver  # noqa: E402
 
@@ -96,7 +96,7 @@ class Bench:
         self.next_slice += 1
         connection = self.sandbox.connect(self.scale_url)
         try:
-            world.create_database(connection, self.sandbox.tables)
+            insert_world(world, connection, self.sandbox.tables)
         finally:
             connection.close()
         directory = world.write_files(self.work / f"{name}-scale")[0].parent
