@@ -136,7 +136,7 @@ def print_results(results: list[Result]) -> None:
             print(f"  {r.name:<36}{own};  {shared}")
     print("\nper batch (Amdahl: a fleet on a database with cores of its own scales to at most 1 / serial fraction)")
     for r in results:
-        if r.cpu:
+        if r.cpu and not r.name.startswith("(R)"):  # (R) has no batches
             print(f"  {r.name:<36}{r.batches.describe()}")
     limits = [r for r in results if r.name.startswith("(L)")]
     rates: dict[str, list[float]] = {}
