@@ -11,6 +11,8 @@ original, and peak RSS (VmHWM, sampled from /proc) of the producer and the worke
 list webhooks (Bounce and Unsubscribe) configured on every list and a loopback
 receiver answering them (docs/events.md): the bounce rate must stay within 10%
 of the rate without; it also says how long the calls took to be delivered.
+`--webhooks --hang`: the same with a receiver that never answers (every call
+waits out PMTABOUNCE_WEBHOOK_TIMEOUT): the bounce rate must not drop either.
 `--big-file-mb N` also measures the producer's peak memory on an N MB file
 against a small one: it must not grow with the file.
 """
@@ -135,6 +137,8 @@ class Bench:
     def webhooks_on_every_list(self, url: str) -> WebhookReceiver:
         """A Bounce and an Unsubscribe webhook on every list of the database, to a receiver on loopback."""
         receiver = WebhookReceiver().up()
+        if self.args.hang:  # a receiver that reads each call and never answers: the bounces must not slow
+            receiver.hang()
         connection = self.sandbox.connect(url)
         t = self.sandbox.tables
         try:
@@ -183,10 +187,11 @@ class Bench:
         rss = self.sandbox.finish(child)
         seconds = time.perf_counter() - started
         note = ""
-        if receiver is not None:
+        if receiver is not None and not self.args.hang:
             sending = time.perf_counter()
             self.sandbox.run(["relay", "--once", "600"], env)
             note = f"then {len(receiver.requests)} calls sent in {time.perf_counter() - sending:.1f} s"
+        if receiver is not None:
             receiver.down()
         name = ("(b0) inline, --baseline" if baseline else "(b) inline process"
                 + (", webhooks on every list" if webhooks else ""))
@@ -276,7 +281,7 @@ class Bench:
         try:
             self.sandbox.wait_for_ledger(url, len(place.expected.ledger), [producer, *fleet], above=place.above)
             seconds = time.perf_counter() - started
-            note = self.calls_delivered(url, started, fleet) if receiver is not None else ""
+            note = self.calls_delivered(url, started, fleet) if receiver is not None and not self.args.hang else ""
             rss = {"producer": self.sandbox.finish(producer)}
             for child in fleet:  # every record is committed: a clean stop, rather than idling out
                 child.send_signal(signal.SIGTERM)
@@ -410,6 +415,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run every child under cProfile, keep its stats in DIR and print the top functions")
     parser.add_argument("--webhooks", action="store_true",
                         help="also each variant with IEM webhooks on every list, to a loopback receiver")
+    parser.add_argument("--hang", action="store_true",
+                        help="with --webhooks: the receiver never answers (each call waits out the timeout)")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
     parser.add_argument("--scale", action="store_true",
                         help="also run every variant on a realistic-size database (built once, then kept)")

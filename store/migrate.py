@@ -104,7 +104,7 @@ def _schema_version(session: Session) -> int:
     """The schema version recorded in the meta table; 0 when there is none (no table, no row)."""
     cursor, tables = session.cursor, session.tables
     cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
-                   "AND table_name = %s", (tables.meta,))
+                   "AND table_name = %s", (tables.meta.strip("`"),))
     if not cursor.fetchone()[0]:  # no meta table yet: setup never ran
         return 0
     cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")

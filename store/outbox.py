@@ -27,7 +27,7 @@ _NOW = "UNIX_TIMESTAMP(NOW(6))"
 
 
 def migration(t: Tables) -> list[str]:
-    """Schema version 5 (issue 18): the outbox and the attempts of its webhook calls."""
+    """Schema version 6 (issue 18): the outbox and the attempts of its webhook calls."""
     return [
         f"""CREATE TABLE IF NOT EXISTS {t.outbox} (
   id bigint unsigned NOT NULL AUTO_INCREMENT,
@@ -142,14 +142,35 @@ def failed(cursor: Cursor, t: Tables, row_id: int, answer: str, delay: float, pa
     )
 
 
-def attempt(cursor: Cursor, t: Tables, row_id: int, number: int, status: int | None, answer: str,
-            seconds: float) -> None:
-    """One webhook call's answer (HTTP status, None for none; the body or the error), for `explain`."""
+def put_back(cursor: Cursor, t: Tables, row_id: int, delay: float) -> None:
+    """A claimed row not tried (its receiver did not answer the call before it): due again in `delay` seconds,
+    its tries unchanged."""
+    cursor.execute(f"UPDATE {t.outbox} SET due_at = {_NOW} + %s WHERE id = %s", (delay, row_id))
+
+
+def attempt(cursor: Cursor, t: Tables, row_id: int, status: int | None, answer: str, seconds: float) -> None:
+    """One webhook call's answer (HTTP status, None for none; the body or the error), for `explain`, numbered
+    after the tries already kept: `webhooks retry` starts the row's count of tries afresh (outbox.attempts),
+    and the tries before it stay in the history."""
     cursor.execute(
-        f"INSERT INTO {t.outbox_attempts} (outbox_id, attempt, status, answer, seconds) VALUES (%s, %s, %s, %s, %s) "
-        "ON DUPLICATE KEY UPDATE status = VALUES(status), answer = VALUES(answer), seconds = VALUES(seconds)",
-        (row_id, number, status, answer[:255], seconds),
+        f"INSERT INTO {t.outbox_attempts} (outbox_id, attempt, status, answer, seconds) "
+        f"SELECT %s, COALESCE(MAX(attempt), 0) + 1, %s, %s, %s FROM {t.outbox_attempts} WHERE outbox_id = %s",
+        (row_id, status, answer[:255], seconds, row_id),
     )
+
+
+def delete_older(cursor: Cursor, t: Tables, cutoff, limit: int) -> int:
+    """Remove up to `limit` rows created before `cutoff` (a server datetime) that are done with (`sent` or
+    `dropped`), with their attempts, in the caller's transaction; the rows removed. A `waiting` or `parked`
+    row is never removed, whatever its age (`pmtabounce prune`)."""
+    cursor.execute(f"SELECT id FROM {t.outbox} WHERE state IN ('sent', 'dropped') AND created_at < %s "
+                   "ORDER BY id LIMIT %s FOR UPDATE", (cutoff, limit))
+    ids = [row[0] for row in cursor.fetchall()]
+    if ids:
+        marks = ", ".join(["%s"] * len(ids))
+        cursor.execute(f"DELETE FROM {t.outbox_attempts} WHERE outbox_id IN ({marks})", ids)
+        cursor.execute(f"DELETE FROM {t.outbox} WHERE id IN ({marks})", ids)
+    return len(ids)
 
 
 def counts(cursor: Cursor, t: Tables) -> dict[tuple[str, str], int]:
@@ -222,7 +243,7 @@ def of_records(cursor: Cursor, t: Tables, fingerprints: Sequence[str]) -> dict[s
 
 
 def present(cursor: Cursor, t: Tables) -> bool:
-    """Whether schema version 5 is in place (an installation not yet set up again has no outbox)."""
+    """Whether schema version 6 is in place (an installation not yet set up again has no outbox)."""
     cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
                    "AND TABLE_NAME = %s", (t.outbox.strip("`"),))
     return int(cursor.fetchone()[0]) == 1

@@ -30,7 +30,7 @@ from .amqp import Consumer
 from .apply import BatchApplier
 from .handle import DEAD_LETTER_REASONS, DeadLetterGuard, Handled, handle_batch
 from .plan import COMPLAINT_OUTCOMES, OUTCOMES
-from .relay import start_thread
+from .relay import Relay, start_thread
 
 log = logging.getLogger("pmtabounce.worker")
 
@@ -94,7 +94,7 @@ class Worker:
         self.settings = settings
         self.relay = relay
         self.relay_stop = threading.Event()
-        self.relay_thread: threading.Thread | None = None
+        self.relay_sender: Relay | None = None
         self.amqp_url = settings.amqp  # a missing URL is a ConfigError now, not after connecting
         self.nodes = broker.Nodes(self.amqp_url, "worker")
         self.topology = settings.topology
@@ -133,7 +133,7 @@ class Worker:
                 self.applier.read_guard_gauges(every=0)
             self._database_answered()
             if self.relay:
-                self.relay_thread = start_thread(self.settings, self.relay_stop)
+                self.relay_sender = start_thread(self.settings, self.relay_stop)
             while not (self.stopping.is_set() or self.idle):
                 self.consumer = self._connect()
                 if self.consumer is not None:
@@ -152,15 +152,17 @@ class Worker:
             return 1
         finally:
             self.relay_stop.set()
-            if self.relay_thread is not None:  # a call in hand ends within PMTABOUNCE_WEBHOOK_TIMEOUT
-                self.relay_thread.join(self.settings.webhook_timeout + 5.0)
+            if self.relay_sender is not None and self.relay_sender.thread is not None:
+                # a call in hand ends within PMTABOUNCE_WEBHOOK_TIMEOUT
+                self.relay_sender.thread.join(self.settings.webhook_timeout + 5.0)
             self.applier.close()
             self.tally.report()
             if server is not None:
                 server.shutdown()
 
     def not_ready(self) -> str | None:
-        """/readyz: None when consuming on an open channel with the database answering lately, else why not.
+        """/readyz: None when consuming on an open channel with the database answering lately (and the relay
+        thread, when there is one, not ended by a FatalError: events would wait unsent), else why not.
 
         A database call waiting HUNG_SECONDS or more (a partition: the socket open, nothing answering,
         nothing raised) makes it not ready at once, naming the database, even before RabbitMQ is reached."""
@@ -171,6 +173,9 @@ class Worker:
             return f"not consuming {self.topology.queue} (no open RabbitMQ channel)"
         if not self.database_ok:
             return f"the database at {self.settings.mysql.safe_url()} does not answer"
+        if self.relay_sender is not None and self.relay_sender.stopped:
+            return (f"its relay thread stopped ({self.relay_sender.stopped}); committed events wait in the outbox: "
+                    "fix that and restart the worker, or send them with `pmtabounce relay`")
         return None
 
     def _connect(self) -> Consumer | None:

@@ -69,6 +69,8 @@ class Relay:
         self._nodes: broker.Nodes | None = None  # PMTABOUNCE_AMQP_URL's nodes; a lost one passes the turn
         self._gauges_read = float("-inf")
         self._failures = 0
+        self.stopped: str | None = None  # why `run` ended on a FatalError (a worker's /readyz says it)
+        self.thread: threading.Thread | None = None
 
     # --- the loops -------------------------------------------------------------------------------------
 
@@ -100,6 +102,7 @@ class Relay:
                 if not sent:
                     stopping.wait(IDLE_SECONDS)
         except FatalError as exc:
+            self.stopped = str(exc)
             log.critical("relay stops: %s. Committed events wait in the outbox", exc,
                          extra={"event": "fatal", "error_class": type(exc).__name__})
             return 1
@@ -129,13 +132,25 @@ class Relay:
         return handled
 
     def once(self) -> int:
-        """One chunk of due rows of each target sent; the rows handled (0: none was due)."""
+        """One chunk of due rows of each target sent; the rows handled (0: none was due).
+
+        One target's outage does not hold the other: RabbitMQ away leaves the stream's events due again
+        later, and the webhook calls due now are still sent. Raises the TransientError of a target that
+        failed only when nothing was handled (so the caller's backoff applies); else it is logged."""
         self._gauges()
         handled = 0
-        if "stream" in self.targets:
-            handled += self._stream()
-        if "webhook" in self.targets:
-            handled += self._webhooks()
+        failure: TransientError | None = None
+        for target, send in (("stream", self._stream), ("webhook", self._webhooks)):
+            if target not in self.targets:
+                continue
+            try:
+                handled += send()
+            except TransientError as exc:
+                failure = failure or exc
+        if failure is not None:
+            if not handled:
+                raise failure
+            log.warning("relay: %s; those events wait in the outbox, the others were sent", failure)
         return handled
 
     # --- the decision stream -----------------------------------------------------------------------------
@@ -207,7 +222,9 @@ class Relay:
     def _webhooks(self) -> int:
         """A chunk of due calls posted, each URL's in order and up to POSTERS URLs side by side (so one slow
         receiver does not hold the others), then every answer recorded in one transaction: one commit per
-        chunk, not per call."""
+        chunk, not per call. A receiver that does not answer is not called again in the chunk: its later
+        calls are put back untried, due with the retry of the one that got no answer (its order kept), so a
+        hanging receiver costs one timeout per chunk, not one per call."""
         timeout = self.settings.webhook_timeout
         rows = self._claim("webhook", WEBHOOK_CHUNK, lease=WEBHOOK_CHUNK * timeout + 5.0)
         if not rows:
@@ -216,34 +233,41 @@ class Relay:
         for row in rows:  # one URL's calls in order, one after the other; different URLs side by side
             by_url.setdefault(row.url, []).append(row)
         with ThreadPoolExecutor(min(POSTERS, len(by_url)), thread_name_prefix="webhook") as pool:
-            got = dict(zip(by_url, pool.map(lambda calls: [_timed_post(r, timeout) for r in calls],
-                                            by_url.values()), strict=True))
-        answers = [got[row.url].pop(0) for row in rows]
-        now = int(time.time())
-        self._in_transaction(lambda cursor: self._answered(cursor, rows, answers, now))
+            got = dict(zip(by_url, pool.map(lambda calls: _post_in_order(calls, timeout), by_url.values()),
+                           strict=True))
+        answers = [got[row.url].pop(0) if got[row.url] else None for row in rows]
+        self._in_transaction(lambda cursor: self._answered(cursor, rows, answers))
         return len(rows)
 
-    def _answered(self, cursor, rows: list[Claimed], answers: list[tuple[WebhookAnswer, float]], now: int) -> None:
-        """Log each try as IEM does (webhook_logs) and in our attempts; each row sent, due again, or parked."""
+    def _answered(self, cursor, rows: list[Claimed], answers: list[Posted | None]) -> None:
+        """Log each try as IEM does (webhook_logs) and in our attempts; each row sent, due again, or parked.
+        A row without an answer was not tried (its receiver did not answer an earlier call of the chunk): due
+        again with that call, its tries unchanged."""
         delivered_ids = []
-        for row, (answer, took) in zip(rows, answers, strict=True):
+        put_back: dict[str, float] = {}  # URL -> the delay of its call that got no answer
+        for row, tried in zip(rows, answers, strict=True):
+            if tried is None:
+                outbox.put_back(cursor, self.tables, row.id, put_back[row.url])
+                continue
+            answer, took, ended = tried
             number = row.attempts + 1
             webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url, json.loads(row.body),
-                              answer.body if answer.status is not None else None, now)
+                              answer.body if answer.status is not None else None, ended)
             said = answer.body if answer.status is not None else (answer.error or "no answer")
-            outbox.attempt(cursor, self.tables, row.id, number, answer.status, said or "", took)
+            outbox.attempt(cursor, self.tables, row.id, answer.status, said or "", took)
             if delivered(answer):
                 delivered_ids.append(row.id)
             else:
-                self._not_delivered(cursor, row, number, answer)
+                put_back[row.url] = self._not_delivered(cursor, row, number, answer)
         outbox.sent(cursor, self.tables, delivered_ids, "2xx")
         metrics.EVENTS_SENT.labels("webhook").inc(len(delivered_ids))
 
-    def _not_delivered(self, cursor, row: Claimed, number: int, answer: WebhookAnswer) -> None:
+    def _not_delivered(self, cursor, row: Claimed, number: int, answer: WebhookAnswer) -> float:
+        """The row due again after its backoff, or parked; returns the backoff (seconds)."""
         status = f"HTTP {answer.status}" if answer.status is not None else (answer.error or "no answer")
         park = number >= self.settings.webhook_attempts
-        outbox.failed(cursor, self.tables, row.id, status,
-                      retry_delay(number, self.settings.event_retry_max_wait), park=park)
+        delay = retry_delay(number, self.settings.event_retry_max_wait)
+        outbox.failed(cursor, self.tables, row.id, status, delay, park=park)
         if park:
             metrics.EVENTS_PARKED_TOTAL.labels("webhook").inc()
             log.error("webhook %s (outbox %d, %s) parked after %d tries, the last: %s; see `pmtabounce webhooks "
@@ -254,6 +278,7 @@ class Relay:
             log.warning("webhook %s (outbox %d) not delivered (%s, try %d of %d); trying again later", row.url,
                         row.id, status, number, self.settings.webhook_attempts,
                         extra={"event": "webhook_retry", "outbox_id": row.id, "attempts": number})
+        return delay
 
     # --- the database -----------------------------------------------------------------------------------
 
@@ -299,16 +324,32 @@ class Relay:
         self._close_amqp()
 
 
-def _timed_post(row: Claimed, timeout: float) -> tuple[WebhookAnswer, float]:
+Posted = tuple[WebhookAnswer, float, int]  # one call's answer, its seconds, and when it ended (Unix seconds)
+
+
+def _post_in_order(calls: list[Claimed], timeout: float) -> list[Posted]:
+    """One URL's calls, in order, until one gets no answer (the receiver is down or hangs: the rest would
+    each wait out the timeout too); the answers of those tried (the last may be the one without)."""
+    answers = []
+    for row in calls:
+        answers.append(_timed_post(row, timeout))
+        if answers[-1][0].status is None:
+            break
+    return answers
+
+
+def _timed_post(row: Claimed, timeout: float) -> Posted:
     started = time.monotonic()
     answer = post(row.url, row.body.encode("utf-8"), timeout)
-    return answer, time.monotonic() - started
+    return answer, time.monotonic() - started, int(time.time())  # IEM's logdate: time() once curl_exec returned
 
 
-def start_thread(settings: Settings, stopping: threading.Event) -> threading.Thread | None:
-    """The worker's relay thread, or None when webhooks and the stream are both off."""
+def start_thread(settings: Settings, stopping: threading.Event) -> Relay | None:
+    """The worker's relay, running in its thread (`.thread`) until `stopping` is set; None when webhooks
+    and the stream are both off. Its `.stopped` says why, when a FatalError ended it early."""
     if not (settings.webhooks or settings.event_stream):
         return None
-    thread = threading.Thread(target=Relay(settings).run, args=(stopping,), name="relay", daemon=True)
-    thread.start()
-    return thread
+    relay = Relay(settings)
+    relay.thread = threading.Thread(target=relay.run, args=(stopping,), name="relay", daemon=True)
+    relay.thread.start()
+    return relay

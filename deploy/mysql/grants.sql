@@ -76,15 +76,19 @@ GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
 -- `pmtabounce prune` deletes old ledger rows, which the account above may not: it has an account of its
 -- own, deploy/mysql/grants-prune.sql.
 
--- Events (docs/events.md): our outbox, and IEM 6.5.1's list webhooks: which URLs (webhooks), the body of
--- a Subscribe call (the list's custom fields), the log row of every call. Table-level, so this runs on an
--- IEM before 6.5.1 too (it has no webhook tables, and pmtabounce then sends no webhook).
+-- Events (docs/events.md): our outbox, and the body of IEM's Subscribe call (the list's custom fields,
+-- tables of every IEM 6.x).
 GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_outbox` TO '${DB_USER}'@'${DB_HOST}';
 GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_outbox_attempts` TO '${DB_USER}'@'${DB_HOST}';
-GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}webhooks` TO '${DB_USER}'@'${DB_HOST}';
-GRANT INSERT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}webhook_logs` TO '${DB_USER}'@'${DB_HOST}';
 GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}customfields` TO '${DB_USER}'@'${DB_HOST}';
 GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}customfield_lists` TO '${DB_USER}'@'${DB_HOST}';
 GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}subscribers_data` TO '${DB_USER}'@'${DB_HOST}';
+
+-- IEM 6.5.1's list webhooks: which URLs (webhooks), the log row of every call. LAST, on purpose: an IEM
+-- before 6.5.1 has no such tables, and a GRANT on a missing table fails ("ERROR 1146 ... doesn't exist"),
+-- which stops the mysql client here, after every grant above. There that error is expected and harmless
+-- (pmtabounce then sends no webhook); on IEM 6.5.1 and later both apply.
+GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}webhooks` TO '${DB_USER}'@'${DB_HOST}';
+GRANT INSERT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}webhook_logs` TO '${DB_USER}'@'${DB_HOST}';

@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 import click
 import orjson
@@ -23,11 +24,12 @@ from ..common.config import Settings
 from ..common.errors import FatalError
 from ..dlq.selection import parse_age
 from ..runner import run_command
-from ..store import ledger
-from ..store.database import Database, OneShot
+from ..store import ledger, outbox
+from ..store.database import Database, OneShot, Session
 from ..store.db import Tables
 
 log = logging.getLogger("pmtabounce.prune")
+T = TypeVar("T")
 
 BATCH_ROWS = 1000  # rows per transaction: a few milliseconds of row locks, on rows no worker is writing
 PAUSE_SECONDS = 0.05  # between transactions, so workers' commits and the purge thread keep up
@@ -44,6 +46,7 @@ class PruneReport:
     newest: datetime | None = None
     batches: int = 0
     left: ledger.Extent | None = None
+    outbox_removed: int = 0  # sent or dropped outbox rows (events) created before the cutoff; not in a dry run
 
     def as_dict(self) -> dict:
         return {
@@ -52,18 +55,21 @@ class PruneReport:
             "newest": _text(self.newest), "transactions": self.batches,
             "ledger_rows_estimate": self.left.rows if self.left else None,
             "ledger_oldest_unix": self.left.oldest if self.left else None,
+            "outbox_removed": self.outbox_removed,
         }
 
 
 def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
                  pause: float = PAUSE_SECONDS, sleep: Callable[[float], None] = time.sleep) -> PruneReport:
-    """Delete ledger rows applied more than `older_than` ago, `batch_rows` per transaction.
+    """Delete ledger rows applied more than `older_than` ago, `batch_rows` per transaction, then the outbox's
+    rows (events) created before the same cutoff that were sent or dropped (store/outbox.py `delete_older`).
 
     Raises FatalError when the database refuses; every transaction before it
     stays committed, so running it again goes on where it stopped.
     """
     tables = Tables(settings.table_prefix)
-    database = Database(settings.mysql, tables, OneShot(hint=f"prune needs SELECT and DELETE on {tables.ledger}"))
+    database = Database(settings.mysql, tables, OneShot(hint=f"prune needs SELECT and DELETE on {tables.ledger}, "
+                                                                  f"{tables.outbox} and {tables.outbox_attempts}"))
     report = None
     try:
         with database.transaction() as session:
@@ -85,11 +91,26 @@ def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = F
 
 def _delete(database: Database, report: PruneReport, batch_rows: int, pause: float,
             sleep: Callable[[float], None]) -> None:
-    """The rows before the cutoff, `batch_rows` per transaction, `pause` seconds apart."""
-    while batch := database.run(lambda s: ledger.delete_older(s.cursor, s.tables, report.cutoff, batch_rows)):
+    """The ledger rows before the cutoff, then the outbox's sent or dropped rows created before it, `batch_rows`
+    per transaction, `pause` seconds apart."""
+    cutoff = report.cutoff
+    for batch in _batches(database, lambda s: ledger.delete_older(s.cursor, s.tables, cutoff, batch_rows),
+                          pause, sleep):
         report.removed += batch
         report.batches += 1
         log.debug("removed %d ledger rows (%d so far)", sum(batch.values()), sum(report.removed.values()))
+    for removed in _batches(database, lambda s: outbox.delete_older(s.cursor, s.tables, cutoff, batch_rows),
+                            pause, sleep):
+        report.outbox_removed += removed
+        report.batches += 1
+
+
+def _batches(database: Database, step: Callable[[Session], T], pause: float,
+             sleep: Callable[[float], None]) -> Iterator[T]:
+    """`step(session)` (one transaction's deletes: what it removed, falsy when nothing) committed and repeated,
+    with a pause between transactions, until nothing is left; yields what each removed."""
+    while removed := database.run(step):
+        yield removed
         sleep(pause)
 
 
@@ -103,7 +124,7 @@ def describe(report: PruneReport) -> str:
     if report.dry_run and report.oldest:
         text += f", applied from {_text(report.oldest)} to {_text(report.newest)}"
     if not report.dry_run:
-        text += f" in {report.batches} transactions"
+        text += f" and {report.outbox_removed} sent or dropped events of the outbox, in {report.batches} transactions"
     if report.left:
         oldest = (f"{_text(datetime.fromtimestamp(report.left.oldest, timezone.utc).replace(tzinfo=None))} UTC"
                   if report.left.oldest else "none")

@@ -1,4 +1,5 @@
-"""deploy/prometheus/alerts.yaml: the alert rules for a trip, a held backlog, dead letters and a stale last success.
+"""deploy/prometheus/alerts.yaml: the alert rules for a trip, a held backlog, dead letters, a stale last success
+and parked webhook calls.
 
 Always: the file's structure, and that every metric an expression names is one the program serves.
 With promtool (Debian's `prometheus` package; on PATH or in the venv's bin): `promtool check rules` and
@@ -21,7 +22,7 @@ from prometheus_client import generate_latest
 
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus"
 ALERTS = {"PmtabounceDomainTripped", "PmtabounceHeldBacklog", "PmtabounceDeadLetters", "PmtabounceStale",
-          "PmtabounceQueueNotConsumed", "PmtabounceQueueNoProgress"}
+          "PmtabounceQueueNotConsumed", "PmtabounceQueueNoProgress", "PmtabounceWebhooksParked"}
 # RabbitMQ's own (rabbitmq_prometheus, /metrics/detailed families queue_coarse_metrics and queue_consumer_count).
 RABBITMQ_SERIES = {"rabbitmq_detailed_queue_messages_ready", "rabbitmq_detailed_queue_consumers"}
 

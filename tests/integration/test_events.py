@@ -184,3 +184,115 @@ def test_a_kill_between_commit_and_send_loses_nothing(iem_db, tmp_path):
 def _relay_once(db) -> bool:
     pmtabounce(db, "relay", "--once", "3", webhooks="on")
     return True
+
+
+def test_explain_keeps_every_try_of_a_call_sent_again_after_it_was_parked(iem_db, tmp_path):
+    # `webhooks retry` starts a fresh count of tries; the tries made before it are still history for `explain`.
+    receiver = WebhookReceiver().up()
+    world(iem_db, receiver)
+    receiver.answer(500, b"broken")
+    pmtabounce(iem_db, "process", str(records(tmp_path)), webhooks="on", webhook_attempts="1")
+    [parked, _] = json_of(pmtabounce(iem_db, "webhooks", "list", "--json"))["rows"]
+
+    receiver.answer()
+    pmtabounce(iem_db, "webhooks", "retry", "--id", str(parked["id"]))
+    pmtabounce(iem_db, "relay", "--once", "10", webhooks="on")
+
+    [record] = json_of(pmtabounce(iem_db, "explain", "ann@example.com", "--json"))["records"]
+    [call] = record["events"]
+    assert [(t["status"], t["answer"]) for t in call["tries"]] == [(500, "broken"), (200, "ok")]
+    assert call["tries"][0]["at"] <= call["tries"][1]["at"]
+    assert [row[2] for row in webhook_logs(iem_db)] == ["broken", "broken", "ok"]  # one log row per try, as before
+
+
+def test_a_hanging_receiver_costs_one_timeout_per_chunk_and_does_not_hold_the_other_receivers(iem_db):
+    # 25 calls to a receiver that never answers, older than 3 calls to one that does. Trying each of the
+    # hanging one's calls in a chunk costs a timeout each (20 of them) before anything else is claimed.
+    from dataclasses import replace
+
+    from pmtabounce.store import outbox
+    from pmtabounce.worker.relay import Relay
+
+    hanging, healthy = WebhookReceiver().up(), WebhookReceiver().up()
+    hanging.hang()
+    def call(ident: str, n: int, url: str) -> outbox.Delivery:
+        return outbox.Delivery(ident, "webhook", "Bounce", f'{{"n":{n}}}', webhook_event=BOUNCE, url=url)
+
+    rows = [call(f"h{n}", n, hanging.url()) for n in range(25)] + [call(f"k{n}", n, healthy.url()) for n in range(3)]
+    connection = iem_db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, iem_db.tables, rows)
+    connection.commit()
+    connection.close()
+    relay = Relay(replace(iem_db.settings(), webhook_timeout=2.0))  # ample for the healthy one under load
+    try:
+        relay.once()  # the 20 oldest, all the hanging receiver's
+        assert len(hanging.requests) == 1  # no answer: its other calls of the chunk wait with it, untried
+        relay.once()  # its 5 others (one tried), and the healthy receiver's 3
+        assert len(healthy.requests) == 3 and len(hanging.requests) == 2
+    finally:
+        relay.close()
+        hanging.down()
+    states = iem_db.query("SELECT url, state, attempts FROM {t.outbox} ORDER BY id")
+    tried, untried = (hanging.url(), "waiting", 1), (hanging.url(), "waiting", 0)
+    assert states[:25] == [tried] + [untried] * 19 + [tried] + [untried] * 4
+    assert states[25:] == [(healthy.url(), "sent", 1)] * 3
+    assert [row[0] for row in webhook_logs(iem_db)] == [BOUNCE] * 5  # a log row per try, none for an untried call
+    due = [row[0] for row in iem_db.query("SELECT due_at FROM {t.outbox} ORDER BY id LIMIT 20")]
+    assert all(abs(when - due[0]) < 0.1 for when in due)  # the untried ones due with the retry of the call before
+
+
+def test_rabbitmq_away_does_not_stop_the_webhooks(iem_db):
+    # The decision stream's broker is down (nothing listens); the webhook calls due beside its events still go.
+    import socket
+    from dataclasses import replace
+
+    from pmtabounce.store import outbox
+    from pmtabounce.worker.relay import Relay
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    receiver = WebhookReceiver().up()
+    connection = iem_db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, iem_db.tables, [
+            outbox.Delivery("s1", "stream", "bounce.hard.disabled", "{}"),
+            outbox.Delivery("w1", "webhook", "Bounce", '{"n":1}', webhook_event=BOUNCE, url=receiver.url())])
+    connection.commit()
+    connection.close()
+    settings = replace(iem_db.settings(), event_stream=True, amqp_url=f"amqp://guest:guest@127.0.0.1:{port}/%2F",
+                       event_retry_max_wait=1.0)
+
+    Relay(settings).drain(5)
+
+    assert bodies(receiver) == [b'{"n":1}']
+    assert iem_db.query("SELECT target, state FROM {t.outbox} ORDER BY id") == [("stream", "waiting"),
+                                                                                ("webhook", "sent")]
+
+
+def test_each_log_row_has_the_time_of_its_own_call(iem_db):
+    # IEM logs a call when it has its answer: logdate is that call's time, not the end of a relay's chunk.
+    from dataclasses import replace
+
+    from pmtabounce.store import outbox
+    from pmtabounce.worker.relay import Relay
+
+    fast, hanging = WebhookReceiver().up(), WebhookReceiver().up()
+    hanging.hang()
+    connection = iem_db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, iem_db.tables, [
+            outbox.Delivery(f"c{n}", "webhook", "Bounce", "{}", webhook_event=BOUNCE, url=url)
+            for n, url in enumerate((fast.url(), hanging.url()))])
+    connection.commit()
+    connection.close()
+    relay = Relay(replace(iem_db.settings(), webhook_timeout=3.0))
+    try:
+        relay.once()
+    finally:
+        relay.close()
+        hanging.down()
+    [(fast_at,), (hanging_at,)] = iem_db.query("SELECT logdate FROM {t.webhook_logs} ORDER BY logid")
+    assert hanging_at - fast_at >= 2  # the hanging call ended 3 s after the fast one

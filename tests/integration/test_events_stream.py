@@ -8,7 +8,7 @@ from iem_seed import T0
 from storm_world import pmtabounce
 from webhook_receiver import WebhookReceiver
 from webhook_world import BOUNCE_BODY, UNSUBSCRIBE_BODY, bodies, outbox_rows, records, world
-from worker_fleet import Fleet, drain, produce_once, wait_for, worker_env
+from worker_fleet import Fleet, drain, free_port, http_get, produce_once, wait_for, worker_env
 
 
 def bound_queue(vhost, *keys: str) -> str:
@@ -69,3 +69,27 @@ def test_an_event_no_queue_is_bound_for_waits_in_the_unrouted_queue(iem_db, vhos
     [(key, _, event)] = taken(vhost, vhost.topology.unrouted_queue)
     assert key == "guard.tripped" and event["data"]["domain"] == "example.org"
     assert taken(vhost, "crm") == []
+
+
+def test_a_worker_whose_relay_stopped_says_so_on_readyz(iem_db, vhost, tmp_path):
+    # The decision stream's exchange is gone (a broker set up again by hand, say): the relay thread meets a
+    # fatal refusal and ends. The worker goes on applying bounces, and must not look healthy meanwhile.
+    receiver = WebhookReceiver().up()
+    world(iem_db, receiver)
+    port = free_port()
+    env = worker_env(iem_db.url, vhost.url, event_stream="on", webhooks="on", metrics_port=port)
+    pmtabounce(iem_db, "setup", amqp_url=vhost.url)
+    connection, channel = vhost.channel()
+    try:
+        channel.exchange_delete(vhost.topology.events_exchange)
+    finally:
+        connection.close()
+    produce_once(env, records(tmp_path), tmp_path / "producer.log")
+
+    with Fleet(env, tmp_path) as fleet:
+        worker = fleet.start()
+        wait_for(lambda: "relay stops" in fleet.log(), "the relay thread to stop")
+        status, text = http_get(port, "/readyz")
+        assert status == 503 and "relay" in text and "does not exist" in text, text
+        assert fleet.terminate(worker) == 0
+    assert [row[4] for row in outbox_rows(iem_db, "stream")] == ["waiting"] * 3  # nothing lost

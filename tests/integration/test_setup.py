@@ -16,7 +16,7 @@ from pmtabounce.worker.apply import BatchApplier
 from pmtabounce.demo.fixture import create_iem_tables
 
 OURS = ("pmtabounce_ledger", "pmtabounce_meta", "pmtabounce_guard_domains", "pmtabounce_guard_windows",
-        "pmtabounce_audit")
+        "pmtabounce_audit", "pmtabounce_outbox_attempts", "pmtabounce_outbox")
 LATEST = str(migrations(Tables())[-1][0])
 
 
