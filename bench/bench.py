@@ -31,16 +31,18 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every variant
 
+import broker_limit  # noqa: E402
 import original  # noqa: E402
 import replay  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
 from measure import Result, ServerCpu, batch_timings, print_profiles, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
-from sandbox import Sandbox  # noqa: E402
+from sandbox import Sandbox, insert_world  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
 from webhook_receiver import WebhookReceiver  # noqa: E402
 
@@ -76,6 +78,7 @@ class Bench:
               f"{len(self.world.subscribers)} subscriber rows (built in {time.perf_counter() - started:.1f} s)")
         print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
 
+        self.frames: tuple[Path, int] | None = None  # (R): the prepared messages and how many
         self.scale_url: str | None = None  # set: variants run in slices of the big database
         self.next_slice = 0
         self.runs = 0
@@ -95,7 +98,7 @@ class Bench:
         self.next_slice += 1
         connection = self.sandbox.connect(self.scale_url)
         try:
-            world.create_database(connection, self.sandbox.tables)
+            insert_world(world, connection, self.sandbox.tables)
         finally:
             connection.close()
         directory = world.write_files(self.work / f"{name}-scale")[0].parent
@@ -219,19 +222,62 @@ class Bench:
                         note=f"{count} statements, {count * 500 / self.records:.1f} per 500 rows")
         return self.check(result, place)
 
-    def fleet(self, workers: int, webhooks: bool = False) -> Result:
-        place = self.place(f"fleet-{workers}" + ("-webhooks" if webhooks else ""))
+    def broker(self) -> Result:
+        """(R), RabbitMQ alone: the fleet's messages (same bodies, headers and properties, persistent, mandatory)
+        published with confirms to the quorum work queue of a fresh vhost and consumed at the worker's prefetch
+        with one `multiple` ack per batch, by a client that costs next to nothing (bench/broker_limit.py)."""
+        amqp = self.sandbox.vhost()
+        env = self.sandbox.env(None, amqp)
+        self.sandbox.run(["setup", "--no-database", "--broker"], env)
+        script = str(REPO / "bench" / "broker_limit.py")
+        if self.frames is None:
+            target = self.work / "broker-frames.pickle"
+            done = subprocess.run([sys.executable, script, "prepare", str(self.template), str(target)],
+                                  capture_output=True, text=True, cwd=self.work, timeout=600, check=True)
+            self.frames = (target, int(done.stdout))
+        frames, count = self.frames
+        logs = self.work / f"broker-run{self.runs}"
+        logs.mkdir()
+        self.runs += 1
+
+        def start(*args: str) -> subprocess.Popen:
+            with open(logs / f"{args[0]}.log", "wb") as handle:
+                child = subprocess.Popen([sys.executable, script, *args], stdout=handle, stderr=subprocess.STDOUT,
+                                         cwd=self.work)
+            self.sandbox.memory.watch(child)
+            return child
+
+        consumer = start("consume", amqp, str(count), self.sandbox.topology.queue)
+        servers = ServerCpu()
+        started = time.perf_counter()
+        publisher = start("publish", amqp, str(frames))
+        for child in (publisher, consumer):
+            if child.wait(timeout=1800) != 0:
+                raise RuntimeError(f"broker_limit.py {child.args[2]} exited with {child.returncode}: see {logs}")
+        seconds = time.perf_counter() - started
+        cpu = {"publisher": self.sandbox.memory.cpu_seconds(publisher),
+               "consumer": self.sandbox.memory.cpu_seconds(consumer)}
+        return Result("(R) RabbitMQ alone, same messages", count, seconds,
+                      {"publisher": self.sandbox.memory.peak_kb(publisher),
+                       "consumer": self.sandbox.memory.peak_kb(consumer)},
+                      cpu=cpu, servers=servers.stop(),
+                      note=f"prefetch {broker_limit.PREFETCH}, ack every {broker_limit.BATCH}, "
+                           f"window {broker_limit.WINDOW}")
+
+    def fleet(self, workers: int, webhooks: bool = False, python: str = sys.executable) -> Result:
+        baseline = python != sys.executable
+        place = self.place(f"fleet-{workers}" + ("-webhooks" if webhooks else "") + ("-baseline" if baseline else ""))
         url, directory = place.url, place.directory
         receiver = self.webhooks_on_every_list(url) if webhooks else None
         env = self.sandbox.env(url, self.sandbox.vhost())
         self.sandbox.run(["setup"], env)
         logs = self.work / f"{directory.name}-logs"
         debug = self.sandbox.env(url, env["PMTABOUNCE_AMQP_URL"], "DEBUG")
-        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log")
+        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log", python)
                  for n in range(workers)]
         servers = ServerCpu()
         started = time.perf_counter()
-        producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log")
+        producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log", python)
         try:
             self.sandbox.wait_for_ledger(url, len(place.expected.ledger), [producer, *fleet], above=place.above)
             seconds = time.perf_counter() - started
@@ -246,7 +292,8 @@ class Bench:
                     child.kill()
         if receiver is not None:
             receiver.down()
-        name = f"(c) fleet, {workers} worker{'s' if workers > 1 else ''}" + (", webhooks" if webhooks else "")
+        name = (f"(c{'0' if baseline else ''}) fleet, {workers} worker{'s' if workers > 1 else ''}"
+                + (", webhooks" if webhooks else "") + (", --baseline" if baseline else ""))
         cpu = {"producer": self.sandbox.memory.cpu_seconds(producer),
                "worker": sum(self.sandbox.memory.cpu_seconds(child) for child in fleet)}
         result = Result(name, self.records, seconds, rss, cpu=cpu, servers=servers.stop(),
@@ -362,7 +409,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=1, metavar="N",
                         help="measure every variant N times, interleaved (default 1)")
     parser.add_argument("--no-limit", dest="limit", action="store_false",
-                        help="leave out (L), MariaDB replaying inline's statements alone")
+                        help="leave out (L), MariaDB replaying inline's statements alone, and (R), RabbitMQ "
+                             "publishing and consuming the fleet's messages alone")
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="run every child under cProfile, keep its stats in DIR and print the top functions")
     parser.add_argument("--webhooks", action="store_true",
@@ -383,6 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; MariaDB, RabbitMQ and every process below share it")
     work = Path(tempfile.mkdtemp(prefix="pmtabounce-bench-"))
     sandbox = Sandbox(args.mysql_url, args.amqp_url, work)
+    ServerCpu.PORTS = {"mariadb": urlsplit(args.mysql_url).port or 3306,
+                       "rabbitmq": urlsplit(args.amqp_url).port or 5672}
     sandbox.profile = args.profile
     results: list[Result] = []
     try:
@@ -404,8 +454,12 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(bench.limit(args.baseline))
                 if args.limit:
                     results.append(bench.limit())
+                if args.limit and args.workers.strip() and not at_scale:
+                    results.append(bench.broker())
             for workers in (int(n) for n in args.workers.split(",") if n.strip()):
                 for _ in range(args.rounds):
+                    if args.baseline:
+                        results.append(bench.fleet(workers, python=args.baseline))
                     results.append(bench.fleet(workers))
                     if args.webhooks:
                         results.append(bench.fleet(workers, webhooks=True))

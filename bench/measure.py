@@ -95,14 +95,15 @@ def batch_timings(logs: list[Path]) -> Batches:
 
 
 class ServerCpu:
-    """CPU seconds MariaDB and RabbitMQ spent between start() and stop(): whole servers, so anything else
+    """CPU seconds MariaDB and RabbitMQ spent between start() and stop(): the processes listening on the
+    bench's ports (3306 and 5672 unless --mysql-url/--amqp-url say otherwise), so the default RabbitMQ
+    node only, not the nodes test suites start on ports of their own; whole servers, so anything else
     running on them (other users' tests) counts too."""
 
-    # (name, user): the shared servers run as their own users; test suites start RabbitMQ nodes of their own
-    SERVERS = {"mariadb": ("mariadbd", "mysql"), "rabbitmq": ("beam.smp", "rabbitmq")}
+    PORTS = {"mariadb": 3306, "rabbitmq": 5672}  # bench.py sets them from its URLs
 
     def __init__(self) -> None:
-        self.pids = {name: _pids(*process) for name, process in self.SERVERS.items()}
+        self.pids = {name: _listening(port) for name, port in self.PORTS.items()}
         self.started = {pid: cpu_seconds(pid) for pids in self.pids.values() for pid in pids}
 
     def stop(self) -> dict[str, float]:
@@ -111,9 +112,10 @@ class ServerCpu:
         return {name: sum(max(0.0, now[pid] - self.started[pid]) for pid in pids) for name, pids in self.pids.items()}
 
 
-def _pids(name: str, user: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-x", "-u", user, name], capture_output=True, text=True)
-    return [int(pid) for pid in found.stdout.split()]
+def _listening(port: int) -> list[int]:
+    """The process(es) listening on this TCP port (`ss` names them to root)."""
+    found = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True)
+    return sorted({int(pid) for pid in re.findall(r"pid=(\d+)", found.stdout)})
 
 
 def print_results(results: list[Result]) -> None:
@@ -134,7 +136,7 @@ def print_results(results: list[Result]) -> None:
             print(f"  {r.name:<36}{own};  {shared}")
     print("\nper batch (Amdahl: a fleet on a database with cores of its own scales to at most 1 / serial fraction)")
     for r in results:
-        if r.cpu:
+        if r.cpu and not r.name.startswith("(R)"):  # (R) has no batches
             print(f"  {r.name:<36}{r.batches.describe()}")
     limits = [r for r in results if r.name.startswith("(L)")]
     rates: dict[str, list[float]] = {}
@@ -148,6 +150,18 @@ def print_results(results: list[Result]) -> None:
                 low, high = min(found), max(found)
                 print(f"  {name:<36}{low:>7.0f} - {high:>6.0f} rows/s = {low / limit_rate:.0%} - "
                       f"{high / limit_rate:.0%} of the limit")
+    broker = max(rates.get("(R) RabbitMQ alone, same messages", [0.0]))
+    if broker:
+        print("\nhow close the fleet is to RabbitMQ alone (the fastest (R): publishing and consuming the same "
+              "messages without our code)")
+        for name, found in rates.items():
+            if name.startswith(("(c", "(R)")):
+                low, high = min(found), max(found)
+                print(f"  {name:<36}{low:>7.0f} - {high:>6.0f} rows/s = {low / broker:.0%} - {high / broker:.0%}")
+    fleets = sorted({name.split(", --baseline")[0].replace("(c0)", "(c)") for name in rates if name.startswith("(c0)")})
+    for name in fleets:
+        pairs = [b / a for a, b in zip(rates[name.replace("(c)", "(c0)") + ", --baseline"], rates[name], strict=False)]
+        print(f"{name} / its --baseline round by round: {', '.join(f'{p:.2f}x' for p in pairs)}")
     before, ours = rates.get("(b0) inline, --baseline"), rates.get("(b) inline process")
     if before and ours:
         pairs = [b / a for a, b in zip(before, ours, strict=False)]
@@ -167,6 +181,8 @@ def print_results(results: list[Result]) -> None:
                       f"{scaled[r.name].rate / r.rate:.0%}")
     for r in results:
         status = "equals the expected-state model" if not r.problems else "DIFFERS from the model:"
+        if r.name.startswith("(R)"):
+            status = "every message confirmed, consumed and acked"
         print(f"{r.name}: {status}")
         for line in r.problems:
             print(f"    {line}")

@@ -37,7 +37,8 @@ class Sandbox:
 
     def database(self, world) -> str:
         """A fresh database holding IEM's fixture tables, `world` and our (empty) ledger; its URL."""
-        name, url = create_database(self.mysql_server, "pmtbench_", self.tables.prefix, world.create_database)
+        name, url = create_database(self.mysql_server, "pmtbench_", self.tables.prefix,
+                                    lambda connection, tables: insert_world(world, connection, tables))
         self.databases.append(name)
         return url
 
@@ -157,6 +158,13 @@ class PeakMemory:
                     self.peaks[child.pid] = max(self.peaks[child.pid], vm_hwm_kb(child.pid))
                     self.cpu[child.pid] = max(self.cpu[child.pid], cpu_seconds(child.pid))
             time.sleep(self.interval)
+
+
+def insert_world(world, connection, tables: Tables) -> None:
+    """The world's IEM rows, committed (World.create_database writes in the caller's transaction)."""
+    with connection.cursor() as cursor:
+        world.create_database(cursor, tables)
+    connection.commit()
 
 
 def cpu_seconds(pid: int) -> float:
