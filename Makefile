@@ -1,4 +1,4 @@
-# make run  : a demo of the whole job against the local MariaDB and RabbitMQ
+# make run  : a demo of the whole job against the local MariaDB and RabbitMQ (options: DEMO_ARGS='...')
 # make test : the unit tests on the oldest and newest Python we admit, then the whole suite (what .ci/run calls)
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +10,7 @@ PYENV_ROOT ?= $(HOME)/.pyenv
 # pyenv's own copy first (its shims refuse a version that is not selected), else pythonX.Y on PATH.
 find_python = $(or $(firstword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1))),$(shell command -v python$(1)))
 
-.PHONY: run test install lint bench clean services unit-pythons
+.PHONY: run test test-cluster install lint bench clean services unit-pythons alerts
 
 $(BIN)/.deps: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,17 +27,23 @@ install: $(BIN)/.deps
 services: install
 	$(BIN)/python tests/preflight.py
 
+# make run DEMO_ARGS='--database my_demo --vhost my-demo --directory /tmp/my-demo': another person's demo
+# on a shared server is left alone (see `pmtabounce demo --help`).
 run: services
-	$(BIN)/pmtabounce demo
+	$(BIN)/pmtabounce demo $(DEMO_ARGS)
 
 # mypy checks the installed package (pmtabounce.common and the rest exist only once installed), from inside
 # the venv so that the source tree's folders do not shadow it.
 MYPY := cd $(VENV) && bin/mypy --config-file $(CURDIR)/pyproject.toml
 
-test: services unit-pythons
+test: services unit-pythons alerts
 	$(BIN)/ruff check .
 	$(MYPY)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The tests on a three-node RabbitMQ cluster they start themselves (a few minutes); `make test` runs them too.
+test-cluster: services
+	$(BIN)/pytest -q -m cluster -s $(PYTEST_ARGS)
 
 .PRECIOUS: .venv-%/.deps
 
@@ -56,6 +62,13 @@ unit-python-%: .venv-%/.deps
 	rm -rf build
 	.venv-$*/bin/pip install -q --no-deps --force-reinstall .
 	.venv-$*/bin/pytest -q tests/unit
+
+# The alert rules and their unit tests (deploy/prometheus), when promtool is on PATH (Debian's `prometheus`
+# package; .ci/run puts it there).
+alerts:
+	@if command -v promtool >/dev/null; then \
+	  cd deploy/prometheus && promtool check rules alerts.yaml && promtool test rules alerts.test.yaml; \
+	else echo "make test: promtool is not on PATH: the alert rules' unit tests are skipped"; fi
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,12 +1,18 @@
 """Throughput on one generated world: the original's one-by-one pattern, inline `process`, and the fleet.
 
-    python bench/bench.py [--records 30000] [--workers 1,2,4] [--big-file-mb 200]
+    python bench/bench.py [--records 30000] [--workers 1,2,4] [--big-file-mb 200] [--webhooks]
 
 Every variant runs on its own fresh database (and RabbitMQ vhost) built from
 the same seed, and must end with exactly the tables of the expected-state
 model (tests/iem_model.py); the world is an order-independent one, so the
 fleet's parallel workers must reach them too. Prints rows/s, the ratio to the
 original, and peak RSS (VmHWM, sampled from /proc) of the producer and the workers.
+`--webhooks` measures inline and each fleet size again, in the same run, with IEM
+list webhooks (Bounce and Unsubscribe) configured on every list and a loopback
+receiver answering them (docs/events.md): the bounce rate must stay within 10%
+of the rate without; it also says how long the calls took to be delivered.
+`--webhooks --hang`: the same with a receiver that never answers (every call
+waits out PMTABOUNCE_WEBHOOK_TIMEOUT): the bounce rate must not drop either.
 `--big-file-mb N` also measures the producer's peak memory on an N MB file
 against a small one: it must not grow with the file.
 """
@@ -18,22 +24,27 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the expected-state model checks every variant
 
+import broker_limit  # noqa: E402
 import original  # noqa: E402
+import replay  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
-from measure import Result, ServerCpu, batch_timings, print_results  # noqa: E402
+from measure import Result, ServerCpu, batch_timings, print_profiles, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
-from sandbox import Sandbox  # noqa: E402
+from sandbox import Sandbox, insert_world  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
+from webhook_receiver import WebhookReceiver  # noqa: E402
 
 from pmtabounce.demo.world import World  # noqa: E402
 
@@ -67,6 +78,7 @@ class Bench:
               f"{len(self.world.subscribers)} subscriber rows (built in {time.perf_counter() - started:.1f} s)")
         print("  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
 
+        self.frames: tuple[Path, int] | None = None  # (R): the prepared messages and how many
         self.scale_url: str | None = None  # set: variants run in slices of the big database
         self.next_slice = 0
         self.runs = 0
@@ -86,7 +98,7 @@ class Bench:
         self.next_slice += 1
         connection = self.sandbox.connect(self.scale_url)
         try:
-            world.create_database(connection, self.sandbox.tables)
+            insert_world(world, connection, self.sandbox.tables)
         finally:
             connection.close()
         directory = world.write_files(self.work / f"{name}-scale")[0].parent
@@ -109,7 +121,8 @@ class Bench:
         return result
 
     def original(self) -> Result:
-        place = Place(self.sandbox.database(self.world), self.directory("original"), self.expected)
+        place = Place(self.sandbox.database(self.world), self.directory("original"),
+                      original.expected_state(self.world, self.template))
         url, directory = place.url, place.directory
         connection = self.sandbox.connect(url)
         started = time.perf_counter()
@@ -121,35 +134,154 @@ class Bench:
                         note=f"{trips / records:.1f} round trips per bounce")
         return self.check(result, place, ledger=False)
 
-    def inline(self) -> Result:
-        place = self.place("inline")
+    def webhooks_on_every_list(self, url: str) -> WebhookReceiver:
+        """A Bounce and an Unsubscribe webhook on every list of the database, to a receiver on loopback."""
+        receiver = WebhookReceiver().up()
+        if self.args.hang:  # a receiver that reads each call and never answers: the bounces must not slow
+            receiver.hang()
+        connection = self.sandbox.connect(url)
+        t = self.sandbox.tables
+        try:
+            with connection.cursor() as cursor:
+                for event in (2, 3):
+                    cursor.execute(f"INSERT INTO {t.webhooks} (webhook_type_id, webhook_event_type_id, id, "
+                                   f"webhook_url, createdate) SELECT 1, %s, listid, %s, 0 FROM {t.lists}",
+                                   (event, receiver.url()))
+            connection.commit()
+        finally:
+            connection.close()
+        return receiver
+
+    def calls_delivered(self, url: str, started: float, children: list, timeout: float = 600) -> str:
+        """Wait until the outbox has no webhook call waiting; how many went out and when the last did."""
+        deadline = time.monotonic() + timeout
+        t = self.sandbox.tables
+        while True:
+            connection = self.sandbox.connect(url)
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(f"SELECT SUM(state = 'waiting'), SUM(state = 'sent'), COUNT(*) FROM {t.outbox} "
+                                   "WHERE target = 'webhook'")
+                    waiting, sent, total = (int(n or 0) for n in cursor.fetchone())
+            finally:
+                connection.close()
+            if not waiting or time.monotonic() > deadline or all(c.poll() is not None for c in children):
+                return (f"{sent} of {total} webhook calls delivered {time.perf_counter() - started:.1f} s "
+                        "after the start")
+            time.sleep(0.2)
+
+    def inline(self, python: str = sys.executable, webhooks: bool = False) -> Result:
+        """(b); with `python`, the pmtabounce installed for that interpreter (--baseline); with `webhooks`, a
+        Bounce and an Unsubscribe webhook on every list."""
+        baseline = python != sys.executable
+        place = self.place("inline-baseline" if baseline else "inline-webhooks" if webhooks else "inline")
         url, directory = place.url, place.directory
+        receiver = self.webhooks_on_every_list(url) if webhooks else None
         env = self.sandbox.env(url, None, "DEBUG")
         servers = ServerCpu()
         started = time.perf_counter()
         log = self.work / f"{directory.name}.log"
-        child = self.sandbox.start(["process", str(directory)], env, log)
+        # The bounces' time alone; the calls are then sent as `process` would after its files, and timed apart.
+        command = ["process", str(directory)] if baseline else ["process", "--send-events", "0", str(directory)]
+        child = self.sandbox.start(command, env, log, python)
         rss = self.sandbox.finish(child)
-        result = Result("(b) inline process", self.records, time.perf_counter() - started, {"process": rss},
+        seconds = time.perf_counter() - started
+        note = ""
+        if receiver is not None and not self.args.hang:
+            sending = time.perf_counter()
+            self.sandbox.run(["relay", "--once", "600"], env)
+            note = f"then {len(receiver.requests)} calls sent in {time.perf_counter() - sending:.1f} s"
+        if receiver is not None:
+            receiver.down()
+        name = ("(b0) inline, --baseline" if baseline else "(b) inline process"
+                + (", webhooks on every list" if webhooks else ""))
+        result = Result(name, self.records, seconds, {"process": rss},
                         cpu={"process": self.sandbox.memory.cpu_seconds(child)}, servers=servers.stop(),
-                        batches=batch_timings([log]))
+                        batches=batch_timings([log]), note=note)
         return self.check(result, place)
 
-    def fleet(self, workers: int) -> Result:
-        place = self.place(f"fleet-{workers}")
+    def limit(self, python: str = sys.executable) -> Result:
+        """MariaDB alone: `process`'s statements (of the pmtabounce installed for `python`), recorded in a run
+        of their own, replayed by the C client on a fresh database from the same seed (which must then hold
+        the expected tables as well)."""
+        baseline = python != sys.executable
+        recorded = self.place("record")
+        statements = self.work / f"{recorded.directory.name}.sql"
+        env = self.sandbox.env(recorded.url, None)
+        command = [python, str(REPO / "bench" / "replay.py"), "record", str(statements), "--",
+                   "process", str(recorded.directory)]
+        done = subprocess.run(command, env=env, cwd=self.work, capture_output=True, text=True, timeout=1800)
+        if done.returncode != 0:
+            raise RuntimeError(f"recording the statements failed: {done.stderr.strip()}")
+        place = self.place("replay")
+        count = statements.read_bytes().count(b";\n")
+        servers = ServerCpu()
+        seconds, handlers = replay.replay(statements, place.url)
+        result = Result(f"(L) MariaDB alone, (b{'0' if baseline else ''})'s SQL", self.records, seconds,
+                        servers=servers.stop(), handlers=handlers,
+                        note=f"{count} statements, {count * 500 / self.records:.1f} per 500 rows")
+        return self.check(result, place)
+
+    def broker(self) -> Result:
+        """(R), RabbitMQ alone: the fleet's messages (same bodies, headers and properties, persistent, mandatory)
+        published with confirms to the quorum work queue of a fresh vhost and consumed at the worker's prefetch
+        with one `multiple` ack per batch, by a client that costs next to nothing (bench/broker_limit.py)."""
+        amqp = self.sandbox.vhost()
+        env = self.sandbox.env(None, amqp)
+        self.sandbox.run(["setup", "--no-database", "--broker"], env)
+        script = str(REPO / "bench" / "broker_limit.py")
+        if self.frames is None:
+            target = self.work / "broker-frames.pickle"
+            done = subprocess.run([sys.executable, script, "prepare", str(self.template), str(target)],
+                                  capture_output=True, text=True, cwd=self.work, timeout=600, check=True)
+            self.frames = (target, int(done.stdout))
+        frames, count = self.frames
+        logs = self.work / f"broker-run{self.runs}"
+        logs.mkdir()
+        self.runs += 1
+
+        def start(*args: str) -> subprocess.Popen:
+            with open(logs / f"{args[0]}.log", "wb") as handle:
+                child = subprocess.Popen([sys.executable, script, *args], stdout=handle, stderr=subprocess.STDOUT,
+                                         cwd=self.work)
+            self.sandbox.memory.watch(child)
+            return child
+
+        consumer = start("consume", amqp, str(count), self.sandbox.topology.queue)
+        servers = ServerCpu()
+        started = time.perf_counter()
+        publisher = start("publish", amqp, str(frames))
+        for child in (publisher, consumer):
+            if child.wait(timeout=1800) != 0:
+                raise RuntimeError(f"broker_limit.py {child.args[2]} exited with {child.returncode}: see {logs}")
+        seconds = time.perf_counter() - started
+        cpu = {"publisher": self.sandbox.memory.cpu_seconds(publisher),
+               "consumer": self.sandbox.memory.cpu_seconds(consumer)}
+        return Result("(R) RabbitMQ alone, same messages", count, seconds,
+                      {"publisher": self.sandbox.memory.peak_kb(publisher),
+                       "consumer": self.sandbox.memory.peak_kb(consumer)},
+                      cpu=cpu, servers=servers.stop(),
+                      note=f"prefetch {broker_limit.PREFETCH}, ack every {broker_limit.BATCH}, "
+                           f"window {broker_limit.WINDOW}")
+
+    def fleet(self, workers: int, webhooks: bool = False, python: str = sys.executable) -> Result:
+        baseline = python != sys.executable
+        place = self.place(f"fleet-{workers}" + ("-webhooks" if webhooks else "") + ("-baseline" if baseline else ""))
         url, directory = place.url, place.directory
+        receiver = self.webhooks_on_every_list(url) if webhooks else None
         env = self.sandbox.env(url, self.sandbox.vhost())
         self.sandbox.run(["setup"], env)
         logs = self.work / f"{directory.name}-logs"
         debug = self.sandbox.env(url, env["PMTABOUNCE_AMQP_URL"], "DEBUG")
-        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log")
+        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log", python)
                  for n in range(workers)]
         servers = ServerCpu()
         started = time.perf_counter()
-        producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log")
+        producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log", python)
         try:
             self.sandbox.wait_for_ledger(url, len(place.expected.ledger), [producer, *fleet], above=place.above)
             seconds = time.perf_counter() - started
+            note = self.calls_delivered(url, started, fleet) if receiver is not None and not self.args.hang else ""
             rss = {"producer": self.sandbox.finish(producer)}
             for child in fleet:  # every record is committed: a clean stop, rather than idling out
                 child.send_signal(signal.SIGTERM)
@@ -158,11 +290,14 @@ class Bench:
             for child in (producer, *fleet):
                 if child.poll() is None:
                     child.kill()
-        name = f"(c) fleet, {workers} worker{'s' if workers > 1 else ''}"
+        if receiver is not None:
+            receiver.down()
+        name = (f"(c{'0' if baseline else ''}) fleet, {workers} worker{'s' if workers > 1 else ''}"
+                + (", webhooks" if webhooks else "") + (", --baseline" if baseline else ""))
         cpu = {"producer": self.sandbox.memory.cpu_seconds(producer),
                "worker": sum(self.sandbox.memory.cpu_seconds(child) for child in fleet)}
         result = Result(name, self.records, seconds, rss, cpu=cpu, servers=servers.stop(),
-                        batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]))
+                        batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]), note=note)
         return self.check(result, place)
 
 
@@ -188,6 +323,25 @@ def big_file_memory(sandbox: Sandbox, work: Path, megabytes: int) -> None:
         seconds = time.perf_counter() - started
         print(f"  {label:<6}{megabytes:>7.0f} MB {rows:>9} rows {seconds:7.1f} s {rows / seconds:8.0f} rows/s  "
               f"producer peak RSS {rss / 1024:.0f} MB")
+
+
+def process_memory(sandbox: Sandbox, work: Path, megabytes: int, world: World) -> None:
+    """`process`'s peak RSS, reader thread included, on a small file and on a big one (its rows are
+    addresses the world does not hold: every one a ledger row, `not_found`)."""
+    print(f"\nprocess memory: a 1 MB file against a {megabytes} MB file")
+    for label, size in (("small", 1), ("big", megabytes)):
+        directory = work / f"process-memory-{label}"
+        directory.mkdir()
+        path = directory / "bounces-2024-11-19-0000.csv"
+        rows = write_big_file(path, size * 1024 * 1024)
+        megabytes = path.stat().st_size / 1024 / 1024  # before `process` marks it done
+        env = sandbox.env(sandbox.database(world), None)
+        started = time.perf_counter()
+        child = sandbox.start(["process", str(directory)], env, work / f"process-memory-{label}.log")
+        rss = sandbox.finish(child, timeout=7200)
+        seconds = time.perf_counter() - started
+        print(f"  {label:<6}{megabytes:>7.0f} MB {rows:>9} rows {seconds:7.1f} s "
+              f"{rows / seconds:8.0f} rows/s  process peak RSS {rss / 1024:.0f} MB")
 
 
 _ROW = ("b,{t},user{n}@example.com,failed,5.1.1 (bad destination mailbox address),"
@@ -250,6 +404,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--big-file-mb", type=int, default=0, help="also measure producer memory on a file this big")
     parser.add_argument("--mysql-url", default="mysql://root@127.0.0.1:3306", help="MariaDB server (no database)")
     parser.add_argument("--amqp-url", default="amqp://guest:guest@127.0.0.1:5672", help="RabbitMQ (no vhost)")
+    parser.add_argument("--baseline", metavar="PYTHON",
+                        help="also run (b) with the pmtabounce installed for this interpreter (an earlier version)")
+    parser.add_argument("--rounds", type=int, default=1, metavar="N",
+                        help="measure every variant N times, interleaved (default 1)")
+    parser.add_argument("--no-limit", dest="limit", action="store_false",
+                        help="leave out (L), MariaDB replaying inline's statements alone, and (R), RabbitMQ "
+                             "publishing and consuming the fleet's messages alone")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="run every child under cProfile, keep its stats in DIR and print the top functions")
+    parser.add_argument("--webhooks", action="store_true",
+                        help="also each variant with IEM webhooks on every list, to a loopback receiver")
+    parser.add_argument("--hang", action="store_true",
+                        help="with --webhooks: the receiver never answers (each call waits out the timeout)")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
     parser.add_argument("--scale", action="store_true",
                         help="also run every variant on a realistic-size database (built once, then kept)")
@@ -264,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}; MariaDB, RabbitMQ and every process below share it")
     work = Path(tempfile.mkdtemp(prefix="pmtabounce-bench-"))
     sandbox = Sandbox(args.mysql_url, args.amqp_url, work)
+    ServerCpu.PORTS = {"mariadb": urlsplit(args.mysql_url).port or 3306,
+                       "rabbitmq": urlsplit(args.amqp_url).port or 5672}
+    sandbox.profile = args.profile
     results: list[Result] = []
     try:
         bench = Bench(args, sandbox, work)
@@ -274,12 +444,31 @@ def main(argv: list[str] | None = None) -> int:
             scale_url, bench.next_slice = cached_database(args.mysql_url, size)
         for at_scale in (False, True) if args.scale else (False,):
             bench.scale_url = scale_url if at_scale else None
-            results.append(bench.inline())
+            for _ in range(args.rounds):  # interleaved, so that a change in the machine's load hits every variant
+                if args.baseline:
+                    results.append(bench.inline(args.baseline))
+                results.append(bench.inline())
+                if args.webhooks:
+                    results.append(bench.inline(webhooks=True))
+                if args.limit and args.baseline:
+                    results.append(bench.limit(args.baseline))
+                if args.limit:
+                    results.append(bench.limit())
+                if args.limit and args.workers.strip() and not at_scale:
+                    results.append(bench.broker())
             for workers in (int(n) for n in args.workers.split(",") if n.strip()):
-                results.append(bench.fleet(workers))
+                for _ in range(args.rounds):
+                    if args.baseline:
+                        results.append(bench.fleet(workers, python=args.baseline))
+                    results.append(bench.fleet(workers))
+                    if args.webhooks:
+                        results.append(bench.fleet(workers, webhooks=True))
         print_results(results)
+        if args.profile:
+            print_profiles(args.profile)
         if args.big_file_mb:
             big_file_memory(sandbox, work, args.big_file_mb)
+            process_memory(sandbox, work, args.big_file_mb, bench.world)
     finally:
         if args.keep:
             print(f"\nkept: {work}, databases {', '.join(sandbox.databases)}, vhosts {', '.join(sandbox.vhosts)}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pmtabounce.common.accounting import AccountingFile, RejectedRow
+from iem_model import BounceModel, IemState  # bench.py puts tests/ on sys.path
+from pmtabounce.common.accounting import AccountingFile
 from pmtabounce.common.bouncedir import pending_files
 from pmtabounce.common.policy import Policy, bounce_rule
 from pmtabounce.common.record import BounceRecord
@@ -76,13 +77,24 @@ class OriginalAddon:
                 return
 
 
+def expected_state(world, directory: Path) -> IemState:
+    """What the original makes of `world`: the spec's tables for its bounces alone (no complaints, no ledger)."""
+    state = IemState.from_world(world)
+    model = BounceModel(state)
+    for path in pending_files(directory):
+        for item in AccountingFile(path):
+            if isinstance(item, BounceRecord):
+                model.apply(item)
+    return state
+
+
 def process_directory(connection, tables: Tables, directory: Path, policy: Policy) -> tuple[int, int]:
-    """Every file of `directory` in order, record by record; (records, round trips)."""
+    """Every bounce of every file of `directory` in order, one by one; (bounces, round trips)."""
     addon = OriginalAddon(connection, tables, policy)
     records = 0
     for path in pending_files(directory):
         for item in AccountingFile(path):
-            if not isinstance(item, RejectedRow):
+            if isinstance(item, BounceRecord):  # the addon knew no complaints (`f` rows)
                 addon.apply(item)
                 records += 1
     return records, addon.round_trips

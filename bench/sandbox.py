@@ -27,6 +27,7 @@ class Sandbox:
         self.databases: list[str] = []
         self.vhosts: list[str] = []
         self.memory = PeakMemory()
+        self.profile: Path | None = None  # --profile: every child runs under cProfile, its stats written here
         # `python -m` puts the working directory first on sys.path: in the clone's top folder the source
         # tree's pmtabounce/ would shadow the installed package, so children run in the bench's own folder.
         self.workdir = workdir
@@ -36,7 +37,8 @@ class Sandbox:
 
     def database(self, world) -> str:
         """A fresh database holding IEM's fixture tables, `world` and our (empty) ledger; its URL."""
-        name, url = create_database(self.mysql_server, "pmtbench_", self.tables.prefix, world.create_database)
+        name, url = create_database(self.mysql_server, "pmtbench_", self.tables.prefix,
+                                    lambda connection, tables: insert_world(world, connection, tables))
         self.databases.append(name)
         return url
 
@@ -62,10 +64,14 @@ class Sandbox:
         if done.returncode != 0:
             raise RuntimeError(f"pmtabounce {' '.join(args)} failed: {done.stderr.strip()}")
 
-    def start(self, args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    def start(self, args: list[str], env: dict[str, str], log: Path, python: str = sys.executable) -> subprocess.Popen:
         log.parent.mkdir(parents=True, exist_ok=True)
+        profile: list[str] = []
+        if self.profile is not None:
+            self.profile.mkdir(parents=True, exist_ok=True)
+            profile = ["-m", "cProfile", "-o", str(self.profile / f"{log.parent.name}-{log.stem}.prof")]
         with open(log, "wb") as handle:
-            child = subprocess.Popen([sys.executable, "-m", "pmtabounce", *args], env=env, stdout=handle,
+            child = subprocess.Popen([python, *profile, "-m", "pmtabounce", *args], env=env, stdout=handle,
                                      stderr=subprocess.STDOUT, cwd=self.workdir)
         child.log_path = log
         self.memory.watch(child)
@@ -74,7 +80,8 @@ class Sandbox:
     def finish(self, child: subprocess.Popen, timeout: float = 600) -> int:
         """Wait for a child to exit 0; its peak resident set in kB."""
         if child.wait(timeout=timeout) != 0:
-            raise RuntimeError(f"pmtabounce {child.args[3]} exited with {child.returncode}; see {child.log_path}")
+            command = child.args[child.args.index("pmtabounce") + 1]
+            raise RuntimeError(f"pmtabounce {command} exited with {child.returncode}; see {child.log_path}")
         return self.memory.peak_kb(child)
 
     def ledger_top(self, url: str) -> int:
@@ -151,6 +158,13 @@ class PeakMemory:
                     self.peaks[child.pid] = max(self.peaks[child.pid], vm_hwm_kb(child.pid))
                     self.cpu[child.pid] = max(self.cpu[child.pid], cpu_seconds(child.pid))
             time.sleep(self.interval)
+
+
+def insert_world(world, connection, tables: Tables) -> None:
+    """The world's IEM rows, committed (World.create_database writes in the caller's transaction)."""
+    with connection.cursor() as cursor:
+        world.create_database(cursor, tables)
+    connection.commit()
 
 
 def cpu_seconds(pid: int) -> float:

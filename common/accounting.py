@@ -9,6 +9,7 @@ the file, the line and the reason, and the rest of the file goes on.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,12 @@ class ParseCounts:
     by_type: dict[str, int] = field(default_factory=dict)
 
 
+def open_no_follow(path: str, flags: int) -> int:
+    """An `opener` for open(): a symbolic link is refused (ELOOP), also one put in place after a directory
+    scan chose the name (bouncedir.pending_files reads regular files only)."""
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
 class AccountingFile:
     """Iterate one accounting file as BounceRecord, ComplaintRecord and RejectedRow items, never holding it whole."""
 
@@ -95,7 +102,7 @@ class AccountingFile:
 
     def __iter__(self) -> Generator[Record | RejectedRow, None, None]:
         # utf-8-sig strips a BOM if one is there; remote servers put any bytes in dsnDiag.
-        with open(self.path, encoding="utf-8-sig", errors="replace", newline="") as handle:
+        with open(self.path, encoding="utf-8-sig", errors="replace", newline="", opener=open_no_follow) as handle:
             yield from self.read(handle)
 
     def read(self, handle: Iterable[str]) -> Iterator[Record | RejectedRow]:
@@ -167,9 +174,14 @@ class AccountingFile:
 
     def _record(self, kind: str, cells: list[str], line: int, index: Index) -> Record:
         # pmta-accounting.md: the cells a row lacks are empty; the checks below decide whether it still makes a record.
+        width = len(cells)
+
         def cell(name: str) -> str:
+            positions = index.get(name, ())
+            if len(positions) == 1:  # the usual header: every column once
+                return cells[positions[0]] if positions[0] < width else ""
             # Header names differing only in case may be two columns: the first non-empty one counts.
-            values = [cells[p] for p in index.get(name, ()) if p < len(cells)]
+            values = [cells[p] for p in positions if p < width]
             return next((v for v in values if v.strip()), values[0] if values else "")
 
         complaint = kind in COMPLAINT_TYPES
@@ -180,8 +192,9 @@ class AccountingFile:
             raise ValueError("rcpt is empty")
         if len(rcpt) > 255:
             raise ValueError("rcpt is longer than 255 characters")
-        list_ids = parse_list_ids(cell("lid") if cell("lid").strip() else cell("list_id"))
-        statid = parse_statid(cell("sid") if cell("sid").strip() else cell("mailing_id"))
+        lid, sid = cell("lid"), cell("sid")
+        list_ids = parse_list_ids(lid if lid.strip() else cell("list_id"))
+        statid = parse_statid(sid if sid.strip() else cell("mailing_id"))
         time_logged = parse_time(cell("time"))
         if complaint:
             return ComplaintRecord(

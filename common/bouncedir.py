@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import re
@@ -18,6 +19,7 @@ DONE_SUFFIX = ".done"
 REJECTED_SUFFIX = ".rejected"
 LOCK_WAIT = 60.0  # seconds a second `process` waits for the first: from cron, a run a minute late still helps
 _DIGITS = re.compile(r"(\d+)")
+log = logging.getLogger("pmtabounce.bounce_dir")
 
 
 def natural_key(name: str) -> tuple:
@@ -27,18 +29,42 @@ def natural_key(name: str) -> tuple:
 
 
 def pending_files(directory: Path) -> list[Path]:
-    """Every `*.csv` in natural name order; `.done`, `.rejected` and temp files are not input."""
-    names = [
-        entry.name
-        for entry in os.scandir(directory)
-        if entry.name.lower().endswith(".csv") and not entry.name.startswith(".") and entry.is_file()
-    ]
-    return [directory / name for name in sorted(names, key=natural_key)]
+    """Every regular `*.csv` in natural name order; `.done`, `.rejected` and temp files are not input.
+
+    A symbolic link is never input, even to a CSV file: following one would copy what it points at (an
+    environment file, say) into NAME.csv.rejected and rename the link. Each is logged once per process,
+    as a warning naming it."""
+    files, links = scan_directory(directory)
+    for link in links:
+        if link not in _WARNED_LINKS:
+            _WARNED_LINKS.add(link)
+            log.warning("skipping %s: a symbolic link, not a file (only regular files are read; move the file "
+                        "itself into the directory)", link, extra={"event": "link_skipped", "file": str(link)})
+    return files
 
 
-def directory_problem(directory: Path) -> str | None:
+def scan_directory(directory: Path) -> tuple[list[Path], list[Path]]:
+    """(regular `*.csv` files, `*.csv` symbolic links), each in natural name order, nothing logged."""
+    files: list[str] = []
+    links: list[str] = []
+    for entry in os.scandir(directory):
+        if not entry.name.lower().endswith(".csv") or entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            links.append(entry.name)
+        elif entry.is_file(follow_symlinks=False):
+            files.append(entry.name)
+    return ([directory / name for name in sorted(files, key=natural_key)],
+            [directory / name for name in sorted(links, key=natural_key)])
+
+
+_WARNED_LINKS: set[Path] = set()
+
+
+def directory_problem(directory: Path, write: bool = True) -> str | None:
     """What keeps this process from working `directory` (it lists, reads, renames or deletes files and
-    keeps its lock file there), in an operator's words; None if nothing does.
+    keeps its lock file there), in an operator's words; None if nothing does. `write=False`: only what
+    keeps it from listing and reading (all `status` needs).
 
     os.access asks the kernel, so a read-only mount, an ACL or NFS root squash count, not only mode bits.
     """
@@ -47,7 +73,7 @@ def directory_problem(directory: Path) -> str | None:
     effective = os.access in os.supports_effective_ids
     if not os.access(directory, os.R_OK | os.X_OK, effective_ids=effective):
         return f"{directory} is not readable by {_user()}"
-    if not os.access(directory, os.W_OK | os.X_OK, effective_ids=effective):
+    if write and not os.access(directory, os.W_OK | os.X_OK, effective_ids=effective):
         return (f"{directory} is not writable by {_user()}: finished files are renamed or deleted there, "
                 "and its lock file lives there")
     return None

@@ -9,12 +9,12 @@ TransientError when trying again can help. Retries key off those types.
 from __future__ import annotations
 
 import logging
-import os
+import random
 import re
-import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pika
@@ -24,14 +24,24 @@ from pika.adapters.utils import connection_workflow as bring_up
 from . import queue_migration
 from .config import Settings
 from .errors import FatalError, PmtaBounceError, TransientError
-from .service_urls import AMQP_OPTIONS  # our TLS options, in RabbitMQ's URI spec names; pika never sees them
+from .instance import consumer_tag
+from .service_urls import (  # AMQP_OPTIONS: ours, pika never sees them
+    AMQP_OPTIONS,
+    AMQP_SEPARATORS,
+    amqp_urls,
+    host_port,
+    masked,
+)
 from .topology import Topology
 
 setup_log = logging.getLogger("pmtabounce.setup")
 log = logging.getLogger("pmtabounce.broker")
+T = TypeVar("T")
 
-# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use".
+# AMQP 0-9-1 reply codes (the spec's constants); RESOURCE_LOCKED is the dlq lock's "in use", INTERNAL_ERROR
+# what RabbitMQ answers a basic.get on a quorum queue below quorum ("nodedown").
 ACCESS_REFUSED, NOT_FOUND, RESOURCE_LOCKED, PRECONDITION_FAILED, NOT_ALLOWED = 403, 404, 405, 406, 530
+INTERNAL_ERROR = 541
 # Which of our settings decides a queue argument, for the message when an existing queue differs.
 ARGUMENT_SETTINGS = {
     "x-delivery-limit": "PMTABOUNCE_DELIVERY_LIMIT",
@@ -58,7 +68,7 @@ def parameters(url: str, role: str) -> pika.URLParameters:
     params = plain_parameters(url)
     if urlsplit(url).scheme == "amqps":
         params.ssl_options = _tls(params.host, dict(parse_qsl(urlsplit(url).query)))
-    params.client_properties = {"connection_name": f"pmtabounce-{role}@{socket.gethostname()}:{os.getpid()}"}
+    params.client_properties = {"connection_name": consumer_tag(role)}
     params.heartbeat = 30
     params.blocked_connection_timeout = 120
     params.connection_attempts = 1
@@ -80,10 +90,82 @@ def _tls(host: str, options: dict[str, str]) -> pika.SSLOptions:
     return pika.SSLOptions(context, server_hostname=options.get("server_name_indication", host))
 
 
-def connect(url: str, role: str) -> pika.BlockingConnection:
-    """A blocking connection; raises FatalError or TransientError (never a pika exception)."""
-    with translated(url):
-        return pika.BlockingConnection(parameters(url, role))
+class Nodes:
+    """The RabbitMQ nodes of PMTABOUNCE_AMQP_URL in this process's order, and the one in use.
+
+    The order is shuffled once per process, so that a fleet given the same list spreads over the
+    nodes. A connection goes to the first node that answers, starting from the one in use; after
+    `lost()` it starts from the next one, at once, instead of waiting for the same node to come
+    back (RabbitMQ's advice to clients of a cluster: know several endpoints, reconnect to another).
+    """
+
+    def __init__(self, setting: str, role: str, rng: random.Random | None = None) -> None:
+        self.setting = setting
+        self.role = role
+        self.urls = list(amqp_urls(setting))
+        (rng or random.Random()).shuffle(self.urls)
+        self.current = 0
+        self.used: str | None = None  # the node of the last connection, for the log line that says it moved
+
+    def __len__(self) -> int:
+        return len(self.urls)
+
+    def in_turn(self) -> list[str]:
+        """Every node once, the one in use first."""
+        return self.urls[self.current:] + self.urls[: self.current]
+
+    def lost(self) -> None:
+        """The connection in use is gone: the next attempt starts with the next node."""
+        if len(self.urls) > 1:
+            self.current = (self.current + 1) % len(self.urls)
+
+    def first_answering(self, attempt: Callable[[str], T]) -> T:
+        """`attempt(url)` on each node in turn until one succeeds; its result.
+
+        A node that cannot be reached (TransientError) passes the turn to the next one; a refusal
+        an operator must fix (FatalError: login, vhost, permissions) stops at once. When no node
+        answers, TransientError names each with its reason, and the caller backs off.
+        """
+        failures: list[TransientError] = []
+        for url in self.in_turn():
+            try:
+                with translated(url):
+                    result = attempt(url)
+            except TransientError as exc:
+                failures.append(exc)
+                continue
+            self._using(url)
+            return result
+        if len(failures) == 1:
+            raise failures[0]
+        raise TransientError(f"no RabbitMQ node answers: {'; '.join(str(f) for f in failures)}")
+
+    def _using(self, url: str) -> None:
+        self.current = self.urls.index(url)
+        where = f"{safe_url(url)}" + (f" (node {self.current + 1} of {len(self)} in this process's order)"
+                                      if len(self) > 1 else "")
+        if self.used is None:
+            if len(self) > 1:
+                log.info("%s on RabbitMQ node %s", self.role, where,
+                         extra={"event": "broker_node", "node": safe_url(url)})
+        elif self.used != url:
+            log.warning("%s moved from RabbitMQ node %s to %s", self.role, safe_url(self.used), where,
+                        extra={"event": "broker_node_moved", "node": safe_url(url), "previous": safe_url(self.used)})
+        self.used = url
+
+
+def connect(target: str | Nodes, role: str) -> pika.BlockingConnection:
+    """A blocking connection to the first node of `target` (PMTABOUNCE_AMQP_URL, or a process's `Nodes`)
+    that answers; raises FatalError or TransientError (never a pika exception)."""
+    nodes = target if isinstance(target, Nodes) else Nodes(target, role)
+    return nodes.first_answering(lambda url: pika.BlockingConnection(parameters(url, role)))
+
+
+def connected_node(connection: pika.BlockingConnection) -> str:
+    """The node a blocking connection is on, for logs and status: amqp://host:port/vhost."""
+    params = connection._impl.params
+    scheme = "amqps" if params.ssl_options else "amqp"
+    return f"{scheme}://{host_port(params.host, params.port)}/{quote(params.virtual_host, safe='')}"
 
 
 def close_quietly(connection: pika.BlockingConnection) -> None:
@@ -124,21 +206,19 @@ def abandon(connection: pika.connection.Connection, seconds: float) -> None:
         connection._terminate_stream(amqp.StreamLostError(f"RabbitMQ did not answer within {seconds:.0f} s"))
 
 
-def safe_url(url: str) -> str:
-    """For logs: host, port and vhost, never the credentials."""
-    p = plain_parameters(url)
+def safe_url(setting: str) -> str:
+    """For logs: host, port and vhost of each node of PMTABOUNCE_AMQP_URL, never the credentials."""
+    urls = AMQP_SEPARATORS.split(setting.strip())
+    if len(urls) > 1:
+        return ", ".join(safe_url(url) for url in urls if url)
+    p = plain_parameters(setting.strip())
     scheme = "amqps" if p.ssl_options else "amqp"
-    return f"{scheme}://{p.host}:{p.port}/{quote(p.virtual_host, safe='')}"
+    return f"{scheme}://{host_port(p.host, p.port)}/{quote(p.virtual_host, safe='')}"
 
 
-def masked_url(url: str) -> str:
-    """PMTABOUNCE_AMQP_URL as an operator wrote it, with the password replaced by `****`."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    user = netloc[0].split(":", 1)[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc[1]}"))
+def masked_url(setting: str) -> str:
+    """PMTABOUNCE_AMQP_URL as an operator wrote it (each node's URL), with the passwords replaced by `****`."""
+    return re.sub(r"[^\s,]+", lambda entry: masked(entry[0]), setting)
 
 
 @contextmanager
@@ -272,6 +352,17 @@ def declare_topology(channel, topology: Topology, *, work_queue: bool = True) ->
         channel.queue_bind(topology.queue, topology.exchange, routing_key=topology.routing_key)
 
 
+def declare_events(channel, topology: Topology) -> None:
+    """The decision stream: the topic exchange, its alternate exchange (fanout) and the quorum queue that
+    keeps what no operator's binding takes (docs/events.md). Idempotent."""
+    with translated():
+        channel.exchange_declare(topology.unrouted_exchange, exchange_type="fanout", durable=True)
+        channel.queue_declare(topology.unrouted_queue, durable=True, arguments={"x-queue-type": "quorum"})
+        channel.queue_bind(topology.unrouted_queue, topology.unrouted_exchange, routing_key="")
+        channel.exchange_declare(topology.events_exchange, exchange_type="topic", durable=True,
+                                 arguments=topology.events_arguments())
+
+
 def declare_dead_letter_side(settings: Settings) -> None:
     """Connect and declare both exchanges and the dead-letter queue: what `setup` may declare before the
     work queue's policy exists (the policy covers only the work queue). These names share the queue
@@ -300,9 +391,12 @@ def setup_broker(settings: Settings) -> None:
         with translated(settings.amqp):
             declare_topology(connection.channel(), topology, work_queue=False)
             queue_migration.declare_work_queue(connection, topology)
+            declare_events(connection.channel(), topology)
     finally:
         close_quietly(connection)
     setup_log.info(
-        "broker ready at %s: exchange %s -> quorum queue %s (policy %s), dead letters in %s",
+        "broker ready at %s: exchange %s -> quorum queue %s (policy %s), dead letters in %s; decision stream "
+        "%s (events no queue is bound for wait in %s)",
         safe_url(settings.amqp), topology.exchange, topology.queue, topology.policy_name, topology.dead_queue,
+        topology.events_exchange, topology.unrouted_queue,
     )

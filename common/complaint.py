@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import parse_qs, urlsplit
 
 from .record import INT32_MAX, content_hash
@@ -89,6 +90,7 @@ def clean_rcpt(raw: str) -> str:
     return text
 
 
+@lru_cache(maxsize=4096)  # ComplaintRecord.link is read several times per complaint in a batch's walk
 def unsubscribe_link(header: str) -> UnsubscribeLink | None:
     """The first http(s) URL of a List-Unsubscribe value that carries IEM's M parameter, or None.
 

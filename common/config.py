@@ -29,7 +29,7 @@ from .policy import (
     parse_complaint_types,
     unknown_categories,
 )
-from .service_urls import MySQLTarget, check_amqp_url, parse_mysql_url, suggestion
+from .service_urls import MySQLTarget, amqp_urls, list_entries, masked, parse_mysql_url, suggestion
 from .topology import Topology
 
 __all__ = ["MySQLTarget", "Settings", "TABLE_PREFIX", "parse_mysql_url"]
@@ -55,6 +55,7 @@ INT_RANGES = (
     ("publish_window", 1, 100000),
     ("guard_min", 1, 10_000_000),
     ("guard_window", 1, 86400),
+    ("webhook_attempts", 1, 1000),
 )
 
 
@@ -85,6 +86,11 @@ class Settings:
     guard_min: int = 100  # hard bounces in one window that may trip a domain, at least
     guard_factor: float = 3.0  # times the domain's busiest window of the previous 7 days
     guard_window: int = 600  # seconds of bounce time (timeLogged) per window
+    webhooks: bool = True  # IEM 6.5.1's list webhooks sent as IEM would (docs/events.md)
+    event_stream: bool = False  # every decision on the RabbitMQ decision stream (docs/events.md)
+    webhook_timeout: float = 10.0  # seconds for one webhook call, connect and answer
+    webhook_attempts: int = 10  # tries of one webhook call before it is parked
+    event_retry_max_wait: float = 300.0  # the longest pause between two tries of an event
 
     @property
     def mysql(self) -> MySQLTarget:
@@ -100,9 +106,15 @@ class Settings:
 
     @property
     def amqp(self) -> str:
+        """PMTABOUNCE_AMQP_URL as set: one node's URL, or several (common/broker.py `Nodes` reads the list)."""
         if not self.amqp_url:
             raise ConfigError("PMTABOUNCE_AMQP_URL is not set (amqp://user:password@host:5672/vhost)")
         return self.amqp_url
+
+    @property
+    def rabbitmq_api_urls(self) -> tuple[str, ...]:
+        """PMTABOUNCE_RABBITMQ_API_URL's entries (several nodes: separated by commas or spaces); () if unset."""
+        return api_urls(self.rabbitmq_api_url, "PMTABOUNCE_RABBITMQ_API_URL") if self.rabbitmq_api_url else ()
 
     def policy_warnings(self) -> list[str]:
         """Operator-facing warnings for hard/soft categories PowerMTA does not assign (maybe misspelt)."""
@@ -174,15 +186,46 @@ def _check_names(env: Mapping[str, str], file_values: dict, path: str | None) ->
 
 
 def _urls(source: _Source) -> dict:
-    mysql_url, amqp_url = source.get("mysql_url")[0], source.get("amqp_url")[0]
+    mysql_url = _text(*source.get("mysql_url"), lists=False)
+    amqp_url = _text(*source.get("amqp_url"), lists=True)
     if mysql_url:
         parse_mysql_url(mysql_url)
     if amqp_url:
-        check_amqp_url(amqp_url)
+        amqp_urls(amqp_url)
     api_url, where = source.get("rabbitmq_api_url")
-    if api_url and urlsplit(api_url).scheme not in ("http", "https"):
-        raise ConfigError(f"{where} must start with http:// or https:// (the management API, port 15672)")
+    api_url = _text(api_url, where, lists=True)
+    if api_url:
+        api_urls(api_url, where)
     return {"mysql_url": mysql_url, "amqp_url": amqp_url, "rabbitmq_api_url": api_url}
+
+
+def _text(value: Any, where: str, *, lists: bool) -> str | None:
+    """A URL setting as text. From the TOML file, a node list may also be an array of URLs (written
+    back as the comma-separated list the environment takes); anything else is a ConfigError."""
+    if lists and isinstance(value, list) and all(isinstance(entry, str) for entry in value):
+        return ", ".join(value)
+    if value is not None and not isinstance(value, str):
+        kind = "a URL, or an array of URLs" if lists else "a URL"
+        raise ConfigError(f"{where} must be {kind} in quotes, not a TOML {type(value).__name__}")
+    return value
+
+
+def api_urls(setting: str, where: str) -> tuple[str, ...]:
+    """The management API's addresses: http(s):// URLs separated by commas or whitespace, each checked
+    (scheme, host, numeric port); ConfigError naming the entry, password masked."""
+    entries = tuple(list_entries(setting, where))
+    for number, entry in enumerate(entries, 1):
+        named = f"{where} entry {number} ({masked(entry)})" if len(entries) > 1 else where
+        parts = urlsplit(entry)
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError(f"{named} must start with http:// or https:// (the management API, port 15672)")
+        try:
+            _ = parts.port  # urllib checks it only when asked
+        except ValueError:
+            raise ConfigError(f"{named} has a port that is not a number") from None
+        if not parts.hostname:
+            raise ConfigError(f"{named} names no host")
+    return entries
 
 
 def _names(source: _Source) -> dict:
@@ -220,9 +263,11 @@ def _choices(source: _Source) -> dict:
 def _numbers(cls: type[Settings], source: _Source) -> dict:
     values: dict[str, float] = {name: _int(*source.get(name, getattr(cls, name)), low, high)
                                 for name, low, high in INT_RANGES}
-    for name in ("rescan_seconds", "retry_max_wait", "guard_factor"):
+    for name in ("rescan_seconds", "retry_max_wait", "guard_factor", "webhook_timeout", "event_retry_max_wait"):
         values[name] = _float(*source.get(name, getattr(cls, name)))
     values["guard"] = _switch(*source.get("guard", "on"))
+    values["webhooks"] = _switch(*source.get("webhooks", "on"))
+    values["event_stream"] = _switch(*source.get("event_stream", "off"))
     values["audit_require_reason"] = _switch(*source.get("audit_require_reason", "off"))
     return values
 

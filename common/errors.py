@@ -41,3 +41,8 @@ class PermanentError(PmtaBounceError):
 
 class InvalidMessage(PermanentError):
     """A queue message that does not decode into a valid bounce record."""
+
+
+class StopRequested(PmtaBounceError):
+    """A stop request (SIGTERM, SIGINT: common/shutdown.py) arrived while waiting to retry: what was
+    committed stays, the rest is left for the next run."""

@@ -12,12 +12,15 @@ held until an operator releases or discards them.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+import idna
 
 from .policy import Decision
 from .record import BounceRecord
@@ -45,31 +48,55 @@ class GuardSettings:
 
 
 def domain_of(rcpt: str) -> str:
-    """The recipient's domain in lower case; '' for an address without one."""
-    return rcpt.strip().rpartition("@")[2].lower() if "@" in rcpt else ""
+    """The recipient's domain as its IDNA A-label in lower case (`bücher.example` and `xn--bcher-kva.example`
+    are one domain); '' for an address without one. A name IDNA refuses is kept as written, lower-cased."""
+    return a_label(rcpt.strip().rpartition("@")[2]) if "@" in rcpt else ""
+
+
+def a_label(domain: str) -> str:
+    """`domain` in its ASCII form (IDNA 2008 with UTS #46 mapping, the `idna` package), lower-cased; as
+    written, lower-cased, if IDNA refuses it. An ASCII name is only lower-cased (its A-label is itself)."""
+    return domain.lower() if domain.isascii() else _a_label(domain)
+
+
+@functools.lru_cache(maxsize=4096)
+def _a_label(domain: str) -> str:
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
+        return domain.lower()
+
+
+def u_label(domain: str) -> str:
+    """The Unicode form of an A-label domain (for matching addresses written that way); itself if none."""
+    try:
+        return idna.decode(domain)
+    except (idna.IDNAError, UnicodeError):
+        return domain
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 
 
 def valid_domain(text: str) -> str:
-    """An operator's domain for `guard trip/release/discard`: lower-cased, a leading `@` dropped.
+    """An operator's domain for `guard trip/release/discard`: its IDNA A-label, lower-cased, a leading `@`
+    dropped (`bücher.example` gives `xn--bcher-kva.example`, the form the guard keeps; see `a_label`).
 
     Raises ValueError (saying why) unless it is a host name of two labels or more (RFC 1123 letters, digits,
-    inner hyphens; at most 253 characters); an internationalised name is allowed and kept as given (its
-    IDNA form must be valid). A trailing dot, a wildcard or SQL LIKE character is refused, never stripped.
+    inner hyphens; at most 253 characters); an internationalised name must be valid IDNA 2008. A trailing
+    dot, a wildcard or SQL LIKE character is refused, never stripped.
     """
     domain = text.strip().lower().removeprefix("@")
     if domain.endswith(".") and domain.rstrip("."):
         raise ValueError(f"{text!r}: no trailing dot in a recipient domain; did you mean {domain.rstrip('.')!r}?")
     try:
-        ascii_form = domain.encode("idna").decode("ascii")
-    except UnicodeError:
+        ascii_form = domain if domain.isascii() else idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError):
         raise ValueError(f"{text!r} is not a domain (example: gmail.com)") from None
     labels = ascii_form.split(".")
     if len(ascii_form) > 253 or len(labels) < 2 or not all(_LABEL.fullmatch(label) for label in labels):
         raise ValueError(f"{text!r} is not a domain (example: gmail.com)")
-    return domain
+    return ascii_form
 
 
 @dataclass

@@ -83,7 +83,10 @@ def serve(port: int, ready: ReadyCheck, registry: CollectorRegistry,
                 return [b"ready\n"]
             start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
             return [f"not ready: {reason}\n".encode()]
-        return metrics_app(environ, start_response)
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found: this server answers /metrics, /healthz and /readyz\n"]
 
     try:
         server = make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=_Quiet)

@@ -20,7 +20,8 @@ from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 _PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]*@", re.IGNORECASE)
-_ADDRESS = re.compile(r"(?<![\w.+'/-])[\w.+'-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
+# A local part starts with neither a quote nor a dot, so a quoted address ('a@x.org') keeps both its quotes.
+_ADDRESS = re.compile(r"(?<![\w.+/-])[\w+-][\w.+'-]*@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 

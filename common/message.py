@@ -87,6 +87,9 @@ def decode(body: bytes) -> BounceRecord | ComplaintRecord:
         raise InvalidMessage(f"message body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidMessage("message body is not a JSON object")
+    record = _usual_bounce(data)
+    if record is not None:
+        return record
     if type(data.get("v")) is not int or data["v"] not in READS:  # true and 1.0 equal 1 in Python
         raise InvalidMessage(
             f"unknown schema version {data.get('v')!r} (this worker reads {', '.join(map(str, READS))}); "
@@ -108,6 +111,27 @@ def decode(body: bytes) -> BounceRecord | ComplaintRecord:
         category=_field(data, "category", str),
         **_shared_fields(data),
     )
+
+
+def _usual_bounce(data: dict) -> BounceRecord | None:
+    """The record of a body every check below passes: a bounce with every field of the right type and
+    range, checked in one expression (a worker decodes each message: this is most of that cost). None
+    for anything else, which the checks that name the fault then see."""
+    get = data.get
+    kind, version, rcpt, status, diag, category = get("type"), get("v"), get("rcpt"), get("status"), \
+        get("diag"), get("category")
+    when, statid, file, line, list_ids = get("time"), get("statid"), get("file"), get("line"), get("list_ids")
+    # orjson builds exact str, int and list objects, so `type() is` agrees with the isinstance checks below.
+    if not (kind in BOUNCE_TYPES and type(version) is int and version in READS
+            and type(rcpt) is str and type(status) is str and type(diag) is str and type(category) is str
+            and type(file) is str and type(when) is int and 1 <= when <= INT32_MAX
+            and type(statid) is int and 0 <= statid <= INT32_MAX and type(line) is int and 0 <= line <= INT32_MAX
+            and type(list_ids) is list and all(type(i) is int and 0 < i <= INT32_MAX for i in list_ids)):
+        return None
+    rcpt = rcpt.strip()
+    if not rcpt or len(rcpt) > 255:
+        return None
+    return BounceRecord(kind, when, rcpt, status, diag, category, tuple(sorted(set(list_ids))), statid, file, line)
 
 
 def _complaint(data: dict) -> ComplaintRecord:

@@ -8,6 +8,8 @@ gauge of 0 that would read as truth on a dashboard.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -86,18 +88,52 @@ LEDGER_OLDEST = Gauge(
     "Unix time the ledger's oldest row was applied (what prune keeps)",
     registry=None,
 )
+EVENTS_SENT = Counter(
+    "pmtabounce_events_sent_total", "Outbox events delivered, by target (stream: RabbitMQ confirmed it; "
+    "webhook: the receiver answered 2xx)", ["target"], registry=None,
+)
+EVENTS_RETRIED = Counter(
+    "pmtabounce_events_retried_total", "Tries of an outbox event that did not deliver it and left it to try again",
+    ["target"], registry=None,
+)
+EVENTS_PARKED_TOTAL = Counter(
+    "pmtabounce_events_parked_total", "Outbox events parked after their last allowed try, by target",
+    ["target"], registry=None,
+)
+EVENTS_WAITING = Gauge(
+    "pmtabounce_outbox_waiting", "Outbox events committed and not yet delivered, by target (read every 10 s)",
+    ["target"], registry=None,
+)
+EVENTS_PARKED = Gauge(
+    "pmtabounce_outbox_parked", "Outbox events parked, waiting for `pmtabounce webhooks retry` or `drop`, by "
+    "target (read every 10 s)", ["target"], registry=None,
+)
+EVENT_TARGETS = ("stream", "webhook")
+for _metric in (EVENTS_SENT, EVENTS_RETRIED, EVENTS_PARKED_TOTAL, EVENTS_WAITING, EVENTS_PARKED):
+    for _target in EVENT_TARGETS:  # every series from the start, so a rate() or an alert sees 0, not nothing
+        _metric.labels(_target)
+EVENT_METRICS = (EVENTS_SENT, EVENTS_RETRIED, EVENTS_PARKED_TOTAL, EVENTS_WAITING, EVENTS_PARKED)
 
 # What each role that serves /metrics exports: what it does, nothing it does not.
 ROLES = {
     "producer": (RECORDS_READ, RECORDS_REJECTED, RECORDS_PUBLISHED, RECORDS_CONFIRMED, PUBLISH_NACKED,
                  FILES_DONE, RETRIES, PENDING_FILES, OLDEST_PENDING_FILE_AGE, LAST_SUCCESS),
     "worker": (RECORDS_PROCESSED, RETRIES, DEAD_LETTERED, BATCH_DURATION, BATCH_SIZE, LAST_SUCCESS,
-               GUARD_TRIPS, GUARD_TRIPPED_DOMAINS, GUARD_HELD, GUARD_REWALKS, LEDGER_ROWS, LEDGER_OLDEST),
+               GUARD_TRIPS, GUARD_TRIPPED_DOMAINS, GUARD_HELD, GUARD_REWALKS, LEDGER_ROWS, LEDGER_OLDEST,
+               *EVENT_METRICS),
+    "relay": (RETRIES, *EVENT_METRICS),
 }
 
 
+def start_at_zero(counter: Counter, label_sets: Iterable[str | tuple[str, ...]]) -> None:
+    """Create `counter`'s series for these label values now, at 0. A series that first appears at 1 is never
+    seen by increase() or rate() (no earlier sample): the first dead letter after a start would not alert."""
+    for labels in label_sets:
+        counter.labels(*((labels,) if isinstance(labels, str) else labels))
+
+
 def registry_for(role: str) -> CollectorRegistry:
-    """A registry with `role`'s metrics ("producer" or "worker") and the process/Python collectors.
+    """A registry with `role`'s metrics ("producer", "worker" or "relay") and the process/Python collectors.
 
     Raises KeyError for another role.
     """

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from json.encoder import encode_basestring_ascii
 
+_json_string = encode_basestring_ascii  # json.dumps's own string encoder (C)
 BOUNCE_TYPES = frozenset({"b", "rb"})
 INT32_MAX = 2**31 - 1  # IEM stores ids and times in int(11) columns
 _LEADING_DIGITS = re.compile(r"\s*(\d+)")
@@ -59,8 +60,13 @@ def fingerprint(record: BounceRecord) -> str:
 
 
 def content_hash(*parts: str) -> str:
-    """32 hex characters identifying these parts, JSON-encoded so no separator can be forged inside one."""
-    return hashlib.blake2b(json.dumps(parts).encode(), digest_size=16).hexdigest()
+    """32 hex characters identifying these parts, JSON-encoded so no separator can be forged inside one.
+
+    The bytes are json.dumps(parts)'s, built without its per-call encoder setup (a third of a
+    record's parsing time); the fingerprints in a ledger depend on them never changing.
+    """
+    text = "[" + ", ".join([_json_string(part) for part in parts]) + "]"
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def parse_list_ids(raw: str) -> tuple[int, ...]:

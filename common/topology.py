@@ -71,6 +71,25 @@ class Topology:
             "overflow": "reject-publish",
         }
 
+    @property
+    def events_exchange(self) -> str:
+        """The decision stream (docs/events.md): a topic exchange, routing keys as common/events.py names them."""
+        return f"{self.prefix}.events"
+
+    @property
+    def unrouted_exchange(self) -> str:
+        """The decision stream's alternate exchange: what no binding of the stream takes goes here."""
+        return f"{self.prefix}.events.unrouted"
+
+    @property
+    def unrouted_queue(self) -> str:
+        """Keeps every event no operator's queue is bound for, so none is lost before someone binds."""
+        return f"{self.prefix}.events.unrouted"
+
+    def events_arguments(self) -> dict:
+        """RabbitMQ's alternate exchange: a message no binding routes goes there instead of being dropped."""
+        return {"alternate-exchange": self.unrouted_exchange}
+
     def queue_arguments(self) -> dict:
         """Only what a policy cannot set: the queue type is fixed at declaration."""
         return {"x-queue-type": "quorum"}

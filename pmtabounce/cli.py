@@ -15,12 +15,14 @@ from .commands.guard import guard
 from .commands.process import process
 from .commands.producer import producer
 from .commands.prune import prune
+from .commands.relay import relay
 from .commands.setup import setup
 from .commands.status import status
 from .commands.undo import undo
+from .commands.webhooks import webhooks
 from .commands.worker import worker
 from .common import logs
-from .common.config import log_format_asked
+from .common.config import known_names, log_format_asked
 from .demo.command import demo
 from .dlq.command import dlq
 
@@ -55,5 +57,44 @@ def main() -> None:
     """
 
 
-for command in (setup, process, producer, worker, dlq, status, demo, explain, undo, guard, prune):
+_POLICY = ("hard_categories", "soft_categories", "soft_threshold", "complaint_types", "complaint_scope")
+_GUARD = ("guard", "guard_min", "guard_factor", "guard_window")
+_DATABASE = ("mysql_url", "table_prefix")
+_BROKER = ("amqp_url", "queue_prefix", "delivery_limit")
+_EVENTS = ("webhooks", "event_stream", "webhook_timeout", "webhook_attempts", "event_retry_max_wait")
+_AUDIT = ("dlq_audit_file", "audit_require_reason")
+# The settings each command acts on (every command reads and checks them all: a misspelt one is refused).
+READS: dict[str, tuple[str, ...]] = {
+    "setup": (*_DATABASE, *_BROKER, "rabbitmq_api_url"),
+    "process": (*_DATABASE, "bounce_dir", "done_action", "batch_size", "retry_max_wait", *_POLICY, *_GUARD,
+                *_EVENTS),
+    "producer": ("amqp_url", "queue_prefix", "bounce_dir", "done_action", "publish_window", "rescan_seconds",
+                 "retry_max_wait", "metrics_port"),
+    "worker": (*_DATABASE, *_BROKER, "batch_size", "retry_max_wait", "metrics_port", *_POLICY, *_GUARD, *_EVENTS),
+    "dlq": (*_BROKER, "max_replays", *_AUDIT),
+    "status": (*_DATABASE, *_BROKER, "rabbitmq_api_url", "bounce_dir", "guard"),
+    "demo": (*_DATABASE, "amqp_url", "queue_prefix", "bounce_dir"),
+    "explain": _DATABASE,
+    "undo": (*_DATABASE, *_AUDIT),
+    "guard": (*_DATABASE, *_GUARD, *_AUDIT),
+    "prune": _DATABASE,
+    "relay": (*_DATABASE, "amqp_url", "queue_prefix", "retry_max_wait", "metrics_port", *_EVENTS),
+    "webhooks": (*_DATABASE, "webhooks", "webhook_timeout", "webhook_attempts", *_AUDIT),
+}
+_EVERY_COMMAND = ("PMTABOUNCE_CONFIG", "PMTABOUNCE_LOG_FORMAT", "PMTABOUNCE_LOG_LEVEL")
+
+
+def _name_settings(command: click.Command, names: tuple[str, ...]) -> None:
+    """Append to `command`'s --help (and its subcommands') the PMTABOUNCE_* variables it reads."""
+    unknown = set(names) - set(known_names())
+    if unknown:
+        raise RuntimeError(f"cli.READS names settings that do not exist: {sorted(unknown)}")
+    variables = ", ".join(f"PMTABOUNCE_{name.upper()}" for name in names)
+    command.epilog = f"Reads {variables}; and, as every command, {', '.join(_EVERY_COMMAND)}."
+    for sub in getattr(command, "commands", {}).values():
+        _name_settings(sub, names)
+
+
+for command in (setup, process, producer, worker, dlq, status, demo, explain, undo, guard, prune, relay, webhooks):
+    _name_settings(command, READS[command.name or ""])
     main.add_command(command)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 
 from . import queues
 from .common.broker import declare_dead_letter_side, setup_broker
@@ -25,35 +26,48 @@ POLICY_PRIORITY = 10  # RabbitMQ applies one policy per queue, the highest prior
 
 def setup_rabbitmq(settings: Settings, *, policy: bool = True) -> None:
     """`pmtabounce setup`, its RabbitMQ half: the policy first (a queue created next never exists
-    without it), then the exchanges and queues (common.broker.setup_broker). Raises FatalError."""
-    if policy:
-        # A wrong login, virtual host or missing permission is told in PMTABOUNCE_AMQP_URL's terms before
-        # the API is asked, so no policy is left behind for a queue setup cannot declare.
-        declare_dead_letter_side(settings)
-        apply_policy(settings)
-    setup_broker(settings)
+    without it), then the exchanges and queues (common.broker.setup_broker).
+
+    Raises FatalError, also when no node can be reached (one line naming them, as every command says it),
+    ConfigError when the management API's address is needed and cannot be derived.
+    """
+    try:
+        if policy:
+            # A wrong login, virtual host or missing permission (or TLS) is told in PMTABOUNCE_AMQP_URL's terms
+            # before the API is looked for, so no policy is left behind for a queue setup cannot declare.
+            declare_dead_letter_side(settings)
+            apply_policy(settings, management_api(settings))
+        setup_broker(settings)
+    except TransientError as exc:
+        raise FatalError(f"{exc}; run `pmtabounce setup` again once RabbitMQ answers") from None
 
 
-def api_url(settings: Settings) -> str:
-    """PMTABOUNCE_RABBITMQ_API_URL, else where the management API usually is for PMTABOUNCE_AMQP_URL."""
-    return settings.rabbitmq_api_url or queues.default_api_url(settings.amqp)
+def management_api(settings: Settings) -> queues.ManagementApi:
+    """PMTABOUNCE_RABBITMQ_API_URL's nodes, else where the management API usually is for each node of
+    PMTABOUNCE_AMQP_URL (ConfigError when that cannot be told: nodes on other ports than 5672)."""
+    if settings.rabbitmq_api_urls:
+        return queues.ManagementApi(settings.rabbitmq_api_urls)
+    return queues.default_api(settings.amqp)
 
 
-def apply_policy(settings: Settings) -> None:
+def apply_policy(settings: Settings, api: queues.ManagementApi) -> None:
     """Create or update the policy `settings.topology.policy_name` (PUT /api/policies/VHOST/NAME).
 
     Idempotent. Raises FatalError, with the equivalent rabbitmqctl command, when the management
     API refuses (the user needs the policymaker tag) or cannot be reached.
     """
     topology = settings.topology
+    vhost = queues.vhost_of(settings.amqp)
     body = {"pattern": topology.policy_pattern(), "definition": topology.policy_definition(),
             "priority": POLICY_PRIORITY, "apply-to": "queues"}
     try:
-        queues.put_policy(api_url(settings), queues.vhost_of(settings.amqp), topology.policy_name, body)
+        answered = api.node()
+        queues.put_policy(api, vhost, topology.policy_name, body)
     except (FatalError, TransientError) as exc:
         raise FatalError(f"{exc} when setting policy {topology.policy_name} ({refusal_hint(str(exc))}). "
-                         f"{by_hand(topology)}") from None
-    log.info("broker: policy %s on %s: %s", topology.policy_name, topology.queue, topology.policy_definition())
+                         f"{by_hand(topology, vhost)}") from None
+    log.info("broker: policy %s on %s: %s (management API of %s)", topology.policy_name, topology.queue,
+             topology.policy_definition(), answered)
 
 
 def refusal_hint(error: str) -> str:
@@ -65,9 +79,10 @@ def refusal_hint(error: str) -> str:
     return "the user needs the policymaker tag"
 
 
-def by_hand(topology: Topology) -> str:
-    """What to do instead: set PMTABOUNCE_RABBITMQ_API_URL, or the rabbitmqctl command and --no-policy."""
+def by_hand(topology: Topology, vhost: str) -> str:
+    """What to do instead: set PMTABOUNCE_RABBITMQ_API_URL, or the rabbitmqctl command (for the virtual host of
+    PMTABOUNCE_AMQP_URL, ready to paste) and --no-policy."""
     return ("Set PMTABOUNCE_RABBITMQ_API_URL to the management API, or set the policy yourself and run "
-            f"`pmtabounce setup --no-policy`: rabbitmqctl set_policy -p VHOST --apply-to queues --priority "
-            f"{POLICY_PRIORITY} {topology.policy_name} '{topology.policy_pattern()}' "
-            f"'{json.dumps(topology.policy_definition())}'")
+            f"`pmtabounce setup --no-policy`: rabbitmqctl set_policy -p {shlex.quote(vhost)} --apply-to queues "
+            f"--priority {POLICY_PRIORITY} {topology.policy_name} {shlex.quote(topology.policy_pattern())} "
+            f"{shlex.quote(json.dumps(topology.policy_definition()))}")

@@ -25,6 +25,7 @@ class Summary:
     decisions: Counter = field(default_factory=Counter)
     outcomes: Counter = field(default_factory=Counter)
     complaints: Counter = field(default_factory=Counter)  # complaint outcome -> records
+    stopped: bool = False  # a signal ended the run before every file was done
 
     def add(self, outcomes: list[Outcome]) -> None:
         for o in outcomes:

@@ -27,7 +27,7 @@ from tenacity import (
 )
 
 from ..common import metrics
-from ..common.broker import safe_url
+from ..common.broker import Nodes, safe_url
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from .checkpoint import orphaned_checkpoints
@@ -43,6 +43,7 @@ PUMP_STEPS = 500  # rows read per turn of the loop, so confirms and heartbeats a
 CHECKPOINT_SECONDS = 1.0
 STOP_GRACE = 10.0  # how long a stop request waits for outstanding confirms
 ONCE_ATTEMPTS = 10  # --once gives up after this many failed connection attempts in a row
+CONFIRMS_LATE_SECONDS = 10.0  # confirms silent this long are logged (a quorum queue below quorum confirms nothing)
 SETTLE_SECONDS = 1.0  # a file written this recently may still be growing; PowerMTA's moved files are older
 
 _FILES_DONE = metrics.FILES_DONE.labels("producer")
@@ -60,7 +61,7 @@ class Producer:
         self.watch = DirectoryWatch(directory, settings.rescan_seconds)
         self.publisher = ConfirmingPublisher(self.topology, self.loop, self._confirmed, self._stuck,
                                              settings.retry_max_wait)
-        self.link = BrokerLink(settings.amqp, self.loop, self._lost)
+        self.link = BrokerLink(Nodes(settings.amqp, "producer"), self.loop, self._lost)
         self.job: FileJob | None = None
         self.unreadable: set[str] = set()
         self._stop = stop
@@ -68,6 +69,8 @@ class Producer:
         self._stopping_since: float | None = None
         self._pump_pending = False
         self._last_save = 0.0
+        self._late_since: float | None = None  # confirms late since (monotonic), once warned
+        self._next_late_warning = 0.0
 
     @property
     def ready(self) -> bool:
@@ -114,16 +117,19 @@ class Producer:
         self._stop.wait(seconds)
 
     def _open(self) -> None:
-        declare(self.settings.amqp, self.topology)
+        nodes = self.link.nodes
+        declare(nodes, self.topology)
         self.link.open(self.publisher.enable)
         again = self.publisher.outstanding
-        log.info("connected to %s%s", safe_url(self.settings.amqp),
+        log.info("connected to %s%s", safe_url(nodes.urls[nodes.current]),
                  f"; sent {again} unconfirmed messages again" if again else "")
 
     def _lost(self, reason: BaseException) -> None:
         unconfirmed = self.publisher.detach()
-        log.warning("lost the connection to RabbitMQ (%s); %d unconfirmed messages will be sent again",
-                    reason or "closed", unconfirmed)
+        self.link.nodes.lost()
+        log.warning("lost the connection to RabbitMQ (%s); %d unconfirmed messages will be sent again%s",
+                    reason or "closed", unconfirmed,
+                    ", starting with the next node" if len(self.link.nodes) > 1 else "")
 
     def _stuck(self, why: str) -> None:
         log.warning("RabbitMQ keeps refusing messages (%s); reconnecting, which declares the topology again", why)
@@ -138,6 +144,7 @@ class Producer:
         if not self.publisher.ready:
             return
         now = time.monotonic()
+        self._watch_confirms(now)
         if self._stop.is_set():
             self._stop_gracefully(now)
         elif self.job is not None:
@@ -147,6 +154,28 @@ class Producer:
                 self.watch.scan(now)  # keeps the backlog gauges true during a long file
         elif self.watch.due(now):
             self._next_file()
+
+    def _watch_confirms(self, now: float) -> None:
+        """Warn while RabbitMQ has confirmed nothing for CONFIRMS_LATE_SECONDS (again every as long), and say
+        when confirms come again: nothing is marked done meanwhile, and nothing else would tell."""
+        silent = self.publisher.confirms_silent_for(now)
+        if silent < CONFIRMS_LATE_SECONDS:
+            if self._late_since is not None:
+                log.info("RabbitMQ confirms again, after %.0f s without", now - self._late_since)
+                self._late_since = None
+            return
+        if self._late_since is None:
+            self._late_since = now - silent
+        if now >= self._next_late_warning:
+            self._next_late_warning = now + CONFIRMS_LATE_SECONDS
+            nodes = self.link.nodes
+            log.warning(
+                "%d messages have waited %.0f s for RabbitMQ to confirm them (node %s): the quorum queue %s takes "
+                "messages only while more than half of its nodes are online (see `pmtabounce status`); nothing is "
+                "marked done until it does, nothing is lost", self.publisher.outstanding, silent,
+                safe_url(nodes.urls[nodes.current]), self.topology.queue,
+                extra={"event": "confirms_late", "waited_seconds": round(silent, 1)},
+            )
 
     def _stop_gracefully(self, now: float) -> None:
         outstanding = self.publisher.outstanding

@@ -33,7 +33,11 @@ MESSAGE_TYPE = "bounce"  # the AMQP `type` property; a complaint's is "complaint
 PERSISTENT = 2
 FIRST_PAUSE = 0.1
 REPORT_SECONDS = 30.0
-STUCK_AFTER = 8  # refusal rounds in a row before asking for a new connection
+# Refusal rounds in a row on one channel before asking for a new connection. A quorum queue that lost
+# its leader nacks what one channel sends it until that channel is gone (3.10, seen in the cluster test:
+# ten seconds of nacks after the election, none on a new connection), so this is small; the pause grows
+# across connections, so a queue that stays full is not reconnected to in a loop.
+STUCK_AFTER = 3
 
 
 @dataclass(slots=True, eq=False)
@@ -83,12 +87,14 @@ class ConfirmingPublisher:
         self._unconfirmed: Unconfirmed[Outgoing] = Unconfirmed()
         self._again: deque[Outgoing] = deque()
         self._refusals = 0  # refusals in a row, for the pause before sending again
+        self._rounds_here = 0  # refusal rounds in a row on this channel
         self._timer = None
         self._return_reason = ""
         self._why = ""
         self._refusing = False
         self._unreported = 0  # refused since the last warning
         self._next_report = 0.0
+        self._waiting_since: float | None = None  # since when a confirm is due and none came (monotonic)
 
     @property
     def ready(self) -> bool:
@@ -105,6 +111,7 @@ class ConfirmingPublisher:
 
         def selected(_frame) -> None:
             self._channel = channel
+            self._rounds_here = 0
             self._unconfirmed = Unconfirmed()
             self._send_again()
             on_ready()
@@ -134,15 +141,29 @@ class ConfirmingPublisher:
                 unconfirmed.add(message)
                 count += 1
         metrics.RECORDS_PUBLISHED.inc(count)
+        if count and self._waiting_since is None:
+            self._waiting_since = time.monotonic()
         return count
+
+    def confirms_silent_for(self, now: float) -> float:
+        """Seconds (monotonic `now`) that messages have waited with no ack from RabbitMQ, across reconnects
+        (nacks do not count); 0 when none wait.
+
+        A quorum queue confirms a message once a majority of its members have it: with half or more of
+        them down it acks nothing (RabbitMQ 3.10 nacks, or leaves unconfirmed), and this grows until they
+        come back.
+        """
+        return 0.0 if self._waiting_since is None else now - self._waiting_since
 
     def _on_confirm(self, frame) -> None:
         method = frame.method
         confirmed, refused = self._unconfirmed.confirm(
             method.delivery_tag, multiple=method.multiple, ack=isinstance(method, Basic.Ack)
         )
+        if confirmed or not self.outstanding:
+            self._waiting_since = time.monotonic() if self.outstanding else None
         if confirmed:
-            self._refusals = 0
+            self._refusals = self._rounds_here = 0
             if self._refusing:
                 log.info("RabbitMQ takes messages again")
                 self._refusing, self._next_report, self._unreported = False, 0.0, 0
@@ -167,6 +188,7 @@ class ConfirmingPublisher:
         if self._timer is None:
             pause = min(self._max_pause, FIRST_PAUSE * 2**self._refusals)
             self._refusals += 1
+            self._rounds_here += 1
             self._timer = self._loop.call_later(pause, self._send_again)
             self._report_refusals(why, pause)
 
@@ -187,10 +209,10 @@ class ConfirmingPublisher:
         self._timer = None
         if not self.ready:
             return  # enable() sends them once a channel is back
-        if self._refusals >= STUCK_AFTER:
+        if self._rounds_here >= STUCK_AFTER:
             # A new connection declares the topology again (a deleted queue or binding comes back) and a new
             # channel forgets a quorum queue's "full" signal that clearing its length limit never lifts (3.10).
-            self._refusals = 0
+            self._rounds_here = 0
             self._on_stuck(self._why)
             return
         again, self._again = self._again, deque()

@@ -32,6 +32,7 @@ def _run(settings: Settings, directory: Path, once: bool, stop: threading.Event)
             return f"waiting for the lock on {directory}"
         return None if producer.ready else "not connected to RabbitMQ (publishing is paused)"
 
+    metrics.start_at_zero(metrics.RETRIES, ("broker",))  # its other labelled counters start at 0 on import
     server = health.serve(settings.metrics_port, not_ready, metrics.registry_for("producer"))
     lock = DirectoryLock(directory)
     try:

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ..common import metrics
-from ..common.accounting import AccountingFile, Record, RejectedRow
+from ..common.accounting import AccountingFile, Record, RejectedRow, open_no_follow
 from ..common.bouncedir import RejectFile, mark_done
 from ..common.errors import FatalError
 from .checkpoint import Checkpoint, FileProgress, Pending, load_checkpoint, remove_checkpoint, save_checkpoint
@@ -24,7 +24,7 @@ class FileJob:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = path.name
-        with open(path, "rb"):  # fail here, not halfway, when it cannot be read
+        with open(path, "rb", opener=open_no_follow):  # fail here, not halfway, when it cannot be read
             self.size = path.stat().st_size
         saved = load_checkpoint(path, self.size)
         self.resumed_after = saved.line if saved else 0

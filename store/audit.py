@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import orjson
 
-from .db import Tables
+from .db import Cursor, Tables
 
 
-def start(cursor, t: Tables, operator: str, action: str, target: dict, reason: str | None = None) -> tuple[int, str]:
+def start(cursor: Cursor, t: Tables, operator: str, action: str, target: dict,
+          reason: str | None = None) -> tuple[int, str]:
     """Record the start of an action (who, what, on what, why; the MySQL account as the server knows it).
 
     Returns (its id, that account). Commit it before acting.
@@ -28,7 +29,7 @@ def start(cursor, t: Tables, operator: str, action: str, target: dict, reason: s
     return run, str(cursor.fetchone()[0])
 
 
-def finish(cursor, t: Tables, run: int, counts: dict) -> None:
+def finish(cursor: Cursor, t: Tables, run: int, counts: dict) -> None:
     """Record the counts of an action that ended."""
     cursor.execute(
         f"UPDATE {t.audit} SET finished_at = NOW(6), counts = %s WHERE id = %s",

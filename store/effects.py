@@ -24,6 +24,12 @@ from dataclasses import astuple, dataclass
 
 import orjson
 
+# The campaign counter a bounce moves, by its decision (iem-bounces.md step 3).
+CAMPAIGN_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
+# The unsubscribearea a complaint writes for a campaign's stats table, and back (iem-complaints.md).
+AREA_OF_STATS_TABLE = {"autoresponders": "a", "newsletters": "n"}
+STATS_TABLE_OF_AREA = {area: table for table, area in AREA_OF_STATS_TABLE.items()}
+
 
 @dataclass(frozen=True, slots=True)
 class Unsubscribed:
@@ -43,24 +49,40 @@ class Unsubscribed:
         return list(astuple(self))[:8]
 
 
-def bounce_effects(bounce_row: tuple | None, campaign: tuple | None, disabled: tuple | None) -> dict | None:
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What one record wrote to IEM (None or empty: not that part); JSON only at the ledger (`to_json`)."""
+
+    bounce_row: tuple[int, int, int, int, str, str] | None = None  # (subscriberid, statid, listid, time, type, rule)
+    campaign: tuple[str, int, str] | None = None  # (stats table key, statid, counter column)
+    disabled: tuple[int, int, int] | None = None  # (subscriberid, listid, bounced time)
+    unsubscribed: tuple[Unsubscribed, ...] = ()  # a complaint's rows
+
+    def as_dict(self) -> dict:
+        """The shape the ledger's column keeps (this module's docstring), keys absent when not written."""
+        if self.unsubscribed:
+            return {"unsubscribed": [row.as_list() for row in self.unsubscribed]}
+        return {name: list(value)
+                for name, value in (("bounce_row", self.bounce_row), ("campaign", self.campaign),
+                                    ("disabled", self.disabled)) if value is not None}
+
+
+def bounce_effects(bounce_row: tuple[int, int, int, int, str, str] | None, campaign: tuple[str, int, str] | None,
+                   disabled: tuple[int, int, int] | None) -> Effects | None:
     """The effects of one bounce, or None when it wrote nothing."""
-    effects = {
-        name: list(value)
-        for name, value in (("bounce_row", bounce_row), ("campaign", campaign), ("disabled", disabled))
-        if value is not None
-    }
-    return effects or None
+    if bounce_row is None and campaign is None and disabled is None:
+        return None
+    return Effects(bounce_row, campaign, disabled)
 
 
-def complaint_effects(rows: list[Unsubscribed]) -> dict | None:
+def complaint_effects(rows: list[Unsubscribed]) -> Effects | None:
     """The effects of one complaint, or None when it unsubscribed nothing."""
-    return {"unsubscribed": [row.as_list() for row in rows]} if rows else None
+    return Effects(unsubscribed=tuple(rows)) if rows else None
 
 
-def to_json(effects: dict | None) -> str | None:
+def to_json(effects: Effects | None) -> str | None:
     """The ledger column's text (NULL for nothing written)."""
-    return orjson.dumps(effects).decode() if effects else None
+    return orjson.dumps(effects.as_dict()).decode() if effects else None
 
 
 def from_json(text: str | None) -> dict | None:

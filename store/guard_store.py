@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..common.errors import FatalError
-from ..common.guard import HISTORY, DomainState, GuardBatch
+from ..common.guard import HISTORY, DomainState, GuardBatch, a_label, u_label
 from ..common.record import BounceRecord, parse_list_ids
 from . import iem, ledger
-from .db import Tables, case_of, insert_rows
+from .db import Cursor, Tables, case_of, insert_rows
 from .effects import from_json, to_json
 from .rows import Outcome
 
@@ -41,15 +41,17 @@ def _marks(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-def lock_domains(cursor, t: Tables, domains: Sequence[str]) -> None:
+def lock_domains(cursor: Cursor, t: Tables, domains: Sequence[str]) -> None:
     """Create (if new) and lock these domains' rows until commit, in sorted order so workers never deadlock."""
     if domains:
         insert_rows(cursor, f"INSERT INTO {t.guard_domains} (domain) VALUES ", [(d,) for d in sorted(domains)],
                     suffix=" ON DUPLICATE KEY UPDATE domain = domain")
 
 
-def read_states(cursor, t: Tables, domains: Sequence[str], first_window: int, last_window: int) -> dict:
-    """DomainState per domain: tripped or not, and its windows from 7 days before `first_window` to `last_window`.
+def read_states(cursor: Cursor, t: Tables, domains: Sequence[str], first_window: int, last_window: int, *,
+                history: bool = True) -> dict:
+    """DomainState per domain: tripped or not, and its windows from 7 days before `first_window` to `last_window`
+    (without `history`, from `first_window`: enough to tell whether a walk's decisions stand, GuardBatch.stands_with).
 
     One statement: every window row has its domain's row (lock_domains creates it before any window is written).
     """
@@ -61,7 +63,7 @@ def read_states(cursor, t: Tables, domains: Sequence[str], first_window: int, la
         f"FROM {t.guard_domains} AS d LEFT JOIN {t.guard_windows} AS w "
         "ON w.domain = d.domain AND w.window_start BETWEEN %s AND %s "
         f"WHERE d.domain IN ({_marks(len(domains))})",
-        [first_window - HISTORY, last_window, *domains],
+        [first_window - (HISTORY if history else 0), last_window, *domains],
     )
     for domain, tripped, start, count, window_tripped in cursor.fetchall():
         state = states[domain.lower()]
@@ -73,7 +75,7 @@ def read_states(cursor, t: Tables, domains: Sequence[str], first_window: int, la
     return states
 
 
-def write(cursor, t: Tables, guard: GuardBatch, now: int) -> None:
+def write(cursor: Cursor, t: Tables, guard: GuardBatch, now: int) -> None:
     """The batch's counts, held records and trips; the domains' rows must be locked already."""
     if guard.added:
         rows = [(d, w, n, int(d in guard.trips and guard.trips[d].window_start == w))
@@ -90,7 +92,7 @@ def write(cursor, t: Tables, guard: GuardBatch, now: int) -> None:
     add_held(cursor, t, dict(guard.held))
 
 
-def add_held(cursor, t: Tables, held: dict[str, int]) -> None:
+def add_held(cursor: Cursor, t: Tables, held: dict[str, int]) -> None:
     """Move the domains' held counts by these amounts (negative when released or discarded)."""
     if held:
         case, params = case_of("domain", held)
@@ -101,7 +103,7 @@ def add_held(cursor, t: Tables, held: dict[str, int]) -> None:
         )
 
 
-def trip(cursor, t: Tables, domain: str, by: str, now: int) -> bool:
+def trip(cursor: Cursor, t: Tables, domain: str, by: str, now: int) -> bool:
     """An operator trips a domain; False if it was tripped already."""
     lock_domains(cursor, t, [domain])
     cursor.execute(
@@ -112,12 +114,49 @@ def trip(cursor, t: Tables, domain: str, by: str, now: int) -> bool:
     return cursor.rowcount == 1
 
 
-def end_trip(cursor, t: Tables, domain: str) -> None:
+def end_trip(cursor: Cursor, t: Tables, domain: str) -> None:
     """The domain applies as usual again (its row must be locked)."""
     cursor.execute(f"UPDATE {t.guard_domains} SET tripped_at = NULL, held = 0 WHERE domain = %s", (domain,))
 
 
-def tripped(cursor, t: Tables, domain: str | None = None) -> list[TripRow]:
+def normalise_domains(cursor: Cursor, t: Tables) -> list[str]:
+    """Fold each domain row an earlier version kept in Unicode (`bücher.example`) into its A-label's
+    (`xn--bcher-kva.example`, common.guard.a_label): window counts and held counts added, a trip kept
+    (the earlier one when both were tripped). `setup` runs it; idempotent. Returns the domains folded."""
+    cursor.execute(f"SELECT domain FROM {t.guard_domains} WHERE LENGTH(domain) <> CHAR_LENGTH(domain) "
+                   "ORDER BY domain FOR UPDATE")
+    folded = []
+    for (domain,) in cursor.fetchall():
+        target = a_label(domain)
+        if target == domain:
+            continue  # IDNA refuses it: kept as written, as domain_of keeps its records
+        lock_domains(cursor, t, [target])
+        cursor.execute(f"SELECT window_start, hard_count, tripped FROM {t.guard_windows} WHERE domain = %s",
+                       (domain,))
+        windows = [(target, *row) for row in cursor.fetchall()]
+        if windows:
+            insert_rows(cursor, f"INSERT INTO {t.guard_windows} (domain, window_start, hard_count, tripped) VALUES ",
+                        windows, suffix=" ON DUPLICATE KEY UPDATE hard_count = hard_count + VALUES(hard_count), "
+                        "tripped = GREATEST(tripped, VALUES(tripped))")
+        cursor.execute(f"DELETE FROM {t.guard_windows} WHERE domain = %s", (domain,))
+        cursor.execute(f"SELECT tripped_at, tripped_by, trip_window, trip_count, trip_threshold, held, trips "
+                       f"FROM {t.guard_domains} WHERE domain = %s", (domain,))
+        at, by, window, count, threshold, held, trips = cursor.fetchone()
+        # MySQL assigns left to right, each seeing the ones before: tripped_at, which the others test, last.
+        takes = "(tripped_at IS NULL OR tripped_at > %s) AND %s IS NOT NULL"
+        cursor.execute(
+            f"UPDATE {t.guard_domains} SET held = held + %s, trips = trips + %s, "
+            f"tripped_by = IF({takes}, %s, tripped_by), trip_window = IF({takes}, %s, trip_window), "
+            f"trip_count = IF({takes}, %s, trip_count), trip_threshold = IF({takes}, %s, trip_threshold), "
+            f"tripped_at = IF({takes}, %s, tripped_at) WHERE domain = %s",
+            (held, trips, at, at, by, at, at, window, at, at, count, at, at, threshold, at, at, at, target),
+        )
+        cursor.execute(f"DELETE FROM {t.guard_domains} WHERE domain = %s", (domain,))
+        folded.append(f"{domain} -> {target}")
+    return folded
+
+
+def tripped(cursor: Cursor, t: Tables, domain: str | None = None) -> list[TripRow]:
     """Tripped domains (or this one, if tripped), longest tripped first."""
     where, params = ("AND domain = %s", [domain]) if domain else ("", [])
     cursor.execute(
@@ -128,7 +167,7 @@ def tripped(cursor, t: Tables, domain: str | None = None) -> list[TripRow]:
     return [TripRow(*row) for row in cursor.fetchall()]
 
 
-def totals(cursor, t: Tables) -> tuple[int, int]:
+def totals(cursor: Cursor, t: Tables) -> tuple[int, int]:
     """(tripped domains, records held for them): the guard's gauges."""
     cursor.execute(f"SELECT COUNT(*), COALESCE(SUM(held), 0) FROM {t.guard_domains} WHERE tripped_at IS NOT NULL")
     count, held = cursor.fetchone()
@@ -140,18 +179,27 @@ def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def domain_pattern(domain: str) -> str:
-    """A LIKE pattern for the addresses of a domain."""
-    return f"%@{escape_like(domain.strip())}"
+def domain_patterns(domain: str) -> list[str]:
+    """LIKE patterns for the addresses of a domain (an A-label, as the guard keeps it): written in that
+    form, and in its Unicode form if it has one (`x@bücher.example` is an address of xn--bcher-kva.example)."""
+    forms = dict.fromkeys([domain.strip(), u_label(domain.strip())])
+    return [f"%@{escape_like(form)}" for form in forms]
 
 
-def held_records(cursor, t: Tables, domain: str, after_id: int, limit: int) -> list[tuple[int, BounceRecord]]:
+def email_in_domain(domain: str) -> tuple[str, list[str]]:
+    """A condition on `email` (in parentheses) and its parameters: the address is one of the domain's."""
+    patterns = domain_patterns(domain)
+    return "(" + " OR ".join(["email LIKE %s"] * len(patterns)) + ")", patterns
+
+
+def held_records(cursor: Cursor, t: Tables, domain: str, after_id: int, limit: int) -> list[tuple[int, BounceRecord]]:
     """(ledger id, record) of a domain's held records after `after_id`, in the order they were held."""
+    in_domain, patterns = email_in_domain(domain)
     cursor.execute(
         f"SELECT id, fingerprint, record_type, time_logged, email, dsn_status, dsn_diag, category, list_ids, statid, "
-        f"source_file, source_line FROM {t.ledger} WHERE outcome = 'held' AND id > %s AND email LIKE %s "
+        f"source_file, source_line FROM {t.ledger} WHERE outcome = 'held' AND id > %s AND {in_domain} "
         "ORDER BY id LIMIT %s",
-        (after_id, domain_pattern(domain), limit),
+        (after_id, *patterns, limit),
     )
     found = []
     for row in cursor.fetchall():
@@ -163,17 +211,18 @@ def held_records(cursor, t: Tables, domain: str, after_id: int, limit: int) -> l
     return found
 
 
-def discard_held(cursor, t: Tables, domain: str, run: int) -> int:
+def discard_held(cursor: Cursor, t: Tables, domain: str, run: int) -> int:
     """Mark a domain's held records `discarded` (kept as evidence, never applied) by the audit run `run` of the
     `guard discard`; returns how many."""
+    in_domain, patterns = email_in_domain(domain)
     cursor.execute(
-        f"UPDATE {t.ledger} SET outcome = 'discarded', guard_run = %s WHERE outcome = 'held' AND email LIKE %s",
-        (run, domain_pattern(domain)),
+        f"UPDATE {t.ledger} SET outcome = 'discarded', guard_run = %s WHERE outcome = 'held' AND {in_domain}",
+        (run, *patterns),
     )
     return cursor.rowcount
 
 
-def settle(cursor, t: Tables, outcomes: Sequence[Outcome], run: int) -> None:
+def settle(cursor: Cursor, t: Tables, outcomes: Sequence[Outcome], run: int) -> None:
     """Held records, now applied by the `guard release` of audit run `run`: their ledger rows get their real
     outcome and the run (`explain` shows which release ended the hold).
 
@@ -247,7 +296,7 @@ class SlotTaken:
 _CHANGED_ROW = ("applied", "disabled", "unsubscribed")
 
 
-def slots_taken(cursor, t: Tables, held_ids: Sequence[int]) -> list[SlotTaken]:
+def slots_taken(cursor: Cursor, t: Tables, held_ids: Sequence[int]) -> list[SlotTaken]:
     """Of these held ledger rows, those whose row a later record (applied after them, not undone) changed: one
     SlotTaken per such later record.
 
@@ -298,7 +347,8 @@ def _rows_changed(taker: list) -> list[int]:
     return [listid] if listid is not None else []
 
 
-def _slot_was_taken_before(cursor, t: Tables, subscriberid: int, statid: int, listid: int, takers: list) -> bool:
+def _slot_was_taken_before(cursor: Cursor, t: Tables, subscriberid: int, statid: int, listid: int,
+                           takers: list) -> bool:
     """Whether the row had a bounce row of the held record's campaign that no later record wrote (the held record
     is then `already_bounced` with or without the guard, and changes nothing)."""
     written = sum(1 for taker in takers if taker[5] != "f" and taker[6] in ("hard", "soft") and taker[9] == statid)

@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..common.errors import FatalError
-from .db import Tables, case_of, insert_rows
-from .effects import Unsubscribed
+from .db import Cursor, Tables, case_of, insert_rows
+from .effects import CAMPAIGN_COLUMN, Unsubscribed
 from .rows import Candidate, LinkedRow
 
 # The IEM tables the bounce steps read or write, without the prefix.
@@ -23,7 +23,7 @@ def _marks(count: int) -> str:
     return ", ".join(["%s"] * count)
 
 
-def missing_tables(cursor, t: Tables) -> list[str]:
+def missing_tables(cursor: Cursor, t: Tables) -> list[str]:
     """The IEM tables (full names, prefix included) that the connection's database lacks.
 
     Read from information_schema, which shows a table to a user with any grant on it,
@@ -39,7 +39,7 @@ def missing_tables(cursor, t: Tables) -> list[str]:
     return [name for name in wanted if name.lower() not in found]
 
 
-def require_tables(cursor, t: Tables, where: str) -> None:
+def require_tables(cursor: Cursor, t: Tables, where: str) -> None:
     """Raise FatalError naming the prefix when any of IEM's tables is missing in `where` (a safe URL)."""
     missing = missing_tables(cursor, t)
     if missing:
@@ -63,7 +63,7 @@ class Lookups:
     by_subscriber: str = ""  # email_list_subscriber_bounces: an index starting with subscriberid
 
 
-def find_lookups(cursor, t: Tables) -> Lookups:
+def find_lookups(cursor: Cursor, t: Tables) -> Lookups:
     """Name the indexes the lookups need, as this installation has them (IEM names them after its prefix)."""
 
     def hint(table: str, column: str) -> str:
@@ -79,7 +79,7 @@ def find_lookups(cursor, t: Tables) -> Lookups:
 
 
 def find_active_subscribers(
-    cursor, t: Tables, emails: Sequence[str], list_ids: Iterable[int] | None, lookups: Lookups = Lookups()
+    cursor: Cursor, t: Tables, emails: Sequence[str], list_ids: Iterable[int] | None, lookups: Lookups = Lookups()
 ) -> list[Candidate]:
     """Step 1, locked: active rows for these addresses on these lists (`None`: on any list, a complaint's
     scope `all`).
@@ -107,7 +107,7 @@ def find_active_subscribers(
 
 
 def _active_subscribers(
-    cursor, t: Tables, emails: Sequence[str], list_ids: Iterable[int] | None, hint: str
+    cursor: Cursor, t: Tables, emails: Sequence[str], list_ids: Iterable[int] | None, hint: str
 ) -> list[Candidate]:
     """Active rows for these addresses on these lists, without locking.
 
@@ -133,7 +133,7 @@ def _active_subscribers(
     return [Candidate(emails[i], sid, listid) for i, sid, listid in sorted(cursor.fetchall(), key=lambda r: r[1])]
 
 
-def _for_subscribers(cursor, select: str, subscriber_ids: Iterable[int], tail: str) -> list[tuple]:
+def _for_subscribers(cursor: Cursor, select: str, subscriber_ids: Iterable[int], tail: str) -> list[tuple]:
     """Rows of `select` (SELECT … FROM table) for these subscriberids, `tail` (GROUP BY, ORDER BY, FOR
     UPDATE) after the WHERE; no statement at all for no subscriber."""
     ids = sorted(set(subscriber_ids))
@@ -143,7 +143,7 @@ def _for_subscribers(cursor, select: str, subscriber_ids: Iterable[int], tail: s
     return [tuple(row) for row in cursor.fetchall()]
 
 
-def linked_rows(cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[LinkedRow]:
+def linked_rows(cursor: Cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[LinkedRow]:
     """iem-complaints.md step 1, locked: the rows complaints' List-Unsubscribe links name by M, active or not."""
     rows = _for_subscribers(
         cursor, f"SELECT subscriberid, listid, emailaddress, confirmcode, unsubscribed = 0 AND bounced = 0 "
@@ -151,7 +151,8 @@ def linked_rows(cursor, t: Tables, subscriber_ids: Iterable[int]) -> list[Linked
     return [LinkedRow(sid, listid, email or "", code or "", bool(active)) for sid, listid, email, code, active in rows]
 
 
-def pending_requests(cursor, t: Tables, subscriber_ids: Iterable[int]) -> dict[tuple[int, int], tuple[int, str]]:
+def pending_requests(cursor: Cursor, t: Tables,
+                     subscriber_ids: Iterable[int]) -> dict[tuple[int, int], tuple[int, str]]:
     """(subscriberid, listid) -> the first email_list_subscribers_unsubscribe row's request time and IP.
 
     "First" as IEM reads it: that table has no key of its own, and the
@@ -167,7 +168,7 @@ def pending_requests(cursor, t: Tables, subscriber_ids: Iterable[int]) -> dict[t
 
 
 def existing_bounces(
-    cursor, t: Tables, subscriber_ids: Iterable[int], lookups: Lookups = Lookups()
+    cursor: Cursor, t: Tables, subscriber_ids: Iterable[int], lookups: Lookups = Lookups()
 ) -> list[tuple[int, int, int, int]]:
     """Steps 2 and 5: (subscriberid, statid, listid, rows) of the bounce rows these subscribers have."""
     return _for_subscribers(
@@ -175,7 +176,7 @@ def existing_bounces(
         subscriber_ids, "GROUP BY subscriberid, statid, listid")
 
 
-def stats_tables(cursor, t: Tables, statids: Iterable[int]) -> dict[int, str]:
+def stats_tables(cursor: Cursor, t: Tables, statids: Iterable[int]) -> dict[int, str]:
     """Step 3: which stats table holds each statid (autoresponders first, as IEM looks)."""
     ids = sorted({s for s in statids if s > 0})
     if not ids:
@@ -192,10 +193,10 @@ def stats_tables(cursor, t: Tables, statids: Iterable[int]) -> dict[int, str]:
     return found
 
 
-CAMPAIGN_COLUMNS = ("bouncecount_hard", "bouncecount_soft", "bouncecount_unknown", "unsubscribecount")
+CAMPAIGN_COLUMNS = (*CAMPAIGN_COLUMN.values(), "unsubscribecount")
 
 
-def add_campaign_counts(cursor, t: Tables, stats: Mapping[tuple[str, int], Counter]) -> None:
+def add_campaign_counts(cursor: Cursor, t: Tables, stats: Mapping[tuple[str, int], Counter]) -> None:
     """Bounce step 3 and complaint step 4: add the batch's counts to each campaign's counters,
     one statement per stats table (columns from CAMPAIGN_COLUMNS only: they are not parameters)."""
     for table_key, table in (("autoresponders", t.stats_autoresponders), ("newsletters", t.stats_newsletters)):
@@ -215,7 +216,7 @@ def add_campaign_counts(cursor, t: Tables, stats: Mapping[tuple[str, int], Count
         )
 
 
-def insert_bounces(cursor, t: Tables, rows: Sequence[tuple[int, int, int, int, str, str]]) -> None:
+def insert_bounces(cursor: Cursor, t: Tables, rows: Sequence[tuple[int, int, int, int, str, str]]) -> None:
     """Step 4, in multi-row statements. IEM 6.x stores bouncemessage as '' unless the rule is blockedcontent."""
     if not rows:
         return
@@ -227,7 +228,7 @@ def insert_bounces(cursor, t: Tables, rows: Sequence[tuple[int, int, int, int, s
     )
 
 
-def disable_subscribers(cursor, t: Tables, bounced: Mapping[int, int]) -> None:
+def disable_subscribers(cursor: Cursor, t: Tables, bounced: Mapping[int, int]) -> None:
     """Bounce step 5: bounced = time on the row."""
     if bounced:
         case, params = case_of("subscriberid", bounced)
@@ -237,7 +238,7 @@ def disable_subscribers(cursor, t: Tables, bounced: Mapping[int, int]) -> None:
         )
 
 
-def move_list_counts(cursor, t: Tables, bounced: Mapping[int, int], unsubscribed: Mapping[int, int]) -> None:
+def move_list_counts(cursor: Cursor, t: Tables, bounced: Mapping[int, int], unsubscribed: Mapping[int, int]) -> None:
     """Bounce step 5 and complaint step 1: per list, bouncecount + disabled, unsubscribecount + unsubscribed,
     subscribecount - both; one statement."""
     listids = sorted(set(bounced) | set(unsubscribed))
@@ -254,7 +255,7 @@ def move_list_counts(cursor, t: Tables, bounced: Mapping[int, int], unsubscribed
     )
 
 
-def unsubscribe_subscribers(cursor, t: Tables, unsubscribed: Mapping[int, int]) -> None:
+def unsubscribe_subscribers(cursor: Cursor, t: Tables, unsubscribed: Mapping[int, int]) -> None:
     """Complaint step 2: unsubscribed = time and unsubscribeconfirmed = '1' on each row; nothing else."""
     if unsubscribed:
         case, params = case_of("subscriberid", unsubscribed)
@@ -265,7 +266,7 @@ def unsubscribe_subscribers(cursor, t: Tables, unsubscribed: Mapping[int, int]) 
         )
 
 
-def replace_unsubscribe_rows(cursor, t: Tables, rows: Sequence[Unsubscribed]) -> None:
+def replace_unsubscribe_rows(cursor: Cursor, t: Tables, rows: Sequence[Unsubscribed]) -> None:
     """Complaint step 3: the (subscriberid, listid) rows of email_list_subscribers_unsubscribe give way to
     one row each, with the kept request time and IP; unsubscribeip '' as IEM's cron calls store it."""
     if not rows:
@@ -284,7 +285,7 @@ def replace_unsubscribe_rows(cursor, t: Tables, rows: Sequence[Unsubscribed]) ->
     )
 
 
-def rows_of_address(cursor, t: Tables, email: str) -> list[tuple[int, int, int, int, str]]:
+def rows_of_address(cursor: Cursor, t: Tables, email: str) -> list[tuple[int, int, int, int, str]]:
     """(subscriberid, listid, bounced, unsubscribed, confirmed) of every row of an address, by listid.
 
     Matched by IEM's collation (case-insensitive), as IEM's own lookup. For `explain`.
@@ -297,7 +298,7 @@ def rows_of_address(cursor, t: Tables, email: str) -> list[tuple[int, int, int, 
     return [tuple(row) for row in cursor.fetchall()]
 
 
-def bounce_rows_of(cursor, t: Tables, subscriber_ids: Sequence[int]) -> list[tuple]:
+def bounce_rows_of(cursor: Cursor, t: Tables, subscriber_ids: Sequence[int]) -> list[tuple]:
     """(bounceid, subscriberid, statid, listid, bouncetime, bouncetype, bouncerule) of these subscribers, by time."""
     if not subscriber_ids:
         return []
@@ -309,7 +310,7 @@ def bounce_rows_of(cursor, t: Tables, subscriber_ids: Sequence[int]) -> list[tup
     return [tuple(row) for row in cursor.fetchall()]
 
 
-def lock_subscribers(cursor, t: Tables, subscriber_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+def lock_subscribers(cursor: Cursor, t: Tables, subscriber_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
     """Lock these subscriber rows (in id order, as the workers do); subscriberid -> (listid, bounced, unsubscribed)
     of those that still exist. For `undo`."""
     if not subscriber_ids:
@@ -322,7 +323,7 @@ def lock_subscribers(cursor, t: Tables, subscriber_ids: Sequence[int]) -> dict[i
     return {row[0]: (row[1], row[2] or 0, row[3] or 0) for row in cursor.fetchall()}
 
 
-def delete_bounce_rows(cursor, t: Tables, keys: Sequence[tuple]) -> set[tuple]:
+def delete_bounce_rows(cursor: Cursor, t: Tables, keys: Sequence[tuple]) -> set[tuple]:
     """Undo of step 4: remove one bounce row per (subscriberid, statid, listid, bouncetime, bouncetype, bouncerule);
     returns the keys that had a row (the others were removed or changed since)."""
     if not keys:
@@ -344,7 +345,8 @@ def delete_bounce_rows(cursor, t: Tables, keys: Sequence[tuple]) -> set[tuple]:
     return set(chosen)
 
 
-def reactivate_subscribers(cursor, t: Tables, disabled: Mapping[int, int], unsubscribed: Mapping[int, int]) -> None:
+def reactivate_subscribers(cursor: Cursor, t: Tables, disabled: Mapping[int, int],
+                           unsubscribed: Mapping[int, int]) -> None:
     """Undo of bounce step 5 and complaint steps 1-2, for subscriberid -> listid.
 
     `disabled` rows get `bounced = 0`; `unsubscribed` rows `unsubscribed = 0, unsubscribeconfirmed = '0'` (the
@@ -366,7 +368,7 @@ def reactivate_subscribers(cursor, t: Tables, disabled: Mapping[int, int], unsub
 UnsubscribeKey = tuple[int, int, int, int, str]  # (subscriberid, listid, unsubscribetime, statid, unsubscribearea)
 
 
-def delete_unsubscribe_rows(cursor, t: Tables, keys: Sequence[UnsubscribeKey]) -> set[UnsubscribeKey]:
+def delete_unsubscribe_rows(cursor: Cursor, t: Tables, keys: Sequence[UnsubscribeKey]) -> set[UnsubscribeKey]:
     """Undo of complaint step 3: remove the one email_list_subscribers_unsubscribe row per key a complaint wrote;
     returns the keys that had a row (the others were removed or changed since). That table has no key of its own,
     so the rows are locked and matched on every column the complaint set."""
@@ -390,7 +392,7 @@ def delete_unsubscribe_rows(cursor, t: Tables, keys: Sequence[UnsubscribeKey]) -
     return found
 
 
-def restore_unsubscribe_requests(cursor, t: Tables, requests: Sequence[tuple[int, int, int, str]]) -> None:
+def restore_unsubscribe_requests(cursor: Cursor, t: Tables, requests: Sequence[tuple[int, int, int, str]]) -> None:
     """Undo of complaint step 3's deletion: a pending request row per (subscriberid, listid, requesttime, requestip)
     the complaint kept, in the shape IEM's unsubscribe request leaves (unsubscribetime 0, statid 0, no IP or area)."""
     if requests:

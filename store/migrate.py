@@ -6,13 +6,16 @@ The migrations themselves are ledger.migrations(); the RabbitMQ half is common.b
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 import pymysql
 
 from ..common.config import Settings
-from ..common.errors import FatalError
-from . import iem, ledger
-from .db import Tables, connect, error_number, setting_to_check, translate
+from ..common.errors import FatalError, TransientError
+from . import guard_store, iem, ledger
+from .database import Cursor, Database, OneShot, Session, WaitItOut
+from .db import Tables, error_number
 
 log = logging.getLogger("pmtabounce.setup")
 
@@ -21,45 +24,92 @@ MIGRATION_SECONDS = 6 * 3600.0
 
 
 def setup_database(settings: Settings) -> int:
-    """Run the ledger migrations not yet applied; returns the schema version now in place."""
-    tables = Tables(settings.table_prefix)
-    try:
-        return _migrate(settings, tables)
-    except Exception as exc:
-        error = translate(exc)  # one-shot: even what a worker would retry ends setup, with its reason
-        if error is exc:
-            raise
-        raise FatalError(f"database setup failed at {settings.mysql.safe_url()}: {error} "
-                         f"({setting_to_check(exc, settings.mysql, tables.prefix)})") from None
+    """Run the ledger migrations not yet applied; returns the schema version now in place.
 
-
-def _migrate(settings: Settings, tables: Tables) -> int:
-    connection = connect(settings.mysql, read_timeout=MIGRATION_SECONDS)
+    One-shot (store/database.py): even what a worker would retry ends setup with a FatalError and its reason."""
+    database = Database(settings.mysql, Tables(settings.table_prefix), OneShot(statement_seconds=MIGRATION_SECONDS))
     try:
-        with connection.cursor() as cursor:
-            iem.require_tables(cursor, tables, settings.mysql.safe_url())  # never our tables beside nothing
-            cursor.execute(ledger.meta_table_sql(tables))
-            cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
-            row = cursor.fetchone()
-            current = int(row[0]) if row else 0
-            for version, statements in ledger.migrations(tables):
-                if version <= current:
-                    continue
-                log.info("database: applying schema version %d to %s", version, tables.ledger)
-                for statement in statements:
-                    _execute_ddl(cursor, statement)
-                cursor.execute(
-                    f"INSERT INTO {tables.meta} (name, value) VALUES ('schema_version', %s) "
-                    "ON DUPLICATE KEY UPDATE value = VALUES(value)",
-                    (str(version),),
-                )
-                log.info("database: applied schema version %d (%s)", version, tables.ledger)
-                current = version
-        connection.commit()
+        with database.transaction() as session:
+            current = _migrate(session, settings.mysql.safe_url())
+    except FatalError as exc:
+        raise FatalError(f"database setup failed: {exc}") from None
     finally:
-        connection.close()
+        database.close()
     log.info("database ready: schema version %d in %s", current, settings.mysql.safe_url())
     return current
+
+
+def _migrate(session: Session, where: str) -> int:
+    cursor, tables = session.cursor, session.tables
+    iem.require_tables(cursor, tables, where)  # never our tables beside nothing
+    cursor.execute(ledger.meta_table_sql(tables))
+    cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
+    row = cursor.fetchone()
+    current = int(row[0]) if row else 0
+    for version, statements in ledger.migrations(tables):
+        if version <= current:
+            continue
+        log.info("database: applying schema version %d to %s", version, tables.ledger)
+        for statement in statements:
+            _execute_ddl(cursor, statement)
+        cursor.execute(
+            f"INSERT INTO {tables.meta} (name, value) VALUES ('schema_version', %s) "
+            "ON DUPLICATE KEY UPDATE value = VALUES(value)",
+            (str(version),),
+        )
+        log.info("database: applied schema version %d (%s)", version, tables.ledger)
+        current = version
+    if current >= 3:  # the guard's tables exist
+        for change in guard_store.normalise_domains(cursor, tables):
+            log.info("database: domain guard: %s (one domain, its IDNA A-label)", change)
+    return current
+
+
+def wait_for_schema(settings: Settings, seconds: float, poll: float = 2.0,
+                    sleep: Callable[[float], None] = time.sleep) -> int:
+    """Change nothing: wait up to `seconds` until the database holds this version's schema (what a `setup` of
+    this release writes; a newer one too), polling every `poll` seconds; an unreachable database is waited
+    for the same way (WaitItOut, bounded by the time left). Returns the schema version found. Raises
+    FatalError naming what is missing once the time is up, at once for a refusal (login, grants)."""
+    wanted = latest_version()
+    tables = Tables(settings.table_prefix)
+    deadline = time.monotonic() + seconds
+    while True:
+        policy = WaitItOut(give_up_after=max(deadline - time.monotonic(), 0.1), connect_seconds=5.0,
+                           statement_seconds=10.0)
+        database = Database(settings.mysql, tables, policy, log=log)
+        try:
+            found, why = database.run(_schema_version, commit=False), ""
+        except TransientError as exc:  # GaveUp: the database did not answer within the time left
+            found, why = 0, f" (the database did not answer: {exc})"
+        finally:
+            database.close()
+        if found >= wanted:
+            log.info("database: schema version %d in %s (this version needs %d)", found, tables.meta, wanted)
+            return found
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise FatalError(f"schema version {found} in {settings.mysql.safe_url()}{why}, this version needs "
+                             f"{wanted}: run this release's `pmtabounce setup` (on Kubernetes its setup Job)")
+        log.info("database: waiting for schema version %d (found %d)%s", wanted, found, why)
+        sleep(min(poll, left))
+
+
+def latest_version() -> int:
+    """The schema version this code writes and needs (its last migration)."""
+    return ledger.SCHEMA_VERSION
+
+
+def _schema_version(session: Session) -> int:
+    """The schema version recorded in the meta table; 0 when there is none (no table, no row)."""
+    cursor, tables = session.cursor, session.tables
+    cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
+                   "AND table_name = %s", (tables.meta.strip("`"),))
+    if not cursor.fetchone()[0]:  # no meta table yet: setup never ran
+        return 0
+    cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
+    row = cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 # ALTER TABLE … ALGORITHM=INSTANT refused: the server cannot add these columns in place (old MariaDB/MySQL).
@@ -69,7 +119,7 @@ _NOT_INSTANT = {1845, 1846}
 _ALREADY_DONE = {1060, 1061, 1091}
 
 
-def _execute_ddl(cursor, statement: str) -> None:
+def _execute_ddl(cursor: Cursor, statement: str) -> None:
     """Run one migration statement. An ALTER TABLE is tried with ALGORITHM=INSTANT first (no copy of a
     large, live ledger), then as the server chooses; columns already there count as done, so a
     half-applied migration re-runs."""

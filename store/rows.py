@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..common.complaint import ComplaintRecord
 from ..common.record import BounceRecord
-from .effects import Unsubscribed
+from .effects import Effects, Unsubscribed
 
 Record = BounceRecord | ComplaintRecord
 
@@ -23,7 +23,7 @@ class Outcome:
     decision: str
     subscriberid: int | None = None
     listid: int | None = None
-    effects: dict | None = None
+    effects: Effects | None = None
     unsubscribed: tuple[Unsubscribed, ...] = ()
     email: str = ""  # the address acted on when the record did not name it (a complaint found by its link)
 

@@ -36,11 +36,9 @@ import orjson
 from ..common.errors import TransientError
 from ..common.policy import bounce_rule
 from . import iem
-from .db import Tables
-from .effects import Unsubscribed
-
-STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
-STATS_TABLE_OF_AREA = {"a": "autoresponders", "n": "newsletters"}  # the unsubscribearea a counted row carries
+from .db import Cursor, Tables
+from .effects import CAMPAIGN_COLUMN, STATS_TABLE_OF_AREA, Unsubscribed
+from .events import Events
 
 
 @dataclass(frozen=True)
@@ -72,7 +70,7 @@ def effect_of(row: dict) -> Effect:
     bounce_row = None
     if decision in ("hard", "soft"):
         bounce_row = (sid, row["statid"], listid, row["time_logged"], decision, bounce_rule(row["category"]))
-    campaign = (row["statid"], STAT_COLUMN[decision], None) if row["statid"] > 0 else None
+    campaign = (row["statid"], CAMPAIGN_COLUMN[decision], None) if row["statid"] > 0 else None
     disabled = (sid, listid, row["time_logged"]) if row["outcome"] == "disabled" else None
     return Effect(row["id"], row["email"], bounce_row, campaign, disabled)
 
@@ -124,13 +122,14 @@ class UndoCounts:
             "resubscribed_per_list": {str(k): v for k, v in sorted(self.resubscribed.items())},
             "unsubscribe_rows_removed": self.unsubscribe_rows_removed,
             "unsubscribe_requests_restored": self.requests_restored,
-            "campaign_counters": {str(s): dict(c) for s, c in sorted(self.campaigns.items())},
+            "campaign_counters": {str(s): dict(sorted(c.items())) for s, c in sorted(self.campaigns.items())},
             "skipped": self.skipped,
         }
 
 
-def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
-    """Revert these ledger rows' writes in the caller's transaction and mark them with `run`.
+def undo_batch(cursor: Cursor, t: Tables, rows: list[dict], run: int, events: Events | None = None) -> UndoCounts:
+    """Revert these ledger rows' writes in the caller's transaction and mark them with `run`; with `events`,
+    write their outbox rows too (an `undo.reverted` per record, IEM's Subscribe webhook per row made active).
 
     Raises AlreadyUndone if another run marked one of them meanwhile (roll back and read again).
     """
@@ -163,10 +162,12 @@ def undo_batch(cursor, t: Tables, rows: list[dict], run: int) -> UndoCounts:
     resubscribe = _undo_unsubscribes(cursor, t, effects, current, moves, counts)
     iem.add_campaign_counts(cursor, t, moves)
     iem.reactivate_subscribers(cursor, t, reactivate, resubscribe)
+    if events is not None:
+        events.for_undo(cursor, rows, effects, reactivate, resubscribe, run)
     return counts
 
 
-def _undo_unsubscribes(cursor, t: Tables, effects: list[Effect], current: dict, moves: dict,
+def _undo_unsubscribes(cursor: Cursor, t: Tables, effects: list[Effect], current: dict, moves: dict,
                        counts: UndoCounts) -> dict[int, int]:
     """The complaints' rows still as they left them: their unsubscribe rows removed, the kept requests put back,
     their campaign counters queued in `moves`; returns subscriberid -> listid of the rows to make active again."""
@@ -232,10 +233,11 @@ class AlreadyUndone(TransientError):
     """Another undo run marked one of these records meanwhile: roll back and read the selection again."""
 
 
-UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged", "decision", "category", "outcome")
+UNDO_COLUMNS = ("id", "email", "subscriberid", "listid", "statid", "time_logged", "decision", "category", "outcome",
+                "fingerprint")
 
 
-def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
+def undo_candidates(cursor: Cursor, t: Tables, clause: str, params: list, after_id: int, limit: int) -> list[dict]:
     """Ledger rows matching `clause` (worker.undo_filter.UndoFilter) with id above `after_id`, in id order,
     with their recorded `effects` when the ledger has that column."""
     columns = UNDO_COLUMNS + (("effects",) if _has_effects(cursor, t) else ())
@@ -246,12 +248,12 @@ def undo_candidates(cursor, t: Tables, clause: str, params: list, after_id: int,
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
-def _has_effects(cursor, t: Tables) -> bool:
+def _has_effects(cursor: Cursor, t: Tables) -> bool:
     cursor.execute(f"SHOW COLUMNS FROM {t.ledger} LIKE 'effects'")
     return cursor.fetchone() is not None
 
 
-def mark_undone(cursor, t: Tables, ids: Sequence[int], run: int) -> None:
+def mark_undone(cursor: Cursor, t: Tables, ids: Sequence[int], run: int) -> None:
     """Mark ledger rows as reverted by undo run `run`; raises AlreadyUndone if one was marked meanwhile."""
     if not ids:
         return

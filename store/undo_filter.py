@@ -53,7 +53,7 @@ class UndoFilter:
                 parts.append(sql)
                 params.append(value)
         for column, test, values in (
-            ("email", "LIKE", [guard_store.domain_pattern(d) for d in self.domains]),
+            ("email", "LIKE", [p for d in self.domains for p in guard_store.domain_patterns(d)]),
             ("source_file", "REGEXP", [_regexp_of_glob(g) for g in self.files]),
         ):
             if values:

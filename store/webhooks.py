@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..common.php import serialize
-from .db import Tables
+from .db import Cursor, Tables
 
 # IEM's webhook_event_types ids (the only ones a list webhook fires on).
 EVENT_SUBSCRIBE = 1
@@ -29,7 +29,7 @@ class WebhookTarget:
     url: str
 
 
-def webhook_tables_present(cursor, tables: Tables) -> bool:
+def webhook_tables_present(cursor: Cursor, tables: Tables) -> bool:
     """Whether this IEM has webhooks (6.5.1 on): both `<prefix>webhooks` and `<prefix>webhook_logs` exist.
 
     An IEM before 6.5.1 has neither: then there is nothing to send (spec, first section). Read from
@@ -43,7 +43,8 @@ def webhook_tables_present(cursor, tables: Tables) -> bool:
     return all(name.lower() in found for name in wanted)
 
 
-def list_targets(cursor, tables: Tables, listids: Iterable[int]) -> dict[tuple[int, int], list[WebhookTarget]]:
+def list_targets(cursor: Cursor, tables: Tables,
+                 listids: Iterable[int]) -> dict[tuple[int, int], list[WebhookTarget]]:
     """The list webhooks of `listids`, keyed (listid, event), each list in webhookid order; one statement.
 
     IEM's selection (spec "Which URLs": `id` = the list, `webhook_type_id` 1, by webhookid) with our two
@@ -77,7 +78,7 @@ def unsubscribe_payload(listname: str, emailaddress: str, unsubscribedate: int) 
             "unsubscribedate": unsubscribedate}
 
 
-def subscribe_payload(cursor, tables: Tables, listid: int, subscriberid: int) -> dict:
+def subscribe_payload(cursor: Cursor, tables: Tables, listid: int, subscriberid: int) -> dict:
     """The Subscribe event's payload for subscriber `subscriberid` on list `listid`, read now (two statements).
 
     `confirmed` and `confirmdate` are strings, as PHP's MySQL driver returns every column (NULL stays
@@ -104,7 +105,7 @@ def subscribe_payload(cursor, tables: Tables, listid: int, subscriberid: int) ->
     return payload
 
 
-def _list_fields(cursor, tables: Tables, listid: int, subscriberid: int) -> dict:
+def _list_fields(cursor: Cursor, tables: Tables, listid: int, subscriberid: int) -> dict:
     cursor.execute(
         f"SELECT f.fieldid, f.name, d.fieldid IS NOT NULL, d.data FROM {tables.customfield_lists} cl "
         f"JOIN {tables.customfields} f ON f.fieldid = cl.fieldid "
@@ -125,7 +126,7 @@ def _php_string(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def log_call(cursor, tables: Tables, event: int, url: str, payload: dict, response: str | None,
+def log_call(cursor: Cursor, tables: Tables, event: int, url: str, payload: dict, response: str | None,
              logdate: int) -> None:
     """Write the `<prefix>webhook_logs` row of one call tried, as IEM 6.5.1 writes it (spec "The log row").
 

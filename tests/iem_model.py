@@ -296,7 +296,8 @@ def load_world(db, world, directory: Path) -> IemState:
     """A pmtabounce.demo.world.World into an IemDatabase and its files into `directory`; the state before any bounce."""
     connection = db.connect()
     try:
-        world.create_database(connection, db.tables)
+        world.create_database(connection.cursor(), db.tables)
+        connection.commit()
     finally:
         connection.close()
     world.write_files(directory)

@@ -90,7 +90,8 @@ class Seed:
         """IEM's fixture tables and our ledger under this seed's prefix (for a second prefix in one database)."""
         connection = self.db.connect()
         try:
-            create_iem_tables(connection, self.t)
+            create_iem_tables(connection.cursor(), self.t)
+            connection.commit()
         finally:
             connection.close()
         setup_database(self.db.settings(table_prefix=self.t.prefix))

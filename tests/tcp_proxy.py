@@ -1,5 +1,8 @@
 """A TCP proxy a test owns, between a process and MariaDB or RabbitMQ, so the test can cut
-the connection (an outage) while the shared server keeps running for everyone else."""
+the connection (an outage) while the shared server keeps running for everyone else.
+
+Given more than one target it is a small load balancer (as haproxy in TCP mode in front of a
+RabbitMQ cluster): each new connection goes to the next target in turn that accepts it."""
 
 from __future__ import annotations
 
@@ -8,8 +11,10 @@ import threading
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, *more: tuple[str, int]) -> None:
         self.target = (target_host, target_port)
+        self.targets = [self.target, *more]
+        self._turn = 0
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -75,10 +80,8 @@ class TcpProxy:
                 with self._lock:
                     self._held.append(client)
                 continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-                upstream.settimeout(None)
-            except OSError:
+            upstream = self._upstream()
+            if upstream is None:
                 client.close()
                 continue
             with self._lock:
@@ -86,6 +89,19 @@ class TcpProxy:
                 self.connections += 1
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _upstream(self) -> socket.socket | None:
+        """A connection to the next target that accepts one, or None."""
+        for _ in range(len(self.targets)):
+            target = self.targets[self._turn % len(self.targets)]
+            self._turn += 1
+            try:
+                upstream = socket.create_connection(target, timeout=5)
+            except OSError:
+                continue
+            upstream.settimeout(None)
+            return upstream
+        return None
 
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:

@@ -56,7 +56,8 @@ def create_database(mysql_server: str, name_prefix: str, table_prefix: str = "em
     tables = Tables(table_prefix)
     connection = connect(parse_mysql_url(url))
     try:
-        create_iem_tables(connection, tables, webhooks=webhooks)
+        create_iem_tables(connection.cursor(), tables, webhooks=webhooks)
+        connection.commit()
         if fill is not None:
             fill(connection, tables)
     finally:

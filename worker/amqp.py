@@ -14,6 +14,7 @@ import pika
 from pika.exceptions import ConsumerCancelled
 
 from ..common import broker
+from ..common.instance import consumer_tag
 from ..common.topology import H_SOURCE_FILE, H_SOURCE_LINE, Topology
 from .handle import DeadLetterVerdict, Delivery, ack_plan, dead_letter_headers
 
@@ -50,17 +51,17 @@ class Consumer:
         self.in_hand: dict[int, pika.BasicProperties] = {}
         self.outstanding: set[int] = set()
         self.quiet_since = time.monotonic()
-        self.tag = self.channel.basic_consume(topology.queue, self._on_message)
+        self.tag = self.channel.basic_consume(topology.queue, self._on_message, consumer_tag=consumer_tag("worker"))
 
     @classmethod
-    def open(cls, url: str, topology: Topology, batch_size: int) -> Consumer:
-        """Connect, declare the topology (idempotent) and start consuming.
+    def open(cls, nodes: broker.Nodes, topology: Topology, batch_size: int) -> Consumer:
+        """Connect to the first of `nodes` that answers, declare the topology (idempotent) and start consuming.
 
         Raises FatalError (login, virtual host, permissions, a queue with other arguments) or TransientError.
         """
-        connection = broker.connect(url, "worker")
+        connection = broker.connect(nodes, "worker")
         try:
-            with broker.translated(url):
+            with broker.translated(nodes.urls[nodes.current]):
                 return cls(connection, topology, batch_size)
         except BaseException:
             broker.close_quietly(connection)

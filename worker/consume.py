@@ -3,14 +3,12 @@ rides out database outages, and stops cleanly on SIGTERM or SIGINT.
 
 What a message means and what becomes of it is decided in handle.py; the
 frames sent to RabbitMQ are in amqp.py. The database is reached through
-BatchApplier alone (no PyMySQL here, as no pika there).
+BatchApplier alone (no MySQL driver here, as no pika there).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
 from collections import Counter
@@ -24,11 +22,15 @@ from ..common import broker, health, metrics
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from ..common.guard import GuardSettings
-from ..common.shutdown import AbandonableCalls, CallAbandoned, stop_on_signals
+from ..common.instance import instance_name
+from ..common.shutdown import GRACE_SECONDS, AbandonableCalls, CallAbandoned, stop_on_signals
+from ..store import events
 from ..store.db import Tables
 from .amqp import Consumer
 from .apply import BatchApplier
-from .handle import DeadLetterGuard, Handled, handle_batch
+from .handle import DEAD_LETTER_REASONS, DeadLetterGuard, Handled, handle_batch
+from .plan import COMPLAINT_OUTCOMES, OUTCOMES
+from .relay import Relay, start_thread
 
 log = logging.getLogger("pmtabounce.worker")
 
@@ -43,9 +45,10 @@ class ShutdownRequested(Exception):
     """A stop request arrived during a retry pause: in-flight messages go back unacked."""
 
 
-def run_worker(settings: Settings, exit_when_idle: float | None = None) -> int:
-    """Consume until SIGTERM/SIGINT (or `exit_when_idle` seconds with no message); the exit code."""
-    worker = Worker(settings, exit_when_idle)
+def run_worker(settings: Settings, exit_when_idle: float | None = None, relay: bool = True) -> int:
+    """Consume until SIGTERM/SIGINT (or `exit_when_idle` seconds with no message); the exit code.
+    `relay`: also send the outbox's events from a thread of this process (worker/relay.py)."""
+    worker = Worker(settings, exit_when_idle, relay=relay)
     with stop_on_signals(worker.stopping, log=log, then="finishing the batch in hand, then exiting",
                          on_stop=worker.database_calls.stop_requested):
         return worker.run()
@@ -87,18 +90,23 @@ class Tally:
 class Worker:
     """Consumes the work queue until told to stop; survives broker and database outages on its own."""
 
-    def __init__(self, settings: Settings, exit_when_idle: float | None = None) -> None:
+    def __init__(self, settings: Settings, exit_when_idle: float | None = None, relay: bool = True) -> None:
         self.settings = settings
+        self.relay = relay
+        self.relay_stop = threading.Event()
+        self.relay_sender: Relay | None = None
         self.amqp_url = settings.amqp  # a missing URL is a ConfigError now, not after connecting
+        self.nodes = broker.Nodes(self.amqp_url, "worker")
         self.topology = settings.topology
         self.exit_when_idle = exit_when_idle
+        tables = Tables(settings.table_prefix)
         self.applier = BatchApplier(
-            settings.mysql, Tables(settings.table_prefix), settings.policy,
+            settings.mysql, tables, settings.policy,
             retry_max_wait=settings.retry_max_wait, sleep=self._database_pause,
-            guard=GuardSettings.from_settings(settings),
+            guard=GuardSettings.from_settings(settings), events=events.from_settings(settings, tables),
         )
         self.guard = DeadLetterGuard()
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.name = instance_name()
         self.stopping = threading.Event()
         self.database_calls = AbandonableCalls("the database", log=log)
         self.idle = False
@@ -112,6 +120,7 @@ class Worker:
         self.ledger_read = -LEDGER_SECONDS
 
     def run(self) -> int:
+        _series_at_zero()
         server = health.serve(self.settings.metrics_port, self.not_ready, metrics.registry_for("worker"))
         log.info(
             "worker %s consuming %s at %s in batches of up to %d, applying to %s",
@@ -123,6 +132,8 @@ class Worker:
                 self.applier.check_tables()
                 self.applier.read_guard_gauges(every=0)
             self._database_answered()
+            if self.relay:
+                self.relay_sender = start_thread(self.settings, self.relay_stop)
             while not (self.stopping.is_set() or self.idle):
                 self.consumer = self._connect()
                 if self.consumer is not None:
@@ -140,13 +151,23 @@ class Worker:
                          extra={"event": "fatal", "error_class": type(exc).__name__})
             return 1
         finally:
+            self.relay_stop.set()
+            if self.relay_sender is not None and self.relay_sender.thread is not None:
+                # The relay's call in hand (a webhook, or a database call on a silent server) gets the same grace
+                # as the worker's own; a daemon thread left behind loses nothing: its claimed rows are sent again
+                # once their lease runs out, and its open transaction is rolled back (at-least-once).
+                self.relay_sender.thread.join(GRACE_SECONDS)
+                if self.relay_sender.thread.is_alive():
+                    log.info("the relay's call in hand did not end within %.0f s; its events are sent again later",
+                             GRACE_SECONDS)
             self.applier.close()
             self.tally.report()
             if server is not None:
                 server.shutdown()
 
     def not_ready(self) -> str | None:
-        """/readyz: None when consuming on an open channel with the database answering lately, else why not.
+        """/readyz: None when consuming on an open channel with the database answering lately (and the relay
+        thread, when there is one, not ended by a FatalError: events would wait unsent), else why not.
 
         A database call waiting HUNG_SECONDS or more (a partition: the socket open, nothing answering,
         nothing raised) makes it not ready at once, naming the database, even before RabbitMQ is reached."""
@@ -157,6 +178,9 @@ class Worker:
             return f"not consuming {self.topology.queue} (no open RabbitMQ channel)"
         if not self.database_ok:
             return f"the database at {self.settings.mysql.safe_url()} does not answer"
+        if self.relay_sender is not None and self.relay_sender.stopped:
+            return (f"its relay thread stopped ({self.relay_sender.stopped}); committed events wait in the outbox: "
+                    "fix that and restart the worker, or send them with `pmtabounce relay`")
         return None
 
     def _connect(self) -> Consumer | None:
@@ -169,7 +193,7 @@ class Worker:
             reraise=True,
         )
         try:
-            consumer = retrying(Consumer.open, self.amqp_url, self.topology, self.settings.batch_size)
+            consumer = retrying(Consumer.open, self.nodes, self.topology, self.settings.batch_size)
         except ShutdownRequested:
             return None
         if self.broker_down:
@@ -190,14 +214,16 @@ class Worker:
                 self._flush(consumer)
         except TransientError as exc:  # from the broker: the database's are retried inside the applier
             self.broker_down = True
+            self.nodes.lost()
             if self.stopping.is_set():
                 log.warning("RabbitMQ connection failed while stopping (%s); messages not yet acknowledged "
                             "go back to the queue", exc)
                 return
             metrics.RETRIES.labels("broker").inc()
             log.warning(
-                "RabbitMQ connection or channel failed (%s); reconnecting. Messages not yet acknowledged "
+                "RabbitMQ connection or channel failed (%s); reconnecting%s. Messages not yet acknowledged "
                 "go back to the queue and come again (the ledger makes repeats harmless)", exc,
+                ", starting with the next node" if len(self.nodes) > 1 else "",
             )
         finally:
             consumer.close()
@@ -299,3 +325,10 @@ class Worker:
             extra={"event": "retry", "retry_attempt": state.attempt_number, "error_class": "TransientError"},
         )
 
+
+def _series_at_zero() -> None:
+    """Every label value of the worker's counters, at 0 from the start (metrics.start_at_zero says why)."""
+    metrics.start_at_zero(metrics.DEAD_LETTERED, DEAD_LETTER_REASONS)
+    metrics.start_at_zero(metrics.RECORDS_PROCESSED, [*((o, "bounce") for o in OUTCOMES),
+                                                      *((o, "complaint") for o in COMPLAINT_OUTCOMES)])
+    metrics.start_at_zero(metrics.RETRIES, ("database", "broker"))

@@ -21,6 +21,7 @@ from .plan import Outcome
 # The short class of a dead letter: a metric label and the H_ERROR header.
 INVALID_MESSAGE = "invalid_message"
 DATABASE_REFUSED = "database_refused"
+DEAD_LETTER_REASONS = (INVALID_MESSAGE, DATABASE_REFUSED)  # every value of pmtabounce_dead_lettered_total{reason}
 
 # So many dead letters in a row is not bad data but a fault of ours (a broken
 # trigger, a bad deploy of the producer): stop rather than empty the queue into the DLQ.

@@ -11,22 +11,22 @@ what it writes; `Plan.take` is the one place those become the batch's writes.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..common.complaint import ComplaintRecord
 from ..common.guard import GuardBatch
 from ..common.policy import Policy, bounce_rule
 from ..common.record import BounceRecord
-from ..store.effects import Unsubscribed, bounce_effects
+from ..store.effects import CAMPAIGN_COLUMN, Effects, Unsubscribed, bounce_effects
 from ..store.rows import Candidate, LinkedRow, Outcome, Record, Rows
 from .plan_complaint import decide_complaint
 
-__all__ = ["COMPLAINT_OUTCOMES", "OUTCOMES", "Candidate", "LinkedRow", "Outcome", "Plan", "Rows", "plan_batch"]
+__all__ = ["COMPLAINT_OUTCOMES", "OUTCOMES", "BatchReads", "Candidate", "LinkedRow", "Outcome", "Plan", "Rows",
+           "plan_batch"]
 # held: kept by the domain guard, nothing written to IEM yet; discarded: a held record an operator threw away.
 OUTCOMES = ("applied", "disabled", "already_bounced", "not_found", "unroutable", "held", "discarded", "duplicate")
 COMPLAINT_OUTCOMES = ("unsubscribed", "not_found", "unroutable", "ignored", "duplicate")
-_STAT_COLUMN = {"hard": "bouncecount_hard", "soft": "bouncecount_soft", "ignore": "bouncecount_unknown"}
 
 
 @dataclass
@@ -54,17 +54,17 @@ class Plan:
     def take(self, outcome: Outcome, rows: Rows) -> None:
         """The record's decision becomes the batch's writes, and the in-memory rows move with them."""
         self.outcomes.append(outcome)
-        effects = outcome.effects or {}
-        if "campaign" in effects:
-            table, statid, column = effects["campaign"]
+        effects = outcome.effects or Effects()
+        if effects.campaign is not None:
+            table, statid, column = effects.campaign
             self.stats[(table, statid)][column] += 1
-        if "bounce_row" in effects:
-            row = tuple(effects["bounce_row"])
+        if effects.bounce_row is not None:
+            row = effects.bounce_row
             self.bounce_rows.append(row)
             rows.bounced_keys.add(row[:3])
             rows.row_count[row[0]] += 1
-        if "disabled" in effects:
-            subscriberid, listid, when = effects["disabled"]
+        if effects.disabled is not None:
+            subscriberid, listid, when = effects.disabled
             self.disable[subscriberid] = when
             self.list_bounces[listid] += 1
             rows.inactive.add(subscriberid)
@@ -77,31 +77,35 @@ class Plan:
             rows.inactive.add(gone.subscriberid)
 
 
-def plan_batch(
-    records: Sequence[Record],
-    *,
-    policy: Policy,
-    known: Iterable[str],
-    candidates: Iterable[Candidate],
-    bounce_rows: Iterable[tuple[int, int, int, int]],
-    stats_tables: Mapping[int, str],
-    linked: Iterable[LinkedRow] = (),
-    requests: Mapping[tuple[int, int], tuple[int, str]] | None = None,
-    guard: GuardBatch | None = None,
-) -> Plan:
-    """Decide every record's outcome and the writes they add up to.
+@dataclass(frozen=True)
+class BatchReads:
+    """What the database holds that a batch's records may touch, read (and locked) before the walk.
 
     `known`: fingerprints already in the ledger. `candidates`: active rows of the
     queried addresses (locked). `bounce_rows`: existing (subscriberid, statid,
     listid, count) of email_list_subscriber_bounces for the candidates.
     `stats_tables`: statid -> 'autoresponders' or 'newsletters'. `linked`: the rows
     complaints' List-Unsubscribe links name. `requests`: (subscriberid, listid) ->
-    the first pending unsubscribe request's (time, IP). `guard`: the domain guard, asked
-    about every new bounce in order (None: no guard).
+    the first pending unsubscribe request's (time, IP).
+    """
+
+    known: Collection[str]
+    candidates: Sequence[Candidate]
+    bounce_rows: Sequence[tuple[int, int, int, int]]
+    stats_tables: Mapping[int, str]
+    linked: Sequence[LinkedRow] = ()
+    requests: Mapping[tuple[int, int], tuple[int, str]] = field(default_factory=dict)
+
+
+def plan_batch(records: Sequence[Record], *, policy: Policy, reads: BatchReads,
+               guard: GuardBatch | None = None) -> Plan:
+    """Decide every record's outcome and the writes they add up to, from what `reads` found.
+
+    `guard`: the domain guard, asked about every new bounce in order (None: no guard).
     """
     plan = Plan(guard=guard)
-    seen = set(known)
-    rows = _rows(candidates, bounce_rows, stats_tables, linked, requests or {})
+    seen = set(reads.known)
+    rows = _rows(reads.candidates, reads.bounce_rows, reads.stats_tables, reads.linked, reads.requests)
     for record in records:
         if record.fingerprint in seen:
             decision = "" if isinstance(record, ComplaintRecord) else policy.classify(record.category)
@@ -151,7 +155,7 @@ def decide_bounce(record: BounceRecord, rows: Rows, policy: Policy) -> Outcome:
         return Outcome(record, "already_bounced", decision, sid, listid)
     # Step 3: campaign statistics, when the statid names a campaign.
     table = rows.stats_tables.get(record.statid)
-    campaign = (table, record.statid, _STAT_COLUMN[decision]) if table is not None else None
+    campaign = (table, record.statid, CAMPAIGN_COLUMN[decision]) if table is not None else None
     if decision == "ignore":
         return Outcome(record, "applied", decision, sid, listid, bounce_effects(None, campaign, None))
     # Step 4: the bounce row. Step 5: disable on hard, or on the threshold'th row.

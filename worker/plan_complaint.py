@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from ..common.complaint import ComplaintRecord, UnsubscribeLink, confirms
 from ..common.policy import Policy
-from ..store.effects import Unsubscribed, complaint_effects
+from ..store.effects import AREA_OF_STATS_TABLE, Unsubscribed, complaint_effects
 from ..store.rows import Candidate, Outcome, Rows
-
-_AREA = {"autoresponders": "a", "newsletters": "n"}
 
 
 def decide_complaint(record: ComplaintRecord, rows: Rows, policy: Policy) -> Outcome:
@@ -26,6 +24,8 @@ def decide_complaint(record: ComplaintRecord, rows: Rows, policy: Policy) -> Out
         return Outcome(record, "not_found", scope)
     found = email if not record.rcpt else ""
     list_ids = record.list_ids or ((link.listid,) if link and link.listid else ())
+    if scope == "row" and link is None and not list_ids:
+        return Outcome(record, "unroutable", scope, email=found)  # the bounce rule: no usable list id
     if scope == "all":
         targets = rows.active(email)
     elif scope == "campaign":
@@ -83,7 +83,7 @@ def _unsubscribe(record: ComplaintRecord, link, row: Candidate, list_ids, rows: 
         row.listid,
         record.time_logged,
         statid if table else 0,
-        _AREA[table] if table else "f",
+        AREA_OF_STATS_TABLE[table] if table else "f",
         kept_time,
         kept_ip,
         table is not None,

@@ -17,3 +17,8 @@ CREATE USER IF NOT EXISTS '${DB_USER}'@'${DB_HOST}' IDENTIFIED BY '${DB_PASSWORD
 
 GRANT SELECT, DELETE, CREATE
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_ledger` TO '${DB_USER}'@'${DB_HOST}';
+-- The outbox's events sent or dropped before the same cutoff (docs/events.md), with their tries.
+GRANT SELECT, DELETE, CREATE
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_outbox` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT, DELETE, CREATE
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_outbox_attempts` TO '${DB_USER}'@'${DB_HOST}';

@@ -26,7 +26,7 @@ CREATE USER IF NOT EXISTS '${DB_USER}'@'${DB_HOST}' IDENTIFIED BY '${DB_PASSWORD
 
 -- Step 1 (find the active subscriber, locked) and step 5 (disable it); a complaint's
 -- link is checked against confirmcode, and the complainer's rows unsubscribed.
-GRANT SELECT (subscriberid, listid, emailaddress, confirmcode, unsubscribed, bounced),
+GRANT SELECT (subscriberid, listid, emailaddress, confirmcode, confirmed, confirmdate, unsubscribed, bounced),
       UPDATE (bounced, unsubscribed, unsubscribeconfirmed)
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}list_subscribers` TO '${DB_USER}'@'${DB_HOST}';
 
@@ -43,7 +43,7 @@ GRANT SELECT (subscriberid, statid, listid),
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}list_subscriber_bounces` TO '${DB_USER}'@'${DB_HOST}';
 
 -- Step 5 and complaints: the list's counters.
-GRANT SELECT (listid, bouncecount, unsubscribecount, subscribecount),
+GRANT SELECT (listid, name, bouncecount, unsubscribecount, subscribecount),
       UPDATE (bouncecount, unsubscribecount, subscribecount)
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}lists` TO '${DB_USER}'@'${DB_HOST}';
 
@@ -75,3 +75,20 @@ GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
    ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_audit` TO '${DB_USER}'@'${DB_HOST}';
 -- `pmtabounce prune` deletes old ledger rows, which the account above may not: it has an account of its
 -- own, deploy/mysql/grants-prune.sql.
+
+-- Events (docs/events.md): our outbox, and the body of IEM's Subscribe call (the list's custom fields,
+-- tables of every IEM 6.x).
+GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_outbox` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT, INSERT, UPDATE, CREATE, ALTER, INDEX
+   ON `${IEM_DATABASE}`.`${TABLE_PREFIX}pmtabounce_outbox_attempts` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}customfields` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}customfield_lists` TO '${DB_USER}'@'${DB_HOST}';
+GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}subscribers_data` TO '${DB_USER}'@'${DB_HOST}';
+
+-- IEM 6.5.1's list webhooks: which URLs (webhooks), the log row of every call. LAST, on purpose: an IEM
+-- before 6.5.1 has no such tables, and a GRANT on a missing table fails ("ERROR 1146 ... doesn't exist"),
+-- which stops the mysql client here, after every grant above. There that error is expected and harmless
+-- (pmtabounce then sends no webhook); on IEM 6.5.1 and later both apply.
+GRANT SELECT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}webhooks` TO '${DB_USER}'@'${DB_HOST}';
+GRANT INSERT ON `${IEM_DATABASE}`.`${TABLE_PREFIX}webhook_logs` TO '${DB_USER}'@'${DB_HOST}';

@@ -17,30 +17,33 @@ import orjson
 from ..common.config import Settings
 from ..common.guard import domain_of
 from ..runner import run_command
-from ..store import guard_store, iem, ledger
+from ..store import guard_store, iem, ledger, outbox
+from ..store.db import Cursor
 from ..store.undo import unsubscribed_rows
 from . import in_transaction
 
 
 def gather(settings: Settings, address: str) -> dict:
     """{'address', 'records': [ledger rows], 'lists': [IEM rows with their bounce rows], 'guard': trip or None}."""
-    def work(cursor, tables):
+    def work(cursor: Cursor, tables):
         rows = iem.rows_of_address(cursor, tables, address)
         trips = guard_store.tripped(cursor, tables, domain_of(address)) if domain_of(address) else []
-        return (ledger.history(cursor, tables, address), rows,
-                iem.bounce_rows_of(cursor, tables, [row[0] for row in rows]), trips)
+        history = ledger.history(cursor, tables, address)
+        return (history, rows, iem.bounce_rows_of(cursor, tables, [row[0] for row in rows]), trips,
+                outbox.of_records(cursor, tables, [entry["fingerprint"] for entry in history]))
 
-    records, rows, bounces, trips = in_transaction(settings, work)
+    records, rows, bounces, trips, events = in_transaction(settings, work)
     return {
         "address": address.strip(),
-        "records": [_record(entry) for entry in records],
+        "records": [_record(entry, events.get(entry["fingerprint"], [])) for entry in records],
         "lists": [_list_row(row, bounces) for row in rows],
         "guard": _trip(trips[0]) if trips else None,
     }
 
 
-def _record(entry: dict) -> dict:
+def _record(entry: dict, events: list[dict]) -> dict:
     entry = dict(entry)
+    entry["events"] = [_event(e) for e in events]
     entry["time"] = iso(entry["time_logged"])
     entry["undone"] = entry["undo_run"] is not None
     entry["undone_at"] = iso(entry["undone_at"])
@@ -60,6 +63,14 @@ def _record(entry: dict) -> dict:
     for name in ("feedback_type", "feedback_format", "user_agent", "reporting_mta"):
         del entry[name]
     return entry
+
+
+def _event(e: dict) -> dict:
+    """One outbox row of a record (docs/events.md): a stream event or a webhook call with its tries."""
+    return {"target": e["target"], "event": e["event"], "event_id": e["event_id"], "url": e["url"],
+            "state": e["state"], "attempts": e["attempts"], "sent_at": iso(e["sent_at"]),
+            "tries": [{"at": iso(t["at"]), "status": t["status"], "answer": t["answer"],
+                       "seconds": round(t["seconds"], 3)} for t in e["tries"]]}
 
 
 def _list_row(row: tuple, bounces: list[tuple]) -> dict:
@@ -129,6 +140,7 @@ def render(report: dict) -> str:
             lines.append(f"      undone by run {r['undo_run']} ({r['undone_by']}, {r['undone_at']})")
         if r["seen_count"] > 1:
             lines.append(f"      met {r['seen_count']} times (the later ones were duplicates)")
+        lines += _event_lines(r["events"])
     lines.append(f"IEM now: {len(report['lists'])} subscriber rows")
     for row in report["lists"]:
         lines.append(f"  list {row['listid']}: subscriber {row['subscriberid']}, {row['state']}")
@@ -139,6 +151,18 @@ def render(report: dict) -> str:
         lines.append(f"the domain guard holds {g['domain']}'s hard bounces since {g['tripped_at']} "
                      f"({g['held']} held; see `pmtabounce guard status`)")
     return "\n".join(lines)
+
+
+def _event_lines(events: list[dict]) -> list[str]:
+    """What a record caused downstream: each stream event and webhook call, and each call's tries."""
+    lines = []
+    for e in events:
+        to = "decision stream" if e["target"] == "stream" else f"webhook {e['url']}"
+        lines.append(f"      event {e['event']} -> {to}: {e['state']}"
+                     + (f" {e['sent_at']}" if e["sent_at"] else "") + f" after {e['attempts']} tries")
+        lines += [f"        try at {t['at']}: " + (f"HTTP {t['status']}" if t["status"] is not None else "no answer")
+                  + (f" {t['answer']!r}" if t["answer"] else "") + f" in {t['seconds']} s" for t in e["tries"]]
+    return lines
 
 
 @click.command()

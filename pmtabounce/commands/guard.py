@@ -9,22 +9,31 @@ workers run: the domain's guard row is the lock they share.
 
 from __future__ import annotations
 
+import functools
+import logging
 import sys
+import threading
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 
 import click
 import orjson
 
 from ..common.config import Settings
+from ..common.errors import GaveUp, StopRequested
 from ..common.guard import GuardSettings, valid_domain
+from ..common.shutdown import stop_on_signals
 from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
-from ..store import guard_store
-from ..store.db import Tables
+from ..store import events, guard_store
+from ..store.database import Database, Session
+from ..store.db import Cursor, Tables
 from ..worker.apply import BatchApplier
-from . import in_transaction
+from . import INTERRUPTED, batches_database, gave_up, in_transaction, one_shot
 from .explain import iso
+
+log = logging.getLogger("pmtabounce.guard")
 
 
 @click.group()
@@ -39,9 +48,9 @@ def _domain(_ctx, _param, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
-def _require_tripped(settings: Settings, domain: str) -> None:
+def _require_tripped(database: Database, domain: str) -> None:
     """Exit 1 (nothing audited) unless the domain is tripped: releasing or discarding it would do nothing."""
-    if not in_transaction(settings, lambda cursor, t: guard_store.tripped(cursor, t, domain)):
+    if not database.run(lambda s: guard_store.tripped(s.cursor, s.tables, domain)):
         click.echo(f"{domain} is not tripped: nothing is held for it (see `pmtabounce guard status`)", err=True)
         sys.exit(1)
 
@@ -84,9 +93,11 @@ def trip(settings: Settings, domain: str, reason: str | None) -> None:
     """Hold DOMAIN's hard bounces from now on (a provider's status page says it misbehaves)."""
     action = Action("guard trip", {"domain": domain}, database_where(settings), reason)
 
-    def work(cursor, t):
-        action.start(cursor, t)
+    def work(cursor: Cursor, t: Tables) -> bool:
+        run = action.start(cursor, t)
         tripped = guard_store.trip(cursor, t, domain, action.by, int(time.time()))
+        if tripped:
+            _event(settings, cursor, t, "guard.tripped", {"domain": domain, "by": action.by, "run": run}, run)
         action.finish(cursor, t, {"tripped": int(tripped)})
         return tripped
 
@@ -115,20 +126,29 @@ def release(settings: Settings, domain: str, dry_run: bool, as_json: bool, reaso
     and so do the later held records of its address: applied now it would not do what a run without the
     guard did (disable the row first).
     """
-    _require_tripped(settings, domain)
-    if dry_run:
-        held = _held_summary(settings, domain)
-        _echo_release(domain, {"would_apply": held}, held.pop("slot_taken"), as_json)
-        sys.exit(SLOT_TAKEN_EXIT if held["slot_taken_count"] else 0)
-    action = Action("guard release", {"domain": domain}, database_where(settings), reason)
-    run = in_transaction(settings, action.start)
-    outcomes, refused, taken, kept = release_held(settings, domain, run)
-    counts = {"applied": sum(outcomes.values()), **{f"outcome_{k}": v for k, v in sorted(outcomes.items())},
-              "refused": refused, "slot_taken": len(taken), "kept_held": kept}
-    in_transaction(settings, lambda cursor, t: action.finish(cursor, t, counts))
+    stop = threading.Event()
+    database = batches_database(settings, stop, log)
+    try:
+        _require_tripped(database, domain)
+        if dry_run:
+            held = _held_summary(database, domain)
+            _echo_release(domain, {"would_apply": held}, held.pop("slot_taken"), as_json)
+            sys.exit(SLOT_TAKEN_EXIT if held["slot_taken_count"] else 0)
+        action = Action("guard release", {"domain": domain}, database_where(settings), reason)
+        with stop_on_signals(stop, log=log, then="stopping after the batch in hand"):
+            run = database.run(lambda s: action.start(s.cursor, s.tables))
+            released = release_held(settings, database, domain, run, stop)
+            counts = released.counts()
+            database.run(lambda s: action.finish(s.cursor, s.tables, counts))
+    finally:
+        database.close()
     action.note(settings.dlq_audit_file, counts)
-    _echo_release(domain, {"run": run, **counts}, taken, as_json)
-    sys.exit(1 if refused else SLOT_TAKEN_EXIT if taken else 0)
+    _echo_release(domain, {"run": run, **counts}, released.taken, as_json)
+    if not released.completed:
+        click.echo(f"interrupted: {domain} stays tripped and what is still held stays held; run the same command "
+                   "again to go on", err=True)
+        sys.exit(INTERRUPTED)
+    sys.exit(1 if released.refused else SLOT_TAKEN_EXIT if released.taken else 0)
 
 
 def _echo_release(domain: str, report: dict, taken: list[guard_store.SlotTaken], as_json: bool) -> None:
@@ -147,38 +167,57 @@ def _echo_release(domain: str, report: dict, taken: list[guard_store.SlotTaken],
                    f"undo that record and release again ({r['undo']} --yes), or discard")
 
 
-def release_held(settings: Settings, domain: str, run: int) -> tuple[Counter, int, list[guard_store.SlotTaken],
-                                                                    int]:
-    """Apply the domain's held records batch by batch as audit run `run`, then end its trip once none is left.
+@dataclass
+class Released:
+    """What a release did: outcomes applied, records the database refused, records left held because a later
+    record changed their row during the hold (guard_store.slots_taken), records left held in all (those and the
+    later held records of the same addresses), and whether it ran to the end (not stopped between batches)."""
 
-    Returns (outcomes, records the database refused, records left held because a later record changed their
-    row during the hold (guard_store.slots_taken), records left held in all: those and the later held records of
-    the same addresses); while any is left the trip stays.
-    """
-    applier = BatchApplier(settings.mysql, Tables(settings.table_prefix), settings.policy,
-                           retry_max_wait=settings.retry_max_wait, guard=GuardSettings.from_settings(settings))
-    outcomes: Counter = Counter()
-    refused, after, kept_total = 0, 0, 0
-    taken: list[guard_store.SlotTaken] = []
+    outcomes: Counter = field(default_factory=Counter)
+    refused: int = 0
+    taken: list[guard_store.SlotTaken] = field(default_factory=list)
+    kept: int = 0
+    completed: bool = False
+
+    def counts(self) -> dict:
+        return {"applied": sum(self.outcomes.values()),
+                **{f"outcome_{k}": v for k, v in sorted(self.outcomes.items())},
+                "refused": self.refused, "slot_taken": len(self.taken), "kept_held": self.kept,
+                "completed": self.completed}
+
+
+def release_held(settings: Settings, database: Database, domain: str, run: int,
+                 stop: threading.Event | None = None) -> Released:
+    """Apply the domain's held records batch by batch as audit run `run`, then end its trip once none is left;
+    a stop request ends it between batches. While any record was refused or is left held, the trip stays."""
+    applier = BatchApplier(settings.mysql, database.tables, settings.policy,
+                           guard=GuardSettings.from_settings(settings), database=database,
+                           events=events.from_settings(settings, database.tables))
+    released, after = Released(), 0
     first_kept: dict[str, int] = {}
     try:
-        while True:
-            batch, batch_taken = in_transaction(settings, lambda cursor, t, after=after: _held_batch(
-                cursor, t, domain, after, settings.batch_size))
+        while not (stop is not None and stop.is_set()):
+            batch, batch_taken = database.run(functools.partial(_held_batch, domain=domain, after=after,
+                                                                limit=settings.batch_size))
             if not batch:
-                if refused or taken or _end_trip_if_empty(settings, domain):
-                    return outcomes, refused, taken, kept_total
+                if released.refused or released.taken or database.run(functools.partial(
+                        _end_trip_if_empty, settings=settings, domain=domain, outcomes=released.outcomes, run=run)):
+                    released.completed = True
+                    return released
                 after = 0  # a worker held more while we released: go round again
                 continue
-            taken += batch_taken
+            released.taken += batch_taken
             kept = _kept(batch, batch_taken, first_kept)
-            kept_total += len(kept)
-            result = applier.apply([record for id_, record in batch if id_ not in kept], release=run)
-            outcomes.update(o.outcome for o in result.outcomes)
-            refused += len(result.failed)
+            released.kept += len(kept)
+            result = applier.release([record for id_, record in batch if id_ not in kept], run)
+            released.outcomes.update(o.outcome for o in result.outcomes)
+            released.refused += len(result.failed)
             after = batch[-1][0]
-    finally:
-        applier.close()
+    except StopRequested:
+        pass
+    except GaveUp as exc:
+        raise gave_up(exc, database, "what was released stays released") from None
+    return released
 
 
 def _kept(batch: list, taken: list[guard_store.SlotTaken], first_kept: dict[str, int]) -> set[int]:
@@ -190,24 +229,24 @@ def _kept(batch: list, taken: list[guard_store.SlotTaken], first_kept: dict[str,
     return {id_ for id_, record in batch if id_ >= first_kept.get(record.rcpt.lower(), id_ + 1)}
 
 
-def _held_batch(cursor, t, domain: str, after: int, limit: int):
-    batch = guard_store.held_records(cursor, t, domain, after, limit)
-    return batch, guard_store.slots_taken(cursor, t, [id_ for id_, _ in batch])
+def _held_batch(session: Session, domain: str, after: int, limit: int):
+    batch = guard_store.held_records(session.cursor, session.tables, domain, after, limit)
+    return batch, guard_store.slots_taken(session.cursor, session.tables, [id_ for id_, _ in batch])
 
 
-def _end_trip_if_empty(settings: Settings, domain: str) -> bool:
-    def work(cursor, t):
-        guard_store.lock_domains(cursor, t, [domain])
-        if guard_store.held_records(cursor, t, domain, 0, 1):
-            return False
-        guard_store.end_trip(cursor, t, domain)
-        return True
+def _end_trip_if_empty(session: Session, settings: Settings, domain: str, outcomes: Counter, run: int) -> bool:
+    cursor, t = session.cursor, session.tables
+    guard_store.lock_domains(cursor, t, [domain])
+    if guard_store.held_records(cursor, t, domain, 0, 1):
+        return False
+    guard_store.end_trip(cursor, t, domain)
+    _event(settings, cursor, t, "guard.released", {"domain": domain, "run": run, "outcomes": dict(outcomes)}, run)
+    return True
 
-    return in_transaction(settings, work)
 
-
-def _held_summary(settings: Settings, domain: str) -> dict:
-    def work(cursor, t):
+def _held_summary(database: Database, domain: str) -> dict:
+    def work(session: Session) -> dict:
+        cursor, t = session.cursor, session.tables
         categories: Counter = Counter()
         times: list[int] = []
         taken: list[guard_store.SlotTaken] = []
@@ -224,7 +263,7 @@ def _held_summary(settings: Settings, domain: str) -> dict:
                 "first": iso(min(times, default=None)), "last": iso(max(times, default=None)),
                 "slot_taken_count": len(taken), "kept_held": kept, "slot_taken": taken}
 
-    return in_transaction(settings, work)
+    return database.run(work)
 
 
 @guard.command()
@@ -236,8 +275,12 @@ def _held_summary(settings: Settings, domain: str) -> dict:
 @audited
 def discard(settings: Settings, domain: str, yes: bool, dry_run: bool, reason: str | None) -> None:
     """Mark DOMAIN's held records discarded (kept as evidence, never applied); end the trip."""
-    _require_tripped(settings, domain)
-    held = _held_summary(settings, domain)
+    database = one_shot(settings)
+    try:
+        _require_tripped(database, domain)
+        held = _held_summary(database, domain)
+    finally:
+        database.close()
     if dry_run:
         click.echo(f"{domain}: would discard {held['records']} held records "
                    f"({', '.join(f'{c} {n}' for c, n in held['by_category'].items()) or 'none'}) and end the trip")
@@ -246,14 +289,21 @@ def discard(settings: Settings, domain: str, yes: bool, dry_run: bool, reason: s
         click.confirm(f"discard {held['records']} held records of {domain}?", abort=True)
     action = Action("guard discard", {"domain": domain}, database_where(settings), reason)
 
-    def work(cursor, t):
+    def work(cursor: Cursor, t: Tables) -> int:
         run = action.start(cursor, t)
         guard_store.lock_domains(cursor, t, [domain])
         discarded = guard_store.discard_held(cursor, t, domain, run)
         guard_store.end_trip(cursor, t, domain)
+        _event(settings, cursor, t, "guard.discarded", {"domain": domain, "by": action.by, "run": run,
+                                                        "discarded": discarded}, run)
         action.finish(cursor, t, {"discarded": discarded})
         return discarded
 
     discarded = in_transaction(settings, work)
     action.note(settings.dlq_audit_file, {"discarded": discarded})
     click.echo(f"{domain}: {discarded} held records discarded; the trip is ended")
+
+
+def _event(settings: Settings, cursor: Cursor, t: Tables, key: str, data: dict, unique: object) -> None:
+    """The operator's guard decision on the decision stream, in the same transaction (docs/events.md)."""
+    events.from_settings(settings, t).decision(cursor, key, [(data, (data["domain"], unique), data["domain"])])

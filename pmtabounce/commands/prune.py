@@ -12,9 +12,10 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TypeVar
 
 import click
 import orjson
@@ -23,10 +24,12 @@ from ..common.config import Settings
 from ..common.errors import FatalError
 from ..dlq.selection import parse_age
 from ..runner import run_command
-from ..store import ledger
-from ..store.db import Tables, connect, setting_to_check, translate
+from ..store import ledger, outbox
+from ..store.database import Database, OneShot, Session
+from ..store.db import Tables
 
 log = logging.getLogger("pmtabounce.prune")
+T = TypeVar("T")
 
 BATCH_ROWS = 1000  # rows per transaction: a few milliseconds of row locks, on rows no worker is writing
 PAUSE_SECONDS = 0.05  # between transactions, so workers' commits and the purge thread keep up
@@ -43,6 +46,7 @@ class PruneReport:
     newest: datetime | None = None
     batches: int = 0
     left: ledger.Extent | None = None
+    outbox_removed: int = 0  # sent or dropped outbox rows (events) created before the cutoff; not in a dry run
 
     def as_dict(self) -> dict:
         return {
@@ -51,51 +55,63 @@ class PruneReport:
             "newest": _text(self.newest), "transactions": self.batches,
             "ledger_rows_estimate": self.left.rows if self.left else None,
             "ledger_oldest_unix": self.left.oldest if self.left else None,
+            "outbox_removed": self.outbox_removed,
         }
 
 
 def prune_ledger(settings: Settings, older_than: timedelta, *, dry_run: bool = False, batch_rows: int = BATCH_ROWS,
                  pause: float = PAUSE_SECONDS, sleep: Callable[[float], None] = time.sleep) -> PruneReport:
-    """Delete ledger rows applied more than `older_than` ago, `batch_rows` per transaction.
+    """Delete ledger rows applied more than `older_than` ago, `batch_rows` per transaction, then the outbox's
+    rows (events) created before the same cutoff that were sent or dropped (store/outbox.py `delete_older`).
 
     Raises FatalError when the database refuses; every transaction before it
     stays committed, so running it again goes on where it stopped.
     """
     tables = Tables(settings.table_prefix)
-    connection = None
+    database = Database(settings.mysql, tables, OneShot(hint=f"prune needs SELECT and DELETE on {tables.ledger}, "
+                                                                  f"{tables.outbox} and {tables.outbox_attempts}"))
     report = None
     try:
-        connection = connect(settings.mysql)
-        with connection.cursor() as cursor:
-            report = PruneReport(ledger.server_time_before(cursor, older_than.total_seconds()), dry_run)
+        with database.transaction() as session:
+            report = PruneReport(ledger.server_time_before(session.cursor, older_than.total_seconds()), dry_run)
             if dry_run:
-                report.removed, report.oldest, report.newest = ledger.older_than(cursor, tables, report.cutoff)
-            else:
-                _delete(connection, cursor, tables, report, batch_rows, pause, sleep)
-            report.left = ledger.extent(cursor, tables)
-            connection.commit()
-    except Exception as exc:
-        error = translate(exc)  # one-shot, as setup: even what a worker would retry ends prune, with its reason
-        if error is exc:
-            raise
+                report.removed, report.oldest, report.newest = ledger.older_than(session.cursor, tables,
+                                                                                 report.cutoff)
+        if not dry_run:
+            _delete(database, report, batch_rows, pause, sleep)
+        with database.transaction() as session:
+            report.left = ledger.extent(session.cursor, tables)
+    except FatalError as exc:  # one-shot, as setup: even what a worker would retry ends prune, with its reason
         done = f" after removing {sum(report.removed.values())} rows" if report and not dry_run else ""
-        raise FatalError(f"prune stopped{done}: {error} ({setting_to_check(exc, settings.mysql, tables.prefix)}; "
-                         f"prune needs SELECT and DELETE on {tables.ledger}); run it again to go on") from None
+        raise FatalError(f"prune stopped{done}: {exc}; run it again to go on") from None
     finally:
-        if connection is not None:
-            connection.close()
+        database.close()
     return report
 
 
-def _delete(connection, cursor, tables: Tables, report: PruneReport, batch_rows: int, pause: float,
+def _delete(database: Database, report: PruneReport, batch_rows: int, pause: float,
             sleep: Callable[[float], None]) -> None:
-    while batch := ledger.delete_older(cursor, tables, report.cutoff, batch_rows):
-        connection.commit()
+    """The ledger rows before the cutoff, then the outbox's sent or dropped rows created before it, `batch_rows`
+    per transaction, `pause` seconds apart."""
+    cutoff = report.cutoff
+    for batch in _batches(database, lambda s: ledger.delete_older(s.cursor, s.tables, cutoff, batch_rows),
+                          pause, sleep):
         report.removed += batch
         report.batches += 1
         log.debug("removed %d ledger rows (%d so far)", sum(batch.values()), sum(report.removed.values()))
+    for removed in _batches(database, lambda s: outbox.delete_older(s.cursor, s.tables, cutoff, batch_rows),
+                            pause, sleep):
+        report.outbox_removed += removed
+        report.batches += 1
+
+
+def _batches(database: Database, step: Callable[[Session], T], pause: float,
+             sleep: Callable[[float], None]) -> Iterator[T]:
+    """`step(session)` (one transaction's deletes: what it removed, falsy when nothing) committed and repeated,
+    with a pause between transactions, until nothing is left; yields what each removed."""
+    while removed := database.run(step):
+        yield removed
         sleep(pause)
-    connection.commit()
 
 
 def describe(report: PruneReport) -> str:
@@ -108,7 +124,7 @@ def describe(report: PruneReport) -> str:
     if report.dry_run and report.oldest:
         text += f", applied from {_text(report.oldest)} to {_text(report.newest)}"
     if not report.dry_run:
-        text += f" in {report.batches} transactions"
+        text += f" and {report.outbox_removed} sent or dropped events of the outbox, in {report.batches} transactions"
     if report.left:
         oldest = (f"{_text(datetime.fromtimestamp(report.left.oldest, timezone.utc).replace(tzinfo=None))} UTC"
                   if report.left.oldest else "none")
@@ -120,11 +136,17 @@ def _text(moment: datetime | None) -> str | None:
     return moment.isoformat(sep=" ", timespec="seconds") if moment else None
 
 
+MAX_AGE = timedelta(days=36500)  # beyond it the server's NOW() - INTERVAL leaves the dates it can hold (NULL)
+
+
 def _age(_ctx, _param, value: str) -> timedelta:
     try:
-        return parse_age(value)
+        age = parse_age(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if age > MAX_AGE:
+        raise click.BadParameter(f"{value!r} is more than 100 years (36500d): no ledger row is that old")
+    return age
 
 
 @click.command()
@@ -144,5 +166,4 @@ def prune(settings: Settings, older_than: timedelta, dry_run: bool, batch_size: 
     if as_json:
         click.echo(orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode())
     else:
-        click.echo(describe(report))
-    log.info("prune: %s", describe(report))
+        click.echo(describe(report))  # once: a log line of the same went to the same terminal or journal

@@ -18,22 +18,23 @@ from pathlib import Path
 
 import click
 import orjson
-import pymysql
 from rich.console import Console
 from rich.table import Table
 
 from .. import queues
-from ..common.bouncedir import directory_problem, pending_files
+from ..common.bouncedir import directory_problem, scan_directory
 from ..common.broker import safe_url
 from ..common.config import Settings
-from ..common.errors import PmtaBounceError
-from ..queue_policy import api_url
+from ..common.errors import FatalError, PmtaBounceError
+from ..queue_policy import management_api
 from ..runner import run_command
-from ..store import guard_store, ledger
-from ..store.db import Tables, connect
+from ..store import guard_store, ledger, outbox
+from ..store.database import ONE_SHOT, Cursor, Database
+from ..store.db import Tables
 from ..worker.plan import COMPLAINT_OUTCOMES, OUTCOMES
 
-OK, DOWN, NOT_CONFIGURED, NOT_CONSUMED = "ok", "down", "not configured", "not consumed"
+OK, DOWN, NOT_CONFIGURED, NOT_CONSUMED, NOT_USED = "ok", "down", "not configured", "not consumed", "not used"
+BELOW_QUORUM = "below quorum"
 # A record met again adds to its first row's seen_count: the ledger never holds a "duplicate" row.
 LEDGER_OUTCOMES = tuple(name for name in OUTCOMES if name != "duplicate")
 COMPLAINT_LEDGER_OUTCOMES = tuple(name for name in COMPLAINT_OUTCOMES if name != "duplicate")
@@ -62,59 +63,76 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        """Every part configured, reachable and moving; anything else is worth an alert."""
-        return all(part.state == OK for part in self.parts)
+        """Every part this mode needs configured, reachable and moving; anything else is worth an alert."""
+        return all(part.state in (OK, NOT_USED) for part in self.parts)
 
     def as_dict(self) -> dict:
         return {"ok": self.ok, **{part.name: part.as_dict() for part in self.parts}}
 
 
 def gather(settings: Settings, directory: Path | None = None, now: float | None = None) -> Report:
-    """Read every part; never raises for a service that is down."""
+    """Every part, each read on its own. Without PMTABOUNCE_AMQP_URL it is inline mode (`process`): the queues
+    are not used; with it, fleet mode, where the bounce directory is the producer host's to check (a worker
+    host has none): unset there, it is not used either. The database is needed in both."""
     now = time.time() if now is None else now
-    return Report([bounce_dir_part(directory or settings.bounce_dir, now), *broker_parts(settings),
-                   ledger_part(settings, now)])
+    fleet = bool(settings.amqp_url)
+    return Report([bounce_dir_part(directory or settings.bounce_dir, now, needed=not fleet),
+                   *broker_parts(settings), ledger_part(settings, now)])
 
 
-def bounce_dir_part(directory: Path | None, now: float) -> Part:
+def bounce_dir_part(directory: Path | None, now: float, needed: bool = True) -> Part:
+    """Files waiting and the oldest's age. Status only lists and reads: a read-only directory (compose mounts it
+    so for status) is fine here, and shown as `writable: false` for what process and the producer need."""
     part = Part("bounce_dir")
     if directory is None:
-        return _not_configured(part, "PMTABOUNCE_BOUNCE_DIR is not set")
+        if needed:
+            return _not_configured(part, "PMTABOUNCE_BOUNCE_DIR is not set")
+        return _not_used(part, "fleet mode: the producer's host checks its bounce directory (PMTABOUNCE_BOUNCE_DIR)")
     part.facts["path"] = str(directory)
     try:
-        files = pending_files(directory)
+        files, links = scan_directory(directory)
         mtimes = [path.stat().st_mtime for path in files]
     except OSError as exc:
         return _down(part, f"cannot read {directory}: {exc.strerror or exc}")
     part.facts["pending_files"] = len(files)
+    if links:
+        part.facts["links_skipped"] = [path.name for path in links]
     part.facts["oldest_pending_age_seconds"] = round(now - min(mtimes), 1) if mtimes else None
-    problem = directory_problem(directory)
-    return _down(part, problem) if problem else part
+    problem = directory_problem(directory, write=False)
+    if problem:
+        return _down(part, problem)
+    part.facts["writable"] = directory_problem(directory) is None
+    return part
 
 
 def broker_parts(settings: Settings) -> list[Part]:
     """The work queue and the dead-letter queue; unacked counts from the management API.
 
-    The API is PMTABOUNCE_RABBITMQ_API_URL, else the AMQP host on port 15672 with the AMQP login, as
-    `setup` uses it (queue_policy.api_url); only a set URL that does not answer makes the queue down.
+    The API is PMTABOUNCE_RABBITMQ_API_URL, else each AMQP node's host on port 15672 with its login, as
+    `setup` uses it (queue_policy.management_api); only a set URL that does not answer makes the queue down.
+    It also tells the quorum queue's leader and members online: with half of them or fewer online, the
+    queue confirms and delivers nothing, and the part is `below quorum`.
     """
     queue, dead = Part("queue"), Part("dead_letter")
     if not settings.amqp_url:
-        return [_not_configured(p, "PMTABOUNCE_AMQP_URL is not set") for p in (queue, dead)]
+        return [_not_used(p, "inline mode: PMTABOUNCE_AMQP_URL is not set") for p in (queue, dead)]
     topology = settings.topology
     queue.facts.update(broker=safe_url(settings.amqp_url), name=topology.queue)
     dead.facts["name"] = topology.dead_queue
     try:
-        work, dead_counts = queues.read_queues(settings.amqp_url, topology)
+        work, dead_counts, node = queues.read_queues(settings.amqp_url, topology)
     except PmtaBounceError as exc:
         return [_down(queue, str(exc)), _down(dead, str(exc))]
+    queue.facts["broker"] = node
     queue.facts.update(ready=work.ready, unacked=None, consumers=work.consumers)
     dead.facts["messages"] = dead_counts.ready
     if work.ready and not work.consumers:
         queue.state = NOT_CONSUMED
         queue.problem = f"{work.ready} messages wait and no worker consumes them (start `pmtabounce worker`)"
     try:
-        counts = queues.read_api_counts(api_url(settings), queues.vhost_of(settings.amqp_url), work.name)
+        api, vhost = management_api(settings), queues.vhost_of(settings.amqp_url)
+        counts = queues.read_api_counts(api, vhost, work.name)
+        clients = queues.read_clients(api, vhost)
     except PmtaBounceError as exc:
         if not settings.rabbitmq_api_url:  # only the usual place was tried: optional, so not a part down
             queue.facts["unacked_note"] = (f"unknown: {exc}; set PMTABOUNCE_RABBITMQ_API_URL (the management API, "
@@ -123,7 +141,28 @@ def broker_parts(settings: Settings) -> list[Part]:
         queue.facts["unacked_note"] = "unknown: the management API did not answer"
         return [_down(queue, str(exc)), dead]
     queue.facts["unacked"] = counts.unacked
+    queue.facts["processes"] = [{"process": c.process.removeprefix("pmtabounce-"), "node": c.node,
+                                 "connected_since": _iso(c.connected_at)} for c in clients]
+    quorum(queue, counts, "ready")
+    try:
+        quorum(dead, queues.read_api_counts(api, vhost, dead.facts["name"]), "messages")
+    except PmtaBounceError as exc:
+        dead.problem = f"its nodes online unknown: {exc}"
     return [queue, dead]
+
+
+def quorum(part: Part, counts: queues.ApiCounts, count: str) -> None:
+    """A quorum queue's leader and members online, into `part`; below quorum, the part says so and its
+    `count` fact becomes None (unknown): RabbitMQ answers 0 messages for a quorum queue whose leader it
+    cannot reach (rabbit_quorum_queue:stat), whatever the queue holds."""
+    if counts.members:
+        part.facts.update(leader=counts.leader, members=list(counts.members), online=list(counts.online))
+    if counts.below_quorum:
+        part.state = BELOW_QUORUM
+        part.facts[count] = None
+        part.problem = (f"only {len(counts.online)} of its {len(counts.members)} nodes are online "
+                        f"({', '.join(counts.online) or 'none'}): the quorum queue takes and delivers nothing, "
+                        f"and RabbitMQ cannot count its messages, until {len(counts.members) // 2 + 1} are")
 
 
 def ledger_part(settings: Settings, now: float) -> Part:
@@ -133,22 +172,23 @@ def ledger_part(settings: Settings, now: float) -> Part:
     target = settings.mysql
     part.facts["database"] = target.safe_url()
     tables = Tables(settings.table_prefix)
+    database = Database(target, tables, ONE_SHOT)
     try:
-        connection = connect(target, timeout=5.0)
-    except pymysql.err.MySQLError as exc:
-        return _down(part, f"cannot reach the database at {target.safe_url()} ({_mysql_reason(exc)})")
-    try:
-        with connection.cursor() as cursor:
+        with database.transaction(commit=False) as session:
+            cursor = session.cursor
             windows = {f"{prefix}last_{span}": _outcomes(cursor, tables, seconds, names, complaints=bool(prefix))
                        for prefix, names in (("", LEDGER_OUTCOMES), ("complaints_", COMPLAINT_LEDGER_OUTCOMES))
                        for span, seconds in (("hour", HOUR), ("day", DAY))}
             last = ledger.last_applied(cursor, tables)
             trips = guard_store.tripped(cursor, tables)
             size = ledger.extent(cursor, tables)
-    except pymysql.err.MySQLError as exc:
-        return _down(part, f"cannot read {tables.ledger} ({_mysql_reason(exc)}); has `pmtabounce setup` run?")
+            events = outbox.summary(cursor, tables, HOUR)
+    except FatalError as exc:
+        if not database.connections:
+            return _down(part, f"cannot reach the database at {target.safe_url()} ({exc})")
+        return _down(part, f"cannot read {tables.ledger} ({exc}); has `pmtabounce setup` run?")
     finally:
-        connection.close()
+        database.close()
     part.facts.update(
         **windows,
         last_applied_at=_iso(last),
@@ -158,11 +198,13 @@ def ledger_part(settings: Settings, now: float) -> Part:
         oldest_at=_iso(size.oldest),
         oldest_age_seconds=round(now - size.oldest, 1) if size.oldest is not None else None,
         guard="on" if settings.guard else "off",
+        events_last_hour=events,  # per target: waiting, parked, sent and retried (docs/events.md)
     )
     return part
 
 
-def _outcomes(cursor, tables: Tables, seconds: int, names: tuple[str, ...], *, complaints: bool) -> dict[str, int]:
+def _outcomes(cursor: Cursor, tables: Tables, seconds: int, names: tuple[str, ...], *,
+              complaints: bool) -> dict[str, int]:
     """Each outcome's ledger rows in the window, then `duplicate`: the repeats met of those records."""
     counts = ledger.outcomes_since(cursor, tables, seconds, complaints=complaints)
     return {**{name: counts.get(name, 0) for name in names},
@@ -179,15 +221,14 @@ def _not_configured(part: Part, why: str) -> Part:
     return part
 
 
-def _down(part: Part, why: str) -> Part:
-    part.state, part.problem = DOWN, why
+def _not_used(part: Part, why: str) -> Part:
+    part.state, part.facts["note"] = NOT_USED, why
     return part
 
 
-def _mysql_reason(exc: pymysql.err.MySQLError) -> str:
-    if len(exc.args) >= 2:
-        return f"MySQL error {exc.args[0]}: {exc.args[1]}"
-    return str(exc) or type(exc).__name__
+def _down(part: Part, why: str) -> Part:
+    part.state, part.problem = DOWN, why
+    return part
 
 
 def _iso(moment: float | None) -> str | None:
@@ -215,7 +256,8 @@ def render(report: Report, console: Console | None = None) -> None:
     for column in ("part", "state", "details"):
         parts.add_column(column)
     for part in report.parts:
-        colour = {OK: "green", DOWN: "bold red", NOT_CONSUMED: "bold red"}.get(part.state, "yellow")
+        colour = {OK: "green", DOWN: "bold red", NOT_CONSUMED: "bold red",
+                  BELOW_QUORUM: "bold red"}.get(part.state, "yellow")
         parts.add_row(part.name.replace("_", " "), f"[{colour}]{part.state}[/]", _details(part))
     console.print(parts)
     ledger_part = next(p for p in report.parts if p.name == "ledger")
@@ -234,18 +276,39 @@ def render(report: Report, console: Console | None = None) -> None:
             console.print(outcomes)
 
 
+def _members(facts: dict) -> str:
+    """'; leader NODE, N of M nodes online' for a quorum queue of several members, else ''."""
+    if len(facts.get("members") or ()) <= 1:  # one node: nothing to tell
+        return ""
+    leader = f"leader {facts['leader']}" if facts.get("leader") else "no leader"
+    return f"; {leader}, {len(facts['online'])} of {len(facts['members'])} nodes online"
+
+
 def _details(part: Part) -> str:
     f = part.facts
     if part.name == "bounce_dir" and "pending_files" in f:
         oldest = f", oldest {age(f['oldest_pending_age_seconds'])} old" if f["pending_files"] else ""
         text = f"{f['path']}: {f['pending_files']} files waiting{oldest}"
+        if f.get("links_skipped"):
+            text += f"; symbolic links skipped (never read): {', '.join(f['links_skipped'])}"
+        if f.get("writable") is False:
+            text += "; read-only for this user (enough for status; process and the producer must write there)"
     elif part.name == "queue" and "ready" in f:
         unacked = f["unacked"] if f["unacked"] is not None else "unknown"
-        text = f"{f['name']} at {f['broker']}: {f['ready']} ready, {unacked} unacked, {f['consumers']} consumers"
+        ready = f"{f['ready']} ready" if f["ready"] is not None else "ready unknown"
+        text = f"{f['name']} at {f['broker']}: {ready}, {unacked} unacked, {f['consumers']} consumers"
         if f.get("unacked_note") and f["unacked"] is None:
             text += f" ({f['unacked_note']})"
+        nodes = sorted({p["node"] for p in f.get("processes") or ()})
+        if len(nodes) > 1 or len(f.get("members") or ()) > 1:  # one node: nothing to tell
+            text += "; processes on " + ", ".join(
+                f"{node} ({sum(p['node'] == node for p in f['processes'])})" for node in nodes
+            ) if nodes else "; no process of ours connected"
+        text += _members(f)
     elif part.name == "dead_letter" and "messages" in f:
-        text = f"{f['name']}: {f['messages']} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
+        messages = f["messages"] if f["messages"] is not None else "unknown number of"
+        text = (f"{f['name']}: {messages} messages" + (" (see `pmtabounce dlq`)" if f["messages"] else "")
+                + _members(f))
     elif part.name == "ledger" and "last_day" in f:
         hour = _applied(f["last_hour"]) + _applied(f["complaints_last_hour"])
         day = _applied(f["last_day"]) + _applied(f["complaints_last_day"])
@@ -260,8 +323,13 @@ def _details(part: Part) -> str:
             ) + " (see `pmtabounce guard status`)"
         if f["guard"] == "off":
             text += "; domain guard off (PMTABOUNCE_GUARD=off): nothing is held"
+        text += "; events " + ", ".join(
+            f"{target}: {e['waiting']} waiting, {e['sent']} sent and {e['retried']} retried in the last hour, "
+            f"{e['parked']} parked" for target, e in f["events_last_hour"].items())
+        if any(e["parked"] for e in f["events_last_hour"].values()):
+            text += " (see `pmtabounce webhooks list`)"
     else:
-        text = ""
+        text = f.get("note", "")
     return "; ".join(t for t in (text, part.problem) if t)
 
 
@@ -272,8 +340,10 @@ def _details(part: Part) -> str:
 def status(settings: Settings, directory: Path | None, as_json: bool) -> None:
     """Files waiting, queue depth, unacked, consumers, dead letters, and what was applied lately.
 
-    Exits 1 if any part (bounce directory, RabbitMQ, the management API, MySQL) is down or not
-    configured, or messages wait with no worker consuming them.
+    Exits 1 if any part it needs is down or not configured, or messages wait with no worker consuming
+    them. Inline mode (no PMTABOUNCE_AMQP_URL) needs the bounce directory and MySQL; fleet mode RabbitMQ
+    (and the management API when PMTABOUNCE_RABBITMQ_API_URL is set) and MySQL, and the bounce directory
+    when PMTABOUNCE_BOUNCE_DIR or DIR is given. Reading the directory is enough.
     """
     report = gather(settings, directory)
     if as_json:

@@ -10,21 +10,26 @@ and a line in PMTABOUNCE_DLQ_AUDIT_FILE (one audit file for every operator actio
 
 from __future__ import annotations
 
+import functools
 import logging
+import sys
+import threading
 
 import click
 import orjson
-from tenacity import Retrying, retry_if_exception_type, stop_after_delay
-from tenacity.wait import wait_exponential, wait_random
 
 from ..common.config import Settings
-from ..common.errors import TransientError
+from ..common.errors import GaveUp, StopRequested
+from ..common.guard import a_label
+from ..common.shutdown import stop_on_signals
 from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
-from ..store.db import Connection, Tables, connect, translate
+from ..store import events
+from ..store.database import Database, Session
+from ..store.events import Events
 from ..store.undo import UndoCounts, undo_batch, undo_candidates
 from ..store.undo_filter import CHANGED_IEM, UndoFilter
-from . import database_failure, in_transaction, parse_when
+from . import INTERRUPTED, batches_database, gave_up, parse_when
 
 log = logging.getLogger("pmtabounce.undo")
 
@@ -33,60 +38,41 @@ DRY_RUN = 0  # the run id a dry run marks rows with, then rolls back
 
 
 class UndoRun:
-    """Batches of one undo (or a dry run of it) over one connection, each retried as a whole when transient."""
+    """Batches of one undo (or a dry run of it), each one transaction, retried as a whole when transient."""
 
-    def __init__(self, settings: Settings, selection: UndoFilter, run: int = DRY_RUN) -> None:
-        self.settings = settings
-        self.tables = Tables(settings.table_prefix)
+    def __init__(self, database: Database, selection: UndoFilter, batch_size: int, run: int = DRY_RUN,
+                 stop: threading.Event | None = None, events: Events | None = None) -> None:
+        """`events`: the outbox rows of what each batch reverts (docs/events.md); None writes none."""
+        self.database = database
+        self.events = events
         self.clause, self.params = selection.clause()
+        self.batch_size = batch_size
         self.run = run
-        self.connection: Connection | None = None
-        self.retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            wait=wait_exponential(multiplier=0.1, max=settings.retry_max_wait) + wait_random(0, 0.5),
-            stop=stop_after_delay(600), reraise=True,
-        )
+        self.stop = stop
 
-    def all(self) -> UndoCounts:
-        """Every batch until none is left; a dry run (run id 0) rolls each back."""
+    def all(self) -> tuple[UndoCounts, bool]:
+        """Every batch until none is left, or a stop request between batches: (what was done, completed).
+        A dry run (run id 0) rolls each back. Raises FatalError when the database is lost for good."""
         total, after = UndoCounts(), 0
         try:
-            while (done := self.retrying(self._batch, after)) is not None:
+            while not (self.stop is not None and self.stop.is_set()):
+                done = self.database.run(functools.partial(self._batch, after=after), commit=self.run != DRY_RUN)
+                if done is None:
+                    return total, True
                 counts, after = done
                 total.add(counts)
-            return total
-        finally:
-            if self.connection is not None:
-                self.connection.close()
+        except StopRequested:
+            pass
+        except GaveUp as exc:
+            raise gave_up(exc, self.database, "what was undone stays undone") from None
+        return total, False
 
-    def _batch(self, after: int) -> tuple[UndoCounts, int] | None:
+    def _batch(self, session: Session, after: int) -> tuple[UndoCounts, int] | None:
         """One batch after ledger id `after`: (what it did, the last id), or None when none is left."""
-        try:
-            if self.connection is None:
-                self.connection = connect(self.settings.mysql)
-            connection = self.connection
-            with connection.cursor() as cursor:
-                rows = undo_candidates(cursor, self.tables, self.clause, self.params, after,
-                                       self.settings.batch_size)
-                counts = undo_batch(cursor, self.tables, rows, self.run) if rows else None
-            if self.run == DRY_RUN:
-                connection.rollback()
-            else:
-                connection.commit()
-            return (counts, rows[-1]["id"]) if counts is not None else None
-        except Exception as exc:
-            error = translate(exc)
-            if self.connection is not None:
-                try:
-                    self.connection.rollback()
-                except Exception:  # gone: forget it, the retry connects again
-                    pass
-                if isinstance(error, TransientError):
-                    self.connection.close()
-                    self.connection = None
-            if isinstance(error, TransientError) or error is exc:
-                raise error from exc
-            raise database_failure(exc, self.settings) from exc
+        rows = undo_candidates(session.cursor, session.tables, self.clause, self.params, after, self.batch_size)
+        if not rows:
+            return None
+        return undo_batch(session.cursor, session.tables, rows, self.run, self.events), rows[-1]["id"]
 
 
 def describe(counts: dict, verb: str) -> str:
@@ -141,7 +127,7 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, ledger_ids,
          dry_run, yes, as_json, reason) -> None:
     """Revert exactly what the selected ledger records wrote to IEM; rows changed since are left and reported."""
-    selection = UndoFilter(since, until, tuple(d.strip().lower().lstrip("@") for d in domain),
+    selection = UndoFilter(since, until, tuple(a_label(d.strip().lstrip("@")) for d in domain),
                            tuple(c.strip().lower() for c in category), diag, tuple(files), email, tuple(outcome),
                            tuple(f.strip().lower() for f in feedback_type), tuple(ledger_ids))
     if selection.empty:
@@ -149,7 +135,12 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
                                "--email, --outcome, --feedback-type, --ledger-id)")
     if since is not None and until is not None and since > until:
         raise click.UsageError("--since is later than --until: no record can match")
-    preview = UndoRun(settings, selection).all().as_dict()
+    database = batches_database(settings, log=log)
+    try:
+        preview = UndoRun(database, selection, settings.batch_size,
+                          events=events.from_settings(settings, database.tables)).all()[0].as_dict()
+    finally:
+        database.close()
     if not preview["records"] and not preview["skipped"]:
         # Nothing to ask about and nothing to audit: an operator's typo is not an action.
         click.echo(f"nothing matches {selection.describe()}: no record that changed IEM and is not undone yet; "
@@ -164,10 +155,26 @@ def undo(settings: Settings, since, until, domain, category, feedback_type, diag
     if not yes:
         click.echo(describe(preview, "would be undone"), err=True)
         click.confirm("undo these?", abort=True, err=True)
-    action = Action("undo", selection.describe(), database_where(settings), reason)
-    run = in_transaction(settings, action.start)
-    done = UndoRun(settings, selection, run).all().as_dict()
-    counts = {key: value for key, value in done.items() if key != "skipped"} | {"skipped": len(done["skipped"])}
-    in_transaction(settings, lambda cursor, t: action.finish(cursor, t, counts))
+    _undo(settings, selection, as_json, Action("undo", selection.describe(), database_where(settings), reason))
+
+
+def _undo(settings: Settings, selection: UndoFilter, as_json: bool, action: Action) -> None:
+    """The run itself, audited; a stop request ends it between batches (exit 130, `completed: false`)."""
+    with stop_on_signals(log=log, then="stopping after the batch in hand") as stop:
+        database = batches_database(settings, stop, log)
+        try:
+            run = database.run(lambda s: action.start(s.cursor, s.tables))
+            total, completed = UndoRun(database, selection, settings.batch_size, run, stop,
+                                       events.from_settings(settings, database.tables)).all()
+            done = total.as_dict()
+            counts = ({key: value for key, value in done.items() if key != "skipped"}
+                      | {"skipped": len(done["skipped"]), "completed": completed})
+            database.run(lambda s: action.finish(s.cursor, s.tables, counts))
+        finally:
+            database.close()
     action.note(settings.dlq_audit_file, counts)
     _show(done, "undone", as_json, run=run, filter=selection.describe())
+    if not completed:
+        click.echo("interrupted: the records not yet undone are left as they were; run the same command again "
+                   "to go on", err=True)
+        sys.exit(INTERRUPTED)

@@ -1,7 +1,8 @@
 """`pmtabounce demo` (what `make run` runs): the whole fleet on a generated world, on local services.
 
 It resets a demo database (`pmtabounce_demo` on the server of
-PMTABOUNCE_MYSQL_URL, else root@127.0.0.1:3306), loads IEM's tables and a
+PMTABOUNCE_MYSQL_URL, else root@127.0.0.1:3306) and a demo virtual host
+(`pmtabounce-demo`, through the broker's management API), loads IEM's tables and a
 generated world, writes the world's accounting files, runs setup, starts the
 producer and the workers as real subprocesses, shows a progress bar while the
 queue drains, prints a summary, and stops every process it started.
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from .. import queue_policy, queues
 from ..commands.status import COMPLAINT_LEDGER_OUTCOMES, LEDGER_OUTCOMES
+from ..common import broker
 from ..common.accounting import AccountingFile
 from ..common.bouncedir import pending_files
 from ..common.broker import safe_url
@@ -37,7 +39,8 @@ from ..common.errors import ConfigError, FatalError
 from ..common.record import BounceRecord
 from ..runner import run_command
 from ..store import ledger
-from ..store.db import Tables, connect
+from ..store.database import ONE_SHOT, Database
+from ..store.db import Tables
 from ..store.migrate import setup_database
 from .fixture import create_iem_tables
 from .reset import claim_directory, reset_database
@@ -48,6 +51,8 @@ DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 QUEUE_PREFIX = "pmtabounce-demo"  # its own queues, so a real fleet on the same broker is never touched
 POLL_SECONDS = 0.5
 _DATABASE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+_VHOST_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+VHOST_MARK = "made by pmtabounce demo"  # the description of a virtual host the demo may delete
 
 
 @dataclass
@@ -60,6 +65,7 @@ class DemoOptions:
     workers: int = 2
     seed: int = 7
     timeout: float = 600.0
+    vhost: str = "pmtabounce-demo"
 
 
 @dataclass
@@ -75,18 +81,36 @@ class Drained:
     exit_codes: dict[str, int | None] = field(default_factory=dict)
 
 
-def demo_settings(settings: Settings, options: DemoOptions) -> Settings:
-    """The demo's database on the configured server, its own queue names and bounce directory."""
+def demo_settings(settings: Settings, options: DemoOptions, own_vhost: bool = True) -> Settings:
+    """The demo's database on the configured server, its own virtual host (`own_vhost`; else the URL's),
+    queue names and bounce directory."""
     if not _DATABASE_NAME.fullmatch(options.database):
         raise ConfigError(f"--database {options.database!r}: only letters, digits and _")
+    if not _VHOST_NAME.fullmatch(options.vhost):
+        raise ConfigError(f"--vhost {options.vhost!r}: only letters, digits, _, - and .")
     parts = urlsplit(settings.mysql_url or DEFAULT_MYSQL_URL)
+    amqp = urlsplit(settings.amqp_url or DEFAULT_AMQP_URL)
     return replace(
         settings,
         mysql_url=urlunsplit(parts._replace(path="/" + options.database)),
-        amqp_url=settings.amqp_url or DEFAULT_AMQP_URL,
+        amqp_url=urlunsplit(amqp._replace(path="/" + options.vhost)) if own_vhost else urlunsplit(amqp),
         queue_prefix=QUEUE_PREFIX,
         bounce_dir=demo_bounce_dir(options),
     )
+
+
+def reset_vhost(api_url: str, settings: Settings) -> None:
+    """Delete the demo's virtual host with all in it and make it anew for the AMQP user, as the demo database;
+    FatalError, deleting nothing, if it exists and the demo did not make it (its description says so)."""
+    vhost = queues.vhost_of(settings.amqp)
+    api = queues.ManagementApi((api_url,))
+    found = queues.vhost_description(api, vhost)
+    if found is not None and found != VHOST_MARK:
+        raise FatalError(f"virtual host {vhost} exists and was not made by `pmtabounce demo` (its description is "
+                         f"{found!r}); the demo deletes only virtual hosts it made: choose another --vhost")
+    if found is not None:
+        queues.delete_vhost(api, vhost)
+    queues.make_vhost(api, vhost, VHOST_MARK, broker.plain_parameters(settings.amqp).credentials.username)
 
 
 def demo_bounce_dir(options: DemoOptions) -> Path:
@@ -97,8 +121,10 @@ def run_demo(given: Settings, options: DemoOptions, console: Console) -> int:
     settings = demo_settings(given, options)
     claim_directory(options.directory)  # refused before the demo says what it will use
     api_url = _console_api(given, settings)
+    if api_url is None:  # virtual hosts are made through the management API only
+        settings = demo_settings(given, options, own_vhost=False)
     _say_what_is_used(console, given, settings, api_url)
-    world, expected = _prepare(settings, options, console)
+    world, expected = _prepare(settings, options, console, api_url)
     processes = Processes(_child_env(settings), options.directory / "logs")
     try:
         started = time.monotonic()
@@ -117,18 +143,21 @@ def run_demo(given: Settings, options: DemoOptions, console: Console) -> int:
     return 0 if clean and result.seen + result.dead >= expected else 1
 
 
-def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tuple[World, int]:
-    """Fresh database, world and files, then setup; returns the world and the records to publish."""
+def _prepare(settings: Settings, options: DemoOptions, console: Console, api_url: str | None) -> tuple[World, int]:
+    """Fresh database, virtual host, world and files, then setup; returns the world and the records to publish."""
     reset_database(settings.mysql)
+    if api_url is not None:
+        reset_vhost(api_url, settings)
     tables = Tables(settings.table_prefix)
     world = World.generate(options.seed, subscribers=options.subscribers, records=options.records,
                            files=options.files)
-    connection = connect(settings.mysql)
+    database = Database(settings.mysql, tables, ONE_SHOT)
     try:
-        create_iem_tables(connection, tables)
-        world.create_database(connection, tables)
+        with database.transaction() as session:
+            create_iem_tables(session.cursor, tables)
+            world.create_database(session.cursor, tables)
     finally:
-        connection.close()
+        database.close()
     bounce_dir = demo_bounce_dir(options)
     shutil.rmtree(bounce_dir, ignore_errors=True)
     paths = world.write_files(bounce_dir)
@@ -136,7 +165,7 @@ def _prepare(settings: Settings, options: DemoOptions, console: Console) -> tupl
                    for item in AccountingFile(path))
     queues.delete_queues(settings.amqp, settings.topology)
     setup_database(settings)
-    with_policy = queues.management_available(queue_policy.api_url(settings))
+    with_policy = _console_api(settings, settings) is not None
     if not with_policy:
         console.print("[yellow]RabbitMQ's management API does not answer on :15672: the demo queue runs without "
                       "its policy (no delivery limit); `rabbitmq-plugins enable rabbitmq_management` adds it[/]")
@@ -156,15 +185,14 @@ def watch(settings: Settings, expected: int, processes: Processes, timeout: floa
     deadline = time.monotonic() + timeout
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[state]}"))
-    connection = connect(settings.mysql)
+    database = Database(settings.mysql, tables, ONE_SHOT)
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("applying bounces", total=expected, state="")
             while True:
-                with connection.cursor() as cursor:
-                    result.seen = ledger.records_seen(cursor, tables)
-                connection.commit()  # a fresh snapshot on the next read
-                work, dead = queues.read_queues(settings.amqp, topology)
+                with database.transaction() as session:  # each read a fresh snapshot
+                    result.seen = ledger.records_seen(session.cursor, tables)
+                work, dead, _node = queues.read_queues(settings.amqp, topology)
                 result.dead = dead.ready
                 waiting = len(pending_files(settings.require_bounce_dir()))
                 state = f"files {waiting} · queued {work.ready} · consumers {work.consumers}"
@@ -174,7 +202,7 @@ def watch(settings: Settings, expected: int, processes: Processes, timeout: floa
                 _check(processes, deadline, timeout)
                 time.sleep(POLL_SECONDS)
     finally:
-        connection.close()
+        database.close()
 
 
 def _check(processes: Processes, deadline: float, timeout: float) -> None:
@@ -185,12 +213,12 @@ def _check(processes: Processes, deadline: float, timeout: float) -> None:
 
 
 def _ledger_outcomes(settings: Settings, *, complaints: bool = False) -> dict[str, int]:
-    connection = connect(settings.mysql)
+    database = Database(settings.mysql, Tables(settings.table_prefix), ONE_SHOT)
     try:
-        with connection.cursor() as cursor:
-            return ledger.outcomes_since(cursor, Tables(settings.table_prefix), complaints=complaints)
+        with database.transaction(commit=False) as session:
+            return ledger.outcomes_since(session.cursor, session.tables, complaints=complaints)
     finally:
-        connection.close()
+        database.close()
 
 
 class Processes:
@@ -256,8 +284,11 @@ def _free_port() -> int:
 
 def _console_api(given: Settings, settings: Settings) -> str | None:
     """The management API if it answers (the configured one, else the broker's host on :15672)."""
-    api_url = given.rabbitmq_api_url or queues.default_api_url(settings.amqp)
-    return api_url if queues.management_available(api_url) else None
+    try:
+        api = queue_policy.management_api(settings)
+    except ConfigError:  # nodes on other ports: where their API is cannot be told
+        return None
+    return api.urls[0] if queues.management_available(api) else None
 
 
 def _say_what_is_used(console: Console, given: Settings, settings: Settings, api_url: str | None) -> None:
@@ -265,7 +296,10 @@ def _say_what_is_used(console: Console, given: Settings, settings: Settings, api
     amqp_from = "PMTABOUNCE_AMQP_URL" if given.amqp_url else "local default; set PMTABOUNCE_AMQP_URL"
     console.print(f"MySQL:    {settings.mysql.safe_url()} ({mysql_from}); the demo database is dropped and made anew "
                   "(only one the demo made)")
-    console.print(f"RabbitMQ: {safe_url(settings.amqp)} ({amqp_from}), queues {QUEUE_PREFIX}.*")
+    vhost = queues.vhost_of(settings.amqp)
+    own = ("its own virtual host, deleted and made anew (only one the demo made)" if api_url
+           else f"virtual host {vhost} of PMTABOUNCE_AMQP_URL: without the management API the demo cannot make its own")
+    console.print(f"RabbitMQ: {safe_url(settings.amqp)} ({amqp_from}; {own}), queues {QUEUE_PREFIX}.*")
     console.print(f"files:    {settings.bounce_dir}")
     if api_url is None:
         console.print("console:  management plugin not answering (rabbitmq-plugins enable rabbitmq_management)")
@@ -317,6 +351,9 @@ def print_summary(console: Console, settings: Settings, world: World, result: Dr
 @click.option("--directory", type=click.Path(path_type=Path, file_okay=False), default=DemoOptions.directory,
               show_default=True, help="Where the accounting files and the process logs go (emptied; a folder the demo "
                                       "did not make is refused unless empty).")
+@click.option("--vhost", default=DemoOptions.vhost, show_default=True,
+              help="Demo virtual host on PMTABOUNCE_AMQP_URL's broker (through its management API): deleted and "
+                   "made anew; one the demo did not make is refused.")
 @click.option("--timeout", type=float, default=DemoOptions.timeout, show_default=True,
               help="Give up if the queue has not drained after this many seconds.")
 @run_command

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from importlib import resources
 
+from ..store.database import Cursor
 from ..store.db import Tables
 
 # Where the fixture names a table (the index names keep IEM's own `email_`).
@@ -27,9 +28,7 @@ def iem_schema(tables: Tables, *, webhooks: bool = True) -> list[str]:
     ]
 
 
-def create_iem_tables(connection, tables: Tables, *, webhooks: bool = True) -> None:
-    """Create the fixture's tables (see iem_schema) and commit."""
-    with connection.cursor() as cursor:
-        for statement in iem_schema(tables, webhooks=webhooks):
-            cursor.execute(statement)
-    connection.commit()
+def create_iem_tables(cursor: Cursor, tables: Tables, *, webhooks: bool = True) -> None:
+    """Create the fixture (see iem_schema) in the caller's transaction; the caller commits (the INSERTs)."""
+    for statement in iem_schema(tables, webhooks=webhooks):
+        cursor.execute(statement)

@@ -9,12 +9,13 @@ table in the database, a file in the directory) and refuses anything unmarked.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
-
-import pymysql
 
 from ..common.config import MySQLTarget
 from ..common.errors import FatalError
+from ..store.database import ONE_SHOT, Cursor, Database
+from ..store.db import Tables
 
 MARK_TABLE = "pmtabounce_demo_made_this"
 MARK_FILE = ".pmtabounce-demo"
@@ -26,10 +27,10 @@ def reset_database(target: MySQLTarget) -> None:
     `target.database` is checked by the caller (letters, digits and _), so it may be quoted into DDL.
     """
     name = target.database
-    server = pymysql.connect(host=target.host, port=target.port, user=target.user, password=target.password,
-                             unix_socket=target.unix_socket, autocommit=True, connect_timeout=10)
+    server = Database(replace(target, database=""), Tables(), ONE_SHOT)  # the server, no database chosen
     try:
-        with server.cursor() as cursor:
+        with server.transaction() as session:
+            cursor = session.cursor
             if _database_exists(cursor, name) and not _database_marked(cursor, name):
                 raise FatalError(
                     f"database {name} exists and was not made by `pmtabounce demo` (it has no table {MARK_TABLE}); "
@@ -43,12 +44,12 @@ def reset_database(target: MySQLTarget) -> None:
         server.close()
 
 
-def _database_exists(cursor, name: str) -> bool:
+def _database_exists(cursor: Cursor, name: str) -> bool:
     cursor.execute("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
     return cursor.fetchone()[0] > 0
 
 
-def _database_marked(cursor, name: str) -> bool:
+def _database_marked(cursor: Cursor, name: str) -> bool:
     cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
                    (name, MARK_TABLE))
     return cursor.fetchone()[0] > 0

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..store.database import Cursor
+from ..store.db import Tables
 from .accounting_rows import RecordMaker, Row, bounce_rule
 from .storm import Storm, add_storm
 
@@ -177,18 +179,16 @@ class World:
         """b/rb rows in the files (duplicates and malformed rows included; d/t rows not)."""
         return sum(spec.bounce_rows for spec in self.files)
 
-    def create_database(self, connection, tables) -> None:
-        """Insert the world into IEM tables that exist and are empty (`tables`: worker.db.Tables).
+    def create_database(self, cursor: Cursor, tables: Tables) -> None:
+        """Insert the world into IEM tables that exist and are empty, in the caller's transaction.
 
-        Every value is a parameter: PyMySQL turns executemany into multi-row
+        Every value is a parameter: the driver turns executemany into multi-row
         INSERTs only then (a literal in VALUES makes it one round trip per row).
         """
-        with connection.cursor() as cursor:
-            for table, columns, rows in self._table_rows(tables):
-                if rows:
-                    marks = ", ".join(["%s"] * len(columns))
-                    cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
-        connection.commit()
+        for table, columns, rows in self._table_rows(tables):
+            if rows:
+                marks = ", ".join(["%s"] * len(columns))
+                cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
     def _table_rows(self, tables):
         """(table, columns, rows) for every IEM table the world fills."""

@@ -51,6 +51,7 @@ CONSUMER_TIMEOUT_MINUTES = 25  # RabbitMQ takes back unacked messages after 30 m
 # A run stopped by its first SIGTERM/SIGINT is not done: 128 + SIGINT, as a shell reports Ctrl-C, so a
 # script can tell it from 0 (README, "Exit codes"). Its audit line is written before it exits.
 INTERRUPTED = 130
+ALL_REFUSED = 4  # `replay` selected messages and replayed none: the loop guard refused every one
 
 
 @click.group()
@@ -245,7 +246,10 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, rate: str | 
     if dry_run or not yes:
         plan = _with_queue(settings, lambda q: plan_replay(selection.pick(q.browse()), limit, force))
         print_plan(plan, "would replay" if dry_run else "to replay", limit)
-        if dry_run or not plan.replay:
+        if dry_run:
+            return
+        if not plan.replay:
+            _exit_if_all_refused(len(plan.refused))
             return
         click.confirm(f"Replay {len(plan.replay)} messages to the work queue?", abort=True, err=True)
         confirmed = Counter(letter.identity for letter in plan.replay)
@@ -275,6 +279,17 @@ def _replay(settings: Settings, selection: Selection, limit: int, force: bool, r
         click.echo(f"interrupted: {len(plan.replay) - len(run.done)} messages were not replayed; "
                    "run the same command again to go on", err=True)
         sys.exit(INTERRUPTED)
+    if not run.done:
+        _exit_if_all_refused(len(plan.refused))
+
+
+def _exit_if_all_refused(refused: int) -> None:
+    """Exit ALL_REFUSED when messages were selected and the loop guard refused every one: a script must not
+    take a replay of nothing for a replay done."""
+    if refused:
+        click.echo(f"nothing replayed: the loop guard refused all {refused} selected messages (replayed "
+                   "--max-replays times already); fix their cause, then replay with --force", err=True)
+        sys.exit(ALL_REFUSED)
 
 
 @dlq.command()

@@ -19,11 +19,11 @@ from contextlib import contextmanager
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
-from pika.exceptions import ChannelClosedByBroker, NackError, UnroutableError
+from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker, NackError, UnroutableError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, retry_if_result, stop_after_delay, wait_fixed
 
 from ..common import broker
-from ..common.broker import RESOURCE_LOCKED
+from ..common.broker import INTERNAL_ERROR, RESOURCE_LOCKED
 from ..common.config import Settings
 from ..common.errors import FatalError
 from ..common.topology import Topology
@@ -128,6 +128,7 @@ class DeadLetterQueue:
         self.release()
         wanted = min(self.depth(), MAX_HELD)
         if not wanted:
+            self._check_empty()
             return []
         letters: list[DeadLetterMessage] = []
         channel = self.connection.channel()
@@ -145,6 +146,27 @@ class DeadLetterQueue:
                 last_count, last_change = len(letters), time.monotonic()
         self._held = len(letters)
         return letters
+
+    def _check_empty(self) -> None:
+        """A depth of 0 is also what RabbitMQ answers for a quorum queue below quorum, whatever it holds
+        (rabbit_quorum_queue:stat cannot reach the leader), and a consumer there waits a minute for an
+        INTERNAL_ERROR; `basic.get` answers at once: empty, or refused. Raises FatalError when refused.
+        A message that arrived meanwhile is handed back at once by closing the channel.
+        """
+        channel = self.connection.channel()
+        try:
+            channel.basic_get(self.name)
+        except ConnectionClosedByBroker as exc:
+            if exc.reply_code != INTERNAL_ERROR:
+                raise
+            raise FatalError(
+                f"RabbitMQ cannot read {self.name} ({exc.reply_code} {exc.reply_text}): the quorum queue is below "
+                "quorum, and then it counts 0 messages whatever it holds; nothing was read or removed. "
+                "See `pmtabounce status`, and run the command again once more than half of its nodes are online"
+            ) from None
+        finally:
+            if channel.is_open:
+                channel.close()
 
     def remove(self, letter: DeadLetterMessage) -> None:
         """Take one held message out of the queue for good."""

@@ -14,7 +14,7 @@ from pmtabounce.worker.apply import BatchApplier
 
 def holding_commit(applier: BatchApplier, at_commit: threading.Event, release: threading.Event) -> None:
     """Make `applier` stop just before its commit (its row locks and ledger row held) until `release`."""
-    connect = applier._connect
+    connect = applier.database._connect
 
     def connect_and_hold():
         connection = connect()
@@ -28,7 +28,7 @@ def holding_commit(applier: BatchApplier, at_commit: threading.Event, release: t
         connection.commit = held_commit
         return connection
 
-    applier._connect = connect_and_hold
+    applier.database._connect = connect_and_hold
 
 
 def test_the_second_commit_of_one_record_is_named_as_the_race_and_retried(iem_db, caplog):

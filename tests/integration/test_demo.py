@@ -16,6 +16,7 @@ from pmtabounce.common.record import BounceRecord
 from pmtabounce.common.topology import Topology
 from rabbit_management import ensure_management_api
 from service_admin import as_root
+from throwaway import delete_vhost, rabbitmqctl
 from worker_fleet import worker_env
 
 
@@ -41,14 +42,17 @@ def summary_count(output: str, what: str) -> int:
 def test_the_demo_runs_the_fleet_on_a_tiny_world_and_stops_everything(vhost, tmp_path):
     ensure_management_api()
     database = f"pmtt_demo_{uuid.uuid4().hex[:10]}"
+    demo_vhost = f"pmtt-demo-{uuid.uuid4().hex[:10]}"
     env = {**worker_env(MYSQL_URL, vhost.url), "COLUMNS": "160"}
     try:
         done = subprocess.run(
             [sys.executable, "-m", "pmtabounce", "demo", "--subscribers", "150", "--records", "300", "--files", "3",
              "--workers", "2", "--seed", "3", "--database", database, "--directory", str(tmp_path / "demo"),
-             "--timeout", "180"],
+             "--vhost", demo_vhost, "--timeout", "180"],
             env=env, capture_output=True, text=True, timeout=300,
         )
+        demo_queues = rabbitmqctl("list_queues", "-q", "-p", demo_vhost, "name", "messages").stdout
+        in_given_vhost = rabbitmqctl("list_queues", "-q", "-p", vhost.name, "name").stdout
         assert done.returncode == 0, done.stdout + done.stderr
         out = done.stdout
         ledger = dict(as_root(f"SELECT outcome, COUNT(*) FROM `{database}`.`email_pmtabounce_ledger` "
@@ -58,7 +62,13 @@ def test_the_demo_runs_the_fleet_on_a_tiny_world_and_stops_everything(vhost, tmp
         seen = as_root(f"SELECT SUM(seen_count) FROM `{database}`.`email_pmtabounce_ledger`")[0][0]
     finally:
         as_root(f"DROP DATABASE IF EXISTS `{database}`")
+        delete_vhost(demo_vhost)
 
+    topology = Topology("pmtabounce-demo")
+    # Its own virtual host (made by the demo, the URL's own left alone), its queues drained there.
+    assert {tuple(line.split("\t")) for line in demo_queues.splitlines()} >= {(topology.queue, "0"),
+                                                                             (topology.dead_queue, "0")}
+    assert "pmtabounce-demo" not in in_given_vhost
     bounce_dir = (tmp_path / "demo" / "bounces").resolve()
     published = sum(isinstance(item, (BounceRecord, ComplaintRecord)) for path in sorted(bounce_dir.glob("*.csv.done"))
                     for item in AccountingFile(path))
@@ -72,18 +82,37 @@ def test_the_demo_runs_the_fleet_on_a_tiny_world_and_stops_everything(vhost, tmp
     assert "processes: producer exit 0, worker-1 exit 0, worker-2 exit 0" in out
     assert f"mysql://root@127.0.0.1:3306/{database}" in out
     assert "RabbitMQ console: http://127.0.0.1:15672/" in out
-    topology = Topology("pmtabounce-demo")
-    assert vhost.queue_depth(topology.queue) == 0 and vhost.queue_depth(topology.dead_queue) == 0
     assert processes_working(bounce_dir) == []
     assert sorted(p.name for p in (tmp_path / "demo" / "logs").iterdir()) == [
         "producer.log", "worker-1.log", "worker-2.log"]
 
 
-def run_demo(env: dict[str, str], database: str, directory: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pmtabounce", "demo", "--subscribers", "20", "--records", "20", "--files", "1",
-         "--workers", "1", "--database", database, "--directory", str(directory), "--timeout", "60"],
-        env=env, capture_output=True, text=True, timeout=120)
+def run_demo(env: dict[str, str], database: str, directory: Path, vhost: str = "") -> subprocess.CompletedProcess:
+    vhost = vhost or f"pmtt-demo-{uuid.uuid4().hex[:10]}"
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "pmtabounce", "demo", "--subscribers", "20", "--records", "20", "--files", "1",
+             "--workers", "1", "--database", database, "--directory", str(directory), "--vhost", vhost,
+             "--timeout", "60"],
+            env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        if "pmtt-demo-" in vhost:
+            rabbitmqctl("delete_vhost", vhost, check=False)  # not there when the demo refused before making it
+
+
+def test_the_demo_refuses_a_virtual_host_it_did_not_make(vhost, tmp_path):
+    ensure_management_api()
+    database = f"pmtt_demo_{uuid.uuid4().hex[:10]}"
+    connection, channel = vhost.channel()
+    channel.queue_declare("someone.elses", durable=True)
+    connection.close()
+    try:
+        done = run_demo(worker_env(MYSQL_URL, vhost.url), database, tmp_path / "demo", vhost=vhost.name)
+    finally:
+        as_root(f"DROP DATABASE IF EXISTS `{database}`")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"virtual host {vhost.name} exists and was not made by `pmtabounce demo`" in done.stderr
+    assert "someone.elses" in rabbitmqctl("list_queues", "-q", "-p", vhost.name, "name").stdout
 
 
 def test_the_demo_refuses_a_database_it_did_not_make(vhost, tmp_path):
@@ -128,3 +157,11 @@ def test_the_demo_refuses_a_directory_it_did_not_make(vhost, tmp_path):
     assert "files:" not in done.stdout  # refused before it says what it would use
     assert (directory / "bounces" / "acct-2024-11-19.csv").exists()
     assert as_root("SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (database,)) == [(0,)]
+
+
+def test_make_run_passes_the_demos_options_on():
+    done = subprocess.run(["make", "-n", "run", "DEMO_ARGS=--database pmtt_ann --vhost pmtt-ann --directory /tmp/ann"],
+                          cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.endswith("pmtabounce demo --database pmtt_ann --vhost pmtt-ann --directory /tmp/ann"), last

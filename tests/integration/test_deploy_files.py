@@ -143,14 +143,16 @@ def test_k8s_producer_is_a_single_replica_on_a_volume_and_keda_scales_the_worker
     scaled = manifests[("ScaledObject", "pmtabounce-worker")]["spec"]
     assert scaled["scaleTargetRef"]["name"] == "pmtabounce-worker"
     assert "replicas" not in manifests[("Deployment", "pmtabounce-worker")]["spec"]  # an apply would reset KEDA's
-    setup_env = {e["name"]: e for e in manifests[("Job", "pmtabounce-setup")]["spec"]["template"]["spec"][
-        "containers"][0]["env"]}
+    (job,) = [doc for (kind, _), doc in manifests.items() if kind == "Job"]
+    setup_env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert setup_env["PMTABOUNCE_RABBITMQ_API_URL"]["valueFrom"]["secretKeyRef"]["key"] == "rabbitmq-api-url"
     (trigger,) = scaled["triggers"]
     assert trigger["type"] == "rabbitmq" and trigger["metadata"]["mode"] == "QueueLength"
     assert trigger["metadata"]["queueName"] == Topology().queue
     auth = manifests[("TriggerAuthentication", trigger["authenticationRef"]["name"])]["spec"]
-    assert auth["secretTargetRef"] == [{"parameter": "host", "name": "pmtabounce", "key": "amqp-url"}]
+    assert auth["secretTargetRef"] == [{"parameter": "host", "name": "pmtabounce", "key": "keda-amqp-url"}]
+    secret = yaml.safe_load((DEPLOY / "k8s" / "secret.example.yaml").read_text())["stringData"]
+    assert "," not in secret["keda-amqp-url"], "KEDA's trigger reads one host, never the node list"
 
 
 def unit(name: str) -> configparser.ConfigParser:
@@ -256,3 +258,46 @@ def test_the_powermta_snippet_logs_what_the_parser_needs(tmp_path):
     (complaint,) = list(AccountingFile(path))
     assert isinstance(complaint, ComplaintRecord) and complaint.feedback_type == "abuse"
     assert (complaint.link.subscriberid, complaint.link.confirmcode, complaint.list_ids) == (7, "ab", (3, 7))
+
+
+def test_no_unit_runs_setup_and_the_producer_needs_only_amqp():
+    """setup belongs to the release: on every restart it tied the producer to the management API."""
+    for path in (DEPLOY / "systemd").glob("*.service"):
+        service = unit(path.name)["Service"]
+        commands = [service.get(key, "") for key in ("ExecStartPre", "ExecStart", "ExecStartPost")]
+        assert not any("pmtabounce setup" in command for command in commands), path.name
+    producer = unit("pmtabounce-producer@.service")["Unit"]["After"].split()
+    assert "rabbitmq-server.service" in producer and not {"mariadb.service", "mysql.service"} & set(producer)
+
+
+def test_the_units_documentation_is_installed_by_the_documented_steps():
+    steps = (DEPLOY / "README.md").read_text().split("## systemd", 1)[1].split("\n## ", 1)[0]
+    for path in (DEPLOY / "systemd").glob("pmtabounce*.[st]*"):
+        for link in unit(path.name)["Unit"].get("Documentation", "").split():
+            assert link.startswith("file://"), link
+            installed = link.removeprefix("file://")
+            assert re.search(rf"install\b.*\s(\S+)\s+{re.escape(installed)}\b", steps), (path.name, installed)
+            source = re.search(rf"install\b.*\s(\S+)\s+{re.escape(installed)}\b", steps).group(1)
+            assert (DEPLOY.parent / source).is_file(), source
+
+
+def test_k8s_upgrade_runs_this_releases_setup_job_before_the_new_workers():
+    """A fixed-name Job refused a new image (its template is immutable) and nothing ordered setup first."""
+    manifests = k8s()
+    (image,) = manifests[("Kustomization", "kustomization.yaml")]["images"]
+    (job,) = [doc for (kind, _), doc in manifests.items() if kind == "Job"]
+    assert job["metadata"]["name"] == "pmtabounce-setup-" + image["newTag"].replace(".", "-")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == ["setup"]
+    worker = manifests[("Deployment", "pmtabounce-worker")]["spec"]["template"]["spec"]
+    (wait,) = worker["initContainers"]
+    (container,) = worker["containers"]
+    assert wait["image"] == container["image"] == image["name"]  # the same release's image, so its schema
+    assert wait["args"][:2] == ["setup", "--wait"] and int(wait["args"][2]) >= 300
+    mysql = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in wait["env"]}["PMTABOUNCE_MYSQL_URL"]
+    assert mysql == {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}["PMTABOUNCE_MYSQL_URL"]
+    assert wait["securityContext"] == container["securityContext"]
+    done = subprocess.run([sys.executable, "-m", "pmtabounce", *wait["args"], "--help"], capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0 and "--wait SECONDS" in done.stdout  # a command this image has
+    steps = (DEPLOY / "README.md").read_text()
+    assert "rename the setup\nJob" in steps and job["metadata"]["name"] in steps

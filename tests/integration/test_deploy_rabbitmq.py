@@ -35,11 +35,15 @@ def test_definitions_declare_exactly_the_topology_of_setup():
     assert queues[topology.queue]["arguments"] == topology.queue_arguments()
     assert queues[topology.dead_queue]["arguments"] == topology.dead_queue_arguments()
     assert all(q["durable"] and not q["auto_delete"] for q in queues.values())
+    assert queues[topology.unrouted_queue]["arguments"] == {"x-queue-type": "quorum"}
     assert {(e["name"], e["type"], e["durable"]) for e in exchanges.values()} == {
-        (topology.exchange, "direct", True), (topology.dead_exchange, "direct", True)}
+        (topology.exchange, "direct", True), (topology.dead_exchange, "direct", True),
+        (topology.events_exchange, "topic", True), (topology.unrouted_exchange, "fanout", True)}
+    assert exchanges[topology.events_exchange]["arguments"] == topology.events_arguments()
     assert {(b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]} == {
         (topology.exchange, topology.queue, topology.routing_key),
-        (topology.dead_exchange, topology.dead_queue, topology.routing_key)}
+        (topology.dead_exchange, topology.dead_queue, topology.routing_key),
+        (topology.unrouted_exchange, topology.unrouted_queue, "")}
     (policy,) = definitions["policies"]
     assert (policy["name"], policy["pattern"], policy["definition"], policy["apply-to"]) == (
         topology.policy_name, topology.policy_pattern(), topology.policy_definition(), "queues")

@@ -63,8 +63,12 @@ def test_replay_after_the_fix_applies_exactly_once_and_the_loop_guard_stops_repe
     again = [m for m in world.dlq_json("--reason", REFUSED)["messages"]]
     assert [(m["replays"], REFUSAL in m["reason"]) for m in again] == [(1, True)] * 3
 
-    guarded = world.dlq("replay", "--reason", REFUSED, "--max-replays", "1", "--yes")
+    guarded = world.dlq("replay", "--reason", REFUSED, "--max-replays", "1", "--yes", check=False)
     assert "replayed 0 messages" in guarded.stdout and "3 refused by the loop guard" in guarded.stdout
+    assert guarded.returncode == 4 and "nothing replayed: the loop guard refused all 3" in guarded.stderr
+    asked = world.dlq("replay", "--reason", REFUSED, "--max-replays", "1", check=False)  # without --yes: no question
+    assert asked.returncode == 4 and "nothing replayed" in asked.stderr
+    assert world.dlq("replay", "--reason", REFUSED, "--max-replays", "1", "--dry-run").returncode == 0
     assert _depths(world) == (4, 0)
 
     world.accept_list_2()

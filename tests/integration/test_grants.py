@@ -54,7 +54,8 @@ def granted():
     db = make_database()
     user, password = f"pmtt_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
     try:
-        db.query("DROP TABLE {t.ledger}, {t.meta}, {t.guard_domains}, {t.guard_windows}, {t.audit}")
+        db.query("DROP TABLE {t.ledger}, {t.meta}, {t.guard_domains}, {t.guard_windows}, {t.audit}, {t.outbox}, "
+                 "{t.outbox_attempts}")
         seed(db)
         for statement in statements(render(IEM_DATABASE=db.name, TABLE_PREFIX="email_", DB_USER=user,
                                            DB_HOST="%", DB_PASSWORD=password)):
@@ -210,3 +211,70 @@ def test_every_grants_file_applies_to_a_fresh_database_before_setup_and_each_acc
             connection.close()
     finally:
         as_root("DROP USER IF EXISTS %s@'%%'", params=(prune_user,))
+
+
+def test_grants_apply_to_an_iem_before_6_5_1_up_to_its_last_statements_on_the_webhook_tables(tmp_path):
+    # An IEM before 6.5.1 has no webhook tables, and a table-level GRANT without CREATE on a missing table
+    # fails (error 1146). `mysql < grants.sql` stops at the first error: every other grant must come before.
+    db = make_database(webhooks=False)
+    user, password = f"pmtt_{uuid.uuid4().hex[:10]}", uuid.uuid4().hex
+    try:
+        seed(db)
+        done, refused = [], []
+        for statement in statements(render(IEM_DATABASE=db.name, TABLE_PREFIX="email_", DB_USER=user,
+                                           DB_HOST="%", DB_PASSWORD=password)):
+            try:
+                if not refused:  # as the mysql client: nothing after the first error
+                    as_root(statement)
+                    done.append(statement)
+                    continue
+            except pymysql.err.ProgrammingError as exc:
+                assert exc.args[0] == 1146, exc
+            refused.append(statement)
+        assert refused and all("webhook" in s for s in refused), refused
+        assert not any("webhook" in s for s in done)
+        target = parse_mysql_url(db.url)
+        env = worker_env(f"mysql://{user}:{password}@{target.host}:{target.port}/{db.name}",
+                         "amqp://unused@127.0.0.1/unused")
+        assert cli(env, "setup", "--no-broker").returncode == 0
+        processed = cli(env, "process", str(copy_samples(tmp_path / "all", ["bounces-2024-11-19-1000.csv"])))
+        assert processed.returncode == 0 and "denied" not in processed.stderr, processed.stderr
+        assert db.query("SELECT COUNT(*) FROM {t.ledger}")[0][0] > 0
+    finally:
+        as_root("DROP USER IF EXISTS %s@'%%'", params=(user,))
+        drop_database(db)
+
+
+def test_the_granted_account_sends_and_logs_iems_webhooks_and_the_operator_undoes_with_subscribe(granted, tmp_path):
+    from iem_seed import Seed
+    from webhook_receiver import WebhookReceiver
+
+    db, url = granted
+    receiver = WebhookReceiver().up()
+    seed_ = Seed(db)
+    [(listid, subscriberid)] = db.query("SELECT listid, subscriberid FROM {t.subscribers} "
+                                        "WHERE emailaddress = 'john@example.com'")
+    for event in (1, 3):
+        seed_.webhook(listid, event, receiver.url(f"/{event}"))
+    seed_.field_data(subscriberid, seed_.custom_field("Name", listid), "John")
+    env = worker_env(url, "amqp://unused@127.0.0.1/unused")
+    assert cli(env, "setup", "--no-broker").returncode == 0
+    processed = cli(env, "process", str(copy_samples(tmp_path / "all", sorted(p.name for p in SAMPLES.glob("*.csv")))))
+    assert processed.returncode == 0 and "denied" not in processed.stderr, processed.stderr
+    bounces = len(receiver.requests)
+    assert any(b'"emailaddress":"john@example.com"' in raw for raw in receiver.requests)
+    assert {raw.split(b"\r\n")[0] for raw in receiver.requests} == {b"POST /3 HTTP/1.1"}
+    assert db.query("SELECT webhook_event_type_id, webhook_response FROM {t.webhook_logs}") == [(3, "ok")] * bounces
+
+    target = parse_mysql_url(url)
+    for statement in statements(render_file(DEPLOY / "mysql" / "grants-operator.sql", IEM_DATABASE=db.name,
+                                            TABLE_PREFIX="email_", DB_USER=target.user, DB_HOST="%",
+                                            DB_PASSWORD=target.password)):
+        as_root(statement)
+    undone = cli(env, "undo", "--email", "john@example.com", "--yes")
+    assert undone.returncode == 0, undone.stderr
+    relayed = cli(env, "relay", "--once", "10")
+    assert relayed.returncode == 0 and "denied" not in relayed.stderr, relayed.stderr
+    assert receiver.requests[-1].endswith(b'"customfields":{"Name":"John"}}')
+    assert len(receiver.requests) == bounces + 1
+    assert db.query("SELECT webhook_event_type_id FROM {t.webhook_logs} ORDER BY logid") == [(3,)] * bounces + [(1,)]

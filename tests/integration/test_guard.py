@@ -351,3 +351,36 @@ def test_the_printed_undo_reverts_exactly_the_record_that_overtook_the_held_one_
     bounces = snapshot(iem_db, ledger=False)["bounces"]
     assert [r for r in bounces if r[2] == 9] == on_list_9 != []
     assert [(r[1], r[2], r[4]) for r in bounces if r[2] == 7] == [(42, 7, "hard")]
+
+
+def test_a_domain_in_unicode_and_as_its_a_label_is_one_domain_tripped_held_and_discarded(iem_db, tmp_path):
+    pmtabounce(iem_db, "guard", "trip", "bücher.example")
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    write_file(directory / "b-1.csv", [bounce(email="ann@xn--bcher-kva.example", line=2),
+                                       bounce(email="bob@BÜCHER.example", line=3)])
+    assert json_of(pmtabounce(iem_db, "process", "--json", str(directory)))["held"] == 2
+    status = json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]
+    assert [(s["domain"], s["held"]) for s in status] == [("xn--bcher-kva.example", 2)]
+    pmtabounce(iem_db, "guard", "discard", "xn--bcher-kva.example", "--yes")
+    assert sorted(iem_db.query("SELECT email, outcome FROM {t.ledger}")) == [
+        ("ann@xn--bcher-kva.example", "discarded"), ("bob@BÜCHER.example", "discarded")]
+
+
+def test_setup_folds_a_domain_an_earlier_version_kept_in_unicode_into_its_a_label(iem_db):
+    iem_db.execute_many("INSERT INTO {t.guard_domains} (domain, tripped_at, tripped_by, trip_window, trip_count, "
+                        "trip_threshold, held, trips) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                        [("bücher.example", 1000, "guard", 600, 5, 5, 2, 1),
+                         ("xn--bcher-kva.example", None, "", None, 0, 0, 0, 0),
+                         ("☃.example", None, "", None, 0, 0, 0, 0)])
+    iem_db.execute_many("INSERT INTO {t.guard_windows} (domain, window_start, hard_count, tripped) "
+                        "VALUES (%s, %s, %s, %s)",
+                        [("bücher.example", 600, 5, 1), ("xn--bcher-kva.example", 600, 3, 0),
+                         ("bücher.example", 1200, 1, 0)])
+    for _ in range(2):  # idempotent
+        pmtabounce(iem_db, "setup", "--no-broker")
+        assert sorted(iem_db.query("SELECT domain, tripped_at, tripped_by, trip_window, trip_count, trip_threshold, "
+                                   "held, trips FROM {t.guard_domains}")) == [
+            ("xn--bcher-kva.example", 1000, "guard", 600, 5, 5, 2, 1), ("☃.example", None, "", None, 0, 0, 0, 0)]
+        assert sorted(iem_db.query("SELECT domain, window_start, hard_count, tripped FROM {t.guard_windows}")) == [
+            ("xn--bcher-kva.example", 600, 8, 1), ("xn--bcher-kva.example", 1200, 1, 0)]

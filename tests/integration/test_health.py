@@ -11,7 +11,9 @@ import time
 
 from conftest import SAMPLES
 from pmtabounce.common.config import parse_mysql_url
+from pmtabounce.common.health import serve
 from pmtabounce.common.record import BounceRecord
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.parser import text_string_to_metric_families
 from storm_world import pmtabounce
 from tcp_proxy import TcpProxy
@@ -198,3 +200,36 @@ def test_a_metrics_port_in_use_is_one_fatal_line_naming_the_setting(vhost, tmp_p
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     assert f"PMTABOUNCE_METRICS_PORT={port} is already in use" in done.stderr
+
+
+def test_only_the_three_paths_answer_and_every_other_path_is_not_found():
+    registry = CollectorRegistry()
+    Counter("pmtabounce_probe_total", "a series to find", registry=registry).inc()
+    server = serve(free_port(), lambda: None, registry, host="127.0.0.1")
+    try:
+        port = server.server_port
+        assert http_get(port, "/metrics")[0] == 200 and "pmtabounce_probe_total 1.0" in http_get(port, "/metrics")[1]
+        assert http_get(port, "/healthz") == (200, "ok\n") and http_get(port, "/readyz") == (200, "ready\n")
+        for path in ("/", "/anything", "/metrics/extra", "/favicon.ico", "/healthz/"):
+            code, body = http_get(port, path)
+            assert code == 404 and "pmtabounce_probe_total" not in body, path
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_fresh_worker_serves_every_labelled_counter_at_zero_so_the_first_increase_alerts(iem_db, vhost, tmp_path):
+    """A series born at 1 has no earlier sample: increase() never saw the first dead letters after a start."""
+    port = free_port()
+    with Fleet(worker_env(iem_db.url, vhost.url, metrics_port=port), tmp_path) as fleet:
+        worker = fleet.start()
+        wait_for(lambda: ready(port), "the worker to be ready", 60)
+        found = families(port)
+        assert fleet.terminate(worker) == 0, fleet.log()
+    served = {(s.name, tuple(sorted(s.labels.items())), s.value) for f in found.values() for s in f.samples}
+    for name, labels in [("pmtabounce_dead_lettered_total", {"reason": "invalid_message"}),
+                         ("pmtabounce_dead_lettered_total", {"reason": "database_refused"}),
+                         ("pmtabounce_records_processed_total", {"outcome": "disabled", "record": "bounce"}),
+                         ("pmtabounce_records_processed_total", {"outcome": "unsubscribed", "record": "complaint"}),
+                         ("pmtabounce_retries_total", {"kind": "database"})]:
+        assert (name, tuple(sorted(labels.items())), 0.0) in served, (name, labels)

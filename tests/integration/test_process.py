@@ -517,3 +517,17 @@ def test_sigterm_stops_process_stuck_on_a_silent_database_within_seconds(iem_db,
     assert time.monotonic() - started < 8, "SIGTERM waited on the silent database"
     assert "a database call that did not answer was abandoned" in stderr
     assert not list(samples.glob("*.done"))
+
+
+def test_a_symbolic_link_named_csv_is_skipped_with_a_warning_and_left_alone(iem_db, samples, tmp_path):
+    secret = tmp_path / "pmtabounce.env"
+    secret.write_text("PMTABOUNCE_MYSQL_URL=mysql://iem:s3cret@db/iem\n")
+    (samples / "bounces-2024-11-19-0000.csv").symlink_to(secret)
+    result = run_process(samples, cli_env(iem_db), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["files"] == SAMPLE_SUMMARY["files"]
+    assert "bounces-2024-11-19-0000.csv" in result.stderr and "symbolic link" in result.stderr
+    assert (samples / "bounces-2024-11-19-0000.csv").is_symlink()
+    assert not list(samples.glob("bounces-2024-11-19-0000.csv.*"))
+    assert not any("s3cret" in path.read_text(errors="replace") for path in samples.iterdir()
+                   if path.is_file() and not path.is_symlink())

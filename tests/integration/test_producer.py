@@ -383,3 +383,17 @@ def test_a_broker_that_never_completes_the_handshake_is_waited_out(vhost, tmp_pa
     assert "cannot reach RabbitMQ" in producer.log() and "Traceback" not in producer.log()
     assert source.with_name(source.name + ".done").exists()
     assert len(drain(vhost, at_least=10)) == 10
+
+
+def test_a_symbolic_link_named_csv_is_not_published_and_is_named_in_a_warning(vhost, tmp_path, spawn):
+    secret = tmp_path / "pmtabounce.env"
+    secret.write_text("type,rcpt\r\nb,secret@example.com\r\n")
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    write_bounces(directory / "b-1.csv", 3)
+    (directory / "b-2.csv").symlink_to(secret)
+    producer = spawn(directory, producer_env(vhost.url), "--once")
+    assert producer.wait() == 0, producer.log()
+    assert len(drain(vhost, at_least=3)) == 3
+    assert "b-2.csv" in producer.log() and "symbolic link" in producer.log()
+    assert sorted(p.name for p in directory.iterdir() if not p.name.startswith(".")) == ["b-1.csv.done", "b-2.csv"]

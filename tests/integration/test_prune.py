@@ -81,10 +81,13 @@ def test_the_command_reports_what_it_removed(iem_db):
     done = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("removed 7 ledger rows applied before ")
+    assert (done.stdout + done.stderr).count("ledger rows applied before") == 1  # the report once, not logged again
     assert "(disabled 7)" in done.stdout and "the ledger now holds about" in done.stdout
     assert len(emails_left(iem_db)) == 3
     bad = subprocess.run([*run[:-1], "thirty days"], env=env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "30s, 15m, 1h, 2d or 1w" in bad.stderr
+    huge = subprocess.run([*run[:-1], "9999999w"], env=env, capture_output=True, text=True, timeout=60)
+    assert huge.returncode == 2 and "more than 100 years" in huge.stderr and "None" not in huge.stdout + huge.stderr
 
 
 def test_a_refused_prune_says_what_to_check(iem_db):
@@ -105,3 +108,28 @@ def test_prune_keeps_held_records_whatever_their_age(iem_db):
     assert emails_left(iem_db) == ["u0@example.com", "u1@example.com", "u7@example.com", "u8@example.com",
                                    "u9@example.com"]
     assert report.removed == {"disabled": 5}
+
+
+def test_prune_removes_the_outbox_rows_delivered_or_dropped_before_the_cutoff_and_keeps_the_rest(iem_db):
+    # The outbox keeps a row per event sent (history for `explain`): it must not grow for ever either.
+    from pmtabounce.store import outbox
+
+    connection = iem_db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, iem_db.tables, [outbox.Delivery(f"e{n}", "webhook", "Bounce", "{}", url="http://x/")
+                                           for n in range(6)])
+        for n in range(6):
+            outbox.attempt(cursor, iem_db.tables, n + 1, 200, "ok", 0.1)
+    connection.commit()
+    connection.close()
+    states = ["sent", "dropped", "parked", "waiting", "sent", "sent"]
+    for n, state in enumerate(states):
+        iem_db.query("UPDATE {t.outbox} SET state = %s, created_at = NOW(6) - INTERVAL %s DAY WHERE id = %s",
+                     (state, 40 if n < 5 else 1, n + 1))
+
+    report = prune_ledger(iem_db.settings(), timedelta(days=30), batch_rows=1, sleep=lambda _: None)
+
+    left = iem_db.query("SELECT id, state FROM {t.outbox} ORDER BY id")
+    assert left == [(3, "parked"), (4, "waiting"), (6, "sent")]  # never an event not yet delivered or given up
+    assert [row[0] for row in iem_db.query("SELECT outbox_id FROM {t.outbox_attempts} ORDER BY outbox_id")] == [3, 4, 6]
+    assert report.as_dict()["outbox_removed"] == 3

@@ -27,11 +27,11 @@ def setup(vhost, *args: str, **settings) -> subprocess.CompletedProcess:
 
 
 def queue_info(vhost, name: str) -> dict:
-    return queues._get_json(ensure_management_api(), f"/api/queues/{vhost.name}/{name}")
+    return queues.ManagementApi((ensure_management_api(),)).request(f"/api/queues/{vhost.name}/{name}")
 
 
 def effective(vhost, name: str) -> dict:
-    return queues.effective_policy(ensure_management_api(), vhost.name, name)
+    return queues.effective_policy(queues.ManagementApi((ensure_management_api(),)), vhost.name, name)
 
 
 def wait_effective(vhost, name: str, key: str, expected) -> None:
@@ -40,7 +40,7 @@ def wait_effective(vhost, name: str, key: str, expected) -> None:
 
 
 def queue_names(vhost) -> set[str]:
-    return {q["name"] for q in queues._get_json(ensure_management_api(), f"/api/queues/{vhost.name}")}
+    return {q["name"] for q in queues.ManagementApi((ensure_management_api(),)).request(f"/api/queues/{vhost.name}")}
 
 
 def publish_numbered(vhost, queue_or_exchange: str, count: int, *, exchange: bool = True) -> None:
@@ -131,7 +131,7 @@ def test_setup_will_not_re_create_a_queue_that_workers_consume(vhost):
 def test_without_a_reachable_management_api_setup_says_how_to_set_the_policy_by_hand(vhost):
     done = setup(vhost, rabbitmq_api_url="http://guest:guest@127.0.0.1:1")
     assert done.returncode == 1
-    assert "rabbitmqctl set_policy" in done.stderr and "--no-policy" in done.stderr
+    assert f"rabbitmqctl set_policy -p {vhost.name} --apply-to" in done.stderr and "--no-policy" in done.stderr
     assert json.dumps(Topology().policy_definition()) in done.stderr
     assert "guest:guest" not in done.stderr
     by_hand = setup(vhost, "--no-policy", rabbitmq_api_url="http://guest:guest@127.0.0.1:1")

@@ -16,7 +16,7 @@ from pmtabounce.worker.apply import BatchApplier
 from pmtabounce.demo.fixture import create_iem_tables
 
 OURS = ("pmtabounce_ledger", "pmtabounce_meta", "pmtabounce_guard_domains", "pmtabounce_guard_windows",
-        "pmtabounce_audit")
+        "pmtabounce_audit", "pmtabounce_outbox_attempts", "pmtabounce_outbox")
 LATEST = str(migrations(Tables())[-1][0])
 
 
@@ -105,7 +105,8 @@ def test_setup_again_keeps_the_ledger(iem_db):
 def test_setup_under_another_prefix(iem_db):
     other = Tables("iem2_")
     connection = iem_db.connect()
-    create_iem_tables(connection, other)  # a second IEM in the same database
+    create_iem_tables(connection.cursor(), other)  # a second IEM in the same database
+    connection.commit()
     connection.close()
     result = setup(iem_db, table_prefix="iem2_")
     assert result.returncode == 0, result.stderr
@@ -191,3 +192,26 @@ def test_setup_finishes_a_migration_whose_alter_ran_but_whose_version_was_not_re
     result = setup(iem_db)
     assert result.returncode == 0, result.stderr
     assert iem_db.query("SELECT value FROM {t.meta} WHERE name = 'schema_version'") == [(str(ledger.SCHEMA_VERSION),)]
+
+
+def test_setup_wait_changes_nothing_and_returns_once_this_releases_setup_ran(iem_db):
+    """What a worker's initContainer runs (deploy/k8s/worker.yaml): the workers start after the setup Job."""
+    for name in OURS:
+        iem_db.query(f"DROP TABLE `email_{name}`")
+    refused = setup(iem_db, "--wait", "1")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"schema version 0 in {iem_db.target.safe_url()}, this version needs {LATEST}" in refused.stderr
+    assert "run this release's `pmtabounce setup`" in refused.stderr
+    assert not iem_db.query("SHOW TABLES LIKE 'email\\_pmtabounce%%'")  # it changed nothing
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
+    env["PMTABOUNCE_MYSQL_URL"] = iem_db.url
+    waiting = subprocess.Popen([sys.executable, "-m", "pmtabounce", "setup", "--wait", "60"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert waiting.wait(timeout=3) is None
+    except subprocess.TimeoutExpired:
+        pass  # still waiting, as it should
+    assert setup(iem_db).returncode == 0
+    assert waiting.wait(timeout=30) == 0, waiting.stdout.read()
+    iem_db.query("UPDATE {t.meta} SET value = %s WHERE name = 'schema_version'", (str(int(LATEST) - 1),))
+    assert setup(iem_db, "--wait", "0").returncode == 1  # an older release's schema is not enough

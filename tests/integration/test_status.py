@@ -86,7 +86,9 @@ def test_status_shows_files_queue_unacked_consumers_dead_letters_and_ledger(iem_
     assert 590 <= report["bounce_dir"]["oldest_pending_age_seconds"] < 900
     queue = report["queue"]
     assert (queue["name"], queue["ready"], queue["unacked"], queue["consumers"]) == ("pmtabounce.bounces", 3, 2, 1)
-    assert report["dead_letter"] == {"state": "ok", "name": "pmtabounce.dead-letter", "messages": 1}
+    node = queue["leader"]  # the one node of the services' broker, a quorum queue's only member
+    assert report["dead_letter"] == {"state": "ok", "name": "pmtabounce.dead-letter", "messages": 1,
+                                     "leader": node, "members": [node], "online": [node]}
     ledger = report["ledger"]
     assert ledger["last_hour"] == {"applied": 2, "disabled": 1, "already_bounced": 0, "not_found": 0,
                                    "unroutable": 0, "held": 0, "discarded": 0, "duplicate": 0}
@@ -128,7 +130,7 @@ def test_without_the_management_api_unacked_is_unknown_and_a_database_outage_is_
     assert report["ledger"]["state"] == "down"
     assert report["ledger"]["problem"].startswith("cannot reach the database at mysql://root@127.0.0.1:")
     assert report["bounce_dir"] == {"state": "ok", "path": str(tmp_path), "pending_files": 0,
-                                    "oldest_pending_age_seconds": None}
+                                    "oldest_pending_age_seconds": None, "writable": True}
     assert text.returncode == 1
     assert "down" in text.stdout and "cannot reach the database" in text.stdout and "unknown unacked" in text.stdout
 
@@ -171,7 +173,7 @@ def test_a_vhost_without_the_topology_says_to_run_setup(iem_db, vhost):
     code, report = status_json(worker_env(iem_db.url, vhost.url))
     assert code == 1
     assert report["queue"]["problem"] == "queue pmtabounce.bounces does not exist (run `pmtabounce setup`)"
-    assert report["bounce_dir"]["state"] == "not configured"
+    assert report["bounce_dir"]["state"] == "not used"  # fleet mode: a worker host has no bounce directory
 
 
 def test_complaints_are_counted_by_outcome_apart_from_bounces(iem_db, tmp_path):
@@ -203,9 +205,29 @@ def test_nothing_configured_is_not_ok(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
     code, report = status_json(env)
     assert code == 1 and report["ok"] is False
-    assert {report[part]["state"] for part in ("bounce_dir", "queue", "dead_letter", "ledger")} == {
-        "not configured"}
+    assert {report[part]["state"] for part in ("bounce_dir", "ledger")} == {"not configured"}
+    assert {report[part]["state"] for part in ("queue", "dead_letter")} == {"not used"}  # inline mode
     assert report["ledger"]["problem"] == "PMTABOUNCE_MYSQL_URL is not set"
+
+
+def test_inline_status_exits_0_when_the_directory_and_the_database_are_well(iem_db, tmp_path):
+    """Inline mode (no PMTABOUNCE_AMQP_URL) has no queue: it once counted as 'not configured', so never 0."""
+    pending(tmp_path, ("b-1.csv", 60))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
+    env.update(PMTABOUNCE_MYSQL_URL=iem_db.url, PMTABOUNCE_BOUNCE_DIR=str(tmp_path))
+    code, report = status_json(env)
+    assert code == 0 and report["ok"] is True, report
+    assert report["queue"] == {"state": "not used", "note": "inline mode: PMTABOUNCE_AMQP_URL is not set"}
+    assert (report["bounce_dir"]["state"], report["bounce_dir"]["pending_files"]) == ("ok", 1)
+    assert status(env).returncode == 0
+    env["PMTABOUNCE_MYSQL_URL"] = iem_db.url + "_missing"
+    assert status_json(env)[0] == 1  # a part it needs is down
+
+
+def test_fleet_status_on_a_worker_host_needs_no_bounce_directory(iem_db, vhost):
+    setup_broker(iem_db.settings(amqp_url=vhost.url))
+    code, report = status_json(worker_env(iem_db.url, vhost.url))
+    assert report["bounce_dir"]["state"] == "not used" and code == 0, report
 
 
 def test_a_backlog_that_no_worker_consumes_is_a_problem(iem_db, vhost, tmp_path):
@@ -219,3 +241,14 @@ def test_a_backlog_that_no_worker_consumes_is_a_problem(iem_db, vhost, tmp_path)
     assert (queue["state"], queue["ready"], queue["consumers"]) == ("not consumed", 4, 0)
     assert queue["problem"] == "4 messages wait and no worker consumes them (start `pmtabounce worker`)"
     assert text.returncode == 1 and "no worker consumes them" in text.stdout
+
+
+def test_a_symbolic_link_is_not_counted_as_pending_and_is_named(tmp_path):
+    pending(tmp_path, ("b-1.csv", 60))
+    (tmp_path / "b-2.csv").symlink_to(tmp_path / "b-1.csv")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PMTABOUNCE_")}
+    env["PMTABOUNCE_BOUNCE_DIR"] = str(tmp_path)
+    _, report = status_json(env)
+    assert report["bounce_dir"]["pending_files"] == 1
+    assert report["bounce_dir"]["links_skipped"] == ["b-2.csv"]
+    assert "symbolic links skipped (never read): b-2.csv" in status(env).stdout

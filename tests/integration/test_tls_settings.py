@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from conftest import SAMPLES
 from worker_fleet import worker_env
 
@@ -28,6 +29,15 @@ def test_mysql_ssl_ca_asks_for_tls_and_a_server_without_it_stops_the_command(iem
         said = done.stdout + done.stderr
         assert done.returncode == 1, (args, said)
         assert "PMTABOUNCE_MYSQL_URL" in said and "SSL" in said and "Traceback" not in said
+
+
+@pytest.mark.parametrize("query", ["ssl_verify_cert=false", "ssl_verify_identity=false"])
+def test_any_mysql_tls_option_alone_refuses_a_server_without_tls(iem_db, vhost, query):
+    """Each of these alone once meant a connection in clear (PyMySQL makes no context for false values)."""
+    done = run(["setup", "--no-broker"], worker_env(f"{iem_db.url}?{query}", vhost.url))
+    said = done.stdout + done.stderr
+    assert done.returncode == 1, said
+    assert "PMTABOUNCE_MYSQL_URL" in said and "2026" in said and "Traceback" not in said
 
 
 def test_amqps_to_a_plain_port_stops_every_command_at_once(iem_db, vhost, tmp_path):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
 import time
+from pathlib import Path
 
 import pytest
 from pmtabounce.common.config import parse_mysql_url
 from pmtabounce.common.topology import H_DEAD_AT, H_ERROR, H_REASON, H_SOURCE_FILE, H_SOURCE_LINE, H_WORKER
 from tcp_proxy import TcpProxy
+from throwaway import rabbitmqctl
 from worker_fleet import (
     Fleet,
     add_subscribers,
@@ -250,3 +254,23 @@ def test_sigterm_with_a_broker_that_stopped_answering_ends_within_the_deploy_gra
         assert fleet.terminate(worker, timeout=20) == 0, fleet.log()
         assert time.monotonic() - started < 10, fleet.log()
     assert "did not answer within 3 s" in fleet.log()
+
+
+def test_the_worker_names_itself_uniquely_in_its_consumer_tag_and_dead_letters(iem_db, vhost, tmp_path):
+    """Containerised workers with host networking share host name and pid 1: a random suffix tells them apart."""
+    publish_raw(vhost.url, vhost.topology, b"{not json", "poison-1")
+    with Fleet(worker_env(iem_db.url, vhost.url), tmp_path) as fleet:
+        workers = [fleet.start(), fleet.start()]
+        for worker in workers:
+            fleet.wait_consuming(worker)
+        wait_for(lambda: vhost.queue_depth(vhost.topology.dead_queue) == 1, "the poison dead-lettered")
+        listed = rabbitmqctl("list_consumers", "-q", "-p", vhost.name, "queue_name", "consumer_tag").stdout
+        tags = sorted(line.split("\t")[1] for line in listed.splitlines() if line.startswith(vhost.topology.queue))
+        names = [re.search(r"worker (\S+) consuming", Path(w.log_path).read_text()).group(1) for w in workers]
+        for worker in workers:
+            assert fleet.terminate(worker) == 0, fleet.log()
+    host = socket.gethostname()
+    assert all(re.fullmatch(rf"{re.escape(host)}:\d+:[0-9a-f]{{6}}", name) for name in names), names
+    assert tags == sorted(f"pmtabounce-worker@{name}" for name in names)
+    ((properties, _),) = drain(vhost.url, vhost.topology.dead_queue)
+    assert properties.headers[H_WORKER] in names

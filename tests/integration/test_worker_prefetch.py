@@ -20,7 +20,7 @@ def test_the_prefetch_is_twice_the_batch_size_as_the_docs_say(iem_db, vhost, tmp
     api = ensure_management_api()
 
     def prefetch() -> list[int]:
-        return [c["prefetch_count"] for c in queues._get_json(api, f"/api/consumers/{vhost.name}")]
+        return [c["prefetch_count"] for c in queues.ManagementApi((api,)).request(f"/api/consumers/{vhost.name}")]
 
     with Fleet(worker_env(iem_db.url, vhost.url, batch_size=7), tmp_path) as fleet:
         worker = fleet.start()

@@ -49,7 +49,8 @@ def test_the_database_holds_what_the_world_describes(iem_db):
     world = World.generate(3, subscribers=300, records=200, files=2)
     connection = iem_db.connect()
     try:
-        world.create_database(connection, iem_db.tables)
+        world.create_database(connection.cursor(), iem_db.tables)
+        connection.commit()
     finally:
         connection.close()
     assert not differences(IemState.from_world(world), state_of(iem_db))

@@ -181,3 +181,27 @@ def test_directory_problem_names_a_missing_directory(tmp_path):
     assert "does not exist" in directory_problem(tmp_path / "nowhere")
     (tmp_path / "file").write_text("")
     assert "not a directory" in directory_problem(tmp_path / "file")
+
+
+def test_a_symbolic_link_named_csv_is_not_input_and_is_warned_once_by_name(tmp_path, caplog):
+    secret = tmp_path / "elsewhere.env"
+    secret.write_text("PMTABOUNCE_MYSQL_URL=mysql://iem:s3cret@db/iem\n")
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    (directory / "b-1.csv").write_text("type,rcpt\r\n")
+    (directory / "b-2.csv").symlink_to(secret)
+    (directory / "b-3.csv").symlink_to(directory / "b-1.csv")  # a link to a real input file: still a link
+    with caplog.at_level("WARNING", logger="pmtabounce.bounce_dir"):
+        assert pending_files(directory) == [directory / "b-1.csv"]
+        assert pending_files(directory) == [directory / "b-1.csv"]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2 and "b-2.csv" in warned[0] and "b-3.csv" in warned[1]
+    assert all("symbolic link" in text for text in warned)
+
+
+def test_reading_refuses_a_file_that_became_a_link_after_the_scan(tmp_path):
+    secret = tmp_path / "elsewhere.env"
+    secret.write_text("type,rcpt\r\nb,x@example.com\r\n")
+    (tmp_path / "b-1.csv").symlink_to(secret)
+    with pytest.raises(OSError, match="Too many levels of symbolic links"):
+        list(AccountingFile(tmp_path / "b-1.csv"))

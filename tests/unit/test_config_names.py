@@ -1,5 +1,6 @@
 """Misspelt settings, unknown URL options and TLS options: refused by name, with the near match."""
 
+import ssl
 import subprocess
 
 import pytest
@@ -80,9 +81,31 @@ def test_a_certificate_file_that_does_not_load_is_refused_at_start(pem, tmp_path
 
 def test_mysql_tls_options_reach_pymysql(pem):
     target = parse_mysql_url(f"mysql://u:p@db/iem?ssl_ca={pem}&ssl_verify_identity=true&ssl_cert={pem}&ssl_key={pem}")
-    assert target.tls() == {"ssl_ca": pem, "ssl_cert": pem, "ssl_key": pem, "ssl_verify_identity": True}
-    assert parse_mysql_url("mysql://u@db/iem").tls() == {}
-    assert parse_mysql_url("mysql://u@db/iem?ssl_verify_cert=false").tls() == {"ssl_verify_cert": False}
+    context = target.ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert [c["subject"] for c in context.get_ca_certs()] == [((("commonName", "db.example"),),)]
+    assert parse_mysql_url("mysql://u@db/iem").ssl_context() is None
+
+
+@pytest.mark.parametrize(
+    ("query", "verify", "host_name"),
+    [
+        ("ssl_verify_cert=false", ssl.CERT_NONE, False),  # was: no context at all, a connection in clear
+        ("ssl_verify_identity=false", ssl.CERT_REQUIRED, False),  # was: in clear too
+        ("ssl_verify_cert=true", ssl.CERT_REQUIRED, False),
+        ("ssl_ca={pem}", ssl.CERT_REQUIRED, False),  # PyMySQL alone did not verify with ssl_ca only
+        ("ssl_ca={pem}&ssl_verify_cert=false", ssl.CERT_NONE, False),
+        ("ssl_verify_identity=true", ssl.CERT_REQUIRED, True),
+    ],
+)
+def test_every_mysql_tls_option_means_tls(pem, query, verify, host_name):
+    context = parse_mysql_url("mysql://u@db/iem?" + query.format(pem=pem)).ssl_context()
+    assert (context.verify_mode, context.check_hostname) == (verify, host_name)
+
+
+def test_host_name_check_without_certificate_check_is_refused():
+    with pytest.raises(ConfigError, match="ssl_verify_identity=true .* ssl_verify_cert=false"):
+        parse_mysql_url("mysql://u@db/iem?ssl_verify_cert=false&ssl_verify_identity=true")
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 from pmtabounce.common.guard import HISTORY, DomainState, GuardBatch, GuardSettings, domain_of, valid_domain
 from pmtabounce.common.policy import Policy
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.plan import Candidate, plan_batch
+from pmtabounce.worker.plan import BatchReads, Candidate, plan_batch
 
 W = 600
 T0 = 1_700_000_400  # a window start (divisible by 600)
@@ -25,6 +25,10 @@ def walk(records, states=None, settings=SMALL):
 
 @pytest.mark.parametrize("rcpt, domain", [
     ("a@Gmail.COM", "gmail.com"), (" b@x.example ", "x.example"), ("no-at-sign", ""), ("a@b@c.org", "c.org"),
+    ("a@bücher.example", "xn--bcher-kva.example"), ("a@BÜCHER.Example", "xn--bcher-kva.example"),
+    ("a@XN--BCHER-KVA.example", "xn--bcher-kva.example"),
+    ("a@faß.de", "xn--fa-hia.de"),  # IDNA 2008: not fass.de, another domain (the stdlib codec's IDNA 2003)
+    ("a@☃.example", "☃.example"),  # IDNA 2008 refuses it: kept as written, never an error
 ])
 def test_domain_of(rcpt, domain):
     assert domain_of(rcpt) == domain
@@ -98,8 +102,9 @@ def test_same_decisions_compares_what_was_held_and_tripped():
 def test_in_the_walk_a_held_record_writes_nothing_and_the_rest_apply():
     candidates = [Candidate(f"a{n}@gmail.com", 100 + n, 3) for n in range(1, 8)]
     guard = GuardBatch(SMALL, {})
-    plan = plan_batch([rec(n) for n in range(1, 8)], policy=Policy(), known=(), candidates=candidates,
-                      bounce_rows=(), stats_tables={42: "newsletters"}, guard=guard)
+    plan = plan_batch([rec(n) for n in range(1, 8)], policy=Policy(), guard=guard,
+                      reads=BatchReads(known=(), candidates=candidates, bounce_rows=(),
+                                       stats_tables={42: "newsletters"}))
     assert [o.outcome for o in plan.outcomes] == ["disabled"] * 4 + ["held"] * 3
     assert sorted(plan.disable) == [101, 102, 103, 104] and len(plan.bounce_rows) == 4
     assert plan.stats[("newsletters", 42)]["bouncecount_hard"] == 4
@@ -108,8 +113,8 @@ def test_in_the_walk_a_held_record_writes_nothing_and_the_rest_apply():
 def test_a_duplicate_is_not_counted_again():
     first = rec(1)
     guard = GuardBatch(SMALL, {})
-    plan_batch([first, first, rec(2)], policy=Policy(), known=(), candidates=(), bounce_rows=(), stats_tables={},
-               guard=guard)
+    plan_batch([first, first, rec(2)], policy=Policy(),
+               reads=BatchReads(known=(), candidates=(), bounce_rows=(), stats_tables={}), guard=guard)
     assert guard.added == {("gmail.com", T0): 2}
 
 
@@ -142,7 +147,8 @@ def test_a_walk_that_held_or_tripped_is_always_walked_again():
     ("Gmail.COM", "gmail.com"),
     ("@gmail.com", "gmail.com"),
     ("mx-1.example.co.uk", "mx-1.example.co.uk"),
-    ("bücher.de", "bücher.de"),
+    ("bücher.de", "xn--bcher-kva.de"),
+    ("BÜCHER.de", "xn--bcher-kva.de"),
     ("xn--bcher-kva.de", "xn--bcher-kva.de"),
 ])
 def test_valid_domain_accepts_host_names(given, domain):
@@ -165,3 +171,11 @@ def test_valid_domain_accepts_host_names(given, domain):
 def test_valid_domain_refuses_what_is_not_a_domain(given, says):
     with pytest.raises(ValueError, match=re.escape(says)):
         valid_domain(given)
+
+
+def test_a_domain_written_in_unicode_and_as_its_a_label_is_one_domain_to_the_guard():
+    records = [rec(n, "a{n}@bücher.example" if n % 2 else "a{n}@xn--bcher-kva.example") for n in range(1, 7)]
+    guard, held = walk(records)
+    assert held == [5, 6]
+    assert guard.added == {("xn--bcher-kva.example", T0): 6}
+    assert walk([rec(1, "a@bücher.example")], {"xn--bcher-kva.example": DomainState(tripped=True)})[1] == [1]

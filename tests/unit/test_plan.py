@@ -6,7 +6,7 @@ from collections import Counter
 import pytest
 from pmtabounce.common.policy import Policy
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.plan import Candidate, plan_batch
+from pmtabounce.worker.plan import BatchReads, Candidate, plan_batch
 
 T0 = 1732010733
 CATEGORY = {"hard": "bad-mailbox", "soft": "quota-issues", "ignore": "policy-related"}
@@ -21,8 +21,9 @@ DEFAULT = Policy()
 
 
 def plan(records, candidates=(), rows=(), stats=None, known=(), policy=DEFAULT):
-    return plan_batch(records, policy=policy, known=known, candidates=candidates, bounce_rows=rows,
-                      stats_tables={42: "newsletters"} if stats is None else stats)
+    return plan_batch(records, policy=policy, reads=BatchReads(
+        known=known, candidates=candidates, bounce_rows=rows,
+        stats_tables={42: "newsletters"} if stats is None else stats))
 
 
 def outcomes(p):
@@ -187,8 +188,9 @@ class World:
 
     def apply(self, records, policy):
         counts = Counter((r[0], r[1], r[2]) for r in self.rows)
-        p = plan_batch(records, policy=policy, known=set(self.ledger), candidates=list(self.active),
-                       bounce_rows=[(*key, n) for key, n in counts.items()], stats_tables={1: "newsletters"})
+        p = plan_batch(records, policy=policy, reads=BatchReads(
+            known=set(self.ledger), candidates=list(self.active),
+            bounce_rows=[(*key, n) for key, n in counts.items()], stats_tables={1: "newsletters"}))
         self.ledger |= {o.record.fingerprint for o in p.new_outcomes}
         self.rows += p.bounce_rows
         for key, columns in p.stats.items():

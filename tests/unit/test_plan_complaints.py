@@ -7,7 +7,7 @@ import pytest
 from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.policy import Policy
 from pmtabounce.common.record import BounceRecord
-from pmtabounce.worker.plan import Candidate, LinkedRow, plan_batch
+from pmtabounce.worker.plan import BatchReads, Candidate, LinkedRow, plan_batch
 
 T0 = 1732011060
 A3, A7, A8 = Candidate("a@x.com", 100, 3), Candidate("a@x.com", 101, 7), Candidate("a@x.com", 102, 8)
@@ -29,9 +29,9 @@ STATS = {42: "newsletters", 77: "autoresponders"}
 
 
 def plan(records, candidates=(A3, A7, A8, B3), scope="all", stats=None, requests=None, known=()):
-    return plan_batch(records, policy=Policy(complaint_scope=scope), known=known, candidates=candidates,
-                      bounce_rows=(), stats_tables=STATS if stats is None else stats,
-                      linked=LINKED.values(), requests=requests)
+    return plan_batch(records, policy=Policy(complaint_scope=scope), reads=BatchReads(
+        known=known, candidates=candidates, bounce_rows=(), stats_tables=STATS if stats is None else stats,
+        linked=tuple(LINKED.values()), requests=requests or {}))
 
 
 def unsubscribed(p):
@@ -55,6 +55,8 @@ CASES = {
         fbl(lists=(3, 7, 8), header=link(101, "c101", 7)), "row", ("unsubscribed", "row", [(101, 7, 42, "n", True)])),
     "row: the link's L is not M's list": (fbl(header=link(101, None, 3)), "row", ("not_found", "row", [])),
     "row: the link names an inactive row": (fbl("z@x.com", header=link(300)), "row", ("not_found", "row", [])),
+    "row: rcpt but no list id and no link, the bounce rule's unroutable": (
+        fbl(lists=()), "row", ("unroutable", "row", [])),
     "link without rcpt, C right": (
         fbl("", lists=(7,), header=link(101, "c101", 7, 42)), "all",
         ("unsubscribed", "all", [(100, 3, 0, "f", False), (101, 7, 42, "n", True), (102, 8, 0, "f", False)])),
@@ -94,7 +96,7 @@ def test_a_complaint(case):
 def test_a_pending_request_is_kept():
     p = plan([fbl()], scope="row", requests={(100, 3): (T0 - 5, "192.0.2.1"), (101, 7): (1, "x")})
     assert [(u.kept_request_time, u.kept_request_ip) for u in p.unsubscribe_rows] == [(T0 - 5, "192.0.2.1")]
-    assert p.outcomes[0].effects == {"unsubscribed": [[100, 3, T0, 42, "n", T0 - 5, "192.0.2.1", True]]}
+    assert p.outcomes[0].effects.as_dict() == {"unsubscribed": [[100, 3, T0, 42, "n", T0 - 5, "192.0.2.1", True]]}
 
 
 def test_a_complaint_already_in_the_ledger_is_a_duplicate():
@@ -126,9 +128,9 @@ class World:
         self.writes: Counter = Counter()
 
     def apply(self, records, policy):
-        p = plan_batch(records, policy=policy, known=set(self.ledger), candidates=list(self.active), bounce_rows=(),
-                       stats_tables={42: "newsletters"},
-                       linked=[LinkedRow(c.subscriberid, c.listid, c.email, "", c in self.active) for c in self.rows])
+        p = plan_batch(records, policy=policy, reads=BatchReads(
+            known=set(self.ledger), candidates=list(self.active), bounce_rows=(), stats_tables={42: "newsletters"},
+            linked=[LinkedRow(c.subscriberid, c.listid, c.email, "", c in self.active) for c in self.rows]))
         self.ledger |= {o.record.fingerprint for o in p.new_outcomes}
         gone = set(p.disable) | set(p.unsubscribe)
         self.active = [c for c in self.active if c.subscriberid not in gone]

@@ -6,7 +6,7 @@ import click
 import pytest
 from pmtabounce.common.record import parse_time
 from pmtabounce.store.effects import Unsubscribed
-from pmtabounce.store.undo import _changed_since, _unsubscribed_since, effect_of
+from pmtabounce.store.undo import UndoCounts, _changed_since, _unsubscribed_since, effect_of
 from pmtabounce.store.undo_filter import UndoFilter
 
 from pmtabounce.commands import parse_when
@@ -127,3 +127,16 @@ def test_the_command_line_reads_a_time_as_the_accounting_file_does(text):
 def test_a_time_that_is_neither_is_refused():
     with pytest.raises(click.BadParameter, match="neither"):
         parse_when("yesterday")
+
+
+def test_undo_counts_list_their_counters_in_one_order_whatever_the_records_order():
+    def counts(columns):
+        made = UndoCounts()
+        for statid, column in columns:
+            made.campaigns[statid][column] -= 1
+        return made.as_dict()["campaign_counters"]
+
+    met = [(42, "bouncecount_hard"), (7, "unsubscribecount"), (42, "unsubscribecount"), (42, "bouncecount_soft")]
+    one, other = counts(met), counts(met[::-1])
+    assert [(s, list(c)) for s, c in one.items()] == [(s, list(c)) for s, c in other.items()] == [
+        ("7", ["unsubscribecount"]), ("42", ["bouncecount_hard", "bouncecount_soft", "unsubscribecount"])]

@@ -1,0 +1,106 @@
+"""`process` reads the next batch while the database applies the one in hand.
+
+A thread parses the accounting file (CSV, records, fingerprints: the
+Python half of a batch's cost) into chunks of at most one batch of records,
+each with the rejected rows met among them, in file order, through a queue of
+`depth` chunks: memory stays a few batches whatever the file's size, and the
+database and the parser each get a core. Everything the file does to the
+database, its rejects file and its summary is still done by the caller's
+thread, in file order, exactly as without the thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from types import TracebackType
+
+from .common.accounting import AccountingFile, Record, RejectedRow
+
+Item = Record | RejectedRow
+_END = object()  # the file is read through: its counts are final
+# While the reader parses, the database side comes back from every socket wait needing the interpreter
+# lock; Python hands it over only every switch interval (5 ms by default), 20-odd times a batch.
+SWITCH_INTERVAL = 0.0005
+
+
+class ReadAhead:
+    """Iterate `source`'s items, read by a thread `depth` chunks of `batch_size` records ahead.
+
+    An error reading the file (OSError, and anything else the parser raises) is raised by the
+    iteration where the file's items stop, as a plain read would. Use as a context manager: leaving
+    the block, early or not, stops the thread. `consumer_waited` and `reader_waited` (seconds) say
+    how long the caller waited for records and the thread for room in the queue: the overlap.
+    """
+
+    def __init__(self, source: AccountingFile, batch_size: int, depth: int = 2) -> None:
+        self.source = source
+        self.batch_size = max(1, batch_size)
+        self.consumer_waited = 0.0
+        self.reader_waited = 0.0
+        self._chunks: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._read, name=f"read {source.name}", daemon=True)
+
+    def __enter__(self) -> ReadAhead:
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._cancel.set()
+        try:  # a reader blocked on a full queue sees the cancel at its next try
+            while True:
+                self._chunks.get_nowait()
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=1.0)
+        sys.setswitchinterval(self._switch_interval)
+
+    def __iter__(self) -> Iterator[Item]:
+        while True:
+            started = time.perf_counter()
+            chunk = self._chunks.get()
+            self.consumer_waited += time.perf_counter() - started
+            if chunk is _END:
+                return
+            if isinstance(chunk, BaseException):
+                raise chunk
+            yield from chunk
+
+    def _read(self) -> None:
+        chunk: list[Item] = []
+        records = 0
+        try:
+            for item in self.source:
+                chunk.append(item)
+                if not isinstance(item, RejectedRow):
+                    records += 1
+                    if records >= self.batch_size:
+                        if not self._put(chunk):
+                            return
+                        chunk, records = [], 0
+            if chunk and not self._put(chunk):
+                return
+            self._put(_END)
+        except BaseException as exc:  # handed to the caller's thread, which raises it where the file stops
+            self._put(exc)
+
+    def _put(self, chunk: object) -> bool:
+        """Into the queue once there is room; False when the caller has left (nothing more is wanted)."""
+        started = time.perf_counter()
+        try:
+            while not self._cancel.is_set():
+                try:
+                    self._chunks.put(chunk, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        finally:
+            self.reader_waited += time.perf_counter() - started

@@ -1,0 +1,103 @@
+"""The decision stream's pure parts (common/events.py): routing keys, stable ids, the CloudEvents envelope,
+the backoff; and which outcomes make which outbox rows (store/events.py, with a recording cursor)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from pmtabounce.common.events import bounce_key, envelope, event_id, retry_delay, routing_key_of
+from pmtabounce.common.record import BounceRecord
+from pmtabounce.store.db import Tables
+from pmtabounce.store.effects import Effects
+from pmtabounce.store.events import Events
+from pmtabounce.store.rows import Outcome
+
+
+@pytest.mark.parametrize(("decision", "outcome", "key"), [
+    ("hard", "disabled", "bounce.hard.disabled"),
+    ("soft", "disabled", "bounce.soft.disabled"),
+    ("soft", "applied", "bounce.soft.recorded"),
+    ("ignore", "applied", "bounce.ignore.recorded"),
+    ("hard", "held", "bounce.hard.held"),
+    ("hard", "not_found", None),
+    ("hard", "already_bounced", None),
+    ("hard", "unroutable", None),
+    ("hard", "duplicate", None),
+])
+def test_only_an_outcome_that_changed_iem_or_the_guard_has_a_routing_key(decision, outcome, key):
+    assert bounce_key(decision, outcome) == key
+
+
+def test_an_event_id_is_a_uuid_that_repeats_for_the_same_parts_only():
+    first = event_id("f" * 32, "bounce.hard.disabled")
+    assert first == event_id("f" * 32, "bounce.hard.disabled")
+    assert str(uuid.UUID(first)) == first
+    assert first != event_id("f" * 32, "bounce.soft.disabled")
+    assert event_id("a", "bc") != event_id("ab", "c")  # the parts are separated, not glued
+
+
+def test_the_envelope_is_cloudevents_1_0_structured_json():
+    body = envelope("guard.tripped", "id-1", {"domain": "example.org"}, 1732010733.5, "example.org")
+    assert json.loads(body) == {
+        "specversion": "1.0", "id": "id-1", "source": "/pmtabounce", "type": "org.pmtabounce.guard.tripped",
+        "time": "2024-11-19T10:05:33.500000Z", "datacontenttype": "application/json",
+        "dataschema": "urn:pmtabounce:events:1", "subject": "example.org", "data": {"domain": "example.org"}}
+    assert routing_key_of(body) == "guard.tripped"
+
+
+def test_the_backoff_doubles_from_one_second_up_to_its_cap():
+    assert [retry_delay(n, 10) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+class RecordingCursor:
+    """Answers nothing, keeps every statement: for the rows Events would insert."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+        self.connection = type("Connection", (), {"server_status": 0})()
+
+    def execute(self, sql, params=None):
+        self.statements.append(sql)
+
+    def fetchone(self):
+        return (0,)
+
+    def fetchall(self):
+        return []
+
+
+def hard(email: str = "ann@example.com") -> BounceRecord:
+    return BounceRecord("b", 1732010733, email, "5.1.1", "smtp;550", "bad-mailbox", (3,), 42)
+
+
+def test_a_batch_writes_one_insert_with_a_row_per_decision_and_none_for_what_changed_nothing():
+    cursor = RecordingCursor()
+    events = Events(Tables(), stream=True, webhooks=False)
+    events.for_outcomes(cursor, [
+        Outcome(hard(), "disabled", "hard", 7, 3, Effects(disabled=(7, 3, 1732010733))),
+        Outcome(hard("bob@example.com"), "not_found", "hard"),
+    ])
+    [insert] = cursor.statements
+    assert insert.startswith("INSERT INTO `email_pmtabounce_outbox`") and insert.count("'stream'") == 1
+    assert "bounce.hard.disabled" in insert and "bob@example.com" not in insert
+
+
+def test_with_both_off_nothing_is_read_or_written():
+    cursor = RecordingCursor()
+    Events(Tables(), stream=False, webhooks=False).for_outcomes(
+        cursor, [Outcome(hard(), "disabled", "hard", 7, 3, Effects(disabled=(7, 3, 1732010733)))])
+    assert cursor.statements == []
+
+
+def test_webhooks_on_an_iem_without_webhook_tables_ask_once_per_connection():
+    cursor = RecordingCursor()  # answers 0 tables
+    events = Events(Tables(), stream=False, webhooks=True)
+    disabled = [Outcome(hard(), "disabled", "hard", 7, 3, Effects(disabled=(7, 3, 1732010733)))]
+    events.for_outcomes(cursor, disabled)
+    events.for_outcomes(cursor, disabled)
+    assert len(cursor.statements) == 1 and "information_schema" in cursor.statements[0]
+    events.forget()
+    events.for_outcomes(cursor, disabled)
+    assert len(cursor.statements) == 2

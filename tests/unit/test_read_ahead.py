@@ -1,0 +1,88 @@
+"""`process`'s read-ahead thread: the file's items in order, errors where the file stops, memory bounded."""
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pmtabounce.common.accounting import AccountingFile, RejectedRow
+
+from pmtabounce.read_ahead import ReadAhead
+
+HEADER = "type,timeLogged,rcpt,dsnAction,dsnStatus,dsnDiag,bounceCat,header_X-Mailer-LID,header_X-Mailer-SID\n"
+
+
+def row(n: int) -> str:
+    return f"b,{1732010000 + n},user{n}@example.com,failed,5.1.1,smtp;550 gone,bad-mailbox,3,42\n"
+
+
+def write(tmp_path: Path, lines: list[str]) -> Path:
+    path = tmp_path / "bounces-test.csv"
+    path.write_text(HEADER + "".join(lines))
+    return path
+
+
+def test_the_items_come_in_file_order_with_rejected_rows_where_they_were(tmp_path):
+    lines = [row(n) if n % 7 else "b,not a time,x@example.com,failed,5.1.1,d,bad-mailbox,3,42\n" for n in range(50)]
+    path = write(tmp_path, lines)
+    plain = [(type(i).__name__, i.source_line) for i in AccountingFile(path)]
+    source = AccountingFile(path)
+    with ReadAhead(source, batch_size=4) as reading:
+        ahead = [(type(i).__name__, i.source_line) for i in reading]
+    assert ahead == plain
+    assert sum(1 for kind, _ in ahead if kind == RejectedRow.__name__) == 8
+    assert source.counts.bounces == 42 and source.counts.rejected == 8
+
+
+def test_a_file_that_cannot_be_read_raises_its_error_from_the_iteration(tmp_path):
+    missing = tmp_path / "bounces-gone.csv"
+    with ReadAhead(AccountingFile(missing), batch_size=10) as reading:
+        with pytest.raises(FileNotFoundError) as raised:
+            list(reading)
+    assert Path(raised.value.filename) == missing
+
+
+class CountingSource:
+    """An AccountingFile stand-in that counts the items taken from it."""
+
+    name = "bounces-endless.csv"
+
+    def __init__(self, records: list) -> None:
+        self.records = records
+        self.taken = 0
+
+    def __iter__(self):
+        for record in self.records:
+            self.taken += 1
+            yield record
+
+
+def test_the_reader_stays_a_few_batches_ahead_and_stops_when_the_caller_leaves(tmp_path):
+    records = list(AccountingFile(write(tmp_path, [row(n) for n in range(2000)])))
+    source = CountingSource(records)
+    with ReadAhead(source, batch_size=10, depth=2) as reading:  # type: ignore[arg-type]
+        items = iter(reading)
+        next(items)
+        time.sleep(0.3)  # room for the reader to run as far as it may
+        assert source.taken <= 10 * (2 + 2) + 1  # the chunk taken, two queued, one being filled
+        thread = reading._thread
+    thread.join(timeout=2)
+    assert not thread.is_alive()
+    assert source.taken < len(records)
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+def test_the_database_side_waiting_for_records_is_measured(tmp_path):
+    release = threading.Event()
+
+    class SlowSource(CountingSource):
+        def __iter__(self):
+            release.wait(5)
+            yield from super().__iter__()
+
+    records = list(AccountingFile(write(tmp_path, [row(n) for n in range(5)])))
+    with ReadAhead(SlowSource(records), batch_size=10) as reading:  # type: ignore[arg-type]
+        threading.Timer(0.2, release.set).start()
+        assert len(list(reading)) == 5
+    assert reading.consumer_waited >= 0.15

@@ -1,0 +1,355 @@
+"""The relay: committed outbox rows out to their targets, beside the batches, never in their way.
+
+A relay claims due rows (store/outbox.py), commits the claim, then sends:
+stream events to the decision stream exchange, published persistent and
+mandatory on a confirming channel (RabbitMQ's publisher confirms: a confirm
+means the broker has it, routed or kept by the alternate exchange); webhook
+calls POSTed with IEM's exact body and headers (worker/webhook_http.py),
+each try logged in IEM's webhook_logs as IEM logs a call and in our attempts
+table. A try that fails is due again after a backoff (1 s doubling, at most
+PMTABOUNCE_EVENT_RETRY_MAX_WAIT); a webhook call is parked after
+PMTABOUNCE_WEBHOOK_ATTEMPTS tries. A stream event is never parked: RabbitMQ
+being away is waited out.
+
+It runs as a thread of every worker (its own MySQL and AMQP connections, so
+a slow receiver never holds a batch), as `pmtabounce relay`, and at the end
+of `pmtabounce process` (`drain`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pika
+from pika.exceptions import NackError, UnroutableError
+
+from ..common import broker, metrics
+from ..common.config import Settings
+from ..common.errors import FatalError, TransientError
+from ..common.events import CONTENT_TYPE, retry_delay
+from ..store import outbox, webhooks
+from ..store.db import Connection, Tables, connect, translate
+from ..store.outbox import Claimed
+from .webhook_http import WebhookAnswer, post
+
+log = logging.getLogger("pmtabounce.relay")
+
+STREAM_CHUNK = 200  # stream events claimed at once
+WEBHOOK_CHUNK = 20  # webhook calls claimed at once (their lease covers a timeout for each)
+POSTERS = 8  # calls of one chunk in flight at once
+IDLE_SECONDS = 1.0  # how often an idle relay looks for due rows
+GAUGES_SECONDS = 10.0
+
+
+def delivered(answer: WebhookAnswer) -> bool:
+    """A webhook call reached its receiver when it answered 2xx (IEM never looks; we retry anything else)."""
+    return answer.status is not None and 200 <= answer.status < 300
+
+
+class Relay:
+    """Sends committed outbox rows; one per thread (it owns its connections)."""
+
+    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.settings = settings
+        self.tables = Tables(settings.table_prefix)
+        self.targets = [name for name, on in (("stream", settings.event_stream and bool(settings.amqp_url)),
+                                             ("webhook", settings.webhooks)) if on]
+        if settings.event_stream and not settings.amqp_url:
+            log.warning("PMTABOUNCE_EVENT_STREAM is on but PMTABOUNCE_AMQP_URL is not set: stream events wait "
+                        "in the outbox for a worker or `pmtabounce relay` that has it")
+        self._sleep = sleep
+        self._mysql: Connection | None = None
+        self._amqp: pika.BlockingConnection | None = None
+        self._channel = None
+        self._nodes: broker.Nodes | None = None  # PMTABOUNCE_AMQP_URL's nodes; a lost one passes the turn
+        self._gauges_read = float("-inf")
+        self._failures = 0
+        self.stopped: str | None = None  # why `run` ended on a FatalError (a worker's /readyz says it)
+        self.thread: threading.Thread | None = None
+
+    # --- the loops -------------------------------------------------------------------------------------
+
+    def run(self, stopping: threading.Event) -> int:
+        """Send until `stopping` is set; outages are waited out with backoff, a FatalError is logged and ends it.
+        Returns the exit code: 0, or 1 after a FatalError."""
+        log.info("relay sending %s from the outbox", " and ".join(self.targets) or "nothing (both are off)")
+        try:
+            while not stopping.is_set() and self.targets:
+                try:
+                    sent = self.once()
+                    self._failures = 0
+                except TransientError as exc:
+                    self._failures += 1
+                    pause = retry_delay(self._failures, self.settings.retry_max_wait)
+                    metrics.RETRIES.labels("relay").inc()
+                    log.warning("relay: %s; trying again in %.0f s", exc, pause)
+                    self.close()
+                    stopping.wait(pause)
+                    continue
+                except (FatalError, KeyboardInterrupt):
+                    raise
+                except Exception:  # a bug must not end the worker's sending for good: said, then tried again
+                    self._failures += 1
+                    log.exception("relay: unexpected error; the rows in hand come due again after their lease")
+                    self.close()
+                    stopping.wait(retry_delay(self._failures, self.settings.retry_max_wait))
+                    continue
+                if not sent:
+                    stopping.wait(IDLE_SECONDS)
+        except FatalError as exc:
+            self.stopped = str(exc)
+            log.critical("relay stops: %s. Committed events wait in the outbox", exc,
+                         extra={"event": "fatal", "error_class": type(exc).__name__})
+            return 1
+        finally:
+            self.close()
+        return 0
+
+    def drain(self, seconds: float) -> int:
+        """Send, and try again what fails as its backoff comes due, until nothing waits or `seconds` have
+        passed; the rows handled. What is left (a receiver still down, a retry due later) waits in the outbox
+        for the next run or a relay."""
+        deadline = time.monotonic() + seconds
+        handled = 0
+        try:
+            while time.monotonic() < deadline:
+                if done := self.once():
+                    handled += done
+                    continue
+                wait = self._in_transaction(lambda cursor: outbox.next_due(cursor, self.tables, self.targets))
+                if wait is None or time.monotonic() + wait >= deadline:
+                    break
+                self._sleep(max(wait, 0.05))
+        except TransientError as exc:
+            log.warning("events not sent now (%s); they wait in the outbox for the next run or a relay", exc)
+        finally:
+            self.close()
+        return handled
+
+    def once(self) -> int:
+        """One chunk of due rows of each target sent; the rows handled (0: none was due).
+
+        One target's outage does not hold the other: RabbitMQ away leaves the stream's events due again
+        later, and the webhook calls due now are still sent. Raises the TransientError of a target that
+        failed only when nothing was handled (so the caller's backoff applies); else it is logged."""
+        self._gauges()
+        handled = 0
+        failure: TransientError | None = None
+        for target, send in (("stream", self._stream), ("webhook", self._webhooks)):
+            if target not in self.targets:
+                continue
+            try:
+                handled += send()
+            except TransientError as exc:
+                failure = failure or exc
+        if failure is not None:
+            if not handled:
+                raise failure
+            log.warning("relay: %s; those events wait in the outbox, the others were sent", failure)
+        return handled
+
+    # --- the decision stream -----------------------------------------------------------------------------
+
+    def _stream(self) -> int:
+        rows = self._claim("stream", STREAM_CHUNK, lease=60.0)
+        if not rows:
+            return 0
+        done: list[int] = []
+        try:
+            channel = self._stream_channel()
+            for row in rows:
+                self._publish(channel, row)
+                done.append(row.id)
+        except (TransientError, FatalError) as exc:
+            why = str(exc)
+            if self._nodes is not None:
+                self._nodes.lost()
+            self._close_amqp()
+            self._in_transaction(lambda cursor: self._stream_failed(cursor, rows, done, why))
+            raise
+        self._in_transaction(lambda cursor: outbox.sent(cursor, self.tables, done))
+        metrics.EVENTS_SENT.labels("stream").inc(len(done))
+        return len(rows)
+
+    def _stream_failed(self, cursor, rows: list[Claimed], done: list[int], why: str) -> None:
+        outbox.sent(cursor, self.tables, done)
+        for row in rows:
+            if row.id not in done:
+                outbox.failed(cursor, self.tables, row.id, why,
+                              retry_delay(row.attempts + 1, self.settings.event_retry_max_wait), park=False)
+                metrics.EVENTS_RETRIED.labels("stream").inc()
+        metrics.EVENTS_SENT.labels("stream").inc(len(done))
+
+    def _publish(self, channel, row: Claimed) -> None:
+        """Publish one event and wait for RabbitMQ's confirm (mandatory: a return is a failure, though the
+        alternate exchange takes what no binding routes)."""
+        properties = pika.BasicProperties(
+            content_type=CONTENT_TYPE, delivery_mode=2, message_id=row.event_id, type=row.event,
+            timestamp=int(time.time()), app_id="pmtabounce",
+        )
+        with broker.translated(self.settings.amqp_url):
+            try:
+                channel.basic_publish(self.settings.topology.events_exchange, row.event, row.body.encode(),
+                                      properties, mandatory=True)
+            except (NackError, UnroutableError) as exc:
+                raise TransientError(f"RabbitMQ did not take event {row.event_id} ({type(exc).__name__}); run "
+                                     "`pmtabounce setup` if the decision stream's exchanges are missing") from exc
+
+    def _stream_channel(self):
+        if self._channel is None or not self._channel.is_open:
+            self._close_amqp()
+            if self._nodes is None:
+                self._nodes = broker.Nodes(self.settings.amqp, "relay")
+            self._amqp = broker.connect(self._nodes, "relay")
+            with broker.translated(self.settings.amqp_url):
+                channel = self._amqp.channel()
+                channel.confirm_delivery()
+            self._channel = channel
+        return self._channel
+
+    def _close_amqp(self) -> None:
+        if self._amqp is not None:
+            broker.close_quietly(self._amqp)
+        self._amqp = self._channel = None
+
+    # --- IEM's webhooks ---------------------------------------------------------------------------------
+
+    def _webhooks(self) -> int:
+        """A chunk of due calls posted, each URL's in order and up to POSTERS URLs side by side (so one slow
+        receiver does not hold the others), then every answer recorded in one transaction: one commit per
+        chunk, not per call. A receiver that does not answer is not called again in the chunk: its later
+        calls are put back untried, due with the retry of the one that got no answer (its order kept), so a
+        hanging receiver costs one timeout per chunk, not one per call."""
+        timeout = self.settings.webhook_timeout
+        rows = self._claim("webhook", WEBHOOK_CHUNK, lease=WEBHOOK_CHUNK * timeout + 5.0)
+        if not rows:
+            return 0
+        by_url: dict[str, list[Claimed]] = {}
+        for row in rows:  # one URL's calls in order, one after the other; different URLs side by side
+            by_url.setdefault(row.url, []).append(row)
+        with ThreadPoolExecutor(min(POSTERS, len(by_url)), thread_name_prefix="webhook") as pool:
+            got = dict(zip(by_url, pool.map(lambda calls: _post_in_order(calls, timeout), by_url.values()),
+                           strict=True))
+        answers = [got[row.url].pop(0) if got[row.url] else None for row in rows]
+        self._in_transaction(lambda cursor: self._answered(cursor, rows, answers))
+        return len(rows)
+
+    def _answered(self, cursor, rows: list[Claimed], answers: list[Posted | None]) -> None:
+        """Log each try as IEM does (webhook_logs) and in our attempts; each row sent, due again, or parked.
+        A row without an answer was not tried (its receiver did not answer an earlier call of the chunk): due
+        again with that call, its tries unchanged."""
+        delivered_ids = []
+        put_back: dict[str, float] = {}  # URL -> the delay of its call that got no answer
+        for row, tried in zip(rows, answers, strict=True):
+            if tried is None:
+                outbox.put_back(cursor, self.tables, row.id, put_back[row.url])
+                continue
+            answer, took, ended = tried
+            number = row.attempts + 1
+            webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url, json.loads(row.body),
+                              answer.body if answer.status is not None else None, ended)
+            said = answer.body if answer.status is not None else (answer.error or "no answer")
+            outbox.attempt(cursor, self.tables, row.id, answer.status, said or "", took)
+            if delivered(answer):
+                delivered_ids.append(row.id)
+            else:
+                put_back[row.url] = self._not_delivered(cursor, row, number, answer)
+        outbox.sent(cursor, self.tables, delivered_ids, "2xx")
+        metrics.EVENTS_SENT.labels("webhook").inc(len(delivered_ids))
+
+    def _not_delivered(self, cursor, row: Claimed, number: int, answer: WebhookAnswer) -> float:
+        """The row due again after its backoff, or parked; returns the backoff (seconds)."""
+        status = f"HTTP {answer.status}" if answer.status is not None else (answer.error or "no answer")
+        park = number >= self.settings.webhook_attempts
+        delay = retry_delay(number, self.settings.event_retry_max_wait)
+        outbox.failed(cursor, self.tables, row.id, status, delay, park=park)
+        if park:
+            metrics.EVENTS_PARKED_TOTAL.labels("webhook").inc()
+            log.error("webhook %s (outbox %d, %s) parked after %d tries, the last: %s; see `pmtabounce webhooks "
+                      "list`", row.url, row.id, row.event, number, status,
+                      extra={"event": "webhook_parked", "outbox_id": row.id, "attempts": number})
+        else:
+            metrics.EVENTS_RETRIED.labels("webhook").inc()
+            log.warning("webhook %s (outbox %d) not delivered (%s, try %d of %d); trying again later", row.url,
+                        row.id, status, number, self.settings.webhook_attempts,
+                        extra={"event": "webhook_retry", "outbox_id": row.id, "attempts": number})
+        return delay
+
+    # --- the database -----------------------------------------------------------------------------------
+
+    def _claim(self, target: str, limit: int, lease: float) -> list[Claimed]:
+        return self._in_transaction(lambda cursor: outbox.claim(cursor, self.tables, [target], limit, lease))
+
+    def _gauges(self) -> None:
+        if time.monotonic() - self._gauges_read < GAUGES_SECONDS:
+            return
+        self._gauges_read = time.monotonic()
+        found = self._in_transaction(lambda cursor: outbox.counts(cursor, self.tables))
+        for target in metrics.EVENT_TARGETS:
+            metrics.EVENTS_WAITING.labels(target).set(found.get((target, "waiting"), 0))
+            metrics.EVENTS_PARKED.labels(target).set(found.get((target, "parked"), 0))
+
+    def _in_transaction(self, work):
+        """`work(cursor)` in one committed transaction; a database failure as our error type."""
+        try:
+            if self._mysql is None:
+                self._mysql = connect(self.settings.mysql)
+            with self._mysql.cursor() as cursor:
+                result = work(cursor)
+            self._mysql.commit()
+            return result
+        except Exception as exc:
+            error = translate(exc)
+            self._close_mysql()
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _close_mysql(self) -> None:
+        if self._mysql is not None:
+            try:
+                self._mysql.close()
+            except Exception:  # already gone
+                pass
+            self._mysql = None
+
+    def close(self) -> None:
+        """Let go of both connections (a claimed row not yet answered comes due again after its lease)."""
+        self._close_mysql()
+        self._close_amqp()
+
+
+Posted = tuple[WebhookAnswer, float, int]  # one call's answer, its seconds, and when it ended (Unix seconds)
+
+
+def _post_in_order(calls: list[Claimed], timeout: float) -> list[Posted]:
+    """One URL's calls, in order, until one gets no answer (the receiver is down or hangs: the rest would
+    each wait out the timeout too); the answers of those tried (the last may be the one without)."""
+    answers = []
+    for row in calls:
+        answers.append(_timed_post(row, timeout))
+        if answers[-1][0].status is None:
+            break
+    return answers
+
+
+def _timed_post(row: Claimed, timeout: float) -> Posted:
+    started = time.monotonic()
+    answer = post(row.url, row.body.encode("utf-8"), timeout)
+    return answer, time.monotonic() - started, int(time.time())  # IEM's logdate: time() once curl_exec returned
+
+
+def start_thread(settings: Settings, stopping: threading.Event) -> Relay | None:
+    """The worker's relay, running in its thread (`.thread`) until `stopping` is set; None when webhooks
+    and the stream are both off. Its `.stopped` says why, when a FatalError ended it early."""
+    if not (settings.webhooks or settings.event_stream):
+        return None
+    relay = Relay(settings)
+    relay.thread = threading.Thread(target=relay.run, args=(stopping,), name="relay", daemon=True)
+    relay.thread.start()
+    return relay
