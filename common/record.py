@@ -5,16 +5,19 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from json.encoder import encode_basestring_ascii
 
 _json_string = encode_basestring_ascii  # json.dumps's own string encoder (C)
 BOUNCE_TYPES = frozenset({"b", "rb"})
 INT32_MAX = 2**31 - 1  # IEM stores ids and times in int(11) columns
 _LEADING_DIGITS = re.compile(r"\s*(\d+)")
-# PowerMTA's `iso-times yes` (2024-11-19 10:05:33+0100) and its siblings, for Python 3.10, whose
-# datetime.fromisoformat refuses an offset without a colon; %z takes +HHMM, +HH:MM and Z.
-_ISO_FORMATS = tuple(f"%Y-%m-%d{sep}%H:%M:%S{fraction}%z" for sep in (" ", "T") for fraction in ("", ".%f"))
+# ISO 8601's extended form as PowerMTA writes it with `iso-times yes` (2024-11-19 10:05:33+0100) and its
+# siblings: a date, then optionally a time (T or a space; seconds and up to 6 fraction digits optional) with an
+# optional offset (Z, +HH, +HHMM, +HH:MM). Our own grammar, not datetime.fromisoformat, which reads more on
+# Python 3.11 (basic form, week dates, a space before the offset) than on 3.10.
+_ISO_TIME = re.compile(r"(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,6}))?)?"
+                       r"(?:([Zz])|([+-])(\d{2})(?::?(\d{2}))?)?)?", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +115,23 @@ def parse_time(raw: str) -> int:
 
 
 def iso_time(text: str) -> datetime | None:
-    """`text` as an ISO 8601 time the same way on every Python the project admits (3.10's fromisoformat refuses
-    `Z` and an offset without a colon, both of which PowerMTA writes); None if it is not one. Naive when `text`
-    has no offset. The one reader of times: accounting files (parse_time) and the command line (parse_when)."""
+    """`text` as an ISO 8601 time (_ISO_TIME), the same on every Python the project admits; None if it is not
+    one (a date or time out of range included). Naive when `text` has no offset. The one reader of times:
+    accounting files (parse_time) and the command line (parse_when)."""
+    match = _ISO_TIME.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zulu, sign, off_hours, off_minutes = match.groups()
     try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        pass
-    for layout in _ISO_FORMATS:
-        try:
-            return datetime.strptime(text, layout)
-        except ValueError:
-            continue
-    return None
+        zone = None
+        if zulu:
+            zone = timezone.utc
+        elif sign:
+            if int(off_minutes or 0) > 59:
+                return None
+            offset = timedelta(hours=int(off_hours), minutes=int(off_minutes or 0))
+            zone = timezone(-offset if sign == "-" else offset)
+        return datetime(int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0),
+                        int((fraction or "0").ljust(6, "0")), tzinfo=zone)
+    except ValueError:  # a month 13, an hour 24, an offset of a day or more
+        return None

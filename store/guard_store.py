@@ -9,6 +9,7 @@ counts moved under it is walked again.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -271,17 +272,12 @@ class SlotTaken:
     taker_category: str
     taker_time: int
     how: str = "slot"
-    taker_outcome: str = "applied"
     taker_feedback_type: str = ""
 
     def undo_command(self) -> str:
-        """The `pmtabounce undo` that reverts the later record."""
-        if self.how == "unsubscribed":
-            kind = f" --feedback-type {self.taker_feedback_type or 'empty'}"
-        else:
-            kind = f" --category {self.taker_category}" if self.taker_category else ""
-        return (f"pmtabounce undo --email {self.email} --file {self.taker_file}{kind} "
-                f"--since {self.taker_time} --until {self.taker_time} --outcome {self.taker_outcome}")
+        """The `pmtabounce undo` that reverts the later record and nothing else (by its ledger id: file, time and
+        category may be shared with records that did not touch the row), quoted for a POSIX shell."""
+        return f"pmtabounce undo --ledger-id {self.taker_id} --email {shlex.quote(self.email)}"
 
     def what(self) -> str:
         """What the later record did, for people."""
@@ -334,12 +330,12 @@ def slots_taken(cursor: Cursor, t: Tables, held_ids: Sequence[int]) -> list[Slot
         if lands is None or not takers or _slot_was_taken_before(cursor, t, ids[lands], statid, lands, takers):
             continue
         for taker in takers:
-            sid, source_file, source_line, category, time_logged, record_type, decision, outcome, feedback, \
+            sid, source_file, source_line, category, time_logged, record_type, decision, _, feedback, \
                 s_statid = taker[:10]
             how = ("unsubscribed" if record_type == "f" else
                    "slot" if decision == "soft" and s_statid == statid else "applied")
             taken.append(SlotTaken(held_id, email, lands, statid, sid, source_file, source_line, category,
-                                   time_logged, how, outcome, feedback))
+                                   time_logged, how, feedback))
     return taken
 
 

@@ -20,6 +20,8 @@ class UndoFilter:
     match case-insensitively.
     `categories` are PowerMTA bounce categories (`bounceCat`), so they select bounces only; `feedback_types` are
     ARF Feedback-Types (`empty`: none given, as in PMTABOUNCE_COMPLAINT_TYPES), so they select complaints only.
+    `ledger_ids` name records exactly (the ledger's ids, as `guard release` prints the record that overtook a
+    held one).
     """
 
     since: int | None = None
@@ -31,11 +33,12 @@ class UndoFilter:
     email: str | None = None
     outcomes: tuple[str, ...] = ()
     feedback_types: tuple[str, ...] = ()
+    ledger_ids: tuple[int, ...] = ()
 
     @property
     def empty(self) -> bool:
         return not any((self.since is not None, self.until is not None, self.domains, self.categories, self.diag,
-                        self.files, self.email, self.outcomes, self.feedback_types))
+                        self.files, self.email, self.outcomes, self.feedback_types, self.ledger_ids))
 
     def clause(self) -> tuple[str, list]:
         """A WHERE clause on the ledger and its parameters: the filter, not undone yet, and wrote to IEM."""
@@ -63,6 +66,9 @@ class UndoFilter:
             types = ["" if f == "empty" else f for f in self.feedback_types]
             parts.append(f"record_type = 'f' AND feedback_type IN ({', '.join(['%s'] * len(types))})")
             params += types
+        if self.ledger_ids:
+            parts.append(f"id IN ({', '.join(['%s'] * len(self.ledger_ids))})")
+            params += list(self.ledger_ids)
         return " AND ".join(parts), params
 
     def describe(self) -> dict:

@@ -116,21 +116,23 @@ def _show(counts: dict, verb: str, as_json: bool, **extra) -> None:
 @click.option("--email", help="One recipient address.")
 @click.option("--outcome", multiple=True, type=click.Choice(CHANGED_IEM),
               help="applied, disabled or unsubscribed (repeatable).")
+@click.option("--ledger-id", "ledger_ids", multiple=True, type=click.IntRange(min=1),
+              help="One ledger record by its id (repeatable), as `guard release` names a record.")
 @click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @reason_option()
 @run_command
 @audited
-def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, dry_run,
-         yes, as_json, reason) -> None:
+def undo(settings: Settings, since, until, domain, category, feedback_type, diag, files, email, outcome, ledger_ids,
+         dry_run, yes, as_json, reason) -> None:
     """Revert exactly what the selected ledger records wrote to IEM; rows changed since are left and reported."""
     selection = UndoFilter(since, until, tuple(a_label(d.strip().lstrip("@")) for d in domain),
                            tuple(c.strip().lower() for c in category), diag, tuple(files), email, tuple(outcome),
-                           tuple(f.strip().lower() for f in feedback_type))
+                           tuple(f.strip().lower() for f in feedback_type), tuple(ledger_ids))
     if selection.empty:
         raise click.UsageError("give at least one filter (--since, --until, --domain, --category, --diag, --file, "
-                               "--email, --outcome, --feedback-type)")
+                               "--email, --outcome, --feedback-type, --ledger-id)")
     if since is not None and until is not None and since > until:
         raise click.UsageError("--since is later than --until: no record can match")
     database = batches_database(settings, log=log)

@@ -10,6 +10,7 @@ database of a run without the held records.
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 from conftest import drop_database, make_database
@@ -305,6 +306,51 @@ def test_release_keeps_held_a_hard_bounce_whose_row_a_complaint_unsubscribed_dur
     assert f"held by the domain guard; released by run {bounced['guard_run']} (`guard release` by " in pmtabounce(
         iem_db, "explain", "bob@example.net").stdout
     assert json_of(still)["run"] == bounced["guard_run"]
+
+
+def _overtaken_world(db, directory, email: str, file: str) -> None:
+    """`email` on lists 7 and 9; `file`: its hard bounce (list 7, campaign 42), then, in the same second, two soft
+    bounces of other campaigns: line 3 on list 7 (it overtakes the held hard one), line 4 on list 9 (it does not)."""
+    seed = Seed(db)
+    seed.lists(7, 9)
+    for statid in (42, 43, 44):
+        seed.newsletter(statid)
+    seed.subscriber(email, 7)
+    seed.subscriber(email, 9)
+    directory.mkdir()
+    write_file(directory / file, [
+        bounce("hard", email, lists=(7,), file=file, line=2),
+        bounce("soft", email, lists=(7,), statid=43, time=T0 + 10, file=file, line=3),
+        bounce("soft", email, lists=(9,), statid=44, time=T0 + 10, file=file, line=4)])
+
+
+@pytest.mark.parametrize(("email", "file"), [("ann@example.net", "bounces-1.csv"),
+                                             ("o'brien@example.net", "bounces [1].csv")])
+def test_the_printed_undo_reverts_exactly_the_record_that_overtook_the_held_one_and_pastes_into_a_shell(
+        iem_db, tmp_path, email, file):
+    # The record that took the row is undone, and nothing else: the soft bounce of the same file and second on
+    # the address's other list stays (a guard-off run applied it too). The command is one a shell runs as printed
+    # (an apostrophe in the address, a space or glob characters in the file name).
+    guard_off = make_database()
+    try:
+        _overtaken_world(guard_off, tmp_path / "off", email, file)
+        pmtabounce(guard_off, "process", str(tmp_path / "off"), guard="off")
+        on_list_9 = [r for r in snapshot(guard_off, ledger=False)["bounces"] if r[2] == 9]
+    finally:
+        drop_database(guard_off)
+    _overtaken_world(iem_db, tmp_path / "on", email, file)
+    pmtabounce(iem_db, "guard", "trip", "example.net")
+    pmtabounce(iem_db, "process", str(tmp_path / "on"))
+    released = pmtabounce(iem_db, "guard", "release", "example.net", check=False)
+    assert released.returncode == 3, released.stdout + released.stderr
+    [line] = [line for line in released.stdout.splitlines() if line.startswith("still held: ")]
+    command = line.split("(pmtabounce ", 1)[1].rsplit(" --yes)", 1)[0]
+    undone = pmtabounce(iem_db, *shlex.split(command), "--yes", "--json")
+    assert json_of(undone)["records"] == 1
+    pmtabounce(iem_db, "guard", "release", "example.net")
+    bounces = snapshot(iem_db, ledger=False)["bounces"]
+    assert [r for r in bounces if r[2] == 9] == on_list_9 != []
+    assert [(r[1], r[2], r[4]) for r in bounces if r[2] == 7] == [(42, 7, "hard")]
 
 
 def test_a_domain_in_unicode_and_as_its_a_label_is_one_domain_tripped_held_and_discarded(iem_db, tmp_path):

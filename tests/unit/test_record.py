@@ -5,7 +5,7 @@ import json
 from dataclasses import replace
 
 import pytest
-from pmtabounce.common.record import BounceRecord, content_hash, parse_list_ids, parse_statid, parse_time
+from pmtabounce.common.record import BounceRecord, content_hash, iso_time, parse_list_ids, parse_statid, parse_time
 
 
 @pytest.mark.parametrize(
@@ -93,6 +93,34 @@ def test_parse_time(raw, expected):
 def test_parse_time_refuses_with_a_reason(raw):
     with pytest.raises(ValueError, match="timeLogged"):
         parse_time(raw)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("2024-11-19T09:12:03z", 1732007523),  # RFC 3339 allows a lower-case z
+    ("2024-11-19 01:12:03-08", 1732007523),  # an offset of whole hours
+    ("2024-11-19 10:12+0100", 1732007520),  # no seconds
+    ("2024-11-19T10:12:03.123+01:00", 1732007523),
+])
+def test_iso_times_read_alike_on_every_python(text, expected):
+    assert parse_time(text) == expected
+    assert iso_time(text) is not None
+
+
+@pytest.mark.parametrize("text", [
+    # Python 3.11's fromisoformat takes these, 3.10's does not: a file must not be read one way by one worker
+    # and another way by the next, nor --since mean something else after an upgrade of Python.
+    "2024-11-19 10:12:03 +0100",
+    "20241119T101203+0100",
+    "2024-W47-2T10:12:03+0100",
+    "2024-11-19T10+01:00",
+    "2024-11-19T10:12:03.1234567+01:00",
+    "2024-11-19T10:12:03+01:00:30",
+    "2024-11-19T10:12:03+24:00",
+    "2024-11-19T10:12:03+01:75",
+    "２０２４-11-19 10:12:03+0100",  # digits, but not ASCII ones
+])
+def test_what_one_python_reads_and_another_does_not_is_no_time(text):
+    assert iso_time(text) is None
 
 
 BASE = BounceRecord(

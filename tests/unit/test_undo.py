@@ -77,6 +77,12 @@ def test_feedback_types_select_complaints_and_empty_means_none_given():
     assert not UndoFilter(feedback_types=("abuse",)).empty
 
 
+def test_ledger_ids_name_records_exactly():
+    clause, params = UndoFilter(ledger_ids=(7, 9)).clause()
+    assert clause.endswith("AND id IN (%s, %s)") and params[-2:] == [7, 9]
+    assert not UndoFilter(ledger_ids=(7,)).empty
+
+
 def test_what_a_complaint_wrote_every_row_with_the_stats_table_of_the_counted_ones():
     effect = effect_of(row(outcome="unsubscribed", decision="all", effects=(
         '{"unsubscribed": [[100, 3, 1000, 42, "n", 0, "", true], [101, 5, 1000, 0, "f", 900, "10.0.0.1", false], '
