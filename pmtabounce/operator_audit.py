@@ -161,7 +161,16 @@ def check_writable(path: Path | None) -> None:
 def reason_option(*names: str):
     """The click option that says why (`reason` in the command's arguments): `--reason` (and `--why`), or only
     `--why` where `--reason` already filters dead letters by their reason."""
-    return click.option(*(names or ("--reason", "--why")), "reason", metavar="TEXT", help=REASON_HELP)
+    return click.option(*(names or ("--reason", "--why")), "reason", metavar="TEXT", help=REASON_HELP,
+                        callback=_one_line)
+
+
+def _one_line(_ctx, _param, value: str | None) -> str | None:
+    """A reason is one line of text: a newline or another control character could forge a line of the
+    plain-text log the audit line is also written to."""
+    if value is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise click.BadParameter("a reason is one line of printable text (no newline or control character)")
+    return value
 
 
 def audited(func):

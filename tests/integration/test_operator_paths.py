@@ -91,3 +91,13 @@ def test_with_a_reason_required_an_action_without_one_does_nothing(iem_db, vhost
     assert run(env, "undo", "--domain", "example.com", "--dry-run").returncode == 0  # changes nothing: no reason
     assert run(env, "guard", "trip", "example.com", "--reason", "ticket 4712").returncode == 0
     assert iem_db.query("SELECT reason FROM {t.audit}") == [("ticket 4712",)]
+
+
+def test_a_reason_with_a_newline_is_refused_before_anything_is_done(iem_db, vhost, tmp_path):
+    """A newline in --reason/--why could forge a line of the plain-text log the audit line also goes to."""
+    world = make_world(iem_db, vhost, tmp_path)
+    for argv in (("guard", "trip", "example.com", "--reason", "ticket 1\nINFO forged line"),
+                 ("dlq", "purge", "--yes", "--why", "x\r\x1b[2K")):
+        done = run(world.env(), *argv)
+        assert done.returncode == 2 and "one line of printable text" in done.stderr, (argv, done.stderr)
+    assert iem_db.query("SELECT COUNT(*) FROM {t.audit}") == [(0,)] and not world.audit_file.exists()
