@@ -146,8 +146,10 @@ class Run:
 
 
 def run_scenario(cluster: RabbitCluster, world, fleet_db, tmp_path: Path, disturb, amqp_url: str | None = None,
-                 ) -> tuple[float, str]:
+                 before_producer=None) -> tuple[float, str]:
     """Run the fleet through `disturb(run, progress) -> moment of the kill`; check nothing was lost or doubled.
+    `before_producer()` runs once the workers consume and before the producer starts (to choose a victim
+    while nothing is published yet: the management API lists connections seconds late).
 
     Returns the stall after the kill (seconds) and every process's log.
     """
@@ -160,6 +162,8 @@ def run_scenario(cluster: RabbitCluster, world, fleet_db, tmp_path: Path, distur
         with Fleet(run.env, tmp_path) as fleet:
             for process in [fleet.start() for _ in range(2)]:
                 fleet.wait_consuming(process)
+            if before_producer is not None:
+                before_producer()
             run.start_producer()
             killed_at = disturb(run, progress)
             assert progress.count < distinct, "the run was over before the kill: give it more records"
@@ -213,15 +217,17 @@ def record(name: str, stall: float) -> None:
 
 def test_clients_node_killed_and_restarted(up, world, fleet_db, tmp_path):
     restart: list[threading.Thread] = []
+    victims: list[RabbitNode] = []
 
     def disturb(run, progress):
-        victim = busiest_node(up)  # first: the management API lists connections late, the run may be over
+        victim = victims[0]
         mid_file(run, progress)
         victim.kill()
         restart.append(later(AWAY_SECONDS, lambda: up.restart(victim)))
         return time.monotonic()
 
-    stall, logs = run_scenario(up, world, fleet_db, tmp_path, disturb)
+    stall, logs = run_scenario(up, world, fleet_db, tmp_path, disturb,
+                               before_producer=lambda: victims.append(busiest_node(up)))
     record("clients' node killed, back 15 s later", stall)
     assert "moved from RabbitMQ node" in logs, "a process on the killed node moved to another one"
     assert stall < STALL_BOUND, f"stalled {stall:.1f} s: waited for the killed node instead of moving on"
@@ -246,13 +252,15 @@ def test_queue_leader_killed_mid_file(up, world, fleet_db, tmp_path):
 
 
 def test_clients_node_gone_for_good(up, world, fleet_db, tmp_path):
+    victims: list[RabbitNode] = []
+
     def disturb(run, progress):
-        victim = busiest_node(up)
         mid_file(run, progress)
-        victim.kill()
+        victims[0].kill()
         return time.monotonic()
 
-    stall, logs = run_scenario(up, world, fleet_db, tmp_path, disturb)
+    stall, logs = run_scenario(up, world, fleet_db, tmp_path, disturb,
+                               before_producer=lambda: victims.append(busiest_node(up)))
     record("the clients' node gone for good", stall)
     assert "moved from RabbitMQ node" in logs
     assert stall < STALL_BOUND
