@@ -259,6 +259,7 @@ def test_a_directory_argument_this_user_cannot_read_is_down_exit_1_not_a_usage_e
     Click's own readable check made it a usage error (exit 2) before status looked. Tests run as root, who
     reads every directory, so the kernel's answer is stood in for."""
     from click.testing import CliRunner
+
     from pmtabounce.cli import main
 
     real_access = os.access
