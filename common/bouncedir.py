@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import logging
 import math
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from .accounting import CSV_REFUSES_NUL, NUL_STAND_IN, REJECT_COLUMN, RejectedRow
+from .accounting import CSV_REFUSES_NUL, NUL_STAND_IN, REJECT_COLUMN, RejectedRow, open_no_follow
 from .errors import FatalError
 
 DONE_SUFFIX = ".done"
@@ -152,7 +153,9 @@ class RejectFile:
 
     def _open(self) -> TextIO:
         exists = self._keep > 0 and self.path.exists()
-        handle = self._handle = open(self.path, "a" if exists else "w", encoding="utf-8", newline="")
+        # Never through a symbolic link: whoever writes the bounce directory could point one anywhere.
+        handle = self._handle = open(self.path, "a" if exists else "w", encoding="utf-8", newline="",
+                                     opener=open_no_follow)
         if exists:
             handle.truncate(self._keep)
             handle.seek(self._keep)
@@ -197,9 +200,12 @@ class DirectoryLock:
         import time
 
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            # O_NOFOLLOW: a link planted by whoever writes the directory would make us truncate its target.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         except OSError as exc:
-            raise FatalError(f"cannot open the lock file {self.path}: {exc.strerror or exc}") from None
+            reason = ("it is a symbolic link (remove it; the lock file is never followed)"
+                      if exc.errno == errno.ELOOP else exc.strerror or exc)
+            raise FatalError(f"cannot open the lock file {self.path}: {reason}") from None
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:

@@ -75,8 +75,9 @@ READS: dict[str, tuple[str, ...]] = {
     "status": (*_DATABASE, *_BROKER, "rabbitmq_api_url", "bounce_dir", "guard"),
     "demo": (*_DATABASE, "amqp_url", "queue_prefix", "bounce_dir"),
     "explain": _DATABASE,
-    "undo": (*_DATABASE, *_AUDIT),
-    "guard": (*_DATABASE, *_GUARD, *_AUDIT),
+    "undo": (*_DATABASE, "batch_size", *_AUDIT, *_EVENTS),
+    # guard release applies held records through the workers' path (their policy, batches, events)
+    "guard": (*_DATABASE, *_GUARD, *_AUDIT, "batch_size", *_POLICY, *_EVENTS),
     "prune": _DATABASE,
     "relay": (*_DATABASE, "amqp_url", "queue_prefix", "retry_max_wait", "metrics_port", *_EVENTS),
     "webhooks": (*_DATABASE, "webhooks", "webhook_timeout", "webhook_attempts", *_AUDIT),

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import orjson
 
+from ..common.accounting import open_no_follow
+
 log = logging.getLogger("pmtabounce.producer")
 
 SUFFIX = ".pmtabounce-checkpoint"
@@ -101,7 +103,9 @@ def save_checkpoint(source: Path, checkpoint: Checkpoint) -> None:
     temporary = path.with_name(path.name + ".tmp")
     data = {"v": VERSION, "file": source.name, "line": checkpoint.line,
             "rejected_bytes": checkpoint.rejected_bytes, "size": checkpoint.size}
-    with open(temporary, "wb") as handle:
+    # A fresh file, never through a link someone put at the temporary name (its target would be overwritten).
+    temporary.unlink(missing_ok=True)
+    with open(temporary, "xb", opener=open_no_follow) as handle:
         handle.write(orjson.dumps(data))
         handle.flush()
         os.fsync(handle.fileno())

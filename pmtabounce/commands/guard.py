@@ -22,7 +22,7 @@ import orjson
 
 from ..common.config import Settings
 from ..common.errors import GaveUp, StopRequested
-from ..common.guard import GuardSettings, valid_domain
+from ..common.guard import GuardSettings, a_label, valid_domain
 from ..common.shutdown import stop_on_signals
 from ..operator_audit import Action, audited, database_where, reason_option
 from ..runner import run_command
@@ -48,9 +48,31 @@ def _domain(_ctx, _param, value: str) -> str:
         raise click.BadParameter(str(exc)) from None
 
 
+_NOT_A_HOST_NAME = "pmtabounce.guard.not_a_host_name"
+
+
+def _held_domain(ctx: click.Context, _param, value: str) -> str:
+    """DOMAIN of release and discard: a host name as for `trip`, or else the name as the guard keeps a
+    recipient's domain (common.guard.a_label: as written, lower-cased, when it has an underscore or IDNA
+    refuses it), which the guard may have tripped by itself. Such a name is taken only if it is tripped
+    (_require_tripped); else the host-name error stands (exit 2)."""
+    try:
+        return valid_domain(value)
+    except ValueError as exc:
+        name = a_label(value.strip().removeprefix("@"))
+        if not name or "@" in name or any(c.isspace() for c in name):
+            raise click.BadParameter(str(exc)) from None
+        ctx.meta[_NOT_A_HOST_NAME] = str(exc)
+        return name
+
+
 def _require_tripped(database: Database, domain: str) -> None:
-    """Exit 1 (nothing audited) unless the domain is tripped: releasing or discarding it would do nothing."""
+    """Exit 1 (nothing audited) unless the domain is tripped: releasing or discarding it would do nothing.
+    A name that is no host name (see _held_domain) and is not tripped is the usage error it was (exit 2)."""
     if not database.run(lambda s: guard_store.tripped(s.cursor, s.tables, domain)):
+        problem = click.get_current_context().meta.get(_NOT_A_HOST_NAME)
+        if problem:
+            raise click.BadParameter(problem, param_hint="'DOMAIN'")
         click.echo(f"{domain} is not tripped: nothing is held for it (see `pmtabounce guard status`)", err=True)
         sys.exit(1)
 
@@ -112,7 +134,7 @@ SLOT_TAKEN_EXIT = 3  # README "Exit codes": a release left records held whose bo
 
 
 @guard.command()
-@click.argument("domain", callback=_domain)
+@click.argument("domain", callback=_held_domain)
 @click.option("--dry-run", is_flag=True, help="Show what would be applied; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @reason_option()
@@ -267,7 +289,7 @@ def _held_summary(database: Database, domain: str) -> dict:
 
 
 @guard.command()
-@click.argument("domain", callback=_domain)
+@click.argument("domain", callback=_held_domain)
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--dry-run", is_flag=True, help="Show what would be discarded; change nothing.")
 @reason_option()

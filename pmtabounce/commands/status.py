@@ -334,7 +334,9 @@ def _details(part: Part) -> str:
 
 
 @click.command()
-@click.argument("directory", required=False, type=click.Path(path_type=Path, file_okay=False))
+# readable=False: one this user cannot read is reported down (exit 1), as the docs say, not a usage error.
+@click.argument("directory", required=False,
+                type=click.Path(path_type=Path, file_okay=False, readable=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @run_command
 def status(settings: Settings, directory: Path | None, as_json: bool) -> None:

@@ -22,9 +22,11 @@ from prometheus_client import generate_latest
 
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus"
 ALERTS = {"PmtabounceDomainTripped", "PmtabounceHeldBacklog", "PmtabounceDeadLetters", "PmtabounceStale",
-          "PmtabounceQueueNotConsumed", "PmtabounceQueueNoProgress", "PmtabounceWebhooksParked"}
+          "PmtabounceQueueNotConsumed", "PmtabounceQueueNoProgress", "PmtabounceWebhooksParked",
+          "PmtabounceDeadLetterQueueGrew"}
 # RabbitMQ's own (rabbitmq_prometheus, /metrics/detailed families queue_coarse_metrics and queue_consumer_count).
-RABBITMQ_SERIES = {"rabbitmq_detailed_queue_messages_ready", "rabbitmq_detailed_queue_consumers"}
+RABBITMQ_SERIES = {"rabbitmq_detailed_queue_messages_ready", "rabbitmq_detailed_queue_consumers",
+                   "rabbitmq_detailed_queue_messages"}
 
 
 def promtool() -> str | None:
@@ -47,7 +49,7 @@ def test_each_alert_has_an_expression_a_severity_and_words_for_the_operator():
         assert named <= served, f"{rule['alert']}: {named - served} is not a metric we serve"
         broker = set(re.findall(r"rabbitmq_\w+", rule["expr"]))
         assert broker <= RABBITMQ_SERIES and (named or broker), rule["alert"]
-        assert set(re.findall(r'queue="([^"]+)"', rule["expr"])) <= {Topology().queue}
+        assert set(re.findall(r'queue="([^"]+)"', rule["expr"])) <= {Topology().queue, Topology().dead_queue}
 
 
 def test_promtool_checks_the_rules_and_their_unit_tests_when_it_is_there():

@@ -384,3 +384,21 @@ def test_setup_folds_a_domain_an_earlier_version_kept_in_unicode_into_its_a_labe
             ("xn--bcher-kva.example", 1000, "guard", 600, 5, 5, 2, 1), ("☃.example", None, "", None, 0, 0, 0, 0)]
         assert sorted(iem_db.query("SELECT domain, window_start, hard_count, tripped FROM {t.guard_windows}")) == [
             ("xn--bcher-kva.example", 600, 8, 1), ("xn--bcher-kva.example", 1200, 1, 0)]
+
+
+@pytest.mark.parametrize("domain", ["mail_relay.example", "☃.example"])
+def test_a_domain_the_guard_tripped_itself_can_be_released_and_discarded_though_no_host_name(iem_db, tmp_path,
+                                                                                            domain):
+    """A recipient's domain with an underscore, or one IDNA refuses, is kept as written (lower-cased); the
+    guard trips it like any other. `guard release/discard` refused the name, so its records stayed held."""
+    directory = tmp_path / "bounces"
+    directory.mkdir()
+    write_file(directory / "b-1.csv", [bounce(email=f"u{n}@{domain}", line=n + 2) for n in range(40)])
+    pmtabounce(iem_db, "process", str(directory), guard_min="5")
+    [state] = json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"]
+    assert state["domain"] == domain and state["held"] > 0
+    assert pmtabounce(iem_db, "guard", "release", domain.upper(), "--dry-run", check=False).returncode == 0
+    pmtabounce(iem_db, "guard", "discard", domain, "--yes")
+    assert json_of(pmtabounce(iem_db, "guard", "status", "--json"))["tripped"] == []
+    refused = pmtabounce(iem_db, "guard", "discard", "other_name.example", "--yes", check=False)
+    assert refused.returncode == 2 and "not a domain" in refused.stderr  # not tripped: still the usage error

@@ -252,3 +252,29 @@ def test_a_symbolic_link_is_not_counted_as_pending_and_is_named(tmp_path):
     assert report["bounce_dir"]["pending_files"] == 1
     assert report["bounce_dir"]["links_skipped"] == ["b-2.csv"]
     assert "symbolic links skipped (never read): b-2.csv" in status(env).stdout
+
+
+def test_a_directory_argument_this_user_cannot_read_is_down_exit_1_not_a_usage_error(iem_db, tmp_path, monkeypatch):
+    """docs/operations.md: the directory is down if this user cannot list and read it, and status exits 1.
+    Click's own readable check made it a usage error (exit 2) before status looked. Tests run as root, who
+    reads every directory, so the kernel's answer is stood in for."""
+    from click.testing import CliRunner
+
+    from pmtabounce.cli import main
+
+    real_access = os.access
+    unreadable = str(tmp_path)
+
+    def access(path, mode, **kwargs):
+        if os.fspath(path) == unreadable and mode & os.R_OK:
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    for name in [k for k in os.environ if k.startswith("PMTABOUNCE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PMTABOUNCE_MYSQL_URL", iem_db.url)
+    done = CliRunner().invoke(main, ["status", unreadable, "--json"])
+    assert done.exit_code == 1, done.output
+    report = json.loads(done.output)
+    assert report["bounce_dir"]["state"] == "down" and "not readable" in report["bounce_dir"]["problem"]

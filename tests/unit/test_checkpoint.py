@@ -139,3 +139,16 @@ def test_orphaned_checkpoints_are_those_whose_file_is_gone_and_leftover_temporar
     leftover = checkpoint_path(kept).with_name(checkpoint_path(kept).name + ".tmp")  # a crash mid-write
     leftover.write_bytes(b"{")
     assert orphaned_checkpoints(tmp_path) == sorted([leftover, checkpoint_path(gone)])
+
+
+def test_a_checkpoint_is_never_written_through_a_symbolic_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    source = spool / "b-1.csv"
+    path = checkpoint_path(source)
+    path.with_name(path.name + ".tmp").symlink_to(victim)
+    save_checkpoint(source, Checkpoint(line=3, rejected_bytes=0, size=10))
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink() and load_checkpoint(source, 10) == Checkpoint(line=3, rejected_bytes=0, size=10)

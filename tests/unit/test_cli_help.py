@@ -41,6 +41,10 @@ def test_every_command_names_the_variables_it_reads_and_only_real_ones(path):
     (("dlq", "replay"), {"PMTABOUNCE_AMQP_URL", "PMTABOUNCE_MAX_REPLAYS", "PMTABOUNCE_DLQ_AUDIT_FILE"},
      {"PMTABOUNCE_MYSQL_URL"}),
     (("guard", "release"), {"PMTABOUNCE_MYSQL_URL", "PMTABOUNCE_DLQ_AUDIT_FILE"}, {"PMTABOUNCE_AMQP_URL"}),
+    # release applies held records through the workers' apply path: their policy, batch size and events
+    (("guard", "release"), {"PMTABOUNCE_HARD_CATEGORIES", "PMTABOUNCE_SOFT_THRESHOLD", "PMTABOUNCE_COMPLAINT_SCOPE",
+                            "PMTABOUNCE_BATCH_SIZE", "PMTABOUNCE_WEBHOOKS", "PMTABOUNCE_EVENT_STREAM"}, set()),
+    (("undo",), {"PMTABOUNCE_BATCH_SIZE", "PMTABOUNCE_WEBHOOKS", "PMTABOUNCE_EVENT_STREAM"}, {"PMTABOUNCE_AMQP_URL"}),
     (("setup",), {"PMTABOUNCE_RABBITMQ_API_URL", "PMTABOUNCE_DELIVERY_LIMIT"}, {"PMTABOUNCE_BOUNCE_DIR"}),
 ])
 def test_a_command_names_what_it_acts_on(path, reads, not_reads):
