@@ -33,7 +33,8 @@ from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from ..common.events import CONTENT_TYPE, retry_delay
 from ..store import outbox, webhooks
-from ..store.db import Connection, Tables, connect, translate
+from ..store.database import Database, Policy, WaitItOut
+from ..store.db import Tables
 from ..store.outbox import Claimed
 from .webhook_http import WebhookAnswer, post
 
@@ -54,16 +55,21 @@ def delivered(answer: WebhookAnswer) -> bool:
 class Relay:
     """Sends committed outbox rows; one per thread (it owns its connections)."""
 
-    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, settings: Settings, *, sleep: Callable[[float], None] = time.sleep,
+                 policy: Policy | None = None) -> None:
+        """`policy`: how a database failure is met; by default one attempt whose transient failure is a
+        TransientError (run() and drain() wait it out or leave the events for later); ONE_SHOT for cron's
+        `relay --once`, where an unusable database is the operator's to fix (exit 1, the URL named)."""
         self.settings = settings
         self.tables = Tables(settings.table_prefix)
+        self._db = Database(settings.mysql, self.tables, policy or WaitItOut(max_wait=settings.retry_max_wait),
+                            log=log)
         self.targets = [name for name, on in (("stream", settings.event_stream and bool(settings.amqp_url)),
                                              ("webhook", settings.webhooks)) if on]
         if settings.event_stream and not settings.amqp_url:
             log.warning("PMTABOUNCE_EVENT_STREAM is on but PMTABOUNCE_AMQP_URL is not set: stream events wait "
                         "in the outbox for a worker or `pmtabounce relay` that has it")
         self._sleep = sleep
-        self._mysql: Connection | None = None
         self._amqp: pika.BlockingConnection | None = None
         self._channel = None
         self._nodes: broker.Nodes | None = None  # PMTABOUNCE_AMQP_URL's nodes; a lost one passes the turn
@@ -295,32 +301,13 @@ class Relay:
             metrics.EVENTS_PARKED.labels(target).set(found.get((target, "parked"), 0))
 
     def _in_transaction(self, work):
-        """`work(cursor)` in one committed transaction; a database failure as our error type."""
-        try:
-            if self._mysql is None:
-                self._mysql = connect(self.settings.mysql)
-            with self._mysql.cursor() as cursor:
-                result = work(cursor)
-            self._mysql.commit()
-            return result
-        except Exception as exc:
-            error = translate(exc)
-            self._close_mysql()
-            if error is exc:
-                raise
-            raise error from exc
-
-    def _close_mysql(self) -> None:
-        if self._mysql is not None:
-            try:
-                self._mysql.close()
-            except Exception:  # already gone
-                pass
-            self._mysql = None
+        """`work(cursor)` in one committed transaction; a database failure as our error type (store.Database)."""
+        with self._db.transaction() as session:
+            return work(session.cursor)
 
     def close(self) -> None:
         """Let go of both connections (a claimed row not yet answered comes due again after its lease)."""
-        self._close_mysql()
+        self._db.close()
         self._close_amqp()
 
 

@@ -27,9 +27,10 @@ log = logging.getLogger("pmtabounce.relay")
 @run_command
 def relay(settings: Settings, once: float | None) -> None:
     """Send committed events from the outbox: IEM's list webhooks and the RabbitMQ decision stream."""
+    from ..store.database import ONE_SHOT
     from ..worker.relay import Relay
 
-    sender = Relay(settings)
+    sender = Relay(settings, policy=ONE_SHOT if once is not None else None)  # cron's run: a dead database is exit 1
     if once is not None:
         handled = sender.drain(once)
         log.info("relay: %d events handled", handled)

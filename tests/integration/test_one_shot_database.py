@@ -22,6 +22,8 @@ COMMANDS = [
     ("guard", "status"),
     ("explain", "ann@example.com"),
     ("prune", "--older-than", "30d"),
+    ("webhooks", "list"),
+    ("relay", "--once", "3"),  # cron's relay: it said "0 events handled" and exited 0, or waited 60 s on a silent one
 ]
 
 
