@@ -64,9 +64,11 @@ def test_a_receiver_down_gets_every_call_once_it_is_back_with_the_same_ids(iem_d
     receiver.down()
 
     pmtabounce(iem_db, "process", str(records(tmp_path)), "--send-events", "5", webhooks="on",
-               event_retry_max_wait="1")
+               event_retry_max_wait="1", webhook_attempts="100")  # enough attempts that none is parked
     waiting = outbox_rows(iem_db)
-    assert [row[4] for row in waiting] == ["waiting", "waiting"] and all(row[5] >= 1 for row in waiting)
+    # Both wait, neither lost nor parked; the first was tried. The second may not have been: a call behind one
+    # its receiver did not answer is put back untried (worker/relay.py), which timing decides here.
+    assert [row[4] for row in waiting] == ["waiting", "waiting"] and waiting[0][5] >= 1
     assert {row[2] for row in webhook_logs(iem_db)} == {"0"}  # IEM logs a call with no answer as '0'
 
     receiver.up()
@@ -86,7 +88,9 @@ def test_a_receiver_down_gets_every_call_once_it_is_back_with_the_same_ids(iem_d
     text = pmtabounce(iem_db, "explain", "ann@example.com").stdout
     assert f"event Bounce -> webhook {receiver.url()}: sent" in text and "no answer" in text and "HTTP 200 'ok'" in text
     report = json_of(pmtabounce(iem_db, "status", "--json", check=False))
-    assert report["ledger"]["events_last_hour"]["webhook"] == {"waiting": 0, "parked": 0, "sent": 2, "retried": 2}
+    tried_before = sum(1 for row in waiting if row[5] >= 1)  # the calls sent only after a failed try
+    assert report["ledger"]["events_last_hour"]["webhook"] == {"waiting": 0, "parked": 0, "sent": 2,
+                                                               "retried": tried_before}
 
 
 def test_parked_calls_are_listed_and_can_be_sent_again(iem_db, tmp_path):
