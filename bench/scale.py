@@ -39,7 +39,7 @@ class Size:
     def key(self) -> str:
         """Names the cached database: these sizes and IEM's fixture schema. Not the ledger's schema:
         a kept database is upgraded by `setup`, as an operator's would be, and the bench says how long it took."""
-        fixture = resources.files("pmtabounce.demo").joinpath("iem_fixture.sql").read_text()
+        fixture = resources.files("pmtabounce.store").joinpath("iem_fixture.sql").read_text()
         return hashlib.blake2b(f"{self}|{fixture}".encode(), digest_size=5).hexdigest()
 
 

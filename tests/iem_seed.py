@@ -15,9 +15,8 @@ from pmtabounce.common.accounting import record_cells
 from pmtabounce.common.complaint import ComplaintRecord
 from pmtabounce.common.record import BounceRecord
 from pmtabounce.store.db import Tables
+from pmtabounce.store.fixture import create_iem_tables
 from pmtabounce.store.migrate import setup_database
-
-from pmtabounce.demo.fixture import create_iem_tables
 
 T0 = 1732010733
 CATEGORY = {"hard": "bad-mailbox", "soft": "quota-issues", "ignore": "policy-related"}

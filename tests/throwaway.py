@@ -18,9 +18,8 @@ from urllib.parse import urlsplit
 import pymysql
 from pmtabounce.common.config import Settings, parse_mysql_url
 from pmtabounce.store.db import Tables, connect
+from pmtabounce.store.fixture import create_iem_tables
 from pmtabounce.store.migrate import setup_database
-
-from pmtabounce.demo.fixture import create_iem_tables
 
 # Where the tests find the services (the Makefile's preflight checks the same ones).
 MYSQL_URL = os.environ.get("PMTABOUNCE_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")

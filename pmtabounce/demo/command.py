@@ -41,8 +41,8 @@ from ..runner import run_command
 from ..store import ledger
 from ..store.database import ONE_SHOT, Database
 from ..store.db import Tables
+from ..store.fixture import create_iem_tables
 from ..store.migrate import setup_database
-from .fixture import create_iem_tables
 from .reset import claim_directory, reset_database
 from .world import World
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..store.database import Cursor
 from ..store.db import Tables
+from ..store.fixture import insert_fixture_rows
 from .accounting_rows import RecordMaker, Row, bounce_rule
 from .storm import Storm, add_storm
 
@@ -180,15 +181,9 @@ class World:
         return sum(spec.bounce_rows for spec in self.files)
 
     def create_database(self, cursor: Cursor, tables: Tables) -> None:
-        """Insert the world into IEM tables that exist and are empty, in the caller's transaction.
-
-        Every value is a parameter: the driver turns executemany into multi-row
-        INSERTs only then (a literal in VALUES makes it one round trip per row).
-        """
+        """Insert the world into IEM tables that exist and are empty, in the caller's transaction."""
         for table, columns, rows in self._table_rows(tables):
-            if rows:
-                marks = ", ".join(["%s"] * len(columns))
-                cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+            insert_fixture_rows(cursor, table, columns, rows)
 
     def _table_rows(self, tables):
         """(table, columns, rows) for every IEM table the world fills."""

@@ -10,10 +10,9 @@ from iem_seed import Seed, bounce, ledger_rows
 from pmtabounce.common.policy import Policy
 from pmtabounce.store import ledger
 from pmtabounce.store.db import Tables
+from pmtabounce.store.fixture import create_iem_tables
 from pmtabounce.store.ledger import migrations
 from pmtabounce.worker.apply import BatchApplier
-
-from pmtabounce.demo.fixture import create_iem_tables
 
 OURS = ("pmtabounce_ledger", "pmtabounce_meta", "pmtabounce_guard_domains", "pmtabounce_guard_windows",
         "pmtabounce_audit", "pmtabounce_outbox_attempts", "pmtabounce_outbox")
