@@ -222,6 +222,14 @@ def setting_to_check(exc: BaseException, target: MySQLTarget, prefix: str) -> st
     return f"check PMTABOUNCE_MYSQL_URL={target.safe_url()}"
 
 
+def table_exists(cursor: Cursor, table: str) -> bool:
+    """Whether `table` (a Tables name, quoted) is in the connection's database (information_schema, which shows
+    a table to a user with any grant on it)."""
+    cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+                   "AND TABLE_NAME = %s", (table.strip("`"),))
+    return int(cursor.fetchone()[0]) == 1
+
+
 def case_of(key: str, values: Mapping) -> tuple[str, list]:
     """`CASE key WHEN k THEN v ... ELSE 0 END` and its parameters, for one set-based UPDATE
     that gives each row of a batch its own value."""

@@ -15,7 +15,7 @@ from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
 from . import guard_store, iem, ledger
 from .database import Cursor, Database, OneShot, Session, WaitItOut
-from .db import Tables, error_number
+from .db import Tables, error_number, table_exists
 
 log = logging.getLogger("pmtabounce.setup")
 
@@ -103,9 +103,7 @@ def latest_version() -> int:
 def _schema_version(session: Session) -> int:
     """The schema version recorded in the meta table; 0 when there is none (no table, no row)."""
     cursor, tables = session.cursor, session.tables
-    cursor.execute("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() "
-                   "AND table_name = %s", (tables.meta.strip("`"),))
-    if not cursor.fetchone()[0]:  # no meta table yet: setup never ran
+    if not table_exists(cursor, tables.meta):  # no meta table yet: setup never ran
         return 0
     cursor.execute(f"SELECT value FROM {tables.meta} WHERE name = 'schema_version'")
     row = cursor.fetchone()

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .db import Cursor, Tables, insert_rows
+from .db import Cursor, Tables, insert_rows, table_exists
 
 TARGETS = ("stream", "webhook")
 STATES = ("waiting", "sent", "parked", "dropped")
@@ -244,9 +244,7 @@ def of_records(cursor: Cursor, t: Tables, fingerprints: Sequence[str]) -> dict[s
 
 def present(cursor: Cursor, t: Tables) -> bool:
     """Whether schema version 6 is in place (an installation not yet set up again has no outbox)."""
-    cursor.execute("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
-                   "AND TABLE_NAME = %s", (t.outbox.strip("`"),))
-    return int(cursor.fetchone()[0]) == 1
+    return table_exists(cursor, t.outbox)
 
 
 def summary(cursor: Cursor, t: Tables, seconds: int) -> dict[str, dict[str, int]]:
