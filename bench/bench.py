@@ -42,6 +42,7 @@ import replay  # noqa: E402
 from iem_model import BounceModel, IemState, differences  # noqa: E402
 from measure import Result, ServerCpu, batch_timings, print_profiles, print_results  # noqa: E402
 from pmtabounce.common.policy import Policy  # noqa: E402
+from rabbit_management import ensure_management_api  # noqa: E402
 from sandbox import Sandbox, insert_world  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
 from webhook_receiver import WebhookReceiver  # noqa: E402
@@ -429,6 +430,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(f"machine: {machine()}; MariaDB, RabbitMQ and every process below share it")
+    if args.limit and args.workers.strip():
+        ensure_management_api()  # (R)'s `setup --broker` sets the queue's policy through it, as the tests do
     work = Path(tempfile.mkdtemp(prefix="pmtabounce-bench-"))
     sandbox = Sandbox(args.mysql_url, args.amqp_url, work)
     ServerCpu.PORTS = {"mariadb": urlsplit(args.mysql_url).port or 3306,
