@@ -104,7 +104,9 @@ def add(cursor: Cursor, t: Tables, deliveries: Sequence[Delivery]) -> None:
 
 def claim(cursor: Cursor, t: Tables, targets: Iterable[str], limit: int, lease: float) -> list[Claimed]:
     """Take up to `limit` due waiting rows of `targets` (oldest first) that no other relay holds, and push
-    their due time `lease` seconds ahead; the caller commits at once, then sends."""
+    their due time `lease` seconds ahead; the caller commits at once, then sends. Through
+    pmtabounce_outbox_claim (state, target, id), one target at a time: rows in id order, the scan stops at
+    `limit` (schema version 7); several targets at once are sorted."""
     kinds = [k for k in targets if k in TARGETS]
     if not kinds:
         return []
@@ -148,15 +150,33 @@ def put_back(cursor: Cursor, t: Tables, row_id: int, delay: float) -> None:
     cursor.execute(f"UPDATE {t.outbox} SET due_at = {_NOW} + %s WHERE id = %s", (delay, row_id))
 
 
-def attempt(cursor: Cursor, t: Tables, row_id: int, status: int | None, answer: str, seconds: float) -> None:
-    """One webhook call's answer (HTTP status, None for none; the body or the error), for `explain`, numbered
-    after the tries already kept: `webhooks retry` starts the row's count of tries afresh (outbox.attempts),
-    and the tries before it stay in the history."""
-    cursor.execute(
-        f"INSERT INTO {t.outbox_attempts} (outbox_id, attempt, status, answer, seconds) "
-        f"SELECT %s, COALESCE(MAX(attempt), 0) + 1, %s, %s, %s FROM {t.outbox_attempts} WHERE outbox_id = %s",
-        (row_id, status, answer[:255], seconds, row_id),
-    )
+@dataclass(frozen=True)
+class Attempt:
+    """One webhook call's answer: the HTTP status (None for none), the body or the error, the seconds it took."""
+
+    outbox_id: int
+    status: int | None
+    answer: str
+    seconds: float
+
+
+def attempts(cursor: Cursor, t: Tables, tried: Sequence[Attempt]) -> None:
+    """The answers of several calls, for `explain`, each numbered after its row's tries already kept (`webhooks
+    retry` starts the row's count of tries afresh in outbox.attempts; the tries before it stay in the history):
+    one read of the numbers so far, one multi-row INSERT. The caller holds the rows (claimed, leased), so no
+    other relay numbers their tries meanwhile; a clash on (outbox_id, attempt) would fail the transaction."""
+    if not tried:
+        return
+    ids = sorted({a.outbox_id for a in tried})
+    cursor.execute(f"SELECT outbox_id, MAX(attempt) FROM {t.outbox_attempts} "
+                   f"WHERE outbox_id IN ({', '.join(['%s'] * len(ids))}) GROUP BY outbox_id", ids)
+    kept = {row[0]: row[1] for row in cursor.fetchall()}
+    rows = []
+    for a in tried:
+        kept[a.outbox_id] = number = (kept.get(a.outbox_id) or 0) + 1
+        rows.append((a.outbox_id, number, a.status, a.answer[:255], a.seconds))
+    cursor.executemany(f"INSERT INTO {t.outbox_attempts} (outbox_id, attempt, status, answer, seconds) "
+                       "VALUES (%s, %s, %s, %s, %s)", rows)
 
 
 def delete_older(cursor: Cursor, t: Tables, cutoff, limit: int) -> int:

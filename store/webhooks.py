@@ -6,7 +6,7 @@ Spec: iem-webhooks.md. IEM's tables are read, and its log written, never altered
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..common.php import serialize
@@ -134,9 +134,27 @@ def log_call(cursor: Cursor, tables: Tables, event: int, url: str, payload: dict
     no answer came (IEM writes '0'); cut to 255 characters, where IEM's INSERT would fail under a strict
     sql_mode and lose the row. `logmsg` is PHP's serialize() of ["url" => url, "payload" => payload];
     `logdate`: the time of the call (Unix seconds). Raises what PyMySQL raises."""
-    cursor.execute(
-        f"INSERT INTO {tables.webhook_logs} (webhook_type_id, webhook_event_type_id, logmsg, webhook_response, "
-        "logdate) VALUES (%s, %s, %s, %s, %s)",
-        (WEBHOOK_TYPE_LIST, event, serialize({"url": url, "payload": payload}).decode("utf-8"),
-         NO_ANSWER if response is None else response[:RESPONSE_LENGTH], logdate),
-    )
+    log_calls(cursor, tables, [LoggedCall(event, url, payload, response, logdate)])
+
+
+@dataclass(frozen=True)
+class LoggedCall:
+    """One call tried, for its webhook_logs row (see log_call for each field)."""
+
+    event: int
+    url: str
+    payload: dict
+    response: str | None
+    logdate: int
+
+
+def log_calls(cursor: Cursor, tables: Tables, calls: Sequence[LoggedCall]) -> None:
+    """The webhook_logs rows of these calls (each as log_call writes it), in one multi-row INSERT (PyMySQL's
+    executemany): the relay logs a chunk of calls at once. Raises what PyMySQL raises."""
+    if calls:
+        cursor.executemany(
+            f"INSERT INTO {tables.webhook_logs} (webhook_type_id, webhook_event_type_id, logmsg, "
+            "webhook_response, logdate) VALUES (%s, %s, %s, %s, %s)",
+            [(WEBHOOK_TYPE_LIST, c.event, serialize({"url": c.url, "payload": c.payload}).decode("utf-8"),
+              NO_ANSWER if c.response is None else c.response[:RESPONSE_LENGTH], c.logdate) for c in calls],
+        )

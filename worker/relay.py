@@ -77,6 +77,7 @@ class Relay:
         self._failures = 0
         self.stopped: str | None = None  # why `run` ended on a FatalError (a worker's /readyz says it)
         self.thread: threading.Thread | None = None
+        self._posters: ThreadPoolExecutor | None = None
 
     # --- the loops -------------------------------------------------------------------------------------
 
@@ -238,9 +239,10 @@ class Relay:
         by_url: dict[str, list[Claimed]] = {}
         for row in rows:  # one URL's calls in order, one after the other; different URLs side by side
             by_url.setdefault(row.url, []).append(row)
-        with ThreadPoolExecutor(min(POSTERS, len(by_url)), thread_name_prefix="webhook") as pool:
-            got = dict(zip(by_url, pool.map(lambda calls: _post_in_order(calls, timeout), by_url.values()),
-                           strict=True))
+        if self._posters is None:  # kept across chunks, not started for each
+            self._posters = ThreadPoolExecutor(POSTERS, thread_name_prefix="webhook")
+        got = dict(zip(by_url, self._posters.map(lambda calls: _post_in_order(calls, timeout), by_url.values()),
+                       strict=True))
         answers = [got[row.url].pop(0) if got[row.url] else None for row in rows]
         self._in_transaction(lambda cursor: self._answered(cursor, rows, answers))
         return len(rows)
@@ -251,20 +253,23 @@ class Relay:
         again with that call, its tries unchanged."""
         delivered_ids = []
         put_back: dict[str, float] = {}  # URL -> the delay of its call that got no answer
+        logged: list[webhooks.LoggedCall] = []
+        tries: list[outbox.Attempt] = []
         for row, tried in zip(rows, answers, strict=True):
             if tried is None:
                 outbox.put_back(cursor, self.tables, row.id, put_back[row.url])
                 continue
             answer, took, ended = tried
-            number = row.attempts + 1
-            webhooks.log_call(cursor, self.tables, int(row.webhook_event or 0), row.url, json.loads(row.body),
-                              answer.body if answer.status is not None else None, ended)
+            logged.append(webhooks.LoggedCall(int(row.webhook_event or 0), row.url, json.loads(row.body),
+                                              answer.body if answer.status is not None else None, ended))
             said = answer.body if answer.status is not None else (answer.error or "no answer")
-            outbox.attempt(cursor, self.tables, row.id, answer.status, said or "", took)
+            tries.append(outbox.Attempt(row.id, answer.status, said or "", took))
             if delivered(answer):
                 delivered_ids.append(row.id)
             else:
-                put_back[row.url] = self._not_delivered(cursor, row, number, answer)
+                put_back[row.url] = self._not_delivered(cursor, row, row.attempts + 1, answer)
+        webhooks.log_calls(cursor, self.tables, logged)
+        outbox.attempts(cursor, self.tables, tries)
         outbox.sent(cursor, self.tables, delivered_ids, "2xx")
         metrics.EVENTS_SENT.labels("webhook").inc(len(delivered_ids))
 
@@ -306,7 +311,11 @@ class Relay:
             return work(session.cursor)
 
     def close(self) -> None:
-        """Let go of both connections (a claimed row not yet answered comes due again after its lease)."""
+        """Let go of both connections and the posting threads (a claimed row not yet answered comes due again
+        after its lease; a post in flight ends within its timeout, unwaited)."""
+        if self._posters is not None:
+            self._posters.shutdown(wait=False)
+            self._posters = None
         self._db.close()
         self._close_amqp()
 

@@ -160,7 +160,8 @@ def test_the_demo_refuses_a_directory_it_did_not_make(vhost, tmp_path):
 
 
 def test_make_run_passes_the_demos_options_on():
-    done = subprocess.run(["make", "--no-print-directory", "-n", "run", "DEMO_ARGS=--database pmtt_ann --vhost pmtt-ann --directory /tmp/ann"],
+    done = subprocess.run(["make", "--no-print-directory", "-n", "run",
+                           "DEMO_ARGS=--database pmtt_ann --vhost pmtt-ann --directory /tmp/ann"],
                           cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     last = done.stdout.strip().splitlines()[-1]

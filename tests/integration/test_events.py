@@ -300,3 +300,27 @@ def test_each_log_row_has_the_time_of_its_own_call(iem_db):
         hanging.down()
     [(fast_at,), (hanging_at,)] = iem_db.query("SELECT logdate FROM {t.webhook_logs} ORDER BY logid")
     assert hanging_at - fast_at >= 2  # the hanging call ended 3 s after the fast one
+
+
+def test_a_claim_reads_the_oldest_due_calls_not_every_waiting_one(iem_db):
+    # Schema version 7's pmtabounce_outbox_claim (state, target, id): a relay claiming 20 of 1,000 waiting calls
+    # walks the index in id order and stops, where (state, target, due_at) read and sorted all 1,000 each time.
+    from pmtabounce.store import outbox
+
+    connection = iem_db.connect()
+    try:
+        with connection.cursor() as cursor:
+            outbox.add(cursor, iem_db.tables, [outbox.Delivery(f"c{n}", "webhook", "Bounce", "{}", url="http://x/")
+                                               for n in range(1000)])
+            cursor.execute(f"UPDATE {iem_db.tables.outbox} SET due_at = UNIX_TIMESTAMP() + 60 WHERE id % 2 = 0")
+            connection.commit()
+            cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read_next'")
+            before = int(cursor.fetchone()[1])
+            claimed = outbox.claim(cursor, iem_db.tables, ["webhook"], 20, 60.0)
+            cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read_next'")
+            read = int(cursor.fetchone()[1]) - before
+            connection.commit()
+    finally:
+        connection.close()
+    assert [row.id for row in claimed] == list(range(1, 40, 2))  # the oldest due ones, in order
+    assert read < 100, read

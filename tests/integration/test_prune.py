@@ -118,8 +118,7 @@ def test_prune_removes_the_outbox_rows_delivered_or_dropped_before_the_cutoff_an
     with connection.cursor() as cursor:
         outbox.add(cursor, iem_db.tables, [outbox.Delivery(f"e{n}", "webhook", "Bounce", "{}", url="http://x/")
                                            for n in range(6)])
-        for n in range(6):
-            outbox.attempt(cursor, iem_db.tables, n + 1, 200, "ok", 0.1)
+        outbox.attempts(cursor, iem_db.tables, [outbox.Attempt(n + 1, 200, "ok", 0.1) for n in range(6)])
     connection.commit()
     connection.close()
     states = ["sent", "dropped", "parked", "waiting", "sent", "sent"]
