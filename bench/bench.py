@@ -20,6 +20,7 @@ against a small one: it must not grow with the file.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import platform
 import shutil
@@ -45,7 +46,6 @@ from pmtabounce.common.policy import Policy  # noqa: E402
 from rabbit_management import ensure_management_api  # noqa: E402
 from sandbox import Sandbox, insert_world  # noqa: E402
 from scale import Size, cached_database, shift_world, slice_state  # noqa: E402
-from webhook_receiver import WebhookReceiver  # noqa: E402
 
 from pmtabounce.demo.world import World  # noqa: E402
 
@@ -135,11 +135,10 @@ class Bench:
                         note=f"{trips / records:.1f} round trips per bounce")
         return self.check(result, place, ledger=False)
 
-    def webhooks_on_every_list(self, url: str) -> WebhookReceiver:
-        """A Bounce and an Unsubscribe webhook on every list of the database, to a receiver on loopback."""
-        receiver = WebhookReceiver().up()
-        if self.args.hang:  # a receiver that reads each call and never answers: the bounces must not slow
-            receiver.hang()
+    def webhooks_on_every_list(self, url: str) -> Receiver:
+        """A Bounce and an Unsubscribe webhook on every list of the database, to a receiver on loopback (in a
+        process of its own; with --hang, one that reads each call and never answers: the bounces must not slow)."""
+        receiver = Receiver(self.args.hang)
         connection = self.sandbox.connect(url)
         t = self.sandbox.tables
         try:
@@ -191,9 +190,10 @@ class Bench:
         if receiver is not None and not self.args.hang:
             sending = time.perf_counter()
             self.sandbox.run(["relay", "--once", "600"], env)
-            note = f"then {len(receiver.requests)} calls sent in {time.perf_counter() - sending:.1f} s"
+            note = f"then {receiver.count()} calls sent in {time.perf_counter() - sending:.1f} s"
         if receiver is not None:
             receiver.down()
+            note += f", receiver CPU {receiver.cpu:.2f} s"
         name = ("(b0) inline, --baseline" if baseline else "(b) inline process"
                 + (", webhooks on every list" if webhooks else ""))
         result = Result(name, self.records, seconds, {"process": rss},
@@ -274,32 +274,71 @@ class Bench:
         self.sandbox.run(["setup"], env)
         logs = self.work / f"{directory.name}-logs"
         debug = self.sandbox.env(url, env["PMTABOUNCE_AMQP_URL"], "DEBUG")
-        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"], debug, logs / f"worker-{n}.log", python)
-                 for n in range(workers)]
+        apart = webhooks and self.args.relay_apart  # the workers' relay threads off, one relay process at nice 10
+        fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"] + (["--no-relay"] if apart else []), debug,
+                                    logs / f"worker-{n}.log", python) for n in range(workers)]
+        relay = [self.sandbox.start(["relay"], env, logs / "relay.log", python)] if apart else []
+        for child in relay:
+            os.setpriority(os.PRIO_PROCESS, child.pid, 10)
         servers = ServerCpu()
         started = time.perf_counter()
         producer = self.sandbox.start(["producer", "--once", str(directory)], env, logs / "producer.log", python)
         try:
-            self.sandbox.wait_for_ledger(url, len(place.expected.ledger), [producer, *fleet], above=place.above)
+            self.sandbox.wait_for_ledger(url, len(place.expected.ledger), [producer, *fleet, *relay],
+                                         above=place.above)
             seconds = time.perf_counter() - started
-            note = self.calls_delivered(url, started, fleet) if receiver is not None and not self.args.hang else ""
+            note = (self.calls_delivered(url, started, fleet + relay) if receiver is not None and not self.args.hang
+                    else "")
             rss = {"producer": self.sandbox.finish(producer)}
-            for child in fleet:  # every record is committed: a clean stop, rather than idling out
+            for child in fleet + relay:  # every record is committed: a clean stop, rather than idling out
                 child.send_signal(signal.SIGTERM)
             rss["worker"] = max(self.sandbox.finish(child) for child in fleet)
+            if relay:
+                rss["relay"] = self.sandbox.finish(relay[0])
         finally:
-            for child in (producer, *fleet):
+            for child in (producer, *fleet, *relay):
                 if child.poll() is None:
                     child.kill()
         if receiver is not None:
             receiver.down()
+            note += f", receiver CPU {receiver.cpu:.2f} s"
         name = (f"(c{'0' if baseline else ''}) fleet, {workers} worker{'s' if workers > 1 else ''}"
-                + (", webhooks" if webhooks else "") + (", --baseline" if baseline else ""))
+                + (", webhooks" if webhooks else "") + (", relay apart" if apart else "")
+                + (", --baseline" if baseline else ""))
         cpu = {"producer": self.sandbox.memory.cpu_seconds(producer),
                "worker": sum(self.sandbox.memory.cpu_seconds(child) for child in fleet)}
+        if relay:
+            cpu["relay"] = self.sandbox.memory.cpu_seconds(relay[0])
         result = Result(name, self.records, seconds, rss, cpu=cpu, servers=servers.stop(),
                         batches=batch_timings([logs / f"worker-{n}.log" for n in range(workers)]), note=note)
         return self.check(result, place)
+
+
+class Receiver:
+    """bench/receiver.py in a child process: the webhooks' receiver, answering `200 ok` (or never, `hang`)."""
+
+    def __init__(self, hang: bool) -> None:
+        command = [sys.executable, str(REPO / "bench" / "receiver.py")] + (["--hang"] if hang else [])
+        self.child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+        atexit.register(self.down)  # a variant that fails does not leave it running
+        self.port = int(self.child.stdout.readline().split()[1])
+        self.requests = 0
+        self.cpu = 0.0
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def count(self) -> int:
+        """The calls read so far: stops the receiver (its last word is the count)."""
+        self.down()
+        return self.requests
+
+    def down(self) -> None:
+        if self.child.poll() is None:
+            self.child.send_signal(signal.SIGTERM)
+            _, requests, _, cpu = self.child.stdout.readline().split()
+            self.requests, self.cpu = int(requests), float(cpu)
+            self.child.wait(10)
 
 
 def big_file_memory(sandbox: Sandbox, work: Path, megabytes: int) -> None:
@@ -416,6 +455,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="run every child under cProfile, keep its stats in DIR and print the top functions")
     parser.add_argument("--webhooks", action="store_true",
                         help="also each variant with IEM webhooks on every list, to a loopback receiver")
+    parser.add_argument("--relay-apart", action="store_true",
+                        help="with --webhooks: the fleet's workers run with --no-relay and one `pmtabounce relay` "
+                             "process sends, at nice 10 (the kernel gives the bounces' processes the CPU first)")
     parser.add_argument("--hang", action="store_true",
                         help="with --webhooks: the receiver never answers (each call waits out the timeout)")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")

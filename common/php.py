@@ -107,7 +107,10 @@ def _json_escape(match: re.Match) -> str:
 
 
 def _serialize(value: object, out: list[bytes]) -> None:
-    if value is None:
+    if type(value) is str:  # the usual value first: the checks below cost more than the encoding
+        raw = value.encode("utf-8")
+        out.append(b's:%d:"%s";' % (len(raw), raw))
+    elif value is None:
         out.append(b"N;")
     elif isinstance(value, bool):
         out.append(b"b:1;" if value else b"b:0;")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import re
 import socket
 import ssl
 import time
@@ -19,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 MAX_BODY = 65536  # bytes of an answer kept; the log keeps 255 characters of it
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_BAD_IN_URL = re.compile(r"[\x00-\x20\x7f]")  # a space or a control character: curl refuses the URL
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ def curl_request(url: str, body: bytes) -> tuple[bytes, tuple[str, int], str | N
     written = written.rstrip(":") if port is None else written[: written.rindex(":")]
     host_header = written if port in (None, DEFAULT_PORTS[scheme]) else f"{written}:{port}"
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    if any(ord(char) <= 0x20 or ord(char) == 0x7F for char in target + host_header):
+    if _BAD_IN_URL.search(target) or _BAD_IN_URL.search(host_header):
         raise WebhookURLError("a space or a control character in it")  # curl: "URL using bad/illegal format"
     lines = [f"POST {target} HTTP/1.1", f"Host: {host_header}"]
     if parts.username is not None:
