@@ -11,6 +11,8 @@ original, and peak RSS (VmHWM, sampled from /proc) of the producer and the worke
 list webhooks (Bounce and Unsubscribe) configured on every list and a loopback
 receiver answering them (docs/events.md): the bounce rate must stay within 10%
 of the rate without; it also says how long the calls took to be delivered.
+`--webhooks --relay-apart`: also each fleet size with its workers run
+`--no-relay` and one `pmtabounce relay` process at nice 10 sending the calls.
 `--webhooks --hang`: the same with a receiver that never answers (every call
 waits out PMTABOUNCE_WEBHOOK_TIMEOUT): the bounce rate must not drop either.
 `--big-file-mb N` also measures the producer's peak memory on an N MB file
@@ -265,16 +267,18 @@ class Bench:
                       note=f"prefetch {broker_limit.PREFETCH}, ack every {broker_limit.BATCH}, "
                            f"window {broker_limit.WINDOW}")
 
-    def fleet(self, workers: int, webhooks: bool = False, python: str = sys.executable) -> Result:
+    def fleet(self, workers: int, webhooks: bool = False, python: str = sys.executable, apart: bool = False) -> Result:
+        """(c) `workers` workers and the producer; with `webhooks`, IEM webhooks on every list, sent by the workers'
+        relay threads, or (`apart`) by one `pmtabounce relay` process at nice 10 beside workers run --no-relay."""
         baseline = python != sys.executable
-        place = self.place(f"fleet-{workers}" + ("-webhooks" if webhooks else "") + ("-baseline" if baseline else ""))
+        place = self.place(f"fleet-{workers}" + ("-webhooks" if webhooks else "") + ("-apart" if apart else "")
+                           + ("-baseline" if baseline else ""))
         url, directory = place.url, place.directory
         receiver = self.webhooks_on_every_list(url) if webhooks else None
         env = self.sandbox.env(url, self.sandbox.vhost())
         self.sandbox.run(["setup"], env)
         logs = self.work / f"{directory.name}-logs"
         debug = self.sandbox.env(url, env["PMTABOUNCE_AMQP_URL"], "DEBUG")
-        apart = webhooks and self.args.relay_apart  # the workers' relay threads off, one relay process at nice 10
         fleet = [self.sandbox.start(["worker", "--exit-when-idle", "60"] + (["--no-relay"] if apart else []), debug,
                                     logs / f"worker-{n}.log", python) for n in range(workers)]
         relay = [self.sandbox.start(["relay"], env, logs / "relay.log", python)] if apart else []
@@ -456,8 +460,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--webhooks", action="store_true",
                         help="also each variant with IEM webhooks on every list, to a loopback receiver")
     parser.add_argument("--relay-apart", action="store_true",
-                        help="with --webhooks: the fleet's workers run with --no-relay and one `pmtabounce relay` "
-                             "process sends, at nice 10 (the kernel gives the bounces' processes the CPU first)")
+                        help="with --webhooks: also each fleet with its workers run --no-relay and one `pmtabounce "
+                             "relay` process sending, at nice 10 (the kernel gives the bounces' CPU first)")
     parser.add_argument("--hang", action="store_true",
                         help="with --webhooks: the receiver never answers (each call waits out the timeout)")
     parser.add_argument("--keep", action="store_true", help="keep the databases, vhosts and files afterwards")
@@ -508,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
                     results.append(bench.fleet(workers))
                     if args.webhooks:
                         results.append(bench.fleet(workers, webhooks=True))
+                    if args.webhooks and args.relay_apart:
+                        results.append(bench.fleet(workers, webhooks=True, apart=True))
         print_results(results)
         if args.profile:
             print_profiles(args.profile)

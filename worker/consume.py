@@ -95,6 +95,8 @@ class Worker:
         self.relay = relay
         self.relay_stop = threading.Event()
         self.relay_sender: Relay | None = None
+        self.between_batches = threading.Event()  # cleared while a batch is applied: the relay thread gives way
+        self.between_batches.set()
         self.amqp_url = settings.amqp  # a missing URL is a ConfigError now, not after connecting
         self.nodes = broker.Nodes(self.amqp_url, "worker")
         self.topology = settings.topology
@@ -133,7 +135,7 @@ class Worker:
                 self.applier.read_guard_gauges(every=0)
             self._database_answered()
             if self.relay:
-                self.relay_sender = start_thread(self.settings, self.relay_stop)
+                self.relay_sender = start_thread(self.settings, self.relay_stop, self.between_batches)
             while not (self.stopping.is_set() or self.idle):
                 self.consumer = self._connect()
                 if self.consumer is not None:
@@ -245,8 +247,12 @@ class Worker:
         if not deliveries:
             return
         started = time.perf_counter()
-        with self.database_calls.call():
-            handled = handle_batch(deliveries, self.applier, self.guard)
+        self.between_batches.clear()
+        try:
+            with self.database_calls.call():
+                handled = handle_batch(deliveries, self.applier, self.guard)
+        finally:
+            self.between_batches.set()
         self._database_answered()
         for dead in handled.dead:
             consumer.dead_letter(dead, self.name)

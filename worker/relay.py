@@ -44,6 +44,7 @@ STREAM_CHUNK = 200  # stream events claimed at once
 WEBHOOK_CHUNK = 20  # webhook calls claimed at once (their lease covers a timeout for each)
 POSTERS = 8  # calls of one chunk in flight at once
 IDLE_SECONDS = 1.0  # how often an idle relay looks for due rows
+GIVE_WAY_SECONDS = 0.5  # a worker's relay thread waits at most this long for a batch to end before a chunk
 GAUGES_SECONDS = 10.0
 
 
@@ -78,6 +79,7 @@ class Relay:
         self.stopped: str | None = None  # why `run` ended on a FatalError (a worker's /readyz says it)
         self.thread: threading.Thread | None = None
         self._posters: ThreadPoolExecutor | None = None
+        self.between_batches: threading.Event | None = None  # set while its worker is not applying a batch
 
     # --- the loops -------------------------------------------------------------------------------------
 
@@ -87,6 +89,7 @@ class Relay:
         log.info("relay sending %s from the outbox", " and ".join(self.targets) or "nothing (both are off)")
         try:
             while not stopping.is_set() and self.targets:
+                self._give_way()
                 try:
                     sent = self.once()
                     self._failures = 0
@@ -116,6 +119,14 @@ class Relay:
         finally:
             self.close()
         return 0
+
+    def _give_way(self) -> None:
+        """In a worker, wait (at most GIVE_WAY_SECONDS) until its batch in hand is committed: the thread shares
+        the worker's interpreter lock, so a chunk sent meanwhile is time taken from the batch. Between
+        batches, while the worker waits for messages, the relay has the process to itself; under a flood
+        that leaves no gap it still sends a chunk every GIVE_WAY_SECONDS, and catches up once it eases."""
+        if self.between_batches is not None:
+            self.between_batches.wait(GIVE_WAY_SECONDS)
 
     def drain(self, seconds: float) -> int:
         """Send, and try again what fails as its backoff comes due, until nothing waits or `seconds` have
@@ -340,12 +351,16 @@ def _timed_post(row: Claimed, timeout: float) -> Posted:
     return answer, time.monotonic() - started, int(time.time())  # IEM's logdate: time() once curl_exec returned
 
 
-def start_thread(settings: Settings, stopping: threading.Event) -> Relay | None:
+def start_thread(settings: Settings, stopping: threading.Event,
+                 between_batches: threading.Event | None = None) -> Relay | None:
     """The worker's relay, running in its thread (`.thread`) until `stopping` is set; None when webhooks
-    and the stream are both off. Its `.stopped` says why, when a FatalError ended it early."""
+    and the stream are both off. Its `.stopped` says why, when a FatalError ended it early.
+    `between_batches`: set by the worker whenever it is not applying a batch; the relay gives way to the
+    batch in hand before each chunk (Relay._give_way)."""
     if not (settings.webhooks or settings.event_stream):
         return None
     relay = Relay(settings)
+    relay.between_batches = between_batches
     relay.thread = threading.Thread(target=relay.run, args=(stopping,), name="relay", daemon=True)
     relay.thread.start()
     return relay

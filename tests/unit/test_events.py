@@ -101,3 +101,39 @@ def test_webhooks_on_an_iem_without_webhook_tables_ask_once_per_connection():
     events.forget()
     events.for_outcomes(cursor, disabled)
     assert len(cursor.statements) == 2
+
+
+def test_a_workers_relay_thread_gives_way_to_the_batch_in_hand(monkeypatch):
+    # worker/relay.py Relay._give_way: while its worker applies a batch (the event cleared) the relay sends
+    # nothing; once the batch is committed (set) it sends; a batch that never ends holds it GIVE_WAY_SECONDS.
+    import threading
+    import time
+
+    from pmtabounce.common.config import Settings
+    from pmtabounce.worker import relay as relay_module
+
+    settings = Settings.from_env({"PMTABOUNCE_MYSQL_URL": "mysql://nobody@127.0.0.1:9/none",
+                                  "PMTABOUNCE_WEBHOOKS": "on"})
+    between_batches, stopping = threading.Event(), threading.Event()
+    relay = relay_module.Relay(settings)
+    relay.between_batches = between_batches
+    chunks: list[float] = []
+    monkeypatch.setattr(relay, "once", lambda: chunks.append(time.monotonic()) or 0)
+    monkeypatch.setattr(relay, "close", lambda: None)
+    monkeypatch.setattr(relay_module, "IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(relay_module, "GIVE_WAY_SECONDS", 0.6)
+    thread = threading.Thread(target=relay.run, args=(stopping,), daemon=True)
+    started = time.monotonic()
+    thread.start()
+    try:
+        time.sleep(0.3)
+        assert chunks == []  # the batch in hand comes first
+        time.sleep(0.6)
+        assert len(chunks) == 1 and chunks[0] - started >= 0.55  # a batch that does not end: one chunk anyway
+        between_batches.set()
+        time.sleep(0.3)
+        assert len(chunks) >= 4  # between batches: chunk after chunk (an idle relay looks every IDLE_SECONDS)
+    finally:
+        stopping.set()
+        between_batches.set()
+        thread.join(5)
