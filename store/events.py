@@ -180,8 +180,11 @@ def subscriber_names(cursor: Cursor, t: Tables, subscriberids: Iterable[int]) ->
     ids = sorted(subscriberids)
     if not ids:
         return {}
+    # The subscribers by primary key, then each one's list: left to itself, on statistics from before a bulk
+    # import, MariaDB read the few lists first and every subscriber of each through its listid index (3.9 ms
+    # for 112 rows on 31k subscribers; by key 1.0 ms, the round trip included).
     cursor.execute(
-        f"SELECT s.subscriberid, l.name, s.emailaddress FROM {t.subscribers} AS s "
+        f"SELECT STRAIGHT_JOIN s.subscriberid, l.name, s.emailaddress FROM {t.subscribers} AS s FORCE INDEX (PRIMARY) "
         f"JOIN {t.lists} AS l ON l.listid = s.listid WHERE s.subscriberid IN ({', '.join(['%s'] * len(ids))})",
         ids,
     )

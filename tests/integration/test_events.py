@@ -324,3 +324,4 @@ def test_a_claim_reads_the_oldest_due_calls_not_every_waiting_one(iem_db):
         connection.close()
     assert [row.id for row in claimed] == list(range(1, 40, 2))  # the oldest due ones, in order
     assert read < 100, read
+
