@@ -89,12 +89,7 @@ def test_the_time_first_key_migration_keeps_the_ledger_and_its_duplicates(iem_db
 def test_setup_to_version_7_drops_the_time_index_and_rekeys_the_outbox_claim(iem_db):
     """Schema version 7: a version 6 ledger's `pmtabounce_ledger_time` (time_logged) goes, its rows stay; the
     outbox's claim index becomes (state, target, id); a second run finds it all done."""
-    seed = Seed(iem_db)
-    seed.lists(3)
-    seed.subscriber("ann@example.com", 3)
-    applier = BatchApplier(iem_db.target, iem_db.tables, Policy())
-    applier.apply([bounce("hard")])
-    applier.close()
+    one_bounce_applied(iem_db)
     iem_db.query("ALTER TABLE {t.ledger} ADD KEY pmtabounce_ledger_time (time_logged)")
     iem_db.query("ALTER TABLE {t.outbox} DROP KEY pmtabounce_outbox_claim, "
                  "ADD KEY pmtabounce_outbox_due (state, target, due_at)")
@@ -111,13 +106,18 @@ def test_setup_to_version_7_drops_the_time_index_and_rekeys_the_outbox_claim(iem
     assert "KEY `pmtabounce_outbox_claim` (`state`,`target`,`id`)" in after["email_pmtabounce_outbox"]
 
 
-def test_setup_again_keeps_the_ledger(iem_db):
-    seed = Seed(iem_db)
+def one_bounce_applied(db) -> None:
+    """A list, a subscriber on it, and a hard bounce of theirs applied: one ledger row."""
+    seed = Seed(db)
     seed.lists(3)
     seed.subscriber("ann@example.com", 3)
-    applier = BatchApplier(iem_db.target, iem_db.tables, Policy())
+    applier = BatchApplier(db.target, db.tables, Policy())
     applier.apply([bounce("hard")])
     applier.close()
+
+
+def test_setup_again_keeps_the_ledger(iem_db):
+    one_bounce_applied(iem_db)
     before = ledger_rows(iem_db)
     tables_before = schema(iem_db)
     result = setup(iem_db)
