@@ -123,13 +123,7 @@ MIGRATIONS = (
     # issue 20: the time index of version 3 repeats the first column of the unique key of version 4, which
     # serves every lookup by time as well; each ledger INSERT kept both up to date. Dropping a secondary
     # index changes only metadata (in place, no copy); a re-run finds it gone (error 1091, taken as done).
-    # The outbox's claim (oldest due rows of a target, ORDER BY id LIMIT n) read and sorted every waiting row
-    # through (state, target, due_at); on (state, target, id) it reads rows in id order and stops at n
-    # (5,000 waiting calls claimed 20 at a time: 627,500 index reads, now 7,150). One online ALTER.
-    Migration(7, (
-        "ALTER TABLE {t.ledger} DROP KEY pmtabounce_ledger_time",
-        "ALTER TABLE {t.outbox} DROP KEY pmtabounce_outbox_due, ADD KEY pmtabounce_outbox_claim (state, target, id)",
-    )),
+    Migration(7, ("ALTER TABLE {t.ledger} DROP KEY pmtabounce_ledger_time",)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

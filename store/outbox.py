@@ -104,16 +104,20 @@ def add(cursor: Cursor, t: Tables, deliveries: Sequence[Delivery]) -> None:
 
 def claim(cursor: Cursor, t: Tables, targets: Iterable[str], limit: int, lease: float) -> list[Claimed]:
     """Take up to `limit` due waiting rows of `targets` (oldest first) that no other relay holds, and push
-    their due time `lease` seconds ahead; the caller commits at once, then sends. Through
-    pmtabounce_outbox_claim (state, target, id), one target at a time: rows in id order, the scan stops at
-    `limit` (schema version 7); several targets at once are sorted."""
+    their due time `lease` seconds ahead; the caller commits at once, then sends.
+
+    Earliest due first, then oldest: a new row is due at 0, so new rows go in the order they were written,
+    before the retries that have come due. That is the order of pmtabounce_outbox_due (state, target,
+    due_at; InnoDB appends the id), so for one target the scan reads the due rows in order and stops at
+    `limit`, whether many rows are due or many wait for a retry later (ORDER BY id alone read and sorted
+    every due row: 627,500 index reads to claim 5,000 calls 20 at a time, now 4,750)."""
     kinds = [k for k in targets if k in TARGETS]
     if not kinds:
         return []
     cursor.execute(
         f"SELECT id, event_id, target, event, body, attempts, webhookid, webhook_event, url FROM {t.outbox} "
         f"WHERE state = 'waiting' AND target IN ({', '.join(['%s'] * len(kinds))}) AND due_at <= {_NOW} "
-        "ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+        "ORDER BY due_at, id LIMIT %s FOR UPDATE SKIP LOCKED",
         [*kinds, limit],
     )
     rows = [Claimed(*row) for row in cursor.fetchall()]

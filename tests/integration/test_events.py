@@ -302,17 +302,26 @@ def test_each_log_row_has_the_time_of_its_own_call(iem_db):
     assert hanging_at - fast_at >= 2  # the hanging call ended 3 s after the fast one
 
 
-def test_a_claim_reads_the_oldest_due_calls_not_every_waiting_one(iem_db):
-    # Schema version 7's pmtabounce_outbox_claim (state, target, id): a relay claiming 20 of 1,000 waiting calls
-    # walks the index in id order and stops, where (state, target, due_at) read and sorted all 1,000 each time.
+def test_a_claim_reads_the_calls_it_takes_not_every_waiting_one(iem_db):
+    # store/outbox.py claim: earliest due first, then oldest, in the order of (state, target, due_at). Behind
+    # 1,000 calls waiting for a retry later (a receiver down) and among 500 due, a claim of 20 reads about 20
+    # index entries; ORDER BY id read and sorted every due row each time. A retry that has come due goes
+    # after the new calls (due at 0), in due order.
     from pmtabounce.store import outbox
+
+    def add(count: int, url: str) -> None:
+        outbox.add(cursor, iem_db.tables, [outbox.Delivery(f"{url}{n}", "webhook", "Bounce", "{}", url=url)
+                                           for n in range(count)])
 
     connection = iem_db.connect()
     try:
         with connection.cursor() as cursor:
-            outbox.add(cursor, iem_db.tables, [outbox.Delivery(f"c{n}", "webhook", "Bounce", "{}", url="http://x/")
-                                               for n in range(1000)])
-            cursor.execute(f"UPDATE {iem_db.tables.outbox} SET due_at = UNIX_TIMESTAMP() + 60 WHERE id % 2 = 0")
+            add(1000, "http://down/")
+            cursor.execute(f"UPDATE {iem_db.tables.outbox} SET due_at = UNIX_TIMESTAMP() + 300")
+            add(2, "http://retried/")
+            cursor.execute(f"UPDATE {iem_db.tables.outbox} SET due_at = UNIX_TIMESTAMP() - 5 + id - 1001 "
+                           "WHERE id > 1000")
+            add(500, "http://up/")
             connection.commit()
             cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read_next'")
             before = int(cursor.fetchone()[1])
@@ -320,8 +329,10 @@ def test_a_claim_reads_the_oldest_due_calls_not_every_waiting_one(iem_db):
             cursor.execute("SHOW SESSION STATUS LIKE 'Handler_read_next'")
             read = int(cursor.fetchone()[1]) - before
             connection.commit()
+            rest = outbox.claim(cursor, iem_db.tables, ["webhook"], 1000, 60.0)
+            connection.commit()
     finally:
         connection.close()
-    assert [row.id for row in claimed] == list(range(1, 40, 2))  # the oldest due ones, in order
+    assert [row.id for row in claimed] == list(range(1003, 1023))  # the oldest new calls, in order
     assert read < 100, read
-
+    assert [row.id for row in rest] == [*range(1023, 1503), 1001, 1002]  # then the retries come due, in due order

@@ -86,13 +86,11 @@ def test_the_time_first_key_migration_keeps_the_ledger_and_its_duplicates(iem_db
     assert "`pmtabounce_ledger_record` (`time_logged`,`fingerprint`)" in schema(iem_db)["email_pmtabounce_ledger"]
 
 
-def test_setup_to_version_7_drops_the_time_index_and_rekeys_the_outbox_claim(iem_db):
-    """Schema version 7: a version 6 ledger's `pmtabounce_ledger_time` (time_logged) goes, its rows stay; the
-    outbox's claim index becomes (state, target, id); a second run finds it all done."""
+def test_setup_to_version_7_drops_the_time_index_the_unique_key_repeats(iem_db):
+    """Schema version 7: a version 6 ledger's `pmtabounce_ledger_time` (time_logged) goes, its rows stay; a
+    second run finds it done."""
     one_bounce_applied(iem_db)
     iem_db.query("ALTER TABLE {t.ledger} ADD KEY pmtabounce_ledger_time (time_logged)")
-    iem_db.query("ALTER TABLE {t.outbox} DROP KEY pmtabounce_outbox_claim, "
-                 "ADD KEY pmtabounce_outbox_due (state, target, due_at)")
     iem_db.query("UPDATE {t.meta} SET value = '6' WHERE name = 'schema_version'")
     before = ledger_rows(iem_db)
     for _ in range(2):
@@ -102,8 +100,6 @@ def test_setup_to_version_7_drops_the_time_index_and_rekeys_the_outbox_claim(iem
     assert iem_db.query("SELECT value FROM {t.meta} WHERE name = 'schema_version'") == [(LATEST,)]
     after = schema(iem_db)
     assert "pmtabounce_ledger_time" not in after["email_pmtabounce_ledger"]
-    assert "pmtabounce_outbox_due" not in after["email_pmtabounce_outbox"]
-    assert "KEY `pmtabounce_outbox_claim` (`state`,`target`,`id`)" in after["email_pmtabounce_outbox"]
 
 
 def one_bounce_applied(db) -> None:
