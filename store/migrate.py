@@ -110,27 +110,54 @@ def _schema_version(session: Session) -> int:
     return int(row[0]) if row else 0
 
 
-# ALTER TABLE … ALGORITHM=INSTANT refused: the server cannot add these columns in place (old MariaDB/MySQL).
+# ALTER TABLE … ALGORITHM=INSTANT (or INPLACE) refused: the server cannot make this change that way.
 _NOT_INSTANT = {1845, 1846}
 # What a statement says when an earlier run made its change, then stopped before recording the version
 # (DDL commits on its own): duplicate column, duplicate key name, no such key to drop (version 4's swap).
 _ALREADY_DONE = {1060, 1061, 1091}
+# An ALTER waits for the table's metadata lock behind every open transaction that read the table (a
+# `mysqldump --single-transaction`, a long report), and every batch waits behind the ALTER: it asks for
+# the lock this long at a time, letting the batches through between tries, for at most DDL_LOCK_TRIES.
+DDL_LOCK_SECONDS = 5
+DDL_LOCK_TRIES = 120
+_LOCK_WAIT_TIMEOUT = 1205
 
 
-def _execute_ddl(cursor: Cursor, statement: str) -> None:
+def _execute_ddl(cursor: Cursor, statement: str, sleep: Callable[[float], None] = time.sleep) -> None:
     """Run one migration statement. An ALTER TABLE is tried with ALGORITHM=INSTANT first (no copy of a
-    large, live ledger), then as the server chooses; columns already there count as done, so a
-    half-applied migration re-runs."""
-    instant = statement.lstrip().upper().startswith("ALTER TABLE")
-    try:
+    large, live ledger), then INPLACE (no copy: an index dropped or built while writes go on), then as the
+    server chooses; columns or keys already as wanted count as done, so a half-applied migration re-runs.
+    The table's metadata lock is asked for DDL_LOCK_SECONDS at a time (see above); raises the server's
+    error 1205 after DDL_LOCK_TRIES tries."""
+    cursor.execute("SET SESSION lock_wait_timeout = %s", (DDL_LOCK_SECONDS,))
+    for attempt in range(1, DDL_LOCK_TRIES + 1):
         try:
-            cursor.execute(f"{statement}, ALGORITHM=INSTANT" if instant else statement)
+            _alter(cursor, statement)
+            return
         except pymysql.err.MySQLError as exc:
-            if not instant or error_number(exc) not in _NOT_INSTANT:
+            if error_number(exc) != _LOCK_WAIT_TIMEOUT or attempt == DDL_LOCK_TRIES:
                 raise
-            log.warning("database: the server cannot change %s instantly; it makes the change its own way "
-                        "(it may rebuild the table)", statement.split()[2])
-            cursor.execute(statement)
+            log.warning("database: %s is in use by an open transaction (a dump, a long query); setup waits for it "
+                        "(try %d of %d) and lets the batches through meanwhile", statement.split()[2], attempt,
+                        DDL_LOCK_TRIES)
+            sleep(1.0)
+
+
+def _alter(cursor: Cursor, statement: str) -> None:
+    """One try of `statement` (see _execute_ddl)."""
+    is_alter = statement.lstrip().upper().startswith("ALTER TABLE")
+    ways = (", ALGORITHM=INSTANT", ", ALGORITHM=INPLACE, LOCK=NONE", "") if is_alter else ("",)
+    try:
+        for n, way in enumerate(ways):
+            try:
+                cursor.execute(statement + way)
+                return
+            except pymysql.err.MySQLError as exc:
+                if n == len(ways) - 1 or error_number(exc) not in _NOT_INSTANT:
+                    raise
+                if n == 1:
+                    log.warning("database: the server cannot change %s in place; it makes the change its own way "
+                                "(it may rebuild the table)", statement.split()[2])
     except pymysql.err.MySQLError as exc:
         if error_number(exc) not in _ALREADY_DONE:
             raise

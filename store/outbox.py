@@ -154,6 +154,16 @@ def put_back(cursor: Cursor, t: Tables, row_id: int, delay: float) -> None:
     cursor.execute(f"UPDATE {t.outbox} SET due_at = {_NOW} + %s WHERE id = %s", (delay, row_id))
 
 
+def hold_url(cursor: Cursor, t: Tables, url: str, delay: float) -> int:
+    """A receiver that did not answer: every waiting call to `url` due sooner than `delay` seconds from now is
+    due then instead, its tries unchanged, so that the next claims take other receivers' calls rather than
+    one timeout per claim on this one's backlog. A call another relay holds (its lease runs further) is left
+    alone. Returns the calls held."""
+    cursor.execute(f"UPDATE {t.outbox} SET due_at = {_NOW} + %s WHERE state = 'waiting' AND target = 'webhook' "
+                   f"AND url = %s AND due_at < {_NOW} + %s", (delay, url, delay))
+    return cursor.rowcount
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One webhook call's answer: the HTTP status (None for none), the body or the error, the seconds it took."""

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pika
 from pika.exceptions import NackError, UnroutableError
@@ -78,7 +78,6 @@ class Relay:
         self._failures = 0
         self.stopped: str | None = None  # why `run` ended on a FatalError (a worker's /readyz says it)
         self.thread: threading.Thread | None = None
-        self._posters: ThreadPoolExecutor | None = None
         self.between_batches: threading.Event | None = None  # set while its worker is not applying a batch
 
     # --- the loops -------------------------------------------------------------------------------------
@@ -241,8 +240,9 @@ class Relay:
         """A chunk of due calls posted, each URL's in order and up to POSTERS URLs side by side (so one slow
         receiver does not hold the others), then every answer recorded in one transaction: one commit per
         chunk, not per call. A receiver that does not answer is not called again in the chunk: its later
-        calls are put back untried, due with the retry of the one that got no answer (its order kept), so a
-        hanging receiver costs one timeout per chunk, not one per call."""
+        calls are put back untried, and all its other waiting calls held (outbox.hold_url), due with the
+        retry of the one that got no answer, so a hanging receiver costs one timeout per retry, not one per
+        call or per chunk of its backlog."""
         timeout = self.settings.webhook_timeout
         rows = self._claim("webhook", WEBHOOK_CHUNK, lease=WEBHOOK_CHUNK * timeout + 5.0)
         if not rows:
@@ -250,10 +250,8 @@ class Relay:
         by_url: dict[str, list[Claimed]] = {}
         for row in rows:  # one URL's calls in order, one after the other; different URLs side by side
             by_url.setdefault(row.url, []).append(row)
-        if self._posters is None:  # kept across chunks, not started for each
-            self._posters = ThreadPoolExecutor(POSTERS, thread_name_prefix="webhook")
-        got = dict(zip(by_url, self._posters.map(lambda calls: _post_in_order(calls, timeout), by_url.values()),
-                       strict=True))
+        jobs: list[Callable[[], list[Posted]]] = [partial(_post_in_order, calls, timeout) for calls in by_url.values()]
+        got = dict(zip(by_url, _side_by_side(jobs), strict=True))
         answers = [got[row.url].pop(0) if got[row.url] else None for row in rows]
         self._in_transaction(lambda cursor: self._answered(cursor, rows, answers))
         return len(rows)
@@ -264,6 +262,7 @@ class Relay:
         again with that call, its tries unchanged."""
         delivered_ids = []
         put_back: dict[str, float] = {}  # URL -> the delay of its call that got no answer
+        silent: dict[str, float] = {}  # the same, for the receivers that did not answer at all
         logged: list[webhooks.LoggedCall] = []
         tries: list[outbox.Attempt] = []
         for row, tried in zip(rows, answers, strict=True):
@@ -279,6 +278,10 @@ class Relay:
                 delivered_ids.append(row.id)
             else:
                 put_back[row.url] = self._not_delivered(cursor, row, row.attempts + 1, answer)
+                if answer.status is None:  # no answer at all: its other waiting calls wait for the same retry
+                    silent[row.url] = put_back[row.url]
+        for url, delay in silent.items():
+            outbox.hold_url(cursor, self.tables, url, delay)
         webhooks.log_calls(cursor, self.tables, logged)
         outbox.attempts(cursor, self.tables, tries)
         outbox.sent(cursor, self.tables, delivered_ids, "2xx")
@@ -322,16 +325,42 @@ class Relay:
             return work(session.cursor)
 
     def close(self) -> None:
-        """Let go of both connections and the posting threads (a claimed row not yet answered comes due again
-        after its lease; a post in flight ends within its timeout, unwaited)."""
-        if self._posters is not None:
-            self._posters.shutdown(wait=False)
-            self._posters = None
+        """Let go of both connections (a claimed row not yet answered comes due again after its lease)."""
         self._db.close()
         self._close_amqp()
 
 
 Posted = tuple[WebhookAnswer, float, int]  # one call's answer, its seconds, and when it ended (Unix seconds)
+
+
+def _side_by_side(jobs: list[Callable[[], list[Posted]]]) -> list[list[Posted]]:
+    """Each job on a thread of its own, up to POSTERS at once; their results in order. Daemon threads: a
+    worker that stops with posts in flight exits after its grace instead of waiting out the chunk (its
+    claimed rows come due again after their lease: at least once)."""
+    results: list[list[Posted]] = [[] for _ in jobs]
+    failures: list[BaseException] = []
+    pending = list(enumerate(jobs))
+    lock = threading.Lock()
+
+    def run() -> None:
+        while True:
+            with lock:
+                if not pending or failures:
+                    return
+                index, job = pending.pop(0)
+            try:
+                results[index] = job()
+            except BaseException as exc:  # raised in the relay's thread below, as a pool would
+                failures.append(exc)
+
+    threads = [threading.Thread(target=run, name="webhook", daemon=True) for _ in range(min(POSTERS, len(jobs)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return results
 
 
 def _post_in_order(calls: list[Claimed], timeout: float) -> list[Posted]:

@@ -209,9 +209,9 @@ def test_explain_keeps_every_try_of_a_call_sent_again_after_it_was_parked(iem_db
     assert [row[2] for row in webhook_logs(iem_db)] == ["broken", "broken", "ok"]  # one log row per try, as before
 
 
-def test_a_hanging_receiver_costs_one_timeout_per_chunk_and_does_not_hold_the_other_receivers(iem_db):
+def test_a_hanging_receiver_costs_one_timeout_per_retry_and_does_not_hold_the_other_receivers(iem_db):
     # 25 calls to a receiver that never answers, older than 3 calls to one that does. Trying each of the
-    # hanging one's calls in a chunk costs a timeout each (20 of them) before anything else is claimed.
+    # hanging one's calls would cost a timeout each; one is tried, and all 25 wait for its retry.
     from dataclasses import replace
 
     from pmtabounce.store import outbox
@@ -231,19 +231,19 @@ def test_a_hanging_receiver_costs_one_timeout_per_chunk_and_does_not_hold_the_ot
     relay = Relay(replace(iem_db.settings(), webhook_timeout=2.0))  # ample for the healthy one under load
     try:
         relay.once()  # the 20 oldest, all the hanging receiver's
-        assert len(hanging.requests) == 1  # no answer: its other calls of the chunk wait with it, untried
-        relay.once()  # its 5 others (one tried), and the healthy receiver's 3
-        assert len(healthy.requests) == 3 and len(hanging.requests) == 2
+        assert len(hanging.requests) == 1  # no answer: all its other calls wait with it, untried
+        relay.once()  # the healthy receiver's 3; the hanging one's wait for the retry
+        assert len(healthy.requests) == 3 and len(hanging.requests) == 1
     finally:
         relay.close()
         hanging.down()
     states = iem_db.query("SELECT url, state, attempts FROM {t.outbox} ORDER BY id")
     tried, untried = (hanging.url(), "waiting", 1), (hanging.url(), "waiting", 0)
-    assert states[:25] == [tried] + [untried] * 19 + [tried] + [untried] * 4
+    assert states[:25] == [tried] + [untried] * 24
     assert states[25:] == [(healthy.url(), "sent", 1)] * 3
-    assert [row[0] for row in webhook_logs(iem_db)] == [BOUNCE] * 5  # a log row per try, none for an untried call
-    due = [row[0] for row in iem_db.query("SELECT due_at FROM {t.outbox} ORDER BY id LIMIT 20")]
-    assert all(abs(when - due[0]) < 0.1 for when in due)  # the untried ones due with the retry of the call before
+    assert [row[0] for row in webhook_logs(iem_db)] == [BOUNCE] * 4  # a log row per try, none for an untried call
+    due = [row[0] for row in iem_db.query("SELECT due_at FROM {t.outbox} ORDER BY id LIMIT 25")]
+    assert all(abs(when - due[0]) < 0.1 for when in due)  # the untried ones due with the retry of the call tried
 
 
 def test_rabbitmq_away_does_not_stop_the_webhooks(iem_db):
@@ -336,3 +336,68 @@ def test_a_claim_reads_the_calls_it_takes_not_every_waiting_one(iem_db):
     assert [row.id for row in claimed] == list(range(1003, 1023))  # the oldest new calls, in order
     assert read < 100, read
     assert [row.id for row in rest] == [*range(1023, 1503), 1001, 1002]  # then the retries come due, in due order
+
+
+def test_a_worker_stopped_while_its_relay_posts_to_a_hanging_receiver_exits_within_its_grace(iem_db, vhost, tmp_path):
+    # worker/relay.py _side_by_side: the posting threads are daemons, so a SIGTERM'd worker exits after its 3 s
+    # grace instead of waiting out a 20 s webhook timeout (its claimed call comes due again after the lease).
+    import signal
+    import sys
+    import time
+
+    from worker_fleet import add_subscribers, hard_bounces, publish, worker_env
+
+    emails = add_subscribers(iem_db, 3)
+    receiver = WebhookReceiver().up()
+    receiver.hang()
+    Seed(iem_db).webhook(1, BOUNCE, receiver.url())
+    publish(vhost.url, vhost.topology, hard_bounces(emails))
+    env = worker_env(iem_db.url, vhost.url, webhooks="on", webhook_timeout="20", guard="off")
+    with open(tmp_path / "worker.log", "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "pmtabounce", "worker"], env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+    try:
+        receiver.wait_for(1, timeout=60)
+        stopped = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+        took = time.monotonic() - stopped
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        receiver.down()
+    assert code == 0, (tmp_path / "worker.log").read_text()
+    assert took < 8, took
+    assert iem_db.query("SELECT state FROM {t.outbox} WHERE target = 'webhook'") == [("waiting",)] * 3
+
+
+def test_a_silent_receivers_backlog_waits_for_its_retry_and_the_others_go_on(iem_db):
+    # worker/relay.py + store/outbox.py hold_url: 100 calls to a receiver that never answers, then 20 to one
+    # that does. The first claim tries the silent one once (a timeout); its whole backlog then waits for that
+    # call's retry, so the next claim sends the other receiver's calls, instead of 5 more timeouts first.
+    from dataclasses import replace
+
+    from pmtabounce.store import outbox
+    from pmtabounce.worker.relay import Relay
+
+    fast, hanging = WebhookReceiver().up(), WebhookReceiver().up()
+    hanging.hang()
+    connection = iem_db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, iem_db.tables, [
+            outbox.Delivery(f"c{n}", "webhook", "Bounce", "{}", webhook_event=BOUNCE, url=url)
+            for n, url in enumerate([hanging.url()] * 100 + [fast.url()] * 20)])
+    connection.commit()
+    connection.close()
+    relay = Relay(replace(iem_db.settings(), webhook_timeout=1.0))
+    try:
+        relay.once()
+        relay.once()
+    finally:
+        relay.close()
+        hanging.down()
+    fast.wait_for(20, timeout=5)
+    assert len(hanging.requests) == 1
+    assert iem_db.query("SELECT COUNT(*) FROM {t.outbox} WHERE state = 'sent'") == [(20,)]
+    assert iem_db.query("SELECT attempts FROM {t.outbox} WHERE url = %s ORDER BY id LIMIT 2",
+                        (hanging.url(),)) == [(1,), (0,)]  # one try counted, the rest untried

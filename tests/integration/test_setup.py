@@ -192,17 +192,21 @@ def test_setup_finishes_a_migration_a_crash_left_half_done(iem_db):
 
 
 def test_a_change_the_server_cannot_make_in_place_is_made_its_own_way(iem_db, caplog):
-    """ALGORITHM=INSTANT is asked for first; an index (never instant) falls back rather than failing setup."""
+    """ALGORITHM=INSTANT is asked for first, then INPLACE: an index (never instant) is built in place, quietly;
+    a column's type change (a copy) falls back to the server's way with a warning, rather than failing setup."""
     from pmtabounce.store.migrate import _execute_ddl
 
     connection = iem_db.connect()
     try:
         with connection.cursor() as cursor:
             _execute_ddl(cursor, f"ALTER TABLE {iem_db.tables.ledger} ADD KEY test_outcome_idx (outcome)")
+            assert "cannot change" not in caplog.text
+            _execute_ddl(cursor, f"ALTER TABLE {iem_db.tables.ledger} MODIFY source_line bigint NOT NULL DEFAULT 0")
     finally:
         connection.close()
-    assert "test_outcome_idx" in schema(iem_db)["email_pmtabounce_ledger"]
-    assert "cannot change `email_pmtabounce_ledger` instantly" in caplog.text
+    ledger_table = schema(iem_db)["email_pmtabounce_ledger"]
+    assert "test_outcome_idx" in ledger_table and "`source_line` bigint(20) NOT NULL" in ledger_table
+    assert "cannot change `email_pmtabounce_ledger` in place" in caplog.text
 
 
 def test_setup_finishes_a_migration_whose_alter_ran_but_whose_version_was_not_recorded(iem_db):
@@ -235,3 +239,42 @@ def test_setup_wait_changes_nothing_and_returns_once_this_releases_setup_ran(iem
     assert waiting.wait(timeout=30) == 0, waiting.stdout.read()
     iem_db.query("UPDATE {t.meta} SET value = %s WHERE name = 'schema_version'", (str(int(LATEST) - 1),))
     assert setup(iem_db, "--wait", "0").returncode == 1  # an older release's schema is not enough
+
+
+def test_setup_behind_an_open_transaction_lets_the_batches_through(iem_db):
+    # store/migrate.py: an ALTER waits for the table's metadata lock behind an open transaction (a dump), and
+    # every batch waits behind the ALTER. setup asks for the lock DDL_LOCK_SECONDS (5 s) at a time, so a batch
+    # waits at most about that long, not until the dump ends (15 s here); setup finishes once it has.
+    import threading
+    import time
+
+    one_bounce_applied(iem_db)
+    Seed(iem_db).subscriber("bob@example.com", 3)
+    iem_db.query("ALTER TABLE {t.ledger} ADD KEY pmtabounce_ledger_time (time_logged)")
+    iem_db.query("UPDATE {t.meta} SET value = '6' WHERE name = 'schema_version'")
+    dump = iem_db.connect()
+    with dump.cursor() as cursor:
+        cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
+        cursor.execute(f"SELECT COUNT(*) FROM {iem_db.tables.ledger}")
+    done: list = []
+    upgrade = threading.Thread(target=lambda: done.append(setup(iem_db)))
+    dump_ends = threading.Timer(15, dump.commit)
+    dump_ends.start()
+    upgrade.start()
+    try:
+        time.sleep(1.5)  # setup is waiting for the lock
+        applier = BatchApplier(iem_db.target, iem_db.tables, Policy())
+        started = time.monotonic()
+        outcomes = applier.apply([bounce("hard", "bob@example.com")]).outcomes
+        took = time.monotonic() - started
+        applier.close()
+    finally:
+        dump_ends.join()
+        dump.close()
+        upgrade.join(120)
+    assert [o.outcome for o in outcomes] == ["disabled"]
+    assert took < 8, took
+    assert done[0].returncode == 0, done[0].stderr
+    assert "in use by an open transaction" in done[0].stderr
+    assert iem_db.query("SELECT value FROM {t.meta} WHERE name = 'schema_version'") == [(LATEST,)]
+    assert "pmtabounce_ledger_time" not in schema(iem_db)["email_pmtabounce_ledger"]
