@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import pymysql
+
 from ..common.php import serialize
-from .db import Cursor, Tables
+from .db import Cursor, Tables, error_number
 
 # IEM's webhook_event_types ids (the only ones a list webhook fires on).
 EVENT_SUBSCRIBE = 1
@@ -151,10 +153,26 @@ class LoggedCall:
 def log_calls(cursor: Cursor, tables: Tables, calls: Sequence[LoggedCall]) -> None:
     """The webhook_logs rows of these calls (each as log_call writes it), in one multi-row INSERT (PyMySQL's
     executemany): the relay logs a chunk of calls at once. Raises what PyMySQL raises."""
-    if calls:
-        cursor.executemany(
-            f"INSERT INTO {tables.webhook_logs} (webhook_type_id, webhook_event_type_id, logmsg, "
-            "webhook_response, logdate) VALUES (%s, %s, %s, %s, %s)",
-            [(WEBHOOK_TYPE_LIST, c.event, serialize({"url": c.url, "payload": c.payload}).decode("utf-8"),
-              NO_ANSWER if c.response is None else c.response[:RESPONSE_LENGTH], c.logdate) for c in calls],
-        )
+    if not calls:
+        return
+    statement = (f"INSERT INTO {tables.webhook_logs} (webhook_type_id, webhook_event_type_id, logmsg, "
+                 "webhook_response, logdate) VALUES (%s, %s, %s, %s, %s)")
+    rows = [(WEBHOOK_TYPE_LIST, c.event, serialize({"url": c.url, "payload": c.payload}).decode("utf-8"),
+             NO_ANSWER if c.response is None else c.response[:RESPONSE_LENGTH], c.logdate) for c in calls]
+    try:
+        cursor.executemany(statement, rows)
+    except pymysql.err.MySQLError as exc:
+        # IEM's own webhook_logs is often utf8 (3 bytes a character): a receiver's answer with a character
+        # beyond (an emoji) is refused under a strict sql_mode, and the chunk's answers with it. Logged with
+        # '?' for such a character, as MySQL itself stores it under a lax sql_mode.
+        if error_number(exc) != _INCORRECT_STRING:
+            raise
+        cursor.executemany(statement, [(*row[:2], _bmp(row[2]), _bmp(row[3]), row[4]) for row in rows])
+
+
+_INCORRECT_STRING = 1366
+
+
+def _bmp(text: str) -> str:
+    """`text` with every character beyond the Basic Multilingual Plane (4 bytes in UTF-8) as '?'."""
+    return "".join(char if ord(char) <= 0xFFFF else "?" for char in text)

@@ -14,10 +14,12 @@ from pmtabounce.store.webhooks import (
     EVENT_BOUNCE,
     EVENT_SUBSCRIBE,
     EVENT_UNSUBSCRIBE,
+    LoggedCall,
     WebhookTarget,
     bounce_payload,
     list_targets,
     log_call,
+    log_calls,
     subscribe_payload,
     unsubscribe_payload,
     webhook_tables_present,
@@ -212,6 +214,20 @@ def test_log_call_under_strict_sql_mode(world, iem_db):
     log_call(cursor, iem_db.tables, EVENT_BOUNCE, "http://x", bounce_payload("L", "a@b.c", T0), "x" * 1000, T0)
     cursor.connection.commit()
     assert iem_db.query("SELECT CHAR_LENGTH(webhook_response) FROM {t.webhook_logs}") == [(255,)]
+
+
+def test_log_calls_into_a_utf8_log_keeps_an_answer_with_an_emoji(world, iem_db):
+    # IEM's webhook_logs in utf8 (3 bytes), strict sql_mode: a receiver's answer with an emoji was refused, and
+    # with it the log rows of the whole chunk (whose calls then stayed waiting and were posted again for ever).
+    _, cursor = world
+    cursor.execute(f"ALTER TABLE {iem_db.tables.webhook_logs} CONVERT TO CHARACTER SET utf8")
+    cursor.execute("SET SESSION sql_mode = 'STRICT_TRANS_TABLES'")
+    payload = bounce_payload("L", "a@b.c", T0)
+    log_calls(cursor, iem_db.tables, [LoggedCall(EVENT_BOUNCE, "http://x", payload, "ok \U0001F600 \u00e9", T0),
+                                      LoggedCall(EVENT_BOUNCE, "http://y", payload, "fine", T0)])
+    cursor.connection.commit()
+    assert iem_db.query("SELECT webhook_response FROM {t.webhook_logs} ORDER BY logid") == [("ok ? \u00e9",),
+                                                                                             ("fine",)]
 
 
 def test_webhook_tables_present(world, iem_db):
