@@ -276,22 +276,27 @@ def test_rabbitmq_away_does_not_stop_the_webhooks(iem_db):
                                                                                 ("webhook", "sent")]
 
 
+def add_calls(db, urls: list[str]) -> None:
+    """A Bounce webhook call (body `{}`) to each of `urls`, in that order, committed to the outbox."""
+    from pmtabounce.store import outbox
+
+    connection = db.connect()
+    with connection.cursor() as cursor:
+        outbox.add(cursor, db.tables, [outbox.Delivery(f"c{n}", "webhook", "Bounce", "{}", webhook_event=BOUNCE,
+                                                       url=url) for n, url in enumerate(urls)])
+    connection.commit()
+    connection.close()
+
+
 def test_each_log_row_has_the_time_of_its_own_call(iem_db):
     # IEM logs a call when it has its answer: logdate is that call's time, not the end of a relay's chunk.
     from dataclasses import replace
 
-    from pmtabounce.store import outbox
     from pmtabounce.worker.relay import Relay
 
     fast, hanging = WebhookReceiver().up(), WebhookReceiver().up()
     hanging.hang()
-    connection = iem_db.connect()
-    with connection.cursor() as cursor:
-        outbox.add(cursor, iem_db.tables, [
-            outbox.Delivery(f"c{n}", "webhook", "Bounce", "{}", webhook_event=BOUNCE, url=url)
-            for n, url in enumerate((fast.url(), hanging.url()))])
-    connection.commit()
-    connection.close()
+    add_calls(iem_db, [fast.url(), hanging.url()])
     relay = Relay(replace(iem_db.settings(), webhook_timeout=3.0))
     try:
         relay.once()
@@ -377,18 +382,11 @@ def test_a_silent_receivers_backlog_waits_for_its_retry_and_the_others_go_on(iem
     # call's retry, so the next claim sends the other receiver's calls, instead of 5 more timeouts first.
     from dataclasses import replace
 
-    from pmtabounce.store import outbox
     from pmtabounce.worker.relay import Relay
 
     fast, hanging = WebhookReceiver().up(), WebhookReceiver().up()
     hanging.hang()
-    connection = iem_db.connect()
-    with connection.cursor() as cursor:
-        outbox.add(cursor, iem_db.tables, [
-            outbox.Delivery(f"c{n}", "webhook", "Bounce", "{}", webhook_event=BOUNCE, url=url)
-            for n, url in enumerate([hanging.url()] * 100 + [fast.url()] * 20)])
-    connection.commit()
-    connection.close()
+    add_calls(iem_db, [hanging.url()] * 100 + [fast.url()] * 20)
     relay = Relay(replace(iem_db.settings(), webhook_timeout=1.0))
     try:
         relay.once()
