@@ -88,6 +88,23 @@ def drop_database(db: IemDatabase) -> None:
     drop_databases(server_of(MYSQL_URL), [db.name])
 
 
+@dataclass(frozen=True)
+class LinkTarget:
+    """A file a symbolic link in `spool` may point at (`victim`, holding "precious"): it must stay untouched."""
+
+    victim: Path
+    spool: Path
+
+
+@pytest.fixture
+def link_target(tmp_path) -> LinkTarget:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    return LinkTarget(victim, spool)
+
+
 @pytest.fixture
 def iem_db():
     db = make_database()

@@ -207,24 +207,18 @@ def test_reading_refuses_a_file_that_became_a_link_after_the_scan(tmp_path):
         list(AccountingFile(tmp_path / "b-1.csv"))
 
 
-def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched(tmp_path):
+def test_a_lock_file_that_is_a_symbolic_link_is_refused_and_its_target_untouched(link_target):
     # Whoever can write the bounce directory (PowerMTA's user) must not make pmtabounce, often root,
     # truncate and overwrite a file elsewhere through .pmtabounce.lock.
-    victim = tmp_path / "victim"
-    victim.write_text("precious")
-    spool = tmp_path / "spool"
-    spool.mkdir()
+    victim, spool = link_target.victim, link_target.spool
     (spool / ".pmtabounce.lock").symlink_to(victim)
     with pytest.raises(FatalError, match="cannot open the lock file .*pmtabounce.lock: it is a symbolic link"):
         DirectoryLock(spool).acquire(wait=False)
     assert victim.read_text() == "precious"
 
 
-def test_a_reject_file_that_is_a_symbolic_link_is_never_written_through(tmp_path):
-    victim = tmp_path / "victim"
-    victim.write_text("precious")
-    spool = tmp_path / "spool"
-    spool.mkdir()
+def test_a_reject_file_that_is_a_symbolic_link_is_never_written_through(link_target):
+    victim, spool = link_target.victim, link_target.spool
     source = spool / "b-1.csv"
     rejects = RejectFile(source, HEADER)
     rejects.add(RejectedRow("b-1.csv", 2, "one", ("b",)))

@@ -141,11 +141,8 @@ def test_orphaned_checkpoints_are_those_whose_file_is_gone_and_leftover_temporar
     assert orphaned_checkpoints(tmp_path) == sorted([leftover, checkpoint_path(gone)])
 
 
-def test_a_checkpoint_is_never_written_through_a_symbolic_link(tmp_path):
-    victim = tmp_path / "victim"
-    victim.write_text("precious")
-    spool = tmp_path / "spool"
-    spool.mkdir()
+def test_a_checkpoint_is_never_written_through_a_symbolic_link(link_target):
+    victim, spool = link_target.victim, link_target.spool
     source = spool / "b-1.csv"
     path = checkpoint_path(source)
     path.with_name(path.name + ".tmp").symlink_to(victim)
