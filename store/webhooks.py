@@ -128,20 +128,11 @@ def _php_string(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def log_call(cursor: Cursor, tables: Tables, event: int, url: str, payload: dict, response: str | None,
-             logdate: int) -> None:
-    """Write the `<prefix>webhook_logs` row of one call tried, as IEM 6.5.1 writes it (spec "The log row").
-
-    `event`: EVENT_*; `response`: the answer's body whatever the status ("" for an empty one), None when
-    no answer came (IEM writes '0'); cut to 255 characters, where IEM's INSERT would fail under a strict
-    sql_mode and lose the row. `logmsg` is PHP's serialize() of ["url" => url, "payload" => payload];
-    `logdate`: the time of the call (Unix seconds). Raises what PyMySQL raises."""
-    log_calls(cursor, tables, [LoggedCall(event, url, payload, response, logdate)])
-
-
 @dataclass(frozen=True)
 class LoggedCall:
-    """One call tried, for its webhook_logs row (see log_call for each field)."""
+    """One call tried, for its `<prefix>webhook_logs` row: `event` EVENT_*; `response` the answer's body whatever
+    the status ("" for an empty one), None when no answer came (IEM writes '0'); `logdate` the time of the call
+    (Unix seconds)."""
 
     event: int
     url: str
@@ -151,8 +142,11 @@ class LoggedCall:
 
 
 def log_calls(cursor: Cursor, tables: Tables, calls: Sequence[LoggedCall]) -> None:
-    """The webhook_logs rows of these calls (each as log_call writes it), in one multi-row INSERT (PyMySQL's
-    executemany): the relay logs a chunk of calls at once. Raises what PyMySQL raises."""
+    """Write the `<prefix>webhook_logs` row of each call tried, as IEM 6.5.1 writes it (spec "The log row"), in one
+    multi-row INSERT (PyMySQL's executemany): the relay logs a chunk of calls at once.
+
+    The response is cut to 255 characters, where IEM's INSERT would fail under a strict sql_mode and lose the
+    row. `logmsg` is PHP's serialize() of ["url" => url, "payload" => payload]. Raises what PyMySQL raises."""
     if not calls:
         return
     statement = (f"INSERT INTO {tables.webhook_logs} (webhook_type_id, webhook_event_type_id, logmsg, "

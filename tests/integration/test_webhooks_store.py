@@ -18,7 +18,6 @@ from pmtabounce.store.webhooks import (
     WebhookTarget,
     bounce_payload,
     list_targets,
-    log_call,
     log_calls,
     subscribe_payload,
     unsubscribe_payload,
@@ -184,14 +183,16 @@ def test_subscribe_payload_of_a_subscriber_not_on_the_list(world, iem_db):
         subscribe_payload(cursor, iem_db.tables, 4, sid)
 
 
-def test_log_call_writes_iems_row(world, iem_db):
+def test_log_calls_writes_iems_rows(world, iem_db):
     _, cursor = world
     payload = unsubscribe_payload("Gr\u00fc\u00dfe", "x@y.z", T0)
     url = "https://crm.example/h?a=1"
-    log_call(cursor, iem_db.tables, EVENT_UNSUBSCRIBE, url, payload, "ok \u00e9", T0 + 3)
-    log_call(cursor, iem_db.tables, EVENT_BOUNCE, url, payload, None, T0 + 4)  # no answer
-    log_call(cursor, iem_db.tables, EVENT_SUBSCRIBE, url, payload, "", T0 + 5)
-    log_call(cursor, iem_db.tables, EVENT_BOUNCE, url, payload, "\u00e9" * 300, T0 + 6)
+    log_calls(cursor, iem_db.tables, [
+        LoggedCall(EVENT_UNSUBSCRIBE, url, payload, "ok \u00e9", T0 + 3),
+        LoggedCall(EVENT_BOUNCE, url, payload, None, T0 + 4),  # no answer
+        LoggedCall(EVENT_SUBSCRIBE, url, payload, "", T0 + 5),
+        LoggedCall(EVENT_BOUNCE, url, payload, "\u00e9" * 300, T0 + 6),
+    ])
     cursor.connection.commit()
     rows = iem_db.query("SELECT webhook_type_id, webhook_event_type_id, logmsg, webhook_response, logdate "
                         "FROM {t.webhook_logs} ORDER BY logid")
@@ -208,10 +209,11 @@ def test_log_call_writes_iems_row(world, iem_db):
     ]
 
 
-def test_log_call_under_strict_sql_mode(world, iem_db):
+def test_log_calls_under_strict_sql_mode(world, iem_db):
     _, cursor = world
     cursor.execute("SET SESSION sql_mode = 'STRICT_TRANS_TABLES'")
-    log_call(cursor, iem_db.tables, EVENT_BOUNCE, "http://x", bounce_payload("L", "a@b.c", T0), "x" * 1000, T0)
+    log_calls(cursor, iem_db.tables, [LoggedCall(EVENT_BOUNCE, "http://x", bounce_payload("L", "a@b.c", T0),
+                                                 "x" * 1000, T0)])
     cursor.connection.commit()
     assert iem_db.query("SELECT CHAR_LENGTH(webhook_response) FROM {t.webhook_logs}") == [(255,)]
 
