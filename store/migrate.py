@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 import pymysql
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_fixed
 
 from ..common.config import Settings
 from ..common.errors import FatalError, TransientError
@@ -123,24 +124,23 @@ DDL_LOCK_TRIES = 120
 _LOCK_WAIT_TIMEOUT = 1205
 
 
-def _execute_ddl(cursor: Cursor, statement: str, sleep: Callable[[float], None] = time.sleep) -> None:
+def _execute_ddl(cursor: Cursor, statement: str) -> None:
     """Run one migration statement. An ALTER TABLE is tried with ALGORITHM=INSTANT first (no copy of a
     large, live ledger), then INPLACE (no copy: an index dropped or built while writes go on), then as the
     server chooses; columns or keys already as wanted count as done, so a half-applied migration re-runs.
-    The table's metadata lock is asked for DDL_LOCK_SECONDS at a time (see above); raises the server's
-    error 1205 after DDL_LOCK_TRIES tries."""
+    The table's metadata lock is asked for DDL_LOCK_SECONDS at a time (see above), a second apart (tenacity);
+    raises the server's error 1205 after DDL_LOCK_TRIES tries."""
     cursor.execute("SET SESSION lock_wait_timeout = %s", (DDL_LOCK_SECONDS,))
-    for attempt in range(1, DDL_LOCK_TRIES + 1):
-        try:
-            _alter(cursor, statement)
-            return
-        except pymysql.err.MySQLError as exc:
-            if error_number(exc) != _LOCK_WAIT_TIMEOUT or attempt == DDL_LOCK_TRIES:
-                raise
-            log.warning("database: %s is in use by an open transaction (a dump, a long query); setup waits for it "
-                        "(try %d of %d) and lets the batches through meanwhile", statement.split()[2], attempt,
-                        DDL_LOCK_TRIES)
-            sleep(1.0)
+    table = statement.split()[2]
+
+    def said(state: RetryCallState) -> None:
+        log.warning("database: %s is in use by an open transaction (a dump, a long query); setup waits for it "
+                    "(try %d of %d) and lets the batches through meanwhile", table, state.attempt_number,
+                    DDL_LOCK_TRIES)
+
+    Retrying(retry=retry_if_exception(lambda exc: error_number(exc) == _LOCK_WAIT_TIMEOUT),
+             stop=stop_after_attempt(DDL_LOCK_TRIES), wait=wait_fixed(1.0), before_sleep=said,
+             reraise=True)(_alter, cursor, statement)
 
 
 def _alter(cursor: Cursor, statement: str) -> None:
