@@ -96,12 +96,14 @@ def find_active_subscribers(
     if not found:
         return []
     ids = sorted({c.subscriberid for c in found})
-    cursor.execute(
-        f"SELECT subscriberid FROM {t.subscribers} FORCE INDEX (PRIMARY) "
-        f"WHERE subscriberid IN ({_marks(len(ids))}) AND unsubscribed = 0 AND bounced = 0 "
-        "ORDER BY subscriberid FOR UPDATE",
-        ids,
-    )
+    lock = (f"FROM {t.subscribers} FORCE INDEX (PRIMARY) WHERE subscriberid IN ({_marks(len(ids))}) "
+            "AND unsubscribed = 0 AND bounced = 0")
+    # Nearly always every row found is still active: counting them takes the same locks as reading them and
+    # spares PyMySQL a row per subscriber; only when some changed meanwhile are the active ones read.
+    cursor.execute(f"SELECT COUNT(*) {lock} FOR UPDATE", ids)
+    if cursor.fetchone()[0] == len(ids):
+        return found
+    cursor.execute(f"SELECT subscriberid {lock} FOR UPDATE", ids)
     still_active = {row[0] for row in cursor.fetchall()}
     return [c for c in found if c.subscriberid in still_active]
 
@@ -124,13 +126,25 @@ def _active_subscribers(
     for position, email in enumerate(emails):
         params += [position, email]
     on_lists = "" if ids is None else f"s.listid IN ({_marks(len(ids))}) AND "
+    join = (f"FROM ({derived}) AS q JOIN {t.subscribers} AS s {hint} ON s.emailaddress = q.e "
+            f"WHERE {on_lists}s.unsubscribed = 0 AND s.bounced = 0")
+    params += ids or []
+    # One answer row of numbers rather than a row per subscriber: PyMySQL decodes a row in about 7 µs, a
+    # tenth of `process`'s CPU here (issue 20). The list's exact length comes with it: one cut at the
+    # session's group_concat_max_len (store/db.py sets it; MySQL's default is 1,024 bytes) is asked again.
     cursor.execute(
-        f"SELECT STRAIGHT_JOIN q.i, s.subscriberid, s.listid FROM ({derived}) AS q "
-        f"JOIN {t.subscribers} AS s {hint} ON s.emailaddress = q.e "
-        f"WHERE {on_lists}s.unsubscribed = 0 AND s.bounced = 0",
-        params + (ids or []),
-    )
-    return [Candidate(emails[i], sid, listid) for i, sid, listid in sorted(cursor.fetchall(), key=lambda r: r[1])]
+        "SELECT STRAIGHT_JOIN SUM(LENGTH(q.i) + LENGTH(s.subscriberid) + LENGTH(s.listid) + 3) - 1, "
+        f"GROUP_CONCAT(q.i, ' ', s.subscriberid, ' ', s.listid SEPARATOR ' ') {join}", params)
+    length, text = cursor.fetchone()
+    if text is None:
+        rows: Sequence[tuple] = []
+    elif len(text) == length:
+        numbers = list(map(int, text.split()))
+        rows = list(zip(numbers[0::3], numbers[1::3], numbers[2::3], strict=True))
+    else:
+        cursor.execute(f"SELECT STRAIGHT_JOIN q.i, s.subscriberid, s.listid {join}", params)
+        rows = cursor.fetchall()
+    return [Candidate(emails[i], sid, listid) for i, sid, listid in sorted(rows, key=lambda r: r[1])]
 
 
 def _for_subscribers(cursor: Cursor, select: str, subscriber_ids: Iterable[int], tail: str) -> list[tuple]:

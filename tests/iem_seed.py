@@ -20,6 +20,11 @@ from pmtabounce.store.migrate import setup_database
 
 T0 = 1732010733
 CATEGORY = {"hard": "bad-mailbox", "soft": "quota-issues", "ignore": "policy-related"}
+# Values that escaping must get right: quotes, backslashes, control characters, our own separators
+# (store/db.py's SEPARATOR \x01 and QUOTE \x02), %, non-BMP characters.
+AWKWARD = ["", "plain", "o'brien", 'say "hi"', "back\\slash", "nul\0byte", "line\nbreak", "cr\rhere", "ctrl\x1az",
+           "percent %s %d %%", "ünïcödé", "emoji \U0001F600", "\x01", "a\x01b", "\x02", "x\x02'y",
+           "\\'", "''", "\\"]
 HEADER = ["type", "timeLogged", "rcpt", "dsnAction", "dsnStatus", "dsnDiag", "bounceCat",
           "header_X-Mailer-LID", "header_X-Mailer-SID"]
 
