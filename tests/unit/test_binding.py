@@ -12,7 +12,7 @@ import random
 import pymysql
 import pytest
 from iem_seed import AWKWARD
-from pmtabounce.store.db import SEPARATOR, BindingCursor, insert_rows, literals
+from pmtabounce.store.db import SEPARATOR, BindingCursor, escape_backslashes, insert_rows, literals
 from pymysql.constants import SERVER_STATUS
 
 
@@ -120,3 +120,14 @@ def test_insert_rows_splits_a_long_insert_into_statements_each_complete(monkeypa
 def test_insert_rows_refuses_other_types(odd):
     with pytest.raises(TypeError, match="insert_rows takes str, int and None"):
         insert_rows(Recording(connection(False)), "INSERT INTO t VALUES ", [(1, odd)])
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_escape_backslashes_is_pymysqls_escape_string(seed):
+    from pymysql.converters import escape_string
+
+    rng = random.Random(seed)
+    alphabet = "ab \\\0\n\r\x1a\"'%é\U0001F600\x01\x7f"
+    text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(200)))
+    assert escape_backslashes(text) == escape_string(text)
+    assert escape_backslashes("".join(AWKWARD)) == escape_string("".join(AWKWARD))
