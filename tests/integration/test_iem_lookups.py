@@ -97,3 +97,13 @@ def test_awkward_values_are_stored_as_they_are(iem_db, sql_mode):
     finally:
         connection.rollback()
         connection.close()
+
+
+def test_a_row_that_group_concat_would_skip_is_still_found(seeded):
+    """GROUP_CONCAT leaves out a row with a NULL: the count says so, and the rows are read one by one."""
+    seeded.query("ALTER TABLE {t.subscribers} MODIFY listid int(11) DEFAULT NULL")
+    seeded.query("INSERT INTO {t.subscribers} (listid, emailaddress, domainname, format, confirmed, subscribedate, "
+                 "bounced, unsubscribed) VALUES (NULL, 'user1@example.com', 'example.com', 'h', '1', 1, 0, 0)")
+    found = lookup(seeded, ["user1@example.com"], None)
+    assert None in [c.listid for c in found]
+    assert len(found) == len(expected(seeded, ["user1@example.com"], None))
