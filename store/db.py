@@ -374,6 +374,31 @@ def _literal(value: str | int | None, escape: Callable[[str], str]) -> str:
     return "'" + escape(value) + "'" if type(value) is str else str(value)
 
 
+def numbers_answer(columns: Sequence[str], *, counted: str = "*") -> str:
+    """A SELECT list that answers integer `columns` (SQL expressions, never NULL in a row counted) of many rows
+    in one row: how many (`COUNT(counted)`), their exact length as text, and the numbers as one GROUP_CONCAT
+    string. Read it with `numbers_of`. PyMySQL decodes a result row in about 7 µs (issue 20); the string is
+    split by C code."""
+    lengths = " + ".join(f"LENGTH({column})" for column in columns)
+    listed = ", ' ', ".join(columns)
+    return f"COUNT({counted}), SUM({lengths} + {len(columns)}) - 1, GROUP_CONCAT({listed} SEPARATOR ' ')"
+
+
+def numbers_of(count: int, length: int | None, text: str | bytes | None, width: int) -> list[tuple[int, ...]] | None:
+    """The rows (tuples of `width` ints) of a `numbers_answer`; None when the string is not whole: cut at the
+    session's group_concat_max_len (`connect` sets it to GROUP_CONCAT_MAX; MySQL's default is 1,024 bytes) or
+    missing a row that had a NULL (GROUP_CONCAT skips it, COUNT does not). The caller then reads the rows."""
+    if text is None:
+        return [] if not count else None
+    if len(text) != length:
+        return None
+    numbers = list(map(int, text.split()))
+    if len(numbers) != width * count:
+        return None
+    each = iter(numbers)
+    return list(zip(*[each] * width, strict=True))
+
+
 def _double_quotes(text: str) -> str:
     """Escaping under NO_BACKSLASH_ESCAPES: a quote is doubled, a backslash is an ordinary character."""
     return text.replace("'", "''")

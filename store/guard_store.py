@@ -10,14 +10,14 @@ counts moved under it is walked again.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ..common.errors import FatalError
 from ..common.guard import HISTORY, DomainState, GuardBatch, a_label, u_label
 from ..common.record import BounceRecord, parse_list_ids
 from . import iem, ledger
-from .db import Cursor, Tables, case_of, insert_rows
+from .db import Cursor, Tables, case_of, insert_rows, numbers_answer, numbers_of
 from .effects import from_json, to_json
 from .rows import Outcome
 
@@ -58,14 +58,37 @@ def read_states(cursor: Cursor, t: Tables, domains: Sequence[str], first_window:
     if not domains:
         return {}
     states = {d: DomainState() for d in domains}
-    cursor.execute(
-        f"SELECT d.domain, d.tripped_at IS NOT NULL, w.window_start, w.hard_count, w.tripped "
-        f"FROM {t.guard_domains} AS d LEFT JOIN {t.guard_windows} AS w "
-        "ON w.domain = d.domain AND w.window_start BETWEEN %s AND %s "
-        f"WHERE d.domain IN ({_marks(len(domains))})",
-        [first_window - (HISTORY if history else 0), last_window, *domains],
-    )
-    for domain, tripped, start, count, window_tripped in cursor.fetchall():
+    source = (f"FROM {t.guard_domains} AS d LEFT JOIN {t.guard_windows} AS w "
+              "ON w.domain = d.domain AND w.window_start BETWEEN %s AND %s "
+              f"WHERE d.domain IN ({_marks(len(domains))})")
+    params = [first_window - (HISTORY if history else 0), last_window, *domains]
+    # A row per domain, its windows' numbers in one string (db.numbers_answer); a row per window if cut.
+    window = ("w.window_start", "w.hard_count", "w.tripped")
+    cursor.execute(f"SELECT d.domain, d.tripped_at IS NOT NULL, {numbers_answer(window, counted='w.window_start')} "
+                   f"{source} GROUP BY d.domain", params)
+    rows = _window_rows(cursor.fetchall(), len(window))
+    if rows is None:
+        cursor.execute(f"SELECT d.domain, d.tripped_at IS NOT NULL, {', '.join(window)} {source}", params)
+        rows = cursor.fetchall()
+    return _states(states, rows)
+
+
+def _window_rows(answers: Iterable[tuple], width: int) -> list[tuple] | None:
+    """(domain, tripped, window_start, hard_count, tripped) rows from a row per domain (db.numbers_of), a domain
+    without windows with NULLs, as the LEFT JOIN gives them; None if any domain's numbers are not whole."""
+    rows: list[tuple] = []
+    for domain, tripped, *answer in answers:
+        windows = numbers_of(*answer, width=width)
+        if windows is None:
+            return None
+        rows += [(domain, tripped, *w) for w in windows] or [(domain, tripped, None, None, None)]
+    return rows
+
+
+def _states(states: dict, rows: Iterable[tuple]) -> dict:
+    """`states` (domain -> DomainState) filled from (domain, tripped, window_start, hard_count, tripped) rows;
+    a domain without windows comes with NULLs."""
+    for domain, tripped, start, count, window_tripped in rows:
         state = states[domain.lower()]
         state.tripped = bool(tripped)
         if start is not None:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..common.errors import FatalError
-from .db import Cursor, Tables, case_of, insert_rows
+from .db import Cursor, Tables, case_of, insert_rows, numbers_answer, numbers_of
 from .effects import CAMPAIGN_COLUMN, Unsubscribed
 from .rows import Candidate, LinkedRow
 
@@ -129,19 +129,12 @@ def _active_subscribers(
     join = (f"FROM ({derived}) AS q JOIN {t.subscribers} AS s {hint} ON s.emailaddress = q.e "
             f"WHERE {on_lists}s.unsubscribed = 0 AND s.bounced = 0")
     params += ids or []
-    # One answer row of numbers rather than a row per subscriber: PyMySQL decodes a row in about 7 µs, a
-    # tenth of `process`'s CPU here (issue 20). The list's exact length and count come with it: one cut at
-    # the session's group_concat_max_len (store/db.py sets it; MySQL's default is 1,024 bytes), or missing
-    # a row with a NULL (which GROUP_CONCAT skips), is asked again row by row.
-    cursor.execute(
-        "SELECT STRAIGHT_JOIN COUNT(*), SUM(LENGTH(q.i) + LENGTH(s.subscriberid) + LENGTH(s.listid) + 3) - 1, "
-        f"GROUP_CONCAT(q.i, ' ', s.subscriberid, ' ', s.listid SEPARATOR ' ') {join}", params)
-    count, length, text = cursor.fetchone()
-    numbers = list(map(int, text.split())) if text is not None and len(text) == length else []
-    if len(numbers) == 3 * count:
-        rows: Sequence[tuple] = list(zip(numbers[0::3], numbers[1::3], numbers[2::3], strict=True))
-    else:
-        cursor.execute(f"SELECT STRAIGHT_JOIN q.i, s.subscriberid, s.listid {join}", params)
+    # One answer row rather than a row per subscriber (store/db.py numbers_answer): a tenth of `process`'s CPU.
+    columns = ("q.i", "s.subscriberid", "s.listid")
+    cursor.execute(f"SELECT STRAIGHT_JOIN {numbers_answer(columns)} {join}", params)
+    rows: Sequence[tuple] | None = numbers_of(*cursor.fetchone(), width=len(columns))
+    if rows is None:
+        cursor.execute(f"SELECT STRAIGHT_JOIN {', '.join(columns)} {join}", params)
         rows = cursor.fetchall()
     return [Candidate(emails[i], sid, listid) for i, sid, listid in sorted(rows, key=lambda r: r[1])]
 

@@ -107,3 +107,34 @@ def test_a_row_that_group_concat_would_skip_is_still_found(seeded):
     found = lookup(seeded, ["user1@example.com"], None)
     assert None in [c.listid for c in found]
     assert len(found) == len(expected(seeded, ["user1@example.com"], None))
+
+
+def test_the_guards_windows_read_in_one_row_per_domain_or_row_by_row_alike(iem_db):
+    from pmtabounce.store import guard_store
+
+    windows = {"a.example": {1000: 3, 1600: 7, 2200: 1}, "b.example": {}, "c.example": {1600: 12}}
+    for domain, counts in windows.items():
+        iem_db.query("INSERT INTO {t.guard_domains} (domain, tripped_at) VALUES (%s, %s)",
+                     (domain, 5 if domain == "c.example" else None))
+        for start, count in counts.items():
+            iem_db.query("INSERT INTO {t.guard_windows} (domain, window_start, hard_count, tripped) "
+                         "VALUES (%s, %s, %s, %s)", (domain, start, count, int(count > 10)))
+    results = []
+    for concat_max in (None, 5, 12):  # ours, then cut inside a domain's numbers
+        connection = iem_db.connect()
+        try:
+            with connection.cursor() as cursor:
+                if concat_max is not None:
+                    cursor.execute("SET SESSION group_concat_max_len = %s", (concat_max,))
+                states = guard_store.read_states(cursor, iem_db.tables, sorted(windows) + ["d.example"], 1600, 2200,
+                                                 history=False)
+        finally:
+            connection.close()
+        results.append({d: (s.tripped, dict(s.counts), sorted(s.tripped_windows)) for d, s in states.items()})
+    assert results[0] == {
+        "a.example": (False, {1600: 7, 2200: 1}, []),
+        "b.example": (False, {}, []),
+        "c.example": (True, {1600: 12}, [1600]),
+        "d.example": (False, {}, []),  # no row at all
+    }
+    assert results[1] == results[0] and results[2] == results[0]

@@ -12,7 +12,7 @@ import random
 import pymysql
 import pytest
 from iem_seed import AWKWARD
-from pmtabounce.store.db import SEPARATOR, BindingCursor, escape_backslashes, insert_rows, literals
+from pmtabounce.store.db import SEPARATOR, BindingCursor, escape_backslashes, insert_rows, literals, numbers_of
 from pymysql.constants import SERVER_STATUS
 
 
@@ -131,3 +131,15 @@ def test_escape_backslashes_is_pymysqls_escape_string(seed):
     text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(200)))
     assert escape_backslashes(text) == escape_string(text)
     assert escape_backslashes("".join(AWKWARD)) == escape_string("".join(AWKWARD))
+
+
+@pytest.mark.parametrize(("answer", "rows"), [
+    ((0, None, None), []),  # no rows
+    ((2, 7, "1 2 3 4"), [(1, 2), (3, 4)]),
+    ((2, 7, b"1 2 3 4"), [(1, 2), (3, 4)]),  # a server that answers in bytes
+    ((2, 7, "1 2 3 "), None),  # cut: shorter than its length
+    ((3, 7, "1 2 3 4"), None),  # a row GROUP_CONCAT skipped (a NULL): fewer numbers than rows
+    ((1, None, None), None),  # the only row skipped
+])
+def test_numbers_of_takes_only_a_whole_answer(answer, rows):
+    assert numbers_of(*answer, width=2) == rows
