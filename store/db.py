@@ -319,8 +319,8 @@ def insert_rows(cursor: Cursor, statement: str, rows: Sequence[Sequence], *, suf
     The same text as PyMySQL's executemany (str, int and None only; anything else raises TypeError),
     built with one %-format per row (a template per row's types, QUOTE where the quotes go) and one
     escaping call per statement: value by value it was a third of a batch's time for the ledger's
-    columns (issues 13 and 20). A statement's unescaped text is kept to MAX_STATEMENT / 2, which
-    escaping at most doubles.
+    columns (issues 13 and 20). A statement's unescaped text is kept to MAX_STATEMENT / 2 characters, which
+    escaping at most doubles (as before, characters are counted, not their UTF-8 bytes).
     """
     escape = escaper(cursor.connection)
     templates: dict[tuple, tuple[str, int]] = {}

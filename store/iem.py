@@ -176,29 +176,43 @@ def pending_requests(cursor: Cursor, t: Tables,
 def existing_bounces(
     cursor: Cursor, t: Tables, subscriber_ids: Iterable[int], lookups: Lookups = Lookups()
 ) -> list[tuple[int, int, int, int]]:
-    """Steps 2 and 5: (subscriberid, statid, listid, rows) of the bounce rows these subscribers have."""
-    return _for_subscribers(
-        cursor, f"SELECT subscriberid, statid, listid, COUNT(*) FROM {t.bounces} {lookups.by_subscriber}",
-        subscriber_ids, "GROUP BY subscriberid, statid, listid")
+    """Steps 2 and 5: (subscriberid, statid, listid, rows) of the bounce rows these subscribers have.
+    Answered in one row (db.numbers_answer); row by row when cut or when a column is NULL (IEM allows it)."""
+    ids = sorted(set(subscriber_ids))
+    if not ids:
+        return []
+    grouped = (f"SELECT subscriberid, statid, listid, COUNT(*) AS n FROM {t.bounces} {lookups.by_subscriber} "
+               f"WHERE subscriberid IN ({_marks(len(ids))}) GROUP BY subscriberid, statid, listid")
+    columns = ("b.subscriberid", "b.statid", "b.listid", "b.n")
+    cursor.execute(f"SELECT {numbers_answer(columns)} FROM ({grouped}) AS b", ids)
+    rows = numbers_of(*cursor.fetchone(), width=len(columns))
+    if rows is None:
+        cursor.execute(grouped, ids)
+        rows = [tuple(row) for row in cursor.fetchall()]
+    return rows  # type: ignore[return-value]
 
 
 def stats_tables(cursor: Cursor, t: Tables, statids: Iterable[int]) -> dict[int, str]:
-    """Step 3: which stats table holds each statid (autoresponders first, as IEM looks)."""
+    """Step 3: which stats table holds each statid (autoresponders first, as IEM looks).
+    Answered in one row (db.numbers_answer: 0 autoresponders, 1 newsletters); row by row when cut."""
     ids = sorted({s for s in statids if s > 0})
     if not ids:
         return {}
     marks = _marks(len(ids))
-    cursor.execute(
-        f"SELECT statid, 'autoresponders' FROM {t.stats_autoresponders} WHERE statid IN ({marks}) "
-        f"UNION ALL SELECT statid, 'newsletters' FROM {t.stats_newsletters} WHERE statid IN ({marks})",
-        ids + ids,
-    )
+    both = (f"SELECT statid, 0 AS k FROM {t.stats_autoresponders} WHERE statid IN ({marks}) "
+            f"UNION ALL SELECT statid, 1 FROM {t.stats_newsletters} WHERE statid IN ({marks})")
+    cursor.execute(f"SELECT {numbers_answer(('s.statid', 's.k'))} FROM ({both}) AS s", ids + ids)
+    rows = numbers_of(*cursor.fetchone(), width=2)
+    if rows is None:
+        cursor.execute(both, ids + ids)
+        rows = [tuple(row) for row in cursor.fetchall()]
     found: dict[int, str] = {}
-    for statid, table in cursor.fetchall():
-        found.setdefault(statid, table)
+    for statid, kind in sorted(rows, key=lambda row: row[1]):  # autoresponders first
+        found.setdefault(statid, STATS_TABLES[kind])
     return found
 
 
+STATS_TABLES = ("autoresponders", "newsletters")
 CAMPAIGN_COLUMNS = (*CAMPAIGN_COLUMN.values(), "unsubscribecount")
 
 

@@ -138,3 +138,26 @@ def test_the_guards_windows_read_in_one_row_per_domain_or_row_by_row_alike(iem_d
         "d.example": (False, {}, []),  # no row at all
     }
     assert results[1] == results[0] and results[2] == results[0]
+
+
+@pytest.mark.parametrize("concat_max", [None, 6])
+def test_bounce_rows_and_campaign_tables_read_in_one_row_or_row_by_row_alike(iem_db, concat_max):
+    seed = Seed(iem_db)
+    seed.newsletter(42)
+    seed.newsletter(43)
+    seed.autoresponder(43)  # in both: IEM looks in the autoresponders first
+    seed.autoresponder(44)
+    for sid, statid, listid in [(7, 42, 3), (7, 42, 3), (7, 43, 3), (8, 44, 4), (9, 42, 3)]:
+        seed.bounce_row(sid, statid, listid)
+    iem_db.query("INSERT INTO {t.bounces} (subscriberid, statid, listid, bouncetime) VALUES (8, NULL, 4, 1)")
+    connection = iem_db.connect()
+    try:
+        with connection.cursor() as cursor:
+            if concat_max is not None:
+                cursor.execute("SET SESSION group_concat_max_len = %s", (concat_max,))
+            rows = iem.existing_bounces(cursor, iem_db.tables, [8, 7, 99])
+            tables = iem.stats_tables(cursor, iem_db.tables, [42, 43, 44, 45, 0])
+    finally:
+        connection.close()
+    assert sorted(rows, key=repr) == sorted([(7, 42, 3, 2), (7, 43, 3, 1), (8, 44, 4, 1), (8, None, 4, 1)], key=repr)
+    assert tables == {42: "newsletters", 43: "autoresponders", 44: "autoresponders"}
