@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import pymysql
 import pymysql.cursors
@@ -176,7 +176,7 @@ def connect(target: MySQLTarget, *, timeout: float = 10.0, read_timeout: float |
     with connection.cursor() as cursor:
         cursor.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         cursor.execute(f"SET SESSION innodb_lock_wait_timeout = 20, group_concat_max_len = {GROUP_CONCAT_MAX}")
-    return connection
+    return cast(Connection, connection)  # its cursors are BindingCursors, a Cursor subclass
 
 
 def bound_io(connection: Connection, seconds: float) -> None:
@@ -302,14 +302,14 @@ class BindingCursor(pymysql.cursors.Cursor):
     parameters of other types, or a mapping, take PyMySQL's own `_mogrify`, which `execute` calls."""
 
     def _mogrify(self, query: str, args: Any) -> str:
-        if type(args) in (list, tuple) and args:
-            texts = literals(args, escaper(self._get_db()))
+        if type(args) in (list, tuple) and args and self.connection is not None:
+            texts = literals(args, escaper(self.connection))
             if texts is not None:
                 try:
                     return query % tuple(texts)
                 except TypeError as exc:
                     raise pymysql.err.ProgrammingError(str(exc)) from exc
-        return super()._mogrify(query, args)
+        return super()._mogrify(query, args)  # type: ignore[misc]  # PyMySQL's, not in its stubs
 
 
 def insert_rows(cursor: Cursor, statement: str, rows: Sequence[Sequence], *, suffix: str = "") -> None:
@@ -384,10 +384,12 @@ def numbers_answer(columns: Sequence[str], *, counted: str = "*") -> str:
     return f"COUNT({counted}), SUM({lengths} + {len(columns)}) - 1, GROUP_CONCAT({listed} SEPARATOR ' ')"
 
 
-def numbers_of(count: int, length: int | None, text: str | bytes | None, width: int) -> list[tuple[int, ...]] | None:
-    """The rows (tuples of `width` ints) of a `numbers_answer`; None when the string is not whole: cut at the
+def numbers_of(answer: Sequence[Any], width: int) -> list[tuple[int, ...]] | None:
+    """The rows (tuples of `width` ints) of a `numbers_answer` (`answer`: its three columns, count, length
+    and text, str or bytes); None when the string is not whole: cut at the
     session's group_concat_max_len (`connect` sets it to GROUP_CONCAT_MAX; MySQL's default is 1,024 bytes) or
     missing a row that had a NULL (GROUP_CONCAT skips it, COUNT does not). The caller then reads the rows."""
+    count, length, text = answer
     if text is None:
         return [] if not count else None
     if len(text) != length:

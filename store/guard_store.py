@@ -78,7 +78,7 @@ def _window_rows(answers: Iterable[tuple], width: int) -> list[tuple] | None:
     without windows with NULLs, as the LEFT JOIN gives them; None if any domain's numbers are not whole."""
     rows: list[tuple] = []
     for domain, tripped, *answer in answers:
-        windows = numbers_of(*answer, width=width)
+        windows = numbers_of(answer, width)
         if windows is None:
             return None
         rows += [(domain, tripped, *w) for w in windows] or [(domain, tripped, None, None, None)]

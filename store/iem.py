@@ -132,7 +132,7 @@ def _active_subscribers(
     # One answer row rather than a row per subscriber (store/db.py numbers_answer): a tenth of `process`'s CPU.
     columns = ("q.i", "s.subscriberid", "s.listid")
     cursor.execute(f"SELECT STRAIGHT_JOIN {numbers_answer(columns)} {join}", params)
-    rows: Sequence[tuple] | None = numbers_of(*cursor.fetchone(), width=len(columns))
+    rows: Sequence[tuple] | None = numbers_of(cursor.fetchone(), len(columns))
     if rows is None:
         cursor.execute(f"SELECT STRAIGHT_JOIN {', '.join(columns)} {join}", params)
         rows = cursor.fetchall()
@@ -185,7 +185,7 @@ def existing_bounces(
                f"WHERE subscriberid IN ({_marks(len(ids))}) GROUP BY subscriberid, statid, listid")
     columns = ("b.subscriberid", "b.statid", "b.listid", "b.n")
     cursor.execute(f"SELECT {numbers_answer(columns)} FROM ({grouped}) AS b", ids)
-    rows = numbers_of(*cursor.fetchone(), width=len(columns))
+    rows = numbers_of(cursor.fetchone(), len(columns))
     if rows is None:
         cursor.execute(grouped, ids)
         rows = [tuple(row) for row in cursor.fetchall()]
@@ -202,7 +202,7 @@ def stats_tables(cursor: Cursor, t: Tables, statids: Iterable[int]) -> dict[int,
     both = (f"SELECT statid, 0 AS k FROM {t.stats_autoresponders} WHERE statid IN ({marks}) "
             f"UNION ALL SELECT statid, 1 FROM {t.stats_newsletters} WHERE statid IN ({marks})")
     cursor.execute(f"SELECT {numbers_answer(('s.statid', 's.k'))} FROM ({both}) AS s", ids + ids)
-    rows = numbers_of(*cursor.fetchone(), width=2)
+    rows = numbers_of(cursor.fetchone(), 2)
     if rows is None:
         cursor.execute(both, ids + ids)
         rows = [tuple(row) for row in cursor.fetchall()]

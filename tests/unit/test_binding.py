@@ -142,4 +142,4 @@ def test_escape_backslashes_is_pymysqls_escape_string(seed):
     ((1, None, None), None),  # the only row skipped
 ])
 def test_numbers_of_takes_only_a_whole_answer(answer, rows):
-    assert numbers_of(*answer, width=2) == rows
+    assert numbers_of(answer, 2) == rows
