@@ -24,7 +24,7 @@ from .read_ahead import ReadAhead
 from .store import events
 from .store.db import Tables
 from .summary import Summary
-from .worker.apply import BatchApplier
+from .worker.apply import BatchApplier, ReadsAhead
 
 log = logging.getLogger("pmtabounce.process")
 
@@ -66,17 +66,20 @@ def process_directory(
         events=events.from_settings(settings, Tables(settings.table_prefix)),
     )
     summary = Summary()
+    ahead = ReadsAhead(applier)
     try:
         with stop_on_signals(stop, log=log, on_stop=calls.stop_requested,
                              then="finishing the batch in hand, then stopping (a second signal stops at once)"):
             _reach_database(applier, give_up_after, calls)
             failed = [path.name for path in pending_files(directory)
-                      if not _process_one(path, applier, settings, summary, on_batch, give_up_after, calls, stop)]
+                      if not _process_one(path, applier, settings, summary, on_batch, give_up_after, calls, stop,
+                                          ahead)]
     except (StopRequested, CallAbandoned) as stopped:
         _say_stopped(stopped, summary)
         return summary
     finally:
         applier.close()
+        ahead.close()
         lock.release()
     if failed:
         raise FatalError(f"could not process {', '.join(failed)} in {directory} (see above); they are not marked "
@@ -133,13 +136,13 @@ def _waited(exc: TransientError, give_up_after: float | None) -> str:
 
 def _process_one(path: Path, applier: BatchApplier, settings: Settings, summary: Summary,
                  on_batch: Callable[[int], None] | None, give_up_after: float | None,
-                 calls: AbandonableCalls, stop: threading.Event) -> bool:
+                 calls: AbandonableCalls, stop: threading.Event, ahead: ReadsAhead | None = None) -> bool:
     """One file; False if a file error stopped it (logged; it stays for the next run), True otherwise.
     Raises StopRequested once a stop request has let the batch in hand commit."""
     if stop.is_set():
         raise StopRequested(f"{path.name} and the files after it were not started; the next run takes them up")
     try:
-        process_file(path, applier, settings, summary, on_batch=on_batch, calls=calls, stop=stop)
+        process_file(path, applier, settings, summary, on_batch=on_batch, calls=calls, stop=stop, ahead=ahead)
     except TransientError as exc:
         raise FatalError(
             f"gave up after {_waited(exc, give_up_after)} without the database ({exc}); {path.name} is not marked "
@@ -163,11 +166,13 @@ def process_file(
     on_batch: Callable[[int], None] | None = None,
     calls: AbandonableCalls | None = None,
     stop: threading.Event | None = None,
+    ahead: ReadsAhead | None = None,
 ) -> None:
     """Every record of `path` applied in batches, then the file marked done (`settings.done_action`).
 
     `calls`: database calls a stop request may abandon; `stop`: checked after each committed batch,
-    raising StopRequested with the file not marked done. Raises TransientError (gave up), FatalError, OSError.
+    raising StopRequested with the file not marked done; `ahead`: reads each batch's lock-free part on the
+    reader thread (worker/apply.py Ahead), or None. Raises TransientError (gave up), FatalError, OSError.
     """
     source = AccountingFile(path)
     calls = calls or AbandonableCalls("the database", log=log)
@@ -176,7 +181,7 @@ def process_file(
 
     def flush() -> None:
         with calls.call():
-            result = applier.apply(batch)
+            result = applier.apply(batch, ahead=reading.ahead)
         summary.add(result.outcomes)
         for record, reason in result.failed:
             log.error("%s line %d: the database refused this record: %s", path.name, record.source_line, reason,
@@ -195,14 +200,16 @@ def process_file(
         rejects.header = source.header or []
         rejects.add(row)
 
-    reading = ReadAhead(source, settings.batch_size)
+    reading = ReadAhead(source, settings.batch_size, prefetch=ahead.read if ahead is not None else None)
     try:
         with reading:
             _apply_items(reading, batch, settings.batch_size, summary, flush, reject, path)
     finally:
         rejects.close()
         log.debug("%s read ahead: the database side waited %.0f ms for records, the reader %.0f ms for the "
-                  "database", path.name, reading.consumer_waited * 1000, reading.reader_waited * 1000)
+                  "database; batches read ahead so far: %d used, %d refused", path.name,
+                  reading.consumer_waited * 1000, reading.reader_waited * 1000, applier.ahead_used,
+                  applier.ahead_refused)
     _file_done(path, settings, summary, source, rejects)
 
 

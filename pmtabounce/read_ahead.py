@@ -7,6 +7,10 @@ each with the rejected rows met among them, in file order, through a queue of
 database and the parser each get a core. Everything the file does to the
 database, its rejects file and its summary is still done by the caller's
 thread, in file order, exactly as without the thread.
+
+With `prefetch`, the thread also reads from the database, on a connection of
+its own, what each chunk's batch reads without locks (worker/apply.py
+ReadsAhead): the database answers it while the batches before are applied.
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
+from typing import Any
 
 from .common.accounting import AccountingFile, Record, RejectedRow
 
@@ -34,11 +39,17 @@ class ReadAhead:
     iteration where the file's items stop, as a plain read would. Use as a context manager: leaving
     the block, early or not, stops the thread. `consumer_waited` and `reader_waited` (seconds) say
     how long the caller waited for records and the thread for room in the queue: the overlap.
+
+    `prefetch(records)`, called by the thread with each chunk's records, returns what the caller finds in
+    `ahead` while it iterates that chunk (None before the first, or without `prefetch`).
     """
 
-    def __init__(self, source: AccountingFile, batch_size: int, depth: int = 2) -> None:
+    def __init__(self, source: AccountingFile, batch_size: int, depth: int = 2,
+                 prefetch: Callable[[Sequence[Record]], Any] | None = None) -> None:
         self.source = source
         self.batch_size = max(1, batch_size)
+        self.prefetch = prefetch
+        self.ahead: Any = None
         self.consumer_waited = 0.0
         self.reader_waited = 0.0
         self._chunks: queue.Queue = queue.Queue(maxsize=max(1, depth))
@@ -71,6 +82,7 @@ class ReadAhead:
                 return
             if isinstance(chunk, BaseException):
                 raise chunk
+            chunk, self.ahead = chunk
             yield from chunk
 
     def _read(self) -> None:
@@ -82,14 +94,19 @@ class ReadAhead:
                 if not isinstance(item, RejectedRow):
                     records += 1
                     if records >= self.batch_size:
-                        if not self._put(chunk):
+                        if not self._put(self._with_ahead(chunk)):
                             return
                         chunk, records = [], 0
-            if chunk and not self._put(chunk):
+            if chunk and not self._put(self._with_ahead(chunk)):
                 return
             self._put(_END)
         except BaseException as exc:  # handed to the caller's thread, which raises it where the file stops
             self._put(exc)
+
+    def _with_ahead(self, chunk: list[Item]) -> tuple[list[Item], Any]:
+        if self.prefetch is None or self._cancel.is_set():
+            return chunk, None
+        return chunk, self.prefetch([item for item in chunk if not isinstance(item, RejectedRow)])
 
     def _put(self, chunk: object) -> bool:
         """Into the queue once there is room; False when the caller has left (nothing more is wanted)."""

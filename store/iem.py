@@ -88,11 +88,18 @@ def find_active_subscribers(
     whatever plan the optimizer picks. A locking join let it scan the whole
     table in subscriberid order (to skip a sort) and lock every row it
     passed: each worker then waited for every other's commit, and a second
-    worker made the fleet slower (issue 13). The lookup reads without locks;
-    then the rows found are locked by primary key and checked again, since a
-    locking read sees what other workers committed meanwhile.
+    worker made the fleet slower (issue 13). The lookup reads without locks
+    (`active_subscribers`); then the rows found are locked by primary key and
+    checked again (`lock_active`), since a locking read sees what other
+    workers committed meanwhile.
     """
-    found = _active_subscribers(cursor, t, emails, list_ids, lookups.by_email)
+    return lock_active(cursor, t, active_subscribers(cursor, t, emails, list_ids, lookups.by_email))
+
+
+def lock_active(cursor: Cursor, t: Tables, found: Sequence[Candidate]) -> list[Candidate]:
+    """Lock the rows of `found` (by primary key, in id order) and keep those still active: a row disabled or
+    unsubscribed since it was found (by another worker, or by the batch before when `process` read it ahead)
+    is left out. `found`'s order is kept."""
     if not found:
         return []
     ids = sorted({c.subscriberid for c in found})
@@ -102,16 +109,16 @@ def find_active_subscribers(
     # spares PyMySQL a row per subscriber; only when some changed meanwhile are the active ones read.
     cursor.execute(f"SELECT COUNT(*) {lock} FOR UPDATE", ids)
     if cursor.fetchone()[0] == len(ids):
-        return found
+        return list(found)
     cursor.execute(f"SELECT subscriberid {lock} FOR UPDATE", ids)
     still_active = {row[0] for row in cursor.fetchall()}
     return [c for c in found if c.subscriberid in still_active]
 
 
-def _active_subscribers(
-    cursor: Cursor, t: Tables, emails: Sequence[str], list_ids: Iterable[int] | None, hint: str
+def active_subscribers(
+    cursor: Cursor, t: Tables, emails: Sequence[str], list_ids: Iterable[int] | None, hint: str = ""
 ) -> list[Candidate]:
-    """Active rows for these addresses on these lists, without locking.
+    """Active rows for these addresses on these lists, without locking, by subscriberid (`hint`: Lookups.by_email).
 
     The addresses go in as a derived table joined on emailaddress, so MySQL's
     own collation decides which rows match which address (case-insensitive,

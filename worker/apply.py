@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..common import metrics
@@ -17,7 +17,7 @@ from ..common.guard import GuardBatch, GuardSettings, domain_of, hard_domains
 from ..common.policy import Policy
 from ..common.record import BounceRecord
 from ..store import guard_store, iem, ledger
-from ..store.database import Cursor, Database, Session, WaitItOut
+from ..store.database import Cursor, Database, OneShot, Session, WaitItOut
 from ..store.db import Tables
 from ..store.events import Events
 from ..store.rows import Candidate, LinkedRow, Record
@@ -57,6 +57,31 @@ class BatchResult:
     failed: list[tuple[Record, str]] = field(default_factory=list)  # (record, reason)
 
 
+# ReadsAhead's connection: a batch's reads take milliseconds; a server that takes seconds is left to the batches.
+AHEAD_POLICY = OneShot(connect_seconds=2.0, statement_seconds=5.0)
+AHEAD_KEPT = 8  # committed batches remembered for reads made ahead (process's reader is at most 3 batches ahead)
+
+
+@dataclass(frozen=True)
+class Ahead:
+    """What one batch reads without locks, read before its transaction by `process`'s reader thread on a
+    connection of its own (ReadsAhead), while the batches before it were in the database (issue 20).
+
+    `known`: the records' fingerprints already in the ledger; `candidates`: the active rows of the bounces'
+    addresses on their lists (iem.active_subscribers); `stats_tables`: the campaigns' tables (statid ->
+    'autoresponders' or 'newsletters'); `committed`: BatchApplier.committed when the reading began. The
+    batch's transaction adds to `known` what the batches committed since wrote to the ledger, locks the
+    rows found and keeps those still active (iem.lock_active, as it does with its own lookup), and reads
+    everything else itself, locked. It serves only the batch of exactly `fingerprints`, and only its first
+    attempt: a retried batch reads everything again."""
+
+    fingerprints: tuple[str, ...]
+    committed: int
+    known: frozenset[str]
+    candidates: tuple[Candidate, ...]
+    stats_tables: Mapping[int, str]
+
+
 class BatchApplier:
     """Applies batches of records through one Database (one connection, one thread): a worker's or a run's
     batches (`apply`), and `guard release`'s held records (`release`)."""
@@ -88,13 +113,30 @@ class BatchApplier:
         self.last_timing: BatchTiming | None = None
         self._lookups: tuple[int, iem.Lookups] | None = None  # (connection number, what its first batch found)
         self._planned = self._hot = 0.0  # perf_counter marks of the last transaction's phases
+        self.committed = 0  # transactions committed (read by process's reader thread: see Ahead)
+        self._recent: deque[tuple[int, frozenset[str]]] = deque(maxlen=AHEAD_KEPT)  # (number, new fingerprints)
+        self.ahead_used = self.ahead_refused = 0  # batches that took an Ahead, and that had one but could not
 
-    def apply(self, records: Sequence[Record]) -> BatchResult:
+    def apply(self, records: Sequence[Record], ahead: Ahead | None = None) -> BatchResult:
         """All records in one transaction; a record the database refuses is isolated, the rest commit.
+        `ahead`: what `process`'s reader read for exactly these records (see Ahead), or None.
 
         Transient failures are retried (forever unless `give_up_after`: then GaveUp); a FatalError propagates.
         """
-        return self._isolating(self._apply_once, records)
+        if ahead is not None and not self._can_use(ahead, records):
+            self.ahead_refused += 1
+            ahead = None
+        return self._isolating(functools.partial(self._apply_once, ahead=ahead), records)
+
+    def _can_use(self, ahead: Ahead, records: Sequence[Record]) -> bool:
+        """The Ahead was read for these records, and every batch committed since is remembered."""
+        return (ahead.fingerprints == tuple(r.fingerprint for r in records)
+                and self.committed - ahead.committed <= len(self._recent))
+
+    def _known_with(self, ahead: Ahead, records: Sequence[Record]) -> set[str]:
+        """`ahead.known` and what the batches committed since it was read wrote to the ledger, of these records."""
+        since = set().union(*(new for number, new in self._recent if number > ahead.committed))
+        return {r.fingerprint for r in records if r.fingerprint in ahead.known or r.fingerprint in since}
 
     def release(self, records: Sequence[Record], run: int) -> BatchResult:
         """`guard release` (audit run `run`): held records applied as if new, in one transaction, their ledger
@@ -120,10 +162,18 @@ class BatchApplier:
             result.failed += single.failed
         return result
 
-    def _apply_once(self, records: Sequence[Record]) -> list[Outcome]:
+    def _apply_once(self, records: Sequence[Record], ahead: Ahead | None = None) -> list[Outcome]:
         started = time.perf_counter()
+        first = [ahead if ahead is not None and len(records) == len(ahead.fingerprints) else None]
+
+        def attempt(session: Session) -> Plan:
+            taken, first[0] = first[0], None  # the first attempt only: a retry reads everything again
+            if taken is not None:
+                self.ahead_used += 1
+            return self._transaction(session, records, lock_guard_first=False, ahead=taken)
+
         try:
-            plan = self.database.run(lambda session: self._transaction(session, records, lock_guard_first=False))
+            plan = self.database.run(attempt)
         except GuardMoved:
             metrics.GUARD_REWALKS.inc()
             log.debug("the domain guard's counts moved under this batch; walking it again with them locked")
@@ -139,6 +189,8 @@ class BatchApplier:
 
     def _committed(self, started: float, records: Sequence[Record], plan: Plan) -> None:
         planned, hot = self._planned, self._hot
+        self.committed += 1
+        self._recent.append((self.committed, frozenset(o.record.fingerprint for o in plan.new_outcomes)))
         self.last_timing = BatchTiming(len(records), planned - started, hot - planned, time.perf_counter() - hot)
         self._observe(self.last_timing, plan.outcomes)
         if plan.guard is not None:
@@ -160,13 +212,16 @@ class BatchApplier:
             100 * timing.serial_fraction,
         )
 
-    def _transaction(self, session: Session, records: Sequence[Record], lock_guard_first: bool) -> Plan:
+    def _transaction(self, session: Session, records: Sequence[Record], lock_guard_first: bool,
+                     ahead: Ahead | None = None) -> Plan:
         """Read, walk, write: the batch's own rows first, then the rows every batch shares (campaign and list
         counters, the guard's domain rows) last before commit, so their locks are held for the shortest time.
         The guard's rows are locked just before commit unless `lock_guard_first` (after GuardMoved): then the
-        walk itself sees the locked counts. Sets `_planned` and `_hot` (perf_counter marks) for BatchTiming."""
+        walk itself sees the locked counts. `ahead`: reads made before the transaction (see Ahead).
+        Sets `_planned` and `_hot` (perf_counter marks) for BatchTiming."""
         cursor, t = session.cursor, session.tables
-        reads = self._read(cursor, records, ledger.known(cursor, t, records))
+        known = ledger.known(cursor, t, records) if ahead is None else self._known_with(ahead, records)
+        reads = self._read(cursor, records, known, ahead)
         guard = self._guard_states(cursor, records, reads, lock=lock_guard_first) if self.guard.enabled else None
         plan = self._walk(records, reads, guard)
         self._planned = time.perf_counter()
@@ -205,9 +260,11 @@ class BatchApplier:
         self._write_shared_counters(cursor, plan)
         return plan
 
-    def _read(self, cursor: Cursor, records: Sequence[Record], known: set[str]) -> BatchReads:
+    def _read(self, cursor: Cursor, records: Sequence[Record], known: set[str],
+              ahead: Ahead | None = None) -> BatchReads:
         """Read, locked, every row the batch's records may touch.
-        `known`: the records' fingerprints already in the ledger (they change nothing)."""
+        `known`: the records' fingerprints already in the ledger (they change nothing); `ahead`: the bounces'
+        rows found and the campaigns' tables read before the transaction (see Ahead), or None."""
         t = self.tables
         fresh = [r for r in records if r.fingerprint not in known]
         bounces = [r for r in fresh if isinstance(r, BounceRecord) and r.list_ids]
@@ -215,9 +272,12 @@ class BatchApplier:
             r for r in fresh if isinstance(r, ComplaintRecord) and self.policy.complaint_acts(r.feedback_type)
         ]
         lookups = self._lookups_of(cursor)
-        candidates = iem.find_active_subscribers(
-            cursor, t, sorted({r.rcpt for r in bounces}), (i for r in bounces for i in r.list_ids), lookups
-        )
+        emails, list_ids = {r.rcpt for r in bounces}, {i for r in bounces for i in r.list_ids}
+        if ahead is None:
+            candidates = iem.find_active_subscribers(cursor, t, sorted(emails), list_ids, lookups)
+        else:  # found for every bounce of the batch: the rows of those not known, as the lookup would find them
+            candidates = iem.lock_active(cursor, t, [c for c in ahead.candidates
+                                                      if c.email in emails and c.listid in list_ids])
         linked, complaint_rows = read_complaint_rows(cursor, t, self.policy, complaints)
         candidates += complaint_rows
         requests = iem.pending_requests(
@@ -225,7 +285,8 @@ class BatchApplier:
         )
         bounce_rows = iem.existing_bounces(cursor, t, (c.subscriberid for c in candidates), lookups)
         statids = [r.statid for r in bounces] + [r.statid or (r.link.statid if r.link else 0) for r in complaints]
-        return BatchReads(known, candidates, bounce_rows, iem.stats_tables(cursor, t, statids), linked, requests)
+        stats = iem.stats_tables(cursor, t, statids) if ahead is None else ahead.stats_tables
+        return BatchReads(known, candidates, bounce_rows, stats, linked, requests)
 
     def _lookups_of(self, cursor: Cursor) -> iem.Lookups:
         """The index hints, found on each connection's first batch (a reconnect may follow an ALTER that
@@ -321,6 +382,51 @@ class BatchApplier:
     def ping(self) -> bool:
         """Readiness: can we reach the database right now?"""
         return self.database.ping()
+
+
+class ReadsAhead:
+    """`process`'s reader thread reads a batch's Ahead on a connection of its own, while the batches before
+    it are in the database: the work of the batch's transaction that needs no lock (issue 20). For one thread;
+    `close` when done."""
+
+    def __init__(self, applier: BatchApplier) -> None:
+        self.applier = applier
+        self.database = Database(applier.target, applier.tables, AHEAD_POLICY, log=log)
+        self._lookups: tuple[int, iem.Lookups] | None = None  # (connection number, the index hints found on it)
+        self.stopped = False  # after a failure: every batch reads for itself, for the rest of the run
+
+    def read(self, records: Sequence[Record]) -> Ahead | None:
+        """The Ahead of the batch of exactly `records`; None once a read has failed (the database did not
+        answer within AHEAD_POLICY's bounds, or refused): every batch then reads for itself, under its own
+        retry policy, and a slow or absent database never holds the reader thread up again."""
+        if self.stopped:
+            return None
+        committed = self.applier.committed  # before reading: a batch committing meanwhile counts as after
+        try:
+            with self.database.transaction(commit=False) as session:
+                return self._read(session, records, committed)
+        except Exception as exc:
+            self.stopped = True
+            log.info("reading ahead stopped (%s); each batch reads for itself from now on", exc)
+            self.database.close()
+            return None
+
+    def _read(self, session: Session, records: Sequence[Record], committed: int) -> Ahead:
+        cursor, t = session.cursor, session.tables
+        if self._lookups is None or self._lookups[0] != self.database.connections:
+            self._lookups = (self.database.connections, iem.find_lookups(cursor, t))
+        bounces = [r for r in records if isinstance(r, BounceRecord) and r.list_ids]
+        complaints = [r for r in records if isinstance(r, ComplaintRecord)]
+        statids = [r.statid for r in bounces] + [r.statid or (r.link.statid if r.link else 0) for r in complaints]
+        return Ahead(
+            tuple(r.fingerprint for r in records), committed, frozenset(ledger.known(cursor, t, records)),
+            tuple(iem.active_subscribers(cursor, t, sorted({r.rcpt for r in bounces}),
+                                         {i for r in bounces for i in r.list_ids}, self._lookups[1].by_email)),
+            iem.stats_tables(cursor, t, statids),
+        )
+
+    def close(self) -> None:
+        self.database.close()
 
 
 def read_complaint_rows(

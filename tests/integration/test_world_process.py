@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -79,6 +80,23 @@ def test_process_gives_the_model_database_and_a_second_run_changes_nothing(iem_d
     assert again["complaint_duplicates"] == sum(model.complaint_outcomes.values())
     assert again["applied"] == again["disabled"] == again["not_found"] == 0
     expected.seen = {where: 2 * count for where, count in expected.seen.items()}
+    problems = differences(expected, state_of(iem_db), seen_counts=True)
+    assert not problems, "\n".join(problems)
+
+
+def test_small_batches_read_ahead_give_the_model_database(iem_db, tmp_path):
+    """Batches of 7: each batch's lock-free reads were made on the reader thread while up to three batches
+    before it were applied (worker/apply.py Ahead); the database is still exactly the model's."""
+    world = World.generate(29, subscribers=400, records=1500, files=3, edge_files=False)
+    expected, model, directory = build(iem_db, tmp_path, world)
+    command, environ = process_command(iem_db, directory, PMTABOUNCE_BATCH_SIZE="7", PMTABOUNCE_LOG_LEVEL="DEBUG")
+    done = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    last = [line for line in done.stderr.splitlines() if "batches read ahead so far" in line][-1]
+    used, refused = map(int, re.search(r"so far: (\d+) used, (\d+) refused", last).groups())
+    records = sum(model.outcomes.values()) + sum(model.complaint_outcomes.values())
+    assert used >= records // 7 - len(world.files) and refused == 0, last  # every batch took what was read ahead
+    assert model.outcomes["duplicate"] + model.outcomes["already_bounced"] > 0  # repeats across batches
     problems = differences(expected, state_of(iem_db), seen_counts=True)
     assert not problems, "\n".join(problems)
 
