@@ -41,7 +41,8 @@ class ReadAhead:
     how long the caller waited for records and the thread for room in the queue: the overlap.
 
     `prefetch(records)`, called by the thread with each chunk's records, returns what the caller finds in
-    `ahead` while it iterates that chunk (None before the first, or without `prefetch`).
+    `ahead` while it iterates that chunk (None before the first, or without `prefetch`). A chunk the caller
+    is already waiting for (a file's first) is handed over at once, without: it would only wait longer.
     """
 
     def __init__(self, source: AccountingFile, batch_size: int, depth: int = 2,
@@ -50,6 +51,7 @@ class ReadAhead:
         self.batch_size = max(1, batch_size)
         self.prefetch = prefetch
         self.ahead: Any = None
+        self._consumer_waiting = threading.Event()
         self.consumer_waited = 0.0
         self.reader_waited = 0.0
         self._chunks: queue.Queue = queue.Queue(maxsize=max(1, depth))
@@ -76,7 +78,9 @@ class ReadAhead:
     def __iter__(self) -> Iterator[Item]:
         while True:
             started = time.perf_counter()
+            self._consumer_waiting.set()
             chunk = self._chunks.get()
+            self._consumer_waiting.clear()
             self.consumer_waited += time.perf_counter() - started
             if chunk is _END:
                 return
@@ -104,7 +108,8 @@ class ReadAhead:
             self._put(exc)
 
     def _with_ahead(self, chunk: list[Item]) -> tuple[list[Item], Any]:
-        if self.prefetch is None or self._cancel.is_set():
+        if self.prefetch is None or self._cancel.is_set() or (
+                self._consumer_waiting.is_set() and self._chunks.empty()):
             return chunk, None
         return chunk, self.prefetch([item for item in chunk if not isinstance(item, RejectedRow)])
 
