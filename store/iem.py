@@ -97,22 +97,27 @@ def find_active_subscribers(
 
 
 def lock_active(cursor: Cursor, t: Tables, found: Sequence[Candidate]) -> list[Candidate]:
-    """Lock the rows of `found` (by primary key, in id order) and keep those still active: a row disabled or
-    unsubscribed since it was found (by another worker, or by the batch before when `process` read it ahead)
-    is left out. `found`'s order is kept."""
+    """Lock the rows of `found` (by primary key, in id order) and keep those still active, still with the
+    address (by IEM's collation) they were found by: a row disabled, unsubscribed or given another address
+    since it was found (by another worker or IEM, or disabled by the batch before when `process` read it
+    ahead) is left out. `found`'s order is kept."""
     if not found:
         return []
     ids = sorted({c.subscriberid for c in found})
+    keys = sorted({(c.subscriberid, c.email) for c in found})  # a row's list is its own: IEM never moves one
     lock = (f"FROM {t.subscribers} FORCE INDEX (PRIMARY) WHERE subscriberid IN ({_marks(len(ids))}) "
+            f"AND (subscriberid, emailaddress) IN ({', '.join(['(%s, %s)'] * len(keys))}) "
             "AND unsubscribed = 0 AND bounced = 0")
-    # Nearly always every row found is still active: counting them takes the same locks as reading them and
-    # spares PyMySQL a row per subscriber; only when some changed meanwhile are the active ones read.
-    cursor.execute(f"SELECT COUNT(*) {lock} FOR UPDATE", ids)
+    params = [*ids, *(value for key in keys for value in key)]
+    # Nearly always every row found is still as found: counting them takes the same locks as reading them
+    # and spares PyMySQL a row per subscriber; only when some changed meanwhile are the others read.
+    cursor.execute(f"SELECT COUNT(*) {lock} FOR UPDATE", params)
     if cursor.fetchone()[0] == len(ids):
         return list(found)
-    cursor.execute(f"SELECT subscriberid {lock} FOR UPDATE", ids)
-    still_active = {row[0] for row in cursor.fetchall()}
-    return [c for c in found if c.subscriberid in still_active]
+    # A row matches all of its candidates or none: they were found by addresses equal by the collation.
+    cursor.execute(f"SELECT subscriberid {lock} FOR UPDATE", params)
+    still = {row[0] for row in cursor.fetchall()}
+    return [c for c in found if c.subscriberid in still]
 
 
 def active_subscribers(

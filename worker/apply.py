@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +60,8 @@ class BatchResult:
 
 # ReadsAhead's connection: a batch's reads take milliseconds; a server that takes seconds is left to the batches.
 AHEAD_POLICY = OneShot(connect_seconds=2.0, statement_seconds=5.0)
+AHEAD_PAUSE = 30.0  # seconds without reading ahead after a read failed
+AHEAD_SECONDS = 2.0  # an Ahead older than this is not used: the batch reads for itself
 AHEAD_KEPT = 8  # committed batches remembered for reads made ahead (process's reader is at most 3 batches ahead)
 
 
@@ -72,14 +75,15 @@ class Ahead:
     'autoresponders' or 'newsletters'); `committed`: BatchApplier.committed when the reading began. The
     batch's transaction adds to `known` what the batches committed since wrote to the ledger, locks the
     rows found and keeps those still active (iem.lock_active, as it does with its own lookup), and reads
-    everything else itself, locked. It serves only the batch of exactly `fingerprints`, and only its first
-    attempt: a retried batch reads everything again."""
+    everything else itself, locked. It serves only the batch of exactly `fingerprints`, only within
+    AHEAD_SECONDS of its reading, and only its first attempt: a retried batch reads everything again."""
 
     fingerprints: tuple[str, ...]
     committed: int
     known: frozenset[str]
     candidates: tuple[Candidate, ...]
     stats_tables: Mapping[int, str]
+    read_at: float  # time.monotonic() when the reading began
 
 
 class BatchApplier:
@@ -129,8 +133,9 @@ class BatchApplier:
         return self._isolating(functools.partial(self._apply_once, ahead=ahead), records)
 
     def _can_use(self, ahead: Ahead, records: Sequence[Record]) -> bool:
-        """The Ahead was read for these records, and every batch committed since is remembered."""
+        """The Ahead was read for these records, recently, and every batch committed since is remembered."""
         return (ahead.fingerprints == tuple(r.fingerprint for r in records)
+                and time.monotonic() - ahead.read_at <= AHEAD_SECONDS
                 and self.committed - ahead.committed <= len(self._recent))
 
     def _known_with(self, ahead: Ahead, records: Sequence[Record]) -> set[str]:
@@ -190,7 +195,9 @@ class BatchApplier:
     def _committed(self, started: float, records: Sequence[Record], plan: Plan) -> None:
         planned, hot = self._planned, self._hot
         self.committed += 1
-        self._recent.append((self.committed, frozenset(o.record.fingerprint for o in plan.new_outcomes)))
+        # every record of a committed batch is in the ledger (new, or met again), also when the commit's
+        # answer was lost and the retry found them all there
+        self._recent.append((self.committed, frozenset(o.record.fingerprint for o in plan.outcomes)))
         self.last_timing = BatchTiming(len(records), planned - started, hot - planned, time.perf_counter() - hot)
         self._observe(self.last_timing, plan.outcomes)
         if plan.guard is not None:
@@ -386,30 +393,34 @@ class BatchApplier:
 
 class ReadsAhead:
     """`process`'s reader thread reads a batch's Ahead on a connection of its own, while the batches before
-    it are in the database: the work of the batch's transaction that needs no lock (issue 20). For one thread;
-    `close` when done."""
+    it are in the database: the work of the batch's transaction that needs no lock (issue 20). One read at
+    a time (a file's reader thread that outlives its file waits for the next file's); `close` when done."""
 
     def __init__(self, applier: BatchApplier) -> None:
         self.applier = applier
         self.database = Database(applier.target, applier.tables, AHEAD_POLICY, log=log)
         self._lookups: tuple[int, iem.Lookups] | None = None  # (connection number, the index hints found on it)
-        self.stopped = False  # after a failure: every batch reads for itself, for the rest of the run
+        self._lock = threading.Lock()
+        self.paused_until = 0.0  # time.monotonic(): after a failed read, batches read for themselves until then
 
     def read(self, records: Sequence[Record]) -> Ahead | None:
-        """The Ahead of the batch of exactly `records`; None once a read has failed (the database did not
-        answer within AHEAD_POLICY's bounds, or refused): every batch then reads for itself, under its own
-        retry policy, and a slow or absent database never holds the reader thread up again."""
-        if self.stopped:
-            return None
-        committed = self.applier.committed  # before reading: a batch committing meanwhile counts as after
-        try:
-            with self.database.transaction(commit=False) as session:
-                return self._read(session, records, committed)
-        except Exception as exc:
-            self.stopped = True
-            log.info("reading ahead stopped (%s); each batch reads for itself from now on", exc)
-            self.database.close()
-            return None
+        """The Ahead of the batch of exactly `records`; None when a read fails (the database did not answer
+        within AHEAD_POLICY's bounds, or refused) and for AHEAD_PAUSE seconds after: the batches then read for
+        themselves, under their own retry policy, and a slow database does not hold the reader thread up."""
+        with self._lock:
+            if time.monotonic() < self.paused_until:
+                return None
+            committed = self.applier.committed  # before reading: a batch committing meanwhile counts as after
+            try:
+                with self.database.transaction(commit=False) as session:
+                    return self._read(session, records, committed)
+            except Exception as exc:
+                self.paused_until = time.monotonic() + AHEAD_PAUSE
+                cause = exc.__cause__ or exc  # the server's own words, not the one-shot hint about the URL
+                log.info("reading the next batches ahead failed (%s); for %g s each batch reads for itself: "
+                         "slower, as exact", cause, AHEAD_PAUSE)
+                self.database.close()
+                return None
 
     def _read(self, session: Session, records: Sequence[Record], committed: int) -> Ahead:
         cursor, t = session.cursor, session.tables
@@ -418,15 +429,17 @@ class ReadsAhead:
         bounces = [r for r in records if isinstance(r, BounceRecord) and r.list_ids]
         complaints = [r for r in records if isinstance(r, ComplaintRecord)]
         statids = [r.statid for r in bounces] + [r.statid or (r.link.statid if r.link else 0) for r in complaints]
+        started = time.monotonic()
         return Ahead(
             tuple(r.fingerprint for r in records), committed, frozenset(ledger.known(cursor, t, records)),
             tuple(iem.active_subscribers(cursor, t, sorted({r.rcpt for r in bounces}),
                                          {i for r in bounces for i in r.list_ids}, self._lookups[1].by_email)),
-            iem.stats_tables(cursor, t, statids),
+            iem.stats_tables(cursor, t, statids), started,
         )
 
     def close(self) -> None:
-        self.database.close()
+        with self._lock:
+            self.database.close()
 
 
 def read_complaint_rows(

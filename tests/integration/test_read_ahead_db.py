@@ -136,13 +136,70 @@ def test_an_ahead_of_other_records_or_too_old_is_refused(world, applier, ahead, 
     assert applier.ahead_refused == 2 and own_reads == [1]
 
 
-def test_a_database_that_does_not_answer_stops_the_reading_ahead_at_once(world, applier):
+def test_a_database_that_does_not_answer_pauses_the_reading_ahead(world, applier, caplog, monkeypatch):
     silent = BatchApplier(parse_mysql_url("mysql://root@127.0.0.1:9/test"), world.tables, Policy())
     reader = ReadsAhead(silent)
+    tries = []
+    real = reader.database.transaction
+    monkeypatch.setattr(reader.database, "transaction", lambda **kw: tries.append(1) or real(**kw))
     try:
-        assert reader.read([bounce("soft")]) is None
-        assert reader.stopped
-        assert reader.read([bounce("soft")]) is None  # no second try: the batches read for themselves
+        with caplog.at_level("INFO", logger="pmtabounce.worker"):
+            assert reader.read([bounce("soft")]) is None
+        assert "for 30 s each batch reads for itself: slower, as exact" in caplog.text
+        assert "PMTABOUNCE_MYSQL_URL" not in caplog.text  # the URL works for the batches: not the thing to check
+        assert reader.read([bounce("soft")]) is None and tries == [1]  # paused: no second try meanwhile
+        reader.paused_until = 0.0  # the pause is over
+        assert reader.read([bounce("soft")]) is None and tries == [1, 1]
     finally:
         reader.close()
 
+
+
+def test_a_row_given_another_address_after_it_was_found_is_left_out(world, applier, ahead):
+    batch = [bounce("hard", "ann@example.com", lists=(3,))]
+    read = ahead.read(batch)
+    world.query("UPDATE {t.subscribers} SET emailaddress = 'zed@example.com' WHERE emailaddress = 'ann@example.com'")
+    assert [o[:3] for o in outcomes(applier.apply(batch, ahead=read))] == [("not_found", "ann@example.com", None)]
+    assert world.query("SELECT COUNT(*) FROM {t.subscribers} WHERE emailaddress = 'zed@example.com' "
+                       "AND bounced = 0") == [(2,)]
+
+
+def test_a_row_found_by_another_case_of_its_address_is_kept(world, applier, ahead):
+    batch = [bounce("hard", "ANN@Example.com", lists=(3,))]
+    read = ahead.read(batch)
+    world.query("UPDATE {t.subscribers} SET bounced = 9 WHERE emailaddress = 'bob@example.com'")  # a change elsewhere
+    assert [o[:4] for o in outcomes(applier.apply(batch, ahead=read))] == [("disabled", "ANN@Example.com", 1, 3)]
+
+
+def test_an_ahead_read_too_long_ago_is_refused(world, applier, ahead, own_reads, monkeypatch):
+    batch = [bounce("soft", "bob@example.com")]
+    read = ahead.read(batch)
+    monkeypatch.setattr(apply_module, "AHEAD_SECONDS", 0.0)
+    own_reads.clear()
+    assert [o[0] for o in outcomes(applier.apply(batch, ahead=read))] == ["applied"]
+    assert applier.ahead_refused == 1 and own_reads == [1]
+
+
+def test_a_batch_whose_commit_answer_was_lost_is_still_remembered(world, applier, ahead, own_reads):
+    """The commit went through but its answer was lost: the retry finds every record in the ledger. The
+    batch after, read ahead before it, must count those records as known, not find them by a duplicate key."""
+    import pymysql
+
+    applier.apply([bounce("soft", "cy@example.com", time=T0 - 100)])  # connects
+    connection = applier.database._connection
+    real_commit, lost = connection.commit, []
+
+    def commit():
+        real_commit()
+        if not lost:
+            lost.append(1)
+            raise pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
+
+    connection.commit = commit
+    first = [bounce("soft", "ann@example.com", time=T0)]
+    second = [first[0], bounce("soft", "bob@example.com", time=T0 + 1)]
+    read = ahead.read(second)
+    assert [o[0] for o in outcomes(applier.apply(first))] == ["duplicate"]  # the retry met its own commit
+    own_reads.clear()
+    assert [o[0] for o in outcomes(applier.apply(second, ahead=read))] == ["duplicate", "applied"]
+    assert own_reads == []  # the Ahead served, no retry
