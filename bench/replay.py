@@ -21,25 +21,38 @@ from pmtabounce.common.config import parse_mysql_url
 
 
 def record(path: Path, argv: list[str]) -> int:
-    """Run `pmtabounce argv` here, every COM_QUERY written to `path`, ';'-terminated."""
+    """Run `pmtabounce argv` here, every COM_QUERY written to `path`, ';'-terminated.
+
+    Each connection's statements are kept apart: the first connection's (the one that applies the batches)
+    in order, after those of any other (`process`'s read-ahead: reads only, each ending in ROLLBACK), so
+    that one session replaying the file one statement at a time does all of the run's database work and
+    ends with the same tables."""
     import pymysql.connections
     from pymysql.constants import COMMAND
 
-    out = open(path, "wb")  # noqa: SIM115 - open for the command's whole life
+    main = open(path, "wb")  # noqa: SIM115 - open for the command's whole life
+    others_path = path.with_name(path.name + ".others")
+    others = open(others_path, "wb")  # noqa: SIM115
+    first: list[int] = []
     original = pymysql.connections.Connection._execute_command
 
     def execute_command(self, command, sql):
         if command == COMMAND.COM_QUERY:
+            first[:] = first or [id(self)]
+            out = main if id(self) == first[0] else others
             out.write((sql.encode("utf-8", "surrogateescape") if isinstance(sql, str) else sql) + b";\n")
         return original(self, command, sql)
 
     pymysql.connections.Connection._execute_command = execute_command
-    from pmtabounce.cli import main
+    from pmtabounce.cli import main as pmtabounce
 
     try:
-        main(argv, prog_name="pmtabounce")  # exits with the command's status
+        pmtabounce(argv, prog_name="pmtabounce")  # exits with the command's status
     finally:
-        out.close()
+        main.close()
+        others.close()
+        path.write_bytes(others_path.read_bytes() + path.read_bytes())
+        others_path.unlink()
     return 0
 
 
