@@ -140,7 +140,7 @@ class Tables:
         return self._name("pmtabounce_outbox_attempts")
 
 
-# bytes: a GROUP_CONCAT answer this long may have been cut (iem.py's lookup then asks again, row by row).
+# bytes: a GROUP_CONCAT answer this long may have been cut (numbers_of: then it is asked again, row by row).
 # MySQL's default is 1,024; MariaDB's 1 MB. Set on every connection.
 GROUP_CONCAT_MAX = 1 << 20
 
@@ -399,6 +399,19 @@ def numbers_of(answer: Sequence[Any], width: int) -> list[tuple[int, ...]] | Non
         return None
     each = iter(numbers)
     return list(zip(*[each] * width, strict=True))
+
+
+def int_rows(cursor: Cursor, columns: Sequence[str], source: str, params: Sequence, *,
+             select: str = "") -> list[tuple]:
+    """Rows of the integer `columns` (SQL expressions) of `source` (`FROM … WHERE …`), asked as one
+    `numbers_answer` row and, when that is not whole (`numbers_of` None), asked again row by row.
+    `select`: a modifier after SELECT (`STRAIGHT_JOIN `)."""
+    cursor.execute(f"SELECT {select}{numbers_answer(columns)} {source}", params)
+    rows = numbers_of(cursor.fetchone(), len(columns))
+    if rows is None:
+        cursor.execute(f"SELECT {select}{', '.join(columns)} {source}", params)
+        return [tuple(row) for row in cursor.fetchall()]
+    return rows
 
 
 def _double_quotes(text: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..common.errors import FatalError
-from .db import Cursor, Tables, case_of, insert_rows, numbers_answer, numbers_of
+from .db import Cursor, Tables, case_of, insert_rows, int_rows
 from .effects import CAMPAIGN_COLUMN, Unsubscribed
 from .rows import Candidate, LinkedRow
 
@@ -141,13 +141,8 @@ def active_subscribers(
     join = (f"FROM ({derived}) AS q JOIN {t.subscribers} AS s {hint} ON s.emailaddress = q.e "
             f"WHERE {on_lists}s.unsubscribed = 0 AND s.bounced = 0")
     params += ids or []
-    # One answer row rather than a row per subscriber (store/db.py numbers_answer): a tenth of `process`'s CPU.
-    columns = ("q.i", "s.subscriberid", "s.listid")
-    cursor.execute(f"SELECT STRAIGHT_JOIN {numbers_answer(columns)} {join}", params)
-    rows: Sequence[tuple] | None = numbers_of(cursor.fetchone(), len(columns))
-    if rows is None:
-        cursor.execute(f"SELECT STRAIGHT_JOIN {', '.join(columns)} {join}", params)
-        rows = cursor.fetchall()
+    # One answer row rather than a row per subscriber (store/db.py int_rows): a tenth of `process`'s CPU.
+    rows = int_rows(cursor, ("q.i", "s.subscriberid", "s.listid"), join, params, select="STRAIGHT_JOIN ")
     return [Candidate(emails[i], sid, listid) for i, sid, listid in sorted(rows, key=lambda r: r[1])]
 
 
@@ -189,37 +184,27 @@ def existing_bounces(
     cursor: Cursor, t: Tables, subscriber_ids: Iterable[int], lookups: Lookups = Lookups()
 ) -> list[tuple[int, int, int, int]]:
     """Steps 2 and 5: (subscriberid, statid, listid, rows) of the bounce rows these subscribers have.
-    Answered in one row (db.numbers_answer); row by row when cut or when a column is NULL (IEM allows it)."""
+    Answered in one row (db.int_rows); row by row when cut or when a column is NULL (IEM allows it)."""
     ids = sorted(set(subscriber_ids))
     if not ids:
         return []
     grouped = (f"SELECT subscriberid, statid, listid, COUNT(*) AS n FROM {t.bounces} {lookups.by_subscriber} "
                f"WHERE subscriberid IN ({_marks(len(ids))}) GROUP BY subscriberid, statid, listid")
-    columns = ("b.subscriberid", "b.statid", "b.listid", "b.n")
-    cursor.execute(f"SELECT {numbers_answer(columns)} FROM ({grouped}) AS b", ids)
-    rows = numbers_of(cursor.fetchone(), len(columns))
-    if rows is None:
-        cursor.execute(grouped, ids)
-        rows = [tuple(row) for row in cursor.fetchall()]
-    return rows  # type: ignore[return-value]
+    return int_rows(cursor, ("b.subscriberid", "b.statid", "b.listid", "b.n"), f"FROM ({grouped}) AS b", ids)
 
 
 def stats_tables(cursor: Cursor, t: Tables, statids: Iterable[int]) -> dict[int, str]:
     """Step 3: which stats table holds each statid (autoresponders first, as IEM looks).
-    Answered in one row (db.numbers_answer: 0 autoresponders, 1 newsletters); row by row when cut."""
+    Answered in one row (db.int_rows: 0 autoresponders, 1 newsletters); row by row when cut."""
     ids = sorted({s for s in statids if s > 0})
     if not ids:
         return {}
     marks = _marks(len(ids))
     both = (f"SELECT statid, 0 AS k FROM {t.stats_autoresponders} WHERE statid IN ({marks}) "
             f"UNION ALL SELECT statid, 1 FROM {t.stats_newsletters} WHERE statid IN ({marks})")
-    cursor.execute(f"SELECT {numbers_answer(('s.statid', 's.k'))} FROM ({both}) AS s", ids + ids)
-    rows = numbers_of(cursor.fetchone(), 2)
-    if rows is None:
-        cursor.execute(both, ids + ids)
-        rows = [tuple(row) for row in cursor.fetchall()]
     found: dict[int, str] = {}
-    for statid, kind in sorted(rows, key=lambda row: row[1]):  # autoresponders first
+    for statid, kind in sorted(int_rows(cursor, ("s.statid", "s.k"), f"FROM ({both}) AS s", ids + ids),
+                               key=lambda row: row[1]):  # autoresponders first
         found.setdefault(statid, STATS_TABLES[kind])
     return found
 

@@ -291,8 +291,7 @@ class BatchApplier:
             cursor, t, [c.subscriberid for c in complaint_rows] + [row.subscriberid for row in linked]
         )
         bounce_rows = iem.existing_bounces(cursor, t, (c.subscriberid for c in candidates), lookups)
-        statids = [r.statid for r in bounces] + [r.statid or (r.link.statid if r.link else 0) for r in complaints]
-        stats = iem.stats_tables(cursor, t, statids) if ahead is None else ahead.stats_tables
+        stats = iem.stats_tables(cursor, t, statids_of(bounces, complaints)) if ahead is None else ahead.stats_tables
         return BatchReads(known, candidates, bounce_rows, stats, linked, requests)
 
     def _lookups_of(self, cursor: Cursor) -> iem.Lookups:
@@ -428,18 +427,22 @@ class ReadsAhead:
             self._lookups = (self.database.connections, iem.find_lookups(cursor, t))
         bounces = [r for r in records if isinstance(r, BounceRecord) and r.list_ids]
         complaints = [r for r in records if isinstance(r, ComplaintRecord)]
-        statids = [r.statid for r in bounces] + [r.statid or (r.link.statid if r.link else 0) for r in complaints]
         started = time.monotonic()
         return Ahead(
             tuple(r.fingerprint for r in records), committed, frozenset(ledger.known(cursor, t, records)),
             tuple(iem.active_subscribers(cursor, t, sorted({r.rcpt for r in bounces}),
                                          {i for r in bounces for i in r.list_ids}, self._lookups[1].by_email)),
-            iem.stats_tables(cursor, t, statids), started,
+            iem.stats_tables(cursor, t, statids_of(bounces, complaints)), started,
         )
 
     def close(self) -> None:
         with self._lock:
             self.database.close()
+
+
+def statids_of(bounces: Sequence[BounceRecord], complaints: Sequence[ComplaintRecord]) -> list[int]:
+    """The campaigns these records count on: a bounce's statid, a complaint's or else its link's."""
+    return [r.statid for r in bounces] + [r.statid or (r.link.statid if r.link else 0) for r in complaints]
 
 
 def read_complaint_rows(
