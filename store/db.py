@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 import pymysql
 import pymysql.cursors
-from pymysql.constants import SERVER_STATUS
+from pymysql.constants import COMMAND, SERVER_STATUS
 
 from ..common.config import TABLE_PREFIX, MySQLTarget
 from ..common.errors import CommittedElsewhere, ConfigError, FatalError, PermanentError, TransientError
@@ -310,6 +312,91 @@ class BindingCursor(pymysql.cursors.Cursor):
                 except TypeError as exc:
                     raise pymysql.err.ProgrammingError(str(exc)) from exc
         return super()._mogrify(query, args)  # type: ignore[misc]  # PyMySQL's, not in its stubs
+
+    # Inside writes_behind, the statements sent whose answers are not read yet: for each, the sequence number
+    # its answer starts with (PyMySQL checks it, and resets its count with every command sent); None outside.
+    behind: deque[int] | None = None
+
+    def execute(self, query: str, args: Any = None) -> int:
+        """PyMySQL's `execute`; inside `writes_behind`, a write (INSERT, UPDATE, DELETE, REPLACE) is sent
+        without waiting for its answer (returns -1, `rowcount` -1), and any other statement first reads the
+        answers owed (`catch_up`, which raises the first error among them)."""
+        if self.behind is not None:
+            if query.lstrip()[:7].upper().startswith(WRITES):
+                text = self.mogrify(query, args)
+                connection = self._get_db()
+                connection._execute_command(COMMAND.COM_QUERY, text)  # type: ignore[attr-defined]
+                self.behind.append(connection._next_seq_id)  # type: ignore[attr-defined]
+                self._executed = text
+                self.rowcount = -1
+                return -1
+            self.catch_up()
+        return super().execute(query, args)
+
+    def catch_up(self) -> None:
+        """Read the answers of the statements sent behind, in order. The first error the server answered is
+        raised once every answer is read (the connection stays in step for the caller's ROLLBACK); a lost
+        connection is raised at once."""
+        first: Exception | None = None
+        connection = self._get_db()
+        while self.behind:
+            connection._next_seq_id = self.behind.popleft()  # type: ignore[attr-defined]
+            try:
+                connection._read_query_result()  # type: ignore[attr-defined]
+            except pymysql.err.MySQLError as exc:
+                if not _answered(exc) or connection._sock is None:  # type: ignore[attr-defined]
+                    self.behind.clear()  # the connection is lost, or out of step: nothing more can be read
+                    connection._force_close()  # type: ignore[attr-defined]
+                    raise first or exc from None
+                first = first or exc
+        if first is not None:
+            raise first
+
+
+WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # statements writes_behind sends without waiting
+
+
+def _answered(exc: pymysql.err.MySQLError) -> bool:
+    """The server's answer to a statement (an error packet: a server error number), not the client's own
+    error (2xxx, or 0: a packet out of sequence), after which the connection cannot be read on."""
+    number = exc.args[0] if exc.args else 0
+    return isinstance(number, int) and number > 0 and not 2000 <= number < 3000
+
+
+@contextmanager
+def writes_behind(cursor: Cursor) -> Iterator[None]:
+    """In this block `cursor`'s writes are sent without waiting for their answers (pipelining: MySQL's
+    protocol answers a connection's statements in the order sent), and read when a statement with a result
+    comes, or at the block's end: the server executes one while Python builds the next (issue 20).
+
+    The first error the server answered is raised there, after every answer owed is read, as the
+    statement's own execute would have raised it; the statements after it were executed meanwhile, in the
+    same transaction, or, after one that ended it (a deadlock), in the next, which the caller's ROLLBACK
+    undoes. So no COMMIT may be sent behind: `connection.commit()` goes after the block, which has read
+    every answer. An error raised in the block reads what is owed and is raised itself; an interruption
+    (KeyboardInterrupt, CallAbandoned) leaves the answers unread: the caller closes the connection.
+    A cursor other than BindingCursor (a test's) executes as usual."""
+    if not isinstance(cursor, BindingCursor) or cursor.behind is not None:
+        yield
+        return
+    cursor.behind = deque()
+    try:
+        yield
+        cursor.catch_up()
+    except Exception:
+        try:
+            cursor.catch_up()
+        except Exception:  # noqa: S110 - the block's own error says what went wrong first
+            pass
+        raise
+    finally:
+        cursor.behind = None
+
+
+def catch_up(cursor: Cursor) -> None:
+    """Inside `writes_behind`: wait for the statements sent so far (their first error raised); else nothing."""
+    if isinstance(cursor, BindingCursor) and cursor.behind:
+        cursor.catch_up()
 
 
 def insert_rows(cursor: Cursor, statement: str, rows: Sequence[Sequence], *, suffix: str = "") -> None:

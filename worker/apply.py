@@ -19,7 +19,7 @@ from ..common.policy import Policy
 from ..common.record import BounceRecord
 from ..store import guard_store, iem, ledger
 from ..store.database import Cursor, Database, OneShot, Session, WaitItOut
-from ..store.db import Tables
+from ..store.db import Tables, catch_up, writes_behind
 from ..store.events import Events
 from ..store.rows import Candidate, LinkedRow, Record
 from .plan import BatchReads, Outcome, Plan, plan_batch
@@ -232,26 +232,31 @@ class BatchApplier:
         guard = self._guard_states(cursor, records, reads, lock=lock_guard_first) if self.guard.enabled else None
         plan = self._walk(records, reads, guard)
         self._planned = time.perf_counter()
-        ledger.record(cursor, t, plan.new_outcomes)
-        self._write_own_rows(cursor, plan)
-        if guard is not None and guard.added and not lock_guard_first:
-            # stands_with needs only the batch's own windows; a re-walk needs the 7 days before them.
-            locked = self._guard_states(cursor, records, reads, lock=True, history=False)
-            if not guard.stands_with(locked.states):
-                locked = self._guard_states(cursor, records, reads, lock=True)
-                rewalked = self._walk(records, reads, locked).guard
-                if rewalked is None or not rewalked.same_decisions(guard):
-                    raise GuardMoved()
-                plan.guard = guard = rewalked
-        self._hot = time.perf_counter()
-        self._write_shared_counters(cursor, plan)
-        if guard is not None and guard.added:
-            guard_store.write(cursor, t, guard, int(time.time()))
-            if self.events is not None and guard.trips:
-                self.events.for_trips(cursor, guard.trips.values())
-            if guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
-                self._guard_totals = guard_store.totals(cursor, t)
-                self._guard_totals_read = time.monotonic()
+        # The writes go out without waiting for each answer (db.writes_behind): MariaDB executes one while
+        # Python builds the next. IEM's rows first, so that it works on them while the ledger's rows are built.
+        with writes_behind(cursor):
+            self._write_iem_rows(cursor, plan)
+            ledger.record(cursor, t, plan.new_outcomes)
+            self._write_records(cursor, plan)
+            if guard is not None and guard.added and not lock_guard_first:
+                # stands_with needs only the batch's own windows; a re-walk needs the 7 days before them.
+                locked = self._guard_states(cursor, records, reads, lock=True, history=False)
+                if not guard.stands_with(locked.states):
+                    locked = self._guard_states(cursor, records, reads, lock=True)
+                    rewalked = self._walk(records, reads, locked).guard
+                    if rewalked is None or not rewalked.same_decisions(guard):
+                        raise GuardMoved()
+                    plan.guard = guard = rewalked
+            catch_up(cursor)  # the own rows are written: the shared rows' locks are taken from here on
+            self._hot = time.perf_counter()
+            self._write_shared_counters(cursor, plan)
+            if guard is not None and guard.added:
+                guard_store.write(cursor, t, guard, int(time.time()))
+                if self.events is not None and guard.trips:
+                    self.events.for_trips(cursor, guard.trips.values())
+                if guard.trips or time.monotonic() - self._guard_totals_read > GAUGES_EVERY:
+                    self._guard_totals = guard_store.totals(cursor, t)
+                    self._guard_totals_read = time.monotonic()
         return plan
 
     def _release_transaction(self, session: Session, records: Sequence[Record], run: int) -> Plan:
@@ -320,13 +325,22 @@ class BatchApplier:
         return plan_batch(records, policy=self.policy, reads=reads, guard=guard)
 
     def _write_own_rows(self, cursor: Cursor, plan: Plan) -> None:
+        """The rows no other batch needs: IEM's (`_write_iem_rows`), then our own (`_write_records`)."""
+        self._write_iem_rows(cursor, plan)
+        self._write_records(cursor, plan)
+
+    def _write_iem_rows(self, cursor: Cursor, plan: Plan) -> None:
         """IEM's rows no other batch needs: bounce rows, the subscriber rows this batch locked and their
-        unsubscribe rows; and the repeats met, on their ledger rows."""
+        unsubscribe rows."""
         t = self.tables
         iem.insert_bounces(cursor, t, plan.bounce_rows)
         iem.disable_subscribers(cursor, t, plan.disable)
         iem.unsubscribe_subscribers(cursor, t, plan.unsubscribe)
         iem.replace_unsubscribe_rows(cursor, t, plan.unsubscribe_rows)
+
+    def _write_records(self, cursor: Cursor, plan: Plan) -> None:
+        """The repeats met, on their ledger rows; the batch's events, in the outbox."""
+        t = self.tables
         times = {o.record.fingerprint: o.record.time_logged for o in plan.outcomes if o.outcome == "duplicate"}
         ledger.count_repeats(cursor, t, plan.repeats, times)
         if self.events is not None:
