@@ -324,9 +324,9 @@ class BindingCursor(pymysql.cursors.Cursor):
         if self.behind is not None:
             if query.lstrip()[:7].upper().startswith(WRITES):
                 text = self.mogrify(query, args)
-                connection = self._get_db()
-                connection._execute_command(COMMAND.COM_QUERY, text)  # type: ignore[attr-defined]
-                self.behind.append(connection._next_seq_id)  # type: ignore[attr-defined]
+                connection: Any = self._get_db()  # type: ignore[attr-defined]  # PyMySQL's, not in its stubs
+                connection._execute_command(COMMAND.COM_QUERY, text)
+                self.behind.append(connection._next_seq_id)
                 self._executed = text
                 self.rowcount = -1
                 return -1
@@ -338,15 +338,15 @@ class BindingCursor(pymysql.cursors.Cursor):
         raised once every answer is read (the connection stays in step for the caller's ROLLBACK); a lost
         connection is raised at once."""
         first: Exception | None = None
-        connection = self._get_db()
+        connection: Any = self._get_db()  # type: ignore[attr-defined]  # PyMySQL's, not in its stubs
         while self.behind:
-            connection._next_seq_id = self.behind.popleft()  # type: ignore[attr-defined]
+            connection._next_seq_id = self.behind.popleft()
             try:
-                connection._read_query_result()  # type: ignore[attr-defined]
+                connection._read_query_result()
             except pymysql.err.MySQLError as exc:
-                if not _answered(exc) or connection._sock is None:  # type: ignore[attr-defined]
+                if not _answered(exc) or connection._sock is None:
                     self.behind.clear()  # the connection is lost, or out of step: nothing more can be read
-                    connection._force_close()  # type: ignore[attr-defined]
+                    connection._force_close()
                     raise first or exc from None
                 first = first or exc
         if first is not None:
