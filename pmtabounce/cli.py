@@ -1,30 +1,28 @@
 """The `pmtabounce` command: every subcommand, registered by name.
 
-A command whose module cannot be imported stops the program at start with
-the import error; it never goes missing from the list quietly.
+Each command's module is imported when that command is run or listed: `pmtabounce process` does not
+load what `dlq`, `demo` or `explain` need (a tenth of a second of every run, issue 20). A command whose
+module cannot be imported stops the program with the import error when it is run, and `--help`, which
+lists them all, fails the same way: it never goes missing from the list quietly.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
-from .commands.explain import explain
-from .commands.guard import guard
-from .commands.process import process
-from .commands.producer import producer
-from .commands.prune import prune
-from .commands.relay import relay
-from .commands.setup import setup
-from .commands.status import status
-from .commands.undo import undo
-from .commands.webhooks import webhooks
-from .commands.worker import worker
 from .common import logs
 from .common.config import known_names, log_format_asked
-from .demo.command import demo
-from .dlq.command import dlq
+
+# command name -> the module (under pmtabounce) whose attribute of that name is the click command
+COMMAND_MODULES = {
+    "setup": "commands.setup", "process": "commands.process", "producer": "commands.producer",
+    "worker": "commands.worker", "dlq": "dlq.command", "status": "commands.status", "demo": "demo.command",
+    "explain": "commands.explain", "undo": "commands.undo", "guard": "commands.guard", "prune": "commands.prune",
+    "relay": "commands.relay", "webhooks": "commands.webhooks",
+}
 
 
 class Commands(click.Group):
@@ -45,6 +43,24 @@ class Commands(click.Group):
             logs.fatal("aborted", "Abort", "json")
             sys.exit(1)
         sys.exit(done if isinstance(done, int) else 0)  # non-standalone click returns --help's exit code
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """The command `cmd_name`, its module imported (and its --help told the settings it reads) the first
+        time it is asked for; None for a name we do not have. An import error is raised as it is."""
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            command = getattr(importlib.import_module(f"{__package__}.{COMMAND_MODULES[cmd_name]}"), cmd_name)
+            _name_settings(command, READS[cmd_name])
+            self.add_command(command)
+        return self.commands.get(cmd_name)
+
+    def every_command(self) -> dict[str, click.Command]:
+        """Every command by name, each module imported (for --help's checks and the docs' tests)."""
+        context = click.Context(self)
+        return {name: command for name in self.list_commands(context)
+                if (command := self.get_command(context, name)) is not None}
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,8 +110,3 @@ def _name_settings(command: click.Command, names: tuple[str, ...]) -> None:
     command.epilog = f"Reads {variables}; and, as every command, {', '.join(_EVERY_COMMAND)}."
     for sub in getattr(command, "commands", {}).values():
         _name_settings(sub, names)
-
-
-for command in (setup, process, producer, worker, dlq, status, demo, explain, undo, guard, prune, relay, webhooks):
-    _name_settings(command, READS[command.name or ""])
-    main.add_command(command)

@@ -9,6 +9,7 @@ from pmtabounce.common.config import known_names
 
 from pmtabounce.cli import main
 
+main.every_command()  # each command's module is imported when asked for: here all of them, to walk them
 VARIABLES = {f"PMTABOUNCE_{name.upper()}" for name in (*known_names(), "config")}
 
 

@@ -34,6 +34,8 @@ from pmtabounce.common.errors import ConfigError
 
 from pmtabounce.cli import main as pmtabounce_command
 
+pmtabounce_command.every_command()  # each command's module is imported when asked for: here all of them
+
 TREE = Path(__file__).resolve().parents[2]
 README = TREE / "README.md"
 CONFIGURATION = TREE / "docs" / "configuration.md"

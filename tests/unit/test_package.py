@@ -147,7 +147,7 @@ def test_every_command_is_registered():
     assert COMMANDS <= listed
     from pmtabounce.cli import main  # every command cli.py registers is one this file knows (and checks above)
 
-    assert set(main.commands) == COMMANDS
+    assert set(main.every_command()) == COMMANDS
 
 
 def test_a_command_that_cannot_import_stops_the_program_at_start():
@@ -157,3 +157,16 @@ def test_a_command_that_cannot_import_stops_the_program_at_start():
     done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "pmtabounce.commands.status" in done.stderr.strip().splitlines()[-1], done.stderr
+
+
+def test_a_command_imports_its_own_modules_only():
+    """`pmtabounce process` (a cron run) does not pay for what other commands import (issue 20): the cli
+    imports a command's module when that command is run."""
+    child = ("import sys; from pmtabounce.cli import main; main.get_command(None, 'process'); "
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith('pmtabounce.'))))")
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "pmtabounce.commands.process" in loaded
+    assert not {"pmtabounce.dlq.command", "pmtabounce.demo.command", "pmtabounce.commands.explain",
+                "pmtabounce.commands.status"} & loaded, loaded
