@@ -8,6 +8,7 @@ whatever is applied again.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -71,9 +72,8 @@ def process_directory(
         with stop_on_signals(stop, log=log, on_stop=calls.stop_requested,
                              then="finishing the batch in hand, then stopping (a second signal stops at once)"):
             _reach_database(applier, give_up_after, calls)
-            failed = [path.name for path in pending_files(directory)
-                      if not _process_one(path, applier, settings, summary, on_batch, give_up_after, calls, stop,
-                                          ahead)]
+            failed = _process_files(pending_files(directory), applier, settings, summary, on_batch, give_up_after,
+                                    calls, stop, ahead)
     except (StopRequested, CallAbandoned) as stopped:
         _say_stopped(stopped, summary)
         return summary
@@ -134,15 +134,74 @@ def _waited(exc: TransientError, give_up_after: float | None) -> str:
     return f"{exc.waited:.1f} s" if isinstance(exc, GaveUp) else f"{give_up_after:g} s"
 
 
+def _process_files(paths: list[Path], applier: BatchApplier, settings: Settings, summary: Summary,
+                   on_batch: Callable[[int], None] | None, give_up_after: float | None,
+                   calls: AbandonableCalls, stop: threading.Event, ahead: ReadsAhead) -> list[str]:
+    """Each file in turn (`_process_one`); the names of those a file error stopped. Each file's reader is
+    started by the reader of the file before once that one has read its file through (_Readers), so that
+    the first batches of the next file are parsed (and read ahead) while the last ones of this file are
+    applied; files are still applied, and marked done, one after the other."""
+    failed: list[str] = []
+    readers = _Readers(paths, settings, ahead)
+    try:
+        for number, path in enumerate(paths):
+            if not _process_one(path, applier, settings, summary, on_batch, give_up_after, calls, stop, ahead,
+                                readers.reader(number)):
+                failed.append(path.name)
+            readers.done(number)
+    finally:
+        readers.close()
+    return failed
+
+
+class _Readers:
+    """The readers of `paths`, each made when the reader of the file before reaches its end (it then starts
+    it) or when the caller comes to its file, whichever is first; at most a few files' chunks are held."""
+
+    def __init__(self, paths: list[Path], settings: Settings, ahead: ReadsAhead) -> None:
+        self.paths, self.settings, self.ahead = paths, settings, ahead
+        self._made: dict[int, ReadAhead] = {}
+        self._lock = threading.Lock()  # reader() comes from the caller's thread and from readers' threads
+
+    def reader(self, number: int) -> ReadAhead | None:
+        """The reader of file `number` (made now if it is not yet), None past the last file."""
+        with self._lock:
+            if number >= len(self.paths):
+                return None
+            if number not in self._made:
+                made = self._made[number] = _reader(self.paths[number], self.settings, self.ahead)
+                made.then = functools.partial(self.reader, number + 1)
+            return self._made[number]
+
+    def done(self, number: int) -> None:
+        """File `number` is through: its reader, already left by process_file, is forgotten."""
+        with self._lock:
+            self._made.pop(number, None)
+
+    def close(self) -> None:
+        """Stop every reader made and not done (a stop request, an error, a file started early)."""
+        with self._lock:
+            made, self._made = list(self._made.values()), {}
+        for reading in made:
+            reading.__exit__(None, None, None)
+
+
+def _reader(path: Path, settings: Settings, ahead: ReadsAhead | None) -> ReadAhead:
+    """The reader thread of one file (not started), reading each batch ahead with `ahead`."""
+    return ReadAhead(AccountingFile(path), settings.batch_size, prefetch=ahead.read if ahead is not None else None)
+
+
 def _process_one(path: Path, applier: BatchApplier, settings: Settings, summary: Summary,
                  on_batch: Callable[[int], None] | None, give_up_after: float | None,
-                 calls: AbandonableCalls, stop: threading.Event, ahead: ReadsAhead | None = None) -> bool:
+                 calls: AbandonableCalls, stop: threading.Event, ahead: ReadsAhead | None = None,
+                 reading: ReadAhead | None = None) -> bool:
     """One file; False if a file error stopped it (logged; it stays for the next run), True otherwise.
     Raises StopRequested once a stop request has let the batch in hand commit."""
     if stop.is_set():
         raise StopRequested(f"{path.name} and the files after it were not started; the next run takes them up")
     try:
-        process_file(path, applier, settings, summary, on_batch=on_batch, calls=calls, stop=stop, ahead=ahead)
+        process_file(path, applier, settings, summary, on_batch=on_batch, calls=calls, stop=stop, ahead=ahead,
+                     reading=reading)
     except TransientError as exc:
         raise FatalError(
             f"gave up after {_waited(exc, give_up_after)} without the database ({exc}); {path.name} is not marked "
@@ -167,14 +226,17 @@ def process_file(
     calls: AbandonableCalls | None = None,
     stop: threading.Event | None = None,
     ahead: ReadsAhead | None = None,
+    reading: ReadAhead | None = None,
 ) -> None:
     """Every record of `path` applied in batches, then the file marked done (`settings.done_action`).
 
     `calls`: database calls a stop request may abandon; `stop`: checked after each committed batch,
     raising StopRequested with the file not marked done; `ahead`: reads each batch's lock-free part on the
-    reader thread (worker/apply.py Ahead), or None. Raises TransientError (gave up), FatalError, OSError.
+    reader thread (worker/apply.py Ahead), or None; `reading`: the file's reader, perhaps started already
+    (by default one of its own). Raises TransientError (gave up), FatalError, OSError.
     """
-    source = AccountingFile(path)
+    reading = reading or _reader(path, settings, ahead)
+    source = reading.source
     calls = calls or AbandonableCalls("the database", log=log)
     rejects = RejectFile(path, None)
     batch: list[Record] = []
@@ -200,7 +262,6 @@ def process_file(
         rejects.header = source.header or []
         rejects.add(row)
 
-    reading = ReadAhead(source, settings.batch_size, prefetch=ahead.read if ahead is not None else None)
     try:
         with reading:
             _apply_items(reading, batch, settings.batch_size, summary, flush, reject, path)

@@ -32,6 +32,24 @@ _END = object()  # the file is read through: its counts are final
 SWITCH_INTERVAL = 0.0005
 
 
+_switching = [0, 0.0]  # readers running, and the interpreter's switch interval before the first
+
+
+def _fast_switches(change: int) -> None:
+    """SWITCH_INTERVAL while any reader runs (two overlap when one starts the next file's); then the
+    interval as it was."""
+    with _SWITCHING:
+        if change > 0 and _switching[0] == 0:
+            _switching[1] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_switching[1], SWITCH_INTERVAL))
+        _switching[0] += change
+        if _switching[0] == 0:
+            sys.setswitchinterval(_switching[1])
+
+
+_SWITCHING = threading.Lock()
+
+
 class ReadAhead:
     """Iterate `source`'s items, read by a thread `depth` chunks of `batch_size` records ahead.
 
@@ -47,7 +65,13 @@ class ReadAhead:
 
     def __init__(self, source: AccountingFile, batch_size: int, depth: int = 2,
                  prefetch: Callable[[Sequence[Record]], Any] | None = None) -> None:
+        """`then`, when set, is called by the thread once the file is read through, and what it returns (the
+        next file's reader) started (entered): its first chunks are then ready, and read ahead, when the caller
+        comes to it. Whoever made that reader exits it."""
         self.source = source
+        self.then: Callable[[], ReadAhead | None] | None = None
+        self._state = threading.Lock()  # __enter__ may come from another reader's thread, __exit__ from the caller's
+        self._started = self._closed = False
         self.batch_size = max(1, batch_size)
         self.prefetch = prefetch
         self.ahead: Any = None
@@ -59,13 +83,21 @@ class ReadAhead:
         self._thread = threading.Thread(target=self._read, name=f"read {source.name}", daemon=True)
 
     def __enter__(self) -> ReadAhead:
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
-        self._thread.start()
+        """Start the thread, once (a reader started early by the file before it is entered again by its
+        caller); never after __exit__."""
+        with self._state:
+            if not (self._started or self._closed):
+                self._started = True
+                _fast_switches(+1)
+                self._thread.start()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
+        with self._state:
+            self._closed = True
+            if not self._started:
+                return
         self._cancel.set()
         try:  # a reader blocked on a full queue sees the cancel at its next try
             while True:
@@ -73,7 +105,7 @@ class ReadAhead:
         except queue.Empty:
             pass
         self._thread.join(timeout=1.0)
-        sys.setswitchinterval(self._switch_interval)
+        _fast_switches(-1)
 
     def __iter__(self) -> Iterator[Item]:
         while True:
@@ -103,6 +135,9 @@ class ReadAhead:
                         chunk, records = [], 0
             if chunk and not self._put(self._with_ahead(chunk)):
                 return
+            following = self.then() if self.then is not None and not self._cancel.is_set() else None
+            if following is not None:
+                following.__enter__()
             self._put(_END)
         except BaseException as exc:  # handed to the caller's thread, which raises it where the file stops
             self._put(exc)

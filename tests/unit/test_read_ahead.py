@@ -86,3 +86,42 @@ def test_the_database_side_waiting_for_records_is_measured(tmp_path):
         threading.Timer(0.2, release.set).start()
         assert len(list(reading)) == 5
     assert reading.consumer_waited >= 0.15
+
+
+def test_the_next_file_s_reader_starts_when_this_file_is_read_through(tmp_path):
+    """inline.py starts each file's reader from the reader of the file before (`then`), so that its first
+    chunk is ready when the caller comes to it; the interpreter's switch interval comes back once both end."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    following = ReadAhead(AccountingFile(write(second, [row(n) for n in range(100, 130)])), batch_size=10)
+    reading = ReadAhead(AccountingFile(write(first, [row(n) for n in range(25)])), batch_size=10)
+    asked = []
+    reading.then = lambda: asked.append(1) or following
+    with reading:
+        items = list(reading)
+        assert following._thread.ident is not None  # started by the reader, before its caller came to it
+    assert asked == [1]
+    with following:  # entered again by its caller: the same thread, not a second one
+        later = list(following)
+    assert [i.source_line for i in items] == list(range(2, 27))
+    assert [i.source_line for i in later] == list(range(2, 32))
+    assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+def test_a_next_reader_left_before_its_turn_is_never_started(tmp_path):
+    gate = threading.Event()
+
+    class Gated(CountingSource):
+        def __iter__(self):
+            gate.wait(5)
+            yield from super().__iter__()
+
+    following = ReadAhead(CountingSource([]), batch_size=10)  # type: ignore[arg-type]
+    reading = ReadAhead(Gated(list(AccountingFile(write(tmp_path, [row(1)])))), batch_size=10)  # type: ignore[arg-type]
+    reading.then = lambda: following
+    with reading:
+        following.__exit__(None, None, None)  # the caller stopped (an error, a stop request) before it was due
+        gate.set()
+        assert len(list(reading)) == 1
+    assert following._thread.ident is None  # never started, so nothing to stop or join
