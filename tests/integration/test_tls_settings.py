@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 import sys
 
@@ -47,3 +48,18 @@ def test_amqps_to_a_plain_port_stops_every_command_at_once(iem_db, vhost, tmp_pa
         said = done.stdout + done.stderr
         assert done.returncode == 1, (args, said)
         assert "TLS" in said and f"PMTABOUNCE_AMQP_URL=amqps://guest:****@127.0.0.1:5672/{vhost.name}" in said
+
+
+def test_connections_whose_url_asks_for_no_tls_share_one_context(iem_db):
+    """PyMySQL 1.2 on tries TLS when the server offers it ("PREFERRED", no certificate check) and built a
+    context, loading the system's certificate authorities, for every connection: 40-50 ms of CPU each
+    (store/db.py _SharedPreferredTls). One context serves them all; what it checks is PyMySQL's."""
+    connections = [iem_db.connect() for _ in range(3)]
+    try:
+        contexts = [getattr(connection, "ctx", None) for connection in connections]
+        assert all(context is contexts[0] for context in contexts)
+        if contexts[0] is not None:  # PyMySQL 1.1 makes none
+            assert contexts[0].verify_mode == ssl.CERT_NONE and not contexts[0].check_hostname
+    finally:
+        for connection in connections:
+            connection.close()
