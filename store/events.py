@@ -13,7 +13,7 @@ asked once per connection and then left alone.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from ..common.complaint import ComplaintRecord
@@ -41,6 +41,34 @@ class Change:
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class CallReads:
+    """What a batch's webhook calls read: `targets`, (listid, event) -> the list's webhooks
+    (webhooks.list_targets); `names`, subscriberid -> (list name, emailaddress) (subscriber_names)."""
+
+    targets: dict[tuple[int, int], list[webhooks.WebhookTarget]]
+    names: dict[int, tuple[str, str]]
+
+
+def _decided(outcomes: Sequence[Outcome]) -> Iterator[tuple[Outcome, str, list[Change]]]:
+    """(outcome, its stream routing key, the rows it changed as IEM would announce them) for each outcome
+    that changed IEM or the guard: a complaint's unsubscribes, a bounce's key (bounce_key) and its disable."""
+    for o in outcomes:
+        r = o.record
+        if isinstance(r, ComplaintRecord):
+            if o.outcome == "unsubscribed":
+                yield o, "complaint.unsubscribed", [
+                    Change(webhooks.EVENT_UNSUBSCRIBE, u.subscriberid, u.listid, u.unsubscribetime, r.fingerprint)
+                    for u in o.unsubscribed]
+            continue
+        key = bounce_key(o.decision, o.outcome)
+        if key is None:
+            continue
+        disabled = o.effects.disabled if o.effects else None
+        yield o, key, ([Change(webhooks.EVENT_BOUNCE, disabled[0], disabled[1], disabled[2], r.fingerprint)]
+                       if disabled else [])
+
+
 class Events:
     """Writes a transaction's outbox rows. One per connection (it remembers whether IEM has webhooks).
 
@@ -61,38 +89,35 @@ class Events:
         """A new connection may reach an upgraded IEM: ask again whether it has webhook tables."""
         self._has_webhooks = None
 
-    def for_outcomes(self, cursor, outcomes: Sequence[Outcome]) -> None:
+    def for_outcomes(self, cursor, outcomes: Sequence[Outcome], looked_up: CallReads | None = None) -> None:
         """The events of a batch's new outcomes: one stream event per decision that changed IEM or the
-        guard, one webhook call per (changed row, list webhook of its event)."""
+        guard, one webhook call per (changed row, list webhook of its event). `looked_up`: what `look_up`
+        read for these outcomes, or None to read it here."""
         if not self.enabled:
             return
         rows: list[Delivery] = []
         changes: list[Change] = []
         now = time.time()
-        for o in outcomes:
+        for o, key, changed in _decided(outcomes):
+            changes += changed
             r = o.record
-            if isinstance(r, ComplaintRecord):
-                if o.outcome != "unsubscribed":
-                    continue
-                key = "complaint.unsubscribed"
-                changes += [Change(webhooks.EVENT_UNSUBSCRIBE, u.subscriberid, u.listid, u.unsubscribetime,
-                                   r.fingerprint) for u in o.unsubscribed]
-            else:
-                found = bounce_key(o.decision, o.outcome)
-                if found is None:
-                    continue
-                key = found
-                disabled = o.effects.disabled if o.effects else None
-                if disabled:
-                    changes.append(Change(webhooks.EVENT_BOUNCE, disabled[0], disabled[1], disabled[2],
-                                          r.fingerprint))
             if self.stream:
                 rows.append(Delivery(event_id(r.fingerprint, key), "stream", key,
                                      envelope(key, event_id(r.fingerprint, key), record_data(o), now,
                                               o.email or r.rcpt).decode(), r.fingerprint))
         if self.webhooks and changes:
-            rows += self._calls(cursor, changes)
+            rows += self._calls(cursor, changes, looked_up=looked_up)
         outbox.add(cursor, self.tables, rows)
+
+    def look_up(self, cursor, outcomes: Sequence[Outcome]) -> CallReads | None:
+        """What `for_outcomes` reads for these outcomes' webhook calls (the lists' webhooks, the rows'
+        addresses and list names), read now: a batch asks it before sending its writes behind
+        (store/db.py writes_behind), where a read would wait for every write sent before it. The rows are
+        locked by the batch and its writes change neither address nor list name: the bodies are the same.
+        None without webhooks."""
+        if not self.webhooks:
+            return None
+        return self._read_for(cursor, [change for _, _, changed in _decided(outcomes) for change in changed])
 
     def for_trips(self, cursor, trips: Iterable[Trip]) -> None:
         """A `guard.tripped` event per domain the batch tripped."""
@@ -147,18 +172,26 @@ class Events:
         self.decision(cursor, "undo.reverted", items)
         self.for_reactivations(cursor, made_active, run)
 
-    def _calls(self, cursor, changes: Sequence[Change], salt: object = "") -> list[Delivery]:
-        """The webhook calls of these changes: nothing read beyond one statement unless a list has a webhook."""
+    def _read_for(self, cursor, changes: Sequence[Change]) -> CallReads:
+        """The webhooks of these changes' lists and their rows' names: nothing read beyond one statement
+        unless a list has a webhook, nothing at all without webhook tables or changes."""
         if self._has_webhooks is None:
             self._has_webhooks = webhooks.webhook_tables_present(cursor, self.tables)
-        if not self._has_webhooks:
-            return []
+        if not (self._has_webhooks and changes):
+            return CallReads({}, {})
         targets = webhooks.list_targets(cursor, self.tables, {c.listid for c in changes})
+        named = {c.subscriberid for c in changes if targets.get((c.listid, c.event))
+                 and c.event != webhooks.EVENT_SUBSCRIBE}
+        return CallReads(targets, subscriber_names(cursor, self.tables, named) if named else {})
+
+    def _calls(self, cursor, changes: Sequence[Change], salt: object = "",
+               looked_up: CallReads | None = None) -> list[Delivery]:
+        """The webhook calls of these changes (`looked_up`: `_read_for`'s answer for them, else read here)."""
+        reads = self._read_for(cursor, changes) if looked_up is None else looked_up
+        targets, names = reads.targets, reads.names
         wanted = [c for c in changes if targets.get((c.listid, c.event))]
         if not wanted:
             return []
-        names = subscriber_names(cursor, self.tables, {c.subscriberid for c in wanted
-                                                        if c.event != webhooks.EVENT_SUBSCRIBE})
         calls = []
         for c in wanted:
             if c.event == webhooks.EVENT_SUBSCRIBE:

@@ -20,7 +20,7 @@ from ..common.record import BounceRecord
 from ..store import guard_store, iem, ledger
 from ..store.database import Cursor, Database, OneShot, Session, WaitItOut
 from ..store.db import Tables, catch_up, writes_behind
-from ..store.events import Events
+from ..store.events import CallReads, Events
 from ..store.rows import Candidate, LinkedRow, Record
 from .plan import BatchReads, Outcome, Plan, plan_batch
 
@@ -235,9 +235,11 @@ class BatchApplier:
         # The writes go out without waiting for each answer (db.writes_behind): MariaDB executes one while
         # Python builds the next. IEM's rows first, so that it works on them while the ledger's rows are built.
         with writes_behind(cursor):
+            # the events' reads first, while nothing is owed: a read after a write waits for it
+            looked_up = self.events.look_up(cursor, plan.new_outcomes) if self.events is not None else None
             self._write_iem_rows(cursor, plan)
             ledger.record(cursor, t, plan.new_outcomes)
-            self._write_records(cursor, plan)
+            self._write_records(cursor, plan, looked_up)
             if guard is not None and guard.added and not lock_guard_first:
                 # stands_with needs only the batch's own windows; a re-walk needs the 7 days before them.
                 locked = self._guard_states(cursor, records, reads, lock=True, history=False)
@@ -338,13 +340,14 @@ class BatchApplier:
         iem.unsubscribe_subscribers(cursor, t, plan.unsubscribe)
         iem.replace_unsubscribe_rows(cursor, t, plan.unsubscribe_rows)
 
-    def _write_records(self, cursor: Cursor, plan: Plan) -> None:
-        """The repeats met, on their ledger rows; the batch's events, in the outbox."""
+    def _write_records(self, cursor: Cursor, plan: Plan, looked_up: CallReads | None = None) -> None:
+        """The repeats met, on their ledger rows; the batch's events, in the outbox (`looked_up`: what their
+        webhook calls read, read before the writes; None: read here)."""
         t = self.tables
         times = {o.record.fingerprint: o.record.time_logged for o in plan.outcomes if o.outcome == "duplicate"}
         ledger.count_repeats(cursor, t, plan.repeats, times)
         if self.events is not None:
-            self.events.for_outcomes(cursor, plan.new_outcomes)
+            self.events.for_outcomes(cursor, plan.new_outcomes, looked_up)
 
     def _write_shared_counters(self, cursor: Cursor, plan: Plan) -> None:
         """The counter rows nearly every batch updates (campaign statistics, list counts), last before commit:

@@ -135,3 +135,47 @@ def test_a_block_inside_a_block_is_one_block(table):
     finally:
         connection.close()
     assert rows(table) == [(1, "a"), (2, "b")]
+
+
+def test_a_batch_with_webhooks_reads_before_it_sends_its_writes(iem_db, monkeypatch):
+    """worker/apply.py: the events' reads (the lists' webhooks, the rows' names) are made before the batch's
+    writes go out behind, so that no read waits for the writes. The calls are those a read after the writes
+    would have built (the rows are locked; the writes change neither address nor list name).
+    The answers owed are read twice: before the shared counters, and at the end."""
+    from iem_seed import T0, Seed, bounce
+    from pmtabounce.common.guard import GuardSettings
+    from pmtabounce.common.policy import Policy
+    from pmtabounce.store import db as db_module
+    from pmtabounce.store.events import Events
+    from pmtabounce.worker.apply import BatchApplier
+
+    seed = Seed(iem_db)
+    seed.lists(3, 4)
+    seed.newsletter(42)
+    for listid in (3, 4):
+        seed.webhook(listid, 3, f"http://127.0.0.1:9/bounce-{listid}")
+    emails = [f"user{i}@example.com" for i in range(6)]
+    for email in emails:
+        seed.subscriber(email, 3)
+        seed.subscriber(email, 4)
+    waits: list[int] = []
+    real = db_module.BindingCursor.catch_up
+
+    def catch_up(self):
+        if self.behind:
+            waits.append(len(self.behind))
+        return real(self)
+
+    monkeypatch.setattr(db_module.BindingCursor, "catch_up", catch_up)
+    applier = BatchApplier(iem_db.target, iem_db.tables, Policy(), retry_max_wait=0.5, give_up_after=30,
+                           guard=GuardSettings(enabled=False), events=Events(iem_db.tables, stream=True, webhooks=True))
+    try:
+        result = applier.apply([bounce("hard", email, lists=(3, 4), time=T0 + n) for n, email in enumerate(emails)])
+    finally:
+        applier.close()
+    assert [o.outcome for o in result.outcomes] == ["disabled"] * 6
+    # the own rows (bounce rows, disable, ledger, outbox) waited for once, then the shared counters at the end
+    assert len(waits) == 2 and waits[0] >= 4, waits
+    calls = iem_db.query("SELECT url, body FROM {t.outbox} WHERE target = 'webhook' ORDER BY url, body")
+    assert [url for url, _ in calls] == ["http://127.0.0.1:9/bounce-3"] * 6  # the lowest list's row is disabled
+    assert all(f'"emailaddress":"user{n}@example.com"' in body for n, (_, body) in enumerate(calls))
