@@ -105,7 +105,7 @@ def test_small_batches_read_ahead_give_the_model_database(iem_db, tmp_path):
 def test_each_file_s_first_batch_is_read_while_the_file_before_is_applied(iem_db, tmp_path):
     """The reader of the next file starts once the file before is read through (inline.py _Readers): its
     first batch is parsed and read ahead while the last batches of that file are applied. Only the run's
-    very first batch reads for itself; files are still applied one after the other, exactly."""
+    very first batch may read for itself; files are still applied one after the other, exactly."""
     world = World.generate(31, subscribers=300, records=1500, files=5, edge_files=False)
     expected, model, directory = build(iem_db, tmp_path, world)
     command, environ = process_command(iem_db, directory, PMTABOUNCE_BATCH_SIZE="60", PMTABOUNCE_LOG_LEVEL="DEBUG")
@@ -115,7 +115,8 @@ def test_each_file_s_first_batch_is_read_while_the_file_before_is_applied(iem_db
     files = [line for line in done.stderr.splitlines() if "batches read ahead so far" in line]
     assert len(files) == len(list(directory.glob("*.done"))) >= 4
     used, refused = map(int, re.search(r"so far: (\d+) used, (\d+) refused", files[-1]).groups())
-    assert (used, refused) == (batches - 1, 0), files
+    # the run's first batch too, when the reader had parsed it before the applier came to wait for it
+    assert refused == 0 and used in (batches - 1, batches), (batches, files)
     problems = differences(expected, state_of(iem_db), seen_counts=True)
     assert not problems, "\n".join(problems)
 
