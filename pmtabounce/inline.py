@@ -155,33 +155,54 @@ def _process_files(paths: list[Path], applier: BatchApplier, settings: Settings,
 
 
 class _Readers:
-    """The readers of `paths`, each made when the reader of the file before reaches its end (it then starts
-    it) or when the caller comes to its file, whichever is first; at most a few files' chunks are held."""
+    """The readers of `paths`: the file in hand's, and at most one more, the next file's, which the reader of
+    the file in hand starts once it has read its file through (or the caller, coming to a file already read
+    through). Memory and threads stay those of two files however many are pending."""
 
     def __init__(self, paths: list[Path], settings: Settings, ahead: ReadsAhead) -> None:
         self.paths, self.settings, self.ahead = paths, settings, ahead
         self._made: dict[int, ReadAhead] = {}
-        self._lock = threading.Lock()  # reader() comes from the caller's thread and from readers' threads
+        self._current = 0  # the file in hand
+        self._read_through: set[int] = set()  # files whose reader has reached their end
+        self._lock = threading.Lock()  # the caller's thread and the readers' threads come here
 
     def reader(self, number: int) -> ReadAhead | None:
-        """The reader of file `number` (made now if it is not yet), None past the last file."""
+        """The reader of file `number`, the file in hand from now on; the next file's is started at once
+        when this one's reader has already read its file through."""
         with self._lock:
-            if number >= len(self.paths):
-                return None
-            if number not in self._made:
-                made = self._made[number] = _reader(self.paths[number], self.settings, self.ahead)
-                made.then = functools.partial(self.reader, number + 1)
-            return self._made[number]
+            self._current = number
+            reading = self._made_for(number)
+            following = self._made_for(number + 1) if number in self._read_through else None
+        if following is not None:
+            following.__enter__()
+        return reading
+
+    def _made_for(self, number: int) -> ReadAhead | None:
+        if number >= len(self.paths):
+            return None
+        if number not in self._made:
+            made = self._made[number] = _reader(self.paths[number], self.settings, self.ahead)
+            made.then = functools.partial(self._then, number)
+        return self._made[number]
+
+    def _then(self, number: int) -> ReadAhead | None:
+        """Called by file `number`'s reader at its end: the next file's reader, to start, if `number` is the
+        file in hand (else the caller starts it when it comes to `number`)."""
+        with self._lock:
+            self._read_through.add(number)
+            return self._made_for(number + 1) if number == self._current else None
 
     def done(self, number: int) -> None:
         """File `number` is through: its reader, already left by process_file, is forgotten."""
         with self._lock:
             self._made.pop(number, None)
+            self._read_through.discard(number)
 
     def close(self) -> None:
-        """Stop every reader made and not done (a stop request, an error, a file started early)."""
+        """Stop every reader made and not done (a stop request, an error, a file started early); a reader
+        that would start one later finds it closed."""
         with self._lock:
-            made, self._made = list(self._made.values()), {}
+            made, self._made, self._current = list(self._made.values()), {}, len(self.paths)
         for reading in made:
             reading.__exit__(None, None, None)
 

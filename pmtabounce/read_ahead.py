@@ -95,9 +95,10 @@ class ReadAhead:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
         with self._state:
-            self._closed = True
-            if not self._started:
+            if self._closed or not self._started:  # left once already (a caller and a closing run both may)
+                self._closed = True
                 return
+            self._closed = True
         self._cancel.set()
         try:  # a reader blocked on a full queue sees the cancel at its next try
             while True:

@@ -125,3 +125,31 @@ def test_a_next_reader_left_before_its_turn_is_never_started(tmp_path):
         gate.set()
         assert len(list(reading)) == 1
     assert following._thread.ident is None  # never started, so nothing to stop or join
+
+
+def test_many_small_pending_files_keep_at_most_the_next_file_s_reader_started(tmp_path):
+    """A file of a batch or two is read through at once: its reader starting the next, which starts the next...
+    ran through every pending file (threads and memory by the number of files). inline.py _Readers starts
+    only the file after the one in hand."""
+    from pmtabounce.common.config import Settings
+
+    from pmtabounce.inline import _Readers
+
+    paths = []
+    for n in range(12):
+        folder = tmp_path / f"f{n}"
+        folder.mkdir()
+        paths.append(write(folder, [row(n * 10 + k) for k in range(3)]))
+    readers = _Readers(paths, Settings(batch_size=10), None)  # type: ignore[arg-type]
+    try:
+        for number in range(len(paths)):
+            reading = readers.reader(number)
+            with reading:
+                assert len(list(reading)) == 3
+            time.sleep(0.05)  # room for any reader started to run on and start others
+            started = [n for n, made in readers._made.items() if made._started and n != number]
+            assert started in ([], [number + 1]), started
+            readers.done(number)
+    finally:
+        readers.close()
+    assert sys.getswitchinterval() == pytest.approx(0.005)
