@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -359,6 +360,7 @@ class BindingCursor(pymysql.cursors.Cursor):
         first: Exception | None = None
         connection: Any = self._get_db()  # type: ignore[attr-defined]  # PyMySQL's, not in its stubs
         while self.behind:
+            _ack_at_once(connection._sock)
             connection._next_seq_id = self.behind.popleft()
             try:
                 connection._read_query_result()
@@ -373,6 +375,22 @@ class BindingCursor(pymysql.cursors.Cursor):
 
 
 WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")  # statements writes_behind sends without waiting
+
+
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+def _ack_at_once(sock: Any) -> None:
+    """Acknowledge what arrives on `sock` at once (Linux TCP_QUICKACK; elsewhere, or on a Unix socket,
+    nothing). The answers owed come back to back; a relay on the way that keeps Nagle's algorithm on
+    (socat, a plain TCP proxy) holds each but the first until ours is acknowledged, and the kernel delays
+    that acknowledgement by up to 40 ms when we send nothing: batches were 3-4 times slower through one.
+    The kernel leaves quick mode on its own, so it is asked before each answer."""
+    if QUICKACK is not None and sock is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        except OSError:  # a Unix socket has no TCP options
+            pass
 
 
 def _answered(exc: pymysql.err.MySQLError) -> bool:
