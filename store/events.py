@@ -175,9 +175,11 @@ class Events:
     def _read_for(self, cursor, changes: Sequence[Change]) -> CallReads:
         """The webhooks of these changes' lists and their rows' names: nothing read beyond one statement
         unless a list has a webhook, nothing at all without webhook tables or changes."""
+        if not changes:
+            return CallReads({}, {})
         if self._has_webhooks is None:
             self._has_webhooks = webhooks.webhook_tables_present(cursor, self.tables)
-        if not (self._has_webhooks and changes):
+        if not self._has_webhooks:
             return CallReads({}, {})
         targets = webhooks.list_targets(cursor, self.tables, {c.listid for c in changes})
         named = {c.subscriberid for c in changes if targets.get((c.listid, c.event))
