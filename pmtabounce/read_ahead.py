@@ -33,6 +33,7 @@ SWITCH_INTERVAL = 0.0005
 
 
 _switching = [0, 0.0]  # readers running, and the interpreter's switch interval before the first
+_SWITCHING = threading.Lock()  # readers start and stop on several threads
 
 
 def _fast_switches(change: int) -> None:
@@ -45,9 +46,6 @@ def _fast_switches(change: int) -> None:
         _switching[0] += change
         if _switching[0] == 0:
             sys.setswitchinterval(_switching[1])
-
-
-_SWITCHING = threading.Lock()
 
 
 class ReadAhead:
@@ -94,11 +92,10 @@ class ReadAhead:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        with self._state:
-            if self._closed or not self._started:  # left once already (a caller and a closing run both may)
-                self._closed = True
-                return
-            self._closed = True
+        with self._state:  # left once only (a caller and a closing run both may leave it)
+            running, self._closed = self._started and not self._closed, True
+        if not running:
+            return
         self._cancel.set()
         try:  # a reader blocked on a full queue sees the cancel at its next try
             while True:
