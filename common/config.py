@@ -91,6 +91,7 @@ class Settings:
     webhook_timeout: float = 10.0  # seconds for one webhook call, connect and answer
     webhook_attempts: int = 10  # tries of one webhook call before it is parked
     event_retry_max_wait: float = 300.0  # the longest pause between two tries of an event
+    event_hold: float = 30.0  # seconds a worker's relay holds its events while bounces flow (0: never)
 
     @property
     def mysql(self) -> MySQLTarget:
@@ -265,6 +266,7 @@ def _numbers(cls: type[Settings], source: _Source) -> dict:
                                 for name, low, high in INT_RANGES}
     for name in ("rescan_seconds", "retry_max_wait", "guard_factor", "webhook_timeout", "event_retry_max_wait"):
         values[name] = _float(*source.get(name, getattr(cls, name)))
+    values["event_hold"] = _float(*source.get("event_hold", cls.event_hold), zero=True)
     values["guard"] = _switch(*source.get("guard", "on"))
     values["webhooks"] = _switch(*source.get("webhooks", "on"))
     values["event_stream"] = _switch(*source.get("event_stream", "off"))
@@ -384,11 +386,13 @@ def _switch(value, where: str) -> bool:
     raise ConfigError(f"{where}={value!r}: must be on or off")
 
 
-def _float(value, where: str) -> float:
+def _float(value, where: str, *, zero: bool = False) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}={value!r}: not a number") from None
+    if zero and math.isfinite(number) and number == 0:
+        return 0.0
     if not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"{where}={number}: must be a finite number more than 0")
+        raise ConfigError(f"{where}={number}: must be a finite number more than 0{' (or 0)' if zero else ''}")
     return number

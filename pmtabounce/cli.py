@@ -77,7 +77,7 @@ _POLICY = ("hard_categories", "soft_categories", "soft_threshold", "complaint_ty
 _GUARD = ("guard", "guard_min", "guard_factor", "guard_window")
 _DATABASE = ("mysql_url", "table_prefix")
 _BROKER = ("amqp_url", "queue_prefix", "delivery_limit")
-_EVENTS = ("webhooks", "event_stream", "webhook_timeout", "webhook_attempts", "event_retry_max_wait")
+_EVENTS = ("webhooks", "event_stream", "webhook_timeout", "webhook_attempts", "event_retry_max_wait", "event_hold")
 _AUDIT = ("dlq_audit_file", "audit_require_reason")
 # The settings each command acts on (every command reads and checks them all: a misspelt one is refused).
 READS: dict[str, tuple[str, ...]] = {

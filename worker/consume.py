@@ -30,7 +30,7 @@ from .amqp import Consumer
 from .apply import BatchApplier
 from .handle import DEAD_LETTER_REASONS, DeadLetterGuard, Handled, handle_batch
 from .plan import COMPLAINT_OUTCOMES, OUTCOMES
-from .relay import Relay, start_thread
+from .relay import QUIET_SECONDS, Pace, Relay, start_thread
 
 log = logging.getLogger("pmtabounce.worker")
 
@@ -95,8 +95,7 @@ class Worker:
         self.relay = relay
         self.relay_stop = threading.Event()
         self.relay_sender: Relay | None = None
-        self.between_batches = threading.Event()  # cleared while a batch is applied: the relay thread gives way
-        self.between_batches.set()
+        self.pace = Pace()  # what the relay thread gives way to: the batch in hand, bounces flowing
         self.amqp_url = settings.amqp  # a missing URL is a ConfigError now, not after connecting
         self.nodes = broker.Nodes(self.amqp_url, "worker")
         self.topology = settings.topology
@@ -135,7 +134,7 @@ class Worker:
                 self.applier.read_guard_gauges(every=0)
             self._database_answered()
             if self.relay:
-                self.relay_sender = start_thread(self.settings, self.relay_stop, self.between_batches)
+                self.relay_sender = start_thread(self.settings, self.relay_stop, self.pace)
             while not (self.stopping.is_set() or self.idle):
                 self.consumer = self._connect()
                 if self.consumer is not None:
@@ -247,12 +246,12 @@ class Worker:
         if not deliveries:
             return
         started = time.perf_counter()
-        self.between_batches.clear()
+        self.pace.batch_started()
         try:
             with self.database_calls.call():
                 handled = handle_batch(deliveries, self.applier, self.guard)
         finally:
-            self.between_batches.set()
+            self.pace.batch_ended()
         self._database_answered()
         for dead in handled.dead:
             consumer.dead_letter(dead, self.name)
@@ -284,6 +283,8 @@ class Worker:
         """Between batches: the periodic summary, the ledger's size, the guard's gauges, and a database check
         while idle (for /readyz)."""
         self.tally.report(SUMMARY_SECONDS)
+        if not consumer.received and time.monotonic() - consumer.quiet_since >= QUIET_SECONDS:
+            self.pace.quiet()
         if self.settings.metrics_port and time.monotonic() - self.ledger_read >= LEDGER_SECONDS:
             self.ledger_read = time.monotonic()
             with self.database_calls.call():  # a silent server: abandonable on SIGTERM, seen by /readyz

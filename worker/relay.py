@@ -13,7 +13,9 @@ being away is waited out.
 
 It runs as a thread of every worker (its own MySQL and AMQP connections, so
 a slow receiver never holds a batch), as `pmtabounce relay`, and at the end
-of `pmtabounce process` (`drain`).
+of `pmtabounce process` (`drain`). A worker's relay thread puts the bounces
+first (Pace): it sends between batches, and while bounces flow through the
+worker it holds its events, for up to PMTABOUNCE_EVENT_HOLD seconds.
 """
 
 from __future__ import annotations
@@ -45,7 +47,39 @@ WEBHOOK_CHUNK = 20  # webhook calls claimed at once (their lease covers a timeou
 POSTERS = 8  # calls of one chunk in flight at once
 IDLE_SECONDS = 1.0  # how often an idle relay looks for due rows
 GIVE_WAY_SECONDS = 0.5  # a worker's relay thread waits at most this long for a batch to end before a chunk
+QUIET_SECONDS = 0.5  # a worker without a message for this long has no bounces flowing: its relay's events go
 GAUGES_SECONDS = 10.0
+
+
+class Pace:
+    """What a worker tells its relay thread, so that the bounces come first (issue 18: events never slow them).
+
+    `between_batches` is set while the worker applies no batch; `busy_since` (time.monotonic(), seconds) is
+    when the worker's current run of batches began, None once it has had no message for QUIET_SECONDS
+    (`quiet`). On cores shared by the producer, RabbitMQ, MariaDB and the workers, a call sent while
+    bounces flow takes CPU from them, even while this worker waits for its next messages; sent once they
+    stop flowing, the same calls take none of it."""
+
+    def __init__(self) -> None:
+        self.between_batches = threading.Event()
+        self.between_batches.set()
+        self.busy_since: float | None = None
+        self.stopped_flowing = threading.Event()  # set by `quiet`: a holding relay wakes at once
+        self.stopped_flowing.set()
+
+    def batch_started(self) -> None:
+        if self.busy_since is None:
+            self.busy_since = time.monotonic()
+            self.stopped_flowing.clear()
+        self.between_batches.clear()
+
+    def batch_ended(self) -> None:
+        self.between_batches.set()
+
+    def quiet(self) -> None:
+        """No message for QUIET_SECONDS: the bounces have stopped flowing, the events may go."""
+        self.busy_since = None
+        self.stopped_flowing.set()
 
 
 def delivered(answer: WebhookAnswer) -> bool:
@@ -78,7 +112,8 @@ class Relay:
         self._failures = 0
         self.stopped: str | None = None  # why `run` ended on a FatalError (a worker's /readyz says it)
         self.thread: threading.Thread | None = None
-        self.between_batches: threading.Event | None = None  # set while its worker is not applying a batch
+        self.pace: Pace | None = None  # its worker's, for a relay thread: the bounces come first
+        self._holding_since: float | None = None  # time.monotonic() when it began holding its events (_give_way)
 
     # --- the loops -------------------------------------------------------------------------------------
 
@@ -88,7 +123,8 @@ class Relay:
         log.info("relay sending %s from the outbox", " and ".join(self.targets) or "nothing (both are off)")
         try:
             while not stopping.is_set() and self.targets:
-                self._give_way()
+                if not self._give_way():
+                    continue
                 try:
                     sent = self.once()
                     self._failures = 0
@@ -109,6 +145,7 @@ class Relay:
                     stopping.wait(retry_delay(self._failures, self.settings.retry_max_wait))
                     continue
                 if not sent:
+                    self._holding_since = None  # nothing due: a hold starts afresh
                     stopping.wait(IDLE_SECONDS)
         except FatalError as exc:
             self.stopped = str(exc)
@@ -119,13 +156,29 @@ class Relay:
             self.close()
         return 0
 
-    def _give_way(self) -> None:
-        """In a worker, wait (at most GIVE_WAY_SECONDS) until its batch in hand is committed: the thread shares
-        the worker's interpreter lock, so a chunk sent meanwhile is time taken from the batch. Between
-        batches, while the worker waits for messages, the relay has the process to itself; under a flood
-        that leaves no gap it still sends a chunk every GIVE_WAY_SECONDS, and catches up once it eases."""
-        if self.between_batches is not None:
-            self.between_batches.wait(GIVE_WAY_SECONDS)
+    def _give_way(self) -> bool:
+        """In a worker, whether to send a chunk now (False: ask again, after run() has looked at `stopping`).
+
+        While bounces flow through the worker (Pace.busy_since), no chunk until PMTABOUNCE_EVENT_HOLD seconds
+        after the relay began holding: the calls wait for the flow to stop. The hold ends only once the relay
+        has found nothing due (run()), not at a pause between two bursts, so no event waits longer than the
+        hold plus the sending of those before it; a longer flow then has its events sent beside it, taking
+        their share of the CPU. Then, wait (at most GIVE_WAY_SECONDS) until the batch in hand is committed:
+        the thread shares the worker's interpreter lock, so a chunk sent meanwhile is time taken from the
+        batch; under a flood that leaves no gap it still sends a chunk every GIVE_WAY_SECONDS."""
+        pace = self.pace
+        if pace is None:
+            return True
+        if pace.busy_since is not None and self.settings.event_hold > 0:
+            now = time.monotonic()
+            if self._holding_since is None:
+                self._holding_since = now
+            left = self._holding_since + self.settings.event_hold - now
+            if left > 0:  # `stopping` is looked at again within GIVE_WAY_SECONDS
+                pace.stopped_flowing.wait(min(left, GIVE_WAY_SECONDS))
+                return False
+        pace.between_batches.wait(GIVE_WAY_SECONDS)
+        return True
 
     def drain(self, seconds: float) -> int:
         """Send, and try again what fails as its backoff comes due, until nothing waits or `seconds` have
@@ -380,16 +433,15 @@ def _timed_post(row: Claimed, timeout: float) -> Posted:
     return answer, time.monotonic() - started, int(time.time())  # IEM's logdate: time() once curl_exec returned
 
 
-def start_thread(settings: Settings, stopping: threading.Event,
-                 between_batches: threading.Event | None = None) -> Relay | None:
+def start_thread(settings: Settings, stopping: threading.Event, pace: Pace | None = None) -> Relay | None:
     """The worker's relay, running in its thread (`.thread`) until `stopping` is set; None when webhooks
     and the stream are both off. Its `.stopped` says why, when a FatalError ended it early.
-    `between_batches`: set by the worker whenever it is not applying a batch; the relay gives way to the
-    batch in hand before each chunk (Relay._give_way)."""
+    `pace`: the worker's; the relay gives way to the batch in hand before each chunk, and holds its chunks
+    while bounces flow (Relay._give_way)."""
     if not (settings.webhooks or settings.event_stream):
         return None
     relay = Relay(settings)
-    relay.between_batches = between_batches
+    relay.pace = pace
     relay.thread = threading.Thread(target=relay.run, args=(stopping,), name="relay", daemon=True)
     relay.thread.start()
     return relay

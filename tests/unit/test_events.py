@@ -103,37 +103,150 @@ def test_webhooks_on_an_iem_without_webhook_tables_ask_once_per_connection():
     assert len(cursor.statements) == 2
 
 
-def test_a_workers_relay_thread_gives_way_to_the_batch_in_hand(monkeypatch):
-    # worker/relay.py Relay._give_way: while its worker applies a batch (the event cleared) the relay sends
-    # nothing; once the batch is committed (set) it sends; a batch that never ends holds it GIVE_WAY_SECONDS.
-    import threading
+def _relay_with_pace(monkeypatch, hold: float, due: list[int] | None = None):
+    """A worker's relay (worker/relay.py) whose chunks are only timed: (relay, its Pace, the chunks' times).
+    `due`: what each chunk handles in turn (0: nothing was due), 0 once it runs out."""
     import time
 
     from pmtabounce.common.config import Settings
     from pmtabounce.worker import relay as relay_module
 
     settings = Settings.from_env({"PMTABOUNCE_MYSQL_URL": "mysql://nobody@127.0.0.1:9/none",
-                                  "PMTABOUNCE_WEBHOOKS": "on"})
-    between_batches, stopping = threading.Event(), threading.Event()
+                                  "PMTABOUNCE_WEBHOOKS": "on", "PMTABOUNCE_EVENT_HOLD": str(hold)})
     relay = relay_module.Relay(settings)
-    relay.between_batches = between_batches
+    relay.pace = relay_module.Pace()
     chunks: list[float] = []
-    monkeypatch.setattr(relay, "once", lambda: chunks.append(time.monotonic()) or 0)
+    handled = list(reversed(due or []))
+
+    def once() -> int:
+        chunks.append(time.monotonic())
+        if handled:
+            time.sleep(0.01)  # a chunk sent
+            return handled.pop()
+        return 0
+
+    monkeypatch.setattr(relay, "once", once)
     monkeypatch.setattr(relay, "close", lambda: None)
     monkeypatch.setattr(relay_module, "IDLE_SECONDS", 0.05)
     monkeypatch.setattr(relay_module, "GIVE_WAY_SECONDS", 0.6)
+    return relay, relay.pace, chunks
+
+
+def _running(relay):
+    import threading
+    stopping = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stopping,), daemon=True)
-    started = time.monotonic()
     thread.start()
+    return stopping, thread
+
+
+def test_a_workers_relay_thread_gives_way_to_the_batch_in_hand(monkeypatch):
+    # worker/relay.py Relay._give_way: while its worker applies a batch the relay sends nothing; once the batch
+    # is committed it sends; a batch that never ends holds it GIVE_WAY_SECONDS.
+    import time
+
+    relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0)  # only the batch in hand holds it
+    pace.batch_started()
+    started = time.monotonic()
+    stopping, thread = _running(relay)
     try:
         time.sleep(0.3)
         assert chunks == []  # the batch in hand comes first
         time.sleep(0.6)
         assert len(chunks) == 1 and chunks[0] - started >= 0.55  # a batch that does not end: one chunk anyway
-        between_batches.set()
+        pace.batch_ended()
         time.sleep(0.3)
         assert len(chunks) >= 4  # between batches: chunk after chunk (an idle relay looks every IDLE_SECONDS)
     finally:
         stopping.set()
-        between_batches.set()
+        pace.batch_ended()
+        thread.join(5)
+
+
+def test_a_workers_relay_holds_its_events_while_bounces_flow_for_at_most_the_hold(monkeypatch):
+    # Pace.busy_since: the worker's run of batches began. The relay sends nothing, between batches too (the
+    # worker waiting for its next messages), until no message has come for QUIET_SECONDS or
+    # PMTABOUNCE_EVENT_HOLD seconds have passed since it began holding.
+    import time
+
+    relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0.8)
+    pace.batch_started()
+    pace.batch_ended()
+    started = time.monotonic()
+    stopping, thread = _running(relay)
+    try:
+        first = pace.busy_since
+        for _ in range(3):  # batch after batch: the run keeps its start
+            time.sleep(0.15)
+            pace.batch_started()
+            pace.batch_ended()
+        assert pace.busy_since == first
+        time.sleep(0.1)
+        assert chunks == []  # between batches, but bounces flow: held
+        time.sleep(0.6)
+        assert chunks and chunks[0] - started >= 0.75  # held no longer than the hold
+    finally:
+        stopping.set()
+        thread.join(5)
+
+    relay, pace, chunks = _relay_with_pace(monkeypatch, hold=30)
+    pace.batch_started()
+    pace.batch_ended()
+    stopping, thread = _running(relay)
+    try:
+        time.sleep(0.3)
+        assert chunks == []
+        pace.quiet()  # the bounces stopped flowing: the events go at once
+        time.sleep(0.3)
+        assert chunks
+        pace.batch_started()  # a new run of batches holds them again, from its own start
+        assert pace.busy_since is not None and pace.busy_since > started + 0.5
+    finally:
+        stopping.set()
+        thread.join(5)
+    assert not thread.is_alive()  # a relay holding its events still stops when told
+
+
+def test_a_pause_between_two_bursts_does_not_start_the_hold_again(monkeypatch):
+    # Bursts of bounces with short pauses between them: in a pause the relay sends what it can, but while
+    # events are still due the hold keeps its start, so no event waits for the pauses alone.
+    import time
+
+    relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0.8, due=[20] * 1000)
+    pace.batch_started()
+    started = time.monotonic()
+    stopping, thread = _running(relay)
+    try:
+        time.sleep(0.3)
+        assert chunks == []
+        pace.batch_ended()
+        pace.quiet()  # a pause: the events go
+        time.sleep(0.1)
+        assert chunks
+        pace.batch_started()  # the next burst, with events still due; between its batches:
+        pace.batch_ended()
+        sent = len(chunks)
+        time.sleep(0.25)
+        assert len(chunks) <= sent + 1  # held again (at most the chunk in hand)
+        time.sleep(0.45)
+        assert len(chunks) > sent + 1  # 0.8 s after the hold began, not after the new burst began
+        assert chunks[-1] - started < 1.3
+    finally:
+        stopping.set()
+        pace.batch_ended()
+        thread.join(5)
+
+
+def test_a_hold_of_0_never_holds_the_events(monkeypatch):
+    import time
+
+    relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0)
+    pace.batch_started()
+    pace.batch_ended()
+    stopping, thread = _running(relay)
+    try:
+        time.sleep(0.3)
+        assert len(chunks) >= 2
+    finally:
+        stopping.set()
         thread.join(5)
