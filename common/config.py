@@ -266,7 +266,7 @@ def _numbers(cls: type[Settings], source: _Source) -> dict:
                                 for name, low, high in INT_RANGES}
     for name in ("rescan_seconds", "retry_max_wait", "guard_factor", "webhook_timeout", "event_retry_max_wait"):
         values[name] = _float(*source.get(name, getattr(cls, name)))
-    values["event_hold"] = _float(*source.get("event_hold", cls.event_hold), zero=True)
+    values["event_hold"] = _float(*source.get("event_hold", cls.event_hold), zero=True, maximum=3600)
     values["guard"] = _switch(*source.get("guard", "on"))
     values["webhooks"] = _switch(*source.get("webhooks", "on"))
     values["event_stream"] = _switch(*source.get("event_stream", "off"))
@@ -386,7 +386,10 @@ def _switch(value, where: str) -> bool:
     raise ConfigError(f"{where}={value!r}: must be on or off")
 
 
-def _float(value, where: str, *, zero: bool = False) -> float:
+def _float(value, where: str, *, zero: bool = False, maximum: float | None = None) -> float:
+    """A number of the environment or the file, more than 0 (or 0 with `zero`), at most `maximum`."""
+    if isinstance(value, bool):  # TOML's true would pass as 1.0
+        raise ConfigError(f"{where}={value!r}: not a number")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -394,5 +397,7 @@ def _float(value, where: str, *, zero: bool = False) -> float:
     if zero and math.isfinite(number) and number == 0:
         return 0.0
     if not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"{where}={number}: must be a finite number more than 0{' (or 0)' if zero else ''}")
+        raise ConfigError(f"{where}={value}: must be a finite number more than 0{' (or 0)' if zero else ''}")
+    if maximum is not None and number > maximum:
+        raise ConfigError(f"{where}={value}: must be at most {maximum:g}")
     return number

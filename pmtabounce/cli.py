@@ -77,7 +77,7 @@ _POLICY = ("hard_categories", "soft_categories", "soft_threshold", "complaint_ty
 _GUARD = ("guard", "guard_min", "guard_factor", "guard_window")
 _DATABASE = ("mysql_url", "table_prefix")
 _BROKER = ("amqp_url", "queue_prefix", "delivery_limit")
-_EVENTS = ("webhooks", "event_stream", "webhook_timeout", "webhook_attempts", "event_retry_max_wait", "event_hold")
+_EVENTS = ("webhooks", "event_stream", "webhook_timeout", "webhook_attempts", "event_retry_max_wait")
 _AUDIT = ("dlq_audit_file", "audit_require_reason")
 # The settings each command acts on (every command reads and checks them all: a misspelt one is refused).
 READS: dict[str, tuple[str, ...]] = {
@@ -86,7 +86,8 @@ READS: dict[str, tuple[str, ...]] = {
                 *_EVENTS),
     "producer": ("amqp_url", "queue_prefix", "bounce_dir", "done_action", "publish_window", "rescan_seconds",
                  "retry_max_wait", "metrics_port"),
-    "worker": (*_DATABASE, *_BROKER, "batch_size", "retry_max_wait", "metrics_port", *_POLICY, *_GUARD, *_EVENTS),
+    "worker": (*_DATABASE, *_BROKER, "batch_size", "retry_max_wait", "metrics_port", *_POLICY, *_GUARD, *_EVENTS,
+               "event_hold"),
     "dlq": (*_BROKER, "max_replays", *_AUDIT),
     "status": (*_DATABASE, *_BROKER, "rabbitmq_api_url", "bounce_dir", "guard"),
     "demo": (*_DATABASE, "amqp_url", "queue_prefix", "bounce_dir"),

@@ -152,6 +152,11 @@ class Worker:
                          extra={"event": "fatal", "error_class": type(exc).__name__})
             return 1
         finally:
+            if self.idle and self.relay_sender is not None:  # --exit-when-idle: what was held goes now
+                seconds = max(GRACE_SECONDS, self.exit_when_idle or 0.0)
+                if not self.relay_sender.finish(seconds):
+                    log.info("the relay did not send every event due within %.0f s of going idle; they wait in "
+                             "the outbox for the next worker or `pmtabounce relay`", seconds)
             self.relay_stop.set()
             if self.relay_sender is not None and self.relay_sender.thread is not None:
                 # The relay's call in hand (a webhook, or a database call on a silent server) gets the same grace
@@ -229,6 +234,7 @@ class Worker:
         finally:
             consumer.close()
             self.consumer = None
+            self.pace.quiet()  # no bounce flows through a worker without its consumer: the relay sends
 
     def _should_stop(self, consumer: Consumer) -> bool:
         if self.stopping.is_set():

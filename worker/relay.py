@@ -114,6 +114,7 @@ class Relay:
         self.thread: threading.Thread | None = None
         self.pace: Pace | None = None  # its worker's, for a relay thread: the bounces come first
         self._holding_since: float | None = None  # time.monotonic() when it began holding its events (_give_way)
+        self.nothing_due = threading.Event()  # set by run() each time it finds nothing due (see finish)
 
     # --- the loops -------------------------------------------------------------------------------------
 
@@ -123,9 +124,10 @@ class Relay:
         log.info("relay sending %s from the outbox", " and ".join(self.targets) or "nothing (both are off)")
         try:
             while not stopping.is_set() and self.targets:
-                if not self._give_way():
-                    continue
                 try:
+                    if not self._give_way():
+                        self._gauges()  # /metrics shows the events held, as `status` does
+                        continue
                     sent = self.once()
                     self._failures = 0
                 except TransientError as exc:
@@ -146,6 +148,7 @@ class Relay:
                     continue
                 if not sent:
                     self._holding_since = None  # nothing due: a hold starts afresh
+                    self.nothing_due.set()
                     stopping.wait(IDLE_SECONDS)
         except FatalError as exc:
             self.stopped = str(exc)
@@ -156,14 +159,27 @@ class Relay:
             self.close()
         return 0
 
+    def finish(self, seconds: float) -> bool:
+        """A worker about to exit because it is idle (--exit-when-idle): the bounces no longer flow, so the
+        events held go now; wait until the thread has found nothing due, at most `seconds`. True when it did
+        (what is left waits for a retry's time, or for the next worker or relay); False on the bound, or when the
+        thread is not running."""
+        if self.thread is None or not self.thread.is_alive():
+            return False
+        self.nothing_due.clear()
+        if self.pace is not None:
+            self.pace.quiet()
+        return self.nothing_due.wait(seconds)
+
     def _give_way(self) -> bool:
         """In a worker, whether to send a chunk now (False: ask again, after run() has looked at `stopping`).
 
         While bounces flow through the worker (Pace.busy_since), no chunk until PMTABOUNCE_EVENT_HOLD seconds
         after the relay began holding: the calls wait for the flow to stop. The hold ends only once the relay
         has found nothing due (run()), not at a pause between two bursts, so no event waits longer than the
-        hold plus the sending of those before it; a longer flow then has its events sent beside it, taking
-        their share of the CPU. Then, wait (at most GIVE_WAY_SECONDS) until the batch in hand is committed:
+        hold plus the sending of those before it. In a flow longer than the hold the events go in waves: all
+        that is due is sent beside the flow, taking its share of the CPU, then a new hold begins. Before each
+        chunk sent, wait (at most GIVE_WAY_SECONDS) until the batch in hand is committed:
         the thread shares the worker's interpreter lock, so a chunk sent meanwhile is time taken from the
         batch; under a flood that leaves no gap it still sends a chunk every GIVE_WAY_SECONDS."""
         pace = self.pace
