@@ -41,6 +41,9 @@ def test_defaults():
         ("PMTABOUNCE_GUARD_MIN", "250", "guard_min", 250),
         ("PMTABOUNCE_GUARD_FACTOR", "2.5", "guard_factor", 2.5),
         ("PMTABOUNCE_GUARD_WINDOW", "300", "guard_window", 300),
+        ("PMTABOUNCE_EVENT_HOLD", "0", "event_hold", 0.0),
+        ("PMTABOUNCE_EVENT_HOLD", "2.5", "event_hold", 2.5),
+        ("PMTABOUNCE_EVENT_HOLD", "3600", "event_hold", 3600.0),
     ],
 )
 def test_each_variable(variable, value, attribute, expected):
@@ -87,6 +90,11 @@ def test_each_variable(variable, value, attribute, expected):
         ("PMTABOUNCE_GUARD_MIN", "0"),
         ("PMTABOUNCE_GUARD_FACTOR", "0"),
         ("PMTABOUNCE_GUARD_WINDOW", "86401"),
+        ("PMTABOUNCE_EVENT_HOLD", "-1"),
+        ("PMTABOUNCE_EVENT_HOLD", "3601"),
+        ("PMTABOUNCE_EVENT_HOLD", "1e9"),
+        ("PMTABOUNCE_EVENT_HOLD", "nan"),
+        ("PMTABOUNCE_EVENT_HOLD", "soon"),
     ],
 )
 def test_an_invalid_value_names_its_variable(variable, value):
@@ -149,6 +157,8 @@ def test_the_environment_wins_over_the_file(tmp_path):
         ("[policy]\nsoft_threshold = 0", "soft_threshold in"),
         ("[policy]\nsoft_threshold = 'x'", "soft_threshold in"),
         ("this is = = not toml", "PMTABOUNCE_CONFIG"),
+        ("event_hold = true", "event_hold in"),  # TOML's true is no number of seconds
+        ("guard_factor = false", "guard_factor in"),
     ],
 )
 def test_a_bad_value_in_the_file_names_the_file_and_the_key(tmp_path, text, named):

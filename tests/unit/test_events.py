@@ -127,6 +127,12 @@ def _relay_with_pace(monkeypatch, hold: float, due: list[int] | None = None):
 
     monkeypatch.setattr(relay, "once", once)
     monkeypatch.setattr(relay, "close", lambda: None)
+    relay.gauges_read = 0
+
+    def gauges() -> None:
+        relay.gauges_read += 1
+
+    monkeypatch.setattr(relay, "_gauges", gauges)
     monkeypatch.setattr(relay_module, "IDLE_SECONDS", 0.05)
     monkeypatch.setattr(relay_module, "GIVE_WAY_SECONDS", 0.6)
     return relay, relay.pace, chunks
@@ -199,12 +205,45 @@ def test_a_workers_relay_holds_its_events_while_bounces_flow_for_at_most_the_hol
         pace.quiet()  # the bounces stopped flowing: the events go at once
         time.sleep(0.3)
         assert chunks
-        pace.batch_started()  # a new run of batches holds them again, from its own start
+        pace.batch_started()  # a new run of batches holds them again: nothing was due, the hold starts afresh
+        pace.batch_ended()
         assert pace.busy_since is not None and pace.busy_since > started + 0.5
+        time.sleep(0.1)
+        sent = len(chunks)
+        time.sleep(0.6)
+        assert len(chunks) == sent  # held again, well within the new hold
+        assert relay.gauges_read >= 2  # /metrics kept fresh while holding (every GAUGES_SECONDS)
     finally:
         stopping.set()
         thread.join(5)
     assert not thread.is_alive()  # a relay holding its events still stops when told
+
+
+def test_a_hold_starts_afresh_once_nothing_was_due(monkeypatch):
+    # The hold of one flow has run out and the relay found nothing due: the next flow is held again, for a
+    # whole hold of its own.
+    import time
+
+    relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0.6)
+    pace.batch_started()
+    pace.batch_ended()
+    stopping, thread = _running(relay)
+    try:
+        time.sleep(0.9)
+        assert chunks  # the hold ran out while the flow went on: sent (nothing was due)
+        pace.quiet()
+        time.sleep(0.2)
+        pace.batch_started()  # the next flow
+        pace.batch_ended()
+        time.sleep(0.1)
+        sent = len(chunks)
+        time.sleep(0.3)
+        assert len(chunks) == sent  # held again
+        time.sleep(0.6)
+        assert len(chunks) > sent  # for one hold
+    finally:
+        stopping.set()
+        thread.join(5)
 
 
 def test_a_pause_between_two_bursts_does_not_start_the_hold_again(monkeypatch):
