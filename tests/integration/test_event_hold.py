@@ -72,7 +72,7 @@ def test_a_worker_that_loses_rabbitmq_mid_flow_sends_what_it_held(iem_db, vhost,
     stop = threading.Event()
 
     def trickle() -> None:
-        for n, record in enumerate(hard_bounces(emails)):
+        for record in hard_bounces(emails):
             if stop.is_set():
                 return
             publish(vhost.url, vhost.topology, [record])

@@ -4,7 +4,9 @@ the backoff; and which outcomes make which outbox rows (store/events.py, with a 
 from __future__ import annotations
 
 import json
+import threading
 import uuid
+from contextlib import contextmanager
 
 import pytest
 from pmtabounce.common.events import bounce_key, envelope, event_id, retry_delay, routing_key_of
@@ -138,12 +140,24 @@ def _relay_with_pace(monkeypatch, hold: float, due: list[int] | None = None):
     return relay, relay.pace, chunks
 
 
+@contextmanager
 def _running(relay):
-    import threading
+    """The relay's thread, running for the block; then told to stop (its worker between batches)."""
     stopping = threading.Event()
     thread = threading.Thread(target=relay.run, args=(stopping,), daemon=True)
     thread.start()
-    return stopping, thread
+    try:
+        yield thread
+    finally:
+        stopping.set()
+        relay.pace.batch_ended()
+        thread.join(5)
+
+
+def _one_batch(pace) -> None:
+    """The worker applied a batch: bounces flow."""
+    pace.batch_started()
+    pace.batch_ended()
 
 
 def test_a_workers_relay_thread_gives_way_to_the_batch_in_hand(monkeypatch):
@@ -154,8 +168,7 @@ def test_a_workers_relay_thread_gives_way_to_the_batch_in_hand(monkeypatch):
     relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0)  # only the batch in hand holds it
     pace.batch_started()
     started = time.monotonic()
-    stopping, thread = _running(relay)
-    try:
+    with _running(relay):
         time.sleep(0.3)
         assert chunks == []  # the batch in hand comes first
         time.sleep(0.6)
@@ -163,10 +176,6 @@ def test_a_workers_relay_thread_gives_way_to_the_batch_in_hand(monkeypatch):
         pace.batch_ended()
         time.sleep(0.3)
         assert len(chunks) >= 4  # between batches: chunk after chunk (an idle relay looks every IDLE_SECONDS)
-    finally:
-        stopping.set()
-        pace.batch_ended()
-        thread.join(5)
 
 
 def test_a_workers_relay_holds_its_events_while_bounces_flow_for_at_most_the_hold(monkeypatch):
@@ -176,46 +185,34 @@ def test_a_workers_relay_holds_its_events_while_bounces_flow_for_at_most_the_hol
     import time
 
     relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0.8)
-    pace.batch_started()
-    pace.batch_ended()
+    _one_batch(pace)
     started = time.monotonic()
-    stopping, thread = _running(relay)
-    try:
+    with _running(relay) as thread:
         first = pace.busy_since
         for _ in range(3):  # batch after batch: the run keeps its start
             time.sleep(0.15)
-            pace.batch_started()
-            pace.batch_ended()
+            _one_batch(pace)
         assert pace.busy_since == first
         time.sleep(0.1)
         assert chunks == []  # between batches, but bounces flow: held
         time.sleep(0.6)
         assert chunks and chunks[0] - started >= 0.75  # held no longer than the hold
-    finally:
-        stopping.set()
-        thread.join(5)
 
     relay, pace, chunks = _relay_with_pace(monkeypatch, hold=30)
-    pace.batch_started()
-    pace.batch_ended()
-    stopping, thread = _running(relay)
-    try:
+    _one_batch(pace)
+    with _running(relay) as thread:
         time.sleep(0.3)
         assert chunks == []
         pace.quiet()  # the bounces stopped flowing: the events go at once
         time.sleep(0.3)
         assert chunks
-        pace.batch_started()  # a new run of batches holds them again: nothing was due, the hold starts afresh
-        pace.batch_ended()
+        _one_batch(pace)  # a new run of batches holds them again: nothing was due, the hold starts afresh
         assert pace.busy_since is not None and pace.busy_since > started + 0.5
         time.sleep(0.1)
         sent = len(chunks)
         time.sleep(0.6)
         assert len(chunks) == sent  # held again, well within the new hold
         assert relay.gauges_read >= 2  # /metrics kept fresh while holding (every GAUGES_SECONDS)
-    finally:
-        stopping.set()
-        thread.join(5)
     assert not thread.is_alive()  # a relay holding its events still stops when told
 
 
@@ -225,25 +222,19 @@ def test_a_hold_starts_afresh_once_nothing_was_due(monkeypatch):
     import time
 
     relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0.6)
-    pace.batch_started()
-    pace.batch_ended()
-    stopping, thread = _running(relay)
-    try:
+    _one_batch(pace)
+    with _running(relay):
         time.sleep(0.9)
         assert chunks  # the hold ran out while the flow went on: sent (nothing was due)
         pace.quiet()
         time.sleep(0.2)
-        pace.batch_started()  # the next flow
-        pace.batch_ended()
+        _one_batch(pace)  # the next flow
         time.sleep(0.1)
         sent = len(chunks)
         time.sleep(0.3)
         assert len(chunks) == sent  # held again
         time.sleep(0.6)
         assert len(chunks) > sent  # for one hold
-    finally:
-        stopping.set()
-        thread.join(5)
 
 
 def test_a_pause_between_two_bursts_does_not_start_the_hold_again(monkeypatch):
@@ -254,38 +245,27 @@ def test_a_pause_between_two_bursts_does_not_start_the_hold_again(monkeypatch):
     relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0.8, due=[20] * 1000)
     pace.batch_started()
     started = time.monotonic()
-    stopping, thread = _running(relay)
-    try:
+    with _running(relay):
         time.sleep(0.3)
         assert chunks == []
         pace.batch_ended()
         pace.quiet()  # a pause: the events go
         time.sleep(0.1)
         assert chunks
-        pace.batch_started()  # the next burst, with events still due; between its batches:
-        pace.batch_ended()
+        _one_batch(pace)  # the next burst, with events still due
         sent = len(chunks)
         time.sleep(0.25)
         assert len(chunks) <= sent + 1  # held again (at most the chunk in hand)
         time.sleep(0.45)
         assert len(chunks) > sent + 1  # 0.8 s after the hold began, not after the new burst began
         assert chunks[-1] - started < 1.3
-    finally:
-        stopping.set()
-        pace.batch_ended()
-        thread.join(5)
 
 
 def test_a_hold_of_0_never_holds_the_events(monkeypatch):
     import time
 
     relay, pace, chunks = _relay_with_pace(monkeypatch, hold=0)
-    pace.batch_started()
-    pace.batch_ended()
-    stopping, thread = _running(relay)
-    try:
+    _one_batch(pace)
+    with _running(relay):
         time.sleep(0.3)
         assert len(chunks) >= 2
-    finally:
-        stopping.set()
-        thread.join(5)
