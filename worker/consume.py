@@ -38,6 +38,7 @@ SUMMARY_SECONDS = 10.0
 PING_SECONDS = 5.0  # how often an idle worker checks the database, for /readyz
 LEDGER_SECONDS = 60.0  # how often the ledger's size and oldest row are read for the metrics
 HUNG_SECONDS = 5.0  # a database call silent this long makes /readyz fail (a partition raises nothing)
+FINISH_SECONDS = 10.0  # a worker exiting when idle lets its relay send what is due for at most this long
 PAUSE_SLICE = 0.25  # a retry pause looks for a stop request this often
 
 
@@ -152,11 +153,11 @@ class Worker:
                          extra={"event": "fatal", "error_class": type(exc).__name__})
             return 1
         finally:
-            if self.idle and self.relay_sender is not None:  # --exit-when-idle: what was held goes now
-                seconds = max(GRACE_SECONDS, self.exit_when_idle or 0.0)
-                if not self.relay_sender.finish(seconds):
+            relay = self.relay_sender
+            if self.idle and relay is not None and relay.stopped is None:  # --exit-when-idle: what was held goes
+                if not relay.finish(FINISH_SECONDS, self.stopping) and not self.stopping.is_set():
                     log.info("the relay did not send every event due within %.0f s of going idle; they wait in "
-                             "the outbox for the next worker or `pmtabounce relay`", seconds)
+                             "the outbox for the next worker or `pmtabounce relay`", FINISH_SECONDS)
             self.relay_stop.set()
             if self.relay_sender is not None and self.relay_sender.thread is not None:
                 # The relay's call in hand (a webhook, or a database call on a silent server) gets the same grace

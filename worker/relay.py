@@ -114,7 +114,8 @@ class Relay:
         self.thread: threading.Thread | None = None
         self.pace: Pace | None = None  # its worker's, for a relay thread: the bounces come first
         self._holding_since: float | None = None  # time.monotonic() when it began holding its events (_give_way)
-        self.nothing_due = threading.Event()  # set by run() each time it finds nothing due (see finish)
+        self.nothing_due = threading.Event()  # set by run() when a pass begun after `finish` found nothing due
+        self._finish_asked = float("-inf")  # time.monotonic() of the last `finish`
 
     # --- the loops -------------------------------------------------------------------------------------
 
@@ -128,6 +129,7 @@ class Relay:
                     if not self._give_way():
                         self._gauges()  # /metrics shows the events held, as `status` does
                         continue
+                    began = time.monotonic()
                     sent = self.once()
                     self._failures = 0
                 except TransientError as exc:
@@ -148,7 +150,8 @@ class Relay:
                     continue
                 if not sent:
                     self._holding_since = None  # nothing due: a hold starts afresh
-                    self.nothing_due.set()
+                    if began >= self._finish_asked:  # a pass begun before it may have missed the last commit
+                        self.nothing_due.set()
                     stopping.wait(IDLE_SECONDS)
         except FatalError as exc:
             self.stopped = str(exc)
@@ -159,17 +162,23 @@ class Relay:
             self.close()
         return 0
 
-    def finish(self, seconds: float) -> bool:
-        """A worker about to exit because it is idle (--exit-when-idle): the bounces no longer flow, so the
-        events held go now; wait until the thread has found nothing due, at most `seconds`. True when it did
-        (what is left waits for a retry's time, or for the next worker or relay); False on the bound, or when the
-        thread is not running."""
+    def finish(self, seconds: float, stopping: threading.Event) -> bool:
+        """A worker about to exit because it is idle (--exit-when-idle), its last batch committed: the bounces
+        no longer flow, so the events held go now. Waits until a pass of the thread begun after this call has
+        found nothing due (so it saw that commit), at most `seconds`, or until `stopping` is set (a stop
+        request is never held up). True when it did (what is left waits for a retry's time, or for the next
+        worker or relay); False otherwise, and at once when the thread is not running."""
         if self.thread is None or not self.thread.is_alive():
             return False
         self.nothing_due.clear()
+        self._finish_asked = time.monotonic()
         if self.pace is not None:
             self.pace.quiet()
-        return self.nothing_due.wait(seconds)
+        deadline = self._finish_asked + seconds
+        while not self.nothing_due.wait(0.1):
+            if stopping.is_set() or time.monotonic() >= deadline:
+                return False
+        return True
 
     def _give_way(self) -> bool:
         """In a worker, whether to send a chunk now (False: ask again, after run() has looked at `stopping`).
