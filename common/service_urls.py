@@ -55,7 +55,9 @@ class MySQLTarget:
         return any(getattr(self, name) is not None for name in (*MYSQL_FILE_OPTIONS, *MYSQL_FLAG_OPTIONS))
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context the URL's ssl_* options ask for, or None (no ssl_* option: no TLS).
+        """The TLS context the URL's ssl_* options ask for, or None (no ssl_* option: TLS not required; the
+        driver, PyMySQL 1.2 on, then still uses TLS without checking the certificate when the server offers it,
+        MySQL's PREFERRED mode, and goes on in clear when it does not).
 
         Built here rather than by the MySQL driver, whose own ssl_* handling makes none when every value is
         false (`ssl_verify_cert=false` alone meant a connection in clear) and does not verify with `ssl_ca`
