@@ -394,7 +394,7 @@ def _float(value, where: str, *, zero: bool = False, maximum: float | None = Non
         number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}={value!r}: not a number") from None
-    if zero and math.isfinite(number) and number == 0:
+    if zero and number == 0:
         return 0.0
     if not math.isfinite(number) or number <= 0:
         raise ConfigError(f"{where}={value}: must be a finite number more than 0{' (or 0)' if zero else ''}")

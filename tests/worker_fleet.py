@@ -117,15 +117,20 @@ def publish(url: str, topology: Topology, records: Iterable[BounceRecord]) -> in
     count = 0
     try:
         for record in records:
-            headers = {H_SOURCE_FILE: record.source_file, H_SOURCE_LINE: record.source_line}
-            properties = pika.BasicProperties(
-                content_type=CONTENT_TYPE, delivery_mode=2, message_id=record.fingerprint, headers=headers
-            )
-            channel.basic_publish(topology.exchange, topology.routing_key, encode(record), properties, mandatory=True)
+            publish_on(channel, topology, record)
             count += 1
     finally:
         connection.close()
     return count
+
+
+def publish_on(channel, topology: Topology, record: BounceRecord) -> None:
+    """One record on a confirming channel (`publisher`), as the producer publishes it."""
+    headers = {H_SOURCE_FILE: record.source_file, H_SOURCE_LINE: record.source_line}
+    properties = pika.BasicProperties(
+        content_type=CONTENT_TYPE, delivery_mode=2, message_id=record.fingerprint, headers=headers
+    )
+    channel.basic_publish(topology.exchange, topology.routing_key, encode(record), properties, mandatory=True)
 
 
 def publish_raw(url: str, topology: Topology, body: bytes, message_id: str, headers: dict | None = None) -> None:

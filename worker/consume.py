@@ -159,12 +159,12 @@ class Worker:
                     log.info("the relay did not send every event due within %.0f s of going idle; they wait in "
                              "the outbox for the next worker or `pmtabounce relay`", FINISH_SECONDS)
             self.relay_stop.set()
-            if self.relay_sender is not None and self.relay_sender.thread is not None:
+            if relay is not None and relay.thread is not None:
                 # The relay's call in hand (a webhook, or a database call on a silent server) gets the same grace
                 # as the worker's own; a daemon thread left behind loses nothing: its claimed rows are sent again
                 # once their lease runs out, and its open transaction is rolled back (at-least-once).
-                self.relay_sender.thread.join(GRACE_SECONDS)
-                if self.relay_sender.thread.is_alive():
+                relay.thread.join(GRACE_SECONDS)
+                if relay.thread.is_alive():
                     log.info("the relay's call in hand did not end within %.0f s; its events are sent again later",
                              GRACE_SECONDS)
             self.applier.close()

@@ -186,9 +186,9 @@ class Relay:
         While bounces flow through the worker (Pace.busy_since), no chunk until PMTABOUNCE_EVENT_HOLD seconds
         after the relay began holding: the calls wait for the flow to stop. The hold ends only once the relay
         has found nothing due (run()), not at a pause between two bursts, so no event waits longer than the
-        hold plus the sending of those before it. In a flow longer than the hold the events go in waves: all
-        that is due is sent beside the flow, taking its share of the CPU, then a new hold begins. Before each
-        chunk sent, wait (at most GIVE_WAY_SECONDS) until the batch in hand is committed:
+        hold plus the sending of those before it. In a flow longer than the hold the events are then sent
+        beside it, taking their share of the CPU, until a pass finds nothing due; only then can a new hold
+        begin. Before each chunk sent, wait (at most GIVE_WAY_SECONDS) until the batch in hand is committed:
         the thread shares the worker's interpreter lock, so a chunk sent meanwhile is time taken from the
         batch; under a flood that leaves no gap it still sends a chunk every GIVE_WAY_SECONDS."""
         pace = self.pace

@@ -8,10 +8,8 @@ from __future__ import annotations
 import threading
 import time
 
-import pika
 import pytest
 from iem_seed import Seed
-from pmtabounce.common.message import CONTENT_TYPE, encode
 from tcp_proxy import TcpProxy
 from webhook_receiver import WebhookReceiver
 from webhook_world import BOUNCE
@@ -21,6 +19,7 @@ from worker_fleet import (
     hard_bounces,
     ledger_count,
     publish,
+    publish_on,
     publisher,
     wait_for,
     worker_env,
@@ -90,9 +89,7 @@ def test_a_worker_holds_its_calls_while_bounces_trickle_in_and_sends_them_when_i
             for record in hard_bounces(emails):
                 if stop.is_set():
                     return
-                channel.basic_publish(vhost.topology.exchange, vhost.topology.routing_key, encode(record),
-                                      pika.BasicProperties(content_type=CONTENT_TYPE, delivery_mode=2,
-                                                           message_id=record.fingerprint), mandatory=True)
+                publish_on(channel, vhost.topology, record)
                 time.sleep(0.1)
         finally:
             connection.close()
